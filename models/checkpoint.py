@@ -1,0 +1,78 @@
+"""Reading model.pt: the one reader that the trainer (--resume), exporter, tests and benchmarks share.
+
+model.pt is a plain dict read with ``torch.load(weights_only=True)``: a file that carries pickled code
+is refused before anything in it runs.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from pathlib import Path
+
+import torch
+
+from .config import VAEConfig
+from .vae import VAE, build_model
+
+FORMAT = "vae-edge/1"
+REQUIRED_KEYS = ("format", "config", "state_dict", "data")
+
+
+class CheckpointError(ValueError):
+    """model.pt is missing, unreadable, unsafe or not a vae-edge checkpoint."""
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict:
+    """Load and check a model.pt dict without building the model.
+
+    Raises:
+        CheckpointError: with a one-line reason naming the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        # weights_only refuses arbitrary classes and callables: the file would have run code on load.
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(
+            f"{path}: refused, the file holds pickled objects other than tensors and plain data ({first})"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({first})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise CheckpointError(f"{path}: not a vae-edge checkpoint (format {found!r}, expected {FORMAT!r})")
+    missing = [k for k in REQUIRED_KEYS if k not in ckpt]
+    if missing:
+        raise CheckpointError(f"{path}: checkpoint lacks {', '.join(missing)}")
+    return ckpt
+
+
+def model_from_checkpoint(ckpt: dict, source: str = "checkpoint") -> VAE:
+    """Rebuild the module from a checkpoint dict, in eval mode on the CPU.
+
+    Raises:
+        CheckpointError: the config or the weights do not fit.
+    """
+    try:
+        config = VAEConfig.from_dict(dict(ckpt["config"]))
+        model = build_model(config)
+        model.load_state_dict(ckpt["state_dict"])
+    except (TypeError, ValueError, RuntimeError, KeyError) as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise CheckpointError(f"{source}: weights do not match its config ({first})") from None
+    return model.eval()
+
+
+def load_model(path: str | os.PathLike) -> VAE:
+    """Rebuild the PyTorch VAE from model.pt (eval mode, CPU): what export, benchmarks and tests compare against.
+
+    Raises:
+        CheckpointError: missing, unsafe or malformed file.
+    """
+    return model_from_checkpoint(read_checkpoint(path), source=str(path))

@@ -1,0 +1,50 @@
+"""The VAE as two modules, encoder and decoder: exactly where the ONNX graphs are cut."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .config import VAEConfig
+from .mlp import MLPDecoder, MLPEncoder
+
+_ARCHS = {"mlp": (MLPEncoder, MLPDecoder)}
+
+
+class VAE(nn.Module):
+    """Encoder q(z|x) and decoder p(x|z) (Kingma & Welling, 2014).
+
+    The loss lives in ``vae_edge.trainer.objectives``, not here: ``forward`` only runs the model.
+    """
+
+    def __init__(self, config: VAEConfig):
+        super().__init__()
+        self.config = config
+        encoder_cls, decoder_cls = _ARCHS[config.arch]
+        self.encoder = encoder_cls(config)
+        self.decoder = decoder_cls(config)
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x (B, *input_shape) -> mu, logvar (B, latent)."""
+        return self.encoder(x)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """z (B, latent) -> mean of p(x|z) (B, *input_shape)."""
+        return self.decoder(z)
+
+    @staticmethod
+    def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """z = mu + sigma * eps, eps ~ N(0, I): the sample stays differentiable in mu and logvar."""
+        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        return mu + torch.exp(0.5 * logvar) * eps
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x -> (x_mean, mu, logvar), with one reparameterised sample of z."""
+        mu, logvar = self.encode(x)
+        z = self.reparameterize(mu, logvar)
+        return self.decode(z), mu, logvar
+
+
+def build_model(config: VAEConfig) -> VAE:
+    """A freshly initialised VAE for ``config``."""
+    return VAE(config)

@@ -1,0 +1,93 @@
+"""The bundle folder: manifest.json plus ONNX graphs, each checked against its sha256 before use.
+
+This is the only contract between the exporter and the runtime; the constants here are it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from importlib import resources
+from pathlib import Path, PurePosixPath
+
+from .files import sha256_file
+
+SCHEMA = "vae-edge/bundle/1"
+MANIFEST = "manifest.json"
+GRAPHS = ("encoder", "decoder")
+
+
+class BundleError(ValueError):
+    """The bundle folder is missing, tampered with or not one this runtime can read."""
+
+
+def default_bundle_path() -> Path:
+    """The bundle shipped inside the package (an MLP trained on scikit-learn's digits)."""
+    return Path(str(resources.files(__package__).joinpath("default_bundle")))
+
+
+def _safe_member(root: Path, name: object) -> Path:
+    # A manifest is data from outside: a name must stay a plain file name inside the bundle folder.
+    if not isinstance(name, str) or not name:
+        raise BundleError(f"{root}: manifest names a file with an invalid name {name!r}")
+    pure = PurePosixPath(name)
+    if pure.is_absolute() or ".." in pure.parts or "\\" in name or len(pure.parts) != 1:
+        raise BundleError(f"{root}: manifest file name {name!r} points outside the bundle folder")
+    return root / name
+
+
+def read_manifest(path: str | os.PathLike) -> dict:
+    """Parse and check ``manifest.json`` of the bundle at ``path`` (no hashing).
+
+    Raises:
+        BundleError: missing folder or manifest, bad JSON, unknown schema, missing keys.
+    """
+    root = Path(path)
+    if not root.is_dir():
+        raise BundleError(f"{root}: no such bundle folder")
+    mpath = root / MANIFEST
+    try:
+        manifest = json.loads(mpath.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BundleError(f"{root}: not a bundle (no {MANIFEST})") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BundleError(f"{mpath}: unreadable manifest ({exc})") from None
+    if not isinstance(manifest, dict):
+        raise BundleError(f"{mpath}: manifest must be a JSON object")
+    if manifest.get("schema") != SCHEMA:
+        raise BundleError(f"{mpath}: schema {manifest.get('schema')!r} is not supported (expected {SCHEMA!r})")
+    for key in ("model", "data", "variants", "files"):
+        if not isinstance(manifest.get(key), dict):
+            raise BundleError(f"{mpath}: manifest lacks the {key!r} section")
+    for variant, entry in manifest["variants"].items():
+        for graph in GRAPHS:
+            if not isinstance(entry, dict) or graph not in entry:
+                raise BundleError(f"{mpath}: variant {variant!r} names no {graph} graph")
+            if entry[graph] not in manifest["files"]:
+                raise BundleError(f"{mpath}: variant {variant!r} uses {entry[graph]!r}, which the files list lacks")
+    return manifest
+
+
+def verify_files(path: str | os.PathLike, manifest: dict) -> None:
+    """Check that every file the manifest lists is present, inside the folder, and has its sha256 and size.
+
+    Raises:
+        BundleError: naming the first file that is missing, truncated or altered.
+    """
+    root = Path(path)
+    for name, meta in manifest["files"].items():
+        member = _safe_member(root, name)
+        if not isinstance(meta, dict) or "sha256" not in meta:
+            raise BundleError(f"{root}: manifest gives no sha256 for {name}")
+        if not member.is_file():
+            raise BundleError(f"{member}: missing from the bundle")
+        size = member.stat().st_size
+        if "bytes" in meta and size != meta["bytes"]:
+            raise BundleError(f"{member}: {size} bytes, the manifest says {meta['bytes']} (truncated or replaced)")
+        if sha256_file(member) != meta["sha256"]:
+            raise BundleError(f"{member}: sha256 does not match the manifest (file altered)")
+
+
+def graph_path(path: str | os.PathLike, manifest: dict, variant: str, graph: str) -> Path:
+    """Path of ``graph`` ("encoder"/"decoder") for ``variant``, checked to stay inside the bundle."""
+    return _safe_member(Path(path), manifest["variants"][variant][graph])

@@ -1,0 +1,69 @@
+"""PNG image grids. Pillow is imported only here, inside the function, so devices without it can run."""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .files import atomic_write_bytes
+
+
+def grid_array(images: np.ndarray, *, nrow: int | None = None, pad: int = 1, scale: int = 1) -> np.ndarray:
+    """Tile images in [0, 1] into one uint8 picture.
+
+    Args:
+        images: [n, H, W] or [n, C, H, W] with C = 1 or 3; values in [0, 1] (clipped).
+        nrow: images per row (default: a near-square grid).
+        pad: pixels of black between tiles.
+        scale: integer upscaling factor (nearest), so that 8x8 images are visible.
+
+    Returns:
+        uint8 array [H', W'] or [H', W', 3].
+
+    Raises:
+        ValueError: not a stack of images.
+    """
+    a = np.asarray(images, dtype=np.float32)
+    if not (a.ndim == 3 or (a.ndim == 4 and a.shape[1] in (1, 3))) or a.shape[0] == 0:
+        raise ValueError(
+            f"expected a non-empty stack of images [n, H, W] or [n, C, H, W] with C in (1, 3), got shape {a.shape}"
+        )
+    a = a[..., None] if a.ndim == 3 else a.transpose(0, 2, 3, 1)  # -> (n, H, W, C)
+    n, h, w, c = a.shape
+    nrow = nrow or math.ceil(math.sqrt(n))
+    ncol = math.ceil(n / nrow)
+    canvas = np.zeros((ncol * (h + pad) + pad, nrow * (w + pad) + pad, c), dtype=np.float32)
+    for i in range(n):
+        r, col = divmod(i, nrow)
+        y, x = pad + r * (h + pad), pad + col * (w + pad)
+        canvas[y : y + h, x : x + w] = a[i]
+    out = (np.clip(np.nan_to_num(canvas), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    if scale > 1:
+        out = out.repeat(scale, axis=0).repeat(scale, axis=1)
+    return out[..., 0] if c == 1 else out
+
+
+def save_grid(path: str | os.PathLike, images: np.ndarray, *, nrow: int | None = None, scale: int | None = None) -> Path:
+    """Write images in [0, 1] as one PNG grid, atomically.
+
+    ``scale`` defaults to enough nearest-neighbour upscaling that each tile is at least 48 pixels high.
+
+    Raises:
+        ValueError: not a stack of images.
+        RuntimeError: Pillow is not installed.
+    """
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover - depends on the install
+        raise RuntimeError("writing PNG grids needs Pillow: pip install pillow") from None
+    arr = np.asarray(images)
+    if scale is None:
+        scale = max(1, math.ceil(48 / arr.shape[-2])) if arr.ndim >= 3 and arr.shape[-2] else 1
+    pixels = grid_array(arr, nrow=nrow, scale=scale)
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="PNG")
+    return atomic_write_bytes(path, buf.getvalue())

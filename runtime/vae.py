@@ -1,0 +1,268 @@
+"""The device-side VAE: numpy + onnxruntime only (no torch, no onnx, no pillow at import)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from .bundle import BundleError, default_bundle_path, graph_path, read_manifest, verify_files
+from .validation import as_batch
+
+log = logging.getLogger(__name__)
+
+# Tolerance for data that should lie in [0, 1] after preprocessing (Bernoulli): rounding in the user's
+# own scaling must not be an error, a value clearly outside the range must.
+_RANGE_SLACK = 1e-4
+# Probabilities are clipped this far from 0 and 1 before log(): float32 sigmoid saturates at 1 - 6e-8.
+_PROB_EPS = 1e-7
+
+
+class VAE:
+    """Encode, decode, sample, reconstruct and score with an exported bundle.
+
+    Inputs and outputs are in the data's own units (e.g. 0..16 for digits): the preprocessing recorded
+    in the manifest is applied here, on the way in and out, so device and workstation agree.
+    One object is safe to share between threads (onnxruntime sessions are; no state changes per call).
+    """
+
+    def __init__(self, path: Path, manifest: dict, precision: str, encoder: ort.InferenceSession, decoder: ort.InferenceSession):
+        self.path = path
+        self.manifest = manifest
+        self.precision = precision
+        self._encoder = encoder
+        self._decoder = decoder
+        self._enc_in = encoder.get_inputs()[0].name
+        self._dec_in = decoder.get_inputs()[0].name
+        self.shape: tuple[int, ...] = tuple(int(d) for d in manifest["data"]["shape"])
+        self.latent_dim = int(manifest["model"]["latent_dim"])
+        self.likelihood = manifest["model"]["likelihood"]
+        pre = manifest["data"].get("preprocessing") or {"kind": "affine", "offset": 0.0, "scale": 1.0}
+        if pre.get("kind") != "affine" or not float(pre.get("scale", 0)) > 0:
+            raise BundleError(f"{path}: unsupported preprocessing {pre!r}")
+        self._offset = np.float32(pre["offset"])
+        self._scale = np.float32(pre["scale"])
+
+    # ---------------------------------------------------------------- loading
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike | None = None,
+        *,
+        precision: str = "fp32",
+        threads: int | None = None,
+        providers: list[str] | None = None,
+    ) -> "VAE":
+        """Open a bundle, verifying every file's sha256 first.
+
+        Args:
+            path: bundle folder; ``None`` for the default bundle shipped in the package.
+            precision: a variant named in the manifest ("fp32", "int8", ...).
+            threads: onnxruntime intra-op threads (``None``: onnxruntime's choice, one per core).
+            providers: execution providers by name, default ``["CPUExecutionProvider"]``.
+
+        Raises:
+            BundleError: missing, tampered or unreadable bundle (a ``ValueError``).
+            ValueError: unknown precision, provider or thread count.
+        """
+        root = Path(path) if path is not None else default_bundle_path()
+        manifest = read_manifest(root)
+        variants = manifest["variants"]
+        if precision not in variants:
+            raise ValueError(f"precision {precision!r} is not in this bundle; it has {', '.join(variants)}")
+        verify_files(root, manifest)
+        options = _session_options(threads)
+        providers = _check_providers(providers)
+        sessions = []
+        for graph in ("encoder", "decoder"):
+            gp = graph_path(root, manifest, precision, graph)
+            try:
+                sessions.append(ort.InferenceSession(str(gp), sess_options=options, providers=providers))
+            except Exception as exc:  # onnxruntime raises its own exception types
+                raise BundleError(f"{gp}: onnxruntime cannot load it ({str(exc).splitlines()[0]})") from None
+        log.debug("loaded %s (%s) with providers %s", root, precision, providers)
+        return cls(root, manifest, precision, *sessions)
+
+    # ---------------------------------------------------------------- data units <-> model space
+    def _to_model(self, x: np.ndarray) -> np.ndarray:
+        xm = (x - self._offset) / self._scale
+        if self.likelihood == "bernoulli" and xm.size:
+            lo, hi = float(xm.min()), float(xm.max())
+            if lo < -_RANGE_SLACK or hi > 1 + _RANGE_SLACK:
+                a, b = float(self._offset), float(self._offset + self._scale)
+                raise ValueError(f"x: values must lie in [{a:g}, {b:g}] for this model, got min {lo * self._scale + self._offset:g}, max {hi * self._scale + self._offset:g}")
+            xm = np.clip(xm, 0.0, 1.0, out=xm)
+        return xm
+
+    def _from_model(self, xm: np.ndarray) -> np.ndarray:
+        return xm * self._scale + self._offset
+
+    # ---------------------------------------------------------------- graphs
+    def _encode_model(self, xm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if not len(xm):
+            empty = np.zeros((0, self.latent_dim), np.float32)
+            return empty, empty.copy()
+        mu, logvar = self._encoder.run(None, {self._enc_in: xm})
+        return mu, logvar
+
+    def _decode_model(self, z: np.ndarray) -> np.ndarray:
+        if not len(z):
+            return np.zeros((0, *self.shape), np.float32)
+        return self._decoder.run(None, {self._dec_in: z})[0]
+
+    def _latent(self, z: object) -> tuple[np.ndarray, bool]:
+        return as_batch(z, (self.latent_dim,), "z")
+
+    # ---------------------------------------------------------------- public API
+    def encode(self, x: object) -> tuple[np.ndarray, np.ndarray]:
+        """q(z|x) parameters.
+
+        Args:
+            x: [n, *shape] or one sample [*shape], in data units.
+
+        Returns:
+            (mu, logvar), each [n, latent] (or [latent] for one sample), float32.
+
+        Raises:
+            ValueError: wrong shape, non-numeric, NaN/Inf, or out of the data's range.
+        """
+        xb, single = as_batch(x, self.shape, "x")
+        mu, logvar = self._encode_model(self._to_model(xb))
+        return (mu[0], logvar[0]) if single else (mu, logvar)
+
+    def decode(self, z: object) -> np.ndarray:
+        """Mean of p(x|z) in data units: [n, *shape] for z [n, latent] (or [*shape] for z [latent]).
+
+        Raises:
+            ValueError: wrong shape, non-numeric, NaN/Inf.
+        """
+        zb, single = self._latent(z)
+        x = self._from_model(self._decode_model(zb))
+        return x[0] if single else x
+
+    def reconstruct(self, x: object) -> np.ndarray:
+        """Decode the posterior mean: deterministic reconstruction (denoising), same shape as ``x``.
+
+        Raises:
+            ValueError: as :meth:`encode`.
+        """
+        xb, single = as_batch(x, self.shape, "x")
+        mu, _ = self._encode_model(self._to_model(xb))
+        out = self._from_model(self._decode_model(mu))
+        return out[0] if single else out
+
+    def sample(self, n: int, *, seed: int | None = None, temperature: float = 1.0) -> np.ndarray:
+        """Draw ``n`` samples from the prior, z ~ N(0, temperature^2 I), decoded to data units.
+
+        The same ``seed`` gives the same samples. Returns [n, *shape] float32.
+
+        Raises:
+            ValueError: negative ``n`` or non-positive temperature.
+        """
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+            raise ValueError(f"n: expected a non-negative integer, got {n!r}")
+        if not np.isfinite(temperature) or temperature <= 0:
+            raise ValueError(f"temperature: expected a positive number, got {temperature!r}")
+        rng = np.random.default_rng(seed)
+        z = (rng.standard_normal((int(n), self.latent_dim)) * temperature).astype(np.float32)
+        return self._from_model(self._decode_model(z))
+
+    def interpolate(self, x_a: object, x_b: object, steps: int = 8) -> np.ndarray:
+        """Decode ``steps`` points on the straight line between the posterior means of two samples.
+
+        Returns [steps, *shape]; the first and last are the reconstructions of ``x_a`` and ``x_b``.
+
+        Raises:
+            ValueError: either input is not one sample of the right shape, or ``steps`` < 2.
+        """
+        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 2:
+            raise ValueError(f"steps: expected an integer >= 2, got {steps!r}")
+        ends = []
+        for name, x in (("x_a", x_a), ("x_b", x_b)):
+            xb, _ = as_batch(x, self.shape, name)
+            if len(xb) != 1:
+                raise ValueError(f"{name}: expected one sample of shape {list(self.shape)}, got a batch of {len(xb)}")
+            ends.append(self._encode_model(self._to_model(xb))[0][0])
+        t = np.linspace(0.0, 1.0, int(steps), dtype=np.float32)[:, None]
+        z = (1.0 - t) * ends[0] + t * ends[1]
+        return self._from_model(self._decode_model(z.astype(np.float32)))
+
+    def anomaly_score(self, x: object, *, samples: int | None = None, seed: int | None = 0) -> np.ndarray:
+        """Negative ELBO per sample in nats: reconstruction negative log-likelihood + KL(q(z|x) || N(0, I)).
+
+        Higher means less like the training data. By default the reconstruction term is taken at the
+        posterior mean (deterministic); ``samples=K`` averages it over K reparameterised draws instead
+        (a Monte-Carlo estimate of the ELBO, seeded by ``seed``).
+
+        Returns:
+            float64 [n] (a 0-d value for one sample).
+
+        Raises:
+            ValueError: as :meth:`encode`, or ``samples`` < 1.
+        """
+        if samples is not None and (isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or samples < 1):
+            raise ValueError(f"samples: expected a positive integer or None, got {samples!r}")
+        xb, single = as_batch(x, self.shape, "x")
+        xm = self._to_model(xb)
+        mu, logvar = self._encode_model(xm)
+        if samples is None:
+            nll = self._nll(xm, self._decode_model(mu))
+        else:
+            rng = np.random.default_rng(seed)
+            sigma = np.exp(0.5 * logvar)
+            nll = np.zeros(len(xm))
+            for _ in range(int(samples)):
+                z = (mu + sigma * rng.standard_normal(mu.shape)).astype(np.float32)
+                nll += self._nll(xm, self._decode_model(z))
+            nll /= int(samples)
+        score = nll + gaussian_kl(mu, logvar)
+        return score[0] if single else score
+
+    def _nll(self, xm: np.ndarray, mean: np.ndarray) -> np.ndarray:
+        return bernoulli_nll(xm, mean)
+
+    def __repr__(self) -> str:
+        return f"VAE(path={str(self.path)!r}, precision={self.precision!r}, shape={list(self.shape)}, latent_dim={self.latent_dim})"
+
+
+def bernoulli_nll(x: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """-log p(x|z) per sample for a Bernoulli (binary cross-entropy, summed over elements), float64 [n]."""
+    p = np.clip(p.astype(np.float64), _PROB_EPS, 1.0 - _PROB_EPS)
+    x = x.astype(np.float64)
+    bce = -(x * np.log(p) + (1.0 - x) * np.log1p(-p))
+    return bce.reshape(len(x), -1).sum(axis=1)
+
+
+def gaussian_kl(mu: np.ndarray, logvar: np.ndarray) -> np.ndarray:
+    """KL(N(mu, exp(logvar)) || N(0, I)) per sample, float64 [n] (Kingma & Welling, Appendix B)."""
+    mu = mu.astype(np.float64)
+    logvar = logvar.astype(np.float64)
+    return 0.5 * (mu**2 + np.exp(logvar) - 1.0 - logvar).sum(axis=1)
+
+
+def _session_options(threads: int | None) -> ort.SessionOptions:
+    options = ort.SessionOptions()
+    # Full graph optimisation (fusions, constant folding) happens once at load; these graphs are small.
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3  # errors only: a device log should not fill with onnxruntime notices
+    if threads is not None:
+        if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
+            raise ValueError(f"threads: expected a positive integer, got {threads!r}")
+        options.intra_op_num_threads = int(threads)
+        options.inter_op_num_threads = 1
+    return options
+
+
+def _check_providers(providers: list[str] | None) -> list[str]:
+    if providers is None:
+        return ["CPUExecutionProvider"]
+    if isinstance(providers, str):
+        providers = [providers]
+    available = ort.get_available_providers()
+    unknown = [p for p in providers if p not in available]
+    if unknown or not providers:
+        raise ValueError(f"providers: {', '.join(unknown) or '(none)'} not available here; onnxruntime offers {', '.join(available)}")
+    return list(providers)

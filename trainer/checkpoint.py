@@ -1,0 +1,31 @@
+"""Writing model.pt: a plain dict (no pickled modules), saved atomically."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from vae_edge.models import FORMAT, VAE
+from vae_edge.runtime.files import atomic_path
+
+
+def make_checkpoint(model: VAE, *, data: dict, metrics: dict, optimizer: torch.optim.Optimizer | None = None, train_state: dict | None = None) -> dict:
+    """The model.pt dict that DESIGN.md specifies; readable with ``torch.load(weights_only=True)``."""
+    return {
+        "format": FORMAT,
+        "config": model.config.to_dict(),
+        "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        "data": data,
+        "metrics": metrics,
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "train_state": train_state or {},
+    }
+
+
+def save_checkpoint(path: str | os.PathLike, ckpt: dict) -> Path:
+    """``torch.save`` to a temporary file, fsync, rename: a crash leaves the old file or the new one."""
+    with atomic_path(path) as tmp:
+        torch.save(ckpt, tmp)
+    return Path(path)

@@ -1,0 +1,97 @@
+"""Data sources for training: each yields float32 arrays in the data's own units plus how to scale them.
+
+The preprocessing chosen here is recorded in model.pt and the bundle manifest so that the exporter and
+the runtime repeat it exactly; a device feeds the same units as the training data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+# The split is fixed whatever --seed is: the test set must not move between runs being compared.
+SPLIT_SEED = 0
+VAL_FRACTION = 0.1
+TEST_FRACTION = 0.1
+
+
+class DataError(ValueError):
+    """The data spec or the data it points to cannot be used."""
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Train/validation/test arrays [n, *shape] in data units, plus the affine map into model space."""
+
+    name: str
+    spec: str
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+    kind: str  # "image" ([C, H, W] samples) or "vector"
+    offset: float  # model input = (x - offset) / scale
+    scale: float
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.train.shape[1:])
+
+    @property
+    def preprocessing(self) -> dict:
+        """As stored in model.pt and manifest.json."""
+        return {"kind": "affine", "offset": self.offset, "scale": self.scale, "formula": "(x - offset) / scale"}
+
+    def to_model(self, x: np.ndarray) -> np.ndarray:
+        """Data units -> what the network sees (float32)."""
+        return ((x - self.offset) / self.scale).astype(np.float32)
+
+    def describe(self) -> dict:
+        """The ``data`` entry of model.pt."""
+        return {
+            "dataset": self.name,
+            "spec": self.spec,
+            "kind": self.kind,
+            "shape": list(self.shape),
+            "preprocessing": self.preprocessing,
+            "value_range": [self.offset, self.offset + self.scale],
+            "sizes": {"train": len(self.train), "val": len(self.val), "test": len(self.test)},
+            "split_seed": SPLIT_SEED,
+        }
+
+
+def split(x: np.ndarray, *, seed: int = SPLIT_SEED) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Shuffle with a fixed seed and cut into train / validation / test."""
+    n = len(x)
+    n_val, n_test = max(1, round(n * VAL_FRACTION)), max(1, round(n * TEST_FRACTION))
+    if n - n_val - n_test < 1:
+        raise DataError(f"need at least 3 samples to split into train/validation/test, got {n}")
+    order = np.random.default_rng(seed).permutation(n)
+    x = x[order]
+    return x[n_val + n_test :], x[:n_val], x[n_val : n_val + n_test]
+
+
+def _digits(spec: str) -> Dataset:
+    from sklearn.datasets import load_digits  # ships with scikit-learn: no download
+
+    images = load_digits().images.astype(np.float32)[:, None]  # (1797, 1, 8, 8), grey levels 0..16
+    train, val, test = split(images)
+    return Dataset("digits", spec, train, val, test, kind="image", offset=0.0, scale=16.0)
+
+
+_SOURCES = {"digits": _digits}
+
+
+def load_data(spec: str = "digits") -> Dataset:
+    """Load the data a ``--data`` SPEC names.
+
+    Args:
+        spec: "digits" (scikit-learn's bundled 8x8 digits, the default).
+
+    Raises:
+        DataError: unknown spec or unusable data.
+    """
+    kind = spec.split(":", 1)[0]
+    if kind not in _SOURCES:
+        raise DataError(f"unknown data spec {spec!r}; expected one of: {', '.join(_SOURCES)}")
+    return _SOURCES[kind](spec)

@@ -1,0 +1,36 @@
+"""PNG grids written beside model.pt: test reconstructions next to their originals, and prior samples."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vae_edge.models import VAE
+from vae_edge.runtime.images import save_grid
+
+
+@torch.no_grad()
+def reconstruction_grid(model: VAE, x: np.ndarray, path: Path, *, n: int = 32, per_row: int = 8) -> Path:
+    """Rows of originals (model space, [0, 1]) each followed by a row of their reconstructions."""
+    x = x[:n]
+    mu, _ = model.encode(torch.from_numpy(x))
+    recon = model.decode(mu).numpy()
+    rows = []
+    for start in range(0, len(x), per_row):
+        rows += [x[start : start + per_row], recon[start : start + per_row]]
+    return save_grid(path, np.concatenate(rows), nrow=per_row)
+
+
+@torch.no_grad()
+def sample_grid(model: VAE, path: Path, *, n: int = 64, seed: int = 0) -> Path:
+    """Means of p(x|z) for z drawn from the prior with a fixed seed."""
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn((n, model.config.latent_dim), generator=g)
+    return save_grid(path, model.decode(z).numpy(), nrow=8)
+
+
+def grid_paths(model_path: Path) -> tuple[Path, Path]:
+    """model.pt -> (model.reconstructions.png, model.samples.png) in the same folder."""
+    return (model_path.with_name(f"{model_path.stem}.reconstructions.png"), model_path.with_name(f"{model_path.stem}.samples.png"))

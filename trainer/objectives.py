@@ -1,0 +1,65 @@
+"""Objectives: the ELBO (Kingma & Welling, 2014, Appendix B) and the importance-weighted bound
+(Burda et al., 2016) used to estimate the negative log-likelihood. All values are nats per sample."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from vae_edge.models import VAE
+
+
+def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, exp(logvar)) || N(0, I)) per sample: (B, latent) -> (B,)."""
+    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=1)
+
+
+def reconstruction_nll(model: VAE, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """-log p(x|z) per sample: (B, latent), (B, *shape) -> (B,). Bernoulli: BCE from logits, for stability."""
+    logits = model.decoder.logits(z)
+    return F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(dim=1)
+
+
+def elbo_terms(
+    model: VAE, x: torch.Tensor, *, mean_path: bool = False, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(reconstruction NLL, KL) per sample, with one reparameterised z (or z = mu when ``mean_path``)."""
+    mu, logvar = model.encode(x)
+    z = mu if mean_path else model.reparameterize(mu, logvar, generator)
+    return reconstruction_nll(model, z, x), gaussian_kl(mu, logvar)
+
+
+def loss(model: VAE, x: torch.Tensor, *, beta: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Training loss: mean over the batch of NLL + beta * KL (beta = 1 is the negative ELBO).
+
+    Returns:
+        (loss, mean NLL, mean KL), the last two detached for logging.
+    """
+    nll, kl = elbo_terms(model, x)
+    return (nll + beta * kl).mean(), nll.detach().mean(), kl.detach().mean()
+
+
+@torch.no_grad()
+def iwae_nll(model: VAE, x: torch.Tensor, k: int, *, chunk: int = 100, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Importance-weighted estimate of -log p(x) per sample with K samples from q(z|x):
+
+        -log (1/K) sum_k p(x|z_k) p(z_k) / q(z_k|x),   z_k ~ q(z|x)
+
+    an upper bound on the NLL that tightens as K grows (K = 1 gives the negative ELBO).
+    """
+    mu, logvar = model.encode(x)  # (B, L)
+    std = (0.5 * logvar).exp()
+    log2pi = math.log(2 * math.pi)
+    log_w = []
+    for start in range(0, k, chunk):
+        kk = min(chunk, k - start)
+        eps = torch.randn((kk, *mu.shape), generator=generator, device=mu.device, dtype=mu.dtype)  # (K, B, L)
+        z = mu + std * eps
+        log_q = -0.5 * (eps.pow(2) + logvar + log2pi).sum(-1)  # (K, B)
+        log_p_z = -0.5 * (z.pow(2) + log2pi).sum(-1)
+        xs = x.expand(kk, *x.shape).reshape(kk * len(x), *x.shape[1:])
+        log_p_x = -reconstruction_nll(model, z.reshape(kk * len(x), -1), xs).view(kk, len(x))
+        log_w.append(log_p_x + log_p_z - log_q)
+    return -(torch.logsumexp(torch.cat(log_w), dim=0) - math.log(k))
