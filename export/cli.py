@@ -1,0 +1,51 @@
+"""vae-export: model.pt -> bundle folder. Thin: parse, call export_bundle, print the report."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import click
+
+
+def _variants(ctx, param, value: str) -> tuple[str, ...]:
+    items = tuple(v.strip() for v in value.split(",") if v.strip()) if value else ()
+    return () if items == ("none",) else items
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("model", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("bundle"), show_default=True, help="Bundle folder to write (replaced atomically).")
+@click.option("--quantize", "variants", default="int8", show_default=True, callback=_variants, help="Comma-separated quantized variants to add to fp32 (int8), or 'none'.")
+@click.option("--opset", type=click.IntRange(7, 23), default=18, show_default=True, help="ONNX opset of the graphs.")
+@click.option("--tolerance", type=click.FloatRange(min=0), default=0.02, show_default=True, help="Largest relative change in reconstruction NLL a quantized variant may show.")
+@click.option("--allow-degraded", is_flag=True, help="Write the bundle even when a quantized variant misses --tolerance.")
+def main(model, out, variants, opset, tolerance, allow_degraded):
+    """Export MODEL (a model.pt from vae-train) to an ONNX bundle: encoder, decoder, quantized variants and
+    manifest.json, each variant checked against PyTorch before anything is written."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from vae_edge.models import CheckpointError
+    from vae_edge.trainer.data import DataError
+
+    from .bundle import ExportError, ExportOptions, export_bundle
+
+    try:
+        options = ExportOptions(variants=variants, opset=opset, tolerance=tolerance, allow_degraded=allow_degraded)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--quantize") from None
+    try:
+        result = export_bundle(model, out, options)
+    except CheckpointError as exc:
+        raise click.BadParameter(str(exc), param_hint="MODEL") from None
+    except DataError as exc:
+        raise click.UsageError(f"cannot load the data recorded in {model}: {exc}") from None
+    except ExportError as exc:
+        raise click.ClickException(f"export failed, nothing written to {out}: {exc}") from None
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {exc.filename or out}: {exc.strerror or exc}") from None
+
+    for line in result.report:
+        click.echo(line)
+    for name, meta in result.manifest["files"].items():
+        click.echo(f"  {name:<22} {meta['bytes']:>9,} bytes")
+    click.echo(f"wrote {result.path}/ ({', '.join(result.manifest['variants'])})")

@@ -1,0 +1,238 @@
+"""vae-run: the runtime from a shell. BUNDLE may be omitted everywhere: the default bundle is used."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+
+import click
+import numpy as np
+
+from .bundle import BundleError, default_bundle_path
+from .files import atomic_save_npy
+from .vae import VAE
+
+_PRECISION = click.option("--precision", default="fp32", show_default=True, help="Variant to run: fp32, int8, ... (see `vae-run info`).")
+_THREADS = click.option("--threads", type=click.IntRange(min=1), default=None, help="onnxruntime intra-op threads (default: one per core).")
+_OUT = click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path), help="Write the result as .npy (default: print rows as comma-separated values).")
+_GRID = click.option("--grid", type=click.Path(dir_okay=False, path_type=Path), help="Also write a PNG image grid (image data only).")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main():
+    """Run an exported VAE bundle with numpy + onnxruntime (no torch).
+
+    Inputs and outputs are .npy arrays in the data's own units; [BUNDLE] defaults to the bundle shipped
+    with the package (an MLP trained on scikit-learn's 8x8 digits, values 0..16).
+    """
+
+
+def _handle_errors(fn):
+    """Map library errors onto click's exit codes: bad input 2, a failed write 1 — one line, no traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (BundleError, ValueError) as exc:
+            raise click.UsageError(str(exc)) from None
+        except OSError as exc:
+            raise click.ClickException(f"cannot write {exc.filename}: {exc.strerror or exc}") from None
+        except RuntimeError as exc:
+            raise click.ClickException(str(exc)) from None
+
+    return wrapper
+
+
+def _split(paths: tuple[Path, ...], wanted: str | None) -> tuple[Path | None, Path | None]:
+    """[BUNDLE] [INPUT]: the bundle is optional and comes first."""
+    n_max = 2 if wanted else 1
+    if len(paths) > n_max or (wanted and not paths):
+        usage = f"[BUNDLE] {wanted}" if wanted else "[BUNDLE]"
+        raise click.UsageError(f"expected {usage}, got {len(paths)} path(s)")
+    if wanted:
+        return (paths[0] if len(paths) == 2 else None), paths[-1]
+    return (paths[0] if paths else None), None
+
+
+def _load(bundle: Path | None, precision: str, threads: int | None) -> VAE:
+    return VAE.load(bundle, precision=precision, threads=threads)
+
+
+def _read_array(path: Path) -> np.ndarray:
+    """.npy, or .npz holding exactly one array; pickled object arrays are refused."""
+    if not path.is_file():
+        raise ValueError(f"{path}: no such file")
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise ValueError(f"{path}: not a readable .npy/.npz array ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+    if isinstance(loaded, np.lib.npyio.NpzFile):
+        with loaded:
+            if len(loaded.files) != 1:
+                raise ValueError(f"{path}: .npz must hold exactly one array, it holds {', '.join(loaded.files) or 'none'}")
+            return loaded[loaded.files[0]]
+    return loaded
+
+
+def _emit(array: np.ndarray, out: Path | None) -> None:
+    if out is not None:
+        atomic_save_npy(out, array)
+        click.echo(f"wrote {out} {list(array.shape)}", err=True)
+        return
+    rows = np.asarray(array).reshape(len(array), -1) if np.ndim(array) else np.asarray(array).reshape(1, 1)
+    np.savetxt(sys.stdout, rows, delimiter=",", fmt="%.6g")
+
+
+def _grid(vae: VAE, grid: Path | None, images: np.ndarray, *, per_row: int | None = None) -> None:
+    if grid is None:
+        return
+    if vae.manifest["data"].get("kind") != "image":
+        raise ValueError(f"--grid needs image data; this bundle's samples have shape {list(vae.shape)}")
+    from .images import save_grid
+
+    lo, hi = vae.manifest["data"]["value_range"]
+    save_grid(grid, (np.asarray(images) - lo) / (hi - lo), nrow=per_row)
+    click.echo(f"wrote {grid}", err=True)
+
+
+@main.command()
+@click.argument("bundle", required=False, type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print manifest.json as it is.")
+@_handle_errors
+def info(bundle, as_json):
+    """Describe a bundle: shapes, variants with their sizes and accuracy, anomaly calibration."""
+    vae = _load(bundle, "fp32", 1)
+    m = vae.manifest
+    if as_json:
+        click.echo(json.dumps(m, indent=2, ensure_ascii=False))
+        return
+    d, model = m["data"], m["model"]
+    pre = d.get("preprocessing", {})
+    where = f"{vae.path}" + (" (default bundle)" if bundle is None else "")
+    click.echo(f"bundle     {where}")
+    click.echo(f"schema     {m['schema']}, opset {m.get('opset')}")
+    click.echo(f"model      {model['arch']}, latent {model['latent_dim']}, {model['likelihood']} likelihood")
+    click.echo(f"data       {d.get('dataset')}: {d.get('kind')} samples {d['shape']}, values in {d.get('value_range')}; graphs see (x - {pre.get('offset')}) / {pre.get('scale')}")
+    for name, v in m["variants"].items():
+        size = sum(m["files"][v[g]]["bytes"] for g in ("encoder", "decoder"))
+        acc = v.get("accuracy", {})
+        mark = "✓" if acc.get("passed", False) else "✗" if acc else "?"
+        figures = ", ".join(f"{k} {acc[k]:.3g}" for k in ("recon_nll", "recon_nll_rel_change", "score_max_rel_diff", "decoder_x_mean_max_abs") if k in acc)
+        click.echo(f"variant    {mark} {name:<6} {size:>9,} bytes  {figures}")
+        click.echo(f"             {v.get('method', '')}")
+        if "anomaly_quantiles" in v:
+            q = "  ".join(f"{k} {val:.2f}" for k, val in v["anomaly_quantiles"].items())
+            click.echo(f"             anomaly-score quantiles (validation): {q}")
+    t = m.get("training", {})
+    if t:
+        click.echo(f"training   test ELBO {t.get('test_elbo', float('nan')):.2f}, IWAE NLL {t.get('test_iwae_nll', float('nan')):.2f} (K={t.get('iw_samples')}), {t.get('epochs')} epochs")
+    p = m.get("provenance", {})
+    if p:
+        versions = ", ".join(f"{k} {val}" for k, val in p.get("versions", {}).items() if val)
+        click.echo(f"created    {p.get('created')} from {p.get('source')} ({versions})")
+
+
+@main.command()
+@click.argument("bundle", required=False, type=click.Path(path_type=Path))
+@click.option("-n", "--num", "n", type=click.IntRange(min=0), default=16, show_default=True, help="How many samples.")
+@click.option("--seed", type=int, default=None, help="Same seed, same samples (default: fresh randomness).")
+@click.option("--temperature", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True, help="Scale of the prior's standard deviation.")
+@_PRECISION
+@_THREADS
+@_OUT
+@_GRID
+@_handle_errors
+def sample(bundle, n, seed, temperature, precision, threads, out, grid):
+    """Draw samples from the prior and decode them."""
+    vae = _load(bundle, precision, threads)
+    xs = vae.sample(n, seed=seed, temperature=temperature)
+    _grid(vae, grid, xs)
+    if out is not None or grid is None:
+        _emit(xs, out)
+
+
+@main.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path), metavar="[BUNDLE] INPUT.npy")
+@_PRECISION
+@_THREADS
+@_OUT
+@click.option("--grid", type=click.Path(dir_okay=False, path_type=Path), help="Also write a PNG: rows of inputs, each followed by their reconstructions.")
+@_handle_errors
+def reconstruct(paths, precision, threads, out, grid):
+    """Encode and decode INPUT (posterior mean): denoised reconstructions, same shape as INPUT."""
+    bundle, src = _split(paths, "INPUT.npy")
+    vae = _load(bundle, precision, threads)
+    x = _read_array(src)
+    x_hat = vae.reconstruct(x)
+    if grid is not None:
+        xb, rb = np.reshape(x, (-1, *vae.shape)), np.reshape(x_hat, (-1, *vae.shape))
+        _grid(vae, grid, _interleave(xb, rb), per_row=min(8, len(xb)))
+    if out is not None or grid is None:
+        _emit(x_hat, out)
+
+
+def _interleave(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    from .images import interleave_rows
+
+    return interleave_rows(a, b, min(8, len(a)))
+
+
+@main.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path), metavar="[BUNDLE] INPUT.npy")
+@_PRECISION
+@_THREADS
+@_OUT
+@click.option("--logvar", "logvar_out", type=click.Path(dir_okay=False, path_type=Path), help="Also write the posterior log-variances as .npy.")
+@_handle_errors
+def encode(paths, precision, threads, out, logvar_out):
+    """Encode INPUT to posterior means (the compressed code); optionally their log-variances."""
+    bundle, src = _split(paths, "INPUT.npy")
+    vae = _load(bundle, precision, threads)
+    mu, logvar = vae.encode(_read_array(src))
+    if logvar_out is not None:
+        _emit(logvar, logvar_out)
+    _emit(mu, out)
+
+
+@main.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path), metavar="[BUNDLE] Z.npy")
+@_PRECISION
+@_THREADS
+@_OUT
+@_GRID
+@_handle_errors
+def decode(paths, precision, threads, out, grid):
+    """Decode latent codes Z [n, latent] to the mean of p(x|z), in data units."""
+    bundle, src = _split(paths, "Z.npy")
+    vae = _load(bundle, precision, threads)
+    x = vae.decode(_read_array(src))
+    _grid(vae, grid, np.reshape(x, (-1, *vae.shape)))
+    if out is not None or grid is None:
+        _emit(x, out)
+
+
+@main.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path), metavar="[BUNDLE] INPUT.npy")
+@_PRECISION
+@_THREADS
+@_OUT
+@click.option("--samples", type=click.IntRange(min=1), default=None, help="Monte-Carlo draws per sample (default: deterministic, z at the posterior mean).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for --samples.")
+@_handle_errors
+def score(paths, precision, threads, out, samples, seed):
+    """Anomaly scores of INPUT: negative ELBO per sample in nats (higher = less like the training data)."""
+    bundle, src = _split(paths, "INPUT.npy")
+    vae = _load(bundle, precision, threads)
+    scores = np.atleast_1d(vae.anomaly_score(_read_array(src), samples=samples, seed=seed))
+    _emit(scores, out)
+    q = vae.manifest["variants"][precision].get("anomaly_quantiles", {})
+    if "p99" in q and len(scores):
+        flagged = int((scores > q["p99"]).sum())
+        click.echo(f"{flagged} of {len(scores)} above the validation p99 ({q['p99']:.2f} nats)", err=True)
+
+
+if __name__ == "__main__":
+    main()

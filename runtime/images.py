@@ -67,3 +67,11 @@ def save_grid(path: str | os.PathLike, images: np.ndarray, *, nrow: int | None =
     buf = io.BytesIO()
     Image.fromarray(pixels).save(buf, format="PNG")
     return atomic_write_bytes(path, buf.getvalue())
+
+
+def interleave_rows(originals: np.ndarray, others: np.ndarray, per_row: int) -> np.ndarray:
+    """Stack so that each row of ``per_row`` originals is followed by the matching row of ``others``."""
+    rows = []
+    for start in range(0, len(originals), per_row):
+        rows += [originals[start : start + per_row], others[start : start + per_row]]
+    return np.concatenate(rows)

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from vae_edge.models import VAE
-from vae_edge.runtime.images import save_grid
+from vae_edge.runtime.images import interleave_rows, save_grid
 
 
 @torch.no_grad()
@@ -17,10 +17,7 @@ def reconstruction_grid(model: VAE, x: np.ndarray, path: Path, *, n: int = 32, p
     x = x[:n]
     mu, _ = model.encode(torch.from_numpy(x))
     recon = model.decode(mu).numpy()
-    rows = []
-    for start in range(0, len(x), per_row):
-        rows += [x[start : start + per_row], recon[start : start + per_row]]
-    return save_grid(path, np.concatenate(rows), nrow=per_row)
+    return save_grid(path, interleave_rows(x, recon, per_row), nrow=per_row)
 
 
 @torch.no_grad()

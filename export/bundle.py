@@ -1,0 +1,222 @@
+"""model.pt -> bundle/: graphs, quantized variants, parity checks against PyTorch, manifest.
+
+Everything is written into a temporary folder beside the destination and renamed into place only after
+every file has passed onnx.checker, loaded in onnxruntime and met its accuracy gate: a failed export
+leaves no half-written bundle and leaves an earlier bundle untouched.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import platform
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from vae_edge.models import model_from_checkpoint, read_checkpoint
+from vae_edge.runtime import VAE
+from vae_edge.runtime.bundle import MANIFEST, SCHEMA
+from vae_edge.runtime.files import atomic_directory, atomic_write_bytes, sha256_file
+from vae_edge.trainer.data import load_data
+
+from . import validate
+from .graphs import DEFAULT_OPSET, SPECS, check_graph, export_graph, graph_shapes
+from .quantize import INT8, QuantizeConfig, quantize
+
+log = logging.getLogger(__name__)
+
+VARIANTS: dict[str, QuantizeConfig] = {"int8": INT8}
+QUANTILES = (0.5, 0.9, 0.95, 0.99, 0.999)
+MAX_EVAL_SAMPLES = 2000  # held-out samples used for parity; enough for a stable max-abs
+
+
+class ExportError(RuntimeError):
+    """The export ran but its result failed a check; nothing was written."""
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """What to write and how strict to be."""
+
+    variants: tuple[str, ...] = ("int8",)
+    opset: int = DEFAULT_OPSET
+    # Largest relative change in reconstruction NLL that a quantized variant may show against PyTorch.
+    tolerance: float = 0.02
+    allow_degraded: bool = False  # write the bundle even if a quantized variant misses its gate
+    fp32_atol: float = 1e-4
+    score_rtol: float = 1e-4  # runtime anomaly score vs PyTorch negative ELBO, fp32
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        unknown = [v for v in self.variants if v not in VARIANTS]
+        if unknown:
+            raise ValueError(f"unknown quantization {', '.join(unknown)}; expected some of: {', '.join(VARIANTS)}")
+        if not 7 <= self.opset <= 23:
+            raise ValueError(f"opset must be between 7 and 23, got {self.opset}")
+        if not self.tolerance >= 0:
+            raise ValueError(f"tolerance must be >= 0, got {self.tolerance}")
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    manifest: dict
+    report: list[str]
+
+
+def export_bundle(model_path: str | os.PathLike, out: str | os.PathLike, options: ExportOptions = ExportOptions()) -> ExportResult:
+    """Export ``model_path`` to the bundle folder ``out``.
+
+    Raises:
+        CheckpointError / DataError (ValueError): unusable model.pt or its data.
+        ExportError: a variant failed its accuracy gate or a graph failed its checks; ``out`` untouched.
+    """
+    model_path = Path(model_path)
+    ckpt = read_checkpoint(model_path)
+    model = model_from_checkpoint(ckpt, source=str(model_path))
+    data = load_data(ckpt["data"].get("spec", ckpt["data"].get("dataset", "digits")))
+    if list(data.shape) != list(model.config.input_shape):
+        raise ExportError(f"{model_path}: data {data.spec!r} has samples of shape {list(data.shape)}, the model expects {list(model.config.input_shape)}")
+    test_raw = data.test[:MAX_EVAL_SAMPLES]
+    ref = validate.reference(model, data.to_model(test_raw))
+
+    with atomic_directory(out) as tmp:
+        files: dict[str, dict] = {}
+        variants: dict[str, dict] = {"fp32": {"encoder": "encoder.onnx", "decoder": "decoder.onnx", "method": "float32, as exported from PyTorch"}}
+        meta = _graph_metadata(model, data)
+        for spec in SPECS:
+            path = tmp / spec.filename()
+            export_graph(model, spec, path, opset=options.opset, metadata=meta)
+            check_graph(path)
+        for variant in options.variants:
+            config = VARIANTS[variant]
+            for spec in SPECS:
+                quantize(tmp / spec.filename(), tmp / spec.filename(variant), config=config)
+                check_graph(tmp / spec.filename(variant))
+            variants[variant] = {**{spec.name: spec.filename(variant) for spec in SPECS}, "method": config.describe()}
+        for f in sorted(tmp.iterdir()):
+            files[f.name] = {"sha256": sha256_file(f), "bytes": f.stat().st_size}
+
+        manifest = _manifest(ckpt, model, data, model_path, files, variants, options)
+        _write_manifest(tmp, manifest)
+        report = _validate_and_calibrate(tmp, manifest, ref, data, test_raw, options)
+        _write_manifest(tmp, manifest)
+    return ExportResult(Path(out), manifest, report)
+
+
+def _validate_and_calibrate(tmp: Path, manifest: dict, ref: validate.Reference, data, test_raw: np.ndarray, options: ExportOptions) -> list[str]:
+    """Fill each variant's ``accuracy`` and ``anomaly_quantiles``; raise ExportError listing every failure."""
+    lines: list[str] = []
+    failed: list[str] = []
+    degraded: list[str] = []
+    for variant, entry in manifest["variants"].items():
+        quantized = variant != "fp32"
+        encoder, decoder = (ort.InferenceSession(str(tmp / entry[spec.name]), providers=["CPUExecutionProvider"]) for spec in SPECS)
+        checks, problems, stats = validate.compare_variant(
+            variant, encoder, decoder, ref,
+            atol=None if quantized else options.fp32_atol,
+            recon_tolerance=options.tolerance if quantized else None,
+        )
+        # Through the runtime itself: its sha256 checks, preprocessing and score arithmetic are tested too.
+        vae = VAE.load(tmp, precision=variant, threads=1)
+        scores = vae.anomaly_score(test_raw)
+        checks.append(validate.compare_scores(variant, scores, ref, rtol=None if quantized else options.score_rtol))
+        lines += problems + [c.line() for c in checks]
+        bad = problems + [c.line() for c in checks if not c.ok]
+        if bad:
+            (degraded if quantized and not problems else failed).append(variant)
+        entry["accuracy"] = {
+            **{c.key: c.value for c in checks},
+            **stats,
+            "neg_elbo": float(scores.mean()),
+            "samples": len(test_raw),
+            "passed": not bad,
+        }
+        val_scores = vae.anomaly_score(data.val)
+        entry["anomaly_quantiles"] = {_qname(q): float(np.quantile(val_scores, q)) for q in QUANTILES}
+    manifest["accuracy_reference"] = {
+        "description": "PyTorch on the test split; recon_nll and neg_elbo are nats per sample at z = mu",
+        "recon_nll": float(ref.recon_nll.mean()),
+        "neg_elbo": float(ref.neg_elbo.mean()),
+        "split": "test",
+        "samples": len(test_raw),
+    }
+    if failed or (degraded and not options.allow_degraded):
+        names = ", ".join(failed + degraded)
+        hint = "" if failed else " (--allow-degraded writes it anyway, --tolerance sets the limit)"
+        raise ExportError(f"variant {names} failed its accuracy gate{hint}:\n" + "\n".join(lines))
+    return lines
+
+
+def _qname(q: float) -> str:
+    return "p" + f"{q * 100:.1f}".rstrip("0").rstrip(".")
+
+
+def _graph_metadata(model, data) -> dict:
+    # Shown by Netron and readable from any ONNX Runtime API without the manifest.
+    return {
+        "vae_edge.schema": SCHEMA,
+        "vae_edge.latent_dim": model.config.latent_dim,
+        "vae_edge.input_shape": json.dumps(list(model.config.input_shape)),
+        "vae_edge.likelihood": model.config.likelihood,
+        "vae_edge.preprocessing": json.dumps(data.preprocessing),
+        "vae_edge.dataset": data.name,
+    }
+
+
+def _manifest(ckpt: dict, model, data, model_path: Path, files: dict, variants: dict, options: ExportOptions) -> dict:
+    cfg = model.config
+    return {
+        "schema": SCHEMA,
+        "model": {"arch": cfg.arch, "latent_dim": cfg.latent_dim, "likelihood": cfg.likelihood, "config": cfg.to_dict()},
+        "data": {
+            "dataset": data.name,
+            "kind": data.kind,
+            "shape": list(data.shape),
+            "dtype": "float32",
+            "preprocessing": data.preprocessing,
+            "value_range": [data.offset, data.offset + data.scale],
+            "units": "inputs and outputs of the runtime are in the data's own units; the graphs see (x - offset) / scale",
+        },
+        "graphs": graph_shapes(model),
+        "opset": options.opset,
+        "variants": variants,
+        "files": files,
+        "anomaly": {
+            "score": "negative ELBO per sample in nats, reconstruction at the posterior mean plus KL",
+            "calibration_split": "validation",
+            "calibration_samples": len(data.val),
+        },
+        "training": {k: v for k, v in (ckpt.get("metrics") or {}).items()},
+        "provenance": _provenance(model_path),
+    }
+
+
+def _provenance(model_path: Path) -> dict:
+    def version(dist: str) -> str | None:
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return None
+
+    # SOURCE_DATE_EPOCH (reproducible-builds convention) pins the timestamp so `make bundle` is byte-stable.
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    when = dt.datetime.fromtimestamp(int(epoch), dt.timezone.utc) if epoch else dt.datetime.now(dt.timezone.utc)
+    return {
+        "source": model_path.name,
+        "source_sha256": sha256_file(model_path),
+        "created": when.replace(microsecond=0).isoformat(),
+        "versions": {name: version(name) for name in ("vae-edge", "torch", "onnx", "onnxruntime", "onnxscript")},
+        "python": platform.python_version(),
+        "onnxruntime_providers": ort.get_available_providers(),
+    }
+
+
+def _write_manifest(folder: Path, manifest: dict) -> None:
+    atomic_write_bytes(folder / MANIFEST, (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode())

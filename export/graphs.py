@@ -1,0 +1,131 @@
+"""Cutting the VAE into two ONNX graphs: encoder x -> (mu, logvar) and decoder z -> x_mean.
+
+Each graph is described by a GraphSpec (names, dynamic axes, tolerance as data, in the manner of
+Hugging Face Optimum's OnnxConfig); no random op ever enters a graph: sampling happens in the runtime.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnx
+import torch
+from torch import nn
+
+from vae_edge.models import VAE
+
+DEFAULT_OPSET = 18
+
+
+@dataclass(frozen=True)
+class GraphSpec:
+    """One exported graph: what goes in, what comes out, and how close to PyTorch it must be."""
+
+    name: str  # "encoder" / "decoder"
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    doc: str
+    atol: float = 1e-4  # max-abs difference against PyTorch allowed for the fp32 graph
+
+    def filename(self, variant: str = "fp32") -> str:
+        return f"{self.name}.onnx" if variant == "fp32" else f"{self.name}.{variant}.onnx"
+
+
+ENCODER = GraphSpec("encoder", ("x",), ("mu", "logvar"), "q(z|x): x [batch, *shape] -> mu, logvar [batch, latent]")
+DECODER = GraphSpec("decoder", ("z",), ("x_mean",), "p(x|z): z [batch, latent] -> x_mean [batch, *shape], the mean of p(x|z)")
+SPECS = (ENCODER, DECODER)
+
+
+def graph_shapes(model: VAE) -> dict:
+    """Input and output shapes per graph, "batch" for the dynamic axis (as written to manifest.json)."""
+    shape, latent = list(model.config.input_shape), model.config.latent_dim
+    return {
+        "encoder": {"inputs": {"x": ["batch", *shape]}, "outputs": {"mu": ["batch", latent], "logvar": ["batch", latent]}},
+        "decoder": {"inputs": {"z": ["batch", latent]}, "outputs": {"x_mean": ["batch", *shape]}},
+    }
+
+
+def _module(model: VAE, spec: GraphSpec) -> nn.Module:
+    return model.encoder if spec is ENCODER else model.decoder
+
+
+def _example(model: VAE, spec: GraphSpec) -> torch.Tensor:
+    # Batch 2, not 1: a size-1 dimension can be specialised away by the tracer.
+    if spec is ENCODER:
+        return torch.rand(2, *model.config.input_shape)
+    return torch.randn(2, model.config.latent_dim)
+
+
+def export_graph(model: VAE, spec: GraphSpec, path: Path, *, opset: int = DEFAULT_OPSET, metadata: dict | None = None) -> onnx.ModelProto:
+    """Export one graph with torch.onnx (dynamo), batch as a dynamic axis, weights inside the file.
+
+    Returns:
+        the ModelProto as written to ``path``.
+    """
+    module = _module(model, spec).eval()
+    batch = torch.export.Dim("batch", min=1)
+    with _quiet_exporter(), torch.no_grad():
+        program = torch.onnx.export(
+            module,
+            (_example(model, spec),),
+            dynamo=True,
+            external_data=False,
+            dynamic_shapes={_forward_arg(module): {0: batch}},
+            input_names=list(spec.inputs),
+            output_names=list(spec.outputs),
+            opset_version=opset,
+            optimize=True,
+            verbose=False,
+        )
+    proto = program.model_proto
+    proto.doc_string = spec.doc
+    proto.graph.doc_string = spec.doc
+    proto.producer_name = "vae-edge"
+    set_metadata(proto, metadata or {})
+    onnx.save_model(proto, str(path))
+    return proto
+
+
+def set_metadata(proto: onnx.ModelProto, metadata: dict) -> None:
+    """Replace ``metadata_props`` (shown by Netron and readable from any ONNX Runtime) with ``metadata``."""
+    del proto.metadata_props[:]
+    for key, value in metadata.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = str(key), str(value)
+
+
+def check_graph(path: Path) -> None:
+    """onnx.checker full check (with shape inference) of a written graph.
+
+    Raises:
+        onnx.checker.ValidationError / onnx.shape_inference.InferenceError: the graph is invalid.
+    """
+    onnx.checker.check_model(str(path), full_check=True)
+
+
+def _forward_arg(module: nn.Module) -> str:
+    import inspect
+
+    return next(iter(inspect.signature(module.forward).parameters))
+
+
+@contextlib.contextmanager
+def _quiet_exporter():
+    """torch.onnx logs and warns about its internals (missing torchvision ops, deprecations); a user
+    exporting a VAE needs none of it. Real failures still raise."""
+    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
