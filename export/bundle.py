@@ -8,6 +8,7 @@ leaves no half-written bundle and leaves an earlier bundle untouched.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import logging
 import os
@@ -193,12 +194,13 @@ def _manifest(ckpt: dict, model, data, model_path: Path, files: dict, variants: 
             "calibration_split": "validation",
             "calibration_samples": len(data.val),
         },
-        "training": {k: v for k, v in (ckpt.get("metrics") or {}).items()},
-        "provenance": _provenance(model_path),
+        # Timings and the training device vary run to run; the rest identifies the model.
+        "training": {k: v for k, v in (ckpt.get("metrics") or {}).items() if k not in ("epoch_seconds", "device")},
+        "provenance": _provenance(model_path, ckpt),
     }
 
 
-def _provenance(model_path: Path) -> dict:
+def _provenance(model_path: Path, ckpt: dict) -> dict:
     def version(dist: str) -> str | None:
         try:
             return metadata.version(dist)
@@ -210,12 +212,22 @@ def _provenance(model_path: Path) -> dict:
     when = dt.datetime.fromtimestamp(int(epoch), dt.timezone.utc) if epoch else dt.datetime.now(dt.timezone.utc)
     return {
         "source": model_path.name,
-        "source_sha256": sha256_file(model_path),
+        # Of the weights, not of the file: model.pt also holds timings, which differ between identical runs.
+        "weights_sha256": weights_digest(ckpt["state_dict"]),
         "created": when.replace(microsecond=0).isoformat(),
         "versions": {name: version(name) for name in ("vae-edge", "torch", "onnx", "onnxruntime", "onnxscript")},
         "python": platform.python_version(),
-        "onnxruntime_providers": ort.get_available_providers(),
     }
+
+
+def weights_digest(state_dict: dict) -> str:
+    """sha256 over parameter names, dtypes, shapes and bytes, in order."""
+    h = hashlib.sha256()
+    for name, tensor in state_dict.items():
+        t = tensor.detach().cpu().contiguous()
+        h.update(f"{name}:{t.dtype}:{list(t.shape)};".encode())
+        h.update(t.numpy().tobytes())
+    return h.hexdigest()
 
 
 def _write_manifest(folder: Path, manifest: dict) -> None:

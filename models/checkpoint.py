@@ -33,15 +33,17 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
+    if not zipfile.is_zipfile(path):
+        # torch.save writes a zip archive; anything else is not ours (and old pickle-only files are refused).
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint (not a torch.save zip archive)")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         # weights_only refuses arbitrary classes and callables: the file would have run code on load.
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(
-            f"{path}: refused, the file holds pickled objects other than tensors and plain data ({first})"
+            f"{path}: refused, the file holds pickled objects other than tensors and plain data ({_why(exc)})"
         ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({first})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
@@ -51,6 +53,13 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     if missing:
         raise CheckpointError(f"{path}: checkpoint lacks {', '.join(missing)}")
     return ckpt
+
+
+def _why(exc: Exception) -> str:
+    # torch's message is a paragraph; the line naming the refused global is the useful part.
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    named = [ln for ln in lines if "GLOBAL" in ln or "Unsupported" in ln]
+    return (named or lines or [type(exc).__name__])[0]
 
 
 def model_from_checkpoint(ckpt: dict, source: str = "checkpoint") -> VAE:

@@ -1,0 +1,42 @@
+# Every target sets itself up: a virtual environment in .venv with the pinned CPU torch, then the project.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+DEMO   ?= demo
+
+.PHONY: demo test bundle clean
+
+# torch is installed first and pinned: on these machines an unpinned torch resolves to a multi-GB CUDA build.
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check torch==2.13.0
+	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[train,dev]"
+	touch $(STAMP)
+
+## demo: train on the digits, export to ONNX (fp32 + int8), then sample, reconstruct and score with the runtime
+demo: $(STAMP)
+	$(BIN)/vae-train --out $(DEMO)/model.pt
+	$(BIN)/vae-export $(DEMO)/model.pt --out $(DEMO)/bundle
+	$(BIN)/vae-run info $(DEMO)/bundle
+	$(BIN)/vae-run sample $(DEMO)/bundle -n 64 --seed 0 --grid $(DEMO)/samples.png --out $(DEMO)/samples.npy
+	$(PY) -c "import numpy as np; from vae_edge.trainer.data import load_data; np.save('$(DEMO)/test_digits.npy', load_data().test[:32])"
+	$(BIN)/vae-run reconstruct $(DEMO)/bundle $(DEMO)/test_digits.npy --precision int8 --grid $(DEMO)/reconstructions.png --out $(DEMO)/reconstructions.npy
+	$(BIN)/vae-run score $(DEMO)/bundle $(DEMO)/test_digits.npy --out $(DEMO)/scores.npy
+	@echo "demo: see $(DEMO)/samples.png and $(DEMO)/reconstructions.png (runtime), $(DEMO)/model.*.png (trainer)"
+
+## test: the whole suite (fast; `-m slow` runs the slow extras)
+test: $(STAMP)
+	$(PY) -m pytest
+
+## bundle: regenerate the default bundle shipped in runtime/default_bundle (deterministic: fixed seed,
+## one thread, timestamp from the last commit)
+bundle: $(STAMP)
+	rm -rf build/default-bundle && mkdir -p build/default-bundle
+	OMP_NUM_THREADS=1 $(BIN)/vae-train --seed 0 --quiet --out build/default-bundle/model.pt
+	SOURCE_DATE_EPOCH=$$(git log -1 --format=%ct 2>/dev/null || echo 0) OMP_NUM_THREADS=1 \
+		$(BIN)/vae-export build/default-bundle/model.pt --out runtime/default_bundle
+
+clean:
+	rm -rf $(DEMO) build .pytest_cache

@@ -1,0 +1,62 @@
+"""Shared fixtures: one small model trained on the digits and its exported bundle, built once per run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture(scope="session")
+def digits():
+    from vae_edge.trainer.data import load_data
+
+    return load_data("digits")
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory, digits):
+    """(model.pt path, TrainResult) for a small MLP trained a few epochs: enough to have structure."""
+    from vae_edge.models import VAEConfig
+    from vae_edge.trainer import TrainConfig, make_checkpoint, save_checkpoint, train
+    from vae_edge.trainer.loop import train_state
+
+    folder = tmp_path_factory.mktemp("model")
+    model_config = VAEConfig(input_shape=digits.shape, latent_dim=4, hidden_dims=(64,))
+    config = TrainConfig(epochs=5, batch_size=64, seed=0, iw_samples=20, quiet=True)
+    result = train(model_config, digits, config)
+    path = folder / "model.pt"
+    save_checkpoint(path, make_checkpoint(result.model, data=digits.describe(), metrics=result.metrics, optimizer=result.optimizer, train_state=train_state(config, result)))
+    return path, result
+
+
+@pytest.fixture(scope="session")
+def model_path(trained) -> Path:
+    return trained[0]
+
+
+@pytest.fixture(scope="session")
+def bundle(tmp_path_factory, model_path) -> Path:
+    """The small model exported with fp32 and int8 variants (read-only for tests: copy before altering)."""
+    from vae_edge.export.bundle import export_bundle
+
+    out = tmp_path_factory.mktemp("export") / "bundle"
+    export_bundle(model_path, out)
+    return out
+
+
+@pytest.fixture
+def bundle_copy(tmp_path, bundle) -> Path:
+    """A private copy of the bundle that a test may tamper with."""
+    import shutil
+
+    dst = tmp_path / "bundle"
+    shutil.copytree(bundle, dst)
+    return dst
+
+
+@pytest.fixture(scope="session")
+def test_digits(digits) -> np.ndarray:
+    """Held-out digits in data units (0..16), [n, 1, 8, 8] float32."""
+    return digits.test[:64]

@@ -1,0 +1,140 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from vae_edge.models import VAEConfig, build_model
+from vae_edge.trainer import DataError, TrainConfig, load_data, train
+from vae_edge.trainer import objectives
+from vae_edge.trainer.data import split
+from vae_edge.trainer.loop import resolve_device
+
+
+def test_digits_are_split_disjointly_and_reproducibly(digits):
+    assert digits.shape == (1, 8, 8)
+    assert len(digits.train) + len(digits.val) + len(digits.test) == 1797
+    assert digits.train.dtype == np.float32 and digits.train.min() >= 0 and digits.train.max() <= 16
+    again = load_data("digits")
+    np.testing.assert_array_equal(digits.test, again.test)
+    rows = lambda a: {r.tobytes() for r in a}  # noqa: E731
+    # Digits has a few duplicate images; the splits must not share more than those.
+    assert len(rows(digits.test) & rows(digits.train)) < 5
+    model_space = digits.to_model(digits.train)
+    assert model_space.min() >= 0 and model_space.max() <= 1
+
+
+def test_unknown_data_spec_is_a_data_error():
+    with pytest.raises(DataError, match="unknown data spec"):
+        load_data("imagenet")
+
+
+def test_split_needs_three_samples():
+    with pytest.raises(DataError):
+        split(np.zeros((2, 3)))
+
+
+def test_gaussian_kl_matches_closed_form():
+    mu = torch.tensor([[0.0, 0.0], [1.0, -2.0]])
+    logvar = torch.tensor([[0.0, 0.0], [math.log(4.0), 0.0]])
+    # KL(N(m, s^2) || N(0, 1)) = 0.5 (s^2 + m^2 - 1 - log s^2), per dimension
+    expected = torch.tensor([0.0, 0.5 * (4 + 1 - 1 - math.log(4)) + 0.5 * (1 + 4 - 1 - 0)])
+    torch.testing.assert_close(objectives.gaussian_kl(mu, logvar), expected)
+
+
+def test_iwae_is_a_tighter_bound_than_the_elbo(trained, digits):
+    _, result = trained
+    x = torch.from_numpy(digits.to_model(digits.test[:40]))
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        elbo_terms = [sum(objectives.elbo_terms(result.model, x, generator=g)) for _ in range(50)]
+    neg_elbo = torch.stack(elbo_terms).mean(0)
+    iw = objectives.iwae_nll(result.model, x, 200, chunk=64, generator=g)
+    assert iw.shape == (40,)
+    assert (iw <= neg_elbo + 0.5).all()  # the bound tightens with K (up to Monte-Carlo noise)
+    assert iw.mean() < neg_elbo.mean() - 0.1
+
+
+def test_iwae_with_one_sample_is_the_negative_elbo(trained, digits):
+    _, result = trained
+    x = torch.from_numpy(digits.to_model(digits.test[:20]))
+    with torch.no_grad():
+        iw = objectives.iwae_nll(result.model, x, 1, generator=torch.Generator().manual_seed(3))
+        nll, kl = objectives.elbo_terms(result.model, x, generator=torch.Generator().manual_seed(3))
+    # Same draw: log w = log p(x|z) + log p(z) - log q(z|x) is the one-sample ELBO, whose mean over q is -(nll + kl).
+    assert abs(iw.mean().item() - (nll + kl).mean().item()) < 1.0
+
+
+def test_iwae_known_answer_when_posterior_is_the_prior():
+    """Decoder ignoring z and q(z|x) = p(z): every importance weight equals p(x), so the estimate is exact."""
+    model = build_model(VAEConfig(input_shape=(3,), latent_dim=2, hidden_dims=(4,))).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()  # encoder: mu = 0, logvar = 0 -> q(z|x) = N(0, I) = p(z)
+        model.decoder.out.bias.copy_(torch.tensor([0.0, 1.0, -2.0]))  # logits independent of z
+    x = torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 0.5]])
+    p = torch.sigmoid(torch.tensor([0.0, 1.0, -2.0]))
+    exact = -(x * p.log() + (1 - x) * (1 - p).log()).sum(1)
+    for k in (1, 7, 300):
+        torch.testing.assert_close(objectives.iwae_nll(model, x, k, chunk=50), exact)
+
+
+def test_training_is_seeded_and_reproducible(digits):
+    cfg = VAEConfig(input_shape=digits.shape, latent_dim=2, hidden_dims=(16,))
+    tc = TrainConfig(epochs=2, batch_size=128, seed=7, iw_samples=5, quiet=True)
+    a, b = train(cfg, digits, tc), train(cfg, digits, tc)
+    for key, value in a.model.state_dict().items():
+        assert torch.equal(value, b.model.state_dict()[key]), key
+    assert a.metrics["test_elbo"] == b.metrics["test_elbo"]
+    c = train(cfg, digits, TrainConfig(epochs=2, batch_size=128, seed=8, iw_samples=5, quiet=True))
+    assert not torch.equal(a.model.state_dict()["encoder.mu.weight"], c.model.state_dict()["encoder.mu.weight"])
+
+
+def test_training_improves_the_elbo(trained, digits):
+    _, result = trained
+    history = result.history
+    assert len(history) == 5
+    assert history[-1]["val_elbo"] > history[0]["val_elbo"]
+    untrained = build_model(result.model.config).eval()
+    from vae_edge.trainer import evaluate
+
+    x = torch.from_numpy(digits.to_model(digits.test))
+    assert evaluate(result.model, x)["elbo"] > evaluate(untrained, x)["elbo"] + 5
+    m = result.metrics
+    assert m["test_iwae_nll"] <= -m["test_elbo"] + 0.5  # IWAE NLL sits below the negative ELBO
+    assert all(isinstance(v, (int, float, str)) for v in m.values())
+
+
+def test_kl_warmup_ramps_beta(digits):
+    cfg = VAEConfig(input_shape=digits.shape, latent_dim=2, hidden_dims=(8,))
+    result = train(cfg, digits, TrainConfig(epochs=3, batch_size=256, kl_warmup=2, beta=1.0, iw_samples=2, quiet=True))
+    assert [round(r["beta"], 3) for r in result.history] == [0.5, 1.0, 1.0]
+
+
+def test_nan_loss_stops_training(digits, monkeypatch):
+    from vae_edge.trainer import TrainingError
+
+    real = objectives.loss
+
+    def poisoned(model, x, *, beta=1.0):
+        loss, nll, kl = real(model, x, beta=beta)
+        return loss * float("nan"), nll, kl
+
+    monkeypatch.setattr(objectives, "loss", poisoned)
+    cfg = VAEConfig(input_shape=digits.shape, latent_dim=2, hidden_dims=(8,))
+    with pytest.raises(TrainingError, match="nan"):
+        train(cfg, digits, TrainConfig(epochs=1, iw_samples=2, quiet=True))
+
+
+def test_device_resolution():
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type in ("cpu", "cuda")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA"):
+            resolve_device("cuda")
+
+
+@pytest.mark.parametrize("bad", [{"epochs": 0}, {"lr": 0.0}, {"lr": float("nan")}, {"beta": -1.0}, {"iw_samples": 0}])
+def test_train_config_refuses_bad_values(bad):
+    with pytest.raises(ValueError):
+        TrainConfig(**bad)
