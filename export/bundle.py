@@ -38,7 +38,14 @@ MAX_EVAL_SAMPLES = 2000  # held-out samples used for parity; enough for a stable
 
 
 class ExportError(RuntimeError):
-    """The export ran but its result failed a check; nothing was written."""
+    """The export ran but its result failed a check; nothing was written.
+
+    ``report`` holds one line per check (✓/✗ with the measured value), for the user to see why.
+    """
+
+    def __init__(self, message: str, report: list[str] | None = None):
+        super().__init__(message)
+        self.report = report or []
 
 
 @dataclass(frozen=True)
@@ -151,7 +158,7 @@ def _validate_and_calibrate(tmp: Path, manifest: dict, ref: validate.Reference, 
     if failed or (degraded and not options.allow_degraded):
         names = ", ".join(failed + degraded)
         hint = "" if failed else " (--allow-degraded writes it anyway, --tolerance sets the limit)"
-        raise ExportError(f"variant {names} failed its accuracy gate{hint}:\n" + "\n".join(lines))
+        raise ExportError(f"variant {names} failed its accuracy gate{hint}", lines)
     return lines
 
 

@@ -40,6 +40,8 @@ def main(model, out, variants, opset, tolerance, allow_degraded):
     except DataError as exc:
         raise click.UsageError(f"cannot load the data recorded in {model}: {exc}") from None
     except ExportError as exc:
+        for line in exc.report:
+            click.echo(line, err=True)
         raise click.ClickException(f"export failed, nothing written to {out}: {exc}") from None
     except OSError as exc:
         raise click.ClickException(f"cannot write {exc.filename or out}: {exc.strerror or exc}") from None

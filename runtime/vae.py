@@ -233,7 +233,7 @@ def bernoulli_nll(x: np.ndarray, p: np.ndarray) -> np.ndarray:
     p = np.clip(p.astype(np.float64), _PROB_EPS, 1.0 - _PROB_EPS)
     x = x.astype(np.float64)
     bce = -(x * np.log(p) + (1.0 - x) * np.log1p(-p))
-    return bce.reshape(len(x), -1).sum(axis=1)
+    return bce.reshape(len(x), -1).sum(axis=1) if len(x) else np.zeros(0)
 
 
 def gaussian_kl(mu: np.ndarray, logvar: np.ndarray) -> np.ndarray:

@@ -31,7 +31,8 @@ def as_batch(x: object, shape: tuple[int, ...], name: str) -> tuple[np.ndarray, 
         a = a[None]
     if a.shape[1:] != tuple(shape):
         raise ValueError(f"{name}: expected shape {expected}, got {list(a.shape)}")
-    a = np.ascontiguousarray(a, dtype=np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):  # values beyond float32 become Inf, refused below
+        a = np.ascontiguousarray(a, dtype=np.float32)
     if a.size and not np.isfinite(a).all():
         raise ValueError(f"{name}: contains NaN or Inf")
     return a, single

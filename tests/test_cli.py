@@ -1,0 +1,198 @@
+"""Every command's exit codes: 0 ok, 1 the job failed, 2 bad usage or input; never a traceback."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from vae_edge.export.cli import main as export_main
+from vae_edge.runtime.cli import main as run_main
+from vae_edge.trainer.cli import main as train_main
+
+
+def invoke(cmd, args):
+    result = CliRunner().invoke(cmd, [str(a) for a in args])
+    assert "Traceback" not in result.output, result.output
+    return result
+
+
+def one_line_error(result, code, *fragments):
+    assert result.exit_code == code, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    last = result.output.strip().splitlines()[-1]
+    assert last.startswith("Error"), result.output
+    for fragment in fragments:
+        assert fragment in last, last
+
+
+@pytest.fixture(scope="module")
+def digits_npy(tmp_path_factory, test_digits):
+    path = tmp_path_factory.mktemp("inputs") / "digits.npy"
+    np.save(path, test_digits[:16])
+    return path
+
+
+# ---------------------------------------------------------------- vae-run
+def test_info_describes_the_default_and_a_given_bundle(bundle):
+    result = invoke(run_main, ["info"])
+    assert result.exit_code == 0, result.output
+    assert "(default bundle)" in result.output and "int8" in result.output and "p99" in result.output
+    result = invoke(run_main, ["info", bundle, "--json"])
+    assert result.exit_code == 0
+    assert json.loads(result.output)["schema"] == "vae-edge/bundle/1"
+
+
+def test_sample_writes_npy_and_a_png_grid_of_digits(tmp_path):
+    out, grid = tmp_path / "s.npy", tmp_path / "s.png"
+    result = invoke(run_main, ["sample", "-n", 16, "--seed", 0, "--out", out, "--grid", grid])
+    assert result.exit_code == 0, result.output
+    xs = np.load(out)
+    assert xs.shape == (16, 1, 8, 8)
+    with Image.open(grid) as img:
+        assert img.format == "PNG" and img.size[0] >= 4 * 8 * 4
+        pixels = np.asarray(img)
+    assert pixels.max() > 200 and pixels.min() == 0  # bright strokes on a dark background
+    again = tmp_path / "again.npy"
+    invoke(run_main, ["sample", "-n", 16, "--seed", 0, "--out", again])
+    np.testing.assert_array_equal(np.load(again), xs)
+
+
+def test_sample_prints_csv_rows_without_out():
+    result = invoke(run_main, ["sample", "-n", 2, "--seed", 1])
+    rows = result.stdout.strip().splitlines()
+    assert result.exit_code == 0 and len(rows) == 2 and len(rows[0].split(",")) == 64
+
+
+def test_reconstruct_encode_decode_score_round_trip(tmp_path, bundle, digits_npy):
+    r, z, lv, d, s = (tmp_path / n for n in ("r.npy", "z.npy", "lv.npy", "d.npy", "s.npy"))
+    assert invoke(run_main, ["reconstruct", bundle, digits_npy, "--out", r, "--grid", tmp_path / "r.png"]).exit_code == 0
+    assert np.load(r).shape == (16, 1, 8, 8) and (tmp_path / "r.png").is_file()
+    assert invoke(run_main, ["encode", bundle, digits_npy, "--out", z, "--logvar", lv]).exit_code == 0
+    assert np.load(z).shape == np.load(lv).shape == (16, 4)
+    assert invoke(run_main, ["decode", bundle, z, "--out", d, "--precision", "int8"]).exit_code == 0
+    np.testing.assert_allclose(np.load(d), np.load(r), atol=16 * 0.05)
+    result = invoke(run_main, ["score", bundle, digits_npy, "--out", s])
+    assert result.exit_code == 0 and np.load(s).shape == (16,)
+    assert "above the validation p99" in result.output
+    printed = invoke(run_main, ["score", bundle, digits_npy]).stdout.strip().splitlines()
+    np.testing.assert_allclose([float(v) for v in printed[:16]], np.load(s), rtol=1e-5)
+
+
+def test_npz_with_one_array_is_accepted(tmp_path, test_digits):
+    path = tmp_path / "x.npz"
+    np.savez(path, images=test_digits[:3])
+    result = invoke(run_main, ["score", path])
+    assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize(
+    "args, fragments",
+    [
+        (["info", "nowhere"], ["no such bundle folder"]),
+        (["sample", "-n", "-1"], ["-1"]),
+        (["sample", "--precision", "int4"], ["precision 'int4'", "fp32, int8"]),
+        (["reconstruct"], ["expected [BUNDLE] INPUT.npy"]),
+        (["reconstruct", "missing.npy"], ["missing.npy: no such file"]),
+        (["score", "a", "b", "c"], ["expected [BUNDLE] INPUT.npy, got 3"]),
+        (["frobnicate"], ["No such command"]),
+    ],
+)
+def test_run_usage_errors_exit_2(args, fragments):
+    one_line_error(invoke(run_main, args), 2, *fragments)
+
+
+def test_run_input_errors_exit_2(tmp_path):
+    wrong = tmp_path / "wrong.npy"
+    np.save(wrong, np.zeros((3, 5)))
+    one_line_error(invoke(run_main, ["reconstruct", wrong]), 2, "expected shape [n, 1, 8, 8]", "[3, 5]")
+    text = tmp_path / "text.npy"
+    text.write_text("1,2,3")
+    one_line_error(invoke(run_main, ["score", text]), 2, "not a readable .npy")
+    pickled = tmp_path / "obj.npy"
+    np.save(pickled, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    one_line_error(invoke(run_main, ["encode", pickled]), 2, "not a readable .npy")
+    nan = tmp_path / "nan.npy"
+    np.save(nan, np.full((1, 1, 8, 8), np.nan))
+    one_line_error(invoke(run_main, ["score", nan]), 2, "NaN")
+    zs = tmp_path / "z.npy"
+    np.save(zs, np.zeros((2, 7)))
+    one_line_error(invoke(run_main, ["decode", zs]), 2, "z: expected shape [n, 8]")
+
+
+def test_tampered_bundle_exits_2_naming_the_file(bundle_copy):
+    (bundle_copy / "decoder.int8.onnx").write_bytes(b"garbage")
+    one_line_error(invoke(run_main, ["sample", bundle_copy]), 2, "decoder.int8.onnx")
+
+
+def test_unwritable_output_exits_1_and_leaves_no_partial_file(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    result = invoke(run_main, ["sample", "-n", 2, "--out", blocker / "s.npy"])
+    one_line_error(result, 1, "cannot write")
+
+
+# ---------------------------------------------------------------- vae-train / vae-export
+def test_train_cli_writes_checkpoint_and_grids(tmp_path):
+    out = tmp_path / "m" / "model.pt"
+    result = invoke(train_main, ["--epochs", 2, "--hidden", 16, "--latent", 2, "--iw-samples", 5, "--quiet", "--out", out])
+    assert result.exit_code == 0, result.output
+    assert "test      ELBO" in result.output and "IWAE NLL" in result.output
+    assert out.is_file() and (out.parent / "model.samples.png").is_file() and (out.parent / "model.reconstructions.png").is_file()
+    assert sorted(p.name for p in out.parent.iterdir()) == ["model.pt", "model.reconstructions.png", "model.samples.png"]
+
+
+@pytest.mark.parametrize(
+    "args, fragments",
+    [
+        (["--data", "imagenet"], ["unknown data spec 'imagenet'"]),
+        (["--epochs", "0"], ["--epochs"]),
+        (["--arch", "resnet"], ["--arch"]),
+        (["--lr", "-1"], ["--lr"]),
+    ],
+)
+def test_train_usage_errors_exit_2(args, fragments):
+    one_line_error(invoke(train_main, args), 2, *fragments)
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the machine without CUDA")
+def test_train_asking_for_missing_cuda_exits_2(tmp_path):
+    one_line_error(invoke(train_main, ["--device", "cuda", "--epochs", 1, "--out", tmp_path / "m.pt"]), 2, "CUDA")
+
+
+def test_export_cli_errors(tmp_path, model_path):
+    one_line_error(invoke(export_main, [tmp_path / "absent.pt"]), 2, "does not exist")
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"\x00" * 100)
+    one_line_error(invoke(export_main, [junk, "--out", tmp_path / "b"]), 2, "not a readable PyTorch checkpoint")
+    one_line_error(invoke(export_main, [model_path, "--quantize", "int4", "--out", tmp_path / "b"]), 2, "unknown quantization int4")
+    one_line_error(invoke(export_main, [model_path, "--tolerance", "0", "--out", tmp_path / "b"]), 1, "failed its accuracy gate")
+    assert not (tmp_path / "b").exists()
+
+
+def test_console_scripts_end_to_end(tmp_path):
+    """The installed commands, as a user types them: train -> export -> run."""
+    bindir = Path(sys.executable).parent
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+
+    def run(*args):
+        return subprocess.run([str(bindir / args[0]), *map(str, args[1:])], capture_output=True, text=True, cwd=tmp_path, env=env)
+
+    train = run("vae-train", "--epochs", 3, "--hidden", 32, "--latent", 3, "--iw-samples", 10, "--quiet")
+    assert train.returncode == 0, train.stderr
+    export = run("vae-export", "model.pt", "--out", "bundle")
+    assert export.returncode == 0, export.stderr
+    assert "✓ fp32" in export.stdout and "Traceback" not in export.stderr
+    sample = run("vae-run", "sample", "bundle", "-n", 9, "--grid", "s.png", "--out", "s.npy")
+    assert sample.returncode == 0, sample.stderr
+    assert np.load(tmp_path / "s.npy").shape == (9, 1, 8, 8)
+    bad = run("vae-export", "nothing.pt")
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    errors = [ln for ln in bad.stderr.splitlines() if ln.startswith("Error")]
+    assert errors == ["Error: Invalid value for 'MODEL': File 'nothing.pt' does not exist."]

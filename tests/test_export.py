@@ -1,0 +1,149 @@
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from vae_edge.export import bundle as bundle_mod
+from vae_edge.export.bundle import ExportError, ExportOptions, export_bundle
+from vae_edge.models import load_model
+
+
+def _session(path: Path) -> ort.InferenceSession:
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def test_bundle_layout_and_manifest(bundle, model_path):
+    names = sorted(p.name for p in bundle.iterdir())
+    assert names == ["decoder.int8.onnx", "decoder.onnx", "encoder.int8.onnx", "encoder.onnx", "manifest.json"]
+    m = json.loads((bundle / "manifest.json").read_text())
+    assert m["schema"] == "vae-edge/bundle/1"
+    assert m["model"]["latent_dim"] == 4 and m["model"]["likelihood"] == "bernoulli"
+    assert m["data"]["shape"] == [1, 8, 8]
+    assert m["data"]["preprocessing"]["scale"] == 16.0
+    assert m["graphs"]["encoder"]["inputs"] == {"x": ["batch", 1, 8, 8]}
+    assert m["graphs"]["decoder"]["outputs"] == {"x_mean": ["batch", 1, 8, 8]}
+    assert m["opset"] == 18
+    for name, meta in m["files"].items():
+        data = (bundle / name).read_bytes()
+        assert meta["bytes"] == len(data)
+        assert meta["sha256"] == hashlib.sha256(data).hexdigest()
+    for variant in ("fp32", "int8"):
+        acc = m["variants"][variant]["accuracy"]
+        assert acc["passed"] is True
+        assert {"encoder_mu_max_abs", "decoder_x_mean_max_abs", "recon_nll_rel_change", "score_max_rel_diff", "neg_elbo"} <= set(acc)
+        q = m["variants"][variant]["anomaly_quantiles"]
+        assert q["p50"] < q["p95"] < q["p99"] <= q["p99.9"]
+    assert m["provenance"]["source"] == model_path.name and len(m["provenance"]["weights_sha256"]) == 64
+
+
+def test_graphs_are_valid_deterministic_and_carry_metadata(bundle):
+    for name in ("encoder.onnx", "decoder.onnx", "encoder.int8.onnx", "decoder.int8.onnx"):
+        model = onnx.load(str(bundle / name))
+        onnx.checker.check_model(model, full_check=True)
+        ops = {n.op_type for n in model.graph.node}
+        assert not ops & {"RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike", "Dropout"}, ops
+        meta = {p.key: p.value for p in model.metadata_props}
+        assert meta["vae_edge.latent_dim"] == "4"
+        assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
+    assert [i.name for i in _session(bundle / "encoder.onnx").get_inputs()] == ["x"]
+    assert [o.name for o in _session(bundle / "encoder.onnx").get_outputs()] == ["mu", "logvar"]
+    assert [o.name for o in _session(bundle / "decoder.onnx").get_outputs()] == ["x_mean"]
+
+
+@pytest.mark.parametrize("batch", [1, 3, 64])
+def test_fp32_graphs_match_pytorch_at_any_batch(bundle, model_path, batch):
+    model = load_model(model_path)
+    rng = np.random.default_rng(batch)
+    x = rng.random((batch, 1, 8, 8), dtype=np.float32)
+    z = rng.standard_normal((batch, 4)).astype(np.float32)
+    with torch.no_grad():
+        mu, logvar = model.encode(torch.from_numpy(x))
+        x_mean = model.decode(torch.from_numpy(z))
+    got_mu, got_logvar = _session(bundle / "encoder.onnx").run(None, {"x": x})
+    (got_x,) = _session(bundle / "decoder.onnx").run(None, {"z": z})
+    np.testing.assert_allclose(got_mu, mu.numpy(), atol=1e-4, rtol=0)
+    np.testing.assert_allclose(got_logvar, logvar.numpy(), atol=1e-4, rtol=0)
+    np.testing.assert_allclose(got_x, x_mean.numpy(), atol=1e-4, rtol=0)
+
+
+def test_int8_is_within_tolerance_and_smaller(bundle, model_path, digits):
+    model = load_model(model_path)
+    x = digits.to_model(digits.test)
+    with torch.no_grad():
+        mu, _ = model.encode(torch.from_numpy(x))
+        want = model.decode(mu).numpy()
+    (got,) = _session(bundle / "decoder.int8.onnx").run(None, {"z": mu.numpy()})
+    assert np.abs(got - want).max() < 0.05
+    m = json.loads((bundle / "manifest.json").read_text())
+    assert abs(m["variants"]["int8"]["accuracy"]["recon_nll_rel_change"]) < 0.02
+    fp32 = m["files"]["decoder.onnx"]["bytes"] + m["files"]["encoder.onnx"]["bytes"]
+    int8 = m["files"]["decoder.int8.onnx"]["bytes"] + m["files"]["encoder.int8.onnx"]["bytes"]
+    assert int8 < 0.5 * fp32  # the small test model; the default bundle is checked against 0.3x below
+
+
+def test_default_bundle_int8_is_under_a_third_of_fp32_bytes():
+    from vae_edge.runtime import default_bundle_path
+
+    m = json.loads((default_bundle_path() / "manifest.json").read_text())
+    size = lambda v: sum(m["files"][m["variants"][v][g]]["bytes"] for g in ("encoder", "decoder"))  # noqa: E731
+    assert size("int8") <= 0.3 * size("fp32")
+    assert abs(m["variants"]["int8"]["accuracy"]["recon_nll_rel_change"]) <= 0.01
+
+
+def test_export_is_deterministic_and_replaces_an_existing_bundle(tmp_path, model_path, bundle, monkeypatch):
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "0")
+    out = tmp_path / "again"
+    shutil.copytree(bundle, out)
+    (out / "stale.txt").write_text("from an older export")
+    export_bundle(model_path, out)
+    assert not (out / "stale.txt").exists()
+    for name in ("encoder.onnx", "decoder.onnx", "encoder.int8.onnx", "decoder.int8.onnx"):
+        assert (out / name).read_bytes() == (bundle / name).read_bytes(), name
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["again"]  # no temporary folders left behind
+
+
+def test_a_graph_that_differs_from_pytorch_fails_and_writes_nothing(tmp_path, model_path, bundle, monkeypatch):
+    """A decoder that is off by 1e-3 must be caught; the earlier bundle stays as it was."""
+    real = bundle_mod.export_graph
+
+    def broken(model, spec, path, **kw):
+        proto = real(model, spec, path, **kw)
+        if spec.name == "decoder":
+            init = next(t for t in proto.graph.initializer if len(onnx.numpy_helper.to_array(t).shape) == 1 and onnx.numpy_helper.to_array(t).size == 64)
+            arr = onnx.numpy_helper.to_array(init) + np.float32(0.01)
+            init.CopyFrom(onnx.numpy_helper.from_array(arr, init.name))
+            onnx.save_model(proto, str(path))
+        return proto
+
+    monkeypatch.setattr(bundle_mod, "export_graph", broken)
+    out = tmp_path / "bundle"
+    shutil.copytree(bundle, out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    with pytest.raises(ExportError) as info:
+        export_bundle(model_path, out)
+    message = "\n".join(info.value.report)
+    assert "✗ fp32   decoder.x_mean max-abs" in message
+    assert "✓ fp32   encoder.mu max-abs" in message  # every check is reported, not just the first failure
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]
+
+
+def test_quantized_gate_fails_unless_degraded_is_allowed(tmp_path, model_path):
+    strict = ExportOptions(tolerance=0.0)
+    with pytest.raises(ExportError, match="allow-degraded"):
+        export_bundle(model_path, tmp_path / "strict", strict)
+    assert not (tmp_path / "strict").exists()
+    result = export_bundle(model_path, tmp_path / "lenient", ExportOptions(tolerance=0.0, allow_degraded=True))
+    assert result.manifest["variants"]["int8"]["accuracy"]["passed"] is False
+    assert result.manifest["variants"]["fp32"]["accuracy"]["passed"] is True
+
+
+def test_export_options_refuse_unknown_variants():
+    with pytest.raises(ValueError, match="unknown quantization"):
+        ExportOptions(variants=("int4",))

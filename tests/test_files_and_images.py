@@ -1,0 +1,64 @@
+import numpy as np
+import pytest
+
+from vae_edge.runtime.files import atomic_directory, atomic_path, atomic_save_npy, sha256_file
+from vae_edge.runtime.images import grid_array, interleave_rows, save_grid
+
+
+def test_atomic_path_keeps_the_old_file_when_the_writer_fails(tmp_path):
+    dest = tmp_path / "model.pt"
+    dest.write_bytes(b"old")
+    with pytest.raises(RuntimeError):
+        with atomic_path(dest) as tmp:
+            tmp.write_bytes(b"half of the ne")
+            raise RuntimeError("killed mid-write")
+    assert dest.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["model.pt"]
+    with atomic_path(dest) as tmp:
+        tmp.write_bytes(b"new")
+    assert dest.read_bytes() == b"new"
+    assert oct(dest.stat().st_mode & 0o777) != oct(0o600)  # not mkstemp's private mode
+
+
+def test_atomic_directory_replaces_whole_or_not_at_all(tmp_path):
+    dest = tmp_path / "bundle"
+    dest.mkdir()
+    (dest / "a").write_text("old")
+    with pytest.raises(ValueError):
+        with atomic_directory(dest) as tmp:
+            (tmp / "a").write_text("new")
+            raise ValueError("check failed")
+    assert (dest / "a").read_text() == "old"
+    with atomic_directory(dest) as tmp:
+        (tmp / "b").write_text("new")
+    assert sorted(p.name for p in dest.iterdir()) == ["b"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]
+
+
+def test_npy_is_written_to_the_exact_name(tmp_path):
+    dest = tmp_path / "scores.bin"
+    atomic_save_npy(dest, np.arange(3.0))
+    np.testing.assert_array_equal(np.load(dest), np.arange(3.0))
+    assert len(sha256_file(dest)) == 64
+
+
+def test_grid_layout_and_scaling(tmp_path):
+    imgs = np.zeros((5, 1, 8, 8), np.float32)
+    imgs[1] = 1.0
+    grid = grid_array(imgs, nrow=3, pad=1)
+    assert grid.shape == (2 * 9 + 1, 3 * 9 + 1) and grid.dtype == np.uint8
+    assert grid[1:9, 10:18].min() == 255 and grid[1:9, 1:9].max() == 0
+    rgb = grid_array(np.ones((2, 3, 4, 4)), scale=2)
+    assert rgb.shape == ((4 + 2) * 2, (2 * 5 + 1) * 2, 3)
+    png = save_grid(tmp_path / "g.png", imgs)
+    from PIL import Image
+
+    with Image.open(png) as im:
+        assert im.size[1] >= 48
+    with pytest.raises(ValueError, match="stack of images"):
+        grid_array(np.zeros((4, 64)))
+
+
+def test_interleave_rows_pairs_originals_with_reconstructions():
+    a, b = np.arange(5)[:, None], -np.arange(5)[:, None]
+    assert interleave_rows(a, b, 2).ravel().tolist() == [0, 1, 0, -1, 2, 3, -2, -3, 4, -4]

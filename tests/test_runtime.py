@@ -1,0 +1,237 @@
+import json
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from vae_edge.models import load_model
+from vae_edge.runtime import VAE, BundleError
+
+
+@pytest.fixture(scope="module")
+def vae(bundle):
+    return VAE.load(bundle)
+
+
+def test_import_and_every_call_stay_free_of_torch_onnx_and_pillow():
+    code = """
+import sys
+import numpy as np
+import vae_edge.runtime
+from vae_edge.runtime import VAE
+vae = VAE.load()
+x = vae.sample(4, seed=0)
+mu, logvar = vae.encode(x)
+vae.decode(mu); vae.reconstruct(x); vae.anomaly_score(x); vae.anomaly_score(x, samples=3)
+vae.interpolate(x[0], x[1], steps=3)
+VAE.load(precision="int8").sample(2, seed=1)
+bad = [m for m in ("torch", "onnx", "PIL", "onnxscript", "sklearn") if m in sys.modules]
+print(",".join(bad))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "", f"runtime imported {out.stdout.strip()}"
+
+
+def test_default_bundle_loads_and_describes_itself():
+    vae = VAE.load()
+    assert vae.path.name == "default_bundle" and (vae.path / "manifest.json").is_file()
+    assert vae.manifest["data"]["dataset"] == "digits"
+    assert vae.shape == (1, 8, 8) and vae.latent_dim == 8
+    assert set(vae.manifest["variants"]) >= {"fp32", "int8"}
+
+
+def test_same_seed_same_samples(vae):
+    a, b, c = vae.sample(5, seed=3), vae.sample(5, seed=3), vae.sample(5, seed=4)
+    assert a.shape == (5, 1, 8, 8) and a.dtype == np.float32
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+    assert 0.0 <= a.min() and a.max() <= 16.0  # data units: digits grey levels
+    assert vae.sample(0).shape == (0, 1, 8, 8)
+
+
+def test_runtime_matches_pytorch_including_preprocessing(vae, model_path, test_digits):
+    model = load_model(model_path)
+    x = torch.from_numpy(test_digits / 16.0)
+    with torch.no_grad():
+        mu, logvar = model.encode(x)
+        x_mean = model.decode(mu)
+    got_mu, got_logvar = vae.encode(test_digits)
+    np.testing.assert_allclose(got_mu, mu.numpy(), atol=1e-4, rtol=0)
+    np.testing.assert_allclose(got_logvar, logvar.numpy(), atol=1e-4, rtol=0)
+    np.testing.assert_allclose(vae.reconstruct(test_digits) / 16.0, x_mean.numpy(), atol=1e-4, rtol=0)
+    np.testing.assert_allclose(vae.decode(mu.numpy()) / 16.0, x_mean.numpy(), atol=1e-4, rtol=0)
+
+
+def test_anomaly_score_is_the_negative_elbo_and_flags_noise(vae, model_path, test_digits):
+    from vae_edge.trainer import objectives
+
+    model = load_model(model_path)
+    with torch.no_grad():
+        nll, kl = objectives.elbo_terms(model, torch.from_numpy(test_digits / 16.0), mean_path=True)
+    scores = vae.anomaly_score(test_digits)
+    assert scores.shape == (len(test_digits),)
+    np.testing.assert_allclose(scores, (nll + kl).numpy(), rtol=1e-4)
+    noise = np.random.default_rng(0).uniform(0, 16, size=(32, 1, 8, 8))
+    p99 = vae.manifest["variants"]["fp32"]["anomaly_quantiles"]["p99"]
+    assert (vae.anomaly_score(noise) > p99).mean() > 0.9
+    assert (scores > p99).mean() < 0.2
+    mc = vae.anomaly_score(test_digits, samples=20, seed=1)
+    np.testing.assert_array_equal(mc, vae.anomaly_score(test_digits, samples=20, seed=1))
+    assert mc.mean() > scores.mean() - 1.0  # sampling z adds reconstruction error on average
+
+
+def test_single_sample_without_batch_axis(vae, test_digits):
+    mu, logvar = vae.encode(test_digits[0])
+    assert mu.shape == logvar.shape == (4,)
+    np.testing.assert_allclose(mu, vae.encode(test_digits[:1])[0][0])
+    assert vae.decode(mu).shape == (1, 8, 8)
+    assert vae.reconstruct(test_digits[0]).shape == (1, 8, 8)
+    assert np.ndim(vae.anomaly_score(test_digits[0])) == 0
+
+
+def test_dtypes_are_cast_and_empty_batches_return_empty(vae, test_digits):
+    as_int = test_digits[:3].astype(np.int64)
+    np.testing.assert_allclose(vae.encode(as_int)[0], vae.encode(as_int.astype(np.float32))[0])
+    np.testing.assert_allclose(vae.encode(test_digits[:3].astype(np.float64))[0], vae.encode(test_digits[:3])[0])
+    np.testing.assert_allclose(vae.encode(test_digits[:2].tolist())[0], vae.encode(test_digits[:2])[0])
+    empty = np.zeros((0, 1, 8, 8), np.float32)
+    mu, logvar = vae.encode(empty)
+    assert mu.shape == logvar.shape == (0, 4)
+    assert vae.reconstruct(empty).shape == (0, 1, 8, 8)
+    assert vae.decode(np.zeros((0, 4))).shape == (0, 1, 8, 8)
+    assert vae.anomaly_score(empty).shape == (0,)
+
+
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (np.zeros((2, 64), np.float32), r"expected shape \[n, 1, 8, 8\]"),
+        (np.zeros((2, 1, 8), np.float32), "expected shape"),
+        (np.zeros((1, 8, 8), np.float32)[0], "expected shape"),
+        (np.full((1, 1, 8, 8), np.nan, np.float32), "NaN or Inf"),
+        (np.full((1, 1, 8, 8), np.inf), "NaN or Inf"),
+        (np.array([[["a"] * 8] * 8]), "numeric"),
+        (np.empty((1, 1, 8, 8), dtype=object), "numeric"),
+        (np.ones((1, 1, 8, 8), np.complex64), "real"),
+        ([[1, 2], [3]], "irregular|numeric"),
+        (np.full((1, 1, 8, 8), 40.0), r"must lie in \[0, 16\]"),
+        (np.full((1, 1, 8, 8), 1e39), "NaN or Inf"),  # overflows float32
+    ],
+)
+def test_bad_inputs_raise_value_error_naming_what_was_expected(vae, bad, match):
+    for method in (vae.encode, vae.reconstruct, vae.anomaly_score):
+        with pytest.raises(ValueError, match=match):
+            method(bad)
+
+
+def test_bad_latents_and_arguments(vae):
+    with pytest.raises(ValueError, match=r"z: expected shape \[n, 4\]"):
+        vae.decode(np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="NaN"):
+        vae.decode(np.full((1, 4), np.nan))
+    for bad_n in (-1, 1.5, "3", True):
+        with pytest.raises(ValueError, match="n:"):
+            vae.sample(bad_n)
+    with pytest.raises(ValueError, match="temperature"):
+        vae.sample(2, temperature=0)
+    with pytest.raises(ValueError, match="samples"):
+        vae.anomaly_score(np.zeros((1, 1, 8, 8)), samples=0)
+    with pytest.raises(ValueError, match="steps"):
+        vae.interpolate(np.zeros((1, 8, 8)), np.zeros((1, 8, 8)), steps=1)
+    with pytest.raises(ValueError, match="one sample"):
+        vae.interpolate(np.zeros((2, 1, 8, 8)), np.zeros((1, 8, 8)))
+
+
+def test_interpolation_ends_at_the_reconstructions(vae, test_digits):
+    path = vae.interpolate(test_digits[0], test_digits[1], steps=6)
+    assert path.shape == (6, 1, 8, 8)
+    np.testing.assert_allclose(path[0], vae.reconstruct(test_digits[0]), atol=1e-5)
+    np.testing.assert_allclose(path[-1], vae.reconstruct(test_digits[1]), atol=1e-5)
+
+
+def test_int8_precision_is_close_to_fp32(bundle, test_digits):
+    fp32, int8 = VAE.load(bundle), VAE.load(bundle, precision="int8")
+    assert int8.precision == "int8"
+    diff = np.abs(int8.reconstruct(test_digits) - fp32.reconstruct(test_digits)) / 16.0
+    assert diff.max() < 0.05
+    rel = np.abs(int8.anomaly_score(test_digits) - fp32.anomaly_score(test_digits)) / fp32.anomaly_score(test_digits)
+    assert rel.mean() < 0.01
+
+
+def test_load_options_are_checked(bundle):
+    with pytest.raises(ValueError, match="precision 'int4' is not in this bundle; it has fp32, int8"):
+        VAE.load(bundle, precision="int4")
+    with pytest.raises(ValueError, match="NoSuchExecutionProvider"):
+        VAE.load(bundle, providers=["NoSuchExecutionProvider"])
+    with pytest.raises(ValueError, match="threads"):
+        VAE.load(bundle, threads=0)
+    assert VAE.load(bundle, threads=1, providers=["CPUExecutionProvider"]).sample(1, seed=0).shape == (1, 1, 8, 8)
+
+
+def test_tampered_truncated_and_missing_files_are_refused(bundle_copy):
+    enc = bundle_copy / "encoder.onnx"
+    data = bytearray(enc.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    enc.write_bytes(bytes(data))
+    with pytest.raises(BundleError, match=r"encoder\.onnx: sha256 does not match"):
+        VAE.load(bundle_copy)
+    enc.write_bytes(bytes(data[:100]))
+    with pytest.raises(BundleError, match=r"encoder\.onnx: 100 bytes"):
+        VAE.load(bundle_copy)
+    enc.unlink()
+    with pytest.raises(BundleError, match=r"encoder\.onnx: missing"):
+        VAE.load(bundle_copy)
+
+
+def test_manifest_problems_are_refused(bundle_copy, tmp_path):
+    manifest_path = bundle_copy / "manifest.json"
+    original = json.loads(manifest_path.read_text())
+
+    def write(m):
+        manifest_path.write_text(json.dumps(m))
+
+    m = dict(original, schema="vae-edge/bundle/99")
+    write(m)
+    with pytest.raises(BundleError, match="schema"):
+        VAE.load(bundle_copy)
+    m = json.loads(json.dumps(original))
+    m["files"]["../escape.onnx"] = m["files"].pop("decoder.onnx")
+    m["variants"]["fp32"]["decoder"] = "../escape.onnx"
+    write(m)
+    with pytest.raises(BundleError, match="outside the bundle"):
+        VAE.load(bundle_copy)
+    manifest_path.write_text("{not json")
+    with pytest.raises(BundleError, match="unreadable manifest"):
+        VAE.load(bundle_copy)
+    manifest_path.unlink()
+    with pytest.raises(BundleError, match="not a bundle"):
+        VAE.load(bundle_copy)
+    with pytest.raises(BundleError, match="no such bundle"):
+        VAE.load(tmp_path / "nowhere")
+
+
+def test_one_vae_shared_by_eight_threads_matches_serial_calls(vae, test_digits):
+    chunks = [test_digits[i : i + 8] for i in range(0, 64, 8)]
+    serial = [(vae.reconstruct(c), vae.anomaly_score(c), vae.sample(4, seed=i)) for i, c in enumerate(chunks)]
+    results = [None] * len(chunks)
+    errors = []
+
+    def work(i):
+        try:
+            for _ in range(10):
+                results[i] = (vae.reconstruct(chunks[i]), vae.anomaly_score(chunks[i]), vae.sample(4, seed=i))
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for got, want in zip(results, serial):
+        for g, w in zip(got, want):
+            np.testing.assert_array_equal(g, w)
