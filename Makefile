@@ -9,10 +9,11 @@ DEMO   ?= demo
 .PHONY: demo test bundle clean
 
 # torch is installed first and pinned: on these machines an unpinned torch resolves to a multi-GB CUDA build.
+# --no-compile: byte-compiling all of torch at install took ~60 s of a ~90 s install; modules compile on first import instead.
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check torch==2.13.0
-	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[train,dev]"
+	$(PY) -m pip install --quiet --no-compile --disable-pip-version-check torch==2.13.0
+	$(PY) -m pip install --quiet --no-compile --disable-pip-version-check -e ".[train,dev]"
 	touch $(STAMP)
 
 ## demo: train on the digits, export to ONNX (fp32 + int8), then sample, reconstruct and score with the runtime
