@@ -13,7 +13,7 @@ import json
 import logging
 import os
 import platform
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
@@ -59,7 +59,6 @@ class ExportOptions:
     allow_degraded: bool = False  # write the bundle even if a quantized variant misses its gate
     fp32_atol: float = 1e-4
     score_rtol: float = 1e-4  # runtime anomaly score vs PyTorch negative ELBO, fp32
-    extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         unknown = [v for v in self.variants if v not in VARIANTS]

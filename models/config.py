@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from math import prod
 
 ARCHS = ("mlp",)
@@ -26,7 +26,6 @@ class VAEConfig:
     arch: str = "mlp"
     # p(x|z): "bernoulli" decodes to per-element probabilities; the data must lie in [0, 1].
     likelihood: str = "bernoulli"
-    extra: dict = field(default_factory=dict)  # room for later architectures' options, kept as plain data
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "input_shape", tuple(int(d) for d in self.input_shape))

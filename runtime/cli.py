@@ -86,9 +86,15 @@ def _emit(array: np.ndarray, out: Path | None) -> None:
     np.savetxt(sys.stdout, rows, delimiter=",", fmt="%.6g")
 
 
-def _grid(vae: VAE, grid: Path | None, images: np.ndarray, *, per_row: int | None = None) -> None:
-    if grid is None:
-        return
+def _results(vae: VAE, array: np.ndarray, out: Path | None, grid: Path | None, *, grid_images: np.ndarray | None = None, per_row: int | None = None) -> None:
+    """Write the PNG grid if asked, then the array to --out, or print it when neither was asked for."""
+    if grid is not None:
+        _grid(vae, grid, array if grid_images is None else grid_images, per_row=per_row)
+    if out is not None or grid is None:
+        _emit(array, out)
+
+
+def _grid(vae: VAE, grid: Path, images: np.ndarray, *, per_row: int | None = None) -> None:
     if vae.manifest["data"].get("kind") != "image":
         raise ValueError(f"--grid needs image data; this bundle's samples have shape {list(vae.shape)}")
     from .images import save_grid
@@ -148,10 +154,7 @@ def info(bundle, as_json):
 def sample(bundle, n, seed, temperature, precision, threads, out, grid):
     """Draw samples from the prior and decode them."""
     vae = _load(bundle, precision, threads)
-    xs = vae.sample(n, seed=seed, temperature=temperature)
-    _grid(vae, grid, xs)
-    if out is not None or grid is None:
-        _emit(xs, out)
+    _results(vae, vae.sample(n, seed=seed, temperature=temperature), out, grid)
 
 
 @main.command()
@@ -167,17 +170,14 @@ def reconstruct(paths, precision, threads, out, grid):
     vae = _load(bundle, precision, threads)
     x = _read_array(src)
     x_hat = vae.reconstruct(x)
+    pairs = per_row = None
     if grid is not None:
+        from .images import interleave_rows
+
         xb, rb = np.reshape(x, (-1, *vae.shape)), np.reshape(x_hat, (-1, *vae.shape))
-        _grid(vae, grid, _interleave(xb, rb), per_row=min(8, len(xb)))
-    if out is not None or grid is None:
-        _emit(x_hat, out)
-
-
-def _interleave(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    from .images import interleave_rows
-
-    return interleave_rows(a, b, min(8, len(a)))
+        per_row = max(1, min(8, len(xb)))
+        pairs = interleave_rows(xb, rb, per_row)
+    _results(vae, x_hat, out, grid, grid_images=pairs, per_row=per_row)
 
 
 @main.command()
@@ -209,9 +209,7 @@ def decode(paths, precision, threads, out, grid):
     bundle, src = _split(paths, "Z.npy")
     vae = _load(bundle, precision, threads)
     x = vae.decode(_read_array(src))
-    _grid(vae, grid, np.reshape(x, (-1, *vae.shape)))
-    if out is not None or grid is None:
-        _emit(x, out)
+    _results(vae, x, out, grid, grid_images=np.reshape(x, (-1, *vae.shape)))
 
 
 @main.command()
