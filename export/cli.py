@@ -44,7 +44,7 @@ def main(model, out, variants, opset, tolerance, allow_degraded):
             click.echo(line, err=True)
         raise click.ClickException(f"export failed, nothing written to {out}: {exc}") from None
     except OSError as exc:
-        raise click.ClickException(f"cannot write {exc.filename or out}: {exc.strerror or exc}") from None
+        raise click.ClickException(f"cannot write {out}: {exc.strerror or exc}") from None
 
     for line in result.report:
         click.echo(line)

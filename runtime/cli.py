@@ -68,7 +68,9 @@ def _read_array(path: Path) -> np.ndarray:
     try:
         loaded = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
-        raise ValueError(f"{path}: not a readable .npy/.npz array ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+        # numpy falls back to unpickling anything that is not .npy/.npz; pickles are never loaded here.
+        why = "pickled data or not an array file" if "pickle" in str(exc) else (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise ValueError(f"{path}: not a readable .npy/.npz array ({why})") from None
     if isinstance(loaded, np.lib.npyio.NpzFile):
         with loaded:
             if len(loaded.files) != 1:
@@ -82,7 +84,8 @@ def _emit(array: np.ndarray, out: Path | None) -> None:
         atomic_save_npy(out, array)
         click.echo(f"wrote {out} {list(array.shape)}", err=True)
         return
-    rows = np.asarray(array).reshape(len(array), -1) if np.ndim(array) else np.asarray(array).reshape(1, 1)
+    a = np.asarray(array)
+    rows = a.reshape(len(a), int(np.prod(a.shape[1:]))) if a.ndim else a.reshape(1, 1)
     np.savetxt(sys.stdout, rows, delimiter=",", fmt="%.6g")
 
 
