@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -36,10 +37,14 @@ def _handle_errors(fn):
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
+        except BrokenPipeError:
+            # The reader went away (`vae-run sample | head`): stop quietly, as the Python docs advise.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(1)
         except (BundleError, ValueError) as exc:
             raise click.UsageError(str(exc)) from None
         except OSError as exc:
-            raise click.ClickException(f"cannot write {exc.filename}: {exc.strerror or exc}") from None
+            raise click.ClickException(f"cannot write {exc.filename or 'the output'}: {exc.strerror or exc}") from None
         except RuntimeError as exc:
             raise click.ClickException(str(exc)) from None
 

@@ -59,7 +59,7 @@ def save_grid(path: str | os.PathLike, images: np.ndarray, *, nrow: int | None =
     try:
         from PIL import Image
     except ImportError:  # pragma: no cover - depends on the install
-        raise RuntimeError("writing PNG grids needs Pillow: pip install pillow") from None
+        raise RuntimeError('writing PNG grids needs Pillow: pip install "vae-edge[png]" (or pillow)') from None
     arr = np.asarray(images)
     if scale is None:
         scale = max(1, math.ceil(48 / arr.shape[-2])) if arr.ndim >= 3 and arr.shape[-2] else 1
