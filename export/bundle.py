@@ -7,6 +7,7 @@ leaves no half-written bundle and leaves an earlier bundle untouched.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -99,13 +100,17 @@ def export_bundle(model_path: str | os.PathLike, out: str | os.PathLike, options
         meta = _graph_metadata(model, data)
         for spec in SPECS:
             path = tmp / spec.filename()
-            export_graph(model, spec, path, opset=options.opset, metadata=meta)
-            check_graph(path)
+            with _step(f"exporting the {spec.name} graph (opset {options.opset})"):
+                export_graph(model, spec, path, opset=options.opset, metadata=meta)
+            with _step(f"onnx.checker on {path.name}"):
+                check_graph(path)
         for variant in options.variants:
             config = VARIANTS[variant]
             for spec in SPECS:
-                quantize(tmp / spec.filename(), tmp / spec.filename(variant), config=config)
-                check_graph(tmp / spec.filename(variant))
+                with _step(f"quantizing {spec.filename()} to {variant}"):
+                    quantize(tmp / spec.filename(), tmp / spec.filename(variant), config=config)
+                with _step(f"onnx.checker on {spec.filename(variant)}"):
+                    check_graph(tmp / spec.filename(variant))
             variants[variant] = {**{spec.name: spec.filename(variant) for spec in SPECS}, "method": config.describe()}
         for f in sorted(tmp.iterdir()):
             files[f.name] = {"sha256": sha256_file(f), "bytes": f.stat().st_size}
@@ -124,7 +129,8 @@ def _validate_and_calibrate(tmp: Path, manifest: dict, ref: validate.Reference, 
     degraded: list[str] = []
     for variant, entry in manifest["variants"].items():
         quantized = variant != "fp32"
-        encoder, decoder = (ort.InferenceSession(str(tmp / entry[spec.name]), providers=["CPUExecutionProvider"]) for spec in SPECS)
+        with _step(f"loading the {variant} graphs in onnxruntime"):
+            encoder, decoder = (ort.InferenceSession(str(tmp / entry[spec.name]), providers=["CPUExecutionProvider"]) for spec in SPECS)
         checks, problems, stats = validate.compare_variant(
             variant, encoder, decoder, ref,
             atol=None if quantized else options.fp32_atol,
@@ -159,6 +165,18 @@ def _validate_and_calibrate(tmp: Path, manifest: dict, ref: validate.Reference, 
         hint = "" if failed else " (--allow-degraded writes it anyway, --tolerance sets the limit)"
         raise ExportError(f"variant {names} failed its accuracy gate{hint}", lines)
     return lines
+
+
+@contextlib.contextmanager
+def _step(what: str):
+    """Turn a failure inside torch.onnx, onnx or onnxruntime into one ExportError line naming the step."""
+    try:
+        yield
+    except (ExportError, OSError):
+        raise
+    except Exception as exc:  # these libraries raise many unrelated exception types
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ExportError(f"{what} failed: {type(exc).__name__}: {first}") from exc
 
 
 def _qname(q: float) -> str:

@@ -147,3 +147,13 @@ def test_quantized_gate_fails_unless_degraded_is_allowed(tmp_path, model_path):
 def test_export_options_refuse_unknown_variants():
     with pytest.raises(ValueError, match="unknown quantization"):
         ExportOptions(variants=("int4",))
+
+
+def test_a_failing_exporter_becomes_one_export_error(tmp_path, model_path, monkeypatch):
+    def explode(*args, **kwargs):
+        raise RuntimeError("Unsupported operator aten::weird\nlong internal detail")
+
+    monkeypatch.setattr(bundle_mod, "export_graph", explode)
+    with pytest.raises(ExportError, match=r"^exporting the encoder graph \(opset 18\) failed: RuntimeError: Unsupported operator aten::weird$"):
+        export_bundle(model_path, tmp_path / "b")
+    assert list(tmp_path.iterdir()) == []

@@ -17,7 +17,7 @@ def make_checkpoint(model: VAE, *, data: dict, metrics: dict, optimizer: torch.o
         "format": FORMAT,
         "config": model.config.to_dict(),
         "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
-        "data": data,
+        "data": {**data, "likelihood": model.config.likelihood},
         "metrics": metrics,
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
         "train_state": train_state or {},
