@@ -28,7 +28,7 @@ from vae_edge.runtime.files import atomic_directory, atomic_write_bytes, sha256_
 from vae_edge.trainer.data import load_data
 
 from . import validate
-from .graphs import DEFAULT_OPSET, SPECS, check_graph, export_graph, graph_shapes
+from .graphs import DEFAULT_OPSET, OPSETS, SPECS, check_graph, export_graph, graph_shapes, opset_of
 from .quantize import INT8, QuantizeConfig, quantize
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,10 @@ class ExportError(RuntimeError):
         self.report = report or []
 
 
+class DestinationError(ValueError):
+    """--out names a folder that must not be replaced (not a bundle, or it holds the model)."""
+
+
 @dataclass(frozen=True)
 class ExportOptions:
     """What to write and how strict to be."""
@@ -65,8 +69,8 @@ class ExportOptions:
         unknown = [v for v in self.variants if v not in VARIANTS]
         if unknown:
             raise ValueError(f"unknown quantization {', '.join(unknown)}; expected some of: {', '.join(VARIANTS)}")
-        if not 7 <= self.opset <= 23:
-            raise ValueError(f"opset must be between 7 and 23, got {self.opset}")
+        if self.opset not in OPSETS:
+            raise ValueError(f"opset must be between {OPSETS.start} and {OPSETS.stop - 1}, got {self.opset}")
         if not self.tolerance >= 0:
             raise ValueError(f"tolerance must be >= 0, got {self.tolerance}")
 
@@ -86,6 +90,7 @@ def export_bundle(model_path: str | os.PathLike, out: str | os.PathLike, options
         ExportError: a variant failed its accuracy gate or a graph failed its checks; ``out`` untouched.
     """
     model_path = Path(model_path)
+    check_destination(Path(out), model_path)
     ckpt = read_checkpoint(model_path)
     model = model_from_checkpoint(ckpt, source=str(model_path))
     data = load_data(ckpt["data"].get("spec", ckpt["data"].get("dataset", "digits")))
@@ -101,7 +106,9 @@ def export_bundle(model_path: str | os.PathLike, out: str | os.PathLike, options
         for spec in SPECS:
             path = tmp / spec.filename()
             with _step(f"exporting the {spec.name} graph (opset {options.opset})"):
-                export_graph(model, spec, path, opset=options.opset, metadata=meta)
+                proto = export_graph(model, spec, path, opset=options.opset, metadata=meta)
+            if opset_of(proto) != options.opset:
+                raise ExportError(f"asked for opset {options.opset}, torch.onnx wrote opset {opset_of(proto)}")
             with _step(f"onnx.checker on {path.name}"):
                 check_graph(path)
         for variant in options.variants:
@@ -120,6 +127,26 @@ def export_bundle(model_path: str | os.PathLike, out: str | os.PathLike, options
         report = _validate_and_calibrate(tmp, manifest, ref, data, test_raw, options)
         _write_manifest(tmp, manifest)
     return ExportResult(Path(out), manifest, report)
+
+
+def check_destination(out: Path, model_path: Path) -> None:
+    """Refuse to replace anything but an earlier bundle: the export swaps the whole folder.
+
+    Raises:
+        DestinationError: ``out`` is a file, a non-empty folder without manifest.json, the folder holding
+            the model, or the current folder (or one above it).
+    """
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise DestinationError(f"{out}: exists and is not a folder")
+    real = out.resolve()
+    if real == Path.cwd().resolve() or real in Path.cwd().resolve().parents:
+        raise DestinationError(f"{out}: is the current folder or above it; name a bundle folder of its own")
+    if real in model_path.resolve().parents:
+        raise DestinationError(f"{out}: holds {model_path.name}; name a bundle folder of its own")
+    if any(out.iterdir()) and not (out / MANIFEST).is_file():
+        raise DestinationError(f"{out}: exists and is not a bundle (no {MANIFEST}); refusing to replace it")
 
 
 def _validate_and_calibrate(tmp: Path, manifest: dict, ref: validate.Reference, data, test_raw: np.ndarray, options: ExportOptions) -> list[str]:

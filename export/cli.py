@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from vae_edge.runtime.clitools import require_workstation_extras, run_cli
+
 
 def _variants(ctx, param, value: str) -> tuple[str, ...]:
     items = tuple(v.strip() for v in value.split(",") if v.strip()) if value else ()
@@ -15,26 +17,29 @@ def _variants(ctx, param, value: str) -> tuple[str, ...]:
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("model", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("bundle"), show_default=True, help="Bundle folder to write (replaced atomically).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("bundle"), show_default=True, help="Bundle folder to write (an earlier bundle there is replaced atomically).")
 @click.option("--quantize", "variants", default="int8", show_default=True, callback=_variants, help="Comma-separated quantized variants to add to fp32 (int8), or 'none'.")
-@click.option("--opset", type=click.IntRange(7, 23), default=18, show_default=True, help="ONNX opset of the graphs.")
+@click.option("--opset", type=click.IntRange(18, 23), default=18, show_default=True, help="ONNX opset of the graphs (torch.onnx writes 18 or newer).")
 @click.option("--tolerance", type=click.FloatRange(min=0), default=0.02, show_default=True, help="Largest relative change in reconstruction NLL a quantized variant may show.")
 @click.option("--allow-degraded", is_flag=True, help="Write the bundle even when a quantized variant misses --tolerance.")
-def main(model, out, variants, opset, tolerance, allow_degraded):
+def cli(model, out, variants, opset, tolerance, allow_degraded):
     """Export MODEL (a model.pt from vae-train) to an ONNX bundle: encoder, decoder, quantized variants and
     manifest.json, each variant checked against PyTorch before anything is written."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    require_workstation_extras("vae-export")
     from vae_edge.models import CheckpointError
     from vae_edge.trainer.data import DataError
 
-    from .bundle import ExportError, ExportOptions, export_bundle
+    from .bundle import DestinationError, ExportError, ExportOptions, export_bundle
 
     try:
         options = ExportOptions(variants=variants, opset=opset, tolerance=tolerance, allow_degraded=allow_degraded)
     except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--quantize") from None
+        raise click.UsageError(str(exc)) from None
     try:
         result = export_bundle(model, out, options)
+    except DestinationError as exc:
+        raise click.BadParameter(str(exc), param_hint="--out") from None
     except CheckpointError as exc:
         raise click.BadParameter(str(exc), param_hint="MODEL") from None
     except DataError as exc:
@@ -51,3 +56,8 @@ def main(model, out, variants, opset, tolerance, allow_degraded):
     for name, meta in result.manifest["files"].items():
         click.echo(f"  {name:<22} {meta['bytes']:>9,} bytes")
     click.echo(f"wrote {result.path}/ ({', '.join(result.manifest['variants'])})")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    run_cli(cli, prog_name="vae-export")

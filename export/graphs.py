@@ -20,6 +20,8 @@ from torch import nn
 from vae_edge.models import VAE
 
 DEFAULT_OPSET = 18
+# torch.onnx's dynamo exporter writes opset 18 or newer (asked for less, it warns and writes 18).
+OPSETS = range(18, 24)
 
 
 @dataclass(frozen=True)
@@ -83,12 +85,28 @@ def export_graph(model: VAE, spec: GraphSpec, path: Path, *, opset: int = DEFAUL
             verbose=False,
         )
     proto = program.model_proto
+    strip_node_metadata(proto)
     proto.doc_string = spec.doc
     proto.graph.doc_string = spec.doc
     proto.producer_name = "vae-edge"
     set_metadata(proto, metadata or {})
     onnx.save_model(proto, str(path))
     return proto
+
+
+def strip_node_metadata(proto: onnx.ModelProto) -> None:
+    """Drop the exporter's per-node debug metadata (Python stack traces with the exporting machine's
+    paths): it leaks local paths into a shipped file and makes the bytes depend on where it was built."""
+    for node in proto.graph.node:
+        del node.metadata_props[:]
+    for function in proto.functions:
+        for node in function.node:
+            del node.metadata_props[:]
+
+
+def opset_of(proto: onnx.ModelProto) -> int:
+    """The default-domain opset a graph actually uses."""
+    return next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
 
 
 def set_metadata(proto: onnx.ModelProto, metadata: dict) -> None:

@@ -52,6 +52,9 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     missing = [k for k in REQUIRED_KEYS if k not in ckpt]
     if missing:
         raise CheckpointError(f"{path}: checkpoint lacks {', '.join(missing)}")
+    wrong = [k for k in ("config", "state_dict", "data") if not isinstance(ckpt[k], dict)]
+    if wrong:
+        raise CheckpointError(f"{path}: checkpoint entries {', '.join(wrong)} must be dicts")
     return ckpt
 
 

@@ -6,6 +6,7 @@ This is the only contract between the exporter and the runtime; the constants he
 from __future__ import annotations
 
 import json
+import math
 import os
 from importlib import resources
 from pathlib import Path, PurePosixPath
@@ -13,6 +14,7 @@ from pathlib import Path, PurePosixPath
 from .files import sha256_file
 
 SCHEMA = "vae-edge/bundle/1"
+LIKELIHOODS = ("bernoulli",)
 MANIFEST = "manifest.json"
 GRAPHS = ("encoder", "decoder")
 
@@ -59,6 +61,7 @@ def read_manifest(path: str | os.PathLike) -> dict:
     for key in ("model", "data", "variants", "files"):
         if not isinstance(manifest.get(key), dict):
             raise BundleError(f"{mpath}: manifest lacks the {key!r} section")
+    _check_fields(mpath, manifest)
     for variant, entry in manifest["variants"].items():
         for graph in GRAPHS:
             if not isinstance(entry, dict) or graph not in entry:
@@ -66,6 +69,34 @@ def read_manifest(path: str | os.PathLike) -> dict:
             if entry[graph] not in manifest["files"]:
                 raise BundleError(f"{mpath}: variant {variant!r} uses {entry[graph]!r}, which the files list lacks")
     return manifest
+
+
+def _is_number(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _check_fields(mpath: Path, m: dict) -> None:
+    """Types and ranges of the fields the runtime relies on, so a hand-edited manifest fails on load."""
+
+    def need(ok: bool, what: str) -> None:
+        if not ok:
+            raise BundleError(f"{mpath}: {what}")
+
+    model, data = m["model"], m["data"]
+    latent = model.get("latent_dim")
+    need(isinstance(latent, int) and not isinstance(latent, bool) and latent > 0, f"model.latent_dim must be a positive integer, got {latent!r}")
+    need(model.get("likelihood") in LIKELIHOODS, f"model.likelihood {model.get('likelihood')!r} is not one this runtime knows ({', '.join(LIKELIHOODS)})")
+    shape = data.get("shape")
+    need(isinstance(shape, list) and bool(shape) and all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape), f"data.shape must be a list of positive integers, got {shape!r}")
+    pre = data.get("preprocessing")
+    need(isinstance(pre, dict) and pre.get("kind") == "affine" and _is_number(pre.get("offset")) and _is_number(pre.get("scale")) and pre["scale"] > 0,
+         f"data.preprocessing must be {{kind: affine, offset: number, scale: number > 0}}, got {pre!r}")
+    for name, meta in m["files"].items():
+        need(isinstance(meta, dict) and isinstance(meta.get("sha256"), str) and isinstance(meta.get("bytes", 0), int), f"files[{name!r}] must give sha256 and bytes")
+    for variant, entry in m["variants"].items():
+        need(isinstance(entry, dict), f"variants[{variant!r}] must be an object")
+        q = entry.get("anomaly_quantiles", {})
+        need(isinstance(q, dict) and all(_is_number(v) for v in q.values()), f"variants[{variant!r}].anomaly_quantiles must map names to numbers")
 
 
 def verify_files(path: str | os.PathLike, manifest: dict) -> None:

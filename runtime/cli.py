@@ -4,25 +4,25 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import sys
 from pathlib import Path
 
 import click
 import numpy as np
 
-from .bundle import BundleError, default_bundle_path
+from .bundle import BundleError
+from .clitools import output_path, run_cli
 from .files import atomic_save_npy
 from .vae import VAE
 
 _PRECISION = click.option("--precision", default="fp32", show_default=True, help="Variant to run: fp32, int8, ... (see `vae-run info`).")
 _THREADS = click.option("--threads", type=click.IntRange(min=1), default=None, help="onnxruntime intra-op threads (default: one per core).")
-_OUT = click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path), help="Write the result as .npy (default: print rows as comma-separated values).")
-_GRID = click.option("--grid", type=click.Path(dir_okay=False, path_type=Path), help="Also write a PNG image grid (image data only).")
+_OUT = click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path), callback=output_path(), help="Write the result as .npy (default: print rows as comma-separated values).")
+_GRID = click.option("--grid", type=click.Path(dir_okay=False, path_type=Path), callback=output_path(".png"), help="Also write a PNG image grid (image data only).")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-def main():
+def cli():
     """Run an exported VAE bundle with numpy + onnxruntime (no torch).
 
     Inputs and outputs are .npy arrays in the data's own units; [BUNDLE] defaults to the bundle shipped
@@ -37,12 +37,10 @@ def _handle_errors(fn):
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except BrokenPipeError:
-            # The reader went away (`vae-run sample | head`): stop quietly, as the Python docs advise.
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            sys.exit(1)
         except (BundleError, ValueError) as exc:
             raise click.UsageError(str(exc)) from None
+        except BrokenPipeError:
+            raise
         except OSError as exc:
             raise click.ClickException(f"cannot write {exc.filename or 'the output'}: {exc.strerror or exc}") from None
         except RuntimeError as exc:
@@ -68,6 +66,8 @@ def _load(bundle: Path | None, precision: str, threads: int | None) -> VAE:
 
 def _read_array(path: Path) -> np.ndarray:
     """.npy, or .npz holding exactly one array; pickled object arrays are refused."""
+    if path.is_dir():
+        raise ValueError(f"{path}: is a folder; expected [BUNDLE] then an input .npy/.npz file")
     if not path.is_file():
         raise ValueError(f"{path}: no such file")
     try:
@@ -105,14 +105,15 @@ def _results(vae: VAE, array: np.ndarray, out: Path | None, grid: Path | None, *
 def _grid(vae: VAE, grid: Path, images: np.ndarray, *, per_row: int | None = None) -> None:
     if vae.manifest["data"].get("kind") != "image":
         raise ValueError(f"--grid needs image data; this bundle's samples have shape {list(vae.shape)}")
+    if not len(images):
+        raise ValueError("--grid: there are no images to draw (empty result)")
     from .images import save_grid
 
-    lo, hi = vae.manifest["data"]["value_range"]
-    save_grid(grid, (np.asarray(images) - lo) / (hi - lo), nrow=per_row)
+    save_grid(grid, vae.normalize(images), nrow=per_row)
     click.echo(f"wrote {grid}", err=True)
 
 
-@main.command()
+@cli.command()
 @click.argument("bundle", required=False, type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print manifest.json as it is.")
 @_handle_errors
@@ -149,11 +150,11 @@ def info(bundle, as_json):
         click.echo(f"created    {p.get('created')} from {p.get('source')} ({versions})")
 
 
-@main.command()
+@cli.command()
 @click.argument("bundle", required=False, type=click.Path(path_type=Path))
 @click.option("-n", "--num", "n", type=click.IntRange(min=0), default=16, show_default=True, help="How many samples.")
-@click.option("--seed", type=int, default=None, help="Same seed, same samples (default: fresh randomness).")
-@click.option("--temperature", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True, help="Scale of the prior's standard deviation.")
+@click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=None, help="Same seed, same samples (default: fresh randomness).")
+@click.option("--temperature", type=click.FloatRange(min=0, max=1e6, min_open=True), default=1.0, show_default=True, help="Scale of the prior's standard deviation.")
 @_PRECISION
 @_THREADS
 @_OUT
@@ -165,12 +166,12 @@ def sample(bundle, n, seed, temperature, precision, threads, out, grid):
     _results(vae, vae.sample(n, seed=seed, temperature=temperature), out, grid)
 
 
-@main.command()
+@cli.command()
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path), metavar="[BUNDLE] INPUT.npy")
 @_PRECISION
 @_THREADS
 @_OUT
-@click.option("--grid", type=click.Path(dir_okay=False, path_type=Path), help="Also write a PNG: rows of inputs, each followed by their reconstructions.")
+@click.option("--grid", type=click.Path(dir_okay=False, path_type=Path), callback=output_path(".png"), help="Also write a PNG: rows of inputs, each followed by their reconstructions.")
 @_handle_errors
 def reconstruct(paths, precision, threads, out, grid):
     """Encode and decode INPUT (posterior mean): denoised reconstructions, same shape as INPUT."""
@@ -179,7 +180,7 @@ def reconstruct(paths, precision, threads, out, grid):
     x = _read_array(src)
     x_hat = vae.reconstruct(x)
     pairs = per_row = None
-    if grid is not None:
+    if grid is not None and np.size(x):
         from .images import interleave_rows
 
         xb, rb = np.reshape(x, (-1, *vae.shape)), np.reshape(x_hat, (-1, *vae.shape))
@@ -188,12 +189,12 @@ def reconstruct(paths, precision, threads, out, grid):
     _results(vae, x_hat, out, grid, grid_images=pairs, per_row=per_row)
 
 
-@main.command()
+@cli.command()
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path), metavar="[BUNDLE] INPUT.npy")
 @_PRECISION
 @_THREADS
 @_OUT
-@click.option("--logvar", "logvar_out", type=click.Path(dir_okay=False, path_type=Path), help="Also write the posterior log-variances as .npy.")
+@click.option("--logvar", "logvar_out", type=click.Path(dir_okay=False, path_type=Path), callback=output_path(), help="Also write the posterior log-variances as .npy.")
 @_handle_errors
 def encode(paths, precision, threads, out, logvar_out):
     """Encode INPUT to posterior means (the compressed code); optionally their log-variances."""
@@ -205,7 +206,7 @@ def encode(paths, precision, threads, out, logvar_out):
     _emit(mu, out)
 
 
-@main.command()
+@cli.command()
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path), metavar="[BUNDLE] Z.npy")
 @_PRECISION
 @_THREADS
@@ -220,13 +221,13 @@ def decode(paths, precision, threads, out, grid):
     _results(vae, x, out, grid, grid_images=np.reshape(x, (-1, *vae.shape)))
 
 
-@main.command()
+@cli.command()
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path), metavar="[BUNDLE] INPUT.npy")
 @_PRECISION
 @_THREADS
 @_OUT
 @click.option("--samples", type=click.IntRange(min=1), default=None, help="Monte-Carlo draws per sample (default: deterministic, z at the posterior mean).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed for --samples.")
+@click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True, help="Seed for --samples.")
 @_handle_errors
 def score(paths, precision, threads, out, samples, seed):
     """Anomaly scores of INPUT: negative ELBO per sample in nats (higher = less like the training data)."""
@@ -238,6 +239,14 @@ def score(paths, precision, threads, out, samples, seed):
     if "p99" in q and len(scores):
         flagged = int((scores > q["p99"]).sum())
         click.echo(f"{flagged} of {len(scores)} above the validation p99 ({q['p99']:.2f} nats)", err=True)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    import onnxruntime as ort
+
+    ort.set_default_logger_severity(3)  # no onnxruntime notices (e.g. telemetry) on a user's terminal
+    run_cli(cli, prog_name="vae-run")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ implementation; nothing here imports torch or onnx.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import io
 import os
@@ -43,15 +44,59 @@ def _fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
+def _resolve_target(dest: Path) -> Path:
+    """The path to replace: a symlink's target (written through, not replaced by a plain file).
+
+    Raises:
+        IsADirectoryError: ``dest`` is a folder or has no file name.
+    """
+    if not dest.name or dest.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "is a folder, expected a file path", str(dest))
+    return Path(os.path.realpath(dest)) if dest.is_symlink() else dest
+
+
+def check_writable(dest: str | os.PathLike) -> Path:
+    """Fail early, before any work, if ``dest`` cannot be written (folder missing and not creatable,
+    no permission, a folder in the way). Creates missing parent folders.
+
+    Raises:
+        OSError: naming ``dest``.
+    """
+    dest = _resolve_target(Path(dest))
+    if dest.exists() and not dest.is_file():
+        return dest  # a device or pipe: written in place
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".probe", dir=dest.parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, str(dest)) from None
+    return dest
+
+
 @contextlib.contextmanager
 def atomic_path(dest: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``dest``; on success fsync it and rename it onto ``dest``.
 
-    On an exception the temporary file is removed and ``dest`` is untouched.
+    On an exception the temporary file is removed and ``dest`` is untouched. A ``dest`` that exists and
+    is not a regular file (``/dev/null``, a named pipe) is written in place instead of being replaced;
+    a symlink is written through to its target. OSErrors name ``dest``, not the temporary file.
     """
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    user_path = Path(dest)
+    dest = _resolve_target(user_path)
+    if dest.exists() and not dest.is_file():
+        with tempfile.TemporaryDirectory() as scratch:
+            tmp_path = Path(scratch) / dest.name
+            yield tmp_path
+            with open(tmp_path, "rb") as src, open(dest, "wb") as out:
+                shutil.copyfileobj(src, out)
+        return
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, str(user_path)) from None
     os.close(fd)
     tmp_path = Path(tmp)
     os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; a written file should look like any other
@@ -59,7 +104,10 @@ def atomic_path(dest: str | os.PathLike) -> Iterator[Path]:
         yield tmp_path
         with open(tmp_path, "rb+") as f:
             os.fsync(f.fileno())
-        os.replace(tmp_path, dest)
+        try:
+            os.replace(tmp_path, dest)
+        except OSError as exc:
+            raise OSError(exc.errno, exc.strerror, str(user_path)) from None
         _fsync_dir(dest.parent)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -86,11 +134,15 @@ def atomic_directory(dest: str | os.PathLike) -> Iterator[Path]:
     """Yield an empty temporary folder beside ``dest``; on success it replaces ``dest``.
 
     An existing ``dest`` is moved aside first and deleted only after the new folder is in place, so a
-    failure at any point leaves either the old folder or the new one (and never a half-written one).
+    failure at any point leaves either the old folder or the new one (and never a half-written one,
+    nor a temporary folder). OSErrors name ``dest``.
     """
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, str(dest)) from None
     os.chmod(tmp, 0o777 & ~_umask())
     try:
         yield tmp
@@ -99,15 +151,24 @@ def atomic_directory(dest: str | os.PathLike) -> Iterator[Path]:
                 with open(entry, "rb+") as f:
                     os.fsync(f.fileno())
         _fsync_dir(tmp)
+        _swap_in(tmp, dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _swap_in(tmp: Path, dest: Path) -> None:
     old = None
-    if dest.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".old", dir=dest.parent))
-        os.rmdir(old)
-        os.replace(dest, old)
-    os.replace(tmp, dest)
+    try:
+        if dest.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".old", dir=dest.parent))
+            os.rmdir(old)
+            os.replace(dest, old)
+        os.replace(tmp, dest)
+    except OSError as exc:
+        if old is not None and not dest.exists():
+            os.replace(old, dest)  # put the earlier folder back
+        raise OSError(exc.errno, exc.strerror, str(dest)) from None
     _fsync_dir(dest.parent)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
@@ -19,6 +20,7 @@ log = logging.getLogger(__name__)
 _RANGE_SLACK = 1e-4
 # Probabilities are clipped this far from 0 and 1 before log(): float32 sigmoid saturates at 1 - 6e-8.
 _PROB_EPS = 1e-7
+MAX_THREADS = 1024  # far above any CPU this runs on; a typo such as 100000 would hang creating threads
 
 
 class VAE:
@@ -40,9 +42,7 @@ class VAE:
         self.shape: tuple[int, ...] = tuple(int(d) for d in manifest["data"]["shape"])
         self.latent_dim = int(manifest["model"]["latent_dim"])
         self.likelihood = manifest["model"]["likelihood"]
-        pre = manifest["data"].get("preprocessing") or {"kind": "affine", "offset": 0.0, "scale": 1.0}
-        if pre.get("kind") != "affine" or not float(pre.get("scale", 0)) > 0:
-            raise BundleError(f"{path}: unsupported preprocessing {pre!r}")
+        pre = manifest["data"]["preprocessing"]  # checked by read_manifest
         self._offset = np.float32(pre["offset"])
         self._scale = np.float32(pre["scale"])
 
@@ -83,6 +83,7 @@ class VAE:
                 sessions.append(ort.InferenceSession(str(gp), sess_options=options, providers=providers))
             except Exception as exc:  # onnxruntime raises its own exception types
                 raise BundleError(f"{gp}: onnxruntime cannot load it ({str(exc).splitlines()[0]})") from None
+        _check_graphs(root, manifest, precision, *sessions)
         log.debug("loaded %s (%s) with providers %s", root, precision, providers)
         return cls(root, manifest, precision, *sessions)
 
@@ -100,18 +101,22 @@ class VAE:
     def _from_model(self, xm: np.ndarray) -> np.ndarray:
         return xm * self._scale + self._offset
 
+    def normalize(self, x: np.ndarray) -> np.ndarray:
+        """Data units -> the space the graphs see ([0, 1] for a Bernoulli model), without range checks."""
+        return (np.asarray(x, dtype=np.float32) - self._offset) / self._scale
+
     # ---------------------------------------------------------------- graphs
     def _encode_model(self, xm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if not len(xm):
             empty = np.zeros((0, self.latent_dim), np.float32)
             return empty, empty.copy()
-        mu, logvar = self._encoder.run(None, {self._enc_in: xm})
+        mu, logvar = _run(self._encoder, "encoder", {self._enc_in: xm})
         return mu, logvar
 
     def _decode_model(self, z: np.ndarray) -> np.ndarray:
         if not len(z):
             return np.zeros((0, *self.shape), np.float32)
-        return self._decoder.run(None, {self._dec_in: z})[0]
+        return _run(self._decoder, "decoder", {self._dec_in: z})[0]
 
     def _latent(self, z: object) -> tuple[np.ndarray, bool]:
         return as_batch(z, (self.latent_dim,), "z")
@@ -164,9 +169,9 @@ class VAE:
         """
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
             raise ValueError(f"n: expected a non-negative integer, got {n!r}")
-        if not np.isfinite(temperature) or temperature <= 0:
-            raise ValueError(f"temperature: expected a positive number, got {temperature!r}")
-        rng = np.random.default_rng(seed)
+        if isinstance(temperature, bool) or not isinstance(temperature, (int, float, np.integer, np.floating)) or not (0 < temperature <= 1e6):
+            raise ValueError(f"temperature: expected a number in (0, 1e6], got {temperature!r}")
+        rng = _rng(seed)
         z = (rng.standard_normal((int(n), self.latent_dim)) * temperature).astype(np.float32)
         return self._from_model(self._decode_model(z))
 
@@ -211,7 +216,7 @@ class VAE:
         if samples is None:
             nll = self._nll(xm, self._decode_model(mu))
         else:
-            rng = np.random.default_rng(seed)
+            rng = _rng(seed)
             sigma = np.exp(0.5 * logvar)
             nll = np.zeros(len(xm))
             for _ in range(int(samples)):
@@ -243,14 +248,61 @@ def gaussian_kl(mu: np.ndarray, logvar: np.ndarray) -> np.ndarray:
     return 0.5 * (mu**2 + np.exp(logvar) - 1.0 - logvar).sum(axis=1)
 
 
+def _rng(seed: object) -> np.random.Generator:
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
+        raise ValueError(f"seed: expected a non-negative integer or None, got {seed!r}")
+    return np.random.default_rng(seed)
+
+
+def _run(session: ort.InferenceSession, graph: str, feed: dict) -> list[np.ndarray]:
+    try:
+        return session.run(None, feed)
+    except MemoryError:
+        raise
+    except Exception as exc:  # onnxruntime's own exception types derive from Exception only
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise RuntimeError(f"onnxruntime failed running the {graph}: {first}") from None
+
+
+def _check_graphs(root: Path, manifest: dict, precision: str, encoder: ort.InferenceSession, decoder: ort.InferenceSession) -> None:
+    """The manifest must describe the graphs it names: shapes, and the facts each graph carries in its
+    metadata (which its sha256 covers, unlike manifest.json itself).
+
+    Raises:
+        BundleError: naming the graph and what disagrees.
+    """
+    shape, latent = list(manifest["data"]["shape"]), manifest["model"]["latent_dim"]
+    expected = {"encoder": ([shape], [[latent], [latent]]), "decoder": ([[latent]], [shape])}
+    for graph, session in (("encoder", encoder), ("decoder", decoder)):
+        name = manifest["variants"][precision][graph]
+        ins, outs = ([list(a.shape[1:]) for a in args] for args in (session.get_inputs(), session.get_outputs()))
+        want_in, want_out = expected[graph]
+        if ins != want_in or outs != want_out:
+            raise BundleError(f"{root / name}: takes {ins} and gives {outs} (per sample), the manifest's {graph} should take {want_in} and give {want_out}")
+        meta = session.get_modelmeta().custom_metadata_map
+        facts = {
+            "vae_edge.latent_dim": str(latent),
+            "vae_edge.input_shape": json.dumps(shape),
+            "vae_edge.likelihood": manifest["model"]["likelihood"],
+        }
+        if "vae_edge.preprocessing" in meta:
+            pre = json.loads(meta["vae_edge.preprocessing"])
+            m_pre = manifest["data"]["preprocessing"]
+            if float(pre.get("offset")) != float(m_pre["offset"]) or float(pre.get("scale")) != float(m_pre["scale"]):
+                raise BundleError(f"{root / name}: was exported with preprocessing {pre}, the manifest says {m_pre}")
+        for key, value in facts.items():
+            if key in meta and meta[key] != value:
+                raise BundleError(f"{root / name}: carries {key}={meta[key]}, the manifest says {value}")
+
+
 def _session_options(threads: int | None) -> ort.SessionOptions:
     options = ort.SessionOptions()
     # Full graph optimisation (fusions, constant folding) happens once at load; these graphs are small.
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3  # errors only: a device log should not fill with onnxruntime notices
     if threads is not None:
-        if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
-            raise ValueError(f"threads: expected a positive integer, got {threads!r}")
+        if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or not 1 <= threads <= MAX_THREADS:
+            raise ValueError(f"threads: expected an integer from 1 to {MAX_THREADS}, got {threads!r}")
         options.intra_op_num_threads = int(threads)
         options.inter_op_num_threads = 1
     return options

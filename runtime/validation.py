@@ -22,10 +22,10 @@ def as_batch(x: object, shape: tuple[int, ...], name: str) -> tuple[np.ndarray, 
         a = np.asarray(x)
     except (ValueError, TypeError) as exc:  # ragged nested lists
         raise ValueError(f"{name}: expected a numeric array {expected}, got an irregular sequence ({exc})") from None
-    if a.dtype == object or not (np.issubdtype(a.dtype, np.number) or a.dtype == np.bool_):
-        raise ValueError(f"{name}: expected a numeric array {expected}, got dtype {a.dtype}")
-    if np.issubdtype(a.dtype, np.complexfloating):
+    if a.dtype.kind == "c":
         raise ValueError(f"{name}: expected real numbers {expected}, got dtype {a.dtype}")
+    if a.dtype.kind not in "biuf":  # bool, int, uint, float; not objects, strings, dates, timedeltas
+        raise ValueError(f"{name}: expected a numeric array {expected}, got dtype {a.dtype}")
     single = a.shape == tuple(shape)
     if single:
         a = a[None]

@@ -12,9 +12,9 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from vae_edge.export.cli import main as export_main
-from vae_edge.runtime.cli import main as run_main
-from vae_edge.trainer.cli import main as train_main
+from vae_edge.export.cli import cli as export_main
+from vae_edge.runtime.cli import cli as run_main
+from vae_edge.trainer.cli import cli as train_main
 
 
 def invoke(cmd, args):
@@ -131,11 +131,29 @@ def test_tampered_bundle_exits_2_naming_the_file(bundle_copy):
     one_line_error(invoke(run_main, ["sample", bundle_copy]), 2, "decoder.int8.onnx")
 
 
-def test_unwritable_output_exits_1_and_leaves_no_partial_file(tmp_path):
+def test_unwritable_outputs_are_refused_before_any_work(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    result = invoke(run_main, ["sample", "-n", 2, "--out", blocker / "s.npy"])
-    one_line_error(result, 1, "cannot write")
+    one_line_error(invoke(run_main, ["sample", "-n", 2, "--out", blocker / "s.npy"]), 2, "cannot write", "s.npy")
+    one_line_error(invoke(run_main, ["sample", "-n", 2, "--grid", tmp_path / "g.jpg"]), 2, "expected a .png file name")
+    one_line_error(invoke(run_main, ["sample", "-n", 2, "--out", tmp_path]), 2, "--out")
+    one_line_error(invoke(train_main, ["--out", blocker / "m.pt"]), 2, "cannot write")  # before training
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+def test_writing_to_a_device_writes_through_it(tmp_path):
+    # /dev/null must stay a device; an atomic rename onto it would replace it with a plain file.
+    result = invoke(run_main, ["sample", "-n", 2, "--out", "/dev/null"])
+    assert result.exit_code == 0, result.output
+    import stat
+
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+    target = tmp_path / "real.npy"
+    link = tmp_path / "link.npy"
+    np.save(target, np.zeros(1))
+    link.symlink_to(target)
+    assert invoke(run_main, ["sample", "-n", 2, "--out", link]).exit_code == 0
+    assert link.is_symlink() and np.load(target).shape == (2, 1, 8, 8)
 
 
 # ---------------------------------------------------------------- vae-train / vae-export
@@ -194,5 +212,4 @@ def test_console_scripts_end_to_end(tmp_path):
     assert np.load(tmp_path / "s.npy").shape == (9, 1, 8, 8)
     bad = run("vae-export", "nothing.pt")
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
-    errors = [ln for ln in bad.stderr.splitlines() if ln.startswith("Error")]
-    assert errors == ["Error: Invalid value for 'MODEL': File 'nothing.pt' does not exist."]
+    assert bad.stderr.splitlines() == ["Error: Invalid value for 'MODEL': File 'nothing.pt' does not exist. (see 'vae-export --help')"]

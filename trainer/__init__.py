@@ -1,19 +1,29 @@
-"""Training: data sources, objectives (ELBO, IWAE), the loop, checkpoints, evaluation and image grids."""
+"""Training: data sources, objectives (ELBO, IWAE), the loop, checkpoints, evaluation and image grids.
 
-from .checkpoint import make_checkpoint, save_checkpoint
-from .data import DataError, Dataset, load_data
-from .loop import TrainConfig, TrainingError, TrainResult, evaluate, evaluate_iwae, train
+Names are imported on first use (PEP 562) so that ``vae-train --help`` and the CLI module load without
+torch; ``from vae_edge.trainer import train`` works as usual.
+"""
 
-__all__ = [
-    "DataError",
-    "Dataset",
-    "TrainConfig",
-    "TrainResult",
-    "TrainingError",
-    "evaluate",
-    "evaluate_iwae",
-    "load_data",
-    "make_checkpoint",
-    "save_checkpoint",
-    "train",
-]
+from importlib import import_module
+
+_EXPORTS = {
+    "make_checkpoint": ".checkpoint",
+    "save_checkpoint": ".checkpoint",
+    "DataError": ".data",
+    "Dataset": ".data",
+    "load_data": ".data",
+    "TrainConfig": ".loop",
+    "TrainResult": ".loop",
+    "TrainingError": ".loop",
+    "evaluate": ".loop",
+    "evaluate_iwae": ".loop",
+    "train": ".loop",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(_EXPORTS[name], __name__), name)

@@ -1,4 +1,4 @@
-from .cli import main
+from .cli import cli, run_cli
 
 if __name__ == "__main__":
-    main(prog_name="python -m vae_edge.trainer")
+    run_cli(cli, prog_name="python -m vae_edge.trainer")

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from vae_edge.runtime.clitools import output_path, require_workstation_extras, run_cli
+
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--data", "data_spec", default="digits", show_default=True, help="Data set: digits (scikit-learn's bundled 8x8 digits).")
@@ -20,19 +22,23 @@ import click
 @click.option("--kl-warmup", type=click.FloatRange(min=0), default=0.0, show_default=True, help="Epochs over which the KL weight ramps up from 0.")
 @click.option("--likelihood", type=click.Choice(["bernoulli"]), default="bernoulli", show_default=True, help="p(x|z).")
 @click.option("--iw-samples", type=click.IntRange(min=1), default=1000, show_default=True, help="K for the importance-weighted NLL estimate on the test split.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("model.pt"), show_default=True, help="Checkpoint to write.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("model.pt"), show_default=True, callback=output_path(), help="Checkpoint to write; PNG grids go beside it.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def main(data_spec, arch, latent, hidden, epochs, batch_size, lr, beta, kl_warmup, likelihood, iw_samples, seed, device, out, quiet):
+def cli(data_spec, arch, latent, hidden, epochs, batch_size, lr, beta, kl_warmup, likelihood, iw_samples, seed, device, out, quiet):
     """Train a VAE and write MODEL.pt, plus PNG grids of test reconstructions and samples beside it."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    require_workstation_extras("vae-train")
     from vae_edge.models import VAEConfig
 
     from .checkpoint import make_checkpoint, save_checkpoint
     from .data import DataError, load_data
     from .grids import grid_paths, reconstruction_grid, sample_grid
     from .loop import TrainConfig, TrainingError, train, train_state
+
+    for grid in grid_paths(out):
+        output_path()(click.get_current_context(), None, grid)
 
     try:
         data = load_data(data_spec)
@@ -65,3 +71,8 @@ def main(data_spec, arch, latent, hidden, epochs, batch_size, lr, beta, kl_warmu
     click.echo(f"wrote     {out}")
     for g in grids:
         click.echo(f"wrote     {g}")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    run_cli(cli, prog_name="vae-train")
