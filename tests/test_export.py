@@ -157,3 +157,32 @@ def test_a_failing_exporter_becomes_one_export_error(tmp_path, model_path, monke
     with pytest.raises(ExportError, match=r"^exporting the encoder graph \(opset 18\) failed: RuntimeError: Unsupported operator aten::weird$"):
         export_bundle(model_path, tmp_path / "b")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_export_refuses_to_replace_what_is_not_a_bundle(tmp_path, model_path, monkeypatch):
+    from vae_edge.export.bundle import DestinationError
+
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "data.csv").write_text("precious")
+    with pytest.raises(DestinationError, match="not a bundle"):
+        export_bundle(model_path, results)
+    assert (results / "data.csv").read_text() == "precious"
+    with pytest.raises(DestinationError, match="holds model.pt"):
+        export_bundle(model_path, model_path.parent)
+    monkeypatch.chdir(results)
+    with pytest.raises(DestinationError, match="current folder"):
+        export_bundle(model_path, ".")
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(DestinationError, match="not a folder"):
+        export_bundle(model_path, tmp_path / "afile")
+
+
+def test_exported_opset_is_the_one_recorded(bundle):
+    m = json.loads((bundle / "manifest.json").read_text())
+    from vae_edge.export.graphs import opset_of
+
+    for name in m["files"]:
+        if name.endswith(".onnx"):
+            assert opset_of(onnx.load(str(bundle / name))) == m["opset"] == 18
+            assert b"stack_trace" not in (bundle / name).read_bytes()  # no exporter stack traces with local paths

@@ -235,3 +235,34 @@ def test_one_vae_shared_by_eight_threads_matches_serial_calls(vae, test_digits):
     for got, want in zip(results, serial):
         for g, w in zip(got, want):
             np.testing.assert_array_equal(g, w)
+
+
+@pytest.mark.parametrize(
+    "edit, match",
+    [
+        (lambda m: m["model"].update(latent_dim=3), "should take"),
+        (lambda m: m["model"].pop("latent_dim"), "latent_dim must be a positive integer"),
+        (lambda m: m["data"].update(shape=[64]), "should take"),
+        (lambda m: m["variants"]["fp32"].update(encoder="decoder.onnx"), "should take"),
+        (lambda m: m["data"]["preprocessing"].update(scale=255.0), "exported with preprocessing"),
+        (lambda m: m["data"]["preprocessing"].update(scale=0), "preprocessing"),
+        (lambda m: m["model"].update(likelihood="poisson"), "likelihood"),
+        (lambda m: m["variants"]["fp32"]["anomaly_quantiles"].update(p99="x"), "anomaly_quantiles"),
+    ],
+)
+def test_a_manifest_that_disagrees_with_its_graphs_is_refused(bundle_copy, edit, match):
+    path = bundle_copy / "manifest.json"
+    m = json.loads(path.read_text())
+    edit(m)
+    path.write_text(json.dumps(m))
+    with pytest.raises(BundleError, match=match):
+        VAE.load(bundle_copy)
+
+
+def test_seed_and_temperature_are_checked(vae):
+    for seed in (-1, 1.5, "a"):
+        with pytest.raises(ValueError, match="seed"):
+            vae.sample(2, seed=seed)
+    for t in (None, "a", 1e300, float("nan")):
+        with pytest.raises(ValueError, match="temperature"):
+            vae.sample(2, temperature=t)

@@ -91,6 +91,8 @@ def load_data(spec: str = "digits") -> Dataset:
     Raises:
         DataError: unknown spec or unusable data.
     """
+    if not isinstance(spec, str):
+        raise DataError(f"data spec must be a string such as 'digits', got {spec!r}")
     kind = spec.split(":", 1)[0]
     if kind not in _SOURCES:
         raise DataError(f"unknown data spec {spec!r}; expected one of: {', '.join(_SOURCES)}")

@@ -42,8 +42,10 @@ class TrainConfig:
             raise ValueError("epochs and batch_size must be >= 1")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError(f"lr must be a positive number, got {self.lr}")
-        if self.beta < 0 or self.kl_warmup < 0:
-            raise ValueError("beta and kl_warmup must be >= 0")
+        for name in ("beta", "kl_warmup"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value}")
         if self.iw_samples < 1:
             raise ValueError("iw_samples must be >= 1")
 

@@ -52,7 +52,7 @@ def iwae_nll(model: VAE, x: torch.Tensor, k: int, *, chunk: int = 100, generator
     mu, logvar = model.encode(x)  # (B, L)
     std = (0.5 * logvar).exp()
     log2pi = math.log(2 * math.pi)
-    log_w = []
+    total = torch.full((len(x),), -math.inf, device=x.device, dtype=mu.dtype)  # running log sum_k w_k
     for start in range(0, k, chunk):
         kk = min(chunk, k - start)
         eps = torch.randn((kk, *mu.shape), generator=generator, device=mu.device, dtype=mu.dtype)  # (K, B, L)
@@ -61,5 +61,7 @@ def iwae_nll(model: VAE, x: torch.Tensor, k: int, *, chunk: int = 100, generator
         log_p_z = -0.5 * (z.pow(2) + log2pi).sum(-1)
         xs = x.expand(kk, *x.shape).reshape(kk * len(x), *x.shape[1:])
         log_p_x = -reconstruction_nll(model, z.reshape(kk * len(x), -1), xs).view(kk, len(x))
-        log_w.append(log_p_x + log_p_z - log_q)
-    return -(torch.logsumexp(torch.cat(log_w), dim=0) - math.log(k))
+        log_w = log_p_x + log_p_z - log_q  # (K, B)
+        # Accumulate instead of keeping all K weights: memory stays O(chunk * B) for any K.
+        total = torch.logaddexp(total, torch.logsumexp(log_w, dim=0))
+    return -(total - math.log(k))
