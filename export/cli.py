@@ -16,6 +16,7 @@ def _variants(ctx, param, value: str) -> tuple[str, ...]:
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="vae-edge")
 @click.argument("model", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("bundle"), show_default=True, help="Bundle folder to write (an earlier bundle there is replaced atomically).")
 @click.option("--quantize", "variants", default="int8", show_default=True, callback=_variants, help="Comma-separated quantized variants to add to fp32 (int8), or 'none'.")

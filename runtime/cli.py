@@ -22,6 +22,7 @@ _GRID = click.option("--grid", type=click.Path(dir_okay=False, path_type=Path), 
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="vae-edge")
 def cli():
     """Run an exported VAE bundle with numpy + onnxruntime (no torch).
 
@@ -62,6 +63,12 @@ def _split(paths: tuple[Path, ...], wanted: str | None) -> tuple[Path | None, Pa
 
 def _load(bundle: Path | None, precision: str, threads: int | None) -> VAE:
     return VAE.load(bundle, precision=precision, threads=threads)
+
+
+def _read_batch(path: Path, sample_shape: tuple[int, ...]) -> np.ndarray:
+    """Like _read_array; a file holding one sample gets a batch axis, so outputs are always batched."""
+    a = _read_array(path)
+    return a[None] if a.shape == tuple(sample_shape) else a
 
 
 def _read_array(path: Path) -> np.ndarray:
@@ -177,7 +184,7 @@ def reconstruct(paths, precision, threads, out, grid):
     """Encode and decode INPUT (posterior mean): denoised reconstructions, same shape as INPUT."""
     bundle, src = _split(paths, "INPUT.npy")
     vae = _load(bundle, precision, threads)
-    x = _read_array(src)
+    x = _read_batch(src, vae.shape)
     x_hat = vae.reconstruct(x)
     pairs = per_row = None
     if grid is not None and np.size(x):
@@ -200,7 +207,7 @@ def encode(paths, precision, threads, out, logvar_out):
     """Encode INPUT to posterior means (the compressed code); optionally their log-variances."""
     bundle, src = _split(paths, "INPUT.npy")
     vae = _load(bundle, precision, threads)
-    mu, logvar = vae.encode(_read_array(src))
+    mu, logvar = vae.encode(_read_batch(src, vae.shape))
     if logvar_out is not None:
         _emit(logvar, logvar_out)
     _emit(mu, out)
@@ -217,7 +224,7 @@ def decode(paths, precision, threads, out, grid):
     """Decode latent codes Z [n, latent] to the mean of p(x|z), in data units."""
     bundle, src = _split(paths, "Z.npy")
     vae = _load(bundle, precision, threads)
-    x = vae.decode(_read_array(src))
+    x = vae.decode(_read_batch(src, (vae.latent_dim,)))
     _results(vae, x, out, grid, grid_images=np.reshape(x, (-1, *vae.shape)))
 
 
@@ -233,7 +240,7 @@ def score(paths, precision, threads, out, samples, seed):
     """Anomaly scores of INPUT: negative ELBO per sample in nats (higher = less like the training data)."""
     bundle, src = _split(paths, "INPUT.npy")
     vae = _load(bundle, precision, threads)
-    scores = np.atleast_1d(vae.anomaly_score(_read_array(src), samples=samples, seed=seed))
+    scores = vae.anomaly_score(_read_batch(src, vae.shape), samples=samples, seed=seed)
     _emit(scores, out)
     q = vae.manifest["variants"][precision].get("anomaly_quantiles", {})
     if "p99" in q and len(scores):

@@ -11,6 +11,7 @@ from vae_edge.runtime.clitools import output_path, require_workstation_extras, r
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="vae-edge")
 @click.option("--data", "data_spec", default="digits", show_default=True, help="Data set: digits (scikit-learn's bundled 8x8 digits).")
 @click.option("--arch", type=click.Choice(["mlp"]), default="mlp", show_default=True, help="Encoder/decoder architecture.")
 @click.option("--latent", type=click.IntRange(min=1), default=8, show_default=True, help="Latent dimensions.")
