@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import platform
+import tempfile
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -90,7 +91,8 @@ def export_bundle(model_path: str | os.PathLike, out: str | os.PathLike, options
         ExportError: a variant failed its accuracy gate or a graph failed its checks; ``out`` untouched.
     """
     model_path = Path(model_path)
-    check_destination(Path(out), model_path)
+    out = Path(os.path.realpath(out)) if Path(out).is_symlink() else Path(out)
+    check_destination(out, model_path)
     ckpt = read_checkpoint(model_path)
     model = model_from_checkpoint(ckpt, source=str(model_path))
     data = load_data(ckpt["data"].get("spec", ckpt["data"].get("dataset", "digits")))
@@ -137,6 +139,12 @@ def check_destination(out: Path, model_path: Path) -> None:
             the model, or the current folder (or one above it).
     """
     if not out.exists():
+        parent = out.parent
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+            os.rmdir(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".probe", dir=parent))
+        except OSError as exc:
+            raise DestinationError(f"{out}: cannot write there ({exc.strerror or exc})") from None
         return
     if not out.is_dir():
         raise DestinationError(f"{out}: exists and is not a folder")
@@ -151,6 +159,11 @@ def check_destination(out: Path, model_path: Path) -> None:
 
 def _validate_and_calibrate(tmp: Path, manifest: dict, ref: validate.Reference, data, test_raw: np.ndarray, options: ExportOptions) -> list[str]:
     """Fill each variant's ``accuracy`` and ``anomaly_quantiles``; raise ExportError listing every failure."""
+    with np.errstate(all="ignore"):  # overflow in a broken model shows up as a failed check, not a warning
+        return _validate_all(tmp, manifest, ref, data, test_raw, options)
+
+
+def _validate_all(tmp: Path, manifest: dict, ref: validate.Reference, data, test_raw: np.ndarray, options: ExportOptions) -> list[str]:
     lines: list[str] = []
     failed: list[str] = []
     degraded: list[str] = []

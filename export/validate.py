@@ -31,7 +31,7 @@ class Check:
 
     @property
     def ok(self) -> bool:
-        return self.limit is None or (np.isfinite(self.value) and abs(self.value) <= self.limit)
+        return bool(np.isfinite(self.value)) and (self.limit is None or abs(self.value) <= self.limit)
 
     def line(self) -> str:
         mark = "✓" if self.ok else "✗"

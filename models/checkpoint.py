@@ -78,6 +78,9 @@ def model_from_checkpoint(ckpt: dict, source: str = "checkpoint") -> VAE:
     except (TypeError, ValueError, RuntimeError, KeyError) as exc:
         first = str(exc).strip().splitlines()[0]
         raise CheckpointError(f"{source}: weights do not match its config ({first})") from None
+    bad = [name for name, t in model.state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()]
+    if bad:
+        raise CheckpointError(f"{source}: weights contain NaN or Inf ({', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''})")
     return model.eval()
 
 

@@ -61,6 +61,8 @@ def read_manifest(path: str | os.PathLike) -> dict:
     for key in ("model", "data", "variants", "files"):
         if not isinstance(manifest.get(key), dict):
             raise BundleError(f"{mpath}: manifest lacks the {key!r} section")
+    if not manifest["variants"]:
+        raise BundleError(f"{mpath}: manifest lists no variants")
     _check_fields(mpath, manifest)
     for variant, entry in manifest["variants"].items():
         for graph in GRAPHS:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -61,8 +62,29 @@ def _split(paths: tuple[Path, ...], wanted: str | None) -> tuple[Path | None, Pa
     return (paths[0] if paths else None), None
 
 
-def _load(bundle: Path | None, precision: str, threads: int | None) -> VAE:
-    return VAE.load(bundle, precision=precision, threads=threads)
+def _load(bundle: Path | None, precision: str, threads: int | None, *, inputs=(), outputs=()) -> VAE:
+    vae = VAE.load(bundle, precision=precision, threads=threads)
+    _check_outputs(vae, inputs, outputs)
+    return vae
+
+
+def _check_outputs(vae: VAE, inputs, outputs) -> None:
+    """Refuse an output that would overwrite the input, another output, or a file of the bundle."""
+
+    def real(p) -> Path:
+        return Path(os.path.realpath(p))
+
+    bundle = real(vae.path)
+    seen = {real(p): str(p) for p in inputs if p is not None}
+    for out in (o for o in outputs if o is not None):
+        r = real(out)
+        if r.exists() and not r.is_file():
+            continue  # /dev/null and the like
+        if bundle in r.parents:
+            raise ValueError(f"{out}: is inside the bundle folder {vae.path}; write outputs elsewhere")
+        if r in seen:
+            raise ValueError(f"{out}: would overwrite {seen[r]}, given in the same command")
+        seen[r] = str(out)
 
 
 def _read_batch(path: Path, sample_shape: tuple[int, ...]) -> np.ndarray:
@@ -132,29 +154,39 @@ def info(bundle, as_json):
         click.echo(json.dumps(m, indent=2, ensure_ascii=False))
         return
     d, model = m["data"], m["model"]
-    pre = d.get("preprocessing", {})
+    pre = d["preprocessing"]
     where = f"{vae.path}" + (" (default bundle)" if bundle is None else "")
     click.echo(f"bundle     {where}")
     click.echo(f"schema     {m['schema']}, opset {m.get('opset')}")
-    click.echo(f"model      {model['arch']}, latent {model['latent_dim']}, {model['likelihood']} likelihood")
-    click.echo(f"data       {d.get('dataset')}: {d.get('kind')} samples {d['shape']}, values in {d.get('value_range')}; graphs see (x - {pre.get('offset')}) / {pre.get('scale')}")
+    click.echo(f"model      {model.get('arch')}, latent {model['latent_dim']}, {model['likelihood']} likelihood")
+    click.echo(f"data       {d.get('dataset')}: {d.get('kind')} samples {d['shape']}; graphs see (x - {pre['offset']:g}) / {pre['scale']:g}")
     for name, v in m["variants"].items():
-        size = sum(m["files"][v[g]]["bytes"] for g in ("encoder", "decoder"))
-        acc = v.get("accuracy", {})
-        mark = "✓" if acc.get("passed", False) else "✗" if acc else "?"
-        figures = ", ".join(f"{k} {acc[k]:.3g}" for k in ("recon_nll", "recon_nll_rel_change", "score_max_rel_diff", "decoder_x_mean_max_abs") if k in acc)
+        size = sum(m["files"][v[g]].get("bytes", 0) for g in ("encoder", "decoder"))
+        acc = _section(v, "accuracy")
+        mark = {True: "✓", False: "✗"}.get(acc.get("passed"), "?")
+        figures = ", ".join(f"{k} {_num(acc[k])}" for k in ("recon_nll", "recon_nll_rel_change", "score_max_rel_diff", "decoder_x_mean_max_abs") if k in acc)
         click.echo(f"variant    {mark} {name:<6} {size:>9,} bytes  {figures}")
         click.echo(f"             {v.get('method', '')}")
-        if "anomaly_quantiles" in v:
-            q = "  ".join(f"{k} {val:.2f}" for k, val in v["anomaly_quantiles"].items())
-            click.echo(f"             anomaly-score quantiles (validation): {q}")
-    t = m.get("training", {})
+        q = _section(v, "anomaly_quantiles")
+        if q:
+            click.echo(f"             anomaly-score quantiles (validation): {'  '.join(f'{k} {_num(val)}' for k, val in q.items())}")
+    t = _section(m, "training")
     if t:
-        click.echo(f"training   test ELBO {t.get('test_elbo', float('nan')):.2f}, IWAE NLL {t.get('test_iwae_nll', float('nan')):.2f} (K={t.get('iw_samples')}), {t.get('epochs')} epochs")
-    p = m.get("provenance", {})
+        click.echo(f"training   test ELBO {_num(t.get('test_elbo'))}, IWAE NLL {_num(t.get('test_iwae_nll'))} (K={t.get('iw_samples')}), {t.get('epochs')} epochs")
+    p = _section(m, "provenance")
     if p:
-        versions = ", ".join(f"{k} {val}" for k, val in p.get("versions", {}).items() if val)
+        versions = ", ".join(f"{k} {val}" for k, val in _section(p, "versions").items() if val)
         click.echo(f"created    {p.get('created')} from {p.get('source')} ({versions})")
+
+
+def _section(parent: dict, key: str) -> dict:
+    """An optional, informative manifest section; anything but an object reads as absent."""
+    value = parent.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+def _num(value: object) -> str:
+    return f"{value:.4g}" if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
 
 
 @cli.command()
@@ -169,7 +201,7 @@ def info(bundle, as_json):
 @_handle_errors
 def sample(bundle, n, seed, temperature, precision, threads, out, grid):
     """Draw samples from the prior and decode them."""
-    vae = _load(bundle, precision, threads)
+    vae = _load(bundle, precision, threads, outputs=(out, grid))
     _results(vae, vae.sample(n, seed=seed, temperature=temperature), out, grid)
 
 
@@ -183,7 +215,7 @@ def sample(bundle, n, seed, temperature, precision, threads, out, grid):
 def reconstruct(paths, precision, threads, out, grid):
     """Encode and decode INPUT (posterior mean): denoised reconstructions, same shape as INPUT."""
     bundle, src = _split(paths, "INPUT.npy")
-    vae = _load(bundle, precision, threads)
+    vae = _load(bundle, precision, threads, inputs=(src,), outputs=(out, grid))
     x = _read_batch(src, vae.shape)
     x_hat = vae.reconstruct(x)
     pairs = per_row = None
@@ -206,7 +238,7 @@ def reconstruct(paths, precision, threads, out, grid):
 def encode(paths, precision, threads, out, logvar_out):
     """Encode INPUT to posterior means (the compressed code); optionally their log-variances."""
     bundle, src = _split(paths, "INPUT.npy")
-    vae = _load(bundle, precision, threads)
+    vae = _load(bundle, precision, threads, inputs=(src,), outputs=(out, logvar_out))
     mu, logvar = vae.encode(_read_batch(src, vae.shape))
     if logvar_out is not None:
         _emit(logvar, logvar_out)
@@ -223,7 +255,7 @@ def encode(paths, precision, threads, out, logvar_out):
 def decode(paths, precision, threads, out, grid):
     """Decode latent codes Z [n, latent] to the mean of p(x|z), in data units."""
     bundle, src = _split(paths, "Z.npy")
-    vae = _load(bundle, precision, threads)
+    vae = _load(bundle, precision, threads, inputs=(src,), outputs=(out, grid))
     x = vae.decode(_read_batch(src, (vae.latent_dim,)))
     _results(vae, x, out, grid, grid_images=np.reshape(x, (-1, *vae.shape)))
 
@@ -239,7 +271,7 @@ def decode(paths, precision, threads, out, grid):
 def score(paths, precision, threads, out, samples, seed):
     """Anomaly scores of INPUT: negative ELBO per sample in nats (higher = less like the training data)."""
     bundle, src = _split(paths, "INPUT.npy")
-    vae = _load(bundle, precision, threads)
+    vae = _load(bundle, precision, threads, inputs=(src,), outputs=(out,))
     scores = vae.anomaly_score(_read_batch(src, vae.shape), samples=samples, seed=seed)
     _emit(scores, out)
     q = vae.manifest["variants"][precision].get("anomaly_quantiles", {})
@@ -252,7 +284,7 @@ def main() -> None:
     """Console-script entry point."""
     import onnxruntime as ort
 
-    ort.set_default_logger_severity(3)  # no onnxruntime notices (e.g. telemetry) on a user's terminal
+    ort.set_default_logger_severity(4)  # errors are raised and reported once; no notices (e.g. telemetry)
     run_cli(cli, prog_name="vae-run")
 
 

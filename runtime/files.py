@@ -135,9 +135,11 @@ def atomic_directory(dest: str | os.PathLike) -> Iterator[Path]:
 
     An existing ``dest`` is moved aside first and deleted only after the new folder is in place, so a
     failure at any point leaves either the old folder or the new one (and never a half-written one,
-    nor a temporary folder). OSErrors name ``dest``.
+    nor a temporary folder). A symlink to a folder is kept and its target replaced. OSErrors name ``dest``.
     """
     dest = Path(dest)
+    if dest.is_symlink():
+        dest = Path(os.path.realpath(dest))
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))

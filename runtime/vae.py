@@ -299,7 +299,8 @@ def _session_options(threads: int | None) -> ort.SessionOptions:
     options = ort.SessionOptions()
     # Full graph optimisation (fusions, constant folding) happens once at load; these graphs are small.
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3  # errors only: a device log should not fill with onnxruntime notices
+    # Fatal only: every error onnxruntime logs is also raised to the caller, who reports it once.
+    options.log_severity_level = 4
     if threads is not None:
         if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or not 1 <= threads <= MAX_THREADS:
             raise ValueError(f"threads: expected an integer from 1 to {MAX_THREADS}, got {threads!r}")

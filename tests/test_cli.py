@@ -213,3 +213,46 @@ def test_console_scripts_end_to_end(tmp_path):
     bad = run("vae-export", "nothing.pt")
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert bad.stderr.splitlines() == ["Error: Invalid value for 'MODEL': File 'nothing.pt' does not exist. (see 'vae-export --help')"]
+
+
+def test_outputs_may_not_overwrite_inputs_each_other_or_the_bundle(tmp_path, bundle_copy, digits_npy):
+    x = tmp_path / "x.npy"
+    shutil.copy(digits_npy, x)
+    one_line_error(invoke(run_main, ["encode", x, "--out", x]), 2, "would overwrite")
+    one_line_error(invoke(run_main, ["encode", x, "--out", tmp_path / "a.npy", "--logvar", tmp_path / "a.npy"]), 2, "would overwrite")
+    one_line_error(invoke(run_main, ["sample", bundle_copy, "--out", bundle_copy / "manifest.json"]), 2, "inside the bundle")
+    assert json.loads((bundle_copy / "manifest.json").read_text())["schema"] == "vae-edge/bundle/1"
+
+
+def test_info_survives_odd_informative_sections(bundle_copy):
+    path = bundle_copy / "manifest.json"
+    m = json.loads(path.read_text())
+    m["variants"]["fp32"]["accuracy"] = None
+    m["training"] = "x"
+    m["provenance"] = 5
+    m["variants"]["int8"]["accuracy"]["recon_nll"] = "a"
+    path.write_text(json.dumps(m))
+    result = invoke(run_main, ["info", bundle_copy])
+    assert result.exit_code == 0, result.output
+
+
+def test_export_through_a_symlinked_folder_keeps_the_link(tmp_path, model_path, bundle):
+    target = tmp_path / "target"
+    shutil.copytree(bundle, target)
+    link = tmp_path / "link"
+    link.symlink_to(target, target_is_directory=True)
+    result = invoke(export_main, [model_path, "--out", link])
+    assert result.exit_code == 0, result.output
+    assert link.is_symlink() and (target / "manifest.json").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "target"]
+
+
+def test_export_refuses_non_finite_weights_as_bad_input(tmp_path, model_path):
+    import torch
+
+    ckpt = torch.load(model_path, weights_only=True)
+    ckpt["state_dict"]["decoder.out.bias"][0] = float("nan")
+    bad = tmp_path / "nan.pt"
+    torch.save(ckpt, bad)
+    one_line_error(invoke(export_main, [bad, "--out", tmp_path / "b"]), 2, "NaN or Inf", "decoder.out.bias")
+    one_line_error(invoke(export_main, [model_path, "--out", "/proc/b"]), 2, "cannot write there")

@@ -18,7 +18,7 @@ from vae_edge.runtime.clitools import output_path, require_workstation_extras, r
 @click.option("--hidden", type=click.IntRange(min=1), multiple=True, default=(400,), show_default=True, help="Hidden layer width (repeat for more layers).")
 @click.option("--epochs", type=click.IntRange(min=1), default=100, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True, help="Adam learning rate.")
+@click.option("--lr", type=click.FloatRange(min=0, max=10, min_open=True), default=1e-3, show_default=True, help="Adam learning rate.")
 @click.option("--beta", type=click.FloatRange(min=0), default=1.0, show_default=True, help="KL weight (1 = the ELBO).")
 @click.option("--kl-warmup", type=click.FloatRange(min=0), default=0.0, show_default=True, help="Epochs over which the KL weight ramps up from 0.")
 @click.option("--likelihood", type=click.Choice(["bernoulli"]), default="bernoulli", show_default=True, help="p(x|z).")
@@ -36,10 +36,13 @@ def cli(data_spec, arch, latent, hidden, epochs, batch_size, lr, beta, kl_warmup
     from .checkpoint import make_checkpoint, save_checkpoint
     from .data import DataError, load_data
     from .grids import grid_paths, reconstruction_grid, sample_grid
-    from .loop import TrainConfig, TrainingError, train, train_state
+    from .loop import TrainConfig, train, train_state
 
-    for grid in grid_paths(out):
-        output_path()(click.get_current_context(), None, grid)
+    # Grids go beside model.pt; not beside a device such as /dev/null.
+    beside_file = not (out.exists() and not out.is_file())
+    if beside_file:
+        for grid in grid_paths(out):
+            output_path()(click.get_current_context(), None, grid)
 
     try:
         data = load_data(data_spec)
@@ -51,14 +54,14 @@ def cli(data_spec, arch, latent, hidden, epochs, batch_size, lr, beta, kl_warmup
         result = train(model_config, data, config)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
-    except TrainingError as exc:
-        raise click.ClickException(str(exc)) from None
+    except RuntimeError as exc:  # TrainingError, or torch failing (e.g. out of memory, overflow)
+        raise click.ClickException((str(exc).strip().splitlines() or [type(exc).__name__])[0]) from None
 
     ckpt = make_checkpoint(result.model, data=data.describe(), metrics=result.metrics, optimizer=result.optimizer, train_state=train_state(config, result))
     try:
         save_checkpoint(out, ckpt)
         grids = []
-        if data.kind == "image":
+        if data.kind == "image" and beside_file:
             recon_path, samples_path = grid_paths(out)
             grids = [reconstruction_grid(result.model, data.to_model(data.test), recon_path), sample_grid(result.model, samples_path, seed=seed)]
     except OSError as exc:
