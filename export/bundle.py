@@ -91,8 +91,7 @@ def export_bundle(model_path: str | os.PathLike, out: str | os.PathLike, options
         ExportError: a variant failed its accuracy gate or a graph failed its checks; ``out`` untouched.
     """
     model_path = Path(model_path)
-    out = Path(os.path.realpath(out)) if Path(out).is_symlink() else Path(out)
-    check_destination(out, model_path)
+    check_destination(Path(out), model_path)
     ckpt = read_checkpoint(model_path)
     model = model_from_checkpoint(ckpt, source=str(model_path))
     data = load_data(ckpt["data"].get("spec", ckpt["data"].get("dataset", "digits")))
@@ -157,13 +156,9 @@ def check_destination(out: Path, model_path: Path) -> None:
         raise DestinationError(f"{out}: exists and is not a bundle (no {MANIFEST}); refusing to replace it")
 
 
+@np.errstate(all="ignore")  # overflow in a broken model shows up as a failed check, not a warning
 def _validate_and_calibrate(tmp: Path, manifest: dict, ref: validate.Reference, data, test_raw: np.ndarray, options: ExportOptions) -> list[str]:
     """Fill each variant's ``accuracy`` and ``anomaly_quantiles``; raise ExportError listing every failure."""
-    with np.errstate(all="ignore"):  # overflow in a broken model shows up as a failed check, not a warning
-        return _validate_all(tmp, manifest, ref, data, test_raw, options)
-
-
-def _validate_all(tmp: Path, manifest: dict, ref: validate.Reference, data, test_raw: np.ndarray, options: ExportOptions) -> list[str]:
     lines: list[str] = []
     failed: list[str] = []
     degraded: list[str] = []
@@ -246,7 +241,6 @@ def _manifest(ckpt: dict, model, data, model_path: Path, files: dict, variants: 
             "shape": list(data.shape),
             "dtype": "float32",
             "preprocessing": data.preprocessing,
-            "value_range": [data.offset, data.offset + data.scale],
             "units": "inputs and outputs of the runtime are in the data's own units; the graphs see (x - offset) / scale",
         },
         "graphs": graph_shapes(model),

@@ -33,7 +33,7 @@ def cli():
 
 
 def _handle_errors(fn):
-    """Map library errors onto click's exit codes: bad input 2, a failed write 1 — one line, no traceback."""
+    """Map library errors onto click's exit codes: bad input 2, a failed job 1 (OSError: see run_cli)."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -41,10 +41,6 @@ def _handle_errors(fn):
             return fn(*args, **kwargs)
         except (BundleError, ValueError) as exc:
             raise click.UsageError(str(exc)) from None
-        except BrokenPipeError:
-            raise
-        except OSError as exc:
-            raise click.ClickException(f"cannot write {exc.filename or 'the output'}: {exc.strerror or exc}") from None
         except RuntimeError as exc:
             raise click.ClickException(str(exc)) from None
 

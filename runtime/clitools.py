@@ -52,19 +52,26 @@ def output_path(suffix: str | None = None):
     run for minutes and then fail to save; ``suffix`` (e.g. ".png") is required when given."""
 
     def check(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
-        if value is None:
-            return None
-        if not str(value).strip():
-            raise click.BadParameter("expected a file path, got an empty string")
-        if suffix and value.suffix.lower() != suffix:
-            raise click.BadParameter(f"expected a {suffix} file name, got {str(value)!r}")
-        try:
-            check_writable(value)
-        except OSError as exc:
-            raise click.BadParameter(f"cannot write {value}: {exc.strerror or exc}") from None
-        return value
+        return None if value is None else writable(value, suffix=suffix)
 
     return check
+
+
+def writable(path: Path, *, suffix: str | None = None) -> Path:
+    """``path`` if it can be written now (parents are created).
+
+    Raises:
+        click.BadParameter: empty, wrong suffix, or not writable.
+    """
+    if not str(path).strip():
+        raise click.BadParameter("expected a file path, got an empty string")
+    if suffix and path.suffix.lower() != suffix:
+        raise click.BadParameter(f"expected a {suffix} file name, got {str(path)!r}")
+    try:
+        check_writable(path)
+    except OSError as exc:
+        raise click.BadParameter(f"cannot write {path}: {exc.strerror or exc}") from None
+    return path
 
 
 def require_workstation_extras(tool: str) -> None:

@@ -88,8 +88,13 @@ class VAE:
         return cls(root, manifest, precision, *sessions)
 
     # ---------------------------------------------------------------- data units <-> model space
+    def _inputs(self, x: object, name: str = "x") -> tuple[np.ndarray, bool]:
+        """Validate data-unit input and map it into model space: (batch [n, *shape], single sample?)."""
+        xb, single = as_batch(x, self.shape, name)
+        return self._to_model(xb), single
+
     def _to_model(self, x: np.ndarray) -> np.ndarray:
-        xm = (x - self._offset) / self._scale
+        xm = self.normalize(x)
         if self.likelihood == "bernoulli" and xm.size:
             lo, hi = float(xm.min()), float(xm.max())
             if lo < -_RANGE_SLACK or hi > 1 + _RANGE_SLACK:
@@ -118,9 +123,6 @@ class VAE:
             return np.zeros((0, *self.shape), np.float32)
         return _run(self._decoder, "decoder", {self._dec_in: z})[0]
 
-    def _latent(self, z: object) -> tuple[np.ndarray, bool]:
-        return as_batch(z, (self.latent_dim,), "z")
-
     # ---------------------------------------------------------------- public API
     def encode(self, x: object) -> tuple[np.ndarray, np.ndarray]:
         """q(z|x) parameters.
@@ -134,8 +136,8 @@ class VAE:
         Raises:
             ValueError: wrong shape, non-numeric, NaN/Inf, or out of the data's range.
         """
-        xb, single = as_batch(x, self.shape, "x")
-        mu, logvar = self._encode_model(self._to_model(xb))
+        xm, single = self._inputs(x)
+        mu, logvar = self._encode_model(xm)
         return (mu[0], logvar[0]) if single else (mu, logvar)
 
     def decode(self, z: object) -> np.ndarray:
@@ -144,7 +146,7 @@ class VAE:
         Raises:
             ValueError: wrong shape, non-numeric, NaN/Inf.
         """
-        zb, single = self._latent(z)
+        zb, single = as_batch(z, (self.latent_dim,), "z")
         x = self._from_model(self._decode_model(zb))
         return x[0] if single else x
 
@@ -154,8 +156,8 @@ class VAE:
         Raises:
             ValueError: as :meth:`encode`.
         """
-        xb, single = as_batch(x, self.shape, "x")
-        mu, _ = self._encode_model(self._to_model(xb))
+        xm, single = self._inputs(x)
+        mu, _ = self._encode_model(xm)
         out = self._from_model(self._decode_model(mu))
         return out[0] if single else out
 
@@ -167,8 +169,7 @@ class VAE:
         Raises:
             ValueError: negative ``n`` or non-positive temperature.
         """
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
-            raise ValueError(f"n: expected a non-negative integer, got {n!r}")
+        _check_int("n", n, minimum=0)
         if isinstance(temperature, bool) or not isinstance(temperature, (int, float, np.integer, np.floating)) or not (0 < temperature <= 1e6):
             raise ValueError(f"temperature: expected a number in (0, 1e6], got {temperature!r}")
         rng = _rng(seed)
@@ -183,14 +184,13 @@ class VAE:
         Raises:
             ValueError: either input is not one sample of the right shape, or ``steps`` < 2.
         """
-        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 2:
-            raise ValueError(f"steps: expected an integer >= 2, got {steps!r}")
+        _check_int("steps", steps, minimum=2)
         ends = []
         for name, x in (("x_a", x_a), ("x_b", x_b)):
-            xb, _ = as_batch(x, self.shape, name)
-            if len(xb) != 1:
-                raise ValueError(f"{name}: expected one sample of shape {list(self.shape)}, got a batch of {len(xb)}")
-            ends.append(self._encode_model(self._to_model(xb))[0][0])
+            xm, _ = self._inputs(x, name)
+            if len(xm) != 1:
+                raise ValueError(f"{name}: expected one sample of shape {list(self.shape)}, got a batch of {len(xm)}")
+            ends.append(self._encode_model(xm)[0][0])
         t = np.linspace(0.0, 1.0, int(steps), dtype=np.float32)[:, None]
         z = (1.0 - t) * ends[0] + t * ends[1]
         return self._from_model(self._decode_model(z.astype(np.float32)))
@@ -208,10 +208,9 @@ class VAE:
         Raises:
             ValueError: as :meth:`encode`, or ``samples`` < 1.
         """
-        if samples is not None and (isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or samples < 1):
-            raise ValueError(f"samples: expected a positive integer or None, got {samples!r}")
-        xb, single = as_batch(x, self.shape, "x")
-        xm = self._to_model(xb)
+        if samples is not None:
+            _check_int("samples", samples, minimum=1)
+        xm, single = self._inputs(x)
         mu, logvar = self._encode_model(xm)
         if samples is None:
             nll = self._nll(xm, self._decode_model(mu))
@@ -248,9 +247,17 @@ def gaussian_kl(mu: np.ndarray, logvar: np.ndarray) -> np.ndarray:
     return 0.5 * (mu**2 + np.exp(logvar) - 1.0 - logvar).sum(axis=1)
 
 
+def _check_int(name: str, value: object, *, minimum: int, maximum: int | None = None) -> None:
+    """An integer argument (bools refused) within [minimum, maximum], else a ValueError naming it."""
+    ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= minimum and (maximum is None or value <= maximum)
+    if not ok:
+        bounds = f">= {minimum}" if maximum is None else f"from {minimum} to {maximum}"
+        raise ValueError(f"{name}: expected an integer {bounds}, got {value!r}")
+
+
 def _rng(seed: object) -> np.random.Generator:
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
-        raise ValueError(f"seed: expected a non-negative integer or None, got {seed!r}")
+    if seed is not None:
+        _check_int("seed", seed, minimum=0)
     return np.random.default_rng(seed)
 
 
@@ -302,8 +309,7 @@ def _session_options(threads: int | None) -> ort.SessionOptions:
     # Fatal only: every error onnxruntime logs is also raised to the caller, who reports it once.
     options.log_severity_level = 4
     if threads is not None:
-        if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or not 1 <= threads <= MAX_THREADS:
-            raise ValueError(f"threads: expected an integer from 1 to {MAX_THREADS}, got {threads!r}")
+        _check_int("threads", threads, minimum=1, maximum=MAX_THREADS)
         options.intra_op_num_threads = int(threads)
         options.inter_op_num_threads = 1
     return options

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from vae_edge.runtime.clitools import output_path, require_workstation_extras, run_cli
+from vae_edge.runtime.clitools import output_path, require_workstation_extras, run_cli, writable
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -42,7 +42,7 @@ def cli(data_spec, arch, latent, hidden, epochs, batch_size, lr, beta, kl_warmup
     beside_file = not (out.exists() and not out.is_file())
     if beside_file:
         for grid in grid_paths(out):
-            output_path()(click.get_current_context(), None, grid)
+            writable(grid)
 
     try:
         data = load_data(data_spec)

@@ -54,7 +54,6 @@ class Dataset:
             "kind": self.kind,
             "shape": list(self.shape),
             "preprocessing": self.preprocessing,
-            "value_range": [self.offset, self.offset + self.scale],
             "sizes": {"train": len(self.train), "val": len(self.val), "test": len(self.test)},
             "split_seed": SPLIT_SEED,
         }
