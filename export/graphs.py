@@ -33,8 +33,9 @@ class GraphSpec:
     outputs: tuple[str, ...]
     doc: str
 
-    def filename(self, variant: str = "fp32") -> str:
-        return f"{self.name}.onnx" if variant == "fp32" else f"{self.name}.{variant}.onnx"
+    def filename(self, variant: str = "fp32", fmt: str = "onnx") -> str:
+        """``encoder.onnx``, ``encoder.int8.onnx``, ``encoder.fp16.ort``, ..."""
+        return f"{self.name}.{fmt}" if variant == "fp32" else f"{self.name}.{variant}.{fmt}"
 
 
 ENCODER = GraphSpec("encoder", ("x",), ("mu", "logvar"), "q(z|x): x [batch, *shape] -> mu, logvar [batch, latent]")

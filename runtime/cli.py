@@ -17,6 +17,7 @@ from .files import atomic_save_npy
 from .vae import VAE
 
 _PRECISION = click.option("--precision", default="fp32", show_default=True, help="Variant to run: fp32, int8, ... (see `vae-run info`).")
+_FORMAT = click.option("--format", "fmt", type=click.Choice(["onnx", "ort"]), default="onnx", show_default=True, help="Graph files to run: .onnx, or the ORT-format files of a bundle exported with `vae-export --ort`.")
 _THREADS = click.option("--threads", type=click.IntRange(min=1), default=None, help="onnxruntime intra-op threads (default: one per core).")
 _OUT = click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path), callback=output_path(), help="Write the result as .npy (default: print rows as comma-separated values).")
 _GRID = click.option("--grid", type=click.Path(dir_okay=False, path_type=Path), callback=output_path(".png"), help="Also write a PNG image grid (image data only).")
@@ -58,8 +59,8 @@ def _split(paths: tuple[Path, ...], wanted: str | None) -> tuple[Path | None, Pa
     return (paths[0] if paths else None), None
 
 
-def _load(bundle: Path | None, precision: str, threads: int | None, *, inputs=(), outputs=()) -> VAE:
-    vae = VAE.load(bundle, precision=precision, threads=threads)
+def _load(bundle: Path | None, precision: str, fmt: str, threads: int | None, *, inputs=(), outputs=()) -> VAE:
+    vae = VAE.load(bundle, precision=precision, threads=threads, format=fmt)
     _check_outputs(vae, inputs, outputs)
     return vae
 
@@ -144,7 +145,7 @@ def _grid(vae: VAE, grid: Path, images: np.ndarray, *, per_row: int | None = Non
 @_handle_errors
 def info(bundle, as_json):
     """Describe a bundle: shapes, variants with their sizes and accuracy, anomaly calibration."""
-    vae = _load(bundle, "fp32", 1)
+    vae = _load(bundle, "fp32", "onnx", 1)
     m = vae.manifest
     if as_json:
         click.echo(json.dumps(m, indent=2, ensure_ascii=False))
@@ -191,27 +192,29 @@ def _num(value: object) -> str:
 @click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=None, help="Same seed, same samples (default: fresh randomness).")
 @click.option("--temperature", type=click.FloatRange(min=0, max=1e6, min_open=True), default=1.0, show_default=True, help="Scale of the prior's standard deviation.")
 @_PRECISION
+@_FORMAT
 @_THREADS
 @_OUT
 @_GRID
 @_handle_errors
-def sample(bundle, n, seed, temperature, precision, threads, out, grid):
+def sample(bundle, n, seed, temperature, precision, fmt, threads, out, grid):
     """Draw samples from the prior and decode them."""
-    vae = _load(bundle, precision, threads, outputs=(out, grid))
+    vae = _load(bundle, precision, fmt, threads, outputs=(out, grid))
     _results(vae, vae.sample(n, seed=seed, temperature=temperature), out, grid)
 
 
 @cli.command()
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path), metavar="[BUNDLE] INPUT.npy")
 @_PRECISION
+@_FORMAT
 @_THREADS
 @_OUT
 @click.option("--grid", type=click.Path(dir_okay=False, path_type=Path), callback=output_path(".png"), help="Also write a PNG: rows of inputs, each followed by their reconstructions.")
 @_handle_errors
-def reconstruct(paths, precision, threads, out, grid):
+def reconstruct(paths, precision, fmt, threads, out, grid):
     """Encode and decode INPUT (posterior mean): denoised reconstructions, same shape as INPUT."""
     bundle, src = _split(paths, "INPUT.npy")
-    vae = _load(bundle, precision, threads, inputs=(src,), outputs=(out, grid))
+    vae = _load(bundle, precision, fmt, threads, inputs=(src,), outputs=(out, grid))
     x = _read_batch(src, vae.shape)
     x_hat = vae.reconstruct(x)
     pairs = per_row = None
@@ -227,14 +230,15 @@ def reconstruct(paths, precision, threads, out, grid):
 @cli.command()
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path), metavar="[BUNDLE] INPUT.npy")
 @_PRECISION
+@_FORMAT
 @_THREADS
 @_OUT
 @click.option("--logvar", "logvar_out", type=click.Path(dir_okay=False, path_type=Path), callback=output_path(), help="Also write the posterior log-variances as .npy.")
 @_handle_errors
-def encode(paths, precision, threads, out, logvar_out):
+def encode(paths, precision, fmt, threads, out, logvar_out):
     """Encode INPUT to posterior means (the compressed code); optionally their log-variances."""
     bundle, src = _split(paths, "INPUT.npy")
-    vae = _load(bundle, precision, threads, inputs=(src,), outputs=(out, logvar_out))
+    vae = _load(bundle, precision, fmt, threads, inputs=(src,), outputs=(out, logvar_out))
     mu, logvar = vae.encode(_read_batch(src, vae.shape))
     if logvar_out is not None:
         _emit(logvar, logvar_out)
@@ -244,14 +248,15 @@ def encode(paths, precision, threads, out, logvar_out):
 @cli.command()
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path), metavar="[BUNDLE] Z.npy")
 @_PRECISION
+@_FORMAT
 @_THREADS
 @_OUT
 @_GRID
 @_handle_errors
-def decode(paths, precision, threads, out, grid):
+def decode(paths, precision, fmt, threads, out, grid):
     """Decode latent codes Z [n, latent] to the mean of p(x|z), in data units."""
     bundle, src = _split(paths, "Z.npy")
-    vae = _load(bundle, precision, threads, inputs=(src,), outputs=(out, grid))
+    vae = _load(bundle, precision, fmt, threads, inputs=(src,), outputs=(out, grid))
     x = vae.decode(_read_batch(src, (vae.latent_dim,)))
     _results(vae, x, out, grid, grid_images=np.reshape(x, (-1, *vae.shape)))
 
@@ -259,15 +264,16 @@ def decode(paths, precision, threads, out, grid):
 @cli.command()
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path), metavar="[BUNDLE] INPUT.npy")
 @_PRECISION
+@_FORMAT
 @_THREADS
 @_OUT
 @click.option("--samples", type=click.IntRange(min=1), default=None, help="Monte-Carlo draws per sample (default: deterministic, z at the posterior mean).")
 @click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True, help="Seed for --samples.")
 @_handle_errors
-def score(paths, precision, threads, out, samples, seed):
+def score(paths, precision, fmt, threads, out, samples, seed):
     """Anomaly scores of INPUT: negative ELBO per sample in nats (higher = less like the training data)."""
     bundle, src = _split(paths, "INPUT.npy")
-    vae = _load(bundle, precision, threads, inputs=(src,), outputs=(out,))
+    vae = _load(bundle, precision, fmt, threads, inputs=(src,), outputs=(out,))
     scores = vae.anomaly_score(_read_batch(src, vae.shape), samples=samples, seed=seed)
     _emit(scores, out)
     q = vae.manifest["variants"][precision].get("anomaly_quantiles", {})

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from .bundle import BundleError, default_bundle_path, graph_path, read_manifest, verify_files
+from .bundle import FORMATS, BundleError, default_bundle_path, graph_path, read_manifest, verify_files
 from .validation import as_batch
 
 log = logging.getLogger(__name__)
@@ -31,10 +31,11 @@ class VAE:
     One object is safe to share between threads (onnxruntime sessions are; no state changes per call).
     """
 
-    def __init__(self, path: Path, manifest: dict, precision: str, encoder: ort.InferenceSession, decoder: ort.InferenceSession):
+    def __init__(self, path: Path, manifest: dict, precision: str, encoder: ort.InferenceSession, decoder: ort.InferenceSession, format: str = "onnx"):
         self.path = path
         self.manifest = manifest
         self.precision = precision
+        self.format = format
         self._encoder = encoder
         self._decoder = decoder
         self._enc_in = encoder.get_inputs()[0].name
@@ -55,12 +56,15 @@ class VAE:
         precision: str = "fp32",
         threads: int | None = None,
         providers: list[str] | None = None,
+        format: str = "onnx",
     ) -> "VAE":
         """Open a bundle, verifying every file's sha256 first.
 
         Args:
             path: bundle folder; ``None`` for the default bundle shipped in the package.
             precision: a variant named in the manifest ("fp32", "int8", ...).
+            format: "onnx" (the .onnx graphs) or "ort" (the ORT-format graphs that `vae-export --ort`
+                adds, loadable by a minimal onnxruntime build).
             threads: onnxruntime intra-op threads (``None``: onnxruntime's choice, one per core).
             providers: execution providers by name, default ``["CPUExecutionProvider"]``.
 
@@ -73,19 +77,21 @@ class VAE:
         variants = manifest["variants"]
         if precision not in variants:
             raise ValueError(f"precision {precision!r} is not in this bundle; it has {', '.join(variants)}")
+        if format not in FORMATS:
+            raise ValueError(f"format {format!r} is not one of {', '.join(FORMATS)}")
+        paths = [graph_path(root, manifest, precision, graph, format) for graph in ("encoder", "decoder")]
         verify_files(root, manifest)
-        options = _session_options(threads)
+        options = session_options(threads)
         providers = _check_providers(providers)
         sessions = []
-        for graph in ("encoder", "decoder"):
-            gp = graph_path(root, manifest, precision, graph)
+        for gp in paths:
             try:
                 sessions.append(ort.InferenceSession(str(gp), sess_options=options, providers=providers))
             except Exception as exc:  # onnxruntime raises its own exception types
                 raise BundleError(f"{gp}: onnxruntime cannot load it ({str(exc).splitlines()[0]})") from None
-        _check_graphs(root, manifest, precision, *sessions)
-        log.debug("loaded %s (%s) with providers %s", root, precision, providers)
-        return cls(root, manifest, precision, *sessions)
+        _check_graphs(manifest, paths, *sessions)
+        log.debug("loaded %s (%s, %s) with providers %s", root, precision, format, providers)
+        return cls(root, manifest, precision, *sessions, format=format)
 
     # ---------------------------------------------------------------- data units <-> model space
     def _inputs(self, x: object, name: str = "x") -> tuple[np.ndarray, bool]:
@@ -229,7 +235,8 @@ class VAE:
         return bernoulli_nll(xm, mean)
 
     def __repr__(self) -> str:
-        return f"VAE(path={str(self.path)!r}, precision={self.precision!r}, shape={list(self.shape)}, latent_dim={self.latent_dim})"
+        fmt = "" if self.format == "onnx" else f", format={self.format!r}"
+        return f"VAE(path={str(self.path)!r}, precision={self.precision!r}{fmt}, shape={list(self.shape)}, latent_dim={self.latent_dim})"
 
 
 def bernoulli_nll(x: np.ndarray, p: np.ndarray) -> np.ndarray:
@@ -271,7 +278,7 @@ def _run(session: ort.InferenceSession, graph: str, feed: dict) -> list[np.ndarr
         raise RuntimeError(f"onnxruntime failed running the {graph}: {first}") from None
 
 
-def _check_graphs(root: Path, manifest: dict, precision: str, encoder: ort.InferenceSession, decoder: ort.InferenceSession) -> None:
+def _check_graphs(manifest: dict, paths: list[Path], encoder: ort.InferenceSession, decoder: ort.InferenceSession) -> None:
     """The manifest must describe the graphs it names: shapes, and the facts each graph carries in its
     metadata (which its sha256 covers, unlike manifest.json itself).
 
@@ -280,12 +287,11 @@ def _check_graphs(root: Path, manifest: dict, precision: str, encoder: ort.Infer
     """
     shape, latent = list(manifest["data"]["shape"]), manifest["model"]["latent_dim"]
     expected = {"encoder": ([shape], [[latent], [latent]]), "decoder": ([[latent]], [shape])}
-    for graph, session in (("encoder", encoder), ("decoder", decoder)):
-        name = manifest["variants"][precision][graph]
+    for graph, session, name in zip(("encoder", "decoder"), (encoder, decoder), paths):
         ins, outs = ([list(a.shape[1:]) for a in args] for args in (session.get_inputs(), session.get_outputs()))
         want_in, want_out = expected[graph]
         if ins != want_in or outs != want_out:
-            raise BundleError(f"{root / name}: takes {ins} and gives {outs} (per sample), the manifest's {graph} should take {want_in} and give {want_out}")
+            raise BundleError(f"{name}: takes {ins} and gives {outs} (per sample), the manifest's {graph} should take {want_in} and give {want_out}")
         meta = session.get_modelmeta().custom_metadata_map
         facts = {
             "vae_edge.latent_dim": str(latent),
@@ -296,13 +302,18 @@ def _check_graphs(root: Path, manifest: dict, precision: str, encoder: ort.Infer
             pre = json.loads(meta["vae_edge.preprocessing"])
             m_pre = manifest["data"]["preprocessing"]
             if float(pre.get("offset")) != float(m_pre["offset"]) or float(pre.get("scale")) != float(m_pre["scale"]):
-                raise BundleError(f"{root / name}: was exported with preprocessing {pre}, the manifest says {m_pre}")
+                raise BundleError(f"{name}: was exported with preprocessing {pre}, the manifest says {m_pre}")
         for key, value in facts.items():
             if key in meta and meta[key] != value:
-                raise BundleError(f"{root / name}: carries {key}={meta[key]}, the manifest says {value}")
+                raise BundleError(f"{name}: carries {key}={meta[key]}, the manifest says {value}")
 
 
-def _session_options(threads: int | None) -> ort.SessionOptions:
+def session_options(threads: int | None) -> ort.SessionOptions:
+    """The runtime's onnxruntime session options (the exporter times graphs with the same ones).
+
+    Raises:
+        ValueError: ``threads`` is not an integer from 1 to MAX_THREADS.
+    """
     options = ort.SessionOptions()
     # Full graph optimisation (fusions, constant folding) happens once at load; these graphs are small.
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
