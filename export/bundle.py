@@ -180,7 +180,7 @@ def _write_graphs(tmp: Path, model, data, options: ExportOptions, feeds: dict[st
         for variant, entry in variants.items():
             for spec in SPECS:
                 with _step(f"converting {spec.filename(variant)} to ORT format"):
-                    to_ort(tmp / spec.filename(variant), tmp / spec.filename(variant, "ort"))
+                    to_ort(tmp / spec.filename(variant), tmp / spec.filename(variant, "ort"), keep_float16=variant in VARIANTS and VARIANTS[variant].method == "fp16")
             entry["ort"] = {spec.name: spec.filename(variant, "ort") for spec in SPECS}
         with _step(f"writing {REQUIRED_OPERATORS}"):
             write_required_operators([tmp / e["ort"][spec.name] for e in variants.values() for spec in SPECS], tmp / REQUIRED_OPERATORS)

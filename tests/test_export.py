@@ -102,10 +102,11 @@ def test_export_is_deterministic_and_replaces_an_existing_bundle(tmp_path, model
     out = tmp_path / "again"
     shutil.copytree(bundle, out)
     (out / "stale.txt").write_text("from an older export")
-    export_bundle(model_path, out)
+    export_bundle(model_path, out, ExportOptions(latency=None))
     assert not (out / "stale.txt").exists()
-    for name in ("encoder.onnx", "decoder.onnx", "encoder.int8.onnx", "decoder.int8.onnx"):
-        assert (out / name).read_bytes() == (bundle / name).read_bytes(), name
+    assert json.loads((out / "manifest.json").read_text())["latency"]["measured"] is False
+    for name in ("encoder.onnx", "decoder.onnx", "encoder.int8.onnx", "decoder.int8.onnx", "manifest.json"):
+        assert (out / name).read_bytes() == (bundle / name).read_bytes(), name  # --no-latency: byte for byte
     assert sorted(p.name for p in tmp_path.iterdir()) == ["again"]  # no temporary folders left behind
 
 
