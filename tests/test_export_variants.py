@@ -206,3 +206,17 @@ def test_an_export_killed_midway_leaves_the_earlier_bundle_untouched(tmp_path, m
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     vae = VAE.load(out, precision="int8")
     assert vae.reconstruct(test_digits[:4]).shape == (4, 1, 8, 8)
+
+
+def test_export_cli_refuses_bad_variant_lists_and_calibration_in_one_line(tmp_path, model_path):
+    from vae_edge.export.cli import cli as export_main
+
+    for args, fragment in (
+        (["--quantize", "int8,int8"], "listed twice"),
+        (["--quantize", "int8-static", "--calibration", "nosuch:x"], "unknown data spec"),
+    ):
+        result = CliRunner().invoke(export_main, [str(model_path), "--out", str(tmp_path / "b"), *args])
+        assert result.exit_code == 2, result.output
+        last = result.output.strip().splitlines()[-1]  # (run_cli, the console script, prints only this line)
+        assert last.startswith("Error") and fragment in last and "Traceback" not in result.output, result.output
+    assert list(tmp_path.iterdir()) == []
