@@ -149,6 +149,12 @@ def _keep_description(src: Path, dst: Path, config: QuantizeConfig) -> None:
     for key, value in meta.items():
         entry = variant.metadata_props.add()
         entry.key, entry.value = key, value
+    # onnxruntime's pre-processing declares every domain it knows (training, NCHWc, ATen, ...); a graph
+    # should import only what its nodes use, so a reader or a minimal build sees what it really needs.
+    used = {""} | {n.domain for n in variant.graph.node} | {n.domain for f in variant.functions for n in f.node} | {f.domain for f in variant.functions}
+    kept = [o for o in variant.opset_import if o.domain in used or (o.domain == "ai.onnx" and "" in used)]
+    del variant.opset_import[:]
+    variant.opset_import.extend(kept)
     onnx.save_model(variant, str(dst))
 
 

@@ -17,6 +17,7 @@ from click.testing import CliRunner
 
 from vae_edge.export import bundle as bundle_mod
 from vae_edge.export.bundle import CalibrationError, ExportError, ExportOptions, export_bundle
+from vae_edge.export.graphs import opset_of
 from vae_edge.export.latency import LatencyConfig
 from vae_edge.export.quantize import INT8_STATIC, IteratorReader, QuantizeError, quantize
 from vae_edge.runtime import VAE
@@ -74,6 +75,8 @@ def test_every_graph_passes_the_checker_and_keeps_names_metadata_and_float32_io(
         for graph in ("encoder", "decoder"):
             model = onnx.load(str(full_bundle / entry[graph]))
             onnx.checker.check_model(model, full_check=True)
+            assert opset_of(model) == m["opset"]
+            assert {o.domain for o in model.opset_import} == {""} | {n.domain for n in model.graph.node}  # no unused imports
             ops = {n.op_type for n in model.graph.node}
             assert not ops & {"RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike", "Dropout"}, ops
             meta = {p.key: p.value for p in model.metadata_props}
