@@ -33,9 +33,12 @@ class ObservationNoise(nn.Module):
         self.fixed = config.gaussian_std
         if self.fixed is None:
             self.raw_logvar = nn.Parameter(torch.zeros(config.input_shape))  # (*shape), starts at std 1
+        else:
+            # Not persistent: the config holds the value; a buffer only so that it follows .to(device).
+            self.register_buffer("fixed_logvar", torch.full(config.input_shape, 2 * math.log(self.fixed)), persistent=False)
 
     def logvar(self) -> torch.Tensor:
         """log sigma^2 per feature, shape (*input_shape)."""
         if self.fixed is not None:
-            return torch.full(self.shape, 2 * math.log(self.fixed))
+            return self.fixed_logvar
         return self.raw_logvar.clamp(min=MIN_LOGVAR)
