@@ -130,12 +130,25 @@ def test_gaussian_nll_matches_a_hand_computed_value():
     assert runtime[0] == pytest.approx(expected, rel=1e-12)
 
 
-def test_learned_variance_is_floored_and_trained(digits_gaussian):
-    config = VAEConfig(input_shape=digits_gaussian.shape, latent_dim=2, hidden_dims=(16,), likelihood="gaussian")
-    result = train(config, digits_gaussian, TrainConfig(epochs=1, iw_samples=2, quiet=True))
-    logvar = result.model.observation_logvar().detach()
+def test_learned_variance_is_floored_and_trained(gaussian_bundle):
+    logvar = load_model(gaussian_bundle[0]).observation_logvar().detach()
+    assert logvar.shape == (1, 8, 8)
     assert not torch.equal(logvar, torch.zeros_like(logvar))  # it moved from its start at std 1
     assert float(logvar.min()) >= 2 * math.log(0.01) - 1e-6
+
+
+def test_runtime_cli_describes_and_draws_a_gaussian_bundle(tmp_path, gaussian_bundle, digits_gaussian):
+    from vae_edge.runtime.cli import cli as run_cli
+
+    info = CliRunner().invoke(run_cli, ["info", str(gaussian_bundle[1])])
+    assert info.exit_code == 0, info.output
+    assert "gaussian likelihood (std per-feature[" in info.output and "graphs see (x - per-feature[" in info.output
+    x = tmp_path / "x.npy"
+    np.save(x, digits_gaussian.test[:8])
+    grid = tmp_path / "recon.png"
+    result = CliRunner().invoke(run_cli, ["reconstruct", str(gaussian_bundle[1]), str(x), "--grid", str(grid), "--out", str(tmp_path / "r.npy")])
+    assert result.exit_code == 0, result.output
+    assert grid.is_file() and np.load(tmp_path / "r.npy").shape == (8, 1, 8, 8)
 
 
 def test_preprocessing_follows_the_likelihood(digits, digits_gaussian):
