@@ -43,6 +43,7 @@ class ConvEncoder(nn.Module):
         self.logvar = nn.Linear(flat, config.latent_dim)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # A [L] sample gains its channel axis here; [C, H, W] and [C, L] pass through unchanged.
         h = self.body(x.flatten(1).unflatten(1, self.in_shape)).flatten(1)  # (B, C_last * reduced size)
         return self.mu(h), self.logvar(h)
 

@@ -78,9 +78,9 @@ def cli(data_spec, arch, latent, hidden, channels, decoder_style, epochs, batch_
 
     m = result.metrics
     click.echo(f"data      {data.name}: {len(data.train)} train / {len(data.val)} val / {len(data.test)} test, shape {list(data.shape)}")
-    widths = list(hidden) if arch == "mlp" else [f"{c}ch" for c in channels]
+    widths = f"hidden {list(hidden)}" if arch == "mlp" else f"channels {list(channels)} ({decoder_style} decoder)"
     noise = "" if likelihood != "gaussian" else f" (std {gaussian_std:g})" if gaussian_std else " (learned variance)"
-    click.echo(f"model     {arch} {data.shape} -> {widths} -> latent {latent}, {likelihood}{noise}")
+    click.echo(f"model     {arch} {list(data.shape)}, {widths}, latent {latent}, {likelihood}{noise}")
     click.echo(f"train     ELBO {m['train_elbo']:.2f} nats/sample after {m['epochs']} epochs ({m['epoch_seconds'] * 1000:.0f} ms/epoch on {m['device']})")
     click.echo(f"test      ELBO {m['test_elbo']:.2f} nats/sample (recon {m['test_recon_nll']:.2f} + KL {m['test_kl']:.2f}), IWAE NLL {m['test_iwae_nll']:.2f} (K={m['iw_samples']})")
     click.echo(f"wrote     {out}")
