@@ -103,8 +103,11 @@ def train(model_config: VAEConfig, data: Dataset, config: TrainConfig) -> TrainR
         the model (eval mode, CPU), its optimizer, final metrics and one history row per epoch.
 
     Raises:
+        ValueError: ``data`` was preprocessed for another likelihood.
         TrainingError: the loss became NaN or Inf.
     """
+    if data.likelihood != model_config.likelihood:
+        raise ValueError(f"the data were preprocessed for a {data.likelihood} model, this one is {model_config.likelihood}")
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
     model = build_model(model_config).to(device)
