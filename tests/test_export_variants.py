@@ -223,3 +223,28 @@ def test_export_cli_refuses_bad_variant_lists_and_calibration_in_one_line(tmp_pa
         last = result.output.strip().splitlines()[-1]  # (run_cli, the console script, prints only this line)
         assert last.startswith("Error") and fragment in last and "Traceback" not in result.output, result.output
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(("arch", "likelihood"), [("conv", "bernoulli"), ("mlp", "gaussian")])
+def test_a_conv_and_a_gaussian_model_pass_their_gates_in_every_variant(tmp_path, arch, likelihood, test_digits):
+    """int8-static and fp16 of a conv model (and of a Gaussian MLP) pass their gates and run from .ort."""
+    from vae_edge.models import VAEConfig
+    from vae_edge.trainer import TrainConfig, make_checkpoint, save_checkpoint, train
+    from vae_edge.trainer.data import load_data
+
+    data = load_data("digits", likelihood=likelihood)
+    config = VAEConfig(input_shape=data.shape, latent_dim=4, arch=arch, hidden_dims=(32,), channels=(4, 8), likelihood=likelihood)
+    result = train(config, data, TrainConfig(epochs=2, batch_size=64, seed=0, iw_samples=4, quiet=True))
+    path = tmp_path / "model.pt"
+    save_checkpoint(path, make_checkpoint(result.model, data=data.describe(), metrics=result.metrics))
+    ort_format = arch == "conv"
+    exported = export_bundle(path, tmp_path / "bundle", ExportOptions(variants=("int8-static", "fp16"), ort=ort_format, latency=None))
+    for variant in VARIANTS[:1] + ("int8-static", "fp16"):
+        entry = exported.manifest["variants"][variant]
+        assert entry["accuracy"]["passed"] is True, (variant, entry["accuracy"])
+        if variant != "fp32":
+            assert abs(entry["accuracy"]["recon_nll_rel_change"]) <= 0.02
+        if ort_format:
+            assert entry["ort"]["accuracy"]["passed"] is True
+    vae = VAE.load(tmp_path / "bundle", precision="int8-static", format="ort" if ort_format else "onnx")
+    assert vae.reconstruct(test_digits[:4]).shape == (4, 1, 8, 8)
