@@ -30,7 +30,7 @@ from vae_edge.trainer.data import DataError, load_data
 
 from . import calibration, validate
 from . import latency as timing
-from .graphs import DEFAULT_OPSET, OPSETS, SPECS, check_graph, export_graph, graph_shapes, opset_of
+from .graphs import DEFAULT_OPSET, OPSETS, SPECS, check_graph, export_graph, graph_shapes, has_conv, opset_of
 from .ortformat import REQUIRED_OPERATORS, to_ort, write_required_operators
 from .quantize import FP16, INT8, INT8_STATIC, QuantizeConfig, quantize
 
@@ -171,8 +171,12 @@ def _write_graphs(tmp: Path, model, data, options: ExportOptions, feeds: dict[st
             raise ExportError(f"asked for opset {options.opset}, torch.onnx wrote opset {opset_of(proto)}")
         with _step(f"onnx.checker on {path.name}"):
             check_graph(path)
+    conv = {spec.name for spec in SPECS if has_conv(tmp / spec.filename())}
     for variant in options.variants:
         config = VARIANTS[variant]
+        if config.method == "dynamic" and conv:
+            log.warning("%s: dynamic int8 turns the %s graph's convolutions into ConvInteger, measured 13x slower than fp32 "
+                        "(README); int8-static is the variant for conv graphs", variant, " and ".join(sorted(conv)))
         for spec in SPECS:
             with _step(f"quantizing {spec.filename()} to {variant}"):
                 quantize(tmp / spec.filename(), tmp / spec.filename(variant), config=config, calibration=feeds[spec.name] if config.needs_calibration else None)

@@ -117,6 +117,14 @@ def set_metadata(proto: onnx.ModelProto, metadata: dict) -> None:
         entry.key, entry.value = str(key), str(value)
 
 
+def has_conv(path: Path) -> bool:
+    """Whether the graph at ``path`` has Conv nodes, in itself or its functions (ConvTranspose is not
+    counted: dynamic quantization leaves it in float)."""
+    proto = onnx.load(str(path))
+    nodes = [*proto.graph.node, *(n for f in proto.functions for n in f.node)]
+    return any(n.op_type == "Conv" for n in nodes)
+
+
 def check_graph(path: Path) -> None:
     """onnx.checker full check (with shape inference) of a written graph.
 
