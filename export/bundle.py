@@ -156,6 +156,9 @@ def _calibration(model, data, options: ExportOptions) -> tuple[dict[str, list[di
     samples = config.calibration_batches * config.calibration_batch_size
     # The model's own preprocessing (recorded in model.pt), whatever data the samples come from.
     x_model = data.to_model(source.train[:samples])
+    if model.config.likelihood == "bernoulli" and len(x_model) and (x_model.min() < -1e-4 or x_model.max() > 1 + 1e-4):
+        raise CalibrationError(f"{source.spec!r}: values {source.train.min():g}..{source.train.max():g} lie outside the model's data range "
+                               f"{float(np.min(data.offset)):g}..{float(np.max(data.offset + data.scale)):g}")
     return calibration.feeds(model, x_model, samples=samples, batch_size=config.calibration_batch_size), calibration.describe(source, options.calibration, len(x_model))
 
 
