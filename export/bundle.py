@@ -24,7 +24,7 @@ import onnxruntime as ort
 
 from vae_edge.models import model_from_checkpoint, read_checkpoint
 from vae_edge.runtime import VAE
-from vae_edge.runtime.bundle import MANIFEST, SCHEMA
+from vae_edge.runtime.bundle import MANIFEST, SCHEMA, describe_latency
 from vae_edge.runtime.files import atomic_directory, atomic_write_bytes, sha256_file
 from vae_edge.trainer.data import DataError, load_data
 
@@ -300,7 +300,7 @@ def _measure_latency(tmp: Path, manifest: dict, config: timing.LatencyConfig) ->
     for label, target in timed:
         target["time_vs_fp32"], slower = timing.compare(target["latency_ms"], baseline)
         target["slower_than_fp32"] = slower
-        lines.append(timing.summary(label, target["latency_ms"], target["time_vs_fp32"], slower))
+        lines.append(f"  {label:<{validate.LABEL}} time, encoder + decoder: {describe_latency(target)}")
     return lines
 
 

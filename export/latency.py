@@ -108,12 +108,3 @@ def compare(latency: dict, baseline: dict) -> tuple[dict, list[str]]:
                 slower.append(f"{setting} {batch}")
     return ratios, slower
 
-
-def summary(label: str, latency: dict, ratios: dict, slower: list[str]) -> str:
-    """One report line: encoder + decoder time per setting and batch, relative to fp32, slower ones named."""
-    parts = []
-    for setting, per_batch in latency.items():
-        figures = ", ".join(f"b{batch.removeprefix('batch_')} {f['total']:.3g} ms ({ratios[setting][batch]:.2f}x)" for batch, f in per_batch.items())
-        parts.append(f"{setting.removeprefix('threads_')} thr: {figures}")
-    verdict = f"  SLOWER than fp32 at {', '.join(slower)}" if slower else ""
-    return f"  {label:<15} time (encoder+decoder, vs fp32): {'; '.join(parts)}{verdict}"

@@ -175,3 +175,27 @@ def graph_path(path: str | os.PathLike, manifest: dict, variant: str, graph: str
             raise BundleError(f"{path}: variant {variant!r} has no ORT-format graphs (export with `vae-export --ort`)")
         entry = entry["ort"]
     return _safe_member(Path(path), entry[graph])
+
+
+def describe_latency(timed: dict) -> str:
+    """One line from a variant's (or its ORT copy's) ``latency_ms`` and ``time_vs_fp32``: encoder +
+    decoder milliseconds per thread setting and batch, the ratio to fp32, the settings where it is slower.
+    Tolerates a hand-edited manifest (odd entries read as absent): it is informative, not relied on."""
+
+    def section(parent: object, key: str) -> dict:
+        value = parent.get(key) if isinstance(parent, dict) else None
+        return value if isinstance(value, dict) else {}
+
+    def num(value: object) -> str:
+        return f"{value:.3g}" if _is_number(value) else "?"
+
+    parts = []
+    for setting, per_batch in section(timed, "latency_ms").items():
+        if not isinstance(per_batch, dict):
+            continue
+        ratios = section(section(timed, "time_vs_fp32"), setting)
+        figures = ", ".join(f"batch {b.removeprefix('batch_')} {num(section(per_batch, b).get('total'))} ms ({num(ratios.get(b))}x fp32)" for b in per_batch)
+        parts.append(f"{setting.removeprefix('threads_')} thread(s): {figures}")
+    slower = timed.get("slower_than_fp32") if isinstance(timed, dict) else None
+    verdict = f"  SLOWER than fp32 at {', '.join(map(str, slower))}" if isinstance(slower, list) and slower else ""
+    return "; ".join(parts) + verdict

@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from .bundle import BundleError
+from .bundle import BundleError, describe_latency
 from .clitools import output_path, run_cli
 from .files import atomic_save_npy
 from .vae import VAE
@@ -184,7 +184,7 @@ def info(bundle, as_json):
             click.echo(f"             ORT format {ort_mark} {ort_files.get('encoder')}, {ort_files.get('decoder')}" + (f" ({n:,} bytes)" if isinstance(n, int) else ""))
         for label, timed in ((".onnx", v), (".ort", ort_files)):
             if _section(timed, "latency_ms"):
-                click.echo(f"             time {label:<5} {_latency(timed)}")
+                click.echo(f"             time {label:<5} {describe_latency(timed)}")
         q = _section(v, "anomaly_quantiles")
         if q:
             click.echo(f"             anomaly-score quantiles (validation): {'  '.join(f'{k} {_num(val)}' for k, val in q.items())}")
@@ -195,21 +195,6 @@ def info(bundle, as_json):
     if p:
         versions = ", ".join(f"{k} {val}" for k, val in _section(p, "versions").items() if val)
         click.echo(f"created    {p.get('created')} from {p.get('source')} ({versions})")
-
-
-def _latency(timed: dict) -> str:
-    """Encoder + decoder milliseconds per thread setting and batch, with the ratio to fp32."""
-    ratios = _section(timed, "time_vs_fp32")
-    parts = []
-    for setting, per_batch in _section(timed, "latency_ms").items():
-        if isinstance(per_batch, dict):
-            figures = ", ".join(
-                f"{batch.replace('batch_', 'batch ')} {_num(_section(per_batch, batch).get('total'))} ms ({_num(_section(ratios, setting).get(batch))}x fp32)"
-                for batch in per_batch
-            )
-            parts.append(f"{setting.replace('threads_', '')} thread(s): {figures}")
-    slower = timed.get("slower_than_fp32")
-    return "; ".join(parts) + (f"  SLOWER than fp32 at {', '.join(map(str, slower))}" if isinstance(slower, list) and slower else "")
 
 
 def _section(parent: dict, key: str) -> dict:

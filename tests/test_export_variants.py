@@ -252,3 +252,13 @@ def test_a_conv_and_a_gaussian_model_pass_their_gates_in_every_variant(tmp_path,
             assert entry["ort"]["accuracy"]["passed"] is True
     vae = VAE.load(tmp_path / "bundle", precision="int8-static", format="ort" if ort_format else "onnx")
     assert vae.reconstruct(test_digits[:4]).shape == (4, 1, 8, 8)
+
+
+def test_info_shows_latency_and_tolerates_odd_latency_entries(full_bundle, tmp_path):
+    from vae_edge.runtime.bundle import describe_latency
+
+    m = _manifest(full_bundle)
+    line = describe_latency(m["variants"]["int8"])
+    assert line.startswith("1 thread(s): batch 1 ") and "; default thread(s): batch 1 " in line and ", batch 64 " in line
+    assert describe_latency({"latency_ms": {"threads_1": "x", "threads_2": {"batch_1": None}}, "slower_than_fp32": 3}) == "2 thread(s): batch 1 ? ms (?x fp32)"
+    assert describe_latency({}) == ""
