@@ -87,6 +87,8 @@ class ExportOptions:
             raise ValueError(f"tolerance must be >= 0, got {self.tolerance}")
         if len(set(self.variants)) != len(self.variants):
             raise ValueError(f"quantization listed twice: {', '.join(self.variants)}")
+        if self.calibration is not None and not any(VARIANTS[v].needs_calibration for v in self.variants):
+            raise ValueError("--calibration is used by int8-static only; add it to --quantize or drop --calibration")
 
 
 @dataclass

@@ -217,6 +217,7 @@ def test_export_cli_refuses_bad_variant_lists_and_calibration_in_one_line(tmp_pa
     for args, fragment in (
         (["--quantize", "int8,int8"], "listed twice"),
         (["--quantize", "int8-static", "--calibration", "nosuch:x"], "unknown data spec"),
+        (["--quantize", "int8,fp16", "--calibration", "digits"], "int8-static only"),
     ):
         result = CliRunner().invoke(export_main, [str(model_path), "--out", str(tmp_path / "b"), *args])
         assert result.exit_code == 2, result.output
