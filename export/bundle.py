@@ -292,10 +292,10 @@ def _measure_latency(tmp: Path, manifest: dict, config: timing.LatencyConfig) ->
     manifest["latency"] = config.describe()
     timed: list[tuple[str, dict]] = []
     for variant, entry in manifest["variants"].items():
-        for label, target in ((variant, entry), (f"{variant}.ort", entry.get("ort"))):
+        for fmt, label, target in (("onnx", variant, entry), ("ort", f"{variant}.ort", entry.get("ort"))):
             if target is not None:
                 with _step(f"timing the {label} graphs"):
-                    target["latency_ms"] = timing.measure({spec.name: tmp / target[spec.name] for spec in SPECS}, config)
+                    target["latency_ms"] = timing.measure(tmp, variant, fmt, config)
                 timed.append((label, target))
     baseline = manifest["variants"]["fp32"]["latency_ms"]
     lines = []

@@ -1,10 +1,10 @@
-"""Measured latency of a variant's graphs on the exporting machine, for the manifest.
+"""Measured latency of a bundle's variants on the exporting machine, for the manifest.
 
-Each graph runs in its own onnxruntime session with the runtime's session options (all graph
-optimisations, one inter-op thread), on random inputs of the graph's shape; the figure is the median of
-several timed runs after warm-up runs. Two thread settings: 1 thread, and onnxruntime's default (one
-intra-op thread per physical core). Timings vary run to run, and more on a shared machine: they are
-reported, never gated.
+Each variant is loaded with the runtime itself (``VAE.load``, as a device loads it) and timed through
+its public calls, ``encode`` (data units in, posterior parameters out) and ``decode`` (latent codes in,
+data units out), input checks and preprocessing included; the figure is the median of several timed
+calls after warm-up calls. Two thread settings: 1 thread, and onnxruntime's default (one intra-op thread
+per physical core). Timings vary run to run, and more on a shared machine: they are reported, never gated.
 """
 
 from __future__ import annotations
@@ -13,13 +13,13 @@ import os
 import platform
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 
-from vae_edge.runtime.vae import session_options
+from vae_edge.runtime import VAE
 
 
 @dataclass(frozen=True)
@@ -39,36 +39,28 @@ class LatencyConfig:
         return {
             "measured": True,
             "unit": "milliseconds per call, median",
-            "how": (f"onnxruntime session per graph, all graph optimisations, random inputs; {self.warmup} warm-up runs, "
-                    f"then the median of {self.min_runs} to {self.runs} timed runs (at most ~{self.budget_s:g} s per figure)"),
+            "how": (f"the runtime's VAE.encode(x) and VAE.decode(z) (input checks and preprocessing included), random inputs; "
+                    f"{self.warmup} warm-up calls, then the median of {self.min_runs} to {self.runs} timed calls (at most ~{self.budget_s:g} s per figure)"),
             "threads": {"threads_1": "1 intra-op thread", "threads_default": "onnxruntime's default: one intra-op thread per physical core"},
             "machine": {"cpu_count": os.cpu_count(), "processor": platform.processor() or platform.machine(), "system": platform.system()},
             "note": "measured once at export on the exporting machine; other load on the machine inflates them",
         }
 
 
-def _settings_key(threads: int | None) -> str:
-    return "threads_default" if threads is None else f"threads_{threads}"
-
-
-def _session(path: Path, threads: int | None) -> ort.InferenceSession:
-    return ort.InferenceSession(str(path), sess_options=session_options(threads), providers=["CPUExecutionProvider"])
-
-
-def _median_ms(session: ort.InferenceSession, feed: dict, config: LatencyConfig) -> float:
+def _median_ms(call: Callable[[], object], config: LatencyConfig) -> float:
     for _ in range(config.warmup):
-        session.run(None, feed)
+        call()
     times: list[float] = []
     start = time.perf_counter()
     while len(times) < config.runs and (len(times) < config.min_runs or time.perf_counter() - start < config.budget_s):
         t0 = time.perf_counter()
-        session.run(None, feed)
+        call()
         times.append(time.perf_counter() - t0)
     return round(statistics.median(times) * 1e3, 4)
 
 
-def measure(graphs: dict[str, Path], config: LatencyConfig = LatencyConfig()) -> dict:
-    """Time each graph (``{"encoder": path, "decoder": path}``) at each batch size and thread setting.
+def measure(bundle: Path, variant: str, fmt: str = "onnx", config: LatencyConfig = LatencyConfig()) -> dict:
+    """Time one variant of the bundle at ``bundle`` at each batch size and thread setting.
 
     Returns:
         ``{"threads_1": {"batch_1": {"encoder": ms, "decoder": ms, "total": ms}, "batch_64": {...}},
@@ -77,17 +69,18 @@ def measure(graphs: dict[str, Path], config: LatencyConfig = LatencyConfig()) ->
     rng = np.random.default_rng(0)
     result: dict[str, dict] = {}
     for threads in config.threads:
-        per_batch: dict[str, dict] = {f"batch_{b}": {} for b in config.batches}
-        for graph, path in graphs.items():
-            session = _session(path, threads)
-            arg = session.get_inputs()[0]
-            for batch in config.batches:
-                # Values in [0, 1): valid for every likelihood's model space; timing does not depend on them.
-                x = rng.random((batch, *arg.shape[1:]), dtype=np.float32)
-                per_batch[f"batch_{batch}"][graph] = _median_ms(session, {arg.name: x}, config)
-        for figures in per_batch.values():
-            figures["total"] = round(sum(figures.values()), 4)
-        result[_settings_key(threads)] = per_batch
+        vae = VAE.load(bundle, precision=variant, threads=threads, format=fmt)
+        pre = vae.manifest["data"]["preprocessing"]
+        offset, scale = np.asarray(pre["offset"], np.float32), np.asarray(pre["scale"], np.float32)
+        per_batch: dict[str, dict] = {}
+        for batch in config.batches:
+            # Data units that map onto [0, 1) in model space: valid for every likelihood.
+            x = offset + scale * rng.random((batch, *vae.shape), dtype=np.float32)
+            z = rng.standard_normal((batch, vae.latent_dim)).astype(np.float32)
+            figures = {"encoder": _median_ms(lambda: vae.encode(x), config), "decoder": _median_ms(lambda: vae.decode(z), config)}
+            figures["total"] = round(figures["encoder"] + figures["decoder"], 4)
+            per_batch[f"batch_{batch}"] = figures
+        result["threads_default" if threads is None else f"threads_{threads}"] = per_batch
     return result
 
 
@@ -107,4 +100,3 @@ def compare(latency: dict, baseline: dict) -> tuple[dict, list[str]]:
             if ratio > 1.0:
                 slower.append(f"{setting} {batch}")
     return ratios, slower
-

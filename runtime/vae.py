@@ -35,7 +35,7 @@ class VAE:
         self.path = path
         self.manifest = manifest
         self.precision = precision
-        self.format = format
+        self.format = format  # "onnx" or "ort": which graph files the sessions run
         self._encoder = encoder
         self._decoder = decoder
         self._enc_in = encoder.get_inputs()[0].name
@@ -67,10 +67,10 @@ class VAE:
         Args:
             path: bundle folder; ``None`` for the default bundle shipped in the package.
             precision: a variant named in the manifest ("fp32", "int8", ...).
-            format: "onnx" (the .onnx graphs) or "ort" (the ORT-format graphs that `vae-export --ort`
-                adds, loadable by a minimal onnxruntime build).
             threads: onnxruntime intra-op threads (``None``: onnxruntime's choice, one per core).
             providers: execution providers by name, default ``["CPUExecutionProvider"]``.
+            format: "onnx" (the .onnx graphs) or "ort" (the ORT-format graphs that ``vae-export --ort``
+                adds, which a minimal onnxruntime build can load).
 
         Raises:
             BundleError: missing, tampered or unreadable bundle (a ``ValueError``).
@@ -83,18 +83,18 @@ class VAE:
             raise ValueError(f"precision {precision!r} is not in this bundle; it has {', '.join(variants)}")
         if format not in FORMATS:
             raise ValueError(f"format {format!r} is not one of {', '.join(FORMATS)}")
-        paths = [graph_path(root, manifest, precision, graph, format) for graph in ("encoder", "decoder")]
         verify_files(root, manifest)
-        options = session_options(threads)
+        options = _session_options(threads)
         providers = _check_providers(providers)
         sessions = []
-        for gp in paths:
+        for graph in ("encoder", "decoder"):
+            gp = graph_path(root, manifest, precision, graph, format)
             try:
                 sessions.append(ort.InferenceSession(str(gp), sess_options=options, providers=providers))
             except Exception as exc:  # onnxruntime raises its own exception types
                 raise BundleError(f"{gp}: onnxruntime cannot load it ({str(exc).splitlines()[0]})") from None
-        _check_graphs(manifest, paths, *sessions)
-        log.debug("loaded %s (%s, %s) with providers %s", root, precision, format, providers)
+        _check_graphs(root, manifest, precision, *sessions)
+        log.debug("loaded %s (%s) with providers %s", root, precision, providers)
         return cls(root, manifest, precision, *sessions, format=format)
 
     # ---------------------------------------------------------------- data units <-> model space
@@ -307,7 +307,7 @@ def _run(session: ort.InferenceSession, graph: str, feed: dict) -> list[np.ndarr
         raise RuntimeError(f"onnxruntime failed running the {graph}: {first}") from None
 
 
-def _check_graphs(manifest: dict, paths: list[Path], encoder: ort.InferenceSession, decoder: ort.InferenceSession) -> None:
+def _check_graphs(root: Path, manifest: dict, precision: str, encoder: ort.InferenceSession, decoder: ort.InferenceSession) -> None:
     """The manifest must describe the graphs it names: shapes, and the facts each graph carries in its
     metadata (which its sha256 covers, unlike manifest.json itself).
 
@@ -316,11 +316,12 @@ def _check_graphs(manifest: dict, paths: list[Path], encoder: ort.InferenceSessi
     """
     shape, latent = list(manifest["data"]["shape"]), manifest["model"]["latent_dim"]
     expected = {"encoder": ([shape], [[latent], [latent]]), "decoder": ([[latent]], [shape])}
-    for graph, session, name in zip(("encoder", "decoder"), (encoder, decoder), paths):
+    for graph, session in (("encoder", encoder), ("decoder", decoder)):
+        name = manifest["variants"][precision][graph]
         ins, outs = ([list(a.shape[1:]) for a in args] for args in (session.get_inputs(), session.get_outputs()))
         want_in, want_out = expected[graph]
         if ins != want_in or outs != want_out:
-            raise BundleError(f"{name}: takes {ins} and gives {outs} (per sample), the manifest's {graph} should take {want_in} and give {want_out}")
+            raise BundleError(f"{root / name}: takes {ins} and gives {outs} (per sample), the manifest's {graph} should take {want_in} and give {want_out}")
         meta = session.get_modelmeta().custom_metadata_map
         facts = {
             "vae_edge.latent_dim": str(latent),
@@ -329,10 +330,10 @@ def _check_graphs(manifest: dict, paths: list[Path], encoder: ort.InferenceSessi
         }
         for key, section, field in (("vae_edge.preprocessing", "data", "preprocessing"), ("vae_edge.likelihood_params", "model", "likelihood_params")):
             if key in meta and not _same_numbers(json.loads(meta[key]), manifest[section].get(field), shape):
-                raise BundleError(f"{name}: was exported with {field} {shorten(json.loads(meta[key]))}, the manifest says {shorten(manifest[section].get(field))}")
+                raise BundleError(f"{root / name}: was exported with {field} {shorten(json.loads(meta[key]))}, the manifest says {shorten(manifest[section].get(field))}")
         for key, value in facts.items():
             if key in meta and meta[key] != value:
-                raise BundleError(f"{name}: carries {key}={meta[key]}, the manifest says {value}")
+                raise BundleError(f"{root / name}: carries {key}={meta[key]}, the manifest says {value}")
 
 
 def _same_numbers(graph: object, manifest: object, shape: list) -> bool:
@@ -351,12 +352,7 @@ def _same_numbers(graph: object, manifest: object, shape: list) -> bool:
     return True
 
 
-def session_options(threads: int | None) -> ort.SessionOptions:
-    """The runtime's onnxruntime session options (the exporter times graphs with the same ones).
-
-    Raises:
-        ValueError: ``threads`` is not an integer from 1 to MAX_THREADS.
-    """
+def _session_options(threads: int | None) -> ort.SessionOptions:
     options = ort.SessionOptions()
     # Full graph optimisation (fusions, constant folding) happens once at load; these graphs are small.
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
