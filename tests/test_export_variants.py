@@ -263,3 +263,22 @@ def test_info_shows_latency_and_tolerates_odd_latency_entries(full_bundle, tmp_p
     assert line.startswith("1 thread(s): batch 1 ") and "; default thread(s): batch 1 " in line and ", batch 64 " in line
     assert describe_latency({"latency_ms": {"threads_1": "x", "threads_2": {"batch_1": None}}, "slower_than_fp32": 3}) == "2 thread(s): batch 1 ? ms (?x fp32)"
     assert describe_latency({}) == ""
+
+
+def test_calibration_uses_the_data_it_is_given_and_refuses_data_outside_the_models_range(tmp_path, model_path, digits, monkeypatch):
+    """Until the file readers (npy:, images:) land, other data sources are built from the digits: mirrored
+    (0..16, like the data the model was trained on) and at twice their grey levels (0..32, outside it)."""
+    from vae_edge.trainer.data import Dataset
+
+    real = bundle_mod.load_data
+    sources = {
+        "digits-mirrored": Dataset("digits-mirrored", "digits-mirrored", *(a[..., ::-1].copy() for a in (digits.train, digits.val, digits.test)), kind="image", value_range=(0.0, 16.0)),
+        "digits-x2": Dataset("digits-x2", "digits-x2", digits.train * 2, digits.val * 2, digits.test * 2, kind="image", value_range=(0.0, 32.0)),
+    }
+    monkeypatch.setattr(bundle_mod, "load_data", lambda spec, **kw: sources[spec] if spec in sources else real(spec, **kw))
+    with pytest.raises(CalibrationError, match=r"values 0\.\.32 lie outside the model's data range 0\.\.16"):
+        export_bundle(model_path, tmp_path / "b", ExportOptions(variants=("int8-static",), calibration="digits-x2", latency=None))
+    assert list(tmp_path.iterdir()) == []
+    result = export_bundle(model_path, tmp_path / "b", ExportOptions(variants=("int8-static",), calibration="digits-mirrored", latency=None))
+    calibrated = result.manifest["variants"]["int8-static"]["calibration"]
+    assert calibrated["spec"] == "digits-mirrored" and calibrated["source"] == "--calibration" and calibrated["samples"] == 512
