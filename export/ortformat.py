@@ -15,7 +15,6 @@ from pathlib import Path
 
 import onnxruntime as ort
 
-log = logging.getLogger(__name__)
 
 REQUIRED_OPERATORS = "required_operators.config"
 # Device-specific (x86 AVX NCHWc blocked layout): a file that would not run well on an ARM device.

@@ -25,7 +25,6 @@ import numpy as np
 import onnx
 from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quant_pre_process, quantize_dynamic, quantize_static
 
-log = logging.getLogger(__name__)
 
 METHODS = ("dynamic", "static", "fp16")
 
