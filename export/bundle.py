@@ -393,7 +393,8 @@ def _ort_section() -> dict:
     return {
         "required_operators": REQUIRED_OPERATORS,
         "how": ("onnxruntime's convert_onnx_models_to_ort defaults: graph optimisations applied ahead of time ('fixed' style) "
-                "except the x86-only NCHWc layout; int8 QDQ not fused into x86-only kernels"),
+                "except the x86-only NCHWc layout; int8 QDQ not fused into x86-only kernels; fp16 graphs stop at the 'extended' "
+                "level, which keeps their float16 weights"),
         "minimal_build": f"build onnxruntime with --minimal_build --include_ops_by_config {REQUIRED_OPERATORS}",
     }
 
