@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from .bundle import BundleError
+from .bundle import BundleError, default_bundle_path, read_manifest
 from .clitools import output_path, run_cli
 from .files import atomic_save_npy
 from .vae import RowError, VAE
@@ -147,7 +147,8 @@ def _grid(vae: VAE, grid: Path, images: np.ndarray, *, per_row: int | None = Non
 @_handle_errors
 def info(bundle, as_json):
     """Describe a bundle: shapes, variants with their sizes and accuracy, anomaly calibration."""
-    vae = _load(bundle, "fp32", 1)
+    manifest = read_manifest(bundle if bundle is not None else default_bundle_path())
+    vae = _load(bundle, next(iter(manifest["variants"])), 1)  # loading checks every file and graph; any variant will do
     m = vae.manifest
     if as_json:
         click.echo(json.dumps(m, indent=2, ensure_ascii=False))
@@ -170,7 +171,7 @@ def info(bundle, as_json):
     for name, v in m["variants"].items():
         size = sum(m["files"][v[g]].get("bytes", 0) for g in ("encoder", "decoder"))
         acc = _section(v, "accuracy")
-        mark = {True: "✓", False: "✗"}.get(acc.get("passed"), "?")
+        mark = "✓" if acc.get("passed") is True else "✗" if acc.get("passed") is False else "?"
         figures = ", ".join(f"{k} {_num(acc[k])}" for k in ("recon_nll", "recon_nll_rel_change", "score_max_rel_diff", "decoder_x_mean_max_abs") if k in acc)
         click.echo(f"variant    {mark} {name:<6} {size:>9,} bytes  {figures}")
         click.echo(f"             {v.get('method', '')}")

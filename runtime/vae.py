@@ -97,7 +97,7 @@ class VAE:
         root = Path(path) if path is not None else default_bundle_path()
         manifest = read_manifest(root)
         variants = manifest["variants"]
-        if precision not in variants:
+        if not isinstance(precision, str) or precision not in variants:
             raise ValueError(f"precision {precision!r} is not in this bundle; it has {', '.join(variants)}")
         options = [_session_options(threads, optimization) for _ in ("encoder", "decoder")]  # one each: save paths differ
         providers = _check_providers(providers)
