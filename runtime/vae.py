@@ -281,7 +281,7 @@ class VAE:
         limit = self.threshold(quantile)  # before any work: a bundle without calibration fails fast
         return np.asarray(self.anomaly_score(x) > limit)
 
-    def score_stream(self, rows: Iterable[object], batch_size: int = 64) -> Iterator[float]:
+    def score_stream(self, rows: Iterable[object], batch_size: int = 64, *, bad_rows: str = "raise") -> Iterator[float]:
         """Anomaly scores (as :meth:`anomaly_score`) of a stream of rows, one float per row, in order.
 
         Rows are batched internally, so a long or endless stream (a sensor, a file read line by line) is
@@ -289,28 +289,37 @@ class VAE:
         a flat sequence of its values. Scores of a batch are yielded once the batch is full (or the
         stream ends): use ``batch_size=1`` where each row must be answered at once.
 
+        Args:
+            rows: any iterable of rows, consumed lazily.
+            batch_size: rows scored together.
+            bad_rows: "raise" stops at a bad row (wrong size, NaN, out of range, not numbers); "nan"
+                gives it the score NaN, logs a warning naming it, and goes on, for monitors that must
+                not stop on one garbled reading.
+
         Raises:
-            ValueError: ``batch_size`` < 1 or ``rows`` not iterable.
-            RowError: a bad row (a ``ValueError`` naming its index, 0 = the first row); the scores of
-                the rows before it have been yielded.
+            ValueError: ``batch_size`` < 1, an unknown ``bad_rows``, or ``rows`` not iterable.
+            RowError: with ``bad_rows="raise"``, a bad row (a ``ValueError`` naming its index, 0 = the
+                first row); the scores of the rows before it have been yielded.
         """
-        batches = self.score_batches(rows, batch_size)  # checks the arguments now, not at the first next()
+        batches = self.score_batches(rows, batch_size, bad_rows=bad_rows)  # checks the arguments now, not at the first next()
         return (score for scores in batches for score in scores.tolist())
 
-    def score_batches(self, rows: Iterable[object], batch_size: int = 64) -> Iterator[np.ndarray]:
+    def score_batches(self, rows: Iterable[object], batch_size: int = 64, *, bad_rows: str = "raise") -> Iterator[np.ndarray]:
         """:meth:`score_stream` one batch at a time: float64 arrays of up to ``batch_size`` scores.
 
         For writers that flush once per batch. Raises as :meth:`score_stream`.
         """
         _check_int("batch_size", batch_size, minimum=1, maximum=MAX_BATCH)
+        if bad_rows not in ("raise", "nan"):
+            raise ValueError(f"bad_rows: expected 'raise' or 'nan', got {bad_rows!r}")
         try:
             iterator = iter(rows)
         except TypeError:
             raise ValueError(f"rows: expected an iterable of samples, got {type(rows).__name__}") from None
-        return self._batches(iterator, int(batch_size))
+        return self._batches(iterator, int(batch_size), skip=bad_rows == "nan")
 
-    def _batches(self, iterator: Iterator[object], batch_size: int) -> Iterator[np.ndarray]:
-        batch: list[np.ndarray] = []
+    def _batches(self, iterator: Iterator[object], batch_size: int, *, skip: bool) -> Iterator[np.ndarray]:
+        batch: list[np.ndarray | None] = []  # None: a row already known to be bad (skip mode)
         first = index = 0  # first: index of batch[0] in the stream
         end = object()
         while True:
@@ -319,16 +328,20 @@ class VAE:
                 if row is end:
                     break
                 batch.append(self._stream_row(row, index))
+            except RowError as exc:
+                if not skip:
+                    yield from self._score_rows(batch, first, skip=False)  # the rows before it still get scores
+                    raise
+                log.warning("%s; its score is NaN", exc)
+                batch.append(None)
             except Exception:
-                if batch:  # a bad row, or the source failed (an unreadable line): score the rows before it
-                    yield from self._score_rows(batch, first)
+                yield from self._score_rows(batch, first, skip=skip)  # the source failed: score what it gave
                 raise
             index += 1
             if len(batch) == batch_size:
-                yield from self._score_rows(batch, first)
+                yield from self._score_rows(batch, first, skip=skip)
                 first, batch = index, []
-        if batch:
-            yield from self._score_rows(batch, first)
+        yield from self._score_rows(batch, first, skip=skip)
 
     def _stream_row(self, row: object, index: int) -> np.ndarray:
         """One row as an array of the sample shape (a flat row of the right length is reshaped)."""
@@ -342,24 +355,37 @@ class VAE:
             raise RowError(index, f"expected {self._sample_size} numbers or shape {list(self.shape)}, got shape {list(a.shape)}")
         return a
 
-    def _score_rows(self, batch: list[np.ndarray], first: int) -> Iterator[np.ndarray]:
-        """Yield the scores of one batch of rows; on a bad row, those of the rows before it, then raise
-        naming the bad row by its index in the stream."""
-        try:
-            scores = self.anomaly_score(np.stack(batch))
-        except ValueError as exc:
-            batch_error = exc
-        else:
-            yield scores
+    def _score_rows(self, batch: list[np.ndarray | None], first: int, *, skip: bool) -> Iterator[np.ndarray]:
+        """Yield the scores of one batch of rows (nothing for an empty batch).
+
+        A bad row (``first + offset`` in the stream) scores NaN with ``skip``; without, the scores of the
+        rows before it are yielded and a RowError names it.
+        """
+        if not batch:
             return
-        for offset, row in enumerate(batch):  # the rare failure path: find the culprit
+        if all(row is not None for row in batch):
+            try:
+                yield self.anomaly_score(np.stack(batch))
+                return
+            except ValueError:
+                pass  # the rare failure path: check the rows one by one
+        good = np.array([row is not None for row in batch])
+        for offset, row in enumerate(batch):
+            if row is None:
+                continue
             try:
                 self._inputs(row)
             except ValueError as exc:
-                if offset:
-                    yield self.anomaly_score(np.stack(batch[:offset]))
-                raise RowError(first + offset, str(exc).removeprefix("x: ")) from None
-        raise batch_error
+                error = RowError(first + offset, str(exc).removeprefix("x: "))
+                if not skip:
+                    yield from self._score_rows(batch[:offset], first, skip=False)
+                    raise error from None
+                log.warning("%s; its score is NaN", error)
+                good[offset] = False
+        scores = np.full(len(batch), np.nan)
+        if good.any():
+            scores[good] = self.anomaly_score(np.stack([row for row, ok in zip(batch, good) if ok]))
+        yield scores
 
     def _nll(self, xm: np.ndarray, mean: np.ndarray) -> np.ndarray:
         return bernoulli_nll(xm, mean)

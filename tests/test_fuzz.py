@@ -154,6 +154,9 @@ def test_score_stream_yields_a_score_per_row_or_refuses_naming_the_row(stream, b
         _refused(exc)
         if hasattr(exc, "row"):
             assert str(exc).startswith(f"row {exc.row}: ") and len(got) == exc.row  # every row before it was scored
+            lenient = list(VAE_DEFAULT.score_stream(stream, batch_size=batch_size, bad_rows="nan"))
+            assert len(lenient) == len(stream) and np.isnan(lenient[exc.row])
+            np.testing.assert_allclose(lenient[: exc.row], got, rtol=1e-6)
         return
     assert len(got) == len(stream) and all(isinstance(s, float) and np.isfinite(s) for s in got)
     if got:

@@ -319,3 +319,15 @@ def test_score_stream_checks_its_arguments_at_once(vae):
             vae.score_stream([], batch_size=batch_size)
     with pytest.raises(ValueError, match="rows: expected an iterable of samples, got int"):
         vae.score_stream(5)
+
+
+def test_bad_rows_nan_keeps_the_stream_going_one_score_per_row(vae, test_digits, caplog):
+    rows = list(test_digits[:10].reshape(10, -1))
+    rows[2], rows[5], rows[7] = None, rows[5] * 100, rows[7][:3]
+    got = np.array(list(vae.score_stream(rows, batch_size=4, bad_rows="nan")))
+    bad = np.isin(np.arange(10), [2, 5, 7])
+    assert np.isnan(got[bad]).all()
+    np.testing.assert_allclose(got[~bad], vae.anomaly_score(test_digits[:10][~bad]), rtol=1e-6)
+    assert {r.getMessage().split(":")[0] for r in caplog.records if r.levelname == "WARNING"} == {"row 2", "row 5", "row 7"}
+    with pytest.raises(ValueError, match="bad_rows: expected 'raise' or 'nan', got 'skip'"):
+        vae.score_stream(rows, bad_rows="skip")
