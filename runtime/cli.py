@@ -277,7 +277,7 @@ def decode(paths, precision, threads, out, grid):
 @_PRECISION
 @_THREADS
 @_OUT
-@click.option("--samples", type=click.IntRange(min=1), default=None, help="Monte-Carlo draws per sample (default: deterministic, z at the posterior mean).")
+@click.option("--samples", type=click.IntRange(1, 100_000), default=None, help="Monte-Carlo draws per sample (default: deterministic, z at the posterior mean).")
 @click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True, help="Seed for --samples.")
 @click.option("--stream", is_flag=True, help="Score row by row, printing one score per line as each batch is done: INPUT.npy rows, or "
               "comma-separated numbers per line on standard input (INPUT '-' or none).")

@@ -26,6 +26,7 @@ _PROB_EPS = 1e-7
 # float32 inside the decoder's first layer and come back as NaN.
 MAX_LATENT = 1e6
 MAX_THREADS = 1024
+MAX_MC_SAMPLES = 100_000  # draws per anomaly score; a typo such as 10**9 would run for days
 MAX_BATCH = 1 << 20  # rows per internal batch of score_stream; bounds its memory  # far above any CPU this runs on; a typo such as 100000 would hang creating threads
 
 
@@ -229,16 +230,18 @@ class VAE:
             float64 [n] (a 0-d value for one sample).
 
         Raises:
-            ValueError: as :meth:`encode`, or ``samples`` < 1.
+            ValueError: as :meth:`encode`, or ``samples`` not in [1, 100000].
         """
         if samples is not None:
-            _check_int("samples", samples, minimum=1)
-        rng = _rng(seed)  # checked even when unused, so a bad seed never passes silently
+            _check_int("samples", samples, minimum=1, maximum=MAX_MC_SAMPLES)
+        if seed is not None:  # checked even when unused, so a bad seed never passes silently
+            _check_int("seed", seed, minimum=0)
         xm, single = self._inputs(x)
         mu, logvar = self._encode_model(xm)
         if samples is None:
             nll = self._nll(xm, self._decode_model(mu))
         else:
+            rng = _rng(seed)
             sigma = np.exp(0.5 * logvar)
             nll = np.zeros(len(xm))
             for _ in range(int(samples)):

@@ -1,5 +1,6 @@
 """vae-run for device pipelines: score --stream, interpolate, and info in human form."""
 
+import json
 import subprocess
 import sys
 import threading
@@ -130,3 +131,15 @@ def test_info_prints_shapes_variants_sizes_accuracy_and_calibration(bundle):
         line = next(ln for ln in out.splitlines() if f"✓ {name}" in ln)
         assert "bytes" in line and "recon_nll" in line
     assert "p99.9" in out
+
+
+def test_score_without_calibration_prints_scores_and_no_flag_summary(bundle_copy, tmp_path, test_digits):
+    path = bundle_copy / "manifest.json"
+    m = json.loads(path.read_text())
+    m["variants"]["fp32"].pop("anomaly_quantiles")
+    path.write_text(json.dumps(m))
+    x = tmp_path / "x.npy"
+    np.save(x, test_digits[:3])
+    for args in (["score", bundle_copy, x], ["score", bundle_copy, x, "--stream"]):
+        result = invoke(run_main, args)
+        assert result.exit_code == 0 and len(result.stdout.split()) == 3 and "p99" not in result.stderr, result.output

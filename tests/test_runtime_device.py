@@ -80,6 +80,8 @@ def test_threads_providers_and_optimisation_levels_are_passed_through(bundle, va
         other = VAE.load(bundle, threads=2, providers=["CPUExecutionProvider"], optimization=level)
         assert other._decoder.get_providers() == ["CPUExecutionProvider"]
         np.testing.assert_allclose(other.reconstruct(test_digits), want, atol=1e-4)
+    for provider in ort.get_available_providers():  # any provider this onnxruntime offers, by name
+        assert VAE.load(bundle, providers=[provider]).sample(1, seed=0).shape == (1, 1, 8, 8)
     with_options = VAE.load(bundle, providers=[("CPUExecutionProvider", {})])
     np.testing.assert_array_equal(with_options.sample(3, seed=2), vae.sample(3, seed=2))
 
