@@ -309,7 +309,7 @@ def _score_stream(paths, precision, threads, out, samples, batch_size) -> None:
         rows = _stdin_rows()
     else:
         rows = _read_array(src, mmap=True)
-        if rows.ndim == 0 or rows.shape == vae.shape:  # one sample: one row
+        if rows.ndim <= 1 or rows.shape == vae.shape:  # one sample (flat or shaped): one row
             rows = rows.reshape(1, *rows.shape)
     flagged = total = 0
     limit = _threshold_or_none(vae)

@@ -37,8 +37,9 @@ def test_stream_from_an_npy_file(tmp_path, bundle, test_digits):
     result = invoke(run_main, ["score", bundle, path, "--stream", "--batch-size", 2])
     assert result.exit_code == 0, result.output
     np.testing.assert_allclose([float(v) for v in result.stdout.split()], VAE.load(bundle).anomaly_score(test_digits[:7]), rtol=1e-5)
-    np.save(path, test_digits[0])  # one sample: one row
-    assert len(invoke(run_main, ["score", bundle, path, "--stream"]).stdout.split()) == 1
+    for one in (test_digits[0], test_digits[0].ravel()):  # one sample, shaped or flat: one row
+        np.save(path, one)
+        assert len(invoke(run_main, ["score", bundle, path, "--stream"]).stdout.split()) == 1
     flat = test_digits[:3].reshape(3, -1).copy()
     flat[2, 5] = np.nan
     np.save(path, flat)

@@ -180,7 +180,8 @@ def test_sample_temperature_is_checked(n, temperature):
 @given(samples_like)
 def test_normalize_maps_numbers_or_refuses(x):
     try:
-        out = VAE_DEFAULT.normalize(x)
+        with np.errstate(over="ignore"):  # normalize() does no range checks: 1e39 becomes Inf by design
+            out = VAE_DEFAULT.normalize(x)
     except (ValueError, TypeError) as exc:
         _refused(exc)
         return
