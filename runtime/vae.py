@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -104,7 +105,10 @@ class VAE:
         providers = _check_providers(providers)
         save_dir = _check_save_dir(root, save_optimized)
         verify_files(root, manifest)
-        sessions = [_open_session(graph_path(root, manifest, precision, graph), opts, providers, save_dir) for graph, opts in zip(("encoder", "decoder"), options)]
+        sessions = []
+        for graph, opts in zip(("encoder", "decoder"), options):
+            gp = graph_path(root, manifest, precision, graph)
+            sessions.append(_open_session(gp, manifest["files"][gp.name]["sha256"], opts, providers, save_dir))
         _check_graphs(root, manifest, precision, *sessions)
         log.debug("loaded %s (%s) with providers %s", root, precision, providers)
         return cls(root, manifest, precision, *sessions)
@@ -495,16 +499,23 @@ def _check_graphs(root: Path, manifest: dict, precision: str, encoder: ort.Infer
                 raise BundleError(f"{root / name}: carries {key}={meta[key]}, the manifest says {value}")
 
 
-def _open_session(gp: Path, options: ort.SessionOptions, providers: list, save_dir: Path | None) -> ort.InferenceSession:
-    """One graph's session; with ``save_dir``, onnxruntime also writes the optimised graph there (atomically)."""
+def _open_session(gp: Path, sha256: str, options: ort.SessionOptions, providers: list, save_dir: Path | None) -> ort.InferenceSession:
+    """One graph's session, built from bytes whose sha256 is checked again here, so that a file swapped
+    after verify_files cannot run; with ``save_dir``, onnxruntime also writes the optimised graph there."""
+    try:
+        model = gp.read_bytes()
+    except OSError as exc:
+        raise BundleError(f"{gp}: unreadable ({exc.strerror or exc})") from None
+    if hashlib.sha256(model).hexdigest() != sha256:
+        raise BundleError(f"{gp}: sha256 does not match the manifest (file changed while loading)")
     try:
         if save_dir is None:
-            return ort.InferenceSession(str(gp), sess_options=options, providers=providers)
+            return ort.InferenceSession(model, sess_options=options, providers=providers)
         with atomic_path(save_dir / gp.name) as tmp:
             # The temporary name does not end in .ort, so say which format to write.
             options.add_session_config_entry("session.save_model_format", "ORT" if gp.suffix == ".ort" else "ONNX")
             options.optimized_model_filepath = str(tmp)  # onnxruntime writes it while building the session
-            return ort.InferenceSession(str(gp), sess_options=options, providers=providers)
+            return ort.InferenceSession(model, sess_options=options, providers=providers)
     except OSError:
         raise
     except Exception as exc:  # onnxruntime raises its own exception types

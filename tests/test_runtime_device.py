@@ -333,3 +333,15 @@ def test_bad_rows_nan_keeps_the_stream_going_one_score_per_row(vae, test_digits,
     assert {r.getMessage().split(":")[0] for r in caplog.records if r.levelname == "WARNING"} == {"row 2", "row 5", "row 7"}
     with pytest.raises(ValueError, match="bad_rows: expected 'raise' or 'nan', got 'skip'"):
         vae.score_stream(rows, bad_rows="skip")
+
+
+def test_sessions_run_the_bytes_that_were_hashed(bundle):
+    """The graph is read once more for its session and hashed again: a file swapped after the check
+    (or between the two reads) is refused, not run."""
+    from vae_edge.runtime.vae import _open_session, _session_options
+
+    with pytest.raises(BundleError, match=r"decoder\.onnx: sha256 does not match the manifest \(file changed while loading\)"):
+        _open_session(bundle / "decoder.onnx", "0" * 64, _session_options(1), ["CPUExecutionProvider"], None)
+    sha = json.loads((bundle / "manifest.json").read_text())["files"]["decoder.onnx"]["sha256"]
+    session = _open_session(bundle / "decoder.onnx", sha, _session_options(1), ["CPUExecutionProvider"], None)
+    assert [o.name for o in session.get_outputs()] == ["x_mean"]
