@@ -26,9 +26,9 @@ _PROB_EPS = 1e-7
 # Latent codes beyond this are not codes of anything (the prior is N(0, I)); far larger ones overflow
 # float32 inside the decoder's first layer and come back as NaN.
 MAX_LATENT = 1e6
-MAX_THREADS = 1024
+MAX_THREADS = 1024  # far above any CPU this runs on; a typo such as 100000 would hang creating threads
 MAX_MC_SAMPLES = 100_000  # draws per anomaly score; a typo such as 10**9 would run for days
-MAX_BATCH = 1 << 20  # rows per internal batch of score_stream; bounds its memory  # far above any CPU this runs on; a typo such as 100000 would hang creating threads
+MAX_BATCH = 1 << 20  # rows per internal batch of score_stream; bounds its memory
 
 
 class RowError(ValueError):
