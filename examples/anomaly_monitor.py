@@ -13,7 +13,7 @@ on standard output if it scores above the threshold calibrated at export (``--qu
 rule as ``VAE.is_anomaly``). A garbled reading is reported on standard error and skipped: a monitor
 must not stop on one bad line. At the end (or on Ctrl-C) a summary goes to standard error.
 
-Exit codes: 0 done, 2 bad options or bundle.
+Exit codes: 0 done, 1 the input could not be read, 2 bad options or bundle.
 """
 
 from __future__ import annotations
@@ -92,6 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:  # e.g. --batch-size 0
         print(f"Error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # the source failed while reading
+        print(f"Error: reading {args.file or 'standard input'} failed: {exc}", file=sys.stderr)
+        return 1
     print(f"{counts['readings']} readings, {counts['alerts']} alerts, {counts['skipped']} skipped", file=sys.stderr)
     return 0
 

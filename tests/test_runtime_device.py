@@ -199,6 +199,7 @@ def _every_method(vae, x, i):
         mu, logvar, vae.decode(mu), vae.reconstruct(x), vae.sample(3, seed=i), vae.interpolate(x[0], x[1], steps=4),
         vae.anomaly_score(x), vae.anomaly_score(x, samples=3, seed=i), vae.is_anomaly(x), np.float64(vae.threshold(0.95)),
         np.array(list(vae.score_stream(x.reshape(len(x), -1), batch_size=3))), np.concatenate(list(vae.score_batches(x, 5))),
+        vae.normalize(x),
     ]
 
 
