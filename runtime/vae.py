@@ -294,7 +294,8 @@ class VAE:
         Rows are batched internally, so a long or endless stream (a sensor, a file read line by line) is
         scored at batch speed in constant memory. A row is one sample: an array of the sample shape, or
         a flat sequence of its values. Scores of a batch are yielded once the batch is full (or the
-        stream ends): use ``batch_size=1`` where each row must be answered at once.
+        stream ends): use ``batch_size=1`` where each row must be answered at once. fp32 scores do not
+        depend on the batching; dynamic-int8 ones can, slightly (activations are quantised per batch).
 
         Args:
             rows: any iterable of rows, consumed lazily.
