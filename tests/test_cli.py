@@ -17,8 +17,8 @@ from vae_edge.runtime.cli import cli as run_main
 from vae_edge.trainer.cli import cli as train_main
 
 
-def invoke(cmd, args):
-    result = CliRunner().invoke(cmd, [str(a) for a in args])
+def invoke(cmd, args, **kwargs):
+    result = CliRunner().invoke(cmd, [str(a) for a in args], **kwargs)
     assert "Traceback" not in result.output, result.output
     return result
 
