@@ -111,7 +111,8 @@ class VAE:
             if lo < -_RANGE_SLACK or hi > 1 + _RANGE_SLACK:
                 a, b = float(self._offset), float(self._offset + self._scale)
                 raise ValueError(f"x: values must lie in [{a:g}, {b:g}] for this model, got min {lo * self._scale + self._offset:g}, max {hi * self._scale + self._offset:g}")
-            xm = np.clip(xm, 0.0, 1.0, out=xm)
+            if lo < 0.0 or hi > 1.0:  # only then: np.clip costs 1.7 us, a sixth of a batch-1 encode
+                xm = np.clip(xm, 0.0, 1.0, out=xm)
         return xm
 
     def _from_model(self, xm: np.ndarray) -> np.ndarray:

@@ -117,3 +117,16 @@ def test_vae_run_bench_bad_input_exits_2(args, fragment):
 def test_vae_run_bench_refuses_json_inside_the_bundle(bundle_copy):
     result = CliRunner().invoke(run_main, ["bench", str(bundle_copy), "--quick", "--json", str(bundle_copy / "r.json")])
     assert result.exit_code == 2 and "inside the bundle folder" in result.output
+
+
+def test_bench_counts_flops_from_the_graph_shapes(bundle):
+    """bench/flops.py: what the fraction of the matmul peak rests on (2*M*N*K per product, batch set)."""
+    from bench.flops import graph_flops
+
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    config = manifest["model"]["config"]
+    d, (h,), k = int(np.prod(config["input_shape"])), config["hidden_dims"], config["latent_dim"]
+    for variant in manifest["variants"]:
+        files = manifest["variants"][variant]
+        assert graph_flops(bundle / files["decoder"], 32) == 2 * 32 * (k * h + h * d)
+        assert graph_flops(bundle / files["encoder"], 32) == 2 * 32 * (d * h + 2 * h * k)
