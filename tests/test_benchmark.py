@@ -130,3 +130,22 @@ def test_bench_counts_flops_from_the_graph_shapes(bundle):
         files = manifest["variants"][variant]
         assert graph_flops(bundle / files["decoder"], 32) == 2 * 32 * (k * h + h * d)
         assert graph_flops(bundle / files["encoder"], 32) == 2 * 32 * (d * h + 2 * h * k)
+
+
+def test_vae_run_bench_stays_free_of_torch_and_onnx(tmp_path):
+    """The timing core is part of the device runtime: numpy + onnxruntime only, also while it runs."""
+    import subprocess
+    import sys
+
+    code = """
+import sys
+from vae_edge.runtime.cli import main
+sys.argv = ["vae-run", "bench", "--quick", "--batch", "1", "--precision", "int8"]
+try:
+    main()
+except SystemExit as exc:
+    assert exc.code == 0, exc.code
+print("IMPORTED:" + ",".join(m for m in ("torch", "onnx", "PIL", "onnxscript", "sklearn") if m in sys.modules))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path)
+    assert out.stdout.strip().splitlines()[-1] == "IMPORTED:", out.stdout
