@@ -4,7 +4,6 @@ matrix-multiply peak, measured interleaved with it so that both see the same loa
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import numpy as np
@@ -12,13 +11,11 @@ import torch
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from vae_edge.models import load_model
-from vae_edge.runtime import VAE
+from vae_edge.runtime import VAE, read_manifest
 from vae_edge.runtime.benchmark import BATCH_SIZES, Effort, bench_inputs, decode_overhead, measure
 
 from .bundles import BenchModel
 from .flops import graph_flops
-
-log = logging.getLogger(__name__)
 
 TORCH = "pytorch"
 MATMUL = "numpy-matmul"
@@ -33,9 +30,7 @@ def bench_model(model: BenchModel, model_pt: Path, bundle: Path, *, threads: int
         plain data for results.json (see the README's benchmark section for the fields).
     """
     torch_model = load_model(model_pt)
-    vaes = {}
-    for variant in VAE.load(bundle).manifest["variants"]:
-        vaes[variant] = VAE.load(bundle, precision=variant, threads=threads)
+    vaes = {variant: VAE.load(bundle, precision=variant, threads=threads) for variant in read_manifest(bundle)["variants"]}
     fp32 = vaes["fp32"]
     rows, peak = [], []
     with threadpool_limits(limits=threads, user_api="blas"), torch.inference_mode():
