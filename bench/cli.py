@@ -37,6 +37,11 @@ def cli(quick, threads, out, build):
     threads = threads or os.cpu_count() or 1
     effort = QUICK if quick else FULL
     torch.set_num_threads(threads)
+    busy = os.getloadavg()[0]
+    if threads > 1 and busy > 0.5 * (os.cpu_count() or 1):
+        # Measured at load 6-7 on 2 cores: PyTorch's batch-64 encode took 48 ms with 2 threads (OpenMP
+        # threads spinning for a descheduled partner), 64 us with 1. Such figures measure the load.
+        logging.warning("load average %.1f on %d cores: multi-threaded figures will mostly measure waiting; consider --threads 1", busy, os.cpu_count())
     built = {m.name: (m, *ensure_bundle(m, build)) for m in MODELS}
     result = {"machine": machine_info(), "threads": threads, "quick": quick}
     result["machine"].update({"torch": torch.__version__, "torch_threads": torch.get_num_threads(), "numpy_blas": blas_info(), "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE"), "openblas_coretype_in_environment": child_env().get("OPENBLAS_CORETYPE")})
