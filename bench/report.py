@@ -57,7 +57,8 @@ def _noisy(row: dict) -> str:
 
 def _accuracy(acc: dict) -> str:
     keys = (("decoder_x_mean_max_abs", "x_mean max-abs {:.1e}"), ("recon_nll_rel_change", "NLL {:+.1e} rel."))
-    return ", ".join(fmt.format(acc[k]) for k, fmt in keys if isinstance(acc.get(k), (int, float))) or "-"
+    text = ", ".join(fmt.format(acc[k]) for k, fmt in keys if isinstance(acc.get(k), (int, float))) or "-"
+    return text + (" (✗ missed the export gate)" if acc.get("passed") is False else "")
 
 
 def targets(result: dict) -> list[dict]:
