@@ -116,8 +116,11 @@ class VAE:
         return xm
 
     def _from_model(self, xm: np.ndarray) -> np.ndarray:
-        # xm is always a graph's fresh output, ours alone: rescaled in place, since at batch 1 each numpy
-        # operation (~0.4 us) is a tenth of a decode; and most data sets have no offset to add.
+        # A batch [n, *shape] here is a graph's fresh output, ours alone: rescaled in place, since at batch 1
+        # each new numpy array (~0.4 us) is a tenth of a decode; and most data sets have no offset to add.
+        # Anything else (e.g. per-sample bounds for a message) broadcasts into a new array.
+        if xm.shape[1:] != self.shape:
+            return xm * self._scale + self._offset
         xm *= self._scale
         if self._shift:
             xm += self._offset
