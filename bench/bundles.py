@@ -11,7 +11,7 @@ import logging
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from . import child_env
@@ -58,6 +58,13 @@ def exporter_variants() -> tuple[str, ...]:
     return tuple(VARIANTS)
 
 
+def exporter_flags() -> tuple[str, ...]:
+    """``--ort`` where the exporter can also write ORT-format graphs, so that those are timed too."""
+    from vae_edge.export.bundle import ExportOptions
+
+    return ("--ort",) if "ort" in {f.name for f in fields(ExportOptions)} else ()
+
+
 def ensure_bundle(model: BenchModel, build: Path) -> tuple[Path, Path]:
     """(model.pt, bundle folder) for ``model`` under ``build``, training and exporting only when needed.
 
@@ -68,7 +75,7 @@ def ensure_bundle(model: BenchModel, build: Path) -> tuple[Path, Path]:
     model_pt, bundle = folder / "model.pt", folder / "bundle"
     variants = exporter_variants()
     train = [_tool("vae-train"), *model.train_args, "--out", str(model_pt)]
-    export = [_tool("vae-export"), str(model_pt), "--out", str(bundle), "--quantize", ",".join(variants) or "none", *model.export_args]
+    export = [_tool("vae-export"), str(model_pt), "--out", str(bundle), "--quantize", ",".join(variants) or "none", *exporter_flags(), *model.export_args]
     stamp = folder / "commands.json"
     wanted = json.dumps({"train": train[1:], "export": export[1:]}, indent=1)
     if stamp.is_file() and stamp.read_text() == wanted and (bundle / "manifest.json").is_file():

@@ -4,6 +4,7 @@ matrix-multiply peak, measured interleaved with it so that both see the same loa
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +31,8 @@ def bench_model(model: BenchModel, model_pt: Path, bundle: Path, *, threads: int
         plain data for results.json (see the README's benchmark section for the fields).
     """
     torch_model = load_model(model_pt)
-    vaes = {variant: VAE.load(bundle, precision=variant, threads=threads) for variant in read_manifest(bundle)["variants"]}
+    engines = load_engines(bundle, threads)
+    vaes = {name: vae for name, (vae, _, _) in engines.items()}
     fp32 = vaes["fp32"]
     rows, peak = [], []
     with threadpool_limits(limits=threads, user_api="blas"), torch.inference_mode():
@@ -58,11 +60,12 @@ def bench_model(model: BenchModel, model_pt: Path, bundle: Path, *, threads: int
         "bundle": str(bundle),
         "variants": {
             name: {
-                "method": manifest["variants"][name].get("method"),
-                "bytes": sum(int(manifest["files"][manifest["variants"][name][g]].get("bytes", 0)) for g in ("encoder", "decoder")),
-                "accuracy": manifest["variants"][name].get("accuracy", {}),
+                "method": manifest["variants"][variant].get("method"),
+                "format": "ort" if name.endswith(".ort") else "onnx",
+                "bytes": sum(int(manifest["files"].get(files[g], {}).get("bytes", 0)) for g in ("encoder", "decoder")),
+                "accuracy": manifest["variants"][variant].get("accuracy", {}),
             }
-            for name in vaes
+            for name, (_, variant, files) in engines.items()
         },
         "rows": rows,
         "overhead": [decode_overhead(vae, effort=effort) | {"variant": name} for name, vae in vaes.items()],
@@ -74,6 +77,20 @@ def bench_model(model: BenchModel, model_pt: Path, bundle: Path, *, threads: int
             "fraction_of_peak": {name: flops / r["median_s"] / peak_flops for name, r in decode_big.items()},
         },
     }
+
+
+def load_engines(bundle: Path, threads: int) -> dict[str, tuple[VAE, str, dict]]:
+    """Engine name -> (VAE, variant, its graph files): every variant in the manifest and, where the bundle
+    has ORT-format graphs and this runtime loads them (``VAE.load(..., format="ort")``), each of those
+    as ``<variant>.ort``: DESIGN.md's advice is to benchmark what you ship."""
+    manifest = read_manifest(bundle)
+    ort_format = "format" in inspect.signature(VAE.load).parameters
+    engines = {}
+    for variant, entry in manifest["variants"].items():
+        engines[variant] = (VAE.load(bundle, precision=variant, threads=threads), variant, entry)
+        if ort_format and isinstance(entry.get("ort"), dict):
+            engines[f"{variant}.ort"] = (VAE.load(bundle, precision=variant, threads=threads, format="ort"), variant, entry["ort"])
+    return engines
 
 
 def _matmul_call():
