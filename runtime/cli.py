@@ -290,7 +290,7 @@ def bench(bundle, variants, batches, threads, quick, json_out):
     from .benchmark import FULL, QUICK, bench_bundle, format_seconds
 
     if json_out is not None:  # refused before minutes of timing, not after
-        _load(bundle, variants[0] if variants else "fp32", 1, outputs=(json_out,))
+        _check_outputs(VAE.load(bundle, precision=variants[0] if variants else "fp32", threads=1), (), (json_out,))
     result = bench_bundle(bundle, variants=variants or None, batch_sizes=batches, threads=threads, effort=QUICK if quick else FULL)
     m = result["machine"]
     click.echo(f"{result['bundle']}  ({m['cpu']}, {m['cores']} cores, onnxruntime {m['onnxruntime']}, threads {threads or 'default'}, load {m['load_average_1_5_15min'][0]:.2f})")
