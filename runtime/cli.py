@@ -11,9 +11,10 @@ from pathlib import Path
 import click
 import numpy as np
 
+from .benchmark import BATCH_SIZES, MAX_BATCH, NOISY_SPREAD
 from .bundle import BundleError, default_bundle_path, read_manifest
 from .clitools import output_path, run_cli
-from .files import atomic_save_npy
+from .files import atomic_save_npy, atomic_write_bytes
 from .vae import RowError, VAE
 
 _PRECISION = click.option("--precision", default="fp32", show_default=True, help="Variant to run: fp32, int8, ... (see `vae-run info`).")
@@ -390,6 +391,37 @@ def _split_interpolate(paths: tuple[Path, ...]) -> tuple[Path | None, tuple[Path
     if len(paths) == 1:
         return None, paths
     raise click.UsageError(f"expected [BUNDLE] PAIR.npy or [BUNDLE] A.npy B.npy, got {len(paths)} path(s)")
+
+
+@cli.command()
+@click.argument("bundle", required=False, type=click.Path(path_type=Path))
+@click.option("--precision", "variants", multiple=True, help="Variant to time; repeat for several (default: every variant in the bundle).")
+@click.option("--batch", "batches", type=click.IntRange(1, MAX_BATCH), multiple=True, default=BATCH_SIZES, show_default=True, help="Batch size; repeat for several.")
+@_THREADS
+@click.option("--quick", is_flag=True, help="Fewer, shorter rounds (a few seconds in all; noisier).")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), callback=output_path(".json"), help="Also write every figure, with machine and load, as JSON.")
+@_handle_errors
+def bench(bundle, variants, batches, threads, quick, json_out):
+    """Latency and throughput of encode and decode per variant and batch size, on this device."""
+    from .benchmark import FULL, QUICK, bench_bundle, format_seconds
+
+    if json_out is not None:  # refused before minutes of timing, not after
+        _check_outputs(VAE.load(bundle, precision=variants[0] if variants else "fp32", threads=1), (), (json_out,))
+    result = bench_bundle(bundle, variants=variants or None, batch_sizes=batches, threads=threads, effort=QUICK if quick else FULL)
+    m = result["machine"]
+    click.echo(f"{result['bundle']}  ({m['cpu']}, {m['cores']} cores, onnxruntime {m['onnxruntime']}, threads {threads or 'default'}, load {m['load_average_1_5_15min'][0]:.2f})")
+    click.echo(f"{'variant':<12} {'op':<7} {'batch':>6} {'median':>10} {'p99':>10} {'samples/s':>12}  bytes")
+    for row in result["rows"]:
+        mark = "  ~noisy" if row["noisy"] else ""
+        click.echo(f"{row['variant']:<12} {row['op']:<7} {row['batch']:>6} {format_seconds(row['median_s']):>10} {format_seconds(row['p99_s']):>10} {row['per_second']:>12,.0f}  {result['bytes'][row['variant']]:,}{mark}")
+    for o in result["overhead"]:
+        mark = "  ~noisy" if o["noisy"] else ""
+        click.echo(f"overhead {o['variant']}: decode batch {o['batch']} {format_seconds(o['runtime_s'])} vs bare InferenceSession.run {format_seconds(o['bare_s'])} = {o['ratio']:.2f}x{mark}")
+    if any(r["noisy"] for r in result["rows"]):
+        click.echo(f"~noisy: round medians differ by more than {NOISY_SPREAD:.0%}; the machine is busy, measure again", err=True)
+    if json_out is not None:
+        atomic_write_bytes(json_out, (json.dumps(result, indent=2) + "\n").encode())
+        click.echo(f"wrote {json_out}", err=True)
 
 
 def main() -> None:
