@@ -111,19 +111,24 @@ def test_kl_warmup_ramps_beta(digits):
     assert [round(r["beta"], 3) for r in result.history] == [0.5, 1.0, 1.0]
 
 
-def test_nan_loss_stops_training(digits, monkeypatch):
+def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(digits, tmp_path):
+    from dataclasses import replace
+
+    from vae_edge.models import read_checkpoint
     from vae_edge.trainer import TrainingError
 
-    real = objectives.loss
-
-    def poisoned(model, x, *, beta=1.0):
-        loss, nll, kl = real(model, x, beta=beta)
-        return loss * float("nan"), nll, kl
-
-    monkeypatch.setattr(objectives, "loss", poisoned)
     cfg = VAEConfig(input_shape=digits.shape, latent_dim=2, hidden_dims=(8,))
-    with pytest.raises(TrainingError, match="nan"):
-        train(cfg, digits, TrainConfig(epochs=1, iw_samples=2, quiet=True))
+    out = tmp_path / "model.pt"
+    train(cfg, digits, TrainConfig(epochs=2, batch_size=256, iw_samples=2, quiet=True), out=out)
+    good = out.read_bytes()
+    # The same run continued on a poisoned training split: epoch 3's first batch gives a NaN loss.
+    poisoned = replace(digits, train=np.full_like(digits.train, np.nan))
+    with pytest.raises(TrainingError, match="nan at epoch 3, step 1"):
+        train(cfg, poisoned, TrainConfig(epochs=4, batch_size=256, iw_samples=2, quiet=True), out=out, resume=read_checkpoint(out))
+    assert out.read_bytes() == good
+    assert read_checkpoint(out)["train_state"]["epoch"] == 2
+    with pytest.raises(TrainingError, match="loss became (nan|inf)"):
+        train(cfg, digits, TrainConfig(epochs=1, lr=1e3, iw_samples=2, quiet=True))
 
 
 def test_device_resolution():
