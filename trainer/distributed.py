@@ -61,6 +61,17 @@ class Context:
         dist.all_reduce(t, op=dist.ReduceOp.SUM)
         return t.tolist()
 
+    def in_sync(self, module: nn.Module) -> bool:
+        """Whether every rank holds rank 0's parameters exactly (what DistributedDataParallel promises)."""
+        if not self.distributed:
+            return True
+        flat = torch.cat([p.detach().reshape(-1) for p in module.parameters()])
+        reference = flat.clone()
+        dist.broadcast(reference, src=0)
+        differs = torch.tensor([float(not torch.equal(flat, reference))], device=self.device)
+        dist.all_reduce(differs, op=dist.ReduceOp.MAX)
+        return differs.item() == 0.0
+
     def shard(self, x: torch.Tensor) -> torch.Tensor:
         """This rank's share of an evaluation set (every rank a disjoint part; together all of it)."""
         return x[self.rank :: self.world] if self.distributed else x

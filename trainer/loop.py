@@ -188,6 +188,8 @@ def _train(model_config, data, config, ctx, out, side_outputs, resume) -> TrainR
         if run.stopped_early:
             break
 
+    if not ctx.in_sync(model):
+        raise TrainingError("the processes ended with different weights; distributed training is broken here")
     state = run.state(config, model)
     if run.best_weights is not None:
         model.load_state_dict(run.best_weights)
