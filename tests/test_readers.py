@@ -11,11 +11,12 @@ from PIL import Image
 from test_cli import invoke, one_line_error
 from vae_edge.trainer.cli import cli as train_main
 from vae_edge.trainer.data import DataError, load_data, load_recorded
-from vae_edge.trainer.readers import parse_size, read_idx, read_images, read_npy
+from vae_edge.trainer.readers import parse_size, read_idx, read_images, read_npy, write_idx
 
 
 def idx_bytes(a: np.ndarray, code: int = 0x08) -> bytes:
-    """An IDX file as the MNIST page describes it: 0x0000, type code, rank, big-endian dims, big-endian data."""
+    """An IDX file as the MNIST page describes it: 0x0000, type code, rank, big-endian dims, big-endian data.
+    Built by hand here (not with write_idx) so that the reader is checked against the format itself."""
     dtype = {0x08: ">u1", 0x0B: ">i2", 0x0D: ">f4"}[code]
     return bytes([0, 0, code, a.ndim]) + struct.pack(f">{a.ndim}I", *a.shape) + a.astype(dtype).tobytes()
 
@@ -37,6 +38,17 @@ def test_idx_images_plain_and_gzip(tmp_path, pixels, gz):
     ds = load_data(f"idx:{path}")
     assert ds.shape == (1, 5, 4) and (ds.offset, ds.scale) == (0.0, 255.0)
     assert len(ds.train) + len(ds.val) + len(ds.test) == 30
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.int16, np.int32, np.float32, np.float64])
+def test_write_idx_round_trips_and_matches_the_format(tmp_path, pixels, dtype):
+    a = pixels.astype(dtype)
+    write_idx(tmp_path / "a.idx.gz", a)
+    np.testing.assert_array_equal(read_idx(tmp_path / "a.idx.gz").x[:, 0], a)
+    if dtype == np.uint8:
+        assert gzip.decompress((tmp_path / "a.idx.gz").read_bytes()) == idx_bytes(pixels)
+    with pytest.raises(ValueError, match="IDX holds"):
+        write_idx(tmp_path / "b.idx", np.zeros(3, np.complex64))
 
 
 def test_idx_other_dtypes_and_vectors(tmp_path):

@@ -75,6 +75,31 @@ def read_idx(path: str | Path) -> RawData:
     return RawData(path.name, _finite(x, path), "vector", value_range)
 
 
+def write_idx(path: str | Path, array: np.ndarray) -> Path:
+    """Write ``array`` as an IDX file (gzip-compressed when ``path`` ends in .gz), atomically: the
+    inverse of :func:`read_idx`, for making MNIST-format files from one's own data.
+
+    Raises:
+        ValueError: a dtype IDX has no code for, or more than 255 dimensions.
+    """
+    import io
+
+    from vae_edge.runtime.files import atomic_write_bytes
+
+    a = np.asarray(array)
+    codes = {np.dtype(v).newbyteorder("="): k for k, v in _IDX_DTYPES.items()}
+    code = codes.get(a.dtype.newbyteorder("="))
+    if code is None or not 0 < a.ndim < 256:
+        raise ValueError(f"IDX holds uint8, int8, int16, int32, float32 or float64 arrays of rank 1..255, got {a.dtype} of shape {list(a.shape)}")
+    buf = io.BytesIO()
+    buf.write(bytes([0, 0, code, a.ndim]))
+    buf.write(b"".join(int(d).to_bytes(4, "big") for d in a.shape))
+    buf.write(a.astype(_IDX_DTYPES[code]).tobytes())
+    raw = buf.getvalue()
+    path = Path(path)
+    return atomic_write_bytes(path, gzip.compress(raw, mtime=0) if path.suffix == ".gz" else raw)
+
+
 def read_images(folder: str | Path, size: tuple[int, int] | None) -> RawData:
     """Every PNG/JPEG under ``folder`` (recursively, sorted by path), resized to ``size`` (H, W).
 
