@@ -223,4 +223,5 @@ def test_train_cli_bad_data_exits_2_with_one_line(tmp_path, pixels):
     one_line_error(invoke(train_main, ["--data", f"images:{tmp_path / 'empty'}", *out]), 2, "--data", "no .png")
     one_line_error(invoke(train_main, ["--data", f"images:{tmp_path / 'empty'}", "--size", "7", *out]), 2, "--size", "HxW")
     one_line_error(invoke(train_main, ["--data", f"npy:{tmp_path / 'bad.npy'}", *out]), 2, "--data", "bad.npy")
+    one_line_error(invoke(train_main, ["--data", f"npy:{tmp_path / 'bad.npy'}", "--size", "4x4", *out]), 2, "--size", "images:DIR only")
     assert not (tmp_path / "m.pt").exists()

@@ -65,6 +65,14 @@ def test_iwae_with_one_sample_is_the_negative_elbo(trained, digits):
     assert abs(iw.mean().item() - (nll + kl).mean().item()) < 1.0
 
 
+def test_iwae_is_non_increasing_in_k_on_average(trained, digits):
+    _, result = trained
+    x = torch.from_numpy(digits.to_model(digits.test[:30]))
+    g = torch.Generator().manual_seed(1)
+    means = [torch.stack([objectives.iwae_nll(result.model, x, k, generator=g) for _ in range(8)]).mean().item() for k in (1, 4, 32, 256)]
+    assert all(a >= b for a, b in zip(means, means[1:])), means
+
+
 def test_iwae_known_answer_when_posterior_is_the_prior():
     """Decoder ignoring z and q(z|x) = p(z): every importance weight equals p(x), so the estimate is exact."""
     model = build_model(VAEConfig(input_shape=(3,), latent_dim=2, hidden_dims=(4,))).eval()

@@ -74,6 +74,8 @@ def cli(ctx, **options):
         for side in (*grid_paths(out), *output_paths(out)):
             writable(side)
 
+    if o["size"] and not o["data_spec"].startswith("images:"):
+        raise click.BadParameter("applies to --data images:DIR only", param_hint="--size")
     try:
         size = parse_size(o["size"]) if o["size"] else None
     except DataError as exc:

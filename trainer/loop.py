@@ -277,7 +277,7 @@ class _Run:
 
 
 # Settings that must not change between an interrupted run and its continuation.
-_RESUME_FIXED = ("batch_size", "lr", "beta", "kl_warmup", "seed")
+_RESUME_FIXED = ("batch_size", "lr", "beta", "kl_warmup", "seed", "patience")
 
 
 def _restore(ckpt: dict, model: VAE, optimizer, model_config: VAEConfig, data: Dataset, config: TrainConfig) -> _Run:
@@ -312,7 +312,7 @@ def _restore(ckpt: dict, model: VAE, optimizer, model_config: VAEConfig, data: D
         stale=int(ts.get("epochs_without_improvement", 0)),
     )
     if config.patience and run.best_epoch:
-        run.best_weights = _cpu_copy(ckpt["state_dict"])
+        run.best_weights = _cpu_copy(ckpt["state_dict"])  # with patience, state_dict holds the best epoch
     log.info("resuming after epoch %d of %d", run.epoch, config.epochs)
     return run
 
