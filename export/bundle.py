@@ -97,6 +97,9 @@ def export_bundle(model_path: str | os.PathLike, out: str | os.PathLike, options
     data = load_recorded(ckpt["data"])
     if list(data.shape) != list(model.config.input_shape):
         raise ExportError(f"{model_path}: data {data.spec!r} has samples of shape {list(data.shape)}, the model expects {list(model.config.input_shape)}")
+    recorded = ckpt["data"].get("preprocessing")
+    if isinstance(recorded, dict) and not _same_affine(recorded, data.preprocessing):
+        raise ExportError(f"{model_path}: data {data.spec!r} now gives another preprocessing than the model was trained with (the data changed?)")
     test_raw = data.test[:MAX_EVAL_SAMPLES]
     ref = validate.reference(model, data.to_model(test_raw))
 
@@ -218,9 +221,26 @@ def _qname(q: float) -> str:
     return "p" + f"{q * 100:.1f}".rstrip("0").rstrip(".")
 
 
+def _same_affine(a: dict, b: dict) -> bool:
+    # float32 statistics round-trip through float64 lists: equal up to float32 rounding.
+    return all(np.allclose(np.asarray(a.get(k), np.float64), np.asarray(b.get(k), np.float64), rtol=1e-6, atol=0) for k in ("offset", "scale"))
+
+
+def likelihood_params(model) -> dict | None:
+    """The Gaussian p(x|z) variance as the manifest and the decoder metadata state it (None for Bernoulli):
+    std in model (standardised) units, a number when fixed or a nested list of the sample shape when learned."""
+    cfg = model.config
+    if cfg.likelihood != "gaussian":
+        return None
+    if cfg.gaussian_std is not None:
+        return {"variance": "fixed", "std": cfg.gaussian_std}
+    std = np.exp(0.5 * model.observation_logvar().detach().double().numpy())
+    return {"variance": "learned", "std": std.tolist()}
+
+
 def _graph_metadata(model, data) -> dict:
     # Shown by Netron and readable from any ONNX Runtime API without the manifest.
-    return {
+    meta = {
         "vae_edge.schema": SCHEMA,
         "vae_edge.latent_dim": model.config.latent_dim,
         "vae_edge.input_shape": json.dumps(list(model.config.input_shape)),
@@ -228,13 +248,21 @@ def _graph_metadata(model, data) -> dict:
         "vae_edge.preprocessing": json.dumps(data.preprocessing),
         "vae_edge.dataset": data.name,
     }
+    params = likelihood_params(model)
+    if params is not None:
+        meta["vae_edge.likelihood_params"] = json.dumps(params)
+    return meta
 
 
 def _manifest(ckpt: dict, model, data, model_path: Path, files: dict, variants: dict, options: ExportOptions) -> dict:
     cfg = model.config
     return {
         "schema": SCHEMA,
-        "model": {"arch": cfg.arch, "latent_dim": cfg.latent_dim, "likelihood": cfg.likelihood, "config": cfg.to_dict()},
+        "model": {
+            "arch": cfg.arch, "latent_dim": cfg.latent_dim, "likelihood": cfg.likelihood,
+            **({"likelihood_params": params} if (params := likelihood_params(model)) is not None else {}),
+            "config": cfg.to_dict(),
+        },
         "data": {
             "dataset": data.name,
             "kind": data.kind,

@@ -2,6 +2,7 @@
 
 from .checkpoint import FORMAT, CheckpointError, load_model, model_from_checkpoint, read_checkpoint
 from .config import VAEConfig
+from .conv import ConvDecoder, ConvEncoder
 from .mlp import MLPDecoder, MLPEncoder
 from .vae import VAE, build_model
 
@@ -9,6 +10,8 @@ __all__ = [
     "FORMAT",
     "VAE",
     "CheckpointError",
+    "ConvDecoder",
+    "ConvEncoder",
     "MLPDecoder",
     "MLPEncoder",
     "VAEConfig",

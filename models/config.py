@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from math import prod
 
-ARCHS = ("mlp",)
-LIKELIHOODS = ("bernoulli",)
+ARCHS = ("mlp", "conv", "conv1d")
+LIKELIHOODS = ("bernoulli", "gaussian")
+DECODER_STYLES = ("transpose", "upsample")
 
 
 @dataclass(frozen=True)
@@ -24,12 +25,23 @@ class VAEConfig:
     # Hidden widths of the encoder; the decoder mirrors them (64-400-8 is the Kingma & Welling MNIST net).
     hidden_dims: tuple[int, ...] = (400,)
     arch: str = "mlp"
-    # p(x|z): "bernoulli" decodes to per-element probabilities; the data must lie in [0, 1].
+    # p(x|z): "bernoulli" decodes to per-element probabilities (the data must lie in [0, 1]); "gaussian"
+    # decodes to an unbounded mean, for continuous data standardised per feature.
     likelihood: str = "bernoulli"
+    # Gaussian only: a fixed std of p(x|z) in model (standardised) units, or None for a learned per-feature
+    # log-variance (homoscedastic: a parameter, not a function of z, so the decoder graph stays z -> x_mean).
+    gaussian_std: float | None = None
+    # conv/conv1d: output widths of the encoder's stride-2 convolutions (each halves H and W, or L);
+    # the decoder mirrors them. hidden_dims is the MLP's and is not used by the conv models.
+    channels: tuple[int, ...] = (32, 64)
+    # conv/conv1d decoder upsampling: "transpose" (ConvTranspose, stride 2) or "upsample" (nearest x2 + Conv):
+    # int8 QDQ speeds up Upsample + Conv but never ConvTranspose (DESIGN.md, Known pitfalls).
+    decoder_style: str = "transpose"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "input_shape", tuple(int(d) for d in self.input_shape))
         object.__setattr__(self, "hidden_dims", tuple(int(d) for d in self.hidden_dims))
+        object.__setattr__(self, "channels", tuple(int(d) for d in self.channels))
         if not self.input_shape or any(d < 1 for d in self.input_shape):
             raise ValueError(f"input_shape must be a non-empty tuple of positive sizes, got {self.input_shape}")
         if int(self.latent_dim) < 1:
@@ -40,6 +52,34 @@ class VAEConfig:
             raise ValueError(f"arch must be one of {', '.join(ARCHS)}, got {self.arch!r}")
         if self.likelihood not in LIKELIHOODS:
             raise ValueError(f"likelihood must be one of {', '.join(LIKELIHOODS)}, got {self.likelihood!r}")
+        if self.gaussian_std is not None:
+            std = self.gaussian_std
+            if self.likelihood != "gaussian":
+                raise ValueError("gaussian_std is only meaningful with likelihood 'gaussian'")
+            if isinstance(std, bool) or not isinstance(std, (int, float)) or not (0 < std < float("inf")):
+                raise ValueError(f"gaussian_std must be a positive number or None (learned), got {std!r}")
+            object.__setattr__(self, "gaussian_std", float(std))
+        if self.decoder_style not in DECODER_STYLES:
+            raise ValueError(f"decoder_style must be one of {', '.join(DECODER_STYLES)}, got {self.decoder_style!r}")
+        if self.arch in ("conv", "conv1d"):
+            self._check_conv_shape()
+
+    def _check_conv_shape(self) -> None:
+        """A stride-2 stack of n layers halves each spatial size n times and must invert exactly."""
+        if not self.channels or any(c < 1 for c in self.channels):
+            raise ValueError(f"channels must be a non-empty list of positive widths, got {self.channels}")
+        if self.arch == "conv" and len(self.input_shape) != 3:
+            raise ValueError(f"arch 'conv' needs image samples [C, H, W], got shape {list(self.input_shape)}")
+        if self.arch == "conv1d" and len(self.input_shape) not in (1, 2):
+            raise ValueError(f"arch 'conv1d' needs sequences [C, L] or [L], got shape {list(self.input_shape)}")
+        spatial = self.input_shape[1:] if len(self.input_shape) > 1 else self.input_shape
+        step = 2 ** len(self.channels)
+        if any(d % step for d in spatial):
+            fits = "x".join(str(max(step, round(d / step) * step)) for d in spatial)
+            raise ValueError(
+                f"arch {self.arch!r} with {len(self.channels)} stride-2 layers needs sizes divisible by {step}, "
+                f"got {'x'.join(map(str, spatial))}; {fits} fits (or use fewer --channels)"
+            )
 
     @property
     def input_size(self) -> int:
@@ -51,6 +91,7 @@ class VAEConfig:
         d = asdict(self)
         d["input_shape"] = list(self.input_shape)
         d["hidden_dims"] = list(self.hidden_dims)
+        d["channels"] = list(self.channels)
         return d
 
     @classmethod

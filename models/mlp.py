@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from .config import VAEConfig
+from .likelihood import decoder_mean
 
 
 def _mlp(sizes: list[int]) -> nn.Sequential:
@@ -35,14 +36,15 @@ class MLPDecoder(nn.Module):
 
     def __init__(self, config: VAEConfig):
         super().__init__()
+        self.config = config
         self.input_shape = config.input_shape
         hidden = list(reversed(config.hidden_dims))
         self.body = _mlp([config.latent_dim, *hidden])
         self.out = nn.Linear(hidden[-1] if hidden else config.latent_dim, config.input_size)
 
     def logits(self, z: torch.Tensor) -> torch.Tensor:
-        """Pre-sigmoid outputs; the loss uses these for a numerically stable Bernoulli log-likelihood."""
+        """Pre-activation outputs: Bernoulli logits (the loss uses them for a stable log-likelihood) or the Gaussian mean."""
         return self.out(self.body(z)).unflatten(1, self.input_shape)  # (B, *input_shape)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.logits(z))
+        return decoder_mean(self.config, self.logits(z))

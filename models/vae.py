@@ -6,9 +6,11 @@ import torch
 from torch import nn
 
 from .config import VAEConfig
+from .conv import ConvDecoder, ConvEncoder
+from .likelihood import ObservationNoise
 from .mlp import MLPDecoder, MLPEncoder
 
-_ARCHS = {"mlp": (MLPEncoder, MLPDecoder)}
+_ARCHS = {"mlp": (MLPEncoder, MLPDecoder), "conv": (ConvEncoder, ConvDecoder), "conv1d": (ConvEncoder, ConvDecoder)}
 
 
 class VAE(nn.Module):
@@ -23,6 +25,12 @@ class VAE(nn.Module):
         encoder_cls, decoder_cls = _ARCHS[config.arch]
         self.encoder = encoder_cls(config)
         self.decoder = decoder_cls(config)
+        # Gaussian p(x|z) variance: beside the decoder so that the decoder graph stays z -> x_mean.
+        self.noise = ObservationNoise(config) if config.likelihood == "gaussian" else None
+
+    def observation_logvar(self) -> torch.Tensor | None:
+        """log sigma^2 of a Gaussian p(x|z) per feature (*input_shape); None for Bernoulli."""
+        return None if self.noise is None else self.noise.logvar()
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x (B, *input_shape) -> mu, logvar (B, latent)."""

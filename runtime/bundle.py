@@ -11,10 +11,12 @@ import os
 from importlib import resources
 from pathlib import Path, PurePosixPath
 
+import numpy as np
+
 from .files import sha256_file
 
 SCHEMA = "vae-edge/bundle/1"
-LIKELIHOODS = ("bernoulli",)
+LIKELIHOODS = ("bernoulli", "gaussian")
 MANIFEST = "manifest.json"
 GRAPHS = ("encoder", "decoder")
 
@@ -77,6 +79,25 @@ def _is_number(v: object) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
+def per_feature(value: object, shape: list[int]) -> np.ndarray | None:
+    """A manifest number, or nested list of the sample shape, as a float64 array; None if it is neither
+    (or holds a non-finite value). Preprocessing and Gaussian stds are stored this way."""
+    if _is_number(value):
+        return np.float64(value)
+    if not isinstance(value, list):
+        return None
+    try:
+        arr = np.array(value, dtype=np.float64)
+    except (TypeError, ValueError):  # ragged or non-numeric lists
+        return None
+    return arr if list(arr.shape) == list(shape) and np.isfinite(arr).all() else None
+
+
+def _positive(value: object, shape: list[int]) -> bool:
+    arr = per_feature(value, shape)
+    return arr is not None and bool((arr > 0).all())
+
+
 def _check_fields(mpath: Path, m: dict) -> None:
     """Types and ranges of the fields the runtime relies on, so a hand-edited manifest fails on load."""
 
@@ -91,14 +112,25 @@ def _check_fields(mpath: Path, m: dict) -> None:
     shape = data.get("shape")
     need(isinstance(shape, list) and bool(shape) and all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape), f"data.shape must be a list of positive integers, got {shape!r}")
     pre = data.get("preprocessing")
-    need(isinstance(pre, dict) and pre.get("kind") == "affine" and _is_number(pre.get("offset")) and _is_number(pre.get("scale")) and pre["scale"] > 0,
-         f"data.preprocessing must be {{kind: affine, offset: number, scale: number > 0}}, got {pre!r}")
+    need(isinstance(pre, dict) and pre.get("kind") == "affine" and per_feature(pre.get("offset"), shape) is not None and _positive(pre.get("scale"), shape),
+         f"data.preprocessing must be {{kind: affine, offset, scale > 0}}, each a number or a list of shape {shape}, got {shorten(pre)}")
+    if model["likelihood"] == "gaussian":
+        params = model.get("likelihood_params")
+        need(isinstance(params, dict) and _positive(params.get("std"), shape),
+             f"model.likelihood_params.std must be a number > 0 or a list of shape {shape} for a gaussian model, got {shorten(params)}")
     for name, meta in m["files"].items():
         need(isinstance(meta, dict) and isinstance(meta.get("sha256"), str) and isinstance(meta.get("bytes", 0), int), f"files[{name!r}] must give sha256 and bytes")
     for variant, entry in m["variants"].items():
         need(isinstance(entry, dict), f"variants[{variant!r}] must be an object")
         q = entry.get("anomaly_quantiles", {})
         need(isinstance(q, dict) and all(_is_number(v) for v in q.values()), f"variants[{variant!r}].anomaly_quantiles must map names to numbers")
+
+
+def shorten(value: object) -> str:
+    """repr of a manifest value, cut to one readable line."""
+    # Per-feature lists can hold thousands of numbers: an error line shows their start.
+    text = repr(value)
+    return text if len(text) <= 120 else text[:117] + "..."
 
 
 def verify_files(path: str | os.PathLike, manifest: dict) -> None:

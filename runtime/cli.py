@@ -134,8 +134,20 @@ def _grid(vae: VAE, grid: Path, images: np.ndarray, *, per_row: int | None = Non
         raise ValueError("--grid: there are no images to draw (empty result)")
     from .images import save_grid
 
-    save_grid(grid, vae.normalize(images), nrow=per_row)
+    if vae.likelihood == "bernoulli":
+        shown = vae.normalize(images)  # the model's [0, 1]
+    else:  # standardised values are unbounded: show the images' own range in data units as [0, 1]
+        shown = (images - images.min()) / max(float(np.ptp(images)), 1e-12)
+    save_grid(grid, shown, nrow=per_row)
     click.echo(f"wrote {grid}", err=True)
+
+
+def _affine(value) -> str:
+    # A number, or a per-feature list (checked on load): shown by its range.
+    if isinstance(value, list):
+        flat = np.asarray(value, dtype=np.float64)
+        return f"per-feature[{flat.min():g}..{flat.max():g}]"
+    return f"{value:g}"
 
 
 @cli.command()
@@ -154,8 +166,9 @@ def info(bundle, as_json):
     where = f"{vae.path}" + (" (default bundle)" if bundle is None else "")
     click.echo(f"bundle     {where}")
     click.echo(f"schema     {m['schema']}, opset {m.get('opset')}")
-    click.echo(f"model      {model.get('arch')}, latent {model['latent_dim']}, {model['likelihood']} likelihood")
-    click.echo(f"data       {d.get('dataset')}: {d.get('kind')} samples {d['shape']}; graphs see (x - {pre['offset']:g}) / {pre['scale']:g}")
+    noise = f" (std {_affine(model['likelihood_params']['std'])})" if model["likelihood"] == "gaussian" else ""
+    click.echo(f"model      {model.get('arch')}, latent {model['latent_dim']}, {model['likelihood']} likelihood{noise}")
+    click.echo(f"data       {d.get('dataset')}: {d.get('kind')} samples {d['shape']}; graphs see (x - {_affine(pre['offset'])}) / {_affine(pre['scale'])}")
     for name, v in m["variants"].items():
         size = sum(m["files"][v[g]].get("bytes", 0) for g in ("encoder", "decoder"))
         acc = _section(v, "accuracy")

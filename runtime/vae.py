@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from .bundle import BundleError, default_bundle_path, graph_path, read_manifest, verify_files
+from .bundle import BundleError, default_bundle_path, graph_path, per_feature, read_manifest, shorten, verify_files
 from .validation import as_batch
 
 log = logging.getLogger(__name__)
@@ -42,9 +42,13 @@ class VAE:
         self.shape: tuple[int, ...] = tuple(int(d) for d in manifest["data"]["shape"])
         self.latent_dim = int(manifest["model"]["latent_dim"])
         self.likelihood = manifest["model"]["likelihood"]
-        pre = manifest["data"]["preprocessing"]  # checked by read_manifest
-        self._offset = np.float32(pre["offset"])
-        self._scale = np.float32(pre["scale"])
+        pre = manifest["data"]["preprocessing"]  # checked by read_manifest: a number or a list of the sample shape
+        self._offset = per_feature(pre["offset"], list(self.shape)).astype(np.float32)
+        self._scale = per_feature(pre["scale"], list(self.shape)).astype(np.float32)
+        # Gaussian p(x|z): log sigma^2 per feature in model space (float64, scalar or the sample shape).
+        self._obs_logvar = None
+        if self.likelihood == "gaussian":
+            self._obs_logvar = 2.0 * np.log(per_feature(manifest["model"]["likelihood_params"]["std"], list(self.shape)))
 
     # ---------------------------------------------------------------- loading
     @classmethod
@@ -98,8 +102,9 @@ class VAE:
         if self.likelihood == "bernoulli" and xm.size:
             lo, hi = float(xm.min()), float(xm.max())
             if lo < -_RANGE_SLACK or hi > 1 + _RANGE_SLACK:
-                a, b = float(self._offset), float(self._offset + self._scale)
-                raise ValueError(f"x: values must lie in [{a:g}, {b:g}] for this model, got min {lo * self._scale + self._offset:g}, max {hi * self._scale + self._offset:g}")
+                a, b = float(np.min(self._offset)), float(np.max(self._offset + self._scale))
+                got = self._from_model(np.array([lo, hi], np.float32).reshape((2,) + (1,) * len(self.shape)))
+                raise ValueError(f"x: values must lie in [{a:g}, {b:g}] for this model, got min {float(got.min()):g}, max {float(got.max()):g}")
             xm = np.clip(xm, 0.0, 1.0, out=xm)
         return xm
 
@@ -226,7 +231,7 @@ class VAE:
         return score[0] if single else score
 
     def _nll(self, xm: np.ndarray, mean: np.ndarray) -> np.ndarray:
-        return bernoulli_nll(xm, mean)
+        return reconstruction_nll(self.likelihood, xm, mean, self._obs_logvar)
 
     def __repr__(self) -> str:
         return f"VAE(path={str(self.path)!r}, precision={self.precision!r}, shape={list(self.shape)}, latent_dim={self.latent_dim})"
@@ -238,6 +243,30 @@ def bernoulli_nll(x: np.ndarray, p: np.ndarray) -> np.ndarray:
     x = x.astype(np.float64)
     bce = -(x * np.log(p) + (1.0 - x) * np.log1p(-p))
     return bce.reshape(len(x), -1).sum(axis=1) if len(x) else np.zeros(0)
+
+
+def gaussian_nll(x: np.ndarray, mean: np.ndarray, logvar: np.ndarray | float) -> np.ndarray:
+    """-log N(x; mean, exp(logvar)) per sample, summed over elements with the 0.5 log(2 pi) constant: float64 [n]."""
+    x, mean = x.astype(np.float64), mean.astype(np.float64)
+    nll = 0.5 * (np.log(2.0 * np.pi) + logvar + (x - mean) ** 2 * np.exp(-logvar))
+    return nll.reshape(len(x), -1).sum(axis=1) if len(x) else np.zeros(0)
+
+
+def reconstruction_nll(likelihood: str, x: np.ndarray, mean: np.ndarray, logvar: np.ndarray | None = None) -> np.ndarray:
+    """-log p(x|z) per sample in nats (float64 [n]) for x and the decoder's mean, both in model space.
+
+    Args:
+        likelihood: "bernoulli" or "gaussian".
+        logvar: Gaussian only: log sigma^2, a number or an array of the sample shape.
+
+    Raises:
+        ValueError: unknown likelihood, or a Gaussian without its variance.
+    """
+    if likelihood == "bernoulli":
+        return bernoulli_nll(x, mean)
+    if likelihood == "gaussian" and logvar is not None:
+        return gaussian_nll(x, mean, logvar)
+    raise ValueError(f"cannot score likelihood {likelihood!r} (logvar given: {logvar is not None})")
 
 
 def gaussian_kl(mu: np.ndarray, logvar: np.ndarray) -> np.ndarray:
@@ -292,14 +321,28 @@ def _check_graphs(root: Path, manifest: dict, precision: str, encoder: ort.Infer
             "vae_edge.input_shape": json.dumps(shape),
             "vae_edge.likelihood": manifest["model"]["likelihood"],
         }
-        if "vae_edge.preprocessing" in meta:
-            pre = json.loads(meta["vae_edge.preprocessing"])
-            m_pre = manifest["data"]["preprocessing"]
-            if float(pre.get("offset")) != float(m_pre["offset"]) or float(pre.get("scale")) != float(m_pre["scale"]):
-                raise BundleError(f"{root / name}: was exported with preprocessing {pre}, the manifest says {m_pre}")
+        for key, section, field in (("vae_edge.preprocessing", "data", "preprocessing"), ("vae_edge.likelihood_params", "model", "likelihood_params")):
+            if key in meta and not _same_numbers(json.loads(meta[key]), manifest[section].get(field), shape):
+                raise BundleError(f"{root / name}: was exported with {field} {shorten(json.loads(meta[key]))}, the manifest says {shorten(manifest[section].get(field))}")
         for key, value in facts.items():
             if key in meta and meta[key] != value:
                 raise BundleError(f"{root / name}: carries {key}={meta[key]}, the manifest says {value}")
+
+
+def _same_numbers(graph: object, manifest: object, shape: list) -> bool:
+    """Graph metadata and manifest agree on every number-valued entry (offset, scale, std)."""
+    if not isinstance(graph, dict) or not isinstance(manifest, dict):
+        return graph == manifest
+    for key in set(graph) | set(manifest):
+        a, b = graph.get(key), manifest.get(key)
+        if isinstance(a, (str, type(None))) or isinstance(b, (str, type(None))):
+            if a != b:
+                return False
+            continue
+        fa, fb = per_feature(a, shape), per_feature(b, shape)
+        if fa is None or fb is None or fa.shape != fb.shape or not np.array_equal(fa, fb):
+            return False
+    return True
 
 
 def _session_options(threads: int | None) -> ort.SessionOptions:

@@ -154,8 +154,10 @@ def test_npy_vectors_images_and_npz_keys(tmp_path):
     raw = read_npy(str(tmp_path / "v.npy"))
     assert raw.kind == "vector" and raw.x.shape == (20, 7)
     ds = load_data(f"npy:{tmp_path / 'v.npy'}")
-    model_space = np.concatenate([ds.to_model(ds.train), ds.to_model(ds.val), ds.to_model(ds.test)])
-    assert model_space.min() == 0 and model_space.max() == 1  # Bernoulli scaling by the values' range
+    model_space = ds.to_model(ds.train)
+    assert model_space.min() == 0 and model_space.max() == 1  # Bernoulli scaling by the train split's range
+    gaussian = load_data(f"npy:{tmp_path / 'v.npy'}", "gaussian").to_model(ds.train)
+    np.testing.assert_allclose(gaussian.mean(0), 0, atol=1e-5)
     np.savez(tmp_path / "two.npz", train=np.zeros((10, 3, 4, 4), np.uint8) + 7, other=np.ones((3, 2)))
     raw = read_npy(f"{tmp_path / 'two.npz'}:train")
     assert raw.kind == "image" and raw.x.shape == (10, 3, 4, 4) and raw.value_range == (0.0, 255.0)

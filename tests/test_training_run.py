@@ -56,7 +56,7 @@ def noise():
     """Coin flips: nothing to learn beyond p = 0.5, so a big model soon overfits and validation worsens."""
     x = (np.random.default_rng(0).random((120, 24)) < 0.5).astype(np.float32)
     train_x, val_x, test_x = split(x)
-    return Dataset("noise", "noise", train_x, val_x, test_x, kind="vector", offset=0.0, scale=1.0)
+    return Dataset("noise", "noise", train_x, val_x, test_x, kind="vector", value_range=(0.0, 1.0))
 
 
 def test_early_stopping_keeps_the_best_epoch(tmp_path, noise):

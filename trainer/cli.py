@@ -1,4 +1,5 @@
-"""vae-train: parse options, call the training loop, save model.pt and its grids. Torch loads inside main()."""
+"""vae-train: parse options, call the training loop (which writes model.pt every epoch), then the grids.
+Torch loads inside the command."""
 
 from __future__ import annotations
 
@@ -20,15 +21,18 @@ DATA_HELP = (
 @click.version_option(package_name="vae-edge")
 @click.option("--data", "data_spec", default="digits", show_default=True, help=DATA_HELP)
 @click.option("--size", default=None, metavar="HxW", help="Resize images:DIR images to this size (default: their common size).")
-@click.option("--arch", type=click.Choice(["mlp"]), default="mlp", show_default=True, help="Encoder/decoder architecture.")
+@click.option("--arch", type=click.Choice(["mlp", "conv", "conv1d"]), default="mlp", show_default=True, help="Encoder/decoder architecture: conv for images [C, H, W], conv1d for sequences [C, L] or [L].")
 @click.option("--latent", type=click.IntRange(min=1), default=8, show_default=True, help="Latent dimensions.")
-@click.option("--hidden", type=click.IntRange(min=1), multiple=True, default=(400,), show_default=True, help="Hidden layer width (repeat for more layers).")
+@click.option("--hidden", type=click.IntRange(min=1), multiple=True, default=(400,), show_default=True, help="MLP hidden layer width (repeat for more layers).")
+@click.option("--channels", type=click.IntRange(min=1), multiple=True, default=(32, 64), show_default=True, help="conv/conv1d: width of each stride-2 layer (repeat; each halves the size).")
+@click.option("--decoder-style", type=click.Choice(["transpose", "upsample"]), default="transpose", show_default=True, help="conv/conv1d decoder: ConvTranspose, or nearest Upsample + Conv.")
 @click.option("--epochs", type=click.IntRange(min=1), default=100, show_default=True, help="Epochs in all (with --resume: including those already trained).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True, help="Samples per step (per process under torchrun).")
 @click.option("--lr", type=click.FloatRange(min=0, max=10, min_open=True), default=1e-3, show_default=True, help="Adam learning rate.")
 @click.option("--beta", type=click.FloatRange(min=0), default=1.0, show_default=True, help="KL weight (1 = the ELBO).")
 @click.option("--kl-warmup", type=click.FloatRange(min=0), default=0.0, show_default=True, help="Epochs over which the KL weight ramps up from 0.")
-@click.option("--likelihood", type=click.Choice(["bernoulli"]), default="bernoulli", show_default=True, help="p(x|z).")
+@click.option("--likelihood", type=click.Choice(["bernoulli", "gaussian"]), default="bernoulli", show_default=True, help="p(x|z): bernoulli (data scaled to [0, 1]) or gaussian (data standardised per feature).")
+@click.option("--gaussian-std", type=click.FloatRange(min=0, min_open=True), default=None, help="gaussian: fixed std of p(x|z) in standardised units (omitted: learned per feature).")
 @click.option("--patience", type=click.IntRange(min=0), default=0, show_default=True, help="Stop after N epochs without a better validation ELBO and keep the best epoch (0: never).")
 @click.option("--iw-samples", type=click.IntRange(min=1), default=1000, show_default=True, help="K for the importance-weighted NLL estimate on the test split.")
 @click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True)
@@ -81,11 +85,14 @@ def cli(ctx, **options):
     except DataError as exc:
         raise click.BadParameter(str(exc), param_hint="--size") from None
     try:
-        data = load_data(o["data_spec"], size=size)
+        data = load_data(o["data_spec"], o["likelihood"], size=size)
     except DataError as exc:
         raise click.BadParameter(str(exc), param_hint="--data") from None
     try:
-        model_config = VAEConfig(input_shape=data.shape, latent_dim=o["latent"], hidden_dims=o["hidden"], arch=o["arch"], likelihood=o["likelihood"])
+        model_config = VAEConfig(
+            input_shape=data.shape, latent_dim=o["latent"], hidden_dims=o["hidden"], arch=o["arch"], likelihood=o["likelihood"],
+            gaussian_std=o["gaussian_std"], channels=o["channels"], decoder_style=o["decoder_style"],
+        )
         keys = ("epochs", "batch_size", "lr", "beta", "kl_warmup", "seed", "device", "iw_samples", "patience", "quiet")
         config = TrainConfig(**{k: o[k] for k in keys})
         result = train(model_config, data, config, out=out, side_outputs=beside_file, resume=ckpt)
@@ -101,12 +108,17 @@ def cli(ctx, **options):
         written += output_paths(out)
         if data.kind == "image" and data.shape[0] in (1, 3):
             recon_path, samples_path = grid_paths(out)
-            written += [reconstruction_grid(result.model, data.to_model(data.test), recon_path), sample_grid(result.model, samples_path, seed=config.seed)]
+            written += [
+                reconstruction_grid(result.model, data.to_model(data.test), recon_path, display=data.to_display),
+                sample_grid(result.model, samples_path, seed=config.seed, display=data.to_display),
+            ]
 
-    m = result.metrics
+    m, mc = result.metrics, model_config
+    widths = f"hidden {list(mc.hidden_dims)}" if mc.arch == "mlp" else f"channels {list(mc.channels)} ({mc.decoder_style} decoder)"
+    noise = "" if mc.likelihood != "gaussian" else f" (std {mc.gaussian_std:g})" if mc.gaussian_std else " (learned variance)"
     stopped = f", stopped early, kept epoch {m['best_epoch']}" if m["stopped_early"] else ""
     click.echo(f"data      {data.name}: {len(data.train)} train / {len(data.val)} val / {len(data.test)} test, shape {list(data.shape)}")
-    click.echo(f"model     {model_config.arch} {data.shape} -> {list(model_config.hidden_dims)} -> latent {model_config.latent_dim}, {model_config.likelihood}")
+    click.echo(f"model     {mc.arch} {list(data.shape)}, {widths}, latent {mc.latent_dim}, {mc.likelihood}{noise}")
     click.echo(f"train     ELBO {m['train_elbo']:.2f} nats/sample after {m['epochs']} epochs{stopped} ({m['epoch_seconds'] * 1000:.0f} ms/epoch on {m['device']} x{m['world_size']})")
     click.echo(f"test      ELBO {m['test_elbo']:.2f} nats/sample (recon {m['test_recon_nll']:.2f} + KL {m['test_kl']:.2f}), IWAE NLL {m['test_iwae_nll']:.2f} (K={m['iw_samples']})")
     for path in written:

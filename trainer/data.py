@@ -6,7 +6,7 @@ the runtime repeat it exactly; a device feeds the same units as the training dat
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -22,7 +22,12 @@ class DataError(ValueError):
 
 @dataclass(frozen=True)
 class Dataset:
-    """Train/validation/test arrays [n, *shape] in data units, plus the affine map into model space."""
+    """Train/validation/test arrays [n, *shape] in data units, plus the affine map into model space.
+
+    A reader gives the arrays, their kind and (when it knows it) the range its units can take; the
+    preprocessing then follows from the likelihood (:meth:`for_likelihood`): Bernoulli scales that range
+    to [0, 1]; Gaussian standardises each feature with the train split's mean and std.
+    """
 
     name: str
     spec: str
@@ -30,8 +35,48 @@ class Dataset:
     val: np.ndarray
     test: np.ndarray
     kind: str  # "image" ([C, H, W] samples) or "vector"
-    offset: float  # model input = (x - offset) / scale
-    scale: float
+    # Range the units can take, known to the reader (0..16 for digits, 0..255 for 8-bit images);
+    # None: the train split's min and max. Used for Bernoulli scaling and for displaying images.
+    value_range: tuple[float, float] | None = None
+    likelihood: str = "bernoulli"
+    # model input = (x - offset) / scale: floats, or float32 arrays of the sample shape (Gaussian).
+    offset: float | np.ndarray = field(init=False)
+    scale: float | np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        lo, hi = self.range
+        if self.likelihood == "bernoulli":
+            if hi <= lo:
+                raise DataError(f"{self.name}: all values are {lo:g}; a Bernoulli model needs a range to scale to [0, 1]")
+            t_lo, t_hi = float(self.train.min()), float(self.train.max())
+            if t_lo < lo or t_hi > hi:
+                raise DataError(f"{self.name}: values {t_lo:g}..{t_hi:g} lie outside the range {lo:g}..{hi:g}")
+            offset, scale = float(lo), float(hi - lo)
+        elif self.likelihood == "gaussian":
+            mean = self.train.mean(axis=0, dtype=np.float64)
+            std = self.train.std(axis=0, dtype=np.float64)
+            # A feature constant over the train split has std 0: it is only centred, never divided by 0.
+            std = np.where(std > 1e-8 * max(1.0, abs(hi), abs(lo)), std, 1.0)
+            offset, scale = mean.astype(np.float32), std.astype(np.float32)
+        else:
+            raise DataError(f"likelihood must be bernoulli or gaussian, got {self.likelihood!r}")
+        object.__setattr__(self, "offset", offset)
+        object.__setattr__(self, "scale", scale)
+
+    def for_likelihood(self, likelihood: str) -> "Dataset":
+        """The same data with the preprocessing that ``likelihood`` needs.
+
+        Raises:
+            DataError: unknown likelihood, or data that cannot be scaled for it.
+        """
+        return replace(self, likelihood=likelihood)
+
+    @property
+    def range(self) -> tuple[float, float]:
+        """(low, high) of the data units: the reader's value_range or the train split's min and max."""
+        if self.value_range is not None:
+            return float(self.value_range[0]), float(self.value_range[1])
+        return float(self.train.min()), float(self.train.max())
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -39,12 +84,18 @@ class Dataset:
 
     @property
     def preprocessing(self) -> dict:
-        """As stored in model.pt and manifest.json."""
-        return {"kind": "affine", "offset": self.offset, "scale": self.scale, "formula": "(x - offset) / scale"}
+        """As stored in model.pt and manifest.json (arrays as nested lists of the sample shape)."""
+        return {"kind": "affine", "offset": _plain(self.offset), "scale": _plain(self.scale), "formula": "(x - offset) / scale"}
 
     def to_model(self, x: np.ndarray) -> np.ndarray:
         """Data units -> what the network sees (float32)."""
         return ((x - self.offset) / self.scale).astype(np.float32)
+
+    def to_display(self, x_model: np.ndarray) -> np.ndarray:
+        """Model space -> [0, 1] for image grids: back to data units, then the data's range onto [0, 1]."""
+        lo, hi = self.range
+        x = x_model * self.scale + self.offset
+        return np.clip((x - lo) / max(hi - lo, 1e-12), 0.0, 1.0).astype(np.float32)
 
     def describe(self) -> dict:
         """The ``data`` entry of model.pt."""
@@ -57,6 +108,11 @@ class Dataset:
             "sizes": {"train": len(self.train), "val": len(self.val), "test": len(self.test)},
             "split_seed": SPLIT_SEED,
         }
+
+
+def _plain(v: float | np.ndarray) -> float | list:
+    # model.pt is read with weights_only=True and the manifest is JSON: plain floats and lists only.
+    return float(v) if np.ndim(v) == 0 else np.asarray(v, dtype=np.float64).tolist()
 
 
 def split(x: np.ndarray, *, seed: int = SPLIT_SEED) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -75,18 +131,13 @@ def _digits(spec: str, size: tuple[int, int] | None = None) -> Dataset:
 
     images = load_digits().images.astype(np.float32)[:, None]  # (1797, 1, 8, 8), grey levels 0..16
     train, val, test = split(images)
-    return Dataset("digits", spec, train, val, test, kind="image", offset=0.0, scale=16.0)
+    return Dataset("digits", spec, train, val, test, kind="image", value_range=(0.0, 16.0))
 
 
 def _from_raw(spec: str, raw) -> Dataset:
-    """Split a reader's samples and scale them into [0, 1] for the Bernoulli likelihood: by the range the
-    format implies (8-bit pixels: 0..255), else by the range of the values in the file (a fixed affine
-    map, so every split lands in [0, 1]; no statistic is fitted)."""
+    """Split a reader's samples; the range its format implies (8-bit pixels: 0..255) goes along."""
     train, val, test = split(raw.x)
-    lo, hi = raw.value_range or (float(raw.x.min()), float(raw.x.max()))
-    if not hi > lo:
-        raise DataError(f"{spec}: every value is {lo}; nothing to learn")
-    return Dataset(raw.name, spec, train, val, test, kind=raw.kind, offset=lo, scale=hi - lo)
+    return Dataset(raw.name, spec, train, val, test, kind=raw.kind, value_range=raw.value_range)
 
 
 def _idx(spec: str, size: tuple[int, int] | None = None) -> Dataset:
@@ -117,13 +168,14 @@ def _argument(spec: str) -> str:
 _SOURCES = {"digits": _digits, "idx": _idx, "images": _images, "npy": _npy}
 
 
-def load_data(spec: str = "digits", *, size: tuple[int, int] | None = None) -> Dataset:
-    """Load the data a ``--data`` SPEC names.
+def load_data(spec: str = "digits", likelihood: str = "bernoulli", *, size: tuple[int, int] | None = None) -> Dataset:
+    """Load the data a ``--data`` SPEC names, preprocessed for ``likelihood``.
 
     Args:
         spec: "digits" (scikit-learn's bundled 8x8 digits, the default); "idx:PATH" (an MNIST-format IDX
             file, .gz allowed); "images:DIR" (PNG/JPEG files under DIR, recursively); "npy:PATH" (a .npy
             file) or "npy:PATH.npz:KEY" (one array of a .npz; KEY optional when it holds one array).
+        likelihood: "bernoulli" (scaled to [0, 1]) or "gaussian" (standardised per feature on the train split).
         size: (height, width) that images:DIR resizes every image to; other sources ignore it.
 
     Returns:
@@ -137,17 +189,17 @@ def load_data(spec: str = "digits", *, size: tuple[int, int] | None = None) -> D
     kind = spec.split(":", 1)[0]
     if kind not in _SOURCES:
         raise DataError(f"unknown data spec {spec!r}; expected digits, idx:PATH, images:DIR or npy:PATH[.npz:KEY]")
-    return _SOURCES[kind](spec, size)
+    return _SOURCES[kind](spec, size).for_likelihood(likelihood)
 
 
 def load_recorded(entry: dict) -> Dataset:
-    """Reload the data a model.pt ``data`` entry describes (for export and --resume): the same spec, and
-    for images:DIR the same size.
+    """Reload the data a model.pt ``data`` entry describes (for export and --resume): the same spec and
+    likelihood, and for images:DIR the same size.
 
     Raises:
-        DataError: the data are gone or changed shape.
+        DataError: the data are gone or unusable.
     """
     spec = entry.get("spec", entry.get("dataset", "digits"))
     shape = list(entry.get("shape") or [])
     size = tuple(shape[-2:]) if isinstance(spec, str) and spec.startswith("images:") and len(shape) == 3 else None
-    return load_data(spec, size=size)
+    return load_data(spec, entry.get("likelihood", "bernoulli"), size=size)

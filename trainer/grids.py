@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -10,22 +11,32 @@ import torch
 from vae_edge.models import VAE
 from vae_edge.runtime.images import interleave_rows, save_grid
 
+Display = Callable[[np.ndarray], np.ndarray]
+
+
+def _bernoulli(x: np.ndarray) -> np.ndarray:
+    return x  # already probabilities in [0, 1]
+
 
 @torch.no_grad()
-def reconstruction_grid(model: VAE, x: np.ndarray, path: Path, *, n: int = 32, per_row: int = 8) -> Path:
-    """Rows of originals (model space, [0, 1]) each followed by a row of their reconstructions."""
+def reconstruction_grid(model: VAE, x: np.ndarray, path: Path, *, n: int = 32, per_row: int = 8, display: Display = _bernoulli) -> Path:
+    """Rows of originals (model space) each followed by a row of their reconstructions.
+
+    Args:
+        display: model space -> [0, 1] (``Dataset.to_display``); the default suits a Bernoulli model.
+    """
     x = x[:n]
     mu, _ = model.encode(torch.from_numpy(x))
     recon = model.decode(mu).numpy()
-    return save_grid(path, interleave_rows(x, recon, per_row), nrow=per_row)
+    return save_grid(path, interleave_rows(display(x), display(recon), per_row), nrow=per_row)
 
 
 @torch.no_grad()
-def sample_grid(model: VAE, path: Path, *, n: int = 64, seed: int = 0) -> Path:
-    """Means of p(x|z) for z drawn from the prior with a fixed seed."""
+def sample_grid(model: VAE, path: Path, *, n: int = 64, seed: int = 0, display: Display = _bernoulli) -> Path:
+    """Means of p(x|z) for z drawn from the prior with a fixed seed (``display`` as in reconstruction_grid)."""
     g = torch.Generator().manual_seed(seed)
     z = torch.randn((n, model.config.latent_dim), generator=g)
-    return save_grid(path, model.decode(z).numpy(), nrow=8)
+    return save_grid(path, display(model.decode(z).numpy()), nrow=8)
 
 
 def grid_paths(model_path: Path) -> tuple[Path, Path]:

@@ -111,8 +111,6 @@ def evaluate_iwae(model: VAE, x: torch.Tensor, k: int, *, seed: int = 0, batch_s
     return total / len(x)
 
 
-
-
 def train(
     model_config: VAEConfig,
     data: Dataset,
@@ -140,11 +138,13 @@ def train(
         final metrics, one history row per epoch, and the resumable training state.
 
     Raises:
+        ValueError: bad device, or ``data`` preprocessed for another likelihood.
         TrainingError: the loss became NaN or Inf (the checkpoint of the last finished epoch is kept).
         ResumeError: ``resume`` does not fit these settings or has nothing left to train.
-        ValueError: bad device.
         OSError: ``out`` cannot be written.
     """
+    if data.likelihood != model_config.likelihood:
+        raise ValueError(f"the data were preprocessed for a {data.likelihood} model, this one is {model_config.likelihood}")
     ctx = distributed.start(resolve_device(config.device))
     try:
         return _train(model_config, data, config, ctx, out if ctx.is_main else None, side_outputs, resume)
@@ -388,7 +388,11 @@ def resume_settings(ckpt: dict) -> dict:
     train_config = (ckpt.get("train_state") or {}).get("train_config") or {}
     data = ckpt.get("data") or {}
     settings = {k: train_config[k] for k in ("epochs", "batch_size", "lr", "beta", "kl_warmup", "seed", "iw_samples", "patience") if k in train_config}
-    settings.update({"latent": config.get("latent_dim"), "hidden": tuple(config.get("hidden_dims", ())), "arch": config.get("arch"), "likelihood": config.get("likelihood")})
+    settings.update({
+        "latent": config.get("latent_dim"), "hidden": tuple(config.get("hidden_dims", ())), "arch": config.get("arch"),
+        "likelihood": config.get("likelihood"), "gaussian_std": config.get("gaussian_std"),
+        "channels": tuple(config.get("channels", ())), "decoder_style": config.get("decoder_style"),
+    })
     if "spec" in data:
         settings["data_spec"] = data["spec"]
     return {k: v for k, v in settings.items() if v not in (None, ())}

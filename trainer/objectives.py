@@ -17,9 +17,18 @@ def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
 
 
 def reconstruction_nll(model: VAE, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """-log p(x|z) per sample: (B, latent), (B, *shape) -> (B,). Bernoulli: BCE from logits, for stability."""
-    logits = model.decoder.logits(z)
-    return F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(dim=1)
+    """-log p(x|z) per sample: (B, latent), (B, *shape) -> (B,).
+
+    Bernoulli: BCE from logits, for stability. Gaussian: 0.5 * (log 2 pi + log sigma^2 + (x - mean)^2 / sigma^2)
+    summed over features, with the model's per-feature variance (constant included: nats, not "up to a constant").
+    """
+    out = model.decoder.logits(z)  # (B, *shape)
+    logvar = model.observation_logvar()
+    if logvar is None:
+        per_element = F.binary_cross_entropy_with_logits(out, x, reduction="none")
+    else:
+        per_element = 0.5 * (math.log(2 * math.pi) + logvar + (x - out).pow(2) * torch.exp(-logvar))
+    return per_element.flatten(1).sum(dim=1)
 
 
 def elbo_terms(
