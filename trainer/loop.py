@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import DistributedSampler
 
 from vae_edge.models import VAE, VAEConfig, build_model
 
@@ -160,8 +161,6 @@ def _train(model_config, data, config, ctx, out, side_outputs, resume) -> TrainR
     train_x = torch.from_numpy(data.to_model(data.train)).to(ctx.device)
     val_x = ctx.shard(torch.from_numpy(data.to_model(data.val)).to(ctx.device))
     step = ctx.wrap(_Objective(model))
-    from torch.utils.data import DistributedSampler
-
     # One process is world 1: the sampler then shuffles with a generator seeded by seed + epoch.
     sampler = DistributedSampler(range(len(train_x)), num_replicas=ctx.world, rank=ctx.rank, shuffle=True, seed=config.seed)
 
@@ -221,8 +220,10 @@ def _train_epoch(step: nn.Module, optimizer, train_x: torch.Tensor, indices: lis
     totals = np.zeros(2)
     for i, idx in enumerate(_progress(batches, config, ctx, desc=f"epoch {epoch + 1}", unit="batch", leave=False)):
         loss, nll, kl = step(train_x[idx], _beta(config, epoch + i / len(batches)), noise)
-        if ctx.sum([0.0 if torch.isfinite(loss) else 1.0])[0]:
-            raise TrainingError(f"loss became {loss.item()} at epoch {epoch + 1}, step {i + 1}; stopped, the checkpoint of the last finished epoch is kept; try a lower --lr")
+        finite = bool(torch.isfinite(loss))
+        if ctx.sum([0.0 if finite else 1.0])[0]:  # every rank stops together, so none waits for the others
+            value = "non-finite in another process" if finite else loss.item()
+            raise TrainingError(f"loss became {value} at epoch {epoch + 1}, step {i + 1}; stopped, the checkpoint of the last finished epoch is kept; try a lower --lr")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
