@@ -1,6 +1,7 @@
 """Data sources for --data: IDX, image folders, .npy/.npz; each with a corrupt file (DataError, exit 2)."""
 
 import gzip
+import json
 import re
 import struct
 
@@ -216,6 +217,20 @@ def test_train_cli_on_each_source(tmp_path, pixels):
     assert not (tmp_path / "npy.reconstructions.png").exists()  # vectors: no image grids
 
 
+def test_model_trained_on_resized_images_exports(tmp_path):
+    """vae-export reloads the data named in model.pt, and for images:DIR at the size it was trained at."""
+    from vae_edge.export.bundle import export_bundle
+
+    (tmp_path / "imgs").mkdir()
+    for i in range(20):
+        Image.fromarray(np.random.default_rng(i).integers(0, 256, (10 + i % 3, 9), dtype=np.uint8)).save(tmp_path / "imgs" / f"{i}.png")
+    out = tmp_path / "m.pt"
+    args = ["--data", f"images:{tmp_path / 'imgs'}", "--size", "4x4", "--epochs", 1, "--hidden", 8, "--latent", 2, "--iw-samples", 2, "--quiet", "--out", out]
+    assert invoke(train_main, args).exit_code == 0
+    export_bundle(out, tmp_path / "bundle")
+    assert json.loads((tmp_path / "bundle" / "manifest.json").read_text())["data"]["shape"] == [1, 4, 4]
+
+
 def test_train_cli_bad_data_exits_2_with_one_line(tmp_path, pixels):
     (tmp_path / "short.idx").write_bytes(idx_bytes(pixels)[:-1])
     (tmp_path / "empty").mkdir()
@@ -224,6 +239,7 @@ def test_train_cli_bad_data_exits_2_with_one_line(tmp_path, pixels):
     one_line_error(invoke(train_main, ["--data", f"idx:{tmp_path / 'short.idx'}", *out]), 2, "--data", "short.idx", "truncated")
     one_line_error(invoke(train_main, ["--data", f"images:{tmp_path / 'empty'}", *out]), 2, "--data", "no .png")
     one_line_error(invoke(train_main, ["--data", f"images:{tmp_path / 'empty'}", "--size", "7", *out]), 2, "--size", "HxW")
+    one_line_error(invoke(train_main, ["--data", f"images:{tmp_path}", "--out", tmp_path / "m.pt"]), 2, "--out", "inside the images:DIR folder")
     one_line_error(invoke(train_main, ["--data", f"npy:{tmp_path / 'bad.npy'}", *out]), 2, "--data", "bad.npy")
     one_line_error(invoke(train_main, ["--data", f"npy:{tmp_path / 'bad.npy'}", "--size", "4x4", *out]), 2, "--size", "images:DIR only")
     assert not (tmp_path / "m.pt").exists()

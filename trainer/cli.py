@@ -78,6 +78,8 @@ def cli(ctx, **options):
         for side in (*grid_paths(out), *output_paths(out)):
             writable(side)
 
+    if o["data_spec"].startswith("images:") and beside_file and out.resolve().is_relative_to(Path(o["data_spec"][7:]).resolve()):
+        raise click.BadParameter("is inside the images:DIR folder, whose PNG outputs would become training data", param_hint="--out")
     if o["size"] and not o["data_spec"].startswith("images:"):
         raise click.BadParameter("applies to --data images:DIR only", param_hint="--size")
     try:
