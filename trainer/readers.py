@@ -123,7 +123,7 @@ def read_images(folder: str | Path, size: tuple[int, int] | None) -> RawData:
             with Image.open(f) as im:
                 im.load()
                 images.append(im.copy())
-        except (OSError, UnidentifiedImageError, ValueError) as exc:
+        except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
             raise DataError(f"{f}: cannot read this image ({exc})") from None
     colour = any(im.mode not in ("1", "L", "LA", "I", "I;16", "F", "P") or (im.mode == "P" and _palette_has_colour(im)) for im in images)
     mode = "RGB" if colour else "L"
