@@ -132,3 +132,10 @@ def test_torchrun_two_cpu_processes(tmp_path):
     m = ckpt["metrics"]
     assert m["world_size"] == 2 and m["epochs"] == 2 and np.isfinite(m["test_iwae_nll"])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.loss.png", "m.metrics.json", "m.pt", "x.npy"]
+
+
+def test_train_cli_nan_loss_exits_1_with_one_line(tmp_path):
+    out = tmp_path / "model.pt"
+    result = invoke(train_main, ["--lr", 10, "--epochs", 2, "--hidden", 8, "--latent", 2, "--iw-samples", 2, "--quiet", "--out", out])
+    one_line_error(result, 1, "loss became", "epoch 1", "try a lower --lr")
+    assert not out.exists()  # no epoch finished: nothing half-trained is left behind
