@@ -289,8 +289,10 @@ def _restore(ckpt: dict, model: VAE, optimizer, model_config: VAEConfig, data: D
         raise ResumeError(f"training stopped early at epoch {ts['epoch']} (best epoch {ts.get('best_epoch')}); there is nothing to resume")
     if ts["epoch"] >= config.epochs:
         raise ResumeError(f"the checkpoint has trained {ts['epoch']} epochs already; ask for more with --epochs")
-    if VAEConfig.from_dict(dict(ckpt["config"])) != model_config:
-        raise ResumeError("the model settings differ from the checkpoint's")
+    saved = VAEConfig.from_dict(dict(ckpt["config"])).to_dict()
+    differ = [f"{k} ({saved[k]} -> {v})" for k, v in model_config.to_dict().items() if saved.get(k) != v]
+    if differ:
+        raise ResumeError(f"the model settings differ from the checkpoint's: {', '.join(differ)}")
     recorded = ckpt.get("data") or {}
     if recorded.get("spec") != data.spec or list(recorded.get("shape", [])) != list(data.shape):
         raise ResumeError(f"the checkpoint was trained on {recorded.get('spec')!r} {recorded.get('shape')}, not {data.spec!r} {list(data.shape)}")
