@@ -26,7 +26,7 @@ from vae_edge.models import model_from_checkpoint, read_checkpoint
 from vae_edge.runtime import VAE
 from vae_edge.runtime.bundle import MANIFEST, SCHEMA
 from vae_edge.runtime.files import atomic_directory, atomic_write_bytes, sha256_file
-from vae_edge.trainer.data import load_data
+from vae_edge.trainer.data import load_recorded
 
 from . import validate
 from .graphs import DEFAULT_OPSET, OPSETS, SPECS, check_graph, export_graph, graph_shapes, opset_of
@@ -94,7 +94,7 @@ def export_bundle(model_path: str | os.PathLike, out: str | os.PathLike, options
     check_destination(Path(out), model_path)
     ckpt = read_checkpoint(model_path)
     model = model_from_checkpoint(ckpt, source=str(model_path))
-    data = load_data(ckpt["data"].get("spec", ckpt["data"].get("dataset", "digits")), likelihood=model.config.likelihood)
+    data = load_recorded(ckpt["data"])
     if list(data.shape) != list(model.config.input_shape):
         raise ExportError(f"{model_path}: data {data.spec!r} has samples of shape {list(data.shape)}, the model expects {list(model.config.input_shape)}")
     recorded = ckpt["data"].get("preprocessing")
