@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO   ?= demo
 
-.PHONY: demo test bundle clean
+.PHONY: demo test bench bundle clean
 
 # torch is installed first and pinned: on these machines an unpinned torch resolves to a multi-GB CUDA build.
 # --no-compile: byte-compiling all of torch at install took ~60 s of a ~90 s install; modules compile on first import instead.
@@ -30,6 +30,13 @@ demo: $(STAMP)
 ## test: the whole suite (fast; `-m slow` runs the slow extras)
 test: $(STAMP)
 	$(PY) -m pytest
+
+## bench: side-by-side benchmarks (PyTorch eager vs every bundle variant, overhead, matmul peak, cold start);
+## prints Markdown tables, writes bench/results.json. Builds its bundles once into build/bench/.
+## `make bench BENCH_ARGS=--quick` (under a minute once built), `BENCH_ARGS="--threads 1"`.
+BENCH_ARGS ?=
+bench: $(STAMP)
+	$(PY) -m bench $(BENCH_ARGS)
 
 ## bundle: regenerate the default bundle shipped in runtime/default_bundle (deterministic: fixed seed,
 ## one thread, timestamp from the last commit that changed anything but the bundle, and --no-latency:

@@ -26,7 +26,7 @@ from vae_edge.models import model_from_checkpoint, read_checkpoint
 from vae_edge.runtime import VAE
 from vae_edge.runtime.bundle import MANIFEST, SCHEMA, describe_latency
 from vae_edge.runtime.files import atomic_directory, atomic_write_bytes, sha256_file
-from vae_edge.trainer.data import DataError, load_data
+from vae_edge.trainer.data import DataError, load_data, load_recorded
 
 from . import calibration, validate
 from . import latency as timing
@@ -111,7 +111,7 @@ def export_bundle(model_path: str | os.PathLike, out: str | os.PathLike, options
     check_destination(Path(out), model_path)
     ckpt = read_checkpoint(model_path)
     model = model_from_checkpoint(ckpt, source=str(model_path))
-    data = load_data(ckpt["data"].get("spec", ckpt["data"].get("dataset", "digits")), likelihood=model.config.likelihood)
+    data = load_recorded(ckpt["data"])
     if list(data.shape) != list(model.config.input_shape):
         raise ExportError(f"{model_path}: data {data.spec!r} has samples of shape {list(data.shape)}, the model expects {list(model.config.input_shape)}")
     recorded = ckpt["data"].get("preprocessing")
@@ -149,7 +149,9 @@ def _calibration(model, data, options: ExportOptions) -> tuple[dict[str, list[di
     source = data
     if options.calibration is not None and options.calibration != data.spec:
         try:
-            source = load_data(options.calibration, likelihood=model.config.likelihood)
+            # images:DIR is resized to the model's own [H, W]; other sources ignore size.
+            size = tuple(model.config.input_shape[-2:]) if len(model.config.input_shape) == 3 else None
+            source = load_data(options.calibration, model.config.likelihood, size=size)
         except DataError as exc:
             raise CalibrationError(str(exc)) from None
         if list(source.shape) != list(model.config.input_shape):

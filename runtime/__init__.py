@@ -4,6 +4,6 @@ Needs numpy and onnxruntime only; never imports torch, onnx or pillow at import 
 """
 
 from .bundle import SCHEMA, BundleError, default_bundle_path, read_manifest, verify_files
-from .vae import VAE
+from .vae import RowError, VAE
 
-__all__ = ["SCHEMA", "VAE", "BundleError", "default_bundle_path", "read_manifest", "verify_files"]
+__all__ = ["SCHEMA", "VAE", "BundleError", "RowError", "default_bundle_path", "read_manifest", "verify_files"]

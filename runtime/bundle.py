@@ -38,7 +38,7 @@ def _safe_member(root: Path, name: object) -> Path:
     if not isinstance(name, str) or not name:
         raise BundleError(f"{root}: manifest names a file with an invalid name {name!r}")
     pure = PurePosixPath(name)
-    if pure.is_absolute() or ".." in pure.parts or "\\" in name or len(pure.parts) != 1:
+    if pure.is_absolute() or ".." in pure.parts or "\\" in name or "\0" in name or len(pure.parts) != 1:
         raise BundleError(f"{root}: manifest file name {name!r} points outside the bundle folder")
     return root / name
 
@@ -155,6 +155,8 @@ def verify_files(path: str | os.PathLike, manifest: dict) -> None:
         member = _safe_member(root, name)  # sha256 and bytes were type-checked by read_manifest
         if not member.is_file():
             raise BundleError(f"{member}: missing from the bundle")
+        if not member.resolve().is_relative_to(root.resolve()):
+            raise BundleError(f"{member}: is a link to {member.resolve()}, outside the bundle folder")
         size = member.stat().st_size
         if "bytes" in meta and size != meta["bytes"]:
             raise BundleError(f"{member}: {size} bytes, the manifest says {meta['bytes']} (truncated or replaced)")

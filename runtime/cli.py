@@ -11,10 +11,11 @@ from pathlib import Path
 import click
 import numpy as np
 
-from .bundle import BundleError, describe_latency
+from .benchmark import BATCH_SIZES, MAX_BATCH, NOISY_SPREAD
+from .bundle import BundleError, default_bundle_path, describe_latency, read_manifest
 from .clitools import output_path, run_cli
-from .files import atomic_save_npy
-from .vae import VAE
+from .files import atomic_save_npy, atomic_write_bytes
+from .vae import RowError, VAE
 
 _PRECISION = click.option("--precision", default="fp32", show_default=True, help="Variant to run: fp32, int8, ... (see `vae-run info`).")
 _FORMAT = click.option("--format", "fmt", type=click.Choice(["onnx", "ort"]), default="onnx", show_default=True, help="Graph files to run: .onnx, or the ORT-format files of a bundle exported with `vae-export --ort`.")
@@ -90,14 +91,17 @@ def _read_batch(path: Path, sample_shape: tuple[int, ...]) -> np.ndarray:
     return a[None] if a.shape == tuple(sample_shape) else a
 
 
-def _read_array(path: Path) -> np.ndarray:
-    """.npy, or .npz holding exactly one array; pickled object arrays are refused."""
+def _read_array(path: Path, *, mmap: bool = False) -> np.ndarray:
+    """.npy, or .npz holding exactly one array; pickled object arrays are refused.
+
+    ``mmap``: map a .npy file instead of reading it, so that streaming a large file needs little memory.
+    """
     if path.is_dir():
         raise ValueError(f"{path}: is a folder; expected [BUNDLE] then an input .npy/.npz file")
     if not path.is_file():
         raise ValueError(f"{path}: no such file")
     try:
-        loaded = np.load(path, allow_pickle=False)
+        loaded = np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
     except (ValueError, OSError, EOFError) as exc:
         # numpy falls back to unpickling anything that is not .npy/.npz; pickles are never loaded here.
         why = "pickled data or not an array file" if "pickle" in str(exc) else (str(exc).splitlines() or [type(exc).__name__])[0]
@@ -157,7 +161,8 @@ def _affine(value) -> str:
 @_handle_errors
 def info(bundle, as_json):
     """Describe a bundle: shapes, variants with their sizes and accuracy, anomaly calibration."""
-    vae = _load(bundle, "fp32", "onnx", 1)
+    manifest = read_manifest(bundle if bundle is not None else default_bundle_path())
+    vae = _load(bundle, next(iter(manifest["variants"])), "onnx", 1)  # loading checks every file and graph; any variant will do
     m = vae.manifest
     if as_json:
         click.echo(json.dumps(m, indent=2, ensure_ascii=False))
@@ -170,10 +175,18 @@ def info(bundle, as_json):
     noise = f" (std {_affine(model['likelihood_params']['std'])})" if model["likelihood"] == "gaussian" else ""
     click.echo(f"model      {model.get('arch')}, latent {model['latent_dim']}, {model['likelihood']} likelihood{noise}")
     click.echo(f"data       {d.get('dataset')}: {d.get('kind')} samples {d['shape']}; graphs see (x - {_affine(pre['offset'])}) / {_affine(pre['scale'])}")
+    for graph, spec in _section(m, "graphs").items():
+        if not isinstance(spec, dict):
+            continue
+        sides = [", ".join(f"{k} {_shape(v)}" for k, v in _section(spec, side).items()) for side in ("inputs", "outputs")]
+        click.echo(f"graph      {graph}: {sides[0]} -> {sides[1]}")
+    cal = _section(m, "anomaly")
+    if cal:
+        click.echo(f"anomaly    {cal.get('score', 'negative ELBO per sample, nats')}; calibrated on {cal.get('calibration_split')} ({cal.get('calibration_samples')} samples)")
     for name, v in m["variants"].items():
         size = sum(m["files"][v[g]].get("bytes", 0) for g in ("encoder", "decoder"))
         acc = _section(v, "accuracy")
-        mark = {True: "✓", False: "✗"}.get(acc.get("passed"), "?")
+        mark = "✓" if acc.get("passed") is True else "✗" if acc.get("passed") is False else "?"
         figures = ", ".join(f"{k} {_num(acc[k])}" for k in ("recon_nll", "recon_nll_rel_change", "score_max_rel_diff", "decoder_x_mean_max_abs") if k in acc)
         click.echo(f"variant    {mark} {name:<11} {size:>9,} bytes  {figures}")
         click.echo(f"             {v.get('method', '')}")
@@ -201,6 +214,10 @@ def _section(parent: dict, key: str) -> dict:
     """An optional, informative manifest section; anything but an object reads as absent."""
     value = parent.get(key)
     return value if isinstance(value, dict) else {}
+
+
+def _shape(value: object) -> str:
+    return f"[{', '.join(map(str, value))}]" if isinstance(value, list) else str(value)
 
 
 def _num(value: object) -> str:
@@ -283,24 +300,143 @@ def decode(paths, precision, fmt, threads, out, grid):
 
 
 @cli.command()
-@click.argument("paths", nargs=-1, type=click.Path(path_type=Path), metavar="[BUNDLE] INPUT.npy")
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path), metavar="[BUNDLE] INPUT.npy|-")
 @_PRECISION
 @_FORMAT
 @_THREADS
 @_OUT
-@click.option("--samples", type=click.IntRange(min=1), default=None, help="Monte-Carlo draws per sample (default: deterministic, z at the posterior mean).")
+@click.option("--samples", type=click.IntRange(1, 100_000), default=None, help="Monte-Carlo draws per sample (default: deterministic, z at the posterior mean).")
 @click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True, help="Seed for --samples.")
+@click.option("--stream", is_flag=True, help="Score row by row, printing one score per line as each batch is done: INPUT.npy rows, or "
+              "comma-separated numbers per line on standard input (INPUT '-' or none).")
+@click.option("--batch-size", type=click.IntRange(1, 1 << 20), default=64, show_default=True, help="Rows per batch with --stream (1: answer each line at once).")
 @_handle_errors
-def score(paths, precision, fmt, threads, out, samples, seed):
+def score(paths, precision, fmt, threads, out, samples, seed, stream, batch_size):
     """Anomaly scores of INPUT: negative ELBO per sample in nats (higher = less like the training data)."""
+    if stream:
+        _score_stream(paths, precision, fmt, threads, out, samples, batch_size)
+        return
     bundle, src = _split(paths, "INPUT.npy")
     vae = _load(bundle, precision, fmt, threads, inputs=(src,), outputs=(out,))
     scores = vae.anomaly_score(_read_batch(src, vae.shape), samples=samples, seed=seed)
     _emit(scores, out)
-    q = vae.manifest["variants"][precision].get("anomaly_quantiles", {})
-    if "p99" in q and len(scores):
-        flagged = int((scores > q["p99"]).sum())
-        click.echo(f"{flagged} of {len(scores)} above the validation p99 ({q['p99']:.2f} nats)", err=True)
+    _flag_summary(vae, scores)
+
+
+def _score_stream(paths, precision, fmt, threads, out, samples, batch_size) -> None:
+    """score --stream: .npy rows (memory-mapped) or stdin lines in, one score per line out, flushed per batch."""
+    if samples is not None:
+        raise click.UsageError("--stream scores deterministically; --samples is for whole files")
+    if out is not None:
+        raise click.UsageError("--stream prints one score per line; use it without --out (or redirect the output)")
+    bundle, src = _split(paths, "INPUT.npy|-") if paths else (None, None)
+    if src is not None and str(src) == "-":
+        src = None  # standard input
+    vae = _load(bundle, precision, fmt, threads, inputs=(src,))
+    if src is None:
+        rows = _stdin_rows()
+    else:
+        rows = _read_array(src, mmap=True)
+        if rows.ndim <= 1 or rows.shape == vae.shape:  # one sample (flat or shaped): one row
+            rows = rows.reshape(1, *rows.shape)
+    flagged = total = 0
+    limit = _threshold_or_none(vae)
+    try:
+        for scores in vae.score_batches(rows, batch_size):
+            click.echo("\n".join(f"{s:.6g}" for s in scores.tolist()))
+            sys.stdout.flush()  # a pipe sees each batch's scores now, not when the stream ends
+            total += len(scores)
+            flagged += int((scores > limit).sum()) if limit is not None else 0
+    except RowError as exc:
+        where = f"{src}: row {exc.row}" if src is not None else f"line {exc.row + 1}"
+        raise ValueError(f"{where}: {exc.reason}") from None
+    if limit is not None and total:
+        click.echo(f"{flagged} of {total} above the validation p99 ({limit:.2f} nats)", err=True)
+
+
+def _stdin_rows():
+    """Rows from standard input, one per line: comma-separated numbers (anything else ends the stream)."""
+    for number, line in enumerate(sys.stdin, 1):
+        try:
+            yield np.array(line.split(","), dtype=np.float64)
+        except ValueError:
+            raise RowError(number - 1, f"expected comma-separated numbers, got {line.strip()[:40]!r}") from None
+
+
+def _threshold_or_none(vae: VAE) -> float | None:
+    try:
+        return vae.threshold(0.99)
+    except ValueError:
+        return None  # no calibration for this variant: nothing to compare with
+
+
+def _flag_summary(vae: VAE, scores: np.ndarray) -> None:
+    limit = _threshold_or_none(vae)
+    if limit is not None and len(scores):
+        click.echo(f"{int((scores > limit).sum())} of {len(scores)} above the validation p99 ({limit:.2f} nats)", err=True)
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path), metavar="[BUNDLE] PAIR.npy | [BUNDLE] A.npy B.npy")
+@click.option("--steps", type=click.IntRange(min=2, max=10_000), default=8, show_default=True, help="Points on the path, both ends included.")
+@_PRECISION
+@_FORMAT
+@_THREADS
+@_OUT
+@_GRID
+@_handle_errors
+def interpolate(paths, steps, precision, fmt, threads, out, grid):
+    """Decode a straight path in latent space between two samples: PAIR.npy holding two, or one each in A.npy and B.npy."""
+    bundle, sources = _split_interpolate(paths)
+    vae = _load(bundle, precision, fmt, threads, inputs=sources, outputs=(out, grid))
+    ends = [x for src in sources for x in _read_batch(src, vae.shape)]
+    if len(ends) != 2:
+        got = " + ".join(str(len(_read_batch(src, vae.shape))) for src in sources)
+        raise ValueError(f"expected two samples of shape {list(vae.shape)} (one file holding two, or two files holding one each), got {got}")
+    path = vae.interpolate(ends[0], ends[1], steps=steps)
+    _results(vae, path, out, grid, per_row=steps)
+
+
+def _split_interpolate(paths: tuple[Path, ...]) -> tuple[Path | None, tuple[Path, ...]]:
+    """[BUNDLE] PAIR.npy or [BUNDLE] A.npy B.npy: with two paths, a folder first is the bundle."""
+    if len(paths) == 3:
+        return paths[0], paths[1:]
+    if len(paths) == 2:
+        return (paths[0], paths[1:]) if paths[0].is_dir() else (None, paths)
+    if len(paths) == 1:
+        return None, paths
+    raise click.UsageError(f"expected [BUNDLE] PAIR.npy or [BUNDLE] A.npy B.npy, got {len(paths)} path(s)")
+
+
+@cli.command()
+@click.argument("bundle", required=False, type=click.Path(path_type=Path))
+@click.option("--precision", "variants", multiple=True, help="Variant to time; repeat for several (default: every variant in the bundle).")
+@click.option("--batch", "batches", type=click.IntRange(1, MAX_BATCH), multiple=True, default=BATCH_SIZES, show_default=True, help="Batch size; repeat for several.")
+@_THREADS
+@click.option("--quick", is_flag=True, help="Fewer, shorter rounds (a few seconds in all; noisier).")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), callback=output_path(".json"), help="Also write every figure, with machine and load, as JSON.")
+@_handle_errors
+def bench(bundle, variants, batches, threads, quick, json_out):
+    """Latency and throughput of encode and decode per variant and batch size, on this device."""
+    from .benchmark import FULL, QUICK, bench_bundle, format_seconds
+
+    if json_out is not None:  # refused before minutes of timing, not after
+        _check_outputs(VAE.load(bundle, precision=variants[0] if variants else "fp32", threads=1), (), (json_out,))
+    result = bench_bundle(bundle, variants=variants or None, batch_sizes=batches, threads=threads, effort=QUICK if quick else FULL)
+    m = result["machine"]
+    click.echo(f"{result['bundle']}  ({m['cpu']}, {m['cores']} cores, onnxruntime {m['onnxruntime']}, threads {threads or 'default'}, load {m['load_average_1_5_15min'][0]:.2f})")
+    click.echo(f"{'variant':<12} {'op':<7} {'batch':>6} {'median':>10} {'p99':>10} {'samples/s':>12}  bytes")
+    for row in result["rows"]:
+        mark = "  ~noisy" if row["noisy"] else ""
+        click.echo(f"{row['variant']:<12} {row['op']:<7} {row['batch']:>6} {format_seconds(row['median_s']):>10} {format_seconds(row['p99_s']):>10} {row['per_second']:>12,.0f}  {result['bytes'][row['variant']]:,}{mark}")
+    for o in result["overhead"]:
+        mark = "  ~noisy" if o["noisy"] else ""
+        click.echo(f"overhead {o['variant']}: decode batch {o['batch']} {format_seconds(o['runtime_s'])} vs bare InferenceSession.run {format_seconds(o['bare_s'])} = {o['ratio']:.2f}x{mark}")
+    if any(r["noisy"] for r in result["rows"]):
+        click.echo(f"~noisy: round medians differ by more than {NOISY_SPREAD:.0%}; the machine is busy, measure again", err=True)
+    if json_out is not None:
+        atomic_write_bytes(json_out, (json.dumps(result, indent=2) + "\n").encode())
+        click.echo(f"wrote {json_out}", err=True)
 
 
 def main() -> None:

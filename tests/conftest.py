@@ -20,14 +20,13 @@ def trained(tmp_path_factory, digits):
     """(model.pt path, TrainResult) for a small MLP trained a few epochs: enough to have structure."""
     from vae_edge.models import VAEConfig
     from vae_edge.trainer import TrainConfig, make_checkpoint, save_checkpoint, train
-    from vae_edge.trainer.loop import train_state
 
     folder = tmp_path_factory.mktemp("model")
     model_config = VAEConfig(input_shape=digits.shape, latent_dim=4, hidden_dims=(64,))
     config = TrainConfig(epochs=5, batch_size=64, seed=0, iw_samples=20, quiet=True)
     result = train(model_config, digits, config)
     path = folder / "model.pt"
-    save_checkpoint(path, make_checkpoint(result.model, data=digits.describe(), metrics=result.metrics, optimizer=result.optimizer, train_state=train_state(config, result)))
+    save_checkpoint(path, make_checkpoint(result.model, data=digits.describe(), metrics=result.metrics, optimizer=result.optimizer, train_state=result.state))
     return path, result
 
 

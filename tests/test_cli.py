@@ -17,8 +17,8 @@ from vae_edge.runtime.cli import cli as run_main
 from vae_edge.trainer.cli import cli as train_main
 
 
-def invoke(cmd, args):
-    result = CliRunner().invoke(cmd, [str(a) for a in args])
+def invoke(cmd, args, **kwargs):
+    result = CliRunner().invoke(cmd, [str(a) for a in args], **kwargs)
     assert "Traceback" not in result.output, result.output
     return result
 
@@ -163,7 +163,7 @@ def test_train_cli_writes_checkpoint_and_grids(tmp_path):
     assert result.exit_code == 0, result.output
     assert "test      ELBO" in result.output and "IWAE NLL" in result.output
     assert out.is_file() and (out.parent / "model.samples.png").is_file() and (out.parent / "model.reconstructions.png").is_file()
-    assert sorted(p.name for p in out.parent.iterdir()) == ["model.pt", "model.reconstructions.png", "model.samples.png"]
+    assert sorted(p.name for p in out.parent.iterdir()) == ["model.loss.png", "model.metrics.json", "model.pt", "model.reconstructions.png", "model.samples.png"]
 
 
 @pytest.mark.parametrize(

@@ -265,20 +265,16 @@ def test_info_shows_latency_and_tolerates_odd_latency_entries(full_bundle, tmp_p
     assert describe_latency({}) == ""
 
 
-def test_calibration_uses_the_data_it_is_given_and_refuses_data_outside_the_models_range(tmp_path, model_path, digits, monkeypatch):
-    """Until the file readers (npy:, images:) land, other data sources are built from the digits: mirrored
-    (0..16, like the data the model was trained on) and at twice their grey levels (0..32, outside it)."""
-    from vae_edge.trainer.data import Dataset
-
-    real = bundle_mod.load_data
-    sources = {
-        "digits-mirrored": Dataset("digits-mirrored", "digits-mirrored", *(a[..., ::-1].copy() for a in (digits.train, digits.val, digits.test)), kind="image", value_range=(0.0, 16.0)),
-        "digits-x2": Dataset("digits-x2", "digits-x2", digits.train * 2, digits.val * 2, digits.test * 2, kind="image", value_range=(0.0, 32.0)),
-    }
-    monkeypatch.setattr(bundle_mod, "load_data", lambda spec, **kw: sources[spec] if spec in sources else real(spec, **kw))
+def test_calibration_uses_the_data_it_is_given_and_refuses_data_outside_the_models_range(tmp_path, model_path, digits):
+    """npy: calibration sets made from the digits: mirrored (0..16, like the data the model was trained on)
+    and at twice their grey levels (0..32, outside it)."""
+    images = np.concatenate([digits.train, digits.val, digits.test])
+    np.save(tmp_path / "mirrored.npy", images[..., ::-1])
+    np.save(tmp_path / "doubled.npy", images * 2)
     with pytest.raises(CalibrationError, match=r"values 0\.\.32 lie outside the model's data range 0\.\.16"):
-        export_bundle(model_path, tmp_path / "b", ExportOptions(variants=("int8-static",), calibration="digits-x2", latency=None))
-    assert list(tmp_path.iterdir()) == []
-    result = export_bundle(model_path, tmp_path / "b", ExportOptions(variants=("int8-static",), calibration="digits-mirrored", latency=None))
+        export_bundle(model_path, tmp_path / "b", ExportOptions(variants=("int8-static",), calibration=f"npy:{tmp_path / 'doubled.npy'}", latency=None))
+    assert not (tmp_path / "b").exists()
+    spec = f"npy:{tmp_path / 'mirrored.npy'}"
+    result = export_bundle(model_path, tmp_path / "b", ExportOptions(variants=("int8-static",), calibration=spec, latency=None))
     calibrated = result.manifest["variants"]["int8-static"]["calibration"]
-    assert calibrated["spec"] == "digits-mirrored" and calibrated["source"] == "--calibration" and calibrated["samples"] == 512
+    assert calibrated["spec"] == spec and calibrated["source"] == "--calibration" and calibrated["samples"] == 512

@@ -65,6 +65,14 @@ def test_iwae_with_one_sample_is_the_negative_elbo(trained, digits):
     assert abs(iw.mean().item() - (nll + kl).mean().item()) < 1.0
 
 
+def test_iwae_is_non_increasing_in_k_on_average(trained, digits):
+    _, result = trained
+    x = torch.from_numpy(digits.to_model(digits.test[:30]))
+    g = torch.Generator().manual_seed(1)
+    means = [torch.stack([objectives.iwae_nll(result.model, x, k, generator=g) for _ in range(8)]).mean().item() for k in (1, 4, 32, 256)]
+    assert all(a >= b for a, b in zip(means, means[1:])), means
+
+
 def test_iwae_known_answer_when_posterior_is_the_prior():
     """Decoder ignoring z and q(z|x) = p(z): every importance weight equals p(x), so the estimate is exact."""
     model = build_model(VAEConfig(input_shape=(3,), latent_dim=2, hidden_dims=(4,))).eval()
@@ -77,6 +85,44 @@ def test_iwae_known_answer_when_posterior_is_the_prior():
     exact = -(x * p.log() + (1 - x) * (1 - p).log()).sum(1)
     for k in (1, 7, 300):
         torch.testing.assert_close(objectives.iwae_nll(model, x, k, chunk=50), exact)
+
+
+def _linear_gaussian(posterior_scale: float = 1.0):
+    """A linear-Gaussian VAE, z ~ N(0, I_2), x | z ~ N(W z + b, s^2 I_4), whose marginal is analytic:
+    p(x) = N(b, W W^T + s^2 I). W has orthogonal columns, so the exact posterior has a diagonal covariance
+    S = (I + W^T W / s^2)^-1 and mean S W^T (x - b) / s^2, which a linear encoder can represent exactly;
+    ``posterior_scale`` multiplies its variance (1: exact)."""
+    s = 0.5
+    w = torch.tensor([[1.0, 0.0], [0.0, 2.0], [1.0, 0.0], [0.0, -1.0]])  # columns orthogonal
+    b = torch.tensor([0.3, -0.2, 0.0, 1.0])
+    model = build_model(VAEConfig(input_shape=(4,), latent_dim=2, hidden_dims=(), likelihood="gaussian", gaussian_std=s)).eval()
+    post_cov = torch.linalg.inv(torch.eye(2) + w.T @ w / s**2)  # diagonal
+    gain = post_cov @ w.T / s**2  # (2, 4)
+    with torch.no_grad():
+        model.decoder.out.weight.copy_(w)
+        model.decoder.out.bias.copy_(b)
+        model.encoder.mu.weight.copy_(gain)
+        model.encoder.mu.bias.copy_(-gain @ b)
+        model.encoder.logvar.weight.zero_()
+        model.encoder.logvar.bias.copy_(torch.log(torch.diagonal(post_cov) * posterior_scale))
+    marginal = torch.distributions.MultivariateNormal(b, w @ w.T + s**2 * torch.eye(4))
+    return model, marginal
+
+
+def test_iwae_known_answer_linear_gaussian():
+    x = torch.tensor([[0.0, 0.0, 0.0, 0.0], [1.0, 2.0, -1.0, 0.5], [0.3, -0.2, 0.0, 1.0]])
+    model, marginal = _linear_gaussian()
+    exact = -marginal.log_prob(x)
+    # Exact posterior: every importance weight equals p(x), so any K (and the ELBO) gives -log p(x).
+    for k in (1, 50):
+        torch.testing.assert_close(objectives.iwae_nll(model, x, k, generator=torch.Generator().manual_seed(k)), exact, rtol=1e-5, atol=1e-5)
+    # A posterior twice too wide: the bound is loose at K = 1 and tightens towards -log p(x) as K grows.
+    model, marginal = _linear_gaussian(posterior_scale=2.0)
+    g = torch.Generator().manual_seed(0)
+    k1 = torch.stack([objectives.iwae_nll(model, x, 1, generator=g) for _ in range(200)]).mean(0)
+    k5000 = objectives.iwae_nll(model, x, 5000, generator=g)
+    assert (k1 > exact + 0.1).all()
+    torch.testing.assert_close(k5000, exact, rtol=0, atol=0.02)
 
 
 def test_training_is_seeded_and_reproducible(digits):
@@ -111,19 +157,24 @@ def test_kl_warmup_ramps_beta(digits):
     assert [round(r["beta"], 3) for r in result.history] == [0.5, 1.0, 1.0]
 
 
-def test_nan_loss_stops_training(digits, monkeypatch):
+def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(digits, tmp_path):
+    from dataclasses import replace
+
+    from vae_edge.models import read_checkpoint
     from vae_edge.trainer import TrainingError
 
-    real = objectives.loss
-
-    def poisoned(model, x, *, beta=1.0):
-        loss, nll, kl = real(model, x, beta=beta)
-        return loss * float("nan"), nll, kl
-
-    monkeypatch.setattr(objectives, "loss", poisoned)
     cfg = VAEConfig(input_shape=digits.shape, latent_dim=2, hidden_dims=(8,))
-    with pytest.raises(TrainingError, match="nan"):
-        train(cfg, digits, TrainConfig(epochs=1, iw_samples=2, quiet=True))
+    out = tmp_path / "model.pt"
+    train(cfg, digits, TrainConfig(epochs=2, batch_size=256, iw_samples=2, quiet=True), out=out)
+    good = out.read_bytes()
+    # The same run continued on a poisoned training split: epoch 3's first batch gives a NaN loss.
+    poisoned = replace(digits, train=np.full_like(digits.train, np.nan))
+    with pytest.raises(TrainingError, match="nan at epoch 3, step 1"):
+        train(cfg, poisoned, TrainConfig(epochs=4, batch_size=256, iw_samples=2, quiet=True), out=out, resume=read_checkpoint(out))
+    assert out.read_bytes() == good
+    assert read_checkpoint(out)["train_state"]["epoch"] == 2
+    with pytest.raises(TrainingError, match="loss became (nan|inf)"):
+        train(cfg, digits, TrainConfig(epochs=1, lr=1e3, iw_samples=2, quiet=True))
 
 
 def test_device_resolution():

@@ -11,12 +11,25 @@ from vae_edge.models import FORMAT, VAE
 from vae_edge.runtime.files import atomic_path
 
 
-def make_checkpoint(model: VAE, *, data: dict, metrics: dict, optimizer: torch.optim.Optimizer | None = None, train_state: dict | None = None) -> dict:
-    """The model.pt dict that DESIGN.md specifies; readable with ``torch.load(weights_only=True)``."""
+def make_checkpoint(
+    model: VAE,
+    *,
+    data: dict,
+    metrics: dict,
+    optimizer: torch.optim.Optimizer | None = None,
+    train_state: dict | None = None,
+    weights: dict | None = None,
+) -> dict:
+    """The model.pt dict that DESIGN.md specifies; readable with ``torch.load(weights_only=True)``.
+
+    Args:
+        weights: the state dict to store (e.g. the best epoch's); default: the model's current weights.
+    """
+    weights = model.state_dict() if weights is None else weights
     return {
         "format": FORMAT,
         "config": model.config.to_dict(),
-        "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        "state_dict": {k: v.detach().cpu().clone() for k, v in weights.items()},
         "data": {**data, "likelihood": model.config.likelihood},
         "metrics": metrics,
         "optimizer": optimizer.state_dict() if optimizer is not None else None,

@@ -126,7 +126,7 @@ def split(x: np.ndarray, *, seed: int = SPLIT_SEED) -> tuple[np.ndarray, np.ndar
     return x[n_val + n_test :], x[:n_val], x[n_val : n_val + n_test]
 
 
-def _digits(spec: str) -> Dataset:
+def _digits(spec: str, size: tuple[int, int] | None = None) -> Dataset:
     from sklearn.datasets import load_digits  # ships with scikit-learn: no download
 
     images = load_digits().images.astype(np.float32)[:, None]  # (1797, 1, 8, 8), grey levels 0..16
@@ -134,22 +134,72 @@ def _digits(spec: str) -> Dataset:
     return Dataset("digits", spec, train, val, test, kind="image", value_range=(0.0, 16.0))
 
 
-_SOURCES = {"digits": _digits}
+def _from_raw(spec: str, raw) -> Dataset:
+    """Split a reader's samples; the range its format implies (8-bit pixels: 0..255) goes along."""
+    train, val, test = split(raw.x)
+    return Dataset(raw.name, spec, train, val, test, kind=raw.kind, value_range=raw.value_range)
 
 
-def load_data(spec: str = "digits", likelihood: str = "bernoulli") -> Dataset:
+def _idx(spec: str, size: tuple[int, int] | None = None) -> Dataset:
+    from .readers import read_idx
+
+    return _from_raw(spec, read_idx(_argument(spec)))
+
+
+def _images(spec: str, size: tuple[int, int] | None = None) -> Dataset:
+    from .readers import read_images
+
+    return _from_raw(spec, read_images(_argument(spec), size))
+
+
+def _npy(spec: str, size: tuple[int, int] | None = None) -> Dataset:
+    from .readers import read_npy
+
+    return _from_raw(spec, read_npy(_argument(spec)))
+
+
+def _argument(spec: str) -> str:
+    kind, _, arg = spec.partition(":")
+    if not arg:
+        raise DataError(f"data spec {spec!r} names no path; expected {kind}:PATH")
+    return arg
+
+
+_SOURCES = {"digits": _digits, "idx": _idx, "images": _images, "npy": _npy}
+
+
+def load_data(spec: str = "digits", likelihood: str = "bernoulli", *, size: tuple[int, int] | None = None) -> Dataset:
     """Load the data a ``--data`` SPEC names, preprocessed for ``likelihood``.
 
     Args:
-        spec: "digits" (scikit-learn's bundled 8x8 digits, the default).
+        spec: "digits" (scikit-learn's bundled 8x8 digits, the default); "idx:PATH" (an MNIST-format IDX
+            file, .gz allowed); "images:DIR" (PNG/JPEG files under DIR, recursively); "npy:PATH" (a .npy
+            file) or "npy:PATH.npz:KEY" (one array of a .npz; KEY optional when it holds one array).
         likelihood: "bernoulli" (scaled to [0, 1]) or "gaussian" (standardised per feature on the train split).
+        size: (height, width) that images:DIR resizes every image to; other sources ignore it.
+
+    Returns:
+        the data split into train/validation/test with a fixed seed (the test split never trains).
 
     Raises:
-        DataError: unknown spec or unusable data.
+        DataError: unknown spec or unusable data, with a message naming the file and what was expected.
     """
     if not isinstance(spec, str):
         raise DataError(f"data spec must be a string such as 'digits', got {spec!r}")
     kind = spec.split(":", 1)[0]
     if kind not in _SOURCES:
-        raise DataError(f"unknown data spec {spec!r}; expected one of: {', '.join(_SOURCES)}")
-    return _SOURCES[kind](spec).for_likelihood(likelihood)
+        raise DataError(f"unknown data spec {spec!r}; expected digits, idx:PATH, images:DIR or npy:PATH[.npz:KEY]")
+    return _SOURCES[kind](spec, size).for_likelihood(likelihood)
+
+
+def load_recorded(entry: dict) -> Dataset:
+    """Reload the data a model.pt ``data`` entry describes (for export and --resume): the same spec and
+    likelihood, and for images:DIR the same size.
+
+    Raises:
+        DataError: the data are gone or unusable.
+    """
+    spec = entry.get("spec", entry.get("dataset", "digits"))
+    shape = list(entry.get("shape") or [])
+    size = tuple(shape[-2:]) if isinstance(spec, str) and spec.startswith("images:") and len(shape) == 3 else None
+    return load_data(spec, entry.get("likelihood", "bernoulli"), size=size)

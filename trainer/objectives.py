@@ -40,13 +40,18 @@ def elbo_terms(
     return reconstruction_nll(model, z, x), gaussian_kl(mu, logvar)
 
 
-def loss(model: VAE, x: torch.Tensor, *, beta: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def loss(
+    model: VAE, x: torch.Tensor, *, beta: float = 1.0, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Training loss: mean over the batch of NLL + beta * KL (beta = 1 is the negative ELBO).
+
+    Args:
+        generator: draws the reparameterisation noise (on the model's device); None uses torch's global RNG.
 
     Returns:
         (loss, mean NLL, mean KL), the last two detached for logging.
     """
-    nll, kl = elbo_terms(model, x)
+    nll, kl = elbo_terms(model, x, generator=generator)
     return (nll + beta * kl).mean(), nll.detach().mean(), kl.detach().mean()
 
 

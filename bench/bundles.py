@@ -1,0 +1,100 @@
+"""The bundles the benchmarks time, built with vae-train + vae-export into build/bench/ and reused.
+
+A bundle is rebuilt when the command lines that made it change (e.g. the exporter gains a variant), or
+when it is missing; nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from . import child_env
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BenchModel:
+    """One model to benchmark: how to train it, and why it is in the table."""
+
+    name: str
+    about: str
+    train_args: tuple[str, ...]
+    export_args: tuple[str, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
+
+
+# Trained exactly as `make bundle` trains the shipped default bundle (seed 0, one thread, 100 epochs).
+# --allow-degraded on both: a variant that misses the exporter's accuracy gate is still timed, and its
+# accuracy (from the manifest) is in the table beside its speed.
+DIGITS = BenchModel(
+    name="digits-mlp",
+    about="default digits MLP 64-400-8 (trained like the shipped default bundle)",
+    train_args=("--seed", "0", "--quiet"),
+    export_args=("--allow-degraded",),
+    env=(("OMP_NUM_THREADS", "1"),),
+)
+# Large enough that batch-1024 decode is dominated by one 1024x2048x2048 matrix product (compute-bound);
+# one epoch is enough for timing.
+LARGE = BenchModel(
+    name="large-mlp",
+    about="large MLP 64-2048-2048-8, one epoch on the digits (for throughput against the matmul peak)",
+    train_args=("--seed", "0", "--quiet", "--hidden", "2048", "--hidden", "2048", "--epochs", "1", "--iw-samples", "1"),
+    export_args=("--allow-degraded",),
+)
+MODELS = (DIGITS, LARGE)
+
+
+def exporter_variants() -> tuple[str, ...]:
+    """Every quantized variant the exporter offers, so that the benchmarks see each one it makes."""
+    from vae_edge.export.bundle import VARIANTS
+
+    return tuple(VARIANTS)
+
+
+def exporter_flags() -> tuple[str, ...]:
+    """``--ort`` where the exporter can also write ORT-format graphs, so that those are timed too."""
+    from vae_edge.export.bundle import ExportOptions
+
+    return ("--ort",) if "ort" in {f.name for f in fields(ExportOptions)} else ()
+
+
+def ensure_bundle(model: BenchModel, build: Path) -> tuple[Path, Path]:
+    """(model.pt, bundle folder) for ``model`` under ``build``, training and exporting only when needed.
+
+    Raises:
+        RuntimeError: vae-train or vae-export failed (their last lines of output in the message).
+    """
+    folder = build / model.name
+    model_pt, bundle = folder / "model.pt", folder / "bundle"
+    variants = exporter_variants()
+    train = [_tool("vae-train"), *model.train_args, "--out", str(model_pt)]
+    export = [_tool("vae-export"), str(model_pt), "--out", str(bundle), "--quantize", ",".join(variants) or "none", *exporter_flags(), *model.export_args]
+    stamp = folder / "commands.json"
+    wanted = json.dumps({"train": train[1:], "export": export[1:]}, indent=1)
+    if stamp.is_file() and stamp.read_text() == wanted and (bundle / "manifest.json").is_file():
+        return model_pt, bundle
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    log.warning("building %s in %s (once; reused afterwards)", model.name, folder)
+    env = child_env(**dict(model.env))
+    for cmd in (train, export):
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            tail = " | ".join((done.stdout + done.stderr).strip().splitlines()[-3:])
+            raise RuntimeError(f"building {model.name}: {Path(cmd[0]).name} exited {done.returncode}: {tail}")
+    stamp.write_text(wanted)  # last: a half-built folder is never taken for a finished one
+    return model_pt, bundle
+
+
+def _tool(name: str) -> str:
+    """The console script installed beside this interpreter (the project's venv)."""
+    path = Path(sys.executable).parent / name
+    return str(path) if path.exists() else name

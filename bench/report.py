@@ -1,0 +1,96 @@
+"""results.json -> the tables printed by `make bench` (Markdown, so they paste into the README) and the
+issue's targets, each checked against what was measured."""
+
+from __future__ import annotations
+
+from vae_edge.runtime.benchmark import format_seconds
+
+from .run import TORCH
+
+
+def tables(result: dict) -> list[str]:
+    """Markdown lines: one table per model, then the machine-level figures, then the targets."""
+    lines = []
+    for name, m in result["models"].items():
+        engines = list(dict.fromkeys(r["engine"] for r in m["rows"]))
+        lines += [f"**{name}**: {m['about']}", "", "| | " + " | ".join(engines) + " |", "|---" * (len(engines) + 1) + "|"]
+        for op in ("encode", "decode"):
+            for batch in sorted({r["batch"] for r in m["rows"]}):
+                cells = {r["engine"]: r for r in m["rows"] if r["op"] == op and r["batch"] == batch}
+                what = f"{op} batch {batch}, " + ("median (p99)" if batch == 1 else "samples/s")
+                lines.append(f"| {what} | " + " | ".join(_cell(cells[e], batch) for e in engines) + " |")
+        sizes = " | ".join(f"{m['variants'][e]['bytes']:,}" if e in m["variants"] else "" for e in engines)
+        lines.append(f"| bundle bytes (encoder + decoder) | {sizes} |")
+        acc = " | ".join(_accuracy(m["variants"][e]["accuracy"]) if e in m["variants"] else "" for e in engines)
+        lines.append(f"| accuracy vs PyTorch (manifest) | {acc} |")
+        over = " | ".join(next((f"{o['ratio']:.2f}x ({format_seconds(o['runtime_s'])} vs {format_seconds(o['bare_s'])}){_noisy(o)}" for o in m["overhead"] if o["variant"] == e), "") for e in engines)
+        lines.append(f"| VAE.decode / bare InferenceSession.run, batch 1 | {over} |")
+        tp = m["throughput_vs_peak"]
+        frac = " | ".join(f"{tp['gflops'][e]:.0f} GFLOP/s = {tp['fraction_of_peak'][e]:.0%}" for e in engines)
+        lines.append(f"| decode batch {tp['batch']} vs numpy matmul peak {tp['matmul_peak']['gflops']:.0f} GFLOP/s{_noisy(tp['matmul_peak'])} | {frac} |")
+        lines.append("")
+    c = result["cold_start"]
+    rt, tc = c["runtime"], c["torch"]
+    lines += [
+        f"Cold start, fresh process, median of {rt['runs']}: runtime import + VAE.load() + sample(1) {rt['seconds']:.3f} s, "
+        f"peak RSS {rt['peak_rss_mb']:.0f} MB; `import torch` {tc['seconds']:.2f} s, {tc['peak_rss_mb']:.0f} MB "
+        f"({c['speedup']:.1f}x faster, {c['rss_ratio']:.2f} of the memory). Whole processes, interpreter start included: "
+        f"{rt['process_seconds']:.2f} s vs {tc['process_seconds']:.2f} s.",
+        "",
+        "| target | measured | met |",
+        "|---|---|---|",
+    ]
+    for t in result["targets"]:
+        lines.append(f"| {t['target']} | {t['measured']}{' (noisy)' if t.get('noisy') else ''} | {'yes' if t['met'] else '**no**'} |")
+    return lines
+
+
+def _cell(row: dict, batch: int) -> str:
+    ratio = "" if row["engine"] == TORCH else f" **{row['speedup_vs_pytorch']:.1f}x**"
+    value = f"{format_seconds(row['median_s'])} ({format_seconds(row['p99_s'])})" if batch == 1 else f"{row['per_second']:,.0f}"
+    return value + ratio + _noisy(row)
+
+
+def _noisy(row: dict) -> str:
+    return " ~" if row.get("noisy") else ""
+
+
+def _accuracy(acc: dict) -> str:
+    keys = (("decoder_x_mean_max_abs", "x_mean max-abs {:.1e}"), ("recon_nll_rel_change", "NLL {:+.1e} rel."))
+    text = ", ".join(fmt.format(acc[k]) for k, fmt in keys if isinstance(acc.get(k), (int, float))) or "-"
+    return text + (" (✗ missed the export gate)" if acc.get("passed") is False else "")
+
+
+def targets(result: dict) -> list[dict]:
+    """The issue's targets against the measured figures (digits MLP unless stated)."""
+    models = result["models"]
+    out = []
+
+    def row(name: str, op: str, batch: int, engine: str) -> dict:
+        return next(r for r in models[name]["rows"] if r["op"] == op and r["batch"] == batch and r["engine"] == engine)
+
+    def add(target: str, measured: str, met: bool, *rows: dict) -> None:
+        out.append({"target": target, "measured": measured, "met": bool(met), "noisy": any(r.get("noisy") for r in rows)})
+
+    d_fp32, d_torch = row("digits-mlp", "decode", 1, "fp32"), row("digits-mlp", "decode", 1, TORCH)
+    add("digits decode batch 1: fp32 >= 2.5x faster than PyTorch eager", f"{d_fp32['speedup_vs_pytorch']:.1f}x", d_fp32["speedup_vs_pytorch"] >= 2.5, d_fp32, d_torch)
+    variants = [v for v in models["digits-mlp"]["variants"] if v.startswith("int8")]
+    for v in variants:
+        r = row("digits-mlp", "decode", 1, v)
+        add(f"digits decode batch 1: {v} at least as fast as fp32", f"{format_seconds(r['median_s'])} vs {format_seconds(d_fp32['median_s'])}", r["median_s"] <= d_fp32["median_s"], r, d_fp32)
+    tp = models["large-mlp"]["throughput_vs_peak"]
+    add("large MLP decode batch 1024: fp32 >= 50% of the numpy matmul peak", f"{tp['fraction_of_peak']['fp32']:.0%} ({tp['gflops']['fp32']:.0f} of {tp['matmul_peak']['gflops']:.0f} GFLOP/s)",
+        tp["fraction_of_peak"]["fp32"] >= 0.5, row("large-mlp", "decode", 1024, "fp32"), tp["matmul_peak"])
+    for name in models:
+        f = row(name, "decode", 1024, "fp32")
+        for v in (v for v in models[name]["variants"] if v.startswith("int8")):
+            r = row(name, "decode", 1024, v)
+            add(f"{name} decode batch 1024: {v} faster than fp32", f"{r['per_second']:,.0f} vs {f['per_second']:,.0f} samples/s", r["median_s"] < f["median_s"], r, f)
+    o = next(o for o in models["digits-mlp"]["overhead"] if o["variant"] == "fp32")
+    add("digits fp32 VAE.decode batch 1 <= 1.15x a bare InferenceSession.run", f"{o['ratio']:.2f}x", o["ratio"] <= 1.15, o)
+    c = result["cold_start"]
+    add("cold start >= 6x faster than `import torch`", f"{c['speedup']:.1f}x ({c['runtime']['seconds']:.3f} s vs {c['torch']['seconds']:.2f} s)", c["speedup"] >= 6)
+    add("peak RSS <= 1/3 of `import torch`", f"{c['rss_ratio']:.2f} ({c['runtime']['peak_rss_mb']:.0f} vs {c['torch']['peak_rss_mb']:.0f} MB)", c["rss_ratio"] <= 1 / 3)
+    add("start-up (issue 5): import + load + sample(1) <= 0.25 s and <= 80 MB", f"{c['runtime']['seconds']:.3f} s, {c['runtime']['peak_rss_mb']:.0f} MB",
+        c["runtime"]["seconds"] <= 0.25 and c["runtime"]["peak_rss_mb"] <= 80)
+    return out

@@ -1,0 +1,103 @@
+#!/usr/bin/env python3
+"""Sensor anomaly monitor: score every reading with a VAE bundle and alert on the unusual ones.
+
+A complete device program to copy and adapt. It needs only the runtime (``pip install vae-edge``:
+numpy + onnxruntime) and reads one reading per line, comma-separated numbers, from a file or from
+standard input, e.g. ``my_sensor | python anomaly_monitor.py --bundle bundle/``.
+
+For each reading it prints nothing if the reading looks like the training data, and one line
+
+    ALERT line 12: score 41.3 nats > p99 27.6
+
+on standard output if it scores above the threshold calibrated at export (``--quantile``, the same
+rule as ``VAE.is_anomaly``). A garbled reading is reported on standard error and skipped: a monitor
+must not stop on one bad line. At the end (or on Ctrl-C) a summary goes to standard error.
+
+Exit codes: 0 done, 1 the input could not be read, 2 bad options or bundle.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections import deque
+from collections.abc import Iterable, Iterator
+
+import numpy as np
+
+from vae_edge.runtime import VAE
+
+
+def readings(lines: Iterable[str], line_numbers: deque) -> Iterator[np.ndarray | None]:
+    """One row per non-blank line; None for a line that is not numbers (the VAE then scores it NaN).
+
+    The number of each line given out is appended to ``line_numbers``, so that the caller can match
+    each score (which arrive in the same order) with its line.
+    """
+    for number, line in enumerate(lines, 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        line_numbers.append(number)
+        try:
+            yield np.array(line.split(","), dtype=np.float64)
+        except ValueError:
+            yield None
+
+
+def monitor(vae: VAE, lines: Iterable[str], counts: dict, *, quantile: float = 0.99, batch_size: int = 1, out=sys.stdout) -> None:
+    """Score every reading in ``lines``; write one ALERT line per anomaly to ``out``.
+
+    ``counts`` (readings, alerts, skipped) is updated as readings arrive, so it is right even when the
+    monitor is interrupted.
+    """
+    limit = vae.threshold(quantile)  # fails now, before reading anything, if the bundle has no calibration
+    name = f"p{quantile * 100:g}"
+    line_numbers: deque[int] = deque()
+    scores = vae.score_stream(readings(lines, line_numbers), batch_size=batch_size, bad_rows="nan")
+    for score in scores:
+        number = line_numbers.popleft()
+        counts["readings"] += 1
+        if np.isnan(score):
+            counts["skipped"] += 1
+            print(f"skipped line {number}: not a valid reading (see the warning above)", file=sys.stderr)
+        elif score > limit:
+            counts["alerts"] += 1
+            print(f"ALERT line {number}: score {score:.1f} nats > {name} {limit:.1f}", file=out, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("file", nargs="?", help="readings, one per line (default: standard input)")
+    parser.add_argument("--bundle", help="bundle folder (default: the one shipped with vae-edge)")
+    parser.add_argument("--precision", default="fp32", help="variant to run, e.g. int8 (default: fp32)")
+    parser.add_argument("--quantile", type=float, default=0.99, help="alert above this calibrated quantile (default: 0.99)")
+    parser.add_argument("--batch-size", type=int, default=1, help="readings scored together; 1 answers each line at once (default: 1)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(format="warning: %(message)s", level=logging.WARNING)  # the runtime names each bad reading
+
+    try:
+        vae = VAE.load(args.bundle, precision=args.precision, threads=1)  # one core: leave the rest to the device
+        vae.threshold(args.quantile)
+        lines = open(args.file, encoding="utf-8") if args.file else sys.stdin
+    except (ValueError, OSError) as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return 2
+    counts = {"readings": 0, "alerts": 0, "skipped": 0}
+    try:
+        with lines:
+            monitor(vae, lines, counts, quantile=args.quantile, batch_size=args.batch_size)
+    except KeyboardInterrupt:
+        pass
+    except ValueError as exc:  # e.g. --batch-size 0
+        print(f"Error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # the source failed while reading
+        print(f"Error: reading {args.file or 'standard input'} failed: {exc}", file=sys.stderr)
+        return 1
+    print(f"{counts['readings']} readings, {counts['alerts']} alerts, {counts['skipped']} skipped", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,146 @@
+"""vae-run for device pipelines: score --stream, interpolate, and info in human form."""
+
+import json
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from test_cli import invoke, one_line_error
+
+from vae_edge.runtime import VAE
+from vae_edge.runtime.cli import cli as run_main
+
+
+def _lines(rows) -> str:
+    return "".join(",".join(f"{v:g}" for v in row) + "\n" for row in np.reshape(rows, (len(rows), -1)))
+
+
+# ---------------------------------------------------------------- score --stream
+def test_stream_from_stdin_prints_one_score_per_line(bundle, test_digits):
+    want = VAE.load(bundle).anomaly_score(test_digits[:10])
+    for args in (["score", bundle, "-", "--stream", "--batch-size", 3], ["score", bundle, "-", "--stream"]):
+        result = invoke(run_main, args, input=_lines(test_digits[:10]))
+        assert result.exit_code == 0, result.output
+        np.testing.assert_allclose([float(v) for v in result.stdout.split()], want, rtol=1e-5)
+    default = invoke(run_main, ["score", "--stream"], input=_lines(test_digits[:4]))  # default bundle, stdin
+    assert default.exit_code == 0 and len(default.stdout.split()) == 4
+    assert "of 4 above the validation p99" in default.stderr
+
+
+def test_stream_from_an_npy_file(tmp_path, bundle, test_digits):
+    path = tmp_path / "x.npy"
+    np.save(path, test_digits[:7])
+    result = invoke(run_main, ["score", bundle, path, "--stream", "--batch-size", 2])
+    assert result.exit_code == 0, result.output
+    np.testing.assert_allclose([float(v) for v in result.stdout.split()], VAE.load(bundle).anomaly_score(test_digits[:7]), rtol=1e-5)
+    for one in (test_digits[0], test_digits[0].ravel()):  # one sample, shaped or flat: one row
+        np.save(path, one)
+        assert len(invoke(run_main, ["score", bundle, path, "--stream"]).stdout.split()) == 1
+    flat = test_digits[:3].reshape(3, -1).copy()
+    flat[2, 5] = np.nan
+    np.save(path, flat)
+    result = invoke(run_main, ["score", bundle, path, "--stream"])
+    one_line_error(result, 2, "x.npy: row 2: contains NaN or Inf")
+    assert len(result.stdout.split()) == 2  # the rows before it were scored
+
+
+@pytest.mark.parametrize(
+    "bad_line, fragments",
+    [
+        ("1,2,abc", ["line 3: expected comma-separated numbers, got '1,2,abc'"]),
+        ("", ["line 3: expected comma-separated numbers, got ''"]),
+        ("1,2,3", ["line 3: expected 64 numbers or shape [1, 8, 8], got shape [3]"]),
+        (",".join(["nan"] * 64), ["line 3: contains NaN or Inf"]),
+        (",".join(["99"] * 64), ["line 3: values must lie in [0, 16]"]),
+    ],
+)
+def test_a_bad_line_is_one_error_naming_it_after_the_lines_before(test_digits, bad_line, fragments):
+    text = _lines(test_digits[:2]) + bad_line + "\n" + _lines(test_digits[2:4])
+    result = invoke(run_main, ["score", "--stream", "--batch-size", 8], input=text)
+    one_line_error(result, 2, *fragments)
+    assert len(result.stdout.split()) == 2
+
+
+def test_stream_usage_errors_exit_2(tmp_path):
+    one_line_error(invoke(run_main, ["score", "--stream", "--samples", 3]), 2, "--samples")
+    one_line_error(invoke(run_main, ["score", "--stream", "--out", tmp_path / "s.npy"]), 2, "without --out")
+    one_line_error(invoke(run_main, ["score", "--stream", "--batch-size", 0]), 2, "--batch-size")
+    one_line_error(invoke(run_main, ["score", "--stream", tmp_path / "none.npy"]), 2, "none.npy: no such file")
+
+
+def test_a_pipe_sees_each_batch_before_the_input_ends(test_digits):
+    """A sensor writes one line; with --batch-size 1 its score must come back while stdin is still open."""
+    script = Path(sys.executable).parent / "vae-run"
+    proc = subprocess.Popen([str(script), "score", "--stream", "--batch-size", "1"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        got = []
+        reader = threading.Thread(target=lambda: got.append(proc.stdout.readline()))
+        reader.start()
+        proc.stdin.write(_lines(test_digits[:1]))
+        proc.stdin.flush()
+        reader.join(timeout=60)  # generous: only a missing flush makes this wait for end of input
+        assert got and float(got[0]) == pytest.approx(float(VAE.load().anomaly_score(test_digits[0])), rel=1e-5)
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=60)
+    assert proc.returncode == 0, proc.stderr.read()
+
+
+# ---------------------------------------------------------------- interpolate
+def test_interpolate_from_a_pair_or_two_files(tmp_path, bundle, test_digits):
+    pair, a, b = tmp_path / "pair.npy", tmp_path / "a.npy", tmp_path / "b.npy"
+    np.save(pair, test_digits[:2])
+    np.save(a, test_digits[0])
+    np.save(b, test_digits[1:2])
+    want = VAE.load(bundle).interpolate(test_digits[0], test_digits[1], steps=5)
+    out, grid = tmp_path / "path.npy", tmp_path / "path.png"
+    result = invoke(run_main, ["interpolate", bundle, pair, "--steps", 5, "--out", out, "--grid", grid])
+    assert result.exit_code == 0, result.output
+    np.testing.assert_allclose(np.load(out), want, atol=1e-5)
+    with Image.open(grid) as img:
+        assert img.format == "PNG" and img.size[0] > 4 * img.size[1]  # one row of five
+    for args in (["interpolate", bundle, a, b, "--steps", 5], ["interpolate", a, b, "--steps", 5, "--precision", "fp32"]):
+        printed = invoke(run_main, args)
+        assert printed.exit_code == 0, printed.output
+        assert len(printed.stdout.strip().splitlines()) == 5
+    np.testing.assert_allclose(np.loadtxt(invoke(run_main, ["interpolate", bundle, a, b, "--steps", 5]).stdout.splitlines(), delimiter=","), want.reshape(5, -1), atol=1e-4)
+
+
+def test_interpolate_errors_exit_2(tmp_path, test_digits):
+    three = tmp_path / "three.npy"
+    np.save(three, test_digits[:3])
+    one_line_error(invoke(run_main, ["interpolate", three]), 2, "expected two samples of shape [1, 8, 8]", "got 3")
+    one_line_error(invoke(run_main, ["interpolate", three, three]), 2, "got 3 + 3")
+    one_line_error(invoke(run_main, ["interpolate"]), 2, "expected [BUNDLE] PAIR.npy or [BUNDLE] A.npy B.npy, got 0")
+    one_line_error(invoke(run_main, ["interpolate", three, "--steps", 1]), 2, "--steps")
+    one_line_error(invoke(run_main, ["interpolate", three, "--out", three]), 2, "would overwrite")
+
+
+# ---------------------------------------------------------------- info
+def test_info_prints_shapes_variants_sizes_accuracy_and_calibration(bundle):
+    result = invoke(run_main, ["info", bundle])
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "graph      encoder: x [batch, 1, 8, 8] -> mu [batch, 4], logvar [batch, 4]" in out
+    assert "graph      decoder: z [batch, 4] -> x_mean [batch, 1, 8, 8]" in out
+    assert "calibrated on validation" in out
+    for name in ("fp32", "int8"):
+        line = next(ln for ln in out.splitlines() if f"✓ {name}" in ln)
+        assert "bytes" in line and "recon_nll" in line
+    assert "p99.9" in out
+
+
+def test_score_without_calibration_prints_scores_and_no_flag_summary(bundle_copy, tmp_path, test_digits):
+    path = bundle_copy / "manifest.json"
+    m = json.loads(path.read_text())
+    m["variants"]["fp32"].pop("anomaly_quantiles")
+    path.write_text(json.dumps(m))
+    x = tmp_path / "x.npy"
+    np.save(x, test_digits[:3])
+    for args in (["score", bundle_copy, x], ["score", bundle_copy, x, "--stream"]):
+        result = invoke(run_main, args)
+        assert result.exit_code == 0 and len(result.stdout.split()) == 3 and "p99" not in result.stderr, result.output

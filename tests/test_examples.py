@@ -1,0 +1,54 @@
+"""The example device app in examples/, run for real as a user would run it."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+MONITOR = Path(__file__).resolve().parents[1] / "examples" / "anomaly_monitor.py"
+
+
+def _run(*args, stdin=""):
+    return subprocess.run([sys.executable, str(MONITOR), *map(str, args)], input=stdin, capture_output=True, text=True, timeout=120)
+
+
+def _lines(rows) -> str:
+    return "".join(",".join(f"{v:g}" for v in row) + "\n" for row in np.reshape(rows, (len(rows), -1)))
+
+
+def test_monitor_alerts_on_noise_and_skips_a_garbled_line(digits):
+    """The default bundle (trained on all the digits' training split) watching held-out digits, then noise."""
+    normal = digits.test[:40]
+    noise = np.random.default_rng(1).uniform(0, 16, size=(10, 1, 8, 8))
+    text = "# a comment\n" + _lines(normal) + "1,2,three\n\n" + _lines(noise)
+    result = _run("--quantile", 0.999, stdin=text)
+    assert result.returncode == 0, result.stderr
+    alerts = result.stdout.splitlines()
+    lines = [int(a.split()[2].rstrip(":")) for a in alerts]
+    assert all(a.startswith("ALERT line ") and "> p99.9" in a for a in alerts)
+    noise_lines = set(range(2 + 40 + 2, 2 + 40 + 2 + 10))  # after the comment, 40 digits, the garbled and the blank line
+    assert noise_lines <= set(lines)  # every noise reading raised an alert
+    assert len(set(lines) - noise_lines) <= 2  # and at most a couple of real digits did
+    assert "skipped line 42: not a valid reading" in result.stderr
+    assert result.stderr.splitlines()[-1] == f"51 readings, {len(alerts)} alerts, 1 skipped"
+
+
+def test_monitor_reads_a_file_with_a_given_bundle_in_batches(tmp_path, bundle, test_digits):
+    readings = tmp_path / "readings.csv"
+    readings.write_text(_lines(test_digits[:20]) + _lines(np.full((3, 64), 16.0)))
+    result = _run(readings, "--bundle", bundle, "--precision", "int8", "--batch-size", 8)
+    assert result.returncode == 0, result.stderr
+    assert [a.split()[2] for a in result.stdout.splitlines()][-3:] == ["21:", "22:", "23:"]  # all-white readings
+    assert result.stderr.splitlines()[-1].startswith("23 readings")
+
+
+def test_monitor_refuses_bad_options_in_one_line(tmp_path, bundle):
+    for args, fragment in (
+        (["--quantile", 0.98], "quantile 0.98 is not calibrated"),
+        (["--bundle", tmp_path], "not a bundle"),
+        (["--batch-size", 0], "batch_size"),
+        ([tmp_path / "missing.csv"], "missing.csv"),
+    ):
+        result = _run(*args)
+        assert result.returncode == 2 and result.stderr.startswith("Error: ") and fragment in result.stderr, result.stderr

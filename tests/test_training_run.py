@@ -1,0 +1,141 @@
+"""A training run as a user relies on it: resume == uninterrupted, early stopping keeps the best epoch,
+per-epoch outputs, checkpoints that survive a kill, and torchrun with two CPU processes."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from test_cli import invoke, one_line_error
+from vae_edge.models import VAEConfig, model_from_checkpoint, read_checkpoint
+from vae_edge.trainer import Dataset, TrainConfig, evaluate, train
+from vae_edge.trainer.cli import cli as train_main
+from vae_edge.trainer.data import split
+
+
+def assert_same_state(a: dict, b: dict):
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_resume_two_plus_two_epochs_equals_four(tmp_path):
+    np.save(tmp_path / "x.npy", (np.random.default_rng(2).random((150, 16)) < 0.3).astype(np.uint8))
+    common = ["--data", f"npy:{tmp_path / 'x.npy'}", "--batch-size", 16, "--hidden", 16, "--latent", 2, "--iw-samples", 5, "--seed", 3, "--quiet"]
+    assert invoke(train_main, [*common, "--epochs", 4, "--out", tmp_path / "straight.pt"]).exit_code == 0
+    assert invoke(train_main, [*common, "--epochs", 2, "--out", tmp_path / "resumed.pt"]).exit_code == 0
+    # Only --epochs is given: everything else comes from the checkpoint, and --out defaults to it.
+    result = invoke(train_main, ["--resume", tmp_path / "resumed.pt", "--epochs", 4, "--quiet"])
+    assert result.exit_code == 0, result.output
+    a, b = read_checkpoint(tmp_path / "straight.pt"), read_checkpoint(tmp_path / "resumed.pt")
+    assert_same_state(a["state_dict"], b["state_dict"])
+    assert a["optimizer"]["state"].keys() == b["optimizer"]["state"].keys()
+    for k, state in a["optimizer"]["state"].items():
+        assert_same_state(state, b["optimizer"]["state"][k])
+    assert [r["val_elbo"] for r in a["train_state"]["history"]] == [r["val_elbo"] for r in b["train_state"]["history"]]
+    assert a["metrics"]["test_iwae_nll"] == b["metrics"]["test_iwae_nll"] and b["train_state"]["epoch"] == 4
+    metrics = json.loads((tmp_path / "resumed.metrics.json").read_text())
+    assert [r["epoch"] for r in metrics["history"]] == [1, 2, 3, 4] and metrics["metrics"]["test_elbo"] == b["metrics"]["test_elbo"]
+
+    one_line_error(invoke(train_main, ["--resume", tmp_path / "resumed.pt", "--epochs", 4]), 2, "trained 4 epochs already")
+    one_line_error(invoke(train_main, ["--resume", tmp_path / "resumed.pt", "--epochs", 6, "--lr", 0.1]), 2, "cannot change lr (0.001 -> 0.1)")
+    one_line_error(invoke(train_main, ["--resume", tmp_path / "resumed.pt", "--epochs", 6, "--latent", 5]), 2, "model settings differ", "latent_dim (2 -> 5)")
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    one_line_error(invoke(train_main, ["--resume", tmp_path / "junk.pt"]), 2, "--resume", "not a readable PyTorch checkpoint")
+
+
+@pytest.fixture(scope="module")
+def noise():
+    """Coin flips: nothing to learn beyond p = 0.5, so a big model soon overfits and validation worsens."""
+    x = (np.random.default_rng(0).random((120, 24)) < 0.5).astype(np.float32)
+    train_x, val_x, test_x = split(x)
+    return Dataset("noise", "noise", train_x, val_x, test_x, kind="vector", value_range=(0.0, 1.0))
+
+
+def test_early_stopping_keeps_the_best_epoch(tmp_path, noise):
+    cfg = VAEConfig(input_shape=noise.shape, latent_dim=4, hidden_dims=(128,))
+    tc = TrainConfig(epochs=200, batch_size=16, lr=3e-3, patience=3, iw_samples=5, quiet=True)
+    out = tmp_path / "model.pt"
+    result = train(cfg, noise, tc, out=out)
+    history, m = result.history, result.metrics
+    assert m["stopped_early"] and len(history) < 200
+    best = max(history, key=lambda r: r["val_elbo"])
+    assert m["best_epoch"] == best["epoch"] and len(history) == best["epoch"] + 3
+    ckpt = read_checkpoint(out)
+    # The served weights are the best epoch's: they reproduce its validation ELBO exactly.
+    val = torch.from_numpy(noise.to_model(noise.val))
+    assert evaluate(model_from_checkpoint(ckpt), val)["elbo"] == best["val_elbo"] == m["val_elbo"]
+    assert ckpt["train_state"]["stopped_early"] and "last_state_dict" in ckpt["train_state"]
+    with pytest.raises(ValueError, match="stopped early"):
+        train(cfg, noise, TrainConfig(epochs=300, batch_size=16, lr=3e-3, patience=3, iw_samples=5, quiet=True), resume=ckpt)
+
+
+def test_resume_with_early_stopping_state_equals_uninterrupted(tmp_path, noise):
+    cfg = VAEConfig(input_shape=noise.shape, latent_dim=4, hidden_dims=(32,))
+    tc = TrainConfig(epochs=4, batch_size=16, lr=3e-3, patience=50, iw_samples=5, quiet=True)
+    straight = train(cfg, noise, tc)
+    train(cfg, noise, TrainConfig(**{**tc.__dict__, "epochs": 2}), out=tmp_path / "m.pt")
+    resumed = train(cfg, noise, tc, resume=read_checkpoint(tmp_path / "m.pt"))
+    assert_same_state(straight.model.state_dict(), resumed.model.state_dict())
+    assert straight.metrics["best_epoch"] == resumed.metrics["best_epoch"]
+    assert straight.state.keys() == resumed.state.keys()
+
+
+def test_checkpoint_survives_a_kill_during_saving(tmp_path):
+    """A process killed while rewriting model.pt over and over leaves a complete, loadable file."""
+    out = tmp_path / "model.pt"
+    script = textwrap.dedent(f"""
+        import torch, sys
+        from vae_edge.models import VAEConfig, build_model
+        from vae_edge.trainer import make_checkpoint, save_checkpoint
+        model = build_model(VAEConfig(input_shape=(1, 64, 64), latent_dim=8, hidden_dims=(256,)))
+        for i in range(10_000):
+            save_checkpoint({str(out)!r}, make_checkpoint(model, data={{}}, metrics={{"i": i}}))
+            if i == 0:
+                print("saved", flush=True)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "saved"
+        time.sleep(0.5)
+    finally:
+        proc.kill()
+        proc.wait()
+    ckpt = read_checkpoint(out)
+    assert ckpt["metrics"]["i"] >= 0 and model_from_checkpoint(ckpt).config.hidden_dims == (256,)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_torchrun_two_cpu_processes(tmp_path):
+    x = (np.random.default_rng(1).random((100, 12)) < 0.3).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_free_port()}",
+           "-m", "vae_edge.trainer", "--data", f"npy:{tmp_path / 'x.npy'}", "--epochs", "2", "--batch-size", "16",
+           "--hidden", "8", "--latent", "2", "--iw-samples", "4", "--device", "cpu", "--quiet", "--out", str(tmp_path / "m.pt")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("test      ELBO") == 1  # rank 0 alone prints
+    ckpt = read_checkpoint(tmp_path / "m.pt")
+    m = ckpt["metrics"]
+    assert m["world_size"] == 2 and m["epochs"] == 2 and np.isfinite(m["test_iwae_nll"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.loss.png", "m.metrics.json", "m.pt", "x.npy"]
+
+
+def test_train_cli_nan_loss_exits_1_with_one_line(tmp_path):
+    out = tmp_path / "model.pt"
+    result = invoke(train_main, ["--lr", 10, "--epochs", 2, "--hidden", 8, "--latent", 2, "--iw-samples", 2, "--quiet", "--out", out])
+    one_line_error(result, 1, "loss became", "epoch 1", "try a lower --lr")
+    assert not out.exists()  # no epoch finished: nothing half-trained is left behind

@@ -1,0 +1,253 @@
+"""Readers for user data: MNIST-format IDX files, folders of PNG/JPEG images, and .npy/.npz arrays.
+
+Each reader returns a :class:`RawData` (samples in the file's own units, float32) and raises
+:class:`~vae_edge.trainer.data.DataError` naming the file and what was expected; ``data.load_data``
+splits the samples and decides the preprocessing. Nothing here downloads anything.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .data import DataError
+
+log = logging.getLogger(__name__)
+
+# IDX type codes (the third byte of the magic number) -> big-endian numpy dtypes, as in the MNIST page.
+_IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+@dataclass(frozen=True)
+class RawData:
+    """All samples of a source before splitting.
+
+    ``value_range`` is the range the format itself implies (0..255 for 8-bit pixels), or None when only
+    the values can tell.
+    """
+
+    name: str
+    x: np.ndarray  # [N, C, H, W] images or [N, D] vectors, float32, finite
+    kind: str  # "image" or "vector"
+    value_range: tuple[float, float] | None = None
+
+
+def read_idx(path: str | Path) -> RawData:
+    """An IDX file (MNIST, Fashion-MNIST, EMNIST), plain or gzip-compressed, parsed from its header.
+
+    Header: two zero bytes, a type code, the number of dimensions, then each dimension as a big-endian
+    uint32; the data follow, big-endian. Images [N, H, W] become [N, 1, H, W]; [N, D] stays vectors.
+
+    Raises:
+        DataError: missing, unreadable, truncated or not IDX; a label file (1-D) or an unsupported rank.
+    """
+    path = Path(path)
+    raw = _read_bytes(path)
+    if raw[:2] == b"\x1f\x8b":  # gzip magic: decide by content, not by the file name
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError, zipfile.BadZipFile) as exc:
+            raise DataError(f"{path}: not a readable gzip file ({exc})") from None
+    if len(raw) < 4 or raw[:2] != b"\x00\x00" or raw[2] not in _IDX_DTYPES:
+        raise DataError(f"{path}: not an IDX file (expected magic 0x0000TTNN with type TT in 08/09/0B/0C/0D/0E, got {raw[:4].hex() or 'nothing'})")
+    dtype, ndim = np.dtype(_IDX_DTYPES[raw[2]]), raw[3]
+    header = 4 + 4 * ndim
+    if ndim == 0 or len(raw) < header:
+        raise DataError(f"{path}: IDX header is truncated or declares {ndim} dimensions")
+    dims = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    if len(raw) - header != expected:
+        raise DataError(f"{path}: IDX header declares {'x'.join(map(str, dims))} {dtype.name} ({expected} bytes of data) but the file holds {len(raw) - header}; truncated or wrong file?")
+    if ndim == 1:
+        raise DataError(f"{path}: a 1-D IDX file (labels?); expected images [N, H, W] or vectors [N, D]")
+    if ndim > 3:
+        raise DataError(f"{path}: IDX with {ndim} dimensions {list(dims)}; expected images [N, H, W] or vectors [N, D]")
+    x = np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims)
+    value_range = (0.0, 255.0) if dtype == np.uint8 else None
+    if ndim == 3:
+        return RawData(path.name, _finite(x[:, None], path), "image", value_range)
+    return RawData(path.name, _finite(x, path), "vector", value_range)
+
+
+def write_idx(path: str | Path, array: np.ndarray) -> Path:
+    """Write ``array`` as an IDX file (gzip-compressed when ``path`` ends in .gz), atomically: the
+    inverse of :func:`read_idx`, for making MNIST-format files from one's own data.
+
+    Raises:
+        ValueError: a dtype IDX has no code for, or more than 255 dimensions.
+    """
+    import io
+
+    from vae_edge.runtime.files import atomic_write_bytes
+
+    a = np.asarray(array)
+    codes = {np.dtype(v).newbyteorder("="): k for k, v in _IDX_DTYPES.items()}
+    code = codes.get(a.dtype.newbyteorder("="))
+    if code is None or not 0 < a.ndim < 256:
+        raise ValueError(f"IDX holds uint8, int8, int16, int32, float32 or float64 arrays of rank 1..255, got {a.dtype} of shape {list(a.shape)}")
+    buf = io.BytesIO()
+    buf.write(bytes([0, 0, code, a.ndim]))
+    buf.write(b"".join(int(d).to_bytes(4, "big") for d in a.shape))
+    buf.write(a.astype(_IDX_DTYPES[code]).tobytes())
+    raw = buf.getvalue()
+    path = Path(path)
+    return atomic_write_bytes(path, gzip.compress(raw, mtime=0) if path.suffix == ".gz" else raw)
+
+
+def read_images(folder: str | Path, size: tuple[int, int] | None) -> RawData:
+    """Every PNG/JPEG under ``folder`` (recursively, sorted by path), resized to ``size`` (H, W).
+
+    Channels: if every image is greyscale the samples have 1 channel; if any has colour, all are
+    converted to RGB (3 channels). Alpha is dropped. Without ``size`` all images must share one size.
+
+    Raises:
+        DataError: not a folder, no images in it, an unreadable image (named), or sizes differ without ``size``.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: not a folder (images:DIR expects a folder of PNG/JPEG files)")
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not files:
+        raise DataError(f"{folder}: no .png/.jpg/.jpeg files in this folder or below")
+    images = []
+    for f in files:
+        try:
+            with Image.open(f) as im:
+                im.load()
+                images.append(im.copy())
+        except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
+            raise DataError(f"{f}: cannot read this image ({exc})") from None
+    colour = any(im.mode not in ("1", "L", "LA", "I", "I;16", "F", "P") or (im.mode == "P" and _palette_has_colour(im)) for im in images)
+    mode = "RGB" if colour else "L"
+    if size is None:
+        sizes = {im.size for im in images}
+        if len(sizes) > 1:
+            raise DataError(f"{folder}: images have {len(sizes)} different sizes (e.g. {', '.join(f'{w}x{h}' for w, h in sorted(sizes)[:3])} as WxH); pass --size HxW")
+        size = images[0].size[::-1]
+    h, w = size
+    arrays = []
+    for im in images:
+        im = _to_mode(im, mode)
+        if im.size != (w, h):
+            im = im.resize((w, h), Image.Resampling.LANCZOS)
+        arrays.append(np.asarray(im, dtype=np.float32))
+    x = np.stack(arrays)  # (N, H, W) or (N, H, W, 3)
+    x = x[:, None] if mode == "L" else x.transpose(0, 3, 1, 2)
+    log.info("read %d images from %s as %s %dx%d", len(files), folder, mode, h, w)
+    return RawData(folder.name or str(folder), np.ascontiguousarray(x), "image", (0.0, 255.0))
+
+
+def read_npy(spec_path: str) -> RawData:
+    """A ``.npy`` array, or one array of a ``.npz``: ``file.npz:KEY`` (KEY may be left out when the
+    archive holds one array). [N, D] is vectors; [N, H, W] and [N, C, H, W] are images. Never unpickles.
+
+    Raises:
+        DataError: missing or corrupt file, pickled/object or non-numeric array, unknown or missing key,
+            unsupported rank, NaN or Inf values.
+    """
+    path, key = _split_npz_key(spec_path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    try:
+        loaded = np.load(path, allow_pickle=False)
+        if isinstance(loaded, np.lib.npyio.NpzFile):
+            with loaded:
+                x = _npz_member(loaded, key, path)
+        else:
+            if key is not None:
+                raise DataError(f"{path}: a .npy file has no named arrays (':{key}' applies to .npz only)")
+            x = loaded
+    except DataError:
+        raise
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise DataError(f"{path}: cannot read as .npy/.npz without unpickling ({exc})") from None
+    if x.dtype.kind not in "biuf":
+        raise DataError(f"{path}: array of dtype {x.dtype}; expected numbers (bool, int or float)")
+    name = f"{path.name}:{key}" if key else path.name
+    value_range = (0.0, 255.0) if x.dtype == np.uint8 else None
+    if x.ndim == 2:
+        return RawData(name, _finite(x, path), "vector", value_range)
+    if x.ndim == 3:
+        return RawData(name, _finite(x[:, None], path), "image", value_range)
+    if x.ndim == 4:
+        return RawData(name, _finite(x, path), "image", value_range)
+    raise DataError(f"{path}: array of shape {list(x.shape)}; expected vectors [N, D], images [N, H, W] or [N, C, H, W]")
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """"28x28" -> (28, 28) (height, width).
+
+    Raises:
+        DataError: not two positive integers joined by 'x'.
+    """
+    parts = text.lower().split("x")
+    try:
+        h, w = (int(p) for p in parts)
+    except ValueError:
+        raise DataError(f"size must be HxW with two positive integers, e.g. 28x28; got {text!r}") from None
+    if h < 1 or w < 1:
+        raise DataError(f"size must be HxW with two positive integers, e.g. 28x28; got {text!r}")
+    return h, w
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a folder, expected a file") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
+
+
+def _finite(x: np.ndarray, path: Path) -> np.ndarray:
+    """float32 copy; refuses an empty array and NaN/Inf (they would only surface later as a NaN loss)."""
+    if x.shape[0] == 0 or x.size == 0:
+        raise DataError(f"{path}: holds no samples (shape {list(x.shape)})")
+    out = np.ascontiguousarray(x, dtype=np.float32)
+    if not np.isfinite(out).all():
+        raise DataError(f"{path}: contains NaN or Inf values")
+    return out
+
+
+def _split_npz_key(spec_path: str) -> tuple[Path, str | None]:
+    """"a/b.npz:train" -> (a/b.npz, "train"); any other path is taken whole (it may contain ':')."""
+    head, sep, key = spec_path.rpartition(":")
+    if sep and head.lower().endswith(".npz") and key:
+        return Path(head), key
+    return Path(spec_path), None
+
+
+def _npz_member(archive, key: str | None, path: Path) -> np.ndarray:
+    names = list(archive.files)
+    if key is None:
+        if len(names) != 1:
+            raise DataError(f"{path}: holds {len(names)} arrays ({', '.join(names) or 'none'}); name one as npy:{path}:KEY")
+        key = names[0]
+    elif key not in names:
+        raise DataError(f"{path}: no array named {key!r}; it holds {', '.join(names) or 'none'}")
+    return archive[key]
+
+
+def _palette_has_colour(im) -> bool:
+    rgb = np.asarray(im.convert("RGB"))
+    return bool((rgb[..., 0] != rgb[..., 1]).any() or (rgb[..., 1] != rgb[..., 2]).any())
+
+
+def _to_mode(im, mode: str):
+    from PIL import Image
+
+    if im.mode in ("I", "I;16", "F"):  # 16-bit or float greyscale: into 0..255 before the 8-bit conversion
+        a = np.asarray(im, dtype=np.float64)
+        top = 65535.0 if a.max() > 255 else 255.0
+        im = Image.fromarray((np.clip(a / top, 0, 1) * 255 + 0.5).astype(np.uint8))
+    return im.convert(mode)
