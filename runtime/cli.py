@@ -19,6 +19,13 @@ from .vae import RowError, VAE
 
 _PRECISION = click.option("--precision", default="fp32", show_default=True, help="Variant to run: fp32, int8, ... (see `vae-run info`).")
 _FORMAT = click.option("--format", "fmt", type=click.Choice(["onnx", "ort"]), default="onnx", show_default=True, help="Graph files to run: .onnx, or the ORT-format files of a bundle exported with `vae-export --ort`.")
+
+
+def _graphs(command):
+    """--precision and --format: which of the bundle's graphs a command runs."""
+    return _PRECISION(_FORMAT(command))
+
+
 _THREADS = click.option("--threads", type=click.IntRange(min=1), default=None, help="onnxruntime intra-op threads (default: one per core).")
 _OUT = click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path), callback=output_path(), help="Write the result as .npy (default: print rows as comma-separated values).")
 _GRID = click.option("--grid", type=click.Path(dir_okay=False, path_type=Path), callback=output_path(".png"), help="Also write a PNG image grid (image data only).")
@@ -229,8 +236,7 @@ def _num(value: object) -> str:
 @click.option("-n", "--num", "n", type=click.IntRange(min=0), default=16, show_default=True, help="How many samples.")
 @click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=None, help="Same seed, same samples (default: fresh randomness).")
 @click.option("--temperature", type=click.FloatRange(min=0, max=1e6, min_open=True), default=1.0, show_default=True, help="Scale of the prior's standard deviation.")
-@_PRECISION
-@_FORMAT
+@_graphs
 @_THREADS
 @_OUT
 @_GRID
@@ -243,8 +249,7 @@ def sample(bundle, n, seed, temperature, precision, fmt, threads, out, grid):
 
 @cli.command()
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path), metavar="[BUNDLE] INPUT.npy")
-@_PRECISION
-@_FORMAT
+@_graphs
 @_THREADS
 @_OUT
 @click.option("--grid", type=click.Path(dir_okay=False, path_type=Path), callback=output_path(".png"), help="Also write a PNG: rows of inputs, each followed by their reconstructions.")
@@ -267,8 +272,7 @@ def reconstruct(paths, precision, fmt, threads, out, grid):
 
 @cli.command()
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path), metavar="[BUNDLE] INPUT.npy")
-@_PRECISION
-@_FORMAT
+@_graphs
 @_THREADS
 @_OUT
 @click.option("--logvar", "logvar_out", type=click.Path(dir_okay=False, path_type=Path), callback=output_path(), help="Also write the posterior log-variances as .npy.")
@@ -285,8 +289,7 @@ def encode(paths, precision, fmt, threads, out, logvar_out):
 
 @cli.command()
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path), metavar="[BUNDLE] Z.npy")
-@_PRECISION
-@_FORMAT
+@_graphs
 @_THREADS
 @_OUT
 @_GRID
@@ -301,8 +304,7 @@ def decode(paths, precision, fmt, threads, out, grid):
 
 @cli.command()
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path), metavar="[BUNDLE] INPUT.npy|-")
-@_PRECISION
-@_FORMAT
+@_graphs
 @_THREADS
 @_OUT
 @click.option("--samples", type=click.IntRange(1, 100_000), default=None, help="Monte-Carlo draws per sample (default: deterministic, z at the posterior mean).")
@@ -379,8 +381,7 @@ def _flag_summary(vae: VAE, scores: np.ndarray) -> None:
 @cli.command()
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path), metavar="[BUNDLE] PAIR.npy | [BUNDLE] A.npy B.npy")
 @click.option("--steps", type=click.IntRange(min=2, max=10_000), default=8, show_default=True, help="Points on the path, both ends included.")
-@_PRECISION
-@_FORMAT
+@_graphs
 @_THREADS
 @_OUT
 @_GRID
