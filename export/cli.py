@@ -19,22 +19,26 @@ def _variants(ctx, param, value: str) -> tuple[str, ...]:
 @click.version_option(package_name="vae-edge")
 @click.argument("model", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("bundle"), show_default=True, help="Bundle folder to write (an earlier bundle there is replaced atomically).")
-@click.option("--quantize", "variants", default="int8", show_default=True, callback=_variants, help="Comma-separated quantized variants to add to fp32 (int8), or 'none'.")
+@click.option("--quantize", "variants", default="int8", show_default=True, callback=_variants,
+              help="Comma-separated variants to add to fp32, or 'none': int8 (dynamic; MLP graphs), int8-static (QDQ with calibration; conv graphs), fp16 (half-precision devices).")
+@click.option("--calibration", metavar="SPEC", default=None, help="Data for int8-static calibration, as vae-train's --data (default: the training data recorded in MODEL).")
+@click.option("--ort", "ort_format", is_flag=True, help="Also write every graph in ORT format, and required_operators.config for a minimal onnxruntime build.")
 @click.option("--opset", type=click.IntRange(18, 23), default=18, show_default=True, help="ONNX opset of the graphs (torch.onnx writes 18 or newer).")
 @click.option("--tolerance", type=click.FloatRange(min=0), default=0.02, show_default=True, help="Largest relative change in reconstruction NLL a quantized variant may show.")
 @click.option("--allow-degraded", is_flag=True, help="Write the bundle even when a quantized variant misses --tolerance.")
-def cli(model, out, variants, opset, tolerance, allow_degraded):
+@click.option("--no-latency", is_flag=True, help="Do not time the variants: the manifest then depends only on the model (a byte-stable bundle, as `make bundle` writes).")
+def cli(model, out, variants, calibration, ort_format, opset, tolerance, allow_degraded, no_latency):
     """Export MODEL (a model.pt from vae-train) to an ONNX bundle: encoder, decoder, quantized variants and
-    manifest.json, each variant checked against PyTorch before anything is written."""
+    manifest.json, each variant checked against PyTorch and timed before anything is written."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     require_workstation_extras("vae-export")
     from vae_edge.models import CheckpointError
     from vae_edge.trainer.data import DataError
 
-    from .bundle import DestinationError, ExportError, ExportOptions, export_bundle
+    from .bundle import CalibrationError, DestinationError, ExportError, ExportOptions, export_bundle
 
     try:
-        options = ExportOptions(variants=variants, opset=opset, tolerance=tolerance, allow_degraded=allow_degraded)
+        options = ExportOptions(variants=variants, opset=opset, tolerance=tolerance, allow_degraded=allow_degraded, ort=ort_format, calibration=calibration, **({"latency": None} if no_latency else {}))
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     try:
@@ -43,6 +47,8 @@ def cli(model, out, variants, opset, tolerance, allow_degraded):
         raise click.BadParameter(str(exc), param_hint="--out") from None
     except CheckpointError as exc:
         raise click.BadParameter(str(exc), param_hint="MODEL") from None
+    except CalibrationError as exc:
+        raise click.BadParameter(str(exc), param_hint="--calibration") from None
     except DataError as exc:
         raise click.UsageError(f"cannot load the data recorded in {model}: {exc}") from None
     except ExportError as exc:
@@ -55,7 +61,7 @@ def cli(model, out, variants, opset, tolerance, allow_degraded):
     for line in result.report:
         click.echo(line)
     for name, meta in result.manifest["files"].items():
-        click.echo(f"  {name:<22} {meta['bytes']:>9,} bytes")
+        click.echo(f"  {name:<28} {meta['bytes']:>9,} bytes")
     click.echo(f"wrote {result.path}/ ({', '.join(result.manifest['variants'])})")
 
 

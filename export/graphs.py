@@ -33,8 +33,9 @@ class GraphSpec:
     outputs: tuple[str, ...]
     doc: str
 
-    def filename(self, variant: str = "fp32") -> str:
-        return f"{self.name}.onnx" if variant == "fp32" else f"{self.name}.{variant}.onnx"
+    def filename(self, variant: str = "fp32", fmt: str = "onnx") -> str:
+        """``encoder.onnx``, ``encoder.int8.onnx``, ``encoder.fp16.ort``, ..."""
+        return f"{self.name}.{fmt}" if variant == "fp32" else f"{self.name}.{variant}.{fmt}"
 
 
 ENCODER = GraphSpec("encoder", ("x",), ("mu", "logvar"), "q(z|x): x [batch, *shape] -> mu, logvar [batch, latent]")
@@ -114,6 +115,14 @@ def set_metadata(proto: onnx.ModelProto, metadata: dict) -> None:
     for key, value in metadata.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = str(key), str(value)
+
+
+def has_conv(path: Path) -> bool:
+    """Whether the graph at ``path`` has Conv nodes, in itself or its functions (ConvTranspose is not
+    counted: dynamic quantization leaves it in float)."""
+    proto = onnx.load(str(path))
+    nodes = [*proto.graph.node, *(n for f in proto.functions for n in f.node)]
+    return any(n.op_type == "Conv" for n in nodes)
 
 
 def check_graph(path: Path) -> None:

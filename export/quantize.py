@@ -1,53 +1,185 @@
-"""Quantized variants of a graph, through onnxruntime's quantizer."""
+"""Quantized and half-precision variants of a graph: one entry point, ``quantize(src, dst, *, config)``.
+
+Three methods, each the right one for a kind of graph (DESIGN.md, "Known pitfalls", measured here):
+
+- ``dynamic`` int8 (onnxruntime ``quantize_dynamic``): weights int8 ahead of time, activations uint8 per
+  batch at run time; Gemm/MatMul become MatMulInteger. Right for MLP graphs; on conv graphs (ConvInteger)
+  it runs ~3x slower than fp32.
+- ``static`` int8 (``quantize_static``, QDQ format): activation ranges fixed ahead of time from calibration
+  data, uint8 activations and int8 weights; onnxruntime fuses QDQ pairs into QLinear kernels. Right for
+  conv graphs.
+- ``fp16`` (onnxconverter-common): float16 weights and arithmetic, float32 inputs and outputs; halves the
+  bytes, for devices with half-precision units (no faster on the CPU execution provider).
+"""
 
 from __future__ import annotations
 
 import contextlib
 import logging
 import tempfile
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from onnxruntime.quantization import QuantType, quant_pre_process, quantize_dynamic
+import numpy as np
+import onnx
+from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quant_pre_process, quantize_dynamic, quantize_static
+
+
+METHODS = ("dynamic", "static", "fp16")
+
+
+class QuantizeError(RuntimeError):
+    """The quantizer ran but could not produce a graph (e.g. no calibration data for a static variant)."""
 
 
 @dataclass(frozen=True)
 class QuantizeConfig:
-    """How to quantize one graph.
+    """How to turn one float32 graph into a variant.
 
-    ``dynamic`` int8: weights are int8 ahead of time, activations are quantized to uint8 per batch at run
-    time; Gemm/MatMul become MatMulInteger. Right for MLP graphs (DESIGN.md: on conv graphs it is slower).
+    Raises:
+        ValueError: unknown method or weight type (checked on construction).
     """
 
-    method: str = "dynamic"
-    weight_type: str = "int8"
-    # Per-channel scales on the large Linear layers added bytes without measurable accuracy gain.
+    method: str = "dynamic"  # one of METHODS
+    weight_type: str = "int8"  # int8 methods only: "int8" or "uint8"
+    # Per-channel weight scales. Off: measured on the MLP and on a conv VAE (README) it added bytes (up
+    # to +64 % on a conv decoder's big Linear) and time, for no measurable gain in accuracy.
     per_channel: bool = False
+    # Static only: calibration batches fed to the quantizer at most, and samples per batch. MinMax
+    # calibration needs ranges, not statistics: a few hundred samples settle them.
+    calibration_batches: int = 8
+    calibration_batch_size: int = 64
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"unknown quantization method {self.method!r}; expected one of {', '.join(METHODS)}")
+        if self.weight_type not in ("int8", "uint8"):
+            raise ValueError(f"unsupported weight type {self.weight_type!r}; expected int8 or uint8")
+        if self.calibration_batches < 1 or self.calibration_batch_size < 1:
+            raise ValueError("calibration_batches and calibration_batch_size must be >= 1")
+
+    @property
+    def needs_calibration(self) -> bool:
+        return self.method == "static"
 
     def describe(self) -> str:
-        return f"{self.method} quantization: weights {self.weight_type}{' per-channel' if self.per_channel else ''}, activations uint8 at run time"
+        """One line for the manifest and `vae-run info`."""
+        if self.method == "fp16":
+            return "float16 weights and arithmetic (onnxconverter-common), float32 inputs and outputs"
+        channel = " per-channel" if self.per_channel else " per-tensor"
+        if self.method == "static":
+            return f"static QDQ quantization: weights {self.weight_type}{channel}, activations uint8 with ranges calibrated ahead of time (MinMax)"
+        return f"dynamic quantization: weights {self.weight_type}{channel}, activations uint8 at run time"
 
 
 INT8 = QuantizeConfig()
+INT8_STATIC = QuantizeConfig(method="static")
+FP16 = QuantizeConfig(method="fp16")
 
 
-def quantize(src: Path, dst: Path, *, config: QuantizeConfig = INT8) -> None:
-    """Write a quantized copy of the graph ``src`` to ``dst``.
+def quantize(src: Path, dst: Path, *, config: QuantizeConfig = INT8, calibration: Iterable[dict[str, np.ndarray]] | None = None) -> None:
+    """Write a variant of the float32 graph ``src`` to ``dst``; the graph's metadata and docstring are kept.
 
-    onnxruntime's pre-processing (shape inference and graph optimisation) runs first, as its docs advise.
+    onnxruntime's pre-processing (shape inference and graph optimisation) runs first for the int8
+    methods, as its documentation advises.
+
+    Args:
+        config: the method and its options.
+        calibration: static only: input feeds (``{input name: array [batch, ...]}``) in the graph's own
+            space, as onnxruntime's CalibrationDataReader protocol consumes them; read lazily, at most
+            ``config.calibration_batches`` of them.
 
     Raises:
-        ValueError: unsupported method or weight type.
+        QuantizeError: a static variant without calibration data.
     """
-    if config.method != "dynamic":
-        raise ValueError(f"unsupported quantization method {config.method!r}")
-    weight_type = {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}.get(config.weight_type)
-    if weight_type is None:
-        raise ValueError(f"unsupported weight type {config.weight_type!r}")
-    with tempfile.TemporaryDirectory() as tmp, _quiet_quantizer():
-        prepared = Path(tmp) / "prepared.onnx"
-        quant_pre_process(str(src), str(prepared))
-        quantize_dynamic(str(prepared), str(dst), weight_type=weight_type, per_channel=config.per_channel)
+    src, dst = Path(src), Path(dst)
+    if config.method == "fp16":
+        _to_fp16(src, dst)
+    else:
+        with tempfile.TemporaryDirectory() as tmp, _quiet_quantizer():
+            prepared = Path(tmp) / "prepared.onnx"
+            quant_pre_process(str(src), str(prepared))
+            if config.method == "static":
+                _static(prepared, dst, config, calibration)
+            else:
+                quantize_dynamic(str(prepared), str(dst), weight_type=_weight_type(config), per_channel=config.per_channel)
+    _keep_description(src, dst, config)
+
+
+def _weight_type(config: QuantizeConfig) -> QuantType:
+    return {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}[config.weight_type]
+
+
+def _static(prepared: Path, dst: Path, config: QuantizeConfig, calibration: Iterable[dict[str, np.ndarray]] | None) -> None:
+    reader = IteratorReader(calibration or (), limit=config.calibration_batches)
+    if not reader.has_data():
+        raise QuantizeError("static quantization needs calibration data; none was given")
+    quantize_static(
+        str(prepared), str(dst), reader,
+        quant_format=QuantFormat.QDQ,
+        per_channel=config.per_channel,
+        activation_type=QuantType.QUInt8,
+        weight_type=_weight_type(config),
+        calibrate_method=CalibrationMethod.MinMax,
+    )
+
+
+def _to_fp16(src: Path, dst: Path) -> None:
+    from onnxconverter_common import float16
+
+    model = onnx.load(str(src))
+    # keep_io_types: Cast nodes at the boundary, so a device feeds and reads float32 as with every variant.
+    half = float16.convert_float_to_float16(model, keep_io_types=True)
+    onnx.save_model(half, str(dst))
+
+
+def _keep_description(src: Path, dst: Path, config: QuantizeConfig) -> None:
+    """Carry the float graph's docstrings and metadata_props (Netron shows them) over to the variant,
+    plus the method, whatever the quantizer kept or dropped."""
+    original = onnx.load(str(src), load_external_data=False)
+    variant = onnx.load(str(dst))
+    variant.doc_string = original.doc_string
+    variant.graph.doc_string = original.graph.doc_string
+    variant.producer_name = original.producer_name
+    meta = {p.key: p.value for p in original.metadata_props}
+    meta["vae_edge.variant_method"] = config.describe()
+    del variant.metadata_props[:]
+    for key, value in meta.items():
+        entry = variant.metadata_props.add()
+        entry.key, entry.value = key, value
+    # onnxruntime's pre-processing declares every domain it knows (training, NCHWc, ATen, ...); a graph
+    # should import only what its nodes use, so a reader or a minimal build sees what it really needs.
+    used = {""} | {n.domain for n in variant.graph.node} | {n.domain for f in variant.functions for n in f.node} | {f.domain for f in variant.functions}
+    kept = [o for o in variant.opset_import if o.domain in used or (o.domain == "ai.onnx" and "" in used)]
+    del variant.opset_import[:]
+    variant.opset_import.extend(kept)
+    onnx.save_model(variant, str(dst))
+
+
+class IteratorReader(CalibrationDataReader):
+    """onnxruntime's CalibrationDataReader protocol (``get_next() -> dict or None``) over an iterator of
+    input feeds, stopping after ``limit`` feeds."""
+
+    def __init__(self, feeds: Iterable[dict[str, np.ndarray]], *, limit: int | None = None):
+        self._feeds: Iterator[dict[str, np.ndarray]] = iter(feeds)
+        self._first = next(self._feeds, None)  # looked at once, so that an empty set is caught up front
+        self._limit = limit
+        self.batches = 0
+
+    def has_data(self) -> bool:
+        return self._first is not None
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        if self._limit is not None and self.batches >= self._limit:
+            return None
+        if self._first is not None:
+            feed, self._first = self._first, None
+        else:
+            feed = next(self._feeds, None)
+        if feed is not None:
+            self.batches += 1
+        return feed
 
 
 @contextlib.contextmanager

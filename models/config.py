@@ -35,7 +35,9 @@ class VAEConfig:
     # the decoder mirrors them. hidden_dims is the MLP's and is not used by the conv models.
     channels: tuple[int, ...] = (32, 64)
     # conv/conv1d decoder upsampling: "transpose" (ConvTranspose, stride 2) or "upsample" (nearest x2 + Conv):
-    # int8 QDQ speeds up Upsample + Conv but never ConvTranspose (DESIGN.md, Known pitfalls).
+    # int8 QDQ speeds up Upsample + Conv but never ConvTranspose (DESIGN.md, Known pitfalls). Default
+    # "transpose": measured on 1x28x28 digits (README, "Decoder style"), its fastest decoder (fp32, 1.8-1.9 ms
+    # at batch 64) beat upsample's fastest (int8-static, 6.9 ms) 3.6x, at equal accuracy.
     decoder_style: str = "transpose"
 
     def __post_init__(self) -> None:

@@ -19,6 +19,9 @@ SCHEMA = "vae-edge/bundle/1"
 LIKELIHOODS = ("bernoulli", "gaussian")
 MANIFEST = "manifest.json"
 GRAPHS = ("encoder", "decoder")
+# "onnx": the .onnx graphs every bundle has; "ort": ONNX Runtime's ORT format (`vae-export --ort`), which a
+# minimal onnxruntime build loads; a variant lists those under its optional "ort" key.
+FORMATS = ("onnx", "ort")
 
 
 class BundleError(ValueError):
@@ -67,12 +70,20 @@ def read_manifest(path: str | os.PathLike) -> dict:
         raise BundleError(f"{mpath}: manifest lists no variants")
     _check_fields(mpath, manifest)
     for variant, entry in manifest["variants"].items():
-        for graph in GRAPHS:
-            if not isinstance(entry.get(graph), str):
-                raise BundleError(f"{mpath}: variant {variant!r} names no {graph} graph")
-            if entry[graph] not in manifest["files"]:
-                raise BundleError(f"{mpath}: variant {variant!r} uses {entry[graph]!r}, which the files list lacks")
+        _check_graph_names(mpath, manifest, variant, entry)
+        if "ort" in entry:
+            if not isinstance(entry["ort"], dict):
+                raise BundleError(f"{mpath}: variants[{variant!r}].ort must be an object")
+            _check_graph_names(mpath, manifest, f"{variant} (ORT format)", entry["ort"])
     return manifest
+
+
+def _check_graph_names(mpath: Path, manifest: dict, variant: str, entry: dict) -> None:
+    for graph in GRAPHS:
+        if not isinstance(entry.get(graph), str):
+            raise BundleError(f"{mpath}: variant {variant!r} names no {graph} graph")
+        if entry[graph] not in manifest["files"]:
+            raise BundleError(f"{mpath}: variant {variant!r} uses {entry[graph]!r}, which the files list lacks")
 
 
 def _is_number(v: object) -> bool:
@@ -153,6 +164,40 @@ def verify_files(path: str | os.PathLike, manifest: dict) -> None:
             raise BundleError(f"{member}: sha256 does not match the manifest (file altered)")
 
 
-def graph_path(path: str | os.PathLike, manifest: dict, variant: str, graph: str) -> Path:
-    """Path of ``graph`` ("encoder"/"decoder") for ``variant``, checked to stay inside the bundle."""
-    return _safe_member(Path(path), manifest["variants"][variant][graph])
+def graph_path(path: str | os.PathLike, manifest: dict, variant: str, graph: str, fmt: str = "onnx") -> Path:
+    """Path of ``graph`` ("encoder"/"decoder") for ``variant`` in format ``fmt`` ("onnx" or "ort"),
+    checked to stay inside the bundle.
+
+    Raises:
+        BundleError: the bundle has no ``fmt`` graphs for ``variant`` (exported without --ort).
+    """
+    entry = manifest["variants"][variant]
+    if fmt == "ort":
+        if "ort" not in entry:
+            raise BundleError(f"{path}: variant {variant!r} has no ORT-format graphs (export with `vae-export --ort`)")
+        entry = entry["ort"]
+    return _safe_member(Path(path), entry[graph])
+
+
+def describe_latency(timed: dict) -> str:
+    """One line from a variant's (or its ORT copy's) ``latency_ms`` and ``time_vs_fp32``: encoder +
+    decoder milliseconds per thread setting and batch, the ratio to fp32, the settings where it is slower.
+    Tolerates a hand-edited manifest (odd entries read as absent): it is informative, not relied on."""
+
+    def section(parent: object, key: str) -> dict:
+        value = parent.get(key) if isinstance(parent, dict) else None
+        return value if isinstance(value, dict) else {}
+
+    def num(value: object) -> str:
+        return f"{value:.3g}" if _is_number(value) else "?"
+
+    parts = []
+    for setting, per_batch in section(timed, "latency_ms").items():
+        if not isinstance(per_batch, dict):
+            continue
+        ratios = section(section(timed, "time_vs_fp32"), setting)
+        figures = ", ".join(f"batch {b.removeprefix('batch_')} {num(section(per_batch, b).get('total'))} ms ({num(ratios.get(b))}x fp32)" for b in per_batch)
+        parts.append(f"{setting.removeprefix('threads_')} thread(s): {figures}")
+    slower = timed.get("slower_than_fp32") if isinstance(timed, dict) else None
+    verdict = f"  SLOWER than fp32 at {', '.join(map(str, slower))}" if isinstance(slower, list) and slower else ""
+    return "; ".join(parts) + verdict

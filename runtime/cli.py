@@ -12,12 +12,20 @@ import click
 import numpy as np
 
 from .benchmark import BATCH_SIZES, MAX_BATCH, NOISY_SPREAD
-from .bundle import BundleError, default_bundle_path, read_manifest
+from .bundle import BundleError, default_bundle_path, describe_latency, read_manifest
 from .clitools import output_path, run_cli
 from .files import atomic_save_npy, atomic_write_bytes
 from .vae import RowError, VAE
 
 _PRECISION = click.option("--precision", default="fp32", show_default=True, help="Variant to run: fp32, int8, ... (see `vae-run info`).")
+_FORMAT = click.option("--format", "fmt", type=click.Choice(["onnx", "ort"]), default="onnx", show_default=True, help="Graph files to run: .onnx, or the ORT-format files of a bundle exported with `vae-export --ort`.")
+
+
+def _graphs(command):
+    """--precision and --format: which of the bundle's graphs a command runs."""
+    return _PRECISION(_FORMAT(command))
+
+
 _THREADS = click.option("--threads", type=click.IntRange(min=1), default=None, help="onnxruntime intra-op threads (default: one per core).")
 _OUT = click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path), callback=output_path(), help="Write the result as .npy (default: print rows as comma-separated values).")
 _GRID = click.option("--grid", type=click.Path(dir_okay=False, path_type=Path), callback=output_path(".png"), help="Also write a PNG image grid (image data only).")
@@ -59,8 +67,8 @@ def _split(paths: tuple[Path, ...], wanted: str | None) -> tuple[Path | None, Pa
     return (paths[0] if paths else None), None
 
 
-def _load(bundle: Path | None, precision: str, threads: int | None, *, inputs=(), outputs=()) -> VAE:
-    vae = VAE.load(bundle, precision=precision, threads=threads)
+def _load(bundle: Path | None, precision: str, fmt: str, threads: int | None, *, inputs=(), outputs=()) -> VAE:
+    vae = VAE.load(bundle, precision=precision, threads=threads, format=fmt)
     _check_outputs(vae, inputs, outputs)
     return vae
 
@@ -161,7 +169,7 @@ def _affine(value) -> str:
 def info(bundle, as_json):
     """Describe a bundle: shapes, variants with their sizes and accuracy, anomaly calibration."""
     manifest = read_manifest(bundle if bundle is not None else default_bundle_path())
-    vae = _load(bundle, next(iter(manifest["variants"])), 1)  # loading checks every file and graph; any variant will do
+    vae = _load(bundle, next(iter(manifest["variants"])), "onnx", 1)  # loading checks every file and graph; any variant will do
     m = vae.manifest
     if as_json:
         click.echo(json.dumps(m, indent=2, ensure_ascii=False))
@@ -187,8 +195,16 @@ def info(bundle, as_json):
         acc = _section(v, "accuracy")
         mark = "✓" if acc.get("passed") is True else "✗" if acc.get("passed") is False else "?"
         figures = ", ".join(f"{k} {_num(acc[k])}" for k in ("recon_nll", "recon_nll_rel_change", "score_max_rel_diff", "decoder_x_mean_max_abs") if k in acc)
-        click.echo(f"variant    {mark} {name:<6} {size:>9,} bytes  {figures}")
+        click.echo(f"variant    {mark} {name:<11} {size:>9,} bytes  {figures}")
         click.echo(f"             {v.get('method', '')}")
+        ort_files = _section(v, "ort")
+        if ort_files:
+            ort_mark = {True: "✓", False: "✗"}.get(_section(ort_files, "accuracy").get("passed"), "?")
+            n = ort_files.get("bytes")
+            click.echo(f"             ORT format {ort_mark} {ort_files.get('encoder')}, {ort_files.get('decoder')}" + (f" ({n:,} bytes)" if isinstance(n, int) else ""))
+        for label, timed in ((".onnx", v), (".ort", ort_files)):
+            if _section(timed, "latency_ms"):
+                click.echo(f"             time {label:<5} {describe_latency(timed)}")
         q = _section(v, "anomaly_quantiles")
         if q:
             click.echo(f"             anomaly-score quantiles (validation): {'  '.join(f'{k} {_num(val)}' for k, val in q.items())}")
@@ -220,28 +236,28 @@ def _num(value: object) -> str:
 @click.option("-n", "--num", "n", type=click.IntRange(min=0), default=16, show_default=True, help="How many samples.")
 @click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=None, help="Same seed, same samples (default: fresh randomness).")
 @click.option("--temperature", type=click.FloatRange(min=0, max=1e6, min_open=True), default=1.0, show_default=True, help="Scale of the prior's standard deviation.")
-@_PRECISION
+@_graphs
 @_THREADS
 @_OUT
 @_GRID
 @_handle_errors
-def sample(bundle, n, seed, temperature, precision, threads, out, grid):
+def sample(bundle, n, seed, temperature, precision, fmt, threads, out, grid):
     """Draw samples from the prior and decode them."""
-    vae = _load(bundle, precision, threads, outputs=(out, grid))
+    vae = _load(bundle, precision, fmt, threads, outputs=(out, grid))
     _results(vae, vae.sample(n, seed=seed, temperature=temperature), out, grid)
 
 
 @cli.command()
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path), metavar="[BUNDLE] INPUT.npy")
-@_PRECISION
+@_graphs
 @_THREADS
 @_OUT
 @click.option("--grid", type=click.Path(dir_okay=False, path_type=Path), callback=output_path(".png"), help="Also write a PNG: rows of inputs, each followed by their reconstructions.")
 @_handle_errors
-def reconstruct(paths, precision, threads, out, grid):
+def reconstruct(paths, precision, fmt, threads, out, grid):
     """Encode and decode INPUT (posterior mean): denoised reconstructions, same shape as INPUT."""
     bundle, src = _split(paths, "INPUT.npy")
-    vae = _load(bundle, precision, threads, inputs=(src,), outputs=(out, grid))
+    vae = _load(bundle, precision, fmt, threads, inputs=(src,), outputs=(out, grid))
     x = _read_batch(src, vae.shape)
     x_hat = vae.reconstruct(x)
     pairs = per_row = None
@@ -256,15 +272,15 @@ def reconstruct(paths, precision, threads, out, grid):
 
 @cli.command()
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path), metavar="[BUNDLE] INPUT.npy")
-@_PRECISION
+@_graphs
 @_THREADS
 @_OUT
 @click.option("--logvar", "logvar_out", type=click.Path(dir_okay=False, path_type=Path), callback=output_path(), help="Also write the posterior log-variances as .npy.")
 @_handle_errors
-def encode(paths, precision, threads, out, logvar_out):
+def encode(paths, precision, fmt, threads, out, logvar_out):
     """Encode INPUT to posterior means (the compressed code); optionally their log-variances."""
     bundle, src = _split(paths, "INPUT.npy")
-    vae = _load(bundle, precision, threads, inputs=(src,), outputs=(out, logvar_out))
+    vae = _load(bundle, precision, fmt, threads, inputs=(src,), outputs=(out, logvar_out))
     mu, logvar = vae.encode(_read_batch(src, vae.shape))
     if logvar_out is not None:
         _emit(logvar, logvar_out)
@@ -273,22 +289,22 @@ def encode(paths, precision, threads, out, logvar_out):
 
 @cli.command()
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path), metavar="[BUNDLE] Z.npy")
-@_PRECISION
+@_graphs
 @_THREADS
 @_OUT
 @_GRID
 @_handle_errors
-def decode(paths, precision, threads, out, grid):
+def decode(paths, precision, fmt, threads, out, grid):
     """Decode latent codes Z [n, latent] to the mean of p(x|z), in data units."""
     bundle, src = _split(paths, "Z.npy")
-    vae = _load(bundle, precision, threads, inputs=(src,), outputs=(out, grid))
+    vae = _load(bundle, precision, fmt, threads, inputs=(src,), outputs=(out, grid))
     x = vae.decode(_read_batch(src, (vae.latent_dim,)))
     _results(vae, x, out, grid, grid_images=np.reshape(x, (-1, *vae.shape)))
 
 
 @cli.command()
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path), metavar="[BUNDLE] INPUT.npy|-")
-@_PRECISION
+@_graphs
 @_THREADS
 @_OUT
 @click.option("--samples", type=click.IntRange(1, 100_000), default=None, help="Monte-Carlo draws per sample (default: deterministic, z at the posterior mean).")
@@ -297,19 +313,19 @@ def decode(paths, precision, threads, out, grid):
               "comma-separated numbers per line on standard input (INPUT '-' or none).")
 @click.option("--batch-size", type=click.IntRange(1, 1 << 20), default=64, show_default=True, help="Rows per batch with --stream (1: answer each line at once).")
 @_handle_errors
-def score(paths, precision, threads, out, samples, seed, stream, batch_size):
+def score(paths, precision, fmt, threads, out, samples, seed, stream, batch_size):
     """Anomaly scores of INPUT: negative ELBO per sample in nats (higher = less like the training data)."""
     if stream:
-        _score_stream(paths, precision, threads, out, samples, batch_size)
+        _score_stream(paths, precision, fmt, threads, out, samples, batch_size)
         return
     bundle, src = _split(paths, "INPUT.npy")
-    vae = _load(bundle, precision, threads, inputs=(src,), outputs=(out,))
+    vae = _load(bundle, precision, fmt, threads, inputs=(src,), outputs=(out,))
     scores = vae.anomaly_score(_read_batch(src, vae.shape), samples=samples, seed=seed)
     _emit(scores, out)
     _flag_summary(vae, scores)
 
 
-def _score_stream(paths, precision, threads, out, samples, batch_size) -> None:
+def _score_stream(paths, precision, fmt, threads, out, samples, batch_size) -> None:
     """score --stream: .npy rows (memory-mapped) or stdin lines in, one score per line out, flushed per batch."""
     if samples is not None:
         raise click.UsageError("--stream scores deterministically; --samples is for whole files")
@@ -318,7 +334,7 @@ def _score_stream(paths, precision, threads, out, samples, batch_size) -> None:
     bundle, src = _split(paths, "INPUT.npy|-") if paths else (None, None)
     if src is not None and str(src) == "-":
         src = None  # standard input
-    vae = _load(bundle, precision, threads, inputs=(src,))
+    vae = _load(bundle, precision, fmt, threads, inputs=(src,))
     if src is None:
         rows = _stdin_rows()
     else:
@@ -365,15 +381,15 @@ def _flag_summary(vae: VAE, scores: np.ndarray) -> None:
 @cli.command()
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path), metavar="[BUNDLE] PAIR.npy | [BUNDLE] A.npy B.npy")
 @click.option("--steps", type=click.IntRange(min=2, max=10_000), default=8, show_default=True, help="Points on the path, both ends included.")
-@_PRECISION
+@_graphs
 @_THREADS
 @_OUT
 @_GRID
 @_handle_errors
-def interpolate(paths, steps, precision, threads, out, grid):
+def interpolate(paths, steps, precision, fmt, threads, out, grid):
     """Decode a straight path in latent space between two samples: PAIR.npy holding two, or one each in A.npy and B.npy."""
     bundle, sources = _split_interpolate(paths)
-    vae = _load(bundle, precision, threads, inputs=sources, outputs=(out, grid))
+    vae = _load(bundle, precision, fmt, threads, inputs=sources, outputs=(out, grid))
     ends = [x for src in sources for x in _read_batch(src, vae.shape)]
     if len(ends) != 2:
         got = " + ".join(str(len(_read_batch(src, vae.shape))) for src in sources)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from .bundle import BundleError, default_bundle_path, graph_path, per_feature, read_manifest, shorten, verify_files
+from .bundle import FORMATS, BundleError, default_bundle_path, graph_path, per_feature, read_manifest, shorten, verify_files
 from .files import atomic_path
 from .validation import as_batch
 
@@ -48,10 +48,11 @@ class VAE:
     One object is safe to share between threads (onnxruntime sessions are; no state changes per call).
     """
 
-    def __init__(self, path: Path, manifest: dict, precision: str, encoder: ort.InferenceSession, decoder: ort.InferenceSession):
+    def __init__(self, path: Path, manifest: dict, precision: str, encoder: ort.InferenceSession, decoder: ort.InferenceSession, format: str = "onnx"):
         self.path = path
         self.manifest = manifest
         self.precision = precision
+        self.format = format  # "onnx" or "ort": which graph files the sessions run
         self._encoder = encoder
         self._decoder = decoder
         self._enc_in = encoder.get_inputs()[0].name
@@ -89,6 +90,7 @@ class VAE:
         providers: list | None = None,
         optimization: str = "all",
         save_optimized: str | os.PathLike | None = None,
+        format: str = "onnx",
     ) -> "VAE":
         """Open a bundle, verifying every file's sha256 first.
 
@@ -103,6 +105,8 @@ class VAE:
             save_optimized: a folder to write the graphs as onnxruntime optimised them (same file names
                 as in the bundle), e.g. to inspect them in Netron or to ship them pre-optimised. Graphs
                 saved at "all" may hold fusions specific to this CPU and provider; "extended" is portable.
+            format: "onnx" (the .onnx graphs) or "ort" (the ORT-format graphs that ``vae-export --ort``
+                adds, which a minimal onnxruntime build can load).
 
         Raises:
             BundleError: missing, tampered or unreadable bundle (a ``ValueError``).
@@ -115,17 +119,19 @@ class VAE:
         variants = manifest["variants"]
         if not isinstance(precision, str) or precision not in variants:
             raise ValueError(f"precision {precision!r} is not in this bundle; it has {', '.join(variants)}")
+        if format not in FORMATS:
+            raise ValueError(f"format {format!r} is not one of {', '.join(FORMATS)}")
         options = [_session_options(threads, optimization) for _ in ("encoder", "decoder")]  # one each: save paths differ
         providers = _check_providers(providers)
         save_dir = _check_save_dir(root, save_optimized)
         verify_files(root, manifest)
         sessions = []
         for graph, opts in zip(("encoder", "decoder"), options):
-            gp = graph_path(root, manifest, precision, graph)
+            gp = graph_path(root, manifest, precision, graph, format)
             sessions.append(_open_session(gp, manifest["files"][gp.name]["sha256"], opts, providers, save_dir))
         _check_graphs(root, manifest, precision, *sessions)
         log.debug("loaded %s (%s) with providers %s", root, precision, providers)
-        return cls(root, manifest, precision, *sessions)
+        return cls(root, manifest, precision, *sessions, format=format)
 
     # ---------------------------------------------------------------- data units <-> model space
     def _inputs(self, x: object, name: str = "x") -> tuple[np.ndarray, bool]:
@@ -423,7 +429,8 @@ class VAE:
         return reconstruction_nll(self.likelihood, xm, mean, self._obs_logvar)
 
     def __repr__(self) -> str:
-        return f"VAE(path={str(self.path)!r}, precision={self.precision!r}, shape={list(self.shape)}, latent_dim={self.latent_dim})"
+        fmt = "" if self.format == "onnx" else f", format={self.format!r}"
+        return f"VAE(path={str(self.path)!r}, precision={self.precision!r}{fmt}, shape={list(self.shape)}, latent_dim={self.latent_dim})"
 
 
 def bernoulli_nll(x: np.ndarray, p: np.ndarray) -> np.ndarray:

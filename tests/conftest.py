@@ -37,11 +37,14 @@ def model_path(trained) -> Path:
 
 @pytest.fixture(scope="session")
 def bundle(tmp_path_factory, model_path) -> Path:
-    """The small model exported with fp32 and int8 variants (read-only for tests: copy before altering)."""
-    from vae_edge.export.bundle import export_bundle
+    """The small model exported with fp32 and int8 variants as `make bundle` does it (reproducible: no
+    latency figures, a fixed timestamp); read-only for tests: copy before altering."""
+    from vae_edge.export.bundle import ExportOptions, export_bundle
 
     out = tmp_path_factory.mktemp("export") / "bundle"
-    export_bundle(model_path, out)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SOURCE_DATE_EPOCH", "0")
+        export_bundle(model_path, out, ExportOptions(latency=None))
     return out
 
 
