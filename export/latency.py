@@ -11,52 +11,38 @@ from __future__ import annotations
 
 import os
 import platform
-import statistics
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from vae_edge.runtime import VAE
+from vae_edge.runtime.benchmark import Effort, bench_inputs
+from vae_edge.runtime.benchmark import measure as time_calls
+
+# Short rounds: an export times every variant and format at two batch sizes and two thread settings,
+# and these figures inform a choice, they are not the benchmark (`make bench`, `vae-run bench`).
+EXPORT_EFFORT = Effort(rounds=3, round_seconds=0.05, warmup_seconds=0.02, max_calls=200)
 
 
 @dataclass(frozen=True)
 class LatencyConfig:
-    """What to time and how often."""
+    """What to time and how long (the timing itself is the runtime's benchmark core)."""
 
     batches: tuple[int, ...] = (1, 64)
     threads: tuple[int | None, ...] = (1, None)  # None: onnxruntime's default
-    warmup: int = 3
-    runs: int = 15
-    # A slow graph (a big conv at batch 64) stops early: at least min_runs, then until this many seconds.
-    min_runs: int = 5
-    budget_s: float = 0.5
+    effort: Effort = field(default=EXPORT_EFFORT)
 
     def describe(self) -> dict:
         """The manifest's top-level ``latency`` section: how the figures were taken and where."""
+        e = self.effort
         return {
             "measured": True,
             "unit": "milliseconds per call, median",
             "how": (f"the runtime's VAE.encode(x) and VAE.decode(z) (input checks and preprocessing included), random inputs; "
-                    f"{self.warmup} warm-up calls, then the median of {self.min_runs} to {self.runs} timed calls (at most ~{self.budget_s:g} s per figure)"),
+                    f"vae_edge.runtime.benchmark: {e.warmup_seconds:g} s warm-up, then {e.rounds} interleaved rounds of ~{e.round_seconds:g} s, median of every call"),
             "threads": {"threads_1": "1 intra-op thread", "threads_default": "onnxruntime's default: one intra-op thread per physical core"},
             "machine": {"cpu_count": os.cpu_count(), "processor": platform.processor() or platform.machine(), "system": platform.system()},
             "note": "measured once at export on the exporting machine; other load on the machine inflates them",
         }
-
-
-def _median_ms(call: Callable[[], object], config: LatencyConfig) -> float:
-    for _ in range(config.warmup):
-        call()
-    times: list[float] = []
-    start = time.perf_counter()
-    while len(times) < config.runs and (len(times) < config.min_runs or time.perf_counter() - start < config.budget_s):
-        t0 = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - t0)
-    return round(statistics.median(times) * 1e3, 4)
 
 
 def measure(bundle: Path, variant: str, fmt: str = "onnx", config: LatencyConfig = LatencyConfig()) -> dict:
@@ -66,18 +52,14 @@ def measure(bundle: Path, variant: str, fmt: str = "onnx", config: LatencyConfig
         ``{"threads_1": {"batch_1": {"encoder": ms, "decoder": ms, "total": ms}, "batch_64": {...}},
         "threads_default": {...}}``.
     """
-    rng = np.random.default_rng(0)
     result: dict[str, dict] = {}
     for threads in config.threads:
         vae = VAE.load(bundle, precision=variant, threads=threads, format=fmt)
-        pre = vae.manifest["data"]["preprocessing"]
-        offset, scale = np.asarray(pre["offset"], np.float32), np.asarray(pre["scale"], np.float32)
         per_batch: dict[str, dict] = {}
         for batch in config.batches:
-            # Data units that map onto [0, 1) in model space: valid for every likelihood.
-            x = offset + scale * rng.random((batch, *vae.shape), dtype=np.float32)
-            z = rng.standard_normal((batch, vae.latent_dim)).astype(np.float32)
-            figures = {"encoder": _median_ms(lambda: vae.encode(x), config), "decoder": _median_ms(lambda: vae.decode(z), config)}
+            x, z = bench_inputs(vae, batch)
+            timed = time_calls({"encoder": lambda: vae.encode(x), "decoder": lambda: vae.decode(z)}, config.effort)
+            figures = {graph: round(t.median_s * 1e3, 4) for graph, t in timed.items()}
             figures["total"] = round(figures["encoder"] + figures["decoder"], 4)
             per_batch[f"batch_{batch}"] = figures
         result["threads_default" if threads is None else f"threads_{threads}"] = per_batch

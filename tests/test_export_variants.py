@@ -19,13 +19,14 @@ from vae_edge.export import bundle as bundle_mod
 from vae_edge.export.bundle import CalibrationError, ExportError, ExportOptions, export_bundle
 from vae_edge.export.graphs import has_conv, opset_of
 from vae_edge.export.latency import LatencyConfig
+from vae_edge.runtime.benchmark import Effort
 from vae_edge.export.quantize import INT8_STATIC, IteratorReader, QuantizeError, quantize
 from vae_edge.runtime import VAE
 from vae_edge.runtime.bundle import BundleError
 from vae_edge.runtime.cli import cli as run_main
 
 VARIANTS = ("fp32", "int8", "int8-static", "fp16")
-FAST_TIMING = LatencyConfig(warmup=1, runs=3, min_runs=3, budget_s=0.01)
+FAST_TIMING = LatencyConfig(effort=Effort(rounds=2, round_seconds=0.001, warmup_seconds=0.0, max_calls=3))
 
 
 @pytest.fixture(scope="session")
