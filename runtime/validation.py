@@ -5,17 +5,20 @@ from __future__ import annotations
 import numpy as np
 
 
-def as_batch(x: object, shape: tuple[int, ...], name: str) -> tuple[np.ndarray, bool]:
+def as_batch(x: object, shape: tuple[int, ...], name: str, *, bound: float | None = None) -> tuple[np.ndarray, bool]:
     """Coerce ``x`` to a C-contiguous float32 batch ``[n, *shape]`` (``shape`` a tuple of ints).
 
     A single sample (``x.shape == shape``) gets a batch axis; ``single`` in the result says so, so that
     callers can drop it again from their outputs.
 
+    Args:
+        bound: if given, every value must also lie within [-bound, bound].
+
     Returns:
         (batch, single)
 
     Raises:
-        ValueError: non-numeric data, wrong rank or size, NaN or Inf.
+        ValueError: non-numeric data, wrong rank or size, NaN or Inf, or a value beyond ``bound``.
     """
     # The common case, a float32 C-contiguous array, takes no copy and builds no message: at batch 1
     # this function is a measurable share of a decode (see the runtime's benchmark).
@@ -32,9 +35,23 @@ def as_batch(x: object, shape: tuple[int, ...], name: str) -> tuple[np.ndarray, 
     if a.dtype != np.float32 or not a.flags.c_contiguous:
         with np.errstate(over="ignore", invalid="ignore"):  # values beyond float32 become Inf, refused below
             a = np.ascontiguousarray(a, dtype=np.float32)
-    if np.count_nonzero(np.isfinite(a)) != a.size:  # at batch 1, 0.4 us faster than .all()
+    if bound is not None:
+        # One dot product answers both checks in the common case: a sum of squares within bound^2 is finite
+        # and has no element beyond the bound (0.4 us at batch 1, against 1.6 us for isfinite + abs().max()).
+        # NaN, Inf, overflow and anything larger take the exact path below.
+        if not float(np.vdot(a, a)) <= bound * bound:
+            _check_values(a, name, bound)
+    elif np.count_nonzero(np.isfinite(a)) != a.size:  # at batch 1, 0.4 us faster than .all()
         raise ValueError(f"{name}: contains NaN or Inf")
     return a, single
+
+
+def _check_values(a: np.ndarray, name: str, bound: float) -> None:
+    if np.count_nonzero(np.isfinite(a)) != a.size:
+        raise ValueError(f"{name}: contains NaN or Inf")
+    largest = float(np.abs(a).max())
+    if largest > bound:
+        raise ValueError(f"{name}: values must lie within ±{bound:g}, got max |{name}| {largest:g}")
 
 
 def _asarray(x: object, shape: tuple[int, ...], name: str) -> np.ndarray:
