@@ -21,9 +21,7 @@ def as_batch(x: object, shape: tuple[int, ...], name: str) -> tuple[np.ndarray, 
     # this function is a measurable share of a decode (see the runtime's benchmark).
     shape = tuple(shape)
     a = x if type(x) is np.ndarray else _asarray(x, shape, name)
-    if a.dtype.kind not in "biuf":  # bool, int, uint, float; not complex, objects, strings, dates, timedeltas
-        what = "real numbers" if a.dtype.kind == "c" else "a numeric array"
-        raise ValueError(f"{name}: expected {what} {_expected(shape)}, got dtype {a.dtype}")
+    _check_real(a, name, _expected(shape))
     single = a.shape == shape
     if single:
         a = a[None]
@@ -37,11 +35,29 @@ def as_batch(x: object, shape: tuple[int, ...], name: str) -> tuple[np.ndarray, 
     return a, single
 
 
-def _asarray(x: object, shape: tuple[int, ...], name: str) -> np.ndarray:
+def as_real_array(x: object, name: str) -> np.ndarray:
+    """``x`` as a float32 array of any shape, refusing what is not real numbers (no range checks).
+
+    Raises:
+        ValueError: complex, object, string or date data, or an irregular sequence.
+    """
+    a = x if type(x) is np.ndarray else _asarray(x, None, name)
+    _check_real(a, name, "")
+    return a.astype(np.float32, copy=False)
+
+
+def _check_real(a: np.ndarray, name: str, expected: str) -> None:
+    if a.dtype.kind not in "biuf":  # bool, int, uint, float; not complex, objects, strings, dates, timedeltas
+        what = "real numbers" if a.dtype.kind == "c" else "a numeric array"
+        raise ValueError(f"{name}: expected {what}{' ' + expected if expected else ''}, got dtype {a.dtype}")
+
+
+def _asarray(x: object, shape: tuple[int, ...] | None, name: str) -> np.ndarray:
     try:
         return np.asarray(x)
     except (ValueError, TypeError) as exc:  # ragged nested lists
-        raise ValueError(f"{name}: expected a numeric array {_expected(shape)}, got an irregular sequence ({exc})") from None
+        expected = f" {_expected(shape)}" if shape is not None else ""
+        raise ValueError(f"{name}: expected a numeric array{expected}, got an irregular sequence ({exc})") from None
 
 
 def _expected(shape: tuple[int, ...]) -> str:
