@@ -189,6 +189,17 @@ def test_corrupt_npy_is_a_data_error(tmp_path, make, spec, message):
         load_data(f"npy:{tmp_path / spec}")
 
 
+def test_constant_data_is_refused_for_bernoulli_only(tmp_path):
+    # Gaussian standardisation centres a constant feature; only Bernoulli scaling needs a range, and the
+    # Bernoulli check used to run whatever likelihood was asked for.
+    np.save(tmp_path / "c.npy", np.full((20, 4), 3.0, np.float32))
+    with pytest.raises(DataError, match="Bernoulli model needs a range"):
+        load_data(f"npy:{tmp_path / 'c.npy'}", "bernoulli")
+    ds = load_data(f"npy:{tmp_path / 'c.npy'}", "gaussian")
+    assert ds.likelihood == "gaussian"
+    np.testing.assert_array_equal(ds.to_model(ds.train), 0)
+
+
 def _npy_bytes(a):
     import io
 

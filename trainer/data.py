@@ -126,36 +126,37 @@ def split(x: np.ndarray, *, seed: int = SPLIT_SEED) -> tuple[np.ndarray, np.ndar
     return x[n_val + n_test :], x[:n_val], x[n_val : n_val + n_test]
 
 
-def _digits(spec: str, size: tuple[int, int] | None = None) -> Dataset:
+def _digits(spec: str, size: tuple[int, int] | None, likelihood: str) -> Dataset:
     from sklearn.datasets import load_digits  # ships with scikit-learn: no download
 
     images = load_digits().images.astype(np.float32)[:, None]  # (1797, 1, 8, 8), grey levels 0..16
     train, val, test = split(images)
-    return Dataset("digits", spec, train, val, test, kind="image", value_range=(0.0, 16.0))
+    return Dataset("digits", spec, train, val, test, kind="image", value_range=(0.0, 16.0), likelihood=likelihood)
 
 
-def _from_raw(spec: str, raw) -> Dataset:
-    """Split a reader's samples; the range its format implies (8-bit pixels: 0..255) goes along."""
+def _from_raw(spec: str, raw, likelihood: str) -> Dataset:
+    """Split a reader's samples; the range its format implies (8-bit pixels: 0..255) goes along.
+    The likelihood is given here, not after: Bernoulli's checks must not run on data meant for Gaussian."""
     train, val, test = split(raw.x)
-    return Dataset(raw.name, spec, train, val, test, kind=raw.kind, value_range=raw.value_range)
+    return Dataset(raw.name, spec, train, val, test, kind=raw.kind, value_range=raw.value_range, likelihood=likelihood)
 
 
-def _idx(spec: str, size: tuple[int, int] | None = None) -> Dataset:
+def _idx(spec: str, size: tuple[int, int] | None, likelihood: str) -> Dataset:
     from .readers import read_idx
 
-    return _from_raw(spec, read_idx(_argument(spec)))
+    return _from_raw(spec, read_idx(_argument(spec)), likelihood)
 
 
-def _images(spec: str, size: tuple[int, int] | None = None) -> Dataset:
+def _images(spec: str, size: tuple[int, int] | None, likelihood: str) -> Dataset:
     from .readers import read_images
 
-    return _from_raw(spec, read_images(_argument(spec), size))
+    return _from_raw(spec, read_images(_argument(spec), size), likelihood)
 
 
-def _npy(spec: str, size: tuple[int, int] | None = None) -> Dataset:
+def _npy(spec: str, size: tuple[int, int] | None, likelihood: str) -> Dataset:
     from .readers import read_npy
 
-    return _from_raw(spec, read_npy(_argument(spec)))
+    return _from_raw(spec, read_npy(_argument(spec)), likelihood)
 
 
 def _argument(spec: str) -> str:
@@ -189,7 +190,7 @@ def load_data(spec: str = "digits", likelihood: str = "bernoulli", *, size: tupl
     kind = spec.split(":", 1)[0]
     if kind not in _SOURCES:
         raise DataError(f"unknown data spec {spec!r}; expected digits, idx:PATH, images:DIR or npy:PATH[.npz:KEY]")
-    return _SOURCES[kind](spec, size).for_likelihood(likelihood)
+    return _SOURCES[kind](spec, size, likelihood)
 
 
 def load_recorded(entry: dict) -> Dataset:
