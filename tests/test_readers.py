@@ -254,3 +254,25 @@ def test_train_cli_bad_data_exits_2_with_one_line(tmp_path, pixels):
     one_line_error(invoke(train_main, ["--data", f"npy:{tmp_path / 'bad.npy'}", *out]), 2, "--data", "bad.npy")
     one_line_error(invoke(train_main, ["--data", f"npy:{tmp_path / 'bad.npy'}", "--size", "4x4", *out]), 2, "--size", "images:DIR only")
     assert not (tmp_path / "m.pt").exists()
+
+
+def test_train_cli_refuses_outputs_that_would_overwrite_the_data(tmp_path, pixels):
+    # `--out data.npy` used to replace the training data with a checkpoint (and `--out x.metrics` style
+    # names could do the same through the files written beside model.pt).
+    vectors = np.random.default_rng(0).normal(size=(20, 4)).astype(np.float32)
+    np.save(tmp_path / "v.npy", vectors)
+    np.savez(tmp_path / "s.npz", train=vectors)
+    (tmp_path / "d.idx").write_bytes(idx_bytes(pixels))
+    (tmp_path / "m.loss.png").symlink_to(tmp_path / "v.npy")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    cases = [
+        ("npy:v.npy", "v.npy"),
+        ("npy:s.npz:train", "s.npz"),
+        ("idx:d.idx", "d.idx"),
+        ("npy:v.npy", "m.pt"),  # m.loss.png, written beside m.pt, is a link to v.npy
+    ]
+    for spec, out in cases:
+        kind, _, name = spec.partition(":")
+        result = invoke(train_main, ["--data", f"{kind}:{tmp_path / name}", "--out", tmp_path / out, "--epochs", 1, "--quiet"])
+        one_line_error(result, 2, "--out", "would overwrite the --data file")
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before

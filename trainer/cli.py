@@ -4,6 +4,7 @@ Torch loads inside the command."""
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import click
@@ -49,7 +50,7 @@ def cli(ctx, **options):
     from vae_edge.models import CheckpointError, VAEConfig, read_checkpoint
 
     from .curves import output_paths
-    from .data import DataError, load_data
+    from .data import DataError, data_files, load_data
     from .distributed import is_main_process
     from .grids import grid_paths, reconstruction_grid, sample_grid
     from .loop import TrainConfig, resume_settings, train
@@ -74,9 +75,16 @@ def cli(ctx, **options):
 
     # Files beside model.pt; not beside a device such as /dev/null.
     beside_file = not (out.exists() and not out.is_file())
-    if beside_file:
-        for side in (*grid_paths(out), *output_paths(out)):
-            writable(side)
+    written_paths = [out, *grid_paths(out), *output_paths(out)] if beside_file else []
+    for side in written_paths[1:]:
+        writable(side)
+    try:
+        inputs = {os.path.realpath(p): p for p in data_files(o["data_spec"])}
+    except DataError as exc:
+        raise click.BadParameter(str(exc), param_hint="--data") from None
+    for path in written_paths:
+        if os.path.realpath(path) in inputs:
+            raise click.BadParameter(f"{path}: would overwrite the --data file {inputs[os.path.realpath(path)]}", param_hint="--out")
 
     if o["data_spec"].startswith("images:") and beside_file and out.resolve().is_relative_to(Path(o["data_spec"][7:]).resolve()):
         raise click.BadParameter("is inside the images:DIR folder, whose PNG outputs would become training data", param_hint="--out")

@@ -7,6 +7,7 @@ the runtime repeat it exactly; a device feeds the same units as the training dat
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 
@@ -157,6 +158,23 @@ def _npy(spec: str, size: tuple[int, int] | None, likelihood: str) -> Dataset:
     from .readers import read_npy
 
     return _from_raw(spec, read_npy(_argument(spec)), likelihood)
+
+
+def data_files(spec: str) -> list[Path]:
+    """The files a ``--data`` SPEC reads (idx: and npy:; none for digits, and images:DIR is a folder),
+    so that a tool can refuse to write over them.
+
+    Raises:
+        DataError: a spec that names no path.
+    """
+    from .readers import split_npz_key
+
+    kind = spec.split(":", 1)[0]
+    if kind == "idx":
+        return [Path(_argument(spec))]
+    if kind == "npy":
+        return [split_npz_key(_argument(spec))[0]]
+    return []
 
 
 def _argument(spec: str) -> str:

@@ -153,7 +153,7 @@ def read_npy(spec_path: str) -> RawData:
         DataError: missing or corrupt file, pickled/object or non-numeric array, unknown or missing key,
             unsupported rank, NaN or Inf values.
     """
-    path, key = _split_npz_key(spec_path)
+    path, key = split_npz_key(spec_path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
     try:
@@ -219,7 +219,7 @@ def _finite(x: np.ndarray, path: Path) -> np.ndarray:
     return out
 
 
-def _split_npz_key(spec_path: str) -> tuple[Path, str | None]:
+def split_npz_key(spec_path: str) -> tuple[Path, str | None]:
     """"a/b.npz:train" -> (a/b.npz, "train"); any other path is taken whole (it may contain ':')."""
     head, sep, key = spec_path.rpartition(":")
     if sep and head.lower().endswith(".npz") and key:
