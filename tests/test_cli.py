@@ -256,3 +256,8 @@ def test_export_refuses_non_finite_weights_as_bad_input(tmp_path, model_path):
     torch.save(ckpt, bad)
     one_line_error(invoke(export_main, [bad, "--out", tmp_path / "b"]), 2, "NaN or Inf", "decoder.out.bias")
     one_line_error(invoke(export_main, [model_path, "--out", "/proc/b"]), 2, "cannot write there")
+
+
+def test_a_file_of_the_bundle_given_for_the_bundle_is_named_as_such(bundle):
+    # It used to say "no such bundle folder" about a manifest.json that is right there.
+    one_line_error(invoke(run_main, ["info", bundle / "manifest.json"]), 2, "manifest.json: is a file; expected the bundle folder", str(bundle))
