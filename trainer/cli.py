@@ -57,6 +57,7 @@ def cli(ctx, **options):
     from .readers import parse_size
 
     o = options
+    given = {name for name in o if ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)}
     ckpt = None
     if o["resume"] is not None:
         try:
@@ -64,7 +65,6 @@ def cli(ctx, **options):
         except CheckpointError as exc:
             raise click.BadParameter(str(exc), param_hint="--resume") from None
         # Options left out take the checkpoint's values, so `vae-train --resume model.pt` just continues.
-        given = {name for name in o if ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)}
         o.update({k: v for k, v in resume_settings(ckpt).items() if k not in given})
         if "out" not in given:
             o["out"] = o["resume"]
@@ -88,6 +88,10 @@ def cli(ctx, **options):
 
     if o["data_spec"].startswith("images:") and beside_file and out.resolve().is_relative_to(Path(o["data_spec"][7:]).resolve()):
         raise click.BadParameter("is inside the images:DIR folder, whose PNG outputs would become training data", param_hint="--out")
+    # Options of the other architecture would be ignored without a word; say so instead.
+    unused = {"mlp": ("channels", "decoder_style")}.get(o["arch"], ("hidden",))
+    for name in (n for n in unused if n in given):
+        raise click.BadParameter(f"does not apply to --arch {o['arch']}", param_hint=f"--{name.replace('_', '-')}")
     if o["size"] and not o["data_spec"].startswith("images:"):
         raise click.BadParameter("applies to --data images:DIR only", param_hint="--size")
     try:
