@@ -19,7 +19,7 @@ from .vae import RowError, VAE
 
 _PRECISION = click.option("--precision", default="fp32", show_default=True, help="Variant to run: fp32, int8, ... (see `vae-run info`).")
 _THREADS = click.option("--threads", type=click.IntRange(min=1), default=None, help="onnxruntime intra-op threads (default: one per core).")
-_OUT = click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path), callback=output_path(), help="Write the result as .npy (default: print rows as comma-separated values).")
+_OUT = click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path), callback=output_path(".npy"), help="Write the result as .npy (default: print rows as comma-separated values).")
 _GRID = click.option("--grid", type=click.Path(dir_okay=False, path_type=Path), callback=output_path(".png"), help="Also write a PNG image grid (image data only).")
 
 
@@ -259,7 +259,7 @@ def reconstruct(paths, precision, threads, out, grid):
 @_PRECISION
 @_THREADS
 @_OUT
-@click.option("--logvar", "logvar_out", type=click.Path(dir_okay=False, path_type=Path), callback=output_path(), help="Also write the posterior log-variances as .npy.")
+@click.option("--logvar", "logvar_out", type=click.Path(dir_okay=False, path_type=Path), callback=output_path(".npy"), help="Also write the posterior log-variances as .npy.")
 @_handle_errors
 def encode(paths, precision, threads, out, logvar_out):
     """Encode INPUT to posterior means (the compressed code); optionally their log-variances."""
@@ -303,6 +303,8 @@ def score(paths, precision, threads, out, samples, seed, stream, batch_size):
         _score_stream(paths, precision, threads, out, samples, batch_size)
         return
     bundle, src = _split(paths, "INPUT.npy")
+    if str(src) == "-":
+        raise click.UsageError("INPUT '-' (standard input) is read with --stream only")
     vae = _load(bundle, precision, threads, inputs=(src,), outputs=(out,))
     scores = vae.anomaly_score(_read_batch(src, vae.shape), samples=samples, seed=seed)
     _emit(scores, out)
