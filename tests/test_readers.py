@@ -276,3 +276,19 @@ def test_train_cli_refuses_outputs_that_would_overwrite_the_data(tmp_path, pixel
         result = invoke(train_main, ["--data", f"{kind}:{tmp_path / name}", "--out", tmp_path / out, "--epochs", 1, "--quiet"])
         one_line_error(result, 2, "--out", "would overwrite the --data file")
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
+
+
+def test_npy_sequences_train_conv1d_and_reload_for_export(tmp_path):
+    # [N, C, L] used to be read as images [1, C, L] only, so conv1d could never get C > 1 channels.
+    import torch
+
+    np.save(tmp_path / "seq.npy", np.random.default_rng(0).normal(size=(40, 3, 8)).astype(np.float32))
+    out = tmp_path / "m.pt"
+    args = ["--data", f"npy:{tmp_path / 'seq.npy'}", "--arch", "conv1d", "--channels", 4, "--likelihood", "gaussian",
+            "--epochs", 1, "--latent", 2, "--iw-samples", 2, "--quiet", "--out", out]
+    result = invoke(train_main, args)
+    assert result.exit_code == 0, result.output
+    ckpt = torch.load(out, weights_only=True)
+    assert ckpt["config"]["input_shape"] == [3, 8] and ckpt["data"]["kind"] == "sequence"
+    assert load_recorded(ckpt["data"]).shape == (3, 8)  # what vae-export and --resume reload
+    assert load_data(f"npy:{tmp_path / 'seq.npy'}").shape == (1, 3, 8)  # other archs: still an image

@@ -99,7 +99,7 @@ def cli(ctx, **options):
     except DataError as exc:
         raise click.BadParameter(str(exc), param_hint="--size") from None
     try:
-        data = load_data(o["data_spec"], o["likelihood"], size=size)
+        data = load_data(o["data_spec"], o["likelihood"], size=size, sequences=o["arch"] == "conv1d")
     except DataError as exc:
         raise click.BadParameter(str(exc), param_hint="--data") from None
     try:

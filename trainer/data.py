@@ -35,7 +35,7 @@ class Dataset:
     train: np.ndarray
     val: np.ndarray
     test: np.ndarray
-    kind: str  # "image" ([C, H, W] samples) or "vector"
+    kind: str  # "image" ([C, H, W] samples), "sequence" ([C, L], npy for conv1d) or "vector"
     # Range the units can take, known to the reader (0..16 for digits, 0..255 for 8-bit images);
     # None: the train split's min and max. Used for Bernoulli scaling and for displaying images.
     value_range: tuple[float, float] | None = None
@@ -154,10 +154,10 @@ def _images(spec: str, size: tuple[int, int] | None, likelihood: str) -> Dataset
     return _from_raw(spec, read_images(_argument(spec), size), likelihood)
 
 
-def _npy(spec: str, size: tuple[int, int] | None, likelihood: str) -> Dataset:
+def _npy(spec: str, size: tuple[int, int] | None, likelihood: str, *, sequences: bool = False) -> Dataset:
     from .readers import read_npy
 
-    return _from_raw(spec, read_npy(_argument(spec)), likelihood)
+    return _from_raw(spec, read_npy(_argument(spec), sequences=sequences), likelihood)
 
 
 def data_files(spec: str) -> list[Path]:
@@ -187,7 +187,7 @@ def _argument(spec: str) -> str:
 _SOURCES = {"digits": _digits, "idx": _idx, "images": _images, "npy": _npy}
 
 
-def load_data(spec: str = "digits", likelihood: str = "bernoulli", *, size: tuple[int, int] | None = None) -> Dataset:
+def load_data(spec: str = "digits", likelihood: str = "bernoulli", *, size: tuple[int, int] | None = None, sequences: bool = False) -> Dataset:
     """Load the data a ``--data`` SPEC names, preprocessed for ``likelihood``.
 
     Args:
@@ -196,6 +196,8 @@ def load_data(spec: str = "digits", likelihood: str = "bernoulli", *, size: tupl
             file) or "npy:PATH.npz:KEY" (one array of a .npz; KEY optional when it holds one array).
         likelihood: "bernoulli" (scaled to [0, 1]) or "gaussian" (standardised per feature on the train split).
         size: (height, width) that images:DIR resizes every image to; other sources ignore it.
+        sequences: an npy:PATH array [N, C, L] is sequences [C, L] (for conv1d), not images [1, H, W];
+            other sources ignore it.
 
     Returns:
         the data split into train/validation/test with a fixed seed (the test split never trains).
@@ -208,6 +210,8 @@ def load_data(spec: str = "digits", likelihood: str = "bernoulli", *, size: tupl
     kind = spec.split(":", 1)[0]
     if kind not in _SOURCES:
         raise DataError(f"unknown data spec {spec!r}; expected digits, idx:PATH, images:DIR or npy:PATH[.npz:KEY]")
+    if kind == "npy" and sequences:
+        return _npy(spec, size, likelihood, sequences=True)
     return _SOURCES[kind](spec, size, likelihood)
 
 
@@ -221,4 +225,4 @@ def load_recorded(entry: dict) -> Dataset:
     spec = entry.get("spec", entry.get("dataset", "digits"))
     shape = list(entry.get("shape") or [])
     size = tuple(shape[-2:]) if isinstance(spec, str) and spec.startswith("images:") and len(shape) == 3 else None
-    return load_data(spec, entry.get("likelihood", "bernoulli"), size=size)
+    return load_data(spec, entry.get("likelihood", "bernoulli"), size=size, sequences=entry.get("kind") == "sequence")

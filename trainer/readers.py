@@ -145,9 +145,10 @@ def read_images(folder: str | Path, size: tuple[int, int] | None) -> RawData:
     return RawData(folder.name or str(folder), np.ascontiguousarray(x), "image", (0.0, 255.0))
 
 
-def read_npy(spec_path: str) -> RawData:
+def read_npy(spec_path: str, *, sequences: bool = False) -> RawData:
     """A ``.npy`` array, or one array of a ``.npz``: ``file.npz:KEY`` (KEY may be left out when the
-    archive holds one array). [N, D] is vectors; [N, H, W] and [N, C, H, W] are images. Never unpickles.
+    archive holds one array). [N, D] is vectors; [N, H, W] and [N, C, H, W] are images, or with
+    ``sequences`` (for conv1d) [N, C, L] is sequences of C channels. Never unpickles.
 
     Raises:
         DataError: missing or corrupt file, pickled/object or non-numeric array, unknown or missing key,
@@ -175,6 +176,8 @@ def read_npy(spec_path: str) -> RawData:
     value_range = (0.0, 255.0) if x.dtype == np.uint8 else None
     if x.ndim == 2:
         return RawData(name, _finite(x, path), "vector", value_range)
+    if x.ndim == 3 and sequences:
+        return RawData(name, _finite(x, path), "sequence", value_range)
     if x.ndim == 3:
         return RawData(name, _finite(x[:, None], path), "image", value_range)
     if x.ndim == 4:
