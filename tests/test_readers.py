@@ -253,6 +253,8 @@ def test_train_cli_bad_data_exits_2_with_one_line(tmp_path, pixels):
     one_line_error(invoke(train_main, ["--data", f"images:{tmp_path}", "--out", tmp_path / "m.pt"]), 2, "--out", "inside the images:DIR folder")
     one_line_error(invoke(train_main, ["--data", f"npy:{tmp_path / 'bad.npy'}", *out]), 2, "--data", "bad.npy")
     one_line_error(invoke(train_main, ["--data", f"npy:{tmp_path / 'bad.npy'}", "--size", "4x4", *out]), 2, "--size", "images:DIR only")
+    # under a file, not a folder: the message names --out (it used to say only "Invalid value")
+    one_line_error(invoke(train_main, ["--out", tmp_path / "bad.npy" / "m.pt", "--epochs", 1]), 2, "Invalid value for --out", "cannot write")
     assert not (tmp_path / "m.pt").exists()
 
 

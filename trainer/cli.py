@@ -71,13 +71,16 @@ def cli(ctx, **options):
         shape = ckpt["data"].get("shape") or []
         if "size" not in given and o["data_spec"].startswith("images:") and len(shape) == 3:
             o["size"] = f"{shape[1]}x{shape[2]}"
-    out = writable(o["out"])
-
-    # Files beside model.pt; not beside a device such as /dev/null.
-    beside_file = not (out.exists() and not out.is_file())
-    written_paths = [out, *grid_paths(out), *output_paths(out)] if beside_file else []
-    for side in written_paths[1:]:
-        writable(side)
+    try:
+        out = writable(o["out"])
+        # Files beside model.pt; not beside a device such as /dev/null.
+        beside_file = not (out.exists() and not out.is_file())
+        written_paths = [out, *grid_paths(out), *output_paths(out)] if beside_file else []
+        for side in written_paths[1:]:
+            writable(side)
+    except click.BadParameter as exc:
+        exc.param_hint = "--out"  # writable() is called here, not as an option callback: name the option
+        raise
     try:
         inputs = {os.path.realpath(p): p for p in data_files(o["data_spec"])}
     except DataError as exc:
