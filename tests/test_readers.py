@@ -294,3 +294,15 @@ def test_npy_sequences_train_conv1d_and_reload_for_export(tmp_path):
     assert ckpt["config"]["input_shape"] == [3, 8] and ckpt["data"]["kind"] == "sequence"
     assert load_recorded(ckpt["data"]).shape == (3, 8)  # what vae-export and --resume reload
     assert load_data(f"npy:{tmp_path / 'seq.npy'}").shape == (1, 3, 8)  # other archs: still an image
+
+
+def test_16_bit_images_share_one_scale(tmp_path):
+    # Each 16-bit image used to be scaled on its own: a dark frame (values <= 255) came out as bright as 8-bit.
+    dark = np.full((4, 4), 200, np.uint16)
+    bright = np.full((4, 4), 60000, np.uint16)
+    Image.fromarray(dark).save(tmp_path / "a.png")
+    Image.fromarray(bright).save(tmp_path / "b.png")
+    x = read_images(tmp_path, None).x  # (2, 1, 4, 4), 0..255
+    assert x[0].max() <= 1 and x[1].min() >= 233
+    (tmp_path / "b.png").unlink()
+    assert read_images(tmp_path, None).x.max() == 200  # 16-bit data that fit in 8 bits keep their values

@@ -127,6 +127,10 @@ def read_images(folder: str | Path, size: tuple[int, int] | None) -> RawData:
             raise DataError(f"{f}: cannot read this image ({exc})") from None
     colour = any(im.mode not in ("1", "L", "LA", "I", "I;16", "F", "P") or (im.mode == "P" and _palette_has_colour(im)) for im in images)
     mode = "RGB" if colour else "L"
+    # 16-bit/int/float greyscale is mapped onto 0..255 with one top for the whole folder: a dark 16-bit
+    # frame (all values <= 255) must not be stretched as if it were 8-bit while its bright neighbours are not.
+    wide = [np.asarray(im).max(initial=0) for im in images if im.mode in _WIDE_MODES]
+    top = 65535.0 if wide and max(wide) > 255 else 255.0
     if size is None:
         sizes = {im.size for im in images}
         if len(sizes) > 1:
@@ -135,7 +139,7 @@ def read_images(folder: str | Path, size: tuple[int, int] | None) -> RawData:
     h, w = size
     arrays = []
     for im in images:
-        im = _to_mode(im, mode)
+        im = _to_mode(im, mode, top)
         if im.size != (w, h):
             im = im.resize((w, h), Image.Resampling.LANCZOS)
         arrays.append(np.asarray(im, dtype=np.float32))
@@ -246,11 +250,13 @@ def _palette_has_colour(im) -> bool:
     return bool((rgb[..., 0] != rgb[..., 1]).any() or (rgb[..., 1] != rgb[..., 2]).any())
 
 
-def _to_mode(im, mode: str):
+_WIDE_MODES = ("I", "I;16", "F")
+
+
+def _to_mode(im, mode: str, top: float):
     from PIL import Image
 
-    if im.mode in ("I", "I;16", "F"):  # 16-bit or float greyscale: into 0..255 before the 8-bit conversion
+    if im.mode in _WIDE_MODES:  # 16-bit or float greyscale: into 0..255 (``top`` -> 255) before the 8-bit conversion
         a = np.asarray(im, dtype=np.float64)
-        top = 65535.0 if a.max() > 255 else 255.0
         im = Image.fromarray((np.clip(a / top, 0, 1) * 255 + 0.5).astype(np.uint8))
     return im.convert(mode)
