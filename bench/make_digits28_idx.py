@@ -10,12 +10,14 @@ this stand-in: 1,797 digits, grey levels 0..16 scaled to 0..255, bicubic-resized
 
 from __future__ import annotations
 
-import sys
+from pathlib import Path
 
+import click
 import numpy as np
 from PIL import Image
 from sklearn.datasets import load_digits
 
+from vae_edge.runtime.clitools import output_path, run_cli
 from vae_edge.trainer.readers import write_idx
 
 
@@ -29,9 +31,16 @@ def digits28() -> np.ndarray:
     return out
 
 
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("dest", type=click.Path(dir_okay=False, path_type=Path), default=Path("build/digits28-images-idx3-ubyte.gz"), callback=output_path())
+def cli(dest: Path) -> None:
+    """Write the 28x28 digits as an IDX file at DEST (.gz compresses it)."""
+    click.echo(write_idx(dest, digits28()))
+
+
 def main() -> None:
-    dest = sys.argv[1] if len(sys.argv) > 1 else "build/digits28-images-idx3-ubyte.gz"
-    print(write_idx(dest, digits28()))
+    """Entry point: one `Error:` line and exit 2 for a bad DEST (``--help`` used to become a file name)."""
+    run_cli(cli, prog_name="make_digits28_idx.py")
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ Exit codes: 0 done, 1 the input could not be read, 2 bad options or bundle.
 from __future__ import annotations
 
 import argparse
+import io
 import logging
 import sys
 from collections import deque
@@ -79,8 +80,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         vae = VAE.load(args.bundle, precision=args.precision, threads=1)  # one core: leave the rest to the device
         vae.threshold(args.quantile)
-        lines = open(args.file, encoding="utf-8") if args.file else sys.stdin
-    except (ValueError, OSError) as exc:
+        # Bytes that are not UTF-8 (a glitch on a serial line) become U+FFFD: that line is then one garbled
+        # reading, skipped like any other, instead of an exception that would stop the monitor.
+        source = open(args.file, "rb") if args.file else sys.stdin.buffer
+        lines = io.TextIOWrapper(source, encoding="utf-8", errors="replace")
+    except OSError as exc:
+        print(f"Error: {args.file}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return 2
     counts = {"readings": 0, "alerts": 0, "skipped": 0}

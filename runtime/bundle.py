@@ -50,6 +50,9 @@ def read_manifest(path: str | os.PathLike) -> dict:
         BundleError: missing folder or manifest, bad JSON, unknown schema, missing keys.
     """
     root = Path(path)
+    if root.is_file():  # e.g. bundle/manifest.json or bundle/encoder.onnx given for the folder
+        hint = f": {root.parent}" if (root.parent / MANIFEST).is_file() else ""
+        raise BundleError(f"{root}: is a file; expected the bundle folder that holds {MANIFEST}{hint}")
     if not root.is_dir():
         raise BundleError(f"{root}: no such bundle folder")
     mpath = root / MANIFEST

@@ -27,7 +27,7 @@ def _graphs(command):
 
 
 _THREADS = click.option("--threads", type=click.IntRange(min=1), default=None, help="onnxruntime intra-op threads (default: one per core).")
-_OUT = click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path), callback=output_path(), help="Write the result as .npy (default: print rows as comma-separated values).")
+_OUT = click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path), callback=output_path(".npy"), help="Write the result as .npy (default: print rows as comma-separated values).")
 _GRID = click.option("--grid", type=click.Path(dir_okay=False, path_type=Path), callback=output_path(".png"), help="Also write a PNG image grid (image data only).")
 
 
@@ -275,7 +275,7 @@ def reconstruct(paths, precision, fmt, threads, out, grid):
 @_graphs
 @_THREADS
 @_OUT
-@click.option("--logvar", "logvar_out", type=click.Path(dir_okay=False, path_type=Path), callback=output_path(), help="Also write the posterior log-variances as .npy.")
+@click.option("--logvar", "logvar_out", type=click.Path(dir_okay=False, path_type=Path), callback=output_path(".npy"), help="Also write the posterior log-variances as .npy.")
 @_handle_errors
 def encode(paths, precision, fmt, threads, out, logvar_out):
     """Encode INPUT to posterior means (the compressed code); optionally their log-variances."""
@@ -319,6 +319,8 @@ def score(paths, precision, fmt, threads, out, samples, seed, stream, batch_size
         _score_stream(paths, precision, fmt, threads, out, samples, batch_size)
         return
     bundle, src = _split(paths, "INPUT.npy")
+    if str(src) == "-":
+        raise click.UsageError("INPUT '-' (standard input) is read with --stream only")
     vae = _load(bundle, precision, fmt, threads, inputs=(src,), outputs=(out,))
     scores = vae.anomaly_score(_read_batch(src, vae.shape), samples=samples, seed=seed)
     _emit(scores, out)

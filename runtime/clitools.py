@@ -61,11 +61,12 @@ def writable(path: Path, *, suffix: str | None = None) -> Path:
     """``path`` if it can be written now (parents are created).
 
     Raises:
-        click.BadParameter: empty, wrong suffix, or not writable.
+        click.BadParameter: empty, wrong suffix (a device such as /dev/null may have any), or not writable.
     """
     if not str(path).strip():
         raise click.BadParameter("expected a file path, got an empty string")
-    if suffix and path.suffix.lower() != suffix:
+    device = path.exists() and not path.is_file()  # /dev/null, /dev/stdout, a pipe: written in place, any name
+    if suffix and path.suffix.lower() != suffix and not device:
         raise click.BadParameter(f"expected a {suffix} file name, got {str(path)!r}")
     try:
         check_writable(path)

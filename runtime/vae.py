@@ -14,7 +14,7 @@ import onnxruntime as ort
 
 from .bundle import FORMATS, BundleError, default_bundle_path, graph_path, per_feature, read_manifest, shorten, verify_files
 from .files import atomic_path
-from .validation import as_batch
+from .validation import as_batch, as_real_array
 
 log = logging.getLogger(__name__)
 
@@ -163,8 +163,12 @@ class VAE:
         return xm
 
     def normalize(self, x: np.ndarray) -> np.ndarray:
-        """Data units -> the space the graphs see ([0, 1] for a Bernoulli model), without range checks."""
-        return (np.asarray(x, dtype=np.float32) - self._offset) / self._scale
+        """Data units -> the space the graphs see ([0, 1] for a Bernoulli model), without range checks.
+
+        Raises:
+            ValueError: not real numbers (complex, strings, objects) or an irregular sequence.
+        """
+        return (as_real_array(x, "x") - self._offset) / self._scale
 
     # ---------------------------------------------------------------- graphs
     def _encode_model(self, xm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

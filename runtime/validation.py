@@ -24,9 +24,7 @@ def as_batch(x: object, shape: tuple[int, ...], name: str, *, bound: float | Non
     # this function is a measurable share of a decode (see the runtime's benchmark).
     shape = tuple(shape)
     a = x if type(x) is np.ndarray else _asarray(x, shape, name)
-    if a.dtype.kind not in "biuf":  # bool, int, uint, float; not complex, objects, strings, dates, timedeltas
-        what = "real numbers" if a.dtype.kind == "c" else "a numeric array"
-        raise ValueError(f"{name}: expected {what} {_expected(shape)}, got dtype {a.dtype}")
+    _check_real(a, name, shape)
     single = a.shape == shape
     if single:
         a = a[None]
@@ -54,11 +52,30 @@ def _check_values(a: np.ndarray, name: str, bound: float) -> None:
         raise ValueError(f"{name}: values must lie within ±{bound:g}, got max |{name}| {largest:g}")
 
 
-def _asarray(x: object, shape: tuple[int, ...], name: str) -> np.ndarray:
+def as_real_array(x: object, name: str) -> np.ndarray:
+    """``x`` as a float32 array of any shape, refusing what is not real numbers (no range checks).
+
+    Raises:
+        ValueError: complex, object, string or date data, or an irregular sequence.
+    """
+    a = x if type(x) is np.ndarray else _asarray(x, None, name)
+    _check_real(a, name, None)
+    return a.astype(np.float32, copy=False)
+
+
+def _check_real(a: np.ndarray, name: str, shape: tuple[int, ...] | None) -> None:
+    if a.dtype.kind not in "biuf":  # bool, int, uint, float; not complex, objects, strings, dates, timedeltas
+        what = "real numbers" if a.dtype.kind == "c" else "a numeric array"
+        expected = f" {_expected(shape)}" if shape is not None else ""  # built only here: see as_batch
+        raise ValueError(f"{name}: expected {what}{expected}, got dtype {a.dtype}")
+
+
+def _asarray(x: object, shape: tuple[int, ...] | None, name: str) -> np.ndarray:
     try:
         return np.asarray(x)
     except (ValueError, TypeError) as exc:  # ragged nested lists
-        raise ValueError(f"{name}: expected a numeric array {_expected(shape)}, got an irregular sequence ({exc})") from None
+        expected = f" {_expected(shape)}" if shape is not None else ""
+        raise ValueError(f"{name}: expected a numeric array{expected}, got an irregular sequence ({exc})") from None
 
 
 def _expected(shape: tuple[int, ...]) -> str:

@@ -220,7 +220,8 @@ def test_outputs_may_not_overwrite_inputs_each_other_or_the_bundle(tmp_path, bun
     shutil.copy(digits_npy, x)
     one_line_error(invoke(run_main, ["encode", x, "--out", x]), 2, "would overwrite")
     one_line_error(invoke(run_main, ["encode", x, "--out", tmp_path / "a.npy", "--logvar", tmp_path / "a.npy"]), 2, "would overwrite")
-    one_line_error(invoke(run_main, ["sample", bundle_copy, "--out", bundle_copy / "manifest.json"]), 2, "inside the bundle")
+    one_line_error(invoke(run_main, ["sample", bundle_copy, "--out", bundle_copy / "extra.npy"]), 2, "inside the bundle")
+    one_line_error(invoke(run_main, ["sample", bundle_copy, "--out", bundle_copy / "manifest.json"]), 2, "--out")
     assert json.loads((bundle_copy / "manifest.json").read_text())["schema"] == "vae-edge/bundle/1"
 
 
@@ -256,3 +257,19 @@ def test_export_refuses_non_finite_weights_as_bad_input(tmp_path, model_path):
     torch.save(ckpt, bad)
     one_line_error(invoke(export_main, [bad, "--out", tmp_path / "b"]), 2, "NaN or Inf", "decoder.out.bias")
     one_line_error(invoke(export_main, [model_path, "--out", "/proc/b"]), 2, "cannot write there")
+
+
+def test_a_file_of_the_bundle_given_for_the_bundle_is_named_as_such(bundle):
+    # It used to say "no such bundle folder" about a manifest.json that is right there.
+    one_line_error(invoke(run_main, ["info", bundle / "manifest.json"]), 2, "manifest.json: is a file; expected the bundle folder", str(bundle))
+
+
+def test_run_outputs_are_npy_files_and_stdin_needs_stream(tmp_path, test_digits):
+    # `--out r.txt` / `--out r.npz` used to write .npy bytes under that name; a device stays allowed.
+    x = tmp_path / "x.npy"
+    np.save(x, test_digits[:3])
+    for args in (["reconstruct", x, "--out", tmp_path / "r.txt"], ["encode", x, "--logvar", tmp_path / "lv.npz"], ["sample", "--out", tmp_path / "s.npz"]):
+        one_line_error(invoke(run_main, args), 2, "expected a .npy file name")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.npy"]
+    assert invoke(run_main, ["reconstruct", x, "--out", "/dev/null"]).exit_code == 0
+    one_line_error(invoke(run_main, ["score", "-"], input="1,2\n"), 2, "'-' (standard input) is read with --stream only")

@@ -260,6 +260,10 @@ def test_cli_trains_a_gaussian_conv_model(tmp_path):
         (["--arch", "conv1d"], "needs sequences"),
         (["--gaussian-std", "0.5"], "only meaningful with likelihood 'gaussian'"),
         (["--likelihood", "gaussian", "--gaussian-std", "0"], "--gaussian-std"),
+        # options of the other architecture used to be ignored without a word
+        (["--channels", "8"], "--channels: does not apply to --arch mlp"),
+        (["--decoder-style", "upsample"], "--decoder-style: does not apply to --arch mlp"),
+        (["--arch", "conv", "--hidden", "8"], "--hidden: does not apply to --arch conv"),
     ],
 )
 def test_cli_refuses_a_model_the_data_cannot_fit(tmp_path, args, fragment):

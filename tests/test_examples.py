@@ -52,3 +52,17 @@ def test_monitor_refuses_bad_options_in_one_line(tmp_path, bundle):
     ):
         result = _run(*args)
         assert result.returncode == 2 and result.stderr.startswith("Error: ") and fragment in result.stderr, result.stderr
+
+
+def test_monitor_skips_a_line_of_bytes_that_are_not_text(tmp_path, bundle, test_digits):
+    # A glitch on a serial line used to stop the monitor with a UnicodeDecodeError ("Error: 'utf-8' codec ...").
+    good = _lines(test_digits[:2]).encode()
+    white = _lines(np.full((1, 64), 16.0)).encode()
+    readings = tmp_path / "readings.csv"
+    readings.write_bytes(good + b"\xff\xfe,1\n" + white)
+    for args, stdin in (([readings], None), ([], readings.read_bytes())):
+        result = subprocess.run([sys.executable, str(MONITOR), *map(str, args), "--bundle", str(bundle)], input=stdin, capture_output=True, timeout=120)
+        stderr = result.stderr.decode()
+        assert result.returncode == 0, stderr
+        assert result.stdout.decode().startswith("ALERT line 4:")
+        assert "skipped line 3: not a valid reading" in stderr and stderr.splitlines()[-1] == "4 readings, 1 alerts, 1 skipped"

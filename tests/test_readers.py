@@ -189,6 +189,17 @@ def test_corrupt_npy_is_a_data_error(tmp_path, make, spec, message):
         load_data(f"npy:{tmp_path / spec}")
 
 
+def test_constant_data_is_refused_for_bernoulli_only(tmp_path):
+    # Gaussian standardisation centres a constant feature; only Bernoulli scaling needs a range, and the
+    # Bernoulli check used to run whatever likelihood was asked for.
+    np.save(tmp_path / "c.npy", np.full((20, 4), 3.0, np.float32))
+    with pytest.raises(DataError, match="Bernoulli model needs a range"):
+        load_data(f"npy:{tmp_path / 'c.npy'}", "bernoulli")
+    ds = load_data(f"npy:{tmp_path / 'c.npy'}", "gaussian")
+    assert ds.likelihood == "gaussian"
+    np.testing.assert_array_equal(ds.to_model(ds.train), 0)
+
+
 def _npy_bytes(a):
     import io
 
@@ -242,4 +253,56 @@ def test_train_cli_bad_data_exits_2_with_one_line(tmp_path, pixels):
     one_line_error(invoke(train_main, ["--data", f"images:{tmp_path}", "--out", tmp_path / "m.pt"]), 2, "--out", "inside the images:DIR folder")
     one_line_error(invoke(train_main, ["--data", f"npy:{tmp_path / 'bad.npy'}", *out]), 2, "--data", "bad.npy")
     one_line_error(invoke(train_main, ["--data", f"npy:{tmp_path / 'bad.npy'}", "--size", "4x4", *out]), 2, "--size", "images:DIR only")
+    # under a file, not a folder: the message names --out (it used to say only "Invalid value")
+    one_line_error(invoke(train_main, ["--out", tmp_path / "bad.npy" / "m.pt", "--epochs", 1]), 2, "Invalid value for --out", "cannot write")
     assert not (tmp_path / "m.pt").exists()
+
+
+def test_train_cli_refuses_outputs_that_would_overwrite_the_data(tmp_path, pixels):
+    # `--out data.npy` used to replace the training data with a checkpoint (and `--out x.metrics` style
+    # names could do the same through the files written beside model.pt).
+    vectors = np.random.default_rng(0).normal(size=(20, 4)).astype(np.float32)
+    np.save(tmp_path / "v.npy", vectors)
+    np.savez(tmp_path / "s.npz", train=vectors)
+    (tmp_path / "d.idx").write_bytes(idx_bytes(pixels))
+    (tmp_path / "m.loss.png").symlink_to(tmp_path / "v.npy")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    cases = [
+        ("npy:v.npy", "v.npy"),
+        ("npy:s.npz:train", "s.npz"),
+        ("idx:d.idx", "d.idx"),
+        ("npy:v.npy", "m.pt"),  # m.loss.png, written beside m.pt, is a link to v.npy
+    ]
+    for spec, out in cases:
+        kind, _, name = spec.partition(":")
+        result = invoke(train_main, ["--data", f"{kind}:{tmp_path / name}", "--out", tmp_path / out, "--epochs", 1, "--quiet"])
+        one_line_error(result, 2, "--out", "would overwrite the --data file")
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
+
+
+def test_npy_sequences_train_conv1d_and_reload_for_export(tmp_path):
+    # [N, C, L] used to be read as images [1, C, L] only, so conv1d could never get C > 1 channels.
+    import torch
+
+    np.save(tmp_path / "seq.npy", np.random.default_rng(0).normal(size=(40, 3, 8)).astype(np.float32))
+    out = tmp_path / "m.pt"
+    args = ["--data", f"npy:{tmp_path / 'seq.npy'}", "--arch", "conv1d", "--channels", 4, "--likelihood", "gaussian",
+            "--epochs", 1, "--latent", 2, "--iw-samples", 2, "--quiet", "--out", out]
+    result = invoke(train_main, args)
+    assert result.exit_code == 0, result.output
+    ckpt = torch.load(out, weights_only=True)
+    assert ckpt["config"]["input_shape"] == [3, 8] and ckpt["data"]["kind"] == "sequence"
+    assert load_recorded(ckpt["data"]).shape == (3, 8)  # what vae-export and --resume reload
+    assert load_data(f"npy:{tmp_path / 'seq.npy'}").shape == (1, 3, 8)  # other archs: still an image
+
+
+def test_16_bit_images_share_one_scale(tmp_path):
+    # Each 16-bit image used to be scaled on its own: a dark frame (values <= 255) came out as bright as 8-bit.
+    dark = np.full((4, 4), 200, np.uint16)
+    bright = np.full((4, 4), 60000, np.uint16)
+    Image.fromarray(dark).save(tmp_path / "a.png")
+    Image.fromarray(bright).save(tmp_path / "b.png")
+    x = read_images(tmp_path, None).x  # (2, 1, 4, 4), 0..255
+    assert x[0].max() <= 1 and x[1].min() >= 233
+    (tmp_path / "b.png").unlink()
+    assert read_images(tmp_path, None).x.max() == 200  # 16-bit data that fit in 8 bits keep their values

@@ -220,3 +220,16 @@ def test_seed_and_temperature_are_checked(vae):
     for t in (None, "a", 1e300, float("nan")):
         with pytest.raises(ValueError, match="temperature"):
             vae.sample(2, temperature=t)
+
+
+def test_normalize_refuses_what_is_not_real_numbers_without_warnings(vae):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a ComplexWarning (imaginary part dropped) would fail here
+        for bad in (np.ones((1, 8, 8), complex), [1j] * 64, np.array(["a"] * 64), [[1.0], [1.0, 2.0]]):
+            with pytest.raises(ValueError, match="x: expected"):
+                vae.normalize(bad)
+        x = np.full((2, 1, 8, 8), 8, np.int64)
+        np.testing.assert_allclose(vae.normalize(x), vae.normalize(x.astype(np.float32)))
+        assert vae.normalize([[8.0] * 8] * 8).dtype == np.float32

@@ -189,3 +189,17 @@ def test_device_resolution():
 def test_train_config_refuses_bad_values(bad):
     with pytest.raises(ValueError):
         TrainConfig(**bad)
+
+
+def test_loss_curve_axis_labels_tell_close_values_apart(tmp_path):
+    from PIL import Image
+
+    from vae_edge.trainer.curves import tick_labels, write_loss_curve
+
+    assert tick_labels((-543.8, -535.25, -526.7)) == ["-543.8", "-535.2", "-526.7"]
+    assert tick_labels((-3.875, -3.8625, -3.85)) == ["-3.88", "-3.86", "-3.85"]  # was -3.9, -3.9, -3.8
+    labels = tick_labels((1.0, 1.0 + 5e-5, 1.0 + 1e-4))
+    assert len(set(labels)) == 3
+    history = [{"epoch": 1, "train_elbo": -3.875, "val_elbo": -3.85}]
+    path = write_loss_curve(tmp_path / "m.loss.png", history)
+    assert Image.open(path).size[0] > 0

@@ -4,6 +4,7 @@ Torch loads inside the command."""
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import click
@@ -49,13 +50,14 @@ def cli(ctx, **options):
     from vae_edge.models import CheckpointError, VAEConfig, read_checkpoint
 
     from .curves import output_paths
-    from .data import DataError, load_data
+    from .data import DataError, data_files, load_data
     from .distributed import is_main_process
     from .grids import grid_paths, reconstruction_grid, sample_grid
     from .loop import TrainConfig, resume_settings, train
     from .readers import parse_size
 
     o = options
+    given = {name for name in o if ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)}
     ckpt = None
     if o["resume"] is not None:
         try:
@@ -63,23 +65,36 @@ def cli(ctx, **options):
         except CheckpointError as exc:
             raise click.BadParameter(str(exc), param_hint="--resume") from None
         # Options left out take the checkpoint's values, so `vae-train --resume model.pt` just continues.
-        given = {name for name in o if ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)}
         o.update({k: v for k, v in resume_settings(ckpt).items() if k not in given})
         if "out" not in given:
             o["out"] = o["resume"]
         shape = ckpt["data"].get("shape") or []
         if "size" not in given and o["data_spec"].startswith("images:") and len(shape) == 3:
             o["size"] = f"{shape[1]}x{shape[2]}"
-    out = writable(o["out"])
-
-    # Files beside model.pt; not beside a device such as /dev/null.
-    beside_file = not (out.exists() and not out.is_file())
-    if beside_file:
-        for side in (*grid_paths(out), *output_paths(out)):
+    try:
+        out = writable(o["out"])
+        # Files beside model.pt; not beside a device such as /dev/null.
+        beside_file = not (out.exists() and not out.is_file())
+        written_paths = [out, *grid_paths(out), *output_paths(out)] if beside_file else []
+        for side in written_paths[1:]:
             writable(side)
+    except click.BadParameter as exc:
+        exc.param_hint = "--out"  # writable() is called here, not as an option callback: name the option
+        raise
+    try:
+        inputs = {os.path.realpath(p): p for p in data_files(o["data_spec"])}
+    except DataError as exc:
+        raise click.BadParameter(str(exc), param_hint="--data") from None
+    for path in written_paths:
+        if os.path.realpath(path) in inputs:
+            raise click.BadParameter(f"{path}: would overwrite the --data file {inputs[os.path.realpath(path)]}", param_hint="--out")
 
     if o["data_spec"].startswith("images:") and beside_file and out.resolve().is_relative_to(Path(o["data_spec"][7:]).resolve()):
         raise click.BadParameter("is inside the images:DIR folder, whose PNG outputs would become training data", param_hint="--out")
+    # Options of the other architecture would be ignored without a word; say so instead.
+    unused = {"mlp": ("channels", "decoder_style")}.get(o["arch"], ("hidden",))
+    for name in (n for n in unused if n in given):
+        raise click.BadParameter(f"does not apply to --arch {o['arch']}", param_hint=f"--{name.replace('_', '-')}")
     if o["size"] and not o["data_spec"].startswith("images:"):
         raise click.BadParameter("applies to --data images:DIR only", param_hint="--size")
     try:
@@ -87,7 +102,7 @@ def cli(ctx, **options):
     except DataError as exc:
         raise click.BadParameter(str(exc), param_hint="--size") from None
     try:
-        data = load_data(o["data_spec"], o["likelihood"], size=size)
+        data = load_data(o["data_spec"], o["likelihood"], size=size, sequences=o["arch"] == "conv1d")
     except DataError as exc:
         raise click.BadParameter(str(exc), param_hint="--data") from None
     try:

@@ -51,10 +51,11 @@ def write_loss_curve(path: Path, history: list[dict]) -> Path:
             fx = 0.5 if last == first else (epoch - first) / (last - first)
             return left + fx * (right - left), bottom - (value - lo) / (hi - lo) * (bottom - top)
 
-        for value in (lo, (lo + hi) / 2, hi):
+        ticks = (lo, (lo + hi) / 2, hi)
+        for value, label in zip(ticks, tick_labels(ticks)):
             _, y = xy(first, value)
             draw.line((left - 4, y, left, y), fill=(0, 0, 0))
-            draw.text((4, y - 6), f"{value:.1f}", fill=(0, 0, 0))
+            draw.text((4, y - 6), label, fill=(0, 0, 0))
         for epoch in (first, last):
             x, _ = xy(epoch, lo)
             draw.text((x - 6, bottom + 6), str(epoch), fill=(0, 0, 0))
@@ -70,6 +71,16 @@ def write_loss_curve(path: Path, history: list[dict]) -> Path:
     buf = io.BytesIO()
     img.save(buf, format="PNG")
     return atomic_write_bytes(path, buf.getvalue())
+
+
+def tick_labels(values: tuple[float, ...]) -> list[str]:
+    """Axis labels with the fewest decimals (1 to 6) that tell the values apart: a run whose ELBO moves
+    by 0.03 nats gets "-3.88, -3.86, -3.85", not "-3.9, -3.9, -3.8"."""
+    for decimals in range(1, 7):
+        labels = [f"{v:.{decimals}f}" for v in values]
+        if len(set(labels)) == len(labels):
+            break
+    return labels
 
 
 def _plain(value):

@@ -7,6 +7,7 @@ the runtime repeat it exactly; a device feeds the same units as the training dat
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 
@@ -34,7 +35,7 @@ class Dataset:
     train: np.ndarray
     val: np.ndarray
     test: np.ndarray
-    kind: str  # "image" ([C, H, W] samples) or "vector"
+    kind: str  # "image" ([C, H, W] samples), "sequence" ([C, L], npy for conv1d) or "vector"
     # Range the units can take, known to the reader (0..16 for digits, 0..255 for 8-bit images);
     # None: the train split's min and max. Used for Bernoulli scaling and for displaying images.
     value_range: tuple[float, float] | None = None
@@ -126,36 +127,54 @@ def split(x: np.ndarray, *, seed: int = SPLIT_SEED) -> tuple[np.ndarray, np.ndar
     return x[n_val + n_test :], x[:n_val], x[n_val : n_val + n_test]
 
 
-def _digits(spec: str, size: tuple[int, int] | None = None) -> Dataset:
+def _digits(spec: str, size: tuple[int, int] | None, likelihood: str) -> Dataset:
     from sklearn.datasets import load_digits  # ships with scikit-learn: no download
 
     images = load_digits().images.astype(np.float32)[:, None]  # (1797, 1, 8, 8), grey levels 0..16
     train, val, test = split(images)
-    return Dataset("digits", spec, train, val, test, kind="image", value_range=(0.0, 16.0))
+    return Dataset("digits", spec, train, val, test, kind="image", value_range=(0.0, 16.0), likelihood=likelihood)
 
 
-def _from_raw(spec: str, raw) -> Dataset:
-    """Split a reader's samples; the range its format implies (8-bit pixels: 0..255) goes along."""
+def _from_raw(spec: str, raw, likelihood: str) -> Dataset:
+    """Split a reader's samples; the range its format implies (8-bit pixels: 0..255) goes along.
+    The likelihood is given here, not after: Bernoulli's checks must not run on data meant for Gaussian."""
     train, val, test = split(raw.x)
-    return Dataset(raw.name, spec, train, val, test, kind=raw.kind, value_range=raw.value_range)
+    return Dataset(raw.name, spec, train, val, test, kind=raw.kind, value_range=raw.value_range, likelihood=likelihood)
 
 
-def _idx(spec: str, size: tuple[int, int] | None = None) -> Dataset:
+def _idx(spec: str, size: tuple[int, int] | None, likelihood: str) -> Dataset:
     from .readers import read_idx
 
-    return _from_raw(spec, read_idx(_argument(spec)))
+    return _from_raw(spec, read_idx(_argument(spec)), likelihood)
 
 
-def _images(spec: str, size: tuple[int, int] | None = None) -> Dataset:
+def _images(spec: str, size: tuple[int, int] | None, likelihood: str) -> Dataset:
     from .readers import read_images
 
-    return _from_raw(spec, read_images(_argument(spec), size))
+    return _from_raw(spec, read_images(_argument(spec), size), likelihood)
 
 
-def _npy(spec: str, size: tuple[int, int] | None = None) -> Dataset:
+def _npy(spec: str, size: tuple[int, int] | None, likelihood: str, *, sequences: bool = False) -> Dataset:
     from .readers import read_npy
 
-    return _from_raw(spec, read_npy(_argument(spec)))
+    return _from_raw(spec, read_npy(_argument(spec), sequences=sequences), likelihood)
+
+
+def data_files(spec: str) -> list[Path]:
+    """The files a ``--data`` SPEC reads (idx: and npy:; none for digits, and images:DIR is a folder),
+    so that a tool can refuse to write over them.
+
+    Raises:
+        DataError: a spec that names no path.
+    """
+    from .readers import split_npz_key
+
+    kind = spec.split(":", 1)[0]
+    if kind == "idx":
+        return [Path(_argument(spec))]
+    if kind == "npy":
+        return [split_npz_key(_argument(spec))[0]]
+    return []
 
 
 def _argument(spec: str) -> str:
@@ -168,7 +187,7 @@ def _argument(spec: str) -> str:
 _SOURCES = {"digits": _digits, "idx": _idx, "images": _images, "npy": _npy}
 
 
-def load_data(spec: str = "digits", likelihood: str = "bernoulli", *, size: tuple[int, int] | None = None) -> Dataset:
+def load_data(spec: str = "digits", likelihood: str = "bernoulli", *, size: tuple[int, int] | None = None, sequences: bool = False) -> Dataset:
     """Load the data a ``--data`` SPEC names, preprocessed for ``likelihood``.
 
     Args:
@@ -177,6 +196,8 @@ def load_data(spec: str = "digits", likelihood: str = "bernoulli", *, size: tupl
             file) or "npy:PATH.npz:KEY" (one array of a .npz; KEY optional when it holds one array).
         likelihood: "bernoulli" (scaled to [0, 1]) or "gaussian" (standardised per feature on the train split).
         size: (height, width) that images:DIR resizes every image to; other sources ignore it.
+        sequences: an npy:PATH array [N, C, L] is sequences [C, L] (for conv1d), not images [1, H, W];
+            other sources ignore it.
 
     Returns:
         the data split into train/validation/test with a fixed seed (the test split never trains).
@@ -189,7 +210,9 @@ def load_data(spec: str = "digits", likelihood: str = "bernoulli", *, size: tupl
     kind = spec.split(":", 1)[0]
     if kind not in _SOURCES:
         raise DataError(f"unknown data spec {spec!r}; expected digits, idx:PATH, images:DIR or npy:PATH[.npz:KEY]")
-    return _SOURCES[kind](spec, size).for_likelihood(likelihood)
+    if kind == "npy" and sequences:
+        return _npy(spec, size, likelihood, sequences=True)
+    return _SOURCES[kind](spec, size, likelihood)
 
 
 def load_recorded(entry: dict) -> Dataset:
@@ -202,4 +225,4 @@ def load_recorded(entry: dict) -> Dataset:
     spec = entry.get("spec", entry.get("dataset", "digits"))
     shape = list(entry.get("shape") or [])
     size = tuple(shape[-2:]) if isinstance(spec, str) and spec.startswith("images:") and len(shape) == 3 else None
-    return load_data(spec, entry.get("likelihood", "bernoulli"), size=size)
+    return load_data(spec, entry.get("likelihood", "bernoulli"), size=size, sequences=entry.get("kind") == "sequence")

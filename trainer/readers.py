@@ -127,6 +127,10 @@ def read_images(folder: str | Path, size: tuple[int, int] | None) -> RawData:
             raise DataError(f"{f}: cannot read this image ({exc})") from None
     colour = any(im.mode not in ("1", "L", "LA", "I", "I;16", "F", "P") or (im.mode == "P" and _palette_has_colour(im)) for im in images)
     mode = "RGB" if colour else "L"
+    # 16-bit/int/float greyscale is mapped onto 0..255 with one top for the whole folder: a dark 16-bit
+    # frame (all values <= 255) must not be stretched as if it were 8-bit while its bright neighbours are not.
+    wide = [np.asarray(im).max(initial=0) for im in images if im.mode in _WIDE_MODES]
+    top = 65535.0 if wide and max(wide) > 255 else 255.0
     if size is None:
         sizes = {im.size for im in images}
         if len(sizes) > 1:
@@ -135,7 +139,7 @@ def read_images(folder: str | Path, size: tuple[int, int] | None) -> RawData:
     h, w = size
     arrays = []
     for im in images:
-        im = _to_mode(im, mode)
+        im = _to_mode(im, mode, top)
         if im.size != (w, h):
             im = im.resize((w, h), Image.Resampling.LANCZOS)
         arrays.append(np.asarray(im, dtype=np.float32))
@@ -145,15 +149,16 @@ def read_images(folder: str | Path, size: tuple[int, int] | None) -> RawData:
     return RawData(folder.name or str(folder), np.ascontiguousarray(x), "image", (0.0, 255.0))
 
 
-def read_npy(spec_path: str) -> RawData:
+def read_npy(spec_path: str, *, sequences: bool = False) -> RawData:
     """A ``.npy`` array, or one array of a ``.npz``: ``file.npz:KEY`` (KEY may be left out when the
-    archive holds one array). [N, D] is vectors; [N, H, W] and [N, C, H, W] are images. Never unpickles.
+    archive holds one array). [N, D] is vectors; [N, H, W] and [N, C, H, W] are images, or with
+    ``sequences`` (for conv1d) [N, C, L] is sequences of C channels. Never unpickles.
 
     Raises:
         DataError: missing or corrupt file, pickled/object or non-numeric array, unknown or missing key,
             unsupported rank, NaN or Inf values.
     """
-    path, key = _split_npz_key(spec_path)
+    path, key = split_npz_key(spec_path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
     try:
@@ -175,6 +180,8 @@ def read_npy(spec_path: str) -> RawData:
     value_range = (0.0, 255.0) if x.dtype == np.uint8 else None
     if x.ndim == 2:
         return RawData(name, _finite(x, path), "vector", value_range)
+    if x.ndim == 3 and sequences:
+        return RawData(name, _finite(x, path), "sequence", value_range)
     if x.ndim == 3:
         return RawData(name, _finite(x[:, None], path), "image", value_range)
     if x.ndim == 4:
@@ -219,7 +226,7 @@ def _finite(x: np.ndarray, path: Path) -> np.ndarray:
     return out
 
 
-def _split_npz_key(spec_path: str) -> tuple[Path, str | None]:
+def split_npz_key(spec_path: str) -> tuple[Path, str | None]:
     """"a/b.npz:train" -> (a/b.npz, "train"); any other path is taken whole (it may contain ':')."""
     head, sep, key = spec_path.rpartition(":")
     if sep and head.lower().endswith(".npz") and key:
@@ -243,11 +250,13 @@ def _palette_has_colour(im) -> bool:
     return bool((rgb[..., 0] != rgb[..., 1]).any() or (rgb[..., 1] != rgb[..., 2]).any())
 
 
-def _to_mode(im, mode: str):
+_WIDE_MODES = ("I", "I;16", "F")
+
+
+def _to_mode(im, mode: str, top: float):
     from PIL import Image
 
-    if im.mode in ("I", "I;16", "F"):  # 16-bit or float greyscale: into 0..255 before the 8-bit conversion
+    if im.mode in _WIDE_MODES:  # 16-bit or float greyscale: into 0..255 (``top`` -> 255) before the 8-bit conversion
         a = np.asarray(im, dtype=np.float64)
-        top = 65535.0 if a.max() > 255 else 255.0
         im = Image.fromarray((np.clip(a / top, 0, 1) * 255 + 0.5).astype(np.uint8))
     return im.convert(mode)
