@@ -5,6 +5,7 @@ This is the only contract between the exporter and the runtime; the constants he
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -147,13 +148,22 @@ def shorten(value: object) -> str:
     return text if len(text) <= 120 else text[:117] + "..."
 
 
-def verify_files(path: str | os.PathLike, manifest: dict) -> None:
+def verify_files(path: str | os.PathLike, manifest: dict, *, keep: tuple[str, ...] = ()) -> dict[str, bytes]:
     """Check that every file the manifest lists is present, inside the folder, and has its sha256 and size.
+
+    Args:
+        keep: names of files whose verified bytes to return, so that a caller (VAE.load) builds its
+            sessions from exactly the bytes that were hashed: read once, and no file swapped in after the
+            check can run.
+
+    Returns:
+        name -> bytes for the names in ``keep``.
 
     Raises:
         BundleError: naming the first file that is missing, truncated or altered.
     """
     root = Path(path)
+    kept: dict[str, bytes] = {}
     for name, meta in manifest["files"].items():
         member = _safe_member(root, name)  # sha256 and bytes were type-checked by read_manifest
         if not member.is_file():
@@ -163,8 +173,17 @@ def verify_files(path: str | os.PathLike, manifest: dict) -> None:
         size = member.stat().st_size
         if "bytes" in meta and size != meta["bytes"]:
             raise BundleError(f"{member}: {size} bytes, the manifest says {meta['bytes']} (truncated or replaced)")
-        if sha256_file(member) != meta["sha256"]:
+        if name in keep:
+            try:
+                kept[name] = member.read_bytes()
+            except OSError as exc:
+                raise BundleError(f"{member}: unreadable ({exc.strerror or exc})") from None
+            digest = hashlib.sha256(kept[name]).hexdigest()
+        else:
+            digest = sha256_file(member)
+        if digest != meta["sha256"]:
             raise BundleError(f"{member}: sha256 does not match the manifest (file altered)")
+    return kept
 
 
 def graph_path(path: str | os.PathLike, manifest: dict, variant: str, graph: str, fmt: str = "onnx") -> Path:

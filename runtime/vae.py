@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -124,11 +123,9 @@ class VAE:
         options = [_session_options(threads, optimization) for _ in ("encoder", "decoder")]  # one each: save paths differ
         providers = _check_providers(providers)
         save_dir = _check_save_dir(root, save_optimized)
-        verify_files(root, manifest)
-        sessions = []
-        for graph, opts in zip(("encoder", "decoder"), options):
-            gp = graph_path(root, manifest, precision, graph, format)
-            sessions.append(_open_session(gp, manifest["files"][gp.name]["sha256"], opts, providers, save_dir))
+        paths = [graph_path(root, manifest, precision, graph, format) for graph in ("encoder", "decoder")]
+        verified = verify_files(root, manifest, keep=tuple(p.name for p in paths))
+        sessions = [_open_session(gp, verified[gp.name], opts, providers, save_dir) for gp, opts in zip(paths, options)]
         _check_graphs(root, manifest, precision, *sessions)
         log.debug("loaded %s (%s) with providers %s", root, precision, providers)
         return cls(root, manifest, precision, *sessions, format=format)
@@ -586,15 +583,9 @@ def _same_numbers(graph: object, manifest: object, shape: list) -> bool:
     return True
 
 
-def _open_session(gp: Path, sha256: str, options: ort.SessionOptions, providers: list, save_dir: Path | None) -> ort.InferenceSession:
-    """One graph's session, built from bytes whose sha256 is checked again here, so that a file swapped
-    after verify_files cannot run; with ``save_dir``, onnxruntime also writes the optimised graph there."""
-    try:
-        model = gp.read_bytes()
-    except OSError as exc:
-        raise BundleError(f"{gp}: unreadable ({exc.strerror or exc})") from None
-    if hashlib.sha256(model).hexdigest() != sha256:
-        raise BundleError(f"{gp}: sha256 does not match the manifest (file changed while loading)")
+def _open_session(gp: Path, model: bytes, options: ort.SessionOptions, providers: list, save_dir: Path | None) -> ort.InferenceSession:
+    """One graph's session, built from ``model``, the bytes of ``gp`` that verify_files hashed (so that a
+    file swapped after the check cannot run); with ``save_dir``, onnxruntime also writes the optimised graph there."""
     try:
         if save_dir is None:
             return ort.InferenceSession(model, sess_options=options, providers=providers)

@@ -336,13 +336,20 @@ def test_bad_rows_nan_keeps_the_stream_going_one_score_per_row(vae, test_digits,
         vae.score_stream(rows, bad_rows="skip")
 
 
-def test_sessions_run_the_bytes_that_were_hashed(bundle):
-    """The graph is read once more for its session and hashed again: a file swapped after the check
-    (or between the two reads) is refused, not run."""
+def test_sessions_run_the_bytes_that_were_hashed(bundle_copy):
+    """verify_files hands back the bytes it hashed and the session is built from them: each graph is read
+    once, and a file swapped after the check is not what runs (a later load refuses it)."""
+    import hashlib
+
+    from vae_edge.runtime import read_manifest, verify_files
     from vae_edge.runtime.vae import _open_session, _session_options
 
-    with pytest.raises(BundleError, match=r"decoder\.onnx: sha256 does not match the manifest \(file changed while loading\)"):
-        _open_session(bundle / "decoder.onnx", "0" * 64, _session_options(1), ["CPUExecutionProvider"], None)
-    sha = json.loads((bundle / "manifest.json").read_text())["files"]["decoder.onnx"]["sha256"]
-    session = _open_session(bundle / "decoder.onnx", sha, _session_options(1), ["CPUExecutionProvider"], None)
+    manifest = read_manifest(bundle_copy)
+    kept = verify_files(bundle_copy, manifest, keep=("decoder.onnx",))
+    assert list(kept) == ["decoder.onnx"]
+    assert hashlib.sha256(kept["decoder.onnx"]).hexdigest() == manifest["files"]["decoder.onnx"]["sha256"]
+    (bundle_copy / "decoder.onnx").write_bytes(b"swapped after the check")
+    session = _open_session(bundle_copy / "decoder.onnx", kept["decoder.onnx"], _session_options(1), ["CPUExecutionProvider"], None)
     assert [o.name for o in session.get_outputs()] == ["x_mean"]
+    with pytest.raises(BundleError, match=r"decoder\.onnx: .*(truncated or replaced|sha256 does not match)"):
+        verify_files(bundle_copy, manifest, keep=("decoder.onnx",))
