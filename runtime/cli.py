@@ -15,7 +15,7 @@ from .benchmark import BATCH_SIZES, MAX_BATCH, NOISY_SPREAD
 from .bundle import BundleError, default_bundle_path, describe_latency, read_manifest
 from .clitools import output_path, run_cli
 from .files import atomic_save_npy, atomic_write_bytes
-from .vae import RowError, VAE
+from .vae import MAX_MC_SAMPLES, MAX_STREAM_BATCH, RowError, VAE
 
 _PRECISION = click.option("--precision", default="fp32", show_default=True, help="Variant to run: fp32, int8, ... (see `vae-run info`).")
 _FORMAT = click.option("--format", "fmt", type=click.Choice(["onnx", "ort"]), default="onnx", show_default=True, help="Graph files to run: .onnx, or the ORT-format files of a bundle exported with `vae-export --ort`.")
@@ -307,11 +307,11 @@ def decode(paths, precision, fmt, threads, out, grid):
 @_graphs
 @_THREADS
 @_OUT
-@click.option("--samples", type=click.IntRange(1, 100_000), default=None, help="Monte-Carlo draws per sample (default: deterministic, z at the posterior mean).")
+@click.option("--samples", type=click.IntRange(1, MAX_MC_SAMPLES), default=None, help="Monte-Carlo draws per sample (default: deterministic, z at the posterior mean).")
 @click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True, help="Seed for --samples.")
 @click.option("--stream", is_flag=True, help="Score row by row, printing one score per line as each batch is done: INPUT.npy rows, or "
               "comma-separated numbers per line on standard input (INPUT '-' or none).")
-@click.option("--batch-size", type=click.IntRange(1, 1 << 20), default=64, show_default=True, help="Rows per batch with --stream (1: answer each line at once).")
+@click.option("--batch-size", type=click.IntRange(1, MAX_STREAM_BATCH), default=64, show_default=True, help="Rows per batch with --stream (1: answer each line at once).")
 @_handle_errors
 def score(paths, precision, fmt, threads, out, samples, seed, stream, batch_size):
     """Anomaly scores of INPUT: negative ELBO per sample in nats (higher = less like the training data)."""
@@ -354,8 +354,7 @@ def _score_stream(paths, precision, fmt, threads, out, samples, batch_size) -> N
     except RowError as exc:
         where = f"{src}: row {exc.row}" if src is not None else f"line {exc.row + 1}"
         raise ValueError(f"{where}: {exc.reason}") from None
-    if limit is not None and total:
-        click.echo(f"{flagged} of {total} above the validation p99 ({limit:.2f} nats)", err=True)
+    _report_flagged(flagged, total, limit)
 
 
 def _stdin_rows():
@@ -376,8 +375,12 @@ def _threshold_or_none(vae: VAE) -> float | None:
 
 def _flag_summary(vae: VAE, scores: np.ndarray) -> None:
     limit = _threshold_or_none(vae)
-    if limit is not None and len(scores):
-        click.echo(f"{int((scores > limit).sum())} of {len(scores)} above the validation p99 ({limit:.2f} nats)", err=True)
+    _report_flagged(int((scores > limit).sum()) if limit is not None else 0, len(scores), limit)
+
+
+def _report_flagged(flagged: int, total: int, limit: float | None) -> None:
+    if limit is not None and total:
+        click.echo(f"{flagged} of {total} above the validation p99 ({limit:.2f} nats)", err=True)
 
 
 @cli.command()

@@ -27,7 +27,7 @@ _PROB_EPS = 1e-7
 MAX_LATENT = 1e6
 MAX_THREADS = 1024  # far above any CPU this runs on; a typo such as 100000 would hang creating threads
 MAX_MC_SAMPLES = 100_000  # draws per anomaly score; a typo such as 10**9 would run for days
-MAX_BATCH = 1 << 20  # rows per internal batch of score_stream; bounds its memory
+MAX_STREAM_BATCH = 1 << 20  # rows per internal batch of score_stream; bounds its memory
 
 
 class RowError(ValueError):
@@ -346,7 +346,7 @@ class VAE:
 
         For writers that flush once per batch. Raises as :meth:`score_stream`.
         """
-        _check_int("batch_size", batch_size, minimum=1, maximum=MAX_BATCH)
+        _check_int("batch_size", batch_size, minimum=1, maximum=MAX_STREAM_BATCH)
         if bad_rows not in ("raise", "nan"):
             raise ValueError(f"bad_rows: expected 'raise' or 'nan', got {bad_rows!r}")
         try:
