@@ -14,7 +14,7 @@ import numpy as np
 from .benchmark import BATCH_SIZES, MAX_BATCH, NOISY_SPREAD
 from .bundle import BundleError, default_bundle_path, describe_latency, read_manifest
 from .clitools import output_path, run_cli
-from .files import atomic_save_npy, atomic_write_bytes
+from .files import atomic_save_npy, atomic_write_bytes, read_array
 from .vae import MAX_MC_SAMPLES, MAX_STREAM_BATCH, RowError, VAE
 
 _PRECISION = click.option("--precision", default="fp32", show_default=True, help="Variant to run: fp32, int8, ... (see `vae-run info`).")
@@ -99,26 +99,10 @@ def _read_batch(path: Path, sample_shape: tuple[int, ...]) -> np.ndarray:
 
 
 def _read_array(path: Path, *, mmap: bool = False) -> np.ndarray:
-    """.npy, or .npz holding exactly one array; pickled object arrays are refused.
-
-    ``mmap``: map a .npy file instead of reading it, so that streaming a large file needs little memory.
-    """
+    """.npy, or .npz holding exactly one array (runtime.files.read_array); a folder is refused with the usage."""
     if path.is_dir():
         raise ValueError(f"{path}: is a folder; expected [BUNDLE] then an input .npy/.npz file")
-    if not path.is_file():
-        raise ValueError(f"{path}: no such file")
-    try:
-        loaded = np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
-    except (ValueError, OSError, EOFError) as exc:
-        # numpy falls back to unpickling anything that is not .npy/.npz; pickles are never loaded here.
-        why = "pickled data or not an array file" if "pickle" in str(exc) else (str(exc).splitlines() or [type(exc).__name__])[0]
-        raise ValueError(f"{path}: not a readable .npy/.npz array ({why})") from None
-    if isinstance(loaded, np.lib.npyio.NpzFile):
-        with loaded:
-            if len(loaded.files) != 1:
-                raise ValueError(f"{path}: .npz must hold exactly one array, it holds {', '.join(loaded.files) or 'none'}")
-            return loaded[loaded.files[0]]
-    return loaded
+    return read_array(path, mmap=mmap)
 
 
 def _emit(array: np.ndarray, out: Path | None) -> None:

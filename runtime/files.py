@@ -1,4 +1,5 @@
-"""Atomic writes and content hashes: every file the tools write appears whole or not at all.
+"""Atomic writes, content hashes and reading arrays: every file the tools write appears whole or not at
+all, and no array file is ever unpickled.
 
 Kept in the runtime (numpy-only) so that the device CLI, the trainer and the exporter share one
 implementation; nothing here imports torch or onnx.
@@ -13,6 +14,7 @@ import io
 import os
 import shutil
 import tempfile
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -174,3 +176,40 @@ def _swap_in(tmp: Path, dest: Path) -> None:
     _fsync_dir(dest.parent)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def read_array(path: Path, key: str | None = None, *, mmap: bool = False) -> np.ndarray:
+    """A ``.npy`` array, or one array of a ``.npz`` (``key``; an archive holding one array needs none).
+
+    Args:
+        mmap: map a .npy file instead of reading it (a large file streamed row by row needs little memory).
+
+    Raises:
+        ValueError: a folder or missing file, not an array file, pickled data (never loaded), a key for a
+            .npy, or a key the archive lacks (or none given for an archive of several arrays).
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path}: is a folder, expected a .npy/.npz file")
+    if not path.is_file():
+        raise ValueError(f"{path}: no such file")
+    try:
+        loaded = np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        # numpy falls back to unpickling anything that is not .npy/.npz; with allow_pickle=False it refuses.
+        why = "pickled data or not an array file" if "pickle" in str(exc) else (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise ValueError(f"{path}: not a readable .npy/.npz array (cannot read it without unpickling: {why})") from None
+    if not isinstance(loaded, np.lib.npyio.NpzFile):
+        if key is not None:
+            raise ValueError(f"{path}: a .npy file has no named arrays (':{key}' applies to .npz only)")
+        return loaded
+    with loaded:
+        names = list(loaded.files)
+        if key is None and len(names) != 1:
+            raise ValueError(f"{path}: holds {len(names)} arrays ({', '.join(names) or 'none'}); expected exactly one, or a key naming one")
+        if key is not None and key not in names:
+            raise ValueError(f"{path}: no array named {key!r}; it holds {', '.join(names) or 'none'}")
+        try:
+            return loaded[key if key is not None else names[0]]
+        except ValueError as exc:  # an object array inside the archive
+            raise ValueError(f"{path}: not a readable .npy/.npz array (cannot read it without unpickling: {exc})") from None

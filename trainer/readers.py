@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from vae_edge.runtime.files import read_array
+
 from .data import DataError
 
 log = logging.getLogger(__name__)
@@ -159,21 +161,10 @@ def read_npy(spec_path: str, *, sequences: bool = False) -> RawData:
             unsupported rank, NaN or Inf values.
     """
     path, key = split_npz_key(spec_path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
     try:
-        loaded = np.load(path, allow_pickle=False)
-        if isinstance(loaded, np.lib.npyio.NpzFile):
-            with loaded:
-                x = _npz_member(loaded, key, path)
-        else:
-            if key is not None:
-                raise DataError(f"{path}: a .npy file has no named arrays (':{key}' applies to .npz only)")
-            x = loaded
-    except DataError:
-        raise
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise DataError(f"{path}: cannot read as .npy/.npz without unpickling ({exc})") from None
+        x = read_array(path, key)
+    except ValueError as exc:
+        raise DataError(str(exc)) from None  # the spec names a key as npy:PATH.npz:KEY (--help)
     if x.dtype.kind not in "biuf":
         raise DataError(f"{path}: array of dtype {x.dtype}; expected numbers (bool, int or float)")
     name = f"{path.name}:{key}" if key else path.name
@@ -232,17 +223,6 @@ def split_npz_key(spec_path: str) -> tuple[Path, str | None]:
     if sep and head.lower().endswith(".npz") and key:
         return Path(head), key
     return Path(spec_path), None
-
-
-def _npz_member(archive, key: str | None, path: Path) -> np.ndarray:
-    names = list(archive.files)
-    if key is None:
-        if len(names) != 1:
-            raise DataError(f"{path}: holds {len(names)} arrays ({', '.join(names) or 'none'}); name one as npy:{path}:KEY")
-        key = names[0]
-    elif key not in names:
-        raise DataError(f"{path}: no array named {key!r}; it holds {', '.join(names) or 'none'}")
-    return archive[key]
 
 
 def _palette_has_colour(im) -> bool:
