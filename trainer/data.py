@@ -127,7 +127,7 @@ def split(x: np.ndarray, *, seed: int = SPLIT_SEED) -> tuple[np.ndarray, np.ndar
     return x[n_val + n_test :], x[:n_val], x[n_val : n_val + n_test]
 
 
-def _digits(spec: str, size: tuple[int, int] | None, likelihood: str) -> Dataset:
+def _digits(spec: str, likelihood: str, **_) -> Dataset:
     from sklearn.datasets import load_digits  # ships with scikit-learn: no download
 
     images = load_digits().images.astype(np.float32)[:, None]  # (1797, 1, 8, 8), grey levels 0..16
@@ -142,19 +142,19 @@ def _from_raw(spec: str, raw, likelihood: str) -> Dataset:
     return Dataset(raw.name, spec, train, val, test, kind=raw.kind, value_range=raw.value_range, likelihood=likelihood)
 
 
-def _idx(spec: str, size: tuple[int, int] | None, likelihood: str) -> Dataset:
+def _idx(spec: str, likelihood: str, **_) -> Dataset:
     from .readers import read_idx
 
     return _from_raw(spec, read_idx(_argument(spec)), likelihood)
 
 
-def _images(spec: str, size: tuple[int, int] | None, likelihood: str) -> Dataset:
+def _images(spec: str, likelihood: str, *, size: tuple[int, int] | None, **_) -> Dataset:
     from .readers import read_images
 
     return _from_raw(spec, read_images(_argument(spec), size), likelihood)
 
 
-def _npy(spec: str, size: tuple[int, int] | None, likelihood: str, *, sequences: bool = False) -> Dataset:
+def _npy(spec: str, likelihood: str, *, sequences: bool, **_) -> Dataset:
     from .readers import read_npy
 
     return _from_raw(spec, read_npy(_argument(spec), sequences=sequences), likelihood)
@@ -210,9 +210,8 @@ def load_data(spec: str = "digits", likelihood: str = "bernoulli", *, size: tupl
     kind = spec.split(":", 1)[0]
     if kind not in _SOURCES:
         raise DataError(f"unknown data spec {spec!r}; expected digits, idx:PATH, images:DIR or npy:PATH[.npz:KEY]")
-    if kind == "npy" and sequences:
-        return _npy(spec, size, likelihood, sequences=True)
-    return _SOURCES[kind](spec, size, likelihood)
+    # Each source takes the options that apply to it (size: images:DIR; sequences: npy:) and ignores the rest.
+    return _SOURCES[kind](spec, likelihood, size=size, sequences=sequences)
 
 
 def load_recorded(entry: dict) -> Dataset:
