@@ -48,7 +48,7 @@ def _fail(message: str, code: int) -> None:
 
 
 def output_path(suffix: str | None = None):
-    """A click callback: the path must be writable now (parents are created), so that a job does not
+    """A click callback: the path must be writable now (missing folders are made at write time), so that a job does not
     run for minutes and then fail to save; ``suffix`` (e.g. ".png") is required when given."""
 
     def check(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
@@ -58,7 +58,7 @@ def output_path(suffix: str | None = None):
 
 
 def writable(path: Path, *, suffix: str | None = None) -> Path:
-    """``path`` if it can be written now (parents are created).
+    """``path`` if it can be written now (missing folders are made when it is written).
 
     Raises:
         click.BadParameter: empty, wrong suffix (a device such as /dev/null may have any), or not writable.

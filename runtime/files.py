@@ -59,7 +59,9 @@ def _resolve_target(dest: Path) -> Path:
 
 def check_writable(dest: str | os.PathLike) -> Path:
     """Fail early, before any work, if ``dest`` cannot be written (folder missing and not creatable,
-    no permission, a folder in the way). Creates missing parent folders.
+    no permission, a folder in the way). Leaves nothing behind: parent folders it had to create for the
+    probe are removed again (the write itself creates them, :func:`atomic_path`), so a run that then
+    fails on its input leaves no empty folders.
 
     Raises:
         OSError: naming ``dest``.
@@ -67,6 +69,7 @@ def check_writable(dest: str | os.PathLike) -> Path:
     dest = _resolve_target(Path(dest))
     if dest.exists() and not dest.is_file():
         return dest  # a device or pipe: written in place
+    missing = [p for p in (dest.parent, *dest.parent.parents) if not p.exists()]  # deepest first
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".probe", dir=dest.parent)
@@ -74,6 +77,10 @@ def check_writable(dest: str | os.PathLike) -> Path:
         os.unlink(probe)
     except OSError as exc:
         raise OSError(exc.errno, exc.strerror, str(dest)) from None
+    finally:
+        for folder in missing:
+            with contextlib.suppress(OSError):  # not created, or no longer empty: leave it
+                folder.rmdir()
     return dest
 
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from vae_edge.runtime.files import atomic_directory, atomic_path, atomic_save_npy, sha256_file
+from vae_edge.runtime.files import atomic_directory, atomic_path, atomic_save_npy, check_writable, sha256_file
 from vae_edge.runtime.images import grid_array, interleave_rows, save_grid
 
 
@@ -62,3 +62,15 @@ def test_grid_layout_and_scaling(tmp_path):
 def test_interleave_rows_pairs_originals_with_reconstructions():
     a, b = np.arange(5)[:, None], -np.arange(5)[:, None]
     assert interleave_rows(a, b, 2).ravel().tolist() == [0, 1, 0, -1, 2, 3, -2, -3, 4, -4]
+
+
+def test_checking_an_output_leaves_no_folders_and_the_write_makes_them(tmp_path):
+    """A tool checks its outputs before work; if the job then fails on its input, no empty folders remain."""
+    dest = tmp_path / "new" / "deeper" / "out.npy"
+    assert check_writable(dest) == dest
+    assert list(tmp_path.iterdir()) == []
+    atomic_save_npy(dest, np.arange(3.0))
+    np.testing.assert_array_equal(np.load(dest), np.arange(3.0))
+    (tmp_path / "blocked").write_text("a file where a folder would go")
+    with pytest.raises(OSError):
+        check_writable(tmp_path / "blocked" / "out.npy")
