@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import platform
-import tempfile
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -25,7 +24,7 @@ import onnxruntime as ort
 from vae_edge.models import model_from_checkpoint, read_checkpoint
 from vae_edge.runtime import VAE
 from vae_edge.runtime.bundle import MANIFEST, SCHEMA, describe_latency
-from vae_edge.runtime.files import atomic_directory, atomic_write_bytes, sha256_file
+from vae_edge.runtime.files import atomic_directory, atomic_write_bytes, check_writable, sha256_file
 from vae_edge.trainer.data import DataError, load_data, load_recorded
 
 from . import calibration, validate
@@ -209,10 +208,8 @@ def check_destination(out: Path, model_path: Path) -> None:
             the model, or the current folder (or one above it).
     """
     if not out.exists():
-        parent = out.parent
         try:
-            parent.mkdir(parents=True, exist_ok=True)
-            os.rmdir(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".probe", dir=parent))
+            check_writable(out)  # probes the parent folder and leaves nothing behind
         except OSError as exc:
             raise DestinationError(f"{out}: cannot write there ({exc.strerror or exc})") from None
         return
