@@ -21,25 +21,32 @@ DATA_HELP = (
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="vae-edge")
 @click.option("--data", "data_spec", default="digits", show_default=True, help=DATA_HELP)
+@click.option("--val-data", "val_spec", default=None, metavar="SPEC", help="Validation data, any --data SPEC (then --split gives validation 0; by default its share goes to training).")
+@click.option("--test-data", "test_spec", default=None, metavar="SPEC", help="Test data, any --data SPEC (then --split gives test 0; by default its share goes to training).")
+@click.option("--split", "split_text", default=None, metavar="TRAIN,VAL,TEST", help="Fractions of --data for each part, summing to 1 [default: 0.8,0.1,0.1, less the parts given by --val-data/--test-data]; 0.9,0.1,0: no test split.")
 @click.option("--size", default=None, metavar="HxW", help="Resize images:DIR images to this size (default: their common size).")
 @click.option("--arch", type=click.Choice(["mlp", "conv", "conv1d"]), default="mlp", show_default=True, help="Encoder/decoder architecture: conv for images [C, H, W], conv1d for sequences [C, L] or [L].")
-@click.option("--latent", type=click.IntRange(min=1), default=8, show_default=True, help="Latent dimensions.")
-@click.option("--hidden", type=click.IntRange(min=1), multiple=True, default=(400,), show_default=True, help="MLP hidden layer width (repeat for more layers).")
+@click.option("--latent", type=click.IntRange(min=1), default=16, show_default=True, help="Latent dimensions.")
+@click.option("--hidden", type=click.IntRange(min=1), multiple=True, default=(400, 400), show_default=True, help="MLP hidden layer width (repeat for more layers: --hidden 512 --hidden 512).")
 @click.option("--channels", type=click.IntRange(min=1), multiple=True, default=(32, 64), show_default=True, help="conv/conv1d: width of each stride-2 layer (repeat; each halves the size).")
 @click.option("--decoder-style", type=click.Choice(["transpose", "upsample"]), default="transpose", show_default=True, help="conv/conv1d decoder: ConvTranspose, or nearest Upsample + Conv.")
-@click.option("--epochs", type=click.IntRange(min=1), default=100, show_default=True, help="Epochs in all (with --resume: including those already trained).")
+@click.option("--epochs", type=click.IntRange(min=1), default=300, show_default=True, help="Most epochs in all (with --resume: including those already trained); early stopping (--patience) usually ends sooner.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True, help="Samples per step (per process under torchrun).")
-@click.option("--lr", type=click.FloatRange(min=0, max=10, min_open=True), default=1e-3, show_default=True, help="Adam learning rate.")
+@click.option("--lr", type=click.FloatRange(min=0, max=10, min_open=True), default=1e-3, show_default=True, help="Adam learning rate (the start of the --lr-schedule).")
+@click.option("--lr-schedule", type=click.Choice(["cosine", "constant"]), default="cosine", show_default=True, help="cosine: from --lr down to 1% of it over --epochs; constant: --lr throughout.")
+@click.option("--objective", type=click.Choice(["iwae", "elbo"]), default="iwae", show_default=True, help="Train on the importance-weighted bound with --iw-train samples, or on the ELBO (where --beta and --kl-warmup apply).")
+@click.option("--iw-train", type=click.IntRange(min=1), default=5, show_default=True, help="--objective iwae: samples K of the training bound (and of the validation bound early stopping watches).")
 @click.option("--beta", type=click.FloatRange(min=0), default=1.0, show_default=True, help="KL weight (1 = the ELBO).")
 @click.option("--kl-warmup", type=click.FloatRange(min=0), default=0.0, show_default=True, help="Epochs over which the KL weight ramps up from 0.")
 @click.option("--likelihood", type=click.Choice(["bernoulli", "gaussian"]), default="bernoulli", show_default=True, help="p(x|z): bernoulli (data scaled to [0, 1]) or gaussian (data standardised per feature).")
 @click.option("--gaussian-std", type=click.FloatRange(min=0, min_open=True), default=None, help="gaussian: fixed std of p(x|z) in standardised units (omitted: learned per feature).")
-@click.option("--patience", type=click.IntRange(min=0), default=0, show_default=True, help="Stop after N epochs without a better validation ELBO and keep the best epoch (0: never).")
+@click.option("--patience", type=click.IntRange(min=0), default=50, show_default=True, help="Stop after N epochs without a better validation bound and keep the best epoch (0: never; train all --epochs, keep the last).")
 @click.option("--iw-samples", type=click.IntRange(min=1), default=1000, show_default=True, help="K for the importance-weighted NLL estimate on the test split.")
 @click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--resume", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Continue the run saved in this model.pt (its settings are the defaults; --out defaults to it).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("model.pt"), show_default=True, help="Checkpoint to write after every epoch; grids, metrics.json and loss curve go beside it.")
+@click.option("--tensorboard", type=click.Path(file_okay=False, path_type=Path), default=None, help="Also log each epoch's bounds and learning rate as TensorBoard events in this folder.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @click.pass_context
 def cli(ctx, **options):
@@ -50,7 +57,8 @@ def cli(ctx, **options):
     from vae_edge.models import CheckpointError, VAEConfig, read_checkpoint
 
     from .curves import output_paths
-    from .data import DataError, data_files, load_data
+    from .data import DataError, data_files, load_data, recorded_specs
+    from .splits import SplitError, absolute_spec, parse_fractions, plan
     from .distributed import is_main_process
     from .grids import grid_paths, reconstruction_grid, sample_grid
     from .loop import TrainConfig, resume_settings, train
@@ -66,6 +74,14 @@ def cli(ctx, **options):
             raise click.BadParameter(str(exc), param_hint="--resume") from None
         # Options left out take the checkpoint's values, so `vae-train --resume model.pt` just continues.
         o.update({k: v for k, v in resume_settings(ckpt).items() if k not in given})
+        # The recorded data where they are now (beside model.pt when both moved), unless given anew.
+        specs = recorded_specs(ckpt["data"], base=o["resume"].parent)
+        for key, part in (("data_spec", "train"), ("val_spec", "val"), ("test_spec", "test")):
+            if key not in given and specs[part]:
+                o[key] = specs[part]
+        fractions = (ckpt["data"].get("split") or {}).get("fractions")
+        if "split_text" not in given and fractions:
+            o["split_text"] = ",".join(f"{f:g}" for f in fractions)
         if "out" not in given:
             o["out"] = o["resume"]
         shape = ckpt["data"].get("shape") or []
@@ -82,15 +98,28 @@ def cli(ctx, **options):
         exc.param_hint = "--out"  # writable() is called here, not as an option callback: name the option
         raise
     try:
-        inputs = {os.path.realpath(p): p for p in data_files(o["data_spec"])}
-    except DataError as exc:
-        raise click.BadParameter(str(exc), param_hint="--data") from None
+        split_plan = plan(
+            parse_fractions(o["split_text"]) if o["split_text"] is not None else None,
+            val_spec=absolute_spec(o["val_spec"]) if o["val_spec"] else None,
+            test_spec=absolute_spec(o["test_spec"]) if o["test_spec"] else None,
+        )
+    except SplitError as exc:
+        raise click.BadParameter(str(exc), param_hint="--split") from None
+    inputs = {}
+    for spec, option in ((o["data_spec"], "--data"), (o["val_spec"], "--val-data"), (o["test_spec"], "--test-data")):
+        try:
+            inputs.update({os.path.realpath(p): p for p in data_files(spec)} if spec else {})
+        except DataError as exc:
+            raise click.BadParameter(str(exc), param_hint=option) from None
     for path in written_paths:
         if os.path.realpath(path) in inputs:
-            raise click.BadParameter(f"{path}: would overwrite the --data file {inputs[os.path.realpath(path)]}", param_hint="--out")
+            raise click.BadParameter(f"{path}: would overwrite the data file {inputs[os.path.realpath(path)]}", param_hint="--out")
 
-    if o["data_spec"].startswith("images:") and beside_file and out.resolve().is_relative_to(Path(o["data_spec"][7:]).resolve()):
-        raise click.BadParameter("is inside the images:DIR folder, whose PNG outputs would become training data", param_hint="--out")
+    for spec in (o["data_spec"], o["val_spec"], o["test_spec"]):
+        if spec and spec.startswith("images:") and beside_file and out.resolve().is_relative_to(Path(spec[7:]).resolve()):
+            raise click.BadParameter("is inside an images:DIR folder, whose PNG outputs would become data", param_hint="--out")
+    if o["objective"] != "iwae" and "iw_train" in given:
+        raise click.BadParameter("applies to --objective iwae only", param_hint="--iw-train")
     # Options of the other architecture would be ignored without a word; say so instead.
     unused = {"mlp": ("channels", "decoder_style")}.get(o["arch"], ("hidden",))
     for name in (n for n in unused if n in given):
@@ -102,17 +131,17 @@ def cli(ctx, **options):
     except DataError as exc:
         raise click.BadParameter(str(exc), param_hint="--size") from None
     try:
-        data = load_data(o["data_spec"], o["likelihood"], size=size, sequences=o["arch"] == "conv1d")
+        data = load_data(absolute_spec(o["data_spec"]), o["likelihood"], size=size, sequences=o["arch"] == "conv1d", split=split_plan)
     except DataError as exc:
-        raise click.BadParameter(str(exc), param_hint="--data") from None
+        raise click.BadParameter(str(exc), param_hint=exc.option) from None
     try:
         model_config = VAEConfig(
             input_shape=data.shape, latent_dim=o["latent"], hidden_dims=o["hidden"], arch=o["arch"], likelihood=o["likelihood"],
             gaussian_std=o["gaussian_std"], channels=o["channels"], decoder_style=o["decoder_style"],
         )
-        keys = ("epochs", "batch_size", "lr", "beta", "kl_warmup", "seed", "device", "iw_samples", "patience", "quiet")
+        keys = ("epochs", "batch_size", "lr", "lr_schedule", "objective", "iw_train", "beta", "kl_warmup", "seed", "device", "iw_samples", "patience", "quiet")
         config = TrainConfig(**{k: o[k] for k in keys})
-        result = train(model_config, data, config, out=out, side_outputs=beside_file, resume=ckpt)
+        result = train(model_config, data, config, out=out, side_outputs=beside_file, resume=ckpt, tensorboard=o["tensorboard"])
     except ValueError as exc:  # bad settings, or a checkpoint that these settings cannot continue
         raise click.UsageError(str(exc)) from None
     except RuntimeError as exc:  # TrainingError, or torch failing (e.g. out of memory, overflow)
@@ -131,13 +160,18 @@ def cli(ctx, **options):
             ]
 
     m, mc = result.metrics, model_config
+    objective = f"IWAE bound K={config.iw_train}" if config.objective == "iwae" else "ELBO"
     widths = f"hidden {list(mc.hidden_dims)}" if mc.arch == "mlp" else f"channels {list(mc.channels)} ({mc.decoder_style} decoder)"
     noise = "" if mc.likelihood != "gaussian" else f" (std {mc.gaussian_std:g})" if mc.gaussian_std else " (learned variance)"
     stopped = f", stopped early, kept epoch {m['best_epoch']}" if m["stopped_early"] else ""
     click.echo(f"data      {data.name}: {len(data.train)} train / {len(data.val)} val / {len(data.test)} test, shape {list(data.shape)}")
     click.echo(f"model     {mc.arch} {list(data.shape)}, {widths}, latent {mc.latent_dim}, {mc.likelihood}{noise}")
-    click.echo(f"train     ELBO {m['train_elbo']:.2f} nats/sample after {m['epochs']} epochs{stopped} ({m['epoch_seconds'] * 1000:.0f} ms/epoch on {m['device']} x{m['world_size']})")
-    click.echo(f"test      ELBO {m['test_elbo']:.2f} nats/sample (recon {m['test_recon_nll']:.2f} + KL {m['test_kl']:.2f}), IWAE NLL {m['test_iwae_nll']:.2f} (K={m['iw_samples']})")
+    click.echo(f"train     {objective}, ELBO {m['train_elbo']:.2f} nats/sample after {m['epochs']} epochs{stopped} ({m['epoch_seconds'] * 1000:.0f} ms/epoch on {m['device']} x{m['world_size']})")
+    if m["test_samples"]:
+        click.echo(f"test      ELBO {m['test_elbo']:.2f} nats/sample (recon {m['test_recon_nll']:.2f} + KL {m['test_kl']:.2f}), IWAE NLL {m['test_iwae_nll']:.2f} (K={m['iw_samples']})")
+    else:
+        click.echo("test      none: the split gives test 0 and there is no --test-data, so no test metrics (validation ELBO "
+                   f"{m['val_elbo']:.2f} nats/sample)")
     for path in written:
         click.echo(f"wrote     {path}")
 

@@ -11,14 +11,18 @@ from pathlib import Path
 
 import numpy as np
 
-# The split is fixed whatever --seed is: the test set must not move between runs being compared.
-SPLIT_SEED = 0
-VAL_FRACTION = 0.1
-TEST_FRACTION = 0.1
+from .splits import DEFAULT_FRACTIONS, SPLIT_SEED, SplitError, SplitPlan, absolute_spec, cut, locate, plan, relative_spec
 
 
 class DataError(ValueError):
-    """The data spec or the data it points to cannot be used."""
+    """The data spec or the data it points to cannot be used.
+
+    ``option`` names the command-line option whose data are at fault (--data, --val-data, --test-data).
+    """
+
+    def __init__(self, message: str, option: str = "--data"):
+        super().__init__(message)
+        self.option = option
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,8 @@ class Dataset:
     # None: the train split's min and max. Used for Bernoulli scaling and for displaying images.
     value_range: tuple[float, float] | None = None
     likelihood: str = "bernoulli"
+    # How the parts were made (``SplitPlan``) and the spec each came from ("val"/"test": None when cut from ``spec``).
+    split_plan: SplitPlan = SplitPlan((0.8, 0.1, 0.1))
     # model input = (x - offset) / scale: floats, or float32 arrays of the sample shape (Gaussian).
     offset: float | np.ndarray = field(init=False)
     scale: float | np.ndarray = field(init=False)
@@ -49,9 +55,14 @@ class Dataset:
         if self.likelihood == "bernoulli":
             if hi <= lo:
                 raise DataError(f"{self.name}: all values are {lo:g}; a Bernoulli model needs a range to scale to [0, 1]")
-            t_lo, t_hi = float(self.train.min()), float(self.train.max())
-            if t_lo < lo or t_hi > hi:
-                raise DataError(f"{self.name}: values {t_lo:g}..{t_hi:g} lie outside the range {lo:g}..{hi:g}")
+            for part, option in (("train", "--data"), ("val", "--val-data"), ("test", "--test-data")):
+                x = getattr(self, part)
+                if not len(x):
+                    continue
+                t_lo, t_hi = float(x.min()), float(x.max())
+                if t_lo < lo or t_hi > hi:
+                    source = self.spec if part == "train" else f"the {part} split of {self.spec}"
+                    raise DataError(f"{source}: values {t_lo:g}..{t_hi:g} lie outside the training data's range {lo:g}..{hi:g}", option)
             offset, scale = float(lo), float(hi - lo)
         elif self.likelihood == "gaussian":
             mean = self.train.mean(axis=0, dtype=np.float64)
@@ -98,8 +109,10 @@ class Dataset:
         x = x_model * self.scale + self.offset
         return np.clip((x - lo) / max(hi - lo, 1e-12), 0.0, 1.0).astype(np.float32)
 
-    def describe(self) -> dict:
-        """The ``data`` entry of model.pt."""
+    def describe(self, base: Path | None = None) -> dict:
+        """The ``data`` entry of model.pt: specs with absolute paths, and (``base``: model.pt's folder)
+        the same paths relative to it, so that model.pt and its data can move together."""
+        sources = {"train": self.spec, "val": self.split_plan.val_spec, "test": self.split_plan.test_spec}
         return {
             "dataset": self.name,
             "spec": self.spec,
@@ -108,7 +121,18 @@ class Dataset:
             "preprocessing": self.preprocessing,
             "sizes": {"train": len(self.train), "val": len(self.val), "test": len(self.test)},
             "split_seed": SPLIT_SEED,
+            "split": {
+                **self.split_plan.describe(),
+                "sources": {part: {"spec": spec, **({"relative": rel} if base is not None and (rel := relative_spec(spec, base)) else {})}
+                            for part, spec in sources.items() if spec},
+            },
         }
+
+
+def same_preprocessing(a: dict, b: dict) -> bool:
+    """Whether two recorded preprocessing entries are the same affine map (up to float32 rounding:
+    statistics round-trip through float64 lists)."""
+    return all(np.allclose(np.asarray(a.get(k), np.float64), np.asarray(b.get(k), np.float64), rtol=1e-6, atol=0) for k in ("offset", "scale"))
 
 
 def _plain(v: float | np.ndarray) -> float | list:
@@ -116,48 +140,44 @@ def _plain(v: float | np.ndarray) -> float | list:
     return float(v) if np.ndim(v) == 0 else np.asarray(v, dtype=np.float64).tolist()
 
 
-def split(x: np.ndarray, *, seed: int = SPLIT_SEED) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Shuffle with a fixed seed and cut into train / validation / test."""
-    n = len(x)
-    n_val, n_test = max(1, round(n * VAL_FRACTION)), max(1, round(n * TEST_FRACTION))
-    if n - n_val - n_test < 1:
-        raise DataError(f"need at least 3 samples to split into train/validation/test, got {n}")
-    order = np.random.default_rng(seed).permutation(n)
-    x = x[order]
-    return x[n_val + n_test :], x[:n_val], x[n_val : n_val + n_test]
+def split(x: np.ndarray, fractions: tuple[float, float, float] = DEFAULT_FRACTIONS, *, seed: int = SPLIT_SEED) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Shuffle with a fixed seed and cut into train / validation / test (``splits.cut``).
+
+    Raises:
+        DataError: too few samples for the parts asked for.
+    """
+    try:
+        train, val, test = cut(len(x), fractions, seed=seed)
+    except SplitError as exc:
+        raise DataError(str(exc), "--split") from None
+    return x[train], x[val], x[test]
 
 
-def _digits(spec: str, likelihood: str, **_) -> Dataset:
+def _digits(spec: str, **_):
     from sklearn.datasets import load_digits  # ships with scikit-learn: no download
 
+    from .readers import RawData
+
     images = load_digits().images.astype(np.float32)[:, None]  # (1797, 1, 8, 8), grey levels 0..16
-    train, val, test = split(images)
-    return Dataset("digits", spec, train, val, test, kind="image", value_range=(0.0, 16.0), likelihood=likelihood)
+    return RawData("digits", images, "image", (0.0, 16.0))
 
 
-def _from_raw(spec: str, raw, likelihood: str) -> Dataset:
-    """Split a reader's samples; the range its format implies (8-bit pixels: 0..255) goes along.
-    The likelihood is given here, not after: Bernoulli's checks must not run on data meant for Gaussian."""
-    train, val, test = split(raw.x)
-    return Dataset(raw.name, spec, train, val, test, kind=raw.kind, value_range=raw.value_range, likelihood=likelihood)
-
-
-def _idx(spec: str, likelihood: str, **_) -> Dataset:
+def _idx(spec: str, **_):
     from .readers import read_idx
 
-    return _from_raw(spec, read_idx(_argument(spec)), likelihood)
+    return read_idx(_argument(spec))
 
 
-def _images(spec: str, likelihood: str, *, size: tuple[int, int] | None, **_) -> Dataset:
+def _images(spec: str, *, size: tuple[int, int] | None, **_):
     from .readers import read_images
 
-    return _from_raw(spec, read_images(_argument(spec), size), likelihood)
+    return read_images(_argument(spec), size)
 
 
-def _npy(spec: str, likelihood: str, *, sequences: bool, **_) -> Dataset:
+def _npy(spec: str, *, sequences: bool, **_):
     from .readers import read_npy
 
-    return _from_raw(spec, read_npy(_argument(spec), sequences=sequences), likelihood)
+    return read_npy(_argument(spec), sequences=sequences)
 
 
 def data_files(spec: str) -> list[Path]:
@@ -187,7 +207,14 @@ def _argument(spec: str) -> str:
 _SOURCES = {"digits": _digits, "idx": _idx, "images": _images, "npy": _npy}
 
 
-def load_data(spec: str = "digits", likelihood: str = "bernoulli", *, size: tuple[int, int] | None = None, sequences: bool = False) -> Dataset:
+def load_data(
+    spec: str = "digits",
+    likelihood: str = "bernoulli",
+    *,
+    size: tuple[int, int] | None = None,
+    sequences: bool = False,
+    split: SplitPlan | None = None,
+) -> Dataset:
     """Load the data a ``--data`` SPEC names, preprocessed for ``likelihood``.
 
     Args:
@@ -198,30 +225,86 @@ def load_data(spec: str = "digits", likelihood: str = "bernoulli", *, size: tupl
         size: (height, width) that images:DIR resizes every image to; other sources ignore it.
         sequences: an npy:PATH array [N, C, L] is sequences [C, L] (for conv1d), not images [1, H, W];
             other sources ignore it.
+        split: fractions of ``spec`` per part, and the specs of parts that have their own data
+            (``splits.plan``); default 0.8/0.1/0.1 of ``spec``.
 
     Returns:
-        the data split into train/validation/test with a fixed seed (the test split never trains).
+        the data split into train/validation/test with a fixed seed (the test split never trains; it
+        may be empty when the split gives it nothing). The preprocessing is fitted on the train split.
 
     Raises:
-        DataError: unknown spec or unusable data, with a message naming the file and what was expected.
+        DataError: unknown spec or unusable data, with a message naming the file and what was expected,
+            and ``option`` naming the option whose data are at fault.
     """
+    split = split if split is not None else plan()
+    raw = _read(spec, size=size, sequences=sequences)
+    try:
+        train_idx, val_idx, test_idx = cut(len(raw.x), split.fractions)
+    except SplitError as exc:
+        raise DataError(f"{spec}: {exc}", "--split") from None
+    parts = {"train": raw.x[train_idx], "val": raw.x[val_idx], "test": raw.x[test_idx]}
+    for part, other, option in (("val", split.val_spec, "--val-data"), ("test", split.test_spec, "--test-data")):
+        if other is None:
+            continue
+        try:
+            extra = _read(other, size=size, sequences=sequences)
+        except DataError as exc:
+            raise DataError(str(exc), option) from None
+        if extra.x.shape[1:] != raw.x.shape[1:]:
+            raise DataError(f"{other}: samples of shape {list(extra.x.shape[1:])}, the training data's ({spec}) are {list(raw.x.shape[1:])}", option)
+        if extra.kind != raw.kind:
+            raise DataError(f"{other}: {extra.kind} samples, the training data's ({spec}) are {raw.kind} samples", option)
+        parts[part] = extra.x
+    if not len(parts["val"]):
+        raise DataError(f"the validation set is empty ({split.val_spec or spec} gives it no samples)", "--val-data" if split.val_spec else "--split")
+    return Dataset(raw.name, spec, parts["train"], parts["val"], parts["test"], kind=raw.kind, value_range=raw.value_range, likelihood=likelihood, split_plan=split)
+
+
+def _read(spec: str, *, size: tuple[int, int] | None, sequences: bool):
+    """A spec's samples (``readers.RawData``), not yet split."""
     if not isinstance(spec, str):
         raise DataError(f"data spec must be a string such as 'digits', got {spec!r}")
     kind = spec.split(":", 1)[0]
     if kind not in _SOURCES:
         raise DataError(f"unknown data spec {spec!r}; expected digits, idx:PATH, images:DIR or npy:PATH[.npz:KEY]")
     # Each source takes the options that apply to it (size: images:DIR; sequences: npy:) and ignores the rest.
-    return _SOURCES[kind](spec, likelihood, size=size, sequences=sequences)
+    return _SOURCES[kind](spec, size=size, sequences=sequences)
 
 
-def load_recorded(entry: dict) -> Dataset:
-    """Reload the data a model.pt ``data`` entry describes (for export and --resume): the same spec and
-    likelihood, and for images:DIR the same size.
+def recorded_specs(entry: dict, base: Path | None = None) -> dict[str, str | None]:
+    """The specs a model.pt ``data`` entry names per part ("train", "val", "test"; None: cut from
+    train), each where it is now: at its absolute path, or beside model.pt (``base``, its folder) when
+    the two moved together (``splits.locate``)."""
+    sources = (entry.get("split") or {}).get("sources") or {}
+    specs: dict[str, str | None] = {"train": entry.get("spec", entry.get("dataset", "digits")), "val": None, "test": None}
+    for part, source in sources.items():
+        if part in specs and isinstance(source, dict) and isinstance(source.get("spec"), str):
+            specs[part] = locate(source, base)
+    return specs
+
+
+def load_recorded(entry: dict, *, base: Path | None = None, data: str | None = None, val_data: str | None = None, test_data: str | None = None) -> Dataset:
+    """Reload the data a model.pt ``data`` entry describes (for export and --resume): the same specs,
+    split and likelihood, and for images:DIR the same size.
+
+    Args:
+        base: model.pt's folder, where data recorded relative to it are looked for when they are no
+            longer at their absolute path.
+        data, val_data, test_data: specs that replace the recorded ones (data that moved).
 
     Raises:
         DataError: the data are gone or unusable.
     """
-    spec = entry.get("spec", entry.get("dataset", "digits"))
+    specs = recorded_specs(entry, base)
+    spec = absolute_spec(data) if data else specs["train"]
+    recorded = entry.get("split") or {}
+    val_spec = absolute_spec(val_data) if val_data else specs["val"]
+    test_spec = absolute_spec(test_data) if test_data else specs["test"]
+    fractions = recorded.get("fractions")
+    try:
+        split = plan(tuple(fractions) if fractions else None, val_spec=val_spec, test_spec=test_spec)
+    except SplitError as exc:
+        raise DataError(f"the split recorded in model.pt cannot be made: {exc}", "--split") from None
     shape = list(entry.get("shape") or [])
     size = tuple(shape[-2:]) if isinstance(spec, str) and spec.startswith("images:") and len(shape) == 3 else None
-    return load_data(spec, entry.get("likelihood", "bernoulli"), size=size, sequences=entry.get("kind") == "sequence")
+    return load_data(spec, entry.get("likelihood", "bernoulli"), size=size, sequences=entry.get("kind") == "sequence", split=split)

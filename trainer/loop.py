@@ -1,5 +1,6 @@
-"""The training loop: Adam on the negative ELBO, seeded and resumable, in one process or under torchrun,
-checkpointed every epoch, stopped early on the validation ELBO, evaluated by ELBO and IWAE."""
+"""The training loop: Adam on the importance-weighted bound (or the ELBO) with a cosine learning rate,
+seeded and resumable, in one process or under torchrun, checkpointed every epoch, stopped early on the
+validation bound, evaluated by ELBO and IWAE."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from vae_edge.models import VAE, VAEConfig, build_model
 from . import distributed, objectives
 from .checkpoint import make_checkpoint, save_checkpoint
 from .curves import output_paths, write_loss_curve, write_metrics
-from .data import Dataset
+from .data import Dataset, same_preprocessing
 
 log = logging.getLogger(__name__)
 
@@ -32,21 +33,35 @@ class ResumeError(ValueError):
     """The checkpoint given to --resume cannot be continued with these settings."""
 
 
+OBJECTIVES = ("elbo", "iwae")
+LR_SCHEDULES = ("cosine", "constant")
+# The cosine schedule ends at this fraction of --lr, not at 0: the last epochs still move the weights.
+LR_FLOOR = 0.01
+
+
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation settings (the architecture is in VAEConfig)."""
+    """Optimisation settings (the architecture is in VAEConfig). The defaults were chosen by measurement
+    on a held-out digits split, three seeds (docs/training.md, "Choosing the defaults")."""
 
-    epochs: int = 100
+    # A ceiling: early stopping (patience) usually ends the run before it, keeping the best epoch.
+    epochs: int = 300
     batch_size: int = 64  # per process: under torchrun one step sees world_size * batch_size samples
     lr: float = 1e-3
+    # cosine: from lr down to LR_FLOOR * lr over ``epochs``; constant: lr throughout.
+    lr_schedule: str = "cosine"
+    # "iwae": the importance-weighted bound with ``iw_train`` samples (Burda et al., 2016), tighter than
+    # the ELBO and a better test likelihood; "elbo": the classic single-sample ELBO (then beta, kl_warmup apply).
+    objective: str = "iwae"
+    iw_train: int = 5
     beta: float = 1.0
     # KL weight ramps linearly from 0 to beta over this many epochs (0: no warm-up); avoids early posterior collapse.
     kl_warmup: float = 0.0
     seed: int = 0
     device: str = "cpu"
     iw_samples: int = 1000  # K of the importance-weighted NLL estimate at the end
-    # Stop after this many epochs without a better validation ELBO and keep the best weights (0: never stop early).
-    patience: int = 0
+    # Stop after this many epochs without a better validation bound and keep the best weights (0: never stop early).
+    patience: int = 50
     quiet: bool = False
 
     def __post_init__(self) -> None:
@@ -62,6 +77,26 @@ class TrainConfig:
             raise ValueError("iw_samples must be >= 1")
         if self.patience < 0:
             raise ValueError("patience must be >= 0")
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
+        if self.iw_train < 1:
+            raise ValueError("iw_train must be >= 1")
+        if self.objective == "iwae" and (self.beta != 1.0 or self.kl_warmup):
+            raise ValueError("beta and kl_warmup weight the ELBO's KL term; the iwae objective has none (use objective 'elbo')")
+
+    @property
+    def train_samples(self) -> int:
+        """K of the training bound (and of the validation bound that early stopping watches); 1 is the ELBO."""
+        return self.iw_train if self.objective == "iwae" else 1
+
+    def lr_at(self, epoch: int) -> float:
+        """The learning rate of epoch ``epoch`` (0-based): a function of the epoch alone, so --resume needs no scheduler state."""
+        if self.lr_schedule == "constant" or self.epochs <= 1:
+            return self.lr
+        floor = LR_FLOOR * self.lr
+        return floor + (self.lr - floor) * 0.5 * (1 + math.cos(math.pi * epoch / (self.epochs - 1)))
 
 
 @dataclass
@@ -120,6 +155,7 @@ def train(
     out: Path | None = None,
     side_outputs: bool = True,
     resume: dict | None = None,
+    tensorboard: Path | None = None,
 ) -> TrainResult:
     """Train a VAE on ``data`` (fresh, or continued from a checkpoint) and evaluate it on the test split.
 
@@ -133,13 +169,16 @@ def train(
         side_outputs: also write ``<stem>.metrics.json`` and ``<stem>.loss.png`` beside ``out`` every epoch.
         resume: a checkpoint dict (``models.read_checkpoint``) to continue: weights, optimizer, epoch,
             history and early-stopping state; the result equals an uninterrupted run's.
+        tensorboard: a folder to log each epoch's figures to as TensorBoard events (needs the
+            ``tensorboard`` package); None: no events.
 
     Returns:
         the model (eval mode, CPU; the best epoch's weights when ``config.patience``), its optimizer,
         final metrics, one history row per epoch, and the resumable training state.
 
     Raises:
-        ValueError: bad device, or ``data`` preprocessed for another likelihood.
+        ValueError: bad device, ``data`` preprocessed for another likelihood, or --tensorboard without
+            the tensorboard package.
         TrainingError: the loss became NaN or Inf (the checkpoint of the last finished epoch is kept).
         ResumeError: ``resume`` does not fit these settings or has nothing left to train.
         OSError: ``out`` cannot be written.
@@ -147,20 +186,49 @@ def train(
     if data.likelihood != model_config.likelihood:
         raise ValueError(f"the data were preprocessed for a {data.likelihood} model, this one is {model_config.likelihood}")
     ctx = distributed.start(resolve_device(config.device))
+    events = _EventLog(tensorboard) if tensorboard is not None and ctx.is_main else None
     try:
-        return _train(model_config, data, config, ctx, out if ctx.is_main else None, side_outputs, resume)
+        return _train(model_config, data, config, ctx, out if ctx.is_main else None, side_outputs, resume, events)
     finally:
+        if events is not None:
+            events.close()
         distributed.stop(ctx)
 
 
-def _train(model_config, data, config, ctx, out, side_outputs, resume) -> TrainResult:
+class _EventLog:
+    """TensorBoard scalars, one step per epoch (torch.utils.tensorboard; the tensorboard package needed)."""
+
+    def __init__(self, folder: Path):
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            raise ValueError('--tensorboard needs the tensorboard package: pip install "vae-edge[train]" (or tensorboard)') from None
+        self.writer = SummaryWriter(log_dir=str(folder))
+
+    def epoch(self, row: dict) -> None:
+        for key in ("train_elbo", "train_bound", "val_elbo", "val_bound", "lr", "seconds"):
+            if key in row:
+                self.writer.add_scalar(f"{'time' if key == 'seconds' else key.split('_')[0]}/{key}", row[key], row["epoch"])
+        self.writer.flush()
+
+    def final(self, metrics: dict) -> None:
+        for key, value in metrics.items():
+            if key.startswith(("test_", "val_", "train_")) and isinstance(value, float):
+                self.writer.add_scalar(f"final/{key}", value, metrics["epochs"])
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def _train(model_config, data, config, ctx, out, side_outputs, resume, events=None) -> TrainResult:
     torch.manual_seed(config.seed)
     model = build_model(model_config).to(ctx.device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     run = _restore(resume, model, optimizer, model_config, data, config) if resume is not None else _Run()
     train_x = torch.from_numpy(data.to_model(data.train)).to(ctx.device)
     val_x = ctx.shard(torch.from_numpy(data.to_model(data.val)).to(ctx.device))
-    step = ctx.wrap(_Objective(model))
+    step = ctx.wrap(_Objective(model, config.train_samples))
     # One process is world 1: the sampler then shuffles with a generator seeded by seed + epoch.
     sampler = DistributedSampler(range(len(train_x)), num_replicas=ctx.world, rank=ctx.rank, shuffle=True, seed=config.seed)
 
@@ -168,20 +236,30 @@ def _train(model_config, data, config, ctx, out, side_outputs, resume) -> TrainR
     for epoch in epochs:
         started = time.perf_counter()
         sampler.set_epoch(epoch)
-        train_elbo = _train_epoch(step, optimizer, train_x, list(sampler), epoch, config, ctx)
+        for group in optimizer.param_groups:
+            group["lr"] = config.lr_at(epoch)
+        train_elbo, train_bound = _train_epoch(step, optimizer, train_x, list(sampler), epoch, config, ctx)
+        val_elbo = _evaluate(ctx, model, val_x)["elbo"]
         row = {
             "epoch": epoch + 1,
             "train_elbo": train_elbo,
-            "val_elbo": _evaluate(ctx, model, val_x)["elbo"],
+            "train_bound": train_bound,
+            "val_elbo": val_elbo,
+            # What early stopping watches: the training objective's bound on the validation split
+            # (seeded alike every epoch, so epochs compare without sampling noise between them).
+            "val_bound": val_elbo if config.train_samples == 1 else -_evaluate_iwae(ctx, model, val_x, config.train_samples),
+            "lr": config.lr_at(epoch),
             "beta": _beta(config, epoch + 1),
             "seconds": float(time.perf_counter() - started),
         }
         run.record(row, model, keep_best=config.patience > 0)
+        if events is not None:
+            events.epoch(row)
         if hasattr(epochs, "set_postfix"):
-            epochs.set_postfix(train_elbo=f"{row['train_elbo']:.2f}", val_elbo=f"{row['val_elbo']:.2f}", refresh=False)
+            epochs.set_postfix(train=f"{-row['train_bound']:.2f}", val=f"{-row['val_bound']:.2f}", refresh=False)
         if config.patience and run.stale >= config.patience:
             run.stopped_early = True
-            log.info("no better validation ELBO for %d epochs: stopping at epoch %d, keeping epoch %d", run.stale, run.epoch, run.best_epoch)
+            log.info("no better validation bound for %d epochs: stopping at epoch %d, keeping epoch %d", run.stale, run.epoch, run.best_epoch)
         if out is not None:
             _save(out, side_outputs, model, optimizer, data, config, run, _epoch_metrics(run, ctx))
         if run.stopped_early:
@@ -193,6 +271,8 @@ def _train(model_config, data, config, ctx, out, side_outputs, resume) -> TrainR
     if run.best_weights is not None:
         model.load_state_dict(run.best_weights)
     metrics = _final_metrics(model, data, config, ctx, run)
+    if events is not None:
+        events.final(metrics)
     if out is not None:
         _save(out, side_outputs, model, optimizer, data, config, run, metrics, state=state)
     return TrainResult(model.cpu().eval(), optimizer, metrics, run.history, state)
@@ -202,22 +282,26 @@ class _Objective(nn.Module):
     """The training loss as a module's forward: DistributedDataParallel syncs gradients only for
     computations that go through the forward of the module it wraps."""
 
-    def __init__(self, vae: VAE):
+    def __init__(self, vae: VAE, samples: int = 1):
         super().__init__()
         self.vae = vae
+        self.samples = samples
 
     def forward(self, x: torch.Tensor, beta: float, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if self.samples > 1:
+            return objectives.iwae_loss(self.vae, x, self.samples, generator=generator)
         return objectives.loss(self.vae, x, beta=beta, generator=generator)
 
 
-def _train_epoch(step: nn.Module, optimizer, train_x: torch.Tensor, indices: list[int], epoch: int, config: TrainConfig, ctx) -> float:
-    """One pass over this rank's share of the training split; returns the train ELBO (all ranks)."""
+def _train_epoch(step: nn.Module, optimizer, train_x: torch.Tensor, indices: list[int], epoch: int, config: TrainConfig, ctx) -> tuple[float, float]:
+    """One pass over this rank's share of the training split; returns the train ELBO and the bound
+    trained on (all ranks; the same for the ELBO objective)."""
     # The noise of epoch e depends only on (seed, e, rank), so a resumed run draws what an uninterrupted one would.
     noise = torch.Generator(device=ctx.device).manual_seed(_derive_seed(config.seed, epoch, ctx.rank))
     order = torch.tensor(indices, device=ctx.device)
     batches = order.split(config.batch_size)
     step.train()
-    totals = np.zeros(2)
+    totals = np.zeros(3)
     for i, idx in enumerate(_progress(batches, config, ctx, desc=f"epoch {epoch + 1}", unit="batch", leave=False)):
         loss, nll, kl = step(train_x[idx], _beta(config, epoch + i / len(batches)), noise)
         finite = bool(torch.isfinite(loss))
@@ -227,9 +311,10 @@ def _train_epoch(step: nn.Module, optimizer, train_x: torch.Tensor, indices: lis
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        totals += (nll.item() * len(idx), kl.item() * len(idx))
-    nll_sum, kl_sum, n = ctx.sum([*totals, len(indices)])
-    return float(-(nll_sum + kl_sum) / n)
+        totals += (nll.item() * len(idx), kl.item() * len(idx), loss.item() * len(idx))
+    nll_sum, kl_sum, loss_sum, n = ctx.sum([*totals, len(indices)])
+    elbo = float(-(nll_sum + kl_sum) / n)
+    return elbo, (elbo if config.train_samples == 1 and config.beta == 1.0 and not config.kl_warmup else float(-loss_sum / n))
 
 
 @dataclass
@@ -239,16 +324,17 @@ class _Run:
     epoch: int = 0  # epochs finished
     history: list[dict] = field(default_factory=list)
     best_epoch: int = 0
-    best_val_elbo: float = -math.inf
+    best_val_bound: float = -math.inf
     best_weights: dict | None = None  # CPU copy, kept only with early stopping
     stale: int = 0  # epochs since the best one
     stopped_early: bool = False
+    curve_drawn: float = -math.inf  # time.monotonic() of the last loss-curve PNG
 
     def record(self, row: dict, model: VAE, *, keep_best: bool) -> None:
         self.epoch = row["epoch"]
         self.history.append(row)
-        if row["val_elbo"] > self.best_val_elbo:
-            self.best_epoch, self.best_val_elbo, self.stale = row["epoch"], row["val_elbo"], 0
+        if row["val_bound"] > self.best_val_bound:
+            self.best_epoch, self.best_val_bound, self.stale = row["epoch"], row["val_bound"], 0
             if keep_best:
                 self.best_weights = _cpu_copy(model.state_dict())
         else:
@@ -265,7 +351,7 @@ class _Run:
             "train_config": asdict(config),
             "history": list(self.history),
             "best_epoch": self.best_epoch,
-            "best_val_elbo": self.best_val_elbo,
+            "best_val_bound": self.best_val_bound,
             "epochs_without_improvement": self.stale,
             "stopped_early": self.stopped_early,
             "rng": {"torch": torch.get_rng_state()},
@@ -277,8 +363,10 @@ class _Run:
         return state
 
 
+CURVE_SECONDS = 5.0
+
 # Settings that must not change between an interrupted run and its continuation.
-_RESUME_FIXED = ("batch_size", "lr", "beta", "kl_warmup", "seed", "patience")
+_RESUME_FIXED = ("batch_size", "lr", "lr_schedule", "objective", "iw_train", "beta", "kl_warmup", "seed", "patience")
 
 
 def _restore(ckpt: dict, model: VAE, optimizer, model_config: VAEConfig, data: Dataset, config: TrainConfig) -> _Run:
@@ -294,8 +382,11 @@ def _restore(ckpt: dict, model: VAE, optimizer, model_config: VAEConfig, data: D
     if differ:
         raise ResumeError(f"the model settings differ from the checkpoint's: {', '.join(differ)}")
     recorded = ckpt.get("data") or {}
-    if recorded.get("spec") != data.spec or list(recorded.get("shape", [])) != list(data.shape):
+    # The data may have moved (another --data): the same shape and preprocessing is what must hold.
+    if list(recorded.get("shape", [])) != list(data.shape):
         raise ResumeError(f"the checkpoint was trained on {recorded.get('spec')!r} {recorded.get('shape')}, not {data.spec!r} {list(data.shape)}")
+    if isinstance(recorded.get("preprocessing"), dict) and not same_preprocessing(recorded["preprocessing"], data.preprocessing):
+        raise ResumeError(f"{data.spec!r} gives another preprocessing than the checkpoint was trained with (other data?)")
     before = ts.get("train_config") or {}
     changed = [f"{k} ({before.get(k)} -> {getattr(config, k)})" for k in _RESUME_FIXED if k in before and before[k] != getattr(config, k)]
     if changed:
@@ -311,7 +402,7 @@ def _restore(ckpt: dict, model: VAE, optimizer, model_config: VAEConfig, data: D
         epoch=int(ts["epoch"]),
         history=list(ts["history"]),
         best_epoch=int(ts.get("best_epoch", 0)),
-        best_val_elbo=float(ts.get("best_val_elbo", -math.inf)),
+        best_val_bound=float(ts.get("best_val_bound", -math.inf)),
         stale=int(ts.get("epochs_without_improvement", 0)),
     )
     if config.patience and run.best_epoch:
@@ -323,12 +414,16 @@ def _restore(ckpt: dict, model: VAE, optimizer, model_config: VAEConfig, data: D
 def _save(out: Path, side_outputs: bool, model, optimizer, data: Dataset, config: TrainConfig, run: _Run, metrics: dict, *, state: dict | None = None) -> None:
     """model.pt first (atomically), then the metrics file and the loss curve beside it."""
     state = state if state is not None else run.state(config, model)
-    ckpt = make_checkpoint(model, data=data.describe(), metrics=metrics, optimizer=optimizer, train_state=state, weights=run.weights(model))
+    ckpt = make_checkpoint(model, data=data.describe(base=out.parent), metrics=metrics, optimizer=optimizer, train_state=state, weights=run.weights(model))
     save_checkpoint(out, ckpt)
     if side_outputs:
         metrics_path, curve_path = output_paths(out)
         write_metrics(metrics_path, history=run.history, metrics=metrics)
-        write_loss_curve(curve_path, run.history)
+        # Drawing takes longer than a small model's epoch: redraw every few seconds and at the end.
+        if state is None and time.monotonic() - run.curve_drawn < CURVE_SECONDS:
+            return
+        run.curve_drawn = time.monotonic()
+        write_loss_curve(curve_path, run.history, best_epoch=run.best_epoch if config.patience else None)
 
 
 def _epoch_metrics(run: _Run, ctx) -> dict:
@@ -338,7 +433,7 @@ def _epoch_metrics(run: _Run, ctx) -> dict:
         "train_elbo": last["train_elbo"],
         "val_elbo": last["val_elbo"],
         "best_epoch": run.best_epoch,
-        "best_val_elbo": run.best_val_elbo,
+        "best_val_bound": run.best_val_bound,
         "epoch_seconds": float(np.median([r["seconds"] for r in run.history])),
         "device": str(ctx.device),
         "world_size": ctx.world,
@@ -346,18 +441,21 @@ def _epoch_metrics(run: _Run, ctx) -> dict:
 
 
 def _final_metrics(model: VAE, data: Dataset, config: TrainConfig, ctx, run: _Run) -> dict:
-    """Train/val/test ELBO and the test IWAE NLL of the weights being kept, per sample in nats."""
+    """Train/val/test ELBO and the test IWAE NLL of the weights being kept, per sample in nats; the test
+    figures are None when there is no test split (``test_samples`` 0)."""
     model.eval()
     split = {name: ctx.shard(torch.from_numpy(data.to_model(getattr(data, name))).to(ctx.device)) for name in ("train", "val", "test")}
-    test = _evaluate(ctx, model, split["test"])
+    has_test = len(data.test) > 0
+    test = _evaluate(ctx, model, split["test"]) if has_test else {"elbo": None, "nll": None, "kl": None}
     return {
         "epochs": run.epoch,
         "train_elbo": _evaluate(ctx, model, split["train"])["elbo"],
         "val_elbo": _evaluate(ctx, model, split["val"])["elbo"],
+        "test_samples": len(data.test),
         "test_elbo": test["elbo"],
         "test_recon_nll": test["nll"],
         "test_kl": test["kl"],
-        "test_iwae_nll": _evaluate_iwae(ctx, model, split["test"], config.iw_samples),
+        "test_iwae_nll": _evaluate_iwae(ctx, model, split["test"], config.iw_samples) if has_test else None,
         "iw_samples": config.iw_samples,
         "best_epoch": run.best_epoch if config.patience else run.epoch,
         "stopped_early": run.stopped_early,
@@ -390,7 +488,10 @@ def resume_settings(ckpt: dict) -> dict:
     config = ckpt.get("config") or {}
     train_config = (ckpt.get("train_state") or {}).get("train_config") or {}
     data = ckpt.get("data") or {}
-    settings = {k: train_config[k] for k in ("epochs", "batch_size", "lr", "beta", "kl_warmup", "seed", "iw_samples", "patience") if k in train_config}
+    keys = ("epochs", "batch_size", "lr", "lr_schedule", "objective", "iw_train", "beta", "kl_warmup", "seed", "iw_samples", "patience")
+    settings = {k: train_config[k] for k in keys if k in train_config}
+    if train_config and "objective" not in train_config:  # written before these options: it trained as they then were
+        settings.update(objective="elbo", lr_schedule="constant", iw_train=1)
     settings.update({
         "latent": config.get("latent_dim"), "hidden": tuple(config.get("hidden_dims", ())), "arch": config.get("arch"),
         "likelihood": config.get("likelihood"), "gaussian_std": config.get("gaussian_std"),
