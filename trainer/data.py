@@ -62,7 +62,7 @@ class Dataset:
                 t_lo, t_hi = float(x.min()), float(x.max())
                 if t_lo < lo or t_hi > hi:
                     source = self.spec if part == "train" else f"the {part} split of {self.spec}"
-                    raise DataError(f"{source}: values {t_lo:g}..{t_hi:g} lie outside the training data's range {lo:g}..{hi:g}", option)
+                    raise DataError(f"{source}: values {t_lo:g}..{t_hi:g} lie outside the range {lo:g}..{hi:g}{'' if part == 'train' else ' of the training data'}", option)
             offset, scale = float(lo), float(hi - lo)
         elif self.likelihood == "gaussian":
             mean = self.train.mean(axis=0, dtype=np.float64)
