@@ -25,13 +25,13 @@ TINY = TrainConfig(epochs=2, batch_size=64, seed=0, iw_samples=4, quiet=True)
 
 def _export_trained(tmp_path_factory, data, config: VAEConfig):
     """Train ``config`` briefly on ``data``, save model.pt, export fp32 + int8: (model.pt, bundle)."""
-    from vae_edge.export.bundle import export_bundle
+    from vae_edge.export.bundle import ExportOptions, export_bundle
 
     folder = tmp_path_factory.mktemp(f"{config.arch}-{config.likelihood}")
     result = train(config, data, TINY)
     path = folder / "model.pt"
     save_checkpoint(path, make_checkpoint(result.model, data=data.describe(), metrics=result.metrics))
-    export_bundle(path, folder / "bundle")
+    export_bundle(path, folder / "bundle", ExportOptions(latency=None))  # no test here reads latency
     return path, folder / "bundle"
 
 
