@@ -279,7 +279,8 @@ def test_conv1d_graphs_export_and_match_pytorch(tmp_path, shape, style):
     # export_bundle needs a data spec that gives sequences; the graphs themselves are checked here.
     import onnxruntime as ort
 
-    from vae_edge.export.graphs import DECODER, ENCODER, check_graph, export_graph
+    from vae_edge.export.graphs import check_graph, export_graph
+    from vae_edge.runtime.contract import DECODER, ENCODER
 
     model = build_model(VAEConfig(input_shape=shape, latent_dim=3, arch="conv1d", channels=(4, 8), decoder_style=style)).eval()
     sessions = []
