@@ -71,6 +71,8 @@ def build(ckpt: dict, model, data, model_path: Path, files: dict, variants: dict
             "shape": list(data.shape),
             "dtype": "float32",
             "preprocessing": data.preprocessing,
+            # How training cut the data: the validation split calibrated the thresholds, the test split (if any) the gates.
+            "split": {"fractions": list(data.split_plan.fractions), "sizes": {"train": len(data.train), "val": len(data.val), "test": len(data.test)}},
             "units": "inputs and outputs of the runtime are in the data's own units; the graphs see (x - offset) / scale",
         },
         "graphs": graph_shapes(model, specs),

@@ -155,7 +155,7 @@ def cli(ctx, **options):
         if data.kind == "image" and data.shape[0] in (1, 3):
             recon_path, samples_path = grid_paths(out)
             written += [
-                reconstruction_grid(result.model, data.to_model(data.test), recon_path, display=data.to_display),
+                reconstruction_grid(result.model, data.to_model(data.test if len(data.test) else data.val), recon_path, display=data.to_display),
                 sample_grid(result.model, samples_path, seed=config.seed, display=data.to_display),
             ]
 

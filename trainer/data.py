@@ -61,7 +61,8 @@ class Dataset:
                     continue
                 t_lo, t_hi = float(x.min()), float(x.max())
                 if t_lo < lo or t_hi > hi:
-                    source = self.spec if part == "train" else f"the {part} split of {self.spec}"
+                    own = {"val": self.split_plan.val_spec, "test": self.split_plan.test_spec}.get(part)
+                    source = self.spec if part == "train" else own or f"the {part} split of {self.spec}"
                     raise DataError(f"{source}: values {t_lo:g}..{t_hi:g} lie outside the range {lo:g}..{hi:g}{'' if part == 'train' else ' of the training data'}", option)
             offset, scale = float(lo), float(hi - lo)
         elif self.likelihood == "gaussian":

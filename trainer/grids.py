@@ -20,7 +20,7 @@ def _bernoulli(x: np.ndarray) -> np.ndarray:
 
 @torch.no_grad()
 def reconstruction_grid(model: VAE, x: np.ndarray, path: Path, *, n: int = 32, per_row: int = 8, display: Display = _bernoulli) -> Path:
-    """Rows of originals (model space) each followed by a row of their reconstructions, labelled
+    """Rows of originals (model space: test samples, or validation ones without a test split) each followed by a row of their reconstructions, labelled
     "input" and "reconstruction" in a margin; a short last row leaves blank tiles, keeping pairs aligned.
 
     Args:
