@@ -6,7 +6,8 @@ digits into 1,437 training and 360 test images, saved as .npy. vae-train gets th
 `npy:` with `--split 0.9,0.1,0` (all of it for train + validation, early stopping on the validation part)
 and the test file as `--test-data`, with every other option at its default; the reference (64-400-8,
 Adam 1e-3, batch 64, no validation) trains on all 1,437 for `--reference-epochs`. Seeds alternate between
-the two so that machine load hits both.
+the two so that machine load hits both. Each vae-train model is also exported (`vae-export`) and the
+test IWAE NLL measured again through the runtime on its fp32 and int8 graphs (numpy + onnxruntime).
 
     python bench/trainer_vs_reference.py --seeds 0 1 2
     python bench/trainer_vs_reference.py --seeds 0 --vae-train-args "--epochs 20" --reference-epochs 20 --iw-samples 10   # a quick look
@@ -58,7 +59,37 @@ def ours(train: Path, test: Path, seed: int, k: int, extra: list[str], folder: P
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
     m = json.loads(out.with_name("model.metrics.json").read_text())["metrics"]
     return {"trainer": "vae-train (defaults)", "seed": seed, "epochs": m["epochs"], "best_epoch": m["best_epoch"], "test_elbo": m["test_elbo"],
-            "test_iwae_nll": m["test_iwae_nll"], "epoch_seconds": m["epoch_seconds"]}
+            "test_iwae_nll": m["test_iwae_nll"], "epoch_seconds": m["epoch_seconds"], **exported(out, test, k)}
+
+
+def bundle_iwae_nll(bundle: Path, x: np.ndarray, k: int, precision: str, *, seed: int = 0) -> float:
+    """Mean importance-weighted NLL (nats) of ``x`` (data units) through a bundle's graphs: encoder for
+    q(z|x), decoder for the Bernoulli p(x|z), the prior N(0, I); K samples each, in numpy."""
+    from vae_edge.runtime import VAE
+
+    vae = VAE.load(bundle, precision=precision, threads=1)
+    xm = vae.normalize(x).reshape(len(x), -1)
+    mu, logvar = vae.encode(x)
+    rng = np.random.default_rng(seed)
+    total = []
+    for i in range(len(x)):
+        eps = rng.standard_normal((k, mu.shape[1])).astype(np.float32)
+        z = mu[i] + np.exp(0.5 * logvar[i]) * eps
+        p = np.clip(vae.normalize(vae.decode(z)).reshape(k, -1).astype(np.float64), 1e-7, 1 - 1e-7)  # decode gives data units
+        log_px = (xm[i] * np.log(p) + (1 - xm[i]) * np.log1p(-p)).sum(1)
+        log_pz = -0.5 * (z.astype(np.float64) ** 2 + np.log(2 * np.pi)).sum(1)
+        log_q = -0.5 * (eps.astype(np.float64) ** 2 + logvar[i] + np.log(2 * np.pi)).sum(1)
+        log_w = log_px + log_pz - log_q
+        total.append(-(np.logaddexp.reduce(log_w) - np.log(k)))
+    return float(np.mean(total))
+
+
+def exported(model: Path, test: Path, k: int) -> dict:
+    """Export ``model`` with vae-export's defaults (fp32 + int8) and measure the test IWAE NLL on both."""
+    bundle = model.with_name("bundle")
+    subprocess.run([str(Path(sys.executable).with_name("vae-export")), str(model), "--out", str(bundle), "--no-latency"], check=True, stdout=subprocess.DEVNULL)
+    x = np.load(test)[:, None]
+    return {f"bundle_{p}_iwae_nll": bundle_iwae_nll(bundle, x, k, p) for p in ("fp32", "int8")}
 
 
 def main() -> None:
@@ -92,6 +123,11 @@ def main() -> None:
         epochs = " / ".join(f"{r['epochs']} ({r['best_epoch']})" for r in mine)
         ms = statistics.median(r["epoch_seconds"] for r in mine) * 1000
         print(f"| {name} | {nll} | {statistics.mean(r['test_iwae_nll'] for r in mine):.2f} | {elbo} | {epochs} | {ms:.0f} |")
+    mine = [r for r in rows if "bundle_fp32_iwae_nll" in r]
+    print(f"\nvae-train's exported bundles, test IWAE NLL (K={args.iw_samples}) through the runtime, per seed:")
+    for p in ("fp32", "int8"):
+        values = [r[f"bundle_{p}_iwae_nll"] for r in mine]
+        print(f"  {p}: {' / '.join(f'{v:.2f}' for v in values)} (mean {statistics.mean(values):.2f})")
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ DATA_HELP = (
 @click.option("--decoder-style", type=click.Choice(["transpose", "upsample"]), default="transpose", show_default=True, help="conv/conv1d decoder: ConvTranspose, or nearest Upsample + Conv.")
 @click.option("--epochs", type=click.IntRange(min=1), default=300, show_default=True, help="Most epochs in all (with --resume: including those already trained); early stopping (--patience) usually ends sooner.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True, help="Samples per step (per process under torchrun).")
-@click.option("--lr", type=click.FloatRange(min=0, max=10, min_open=True), default=1e-3, show_default=True, help="Adam learning rate (the start of the --lr-schedule).")
+@click.option("--lr", type=click.FloatRange(min=0, max=10, min_open=True), default=3e-3, show_default=True, help="Adam learning rate (the start of the --lr-schedule).")
 @click.option("--lr-schedule", type=click.Choice(["cosine", "constant"]), default="cosine", show_default=True, help="cosine: from --lr down to 1% of it over --epochs; constant: --lr throughout.")
 @click.option("--objective", type=click.Choice(["iwae", "elbo"]), default="iwae", show_default=True, help="Train on the importance-weighted bound with --iw-train samples, or on the ELBO (where --beta and --kl-warmup apply).")
 @click.option("--iw-train", type=click.IntRange(min=1), default=5, show_default=True, help="--objective iwae: samples K of the training bound (and of the validation bound early stopping watches).")

@@ -47,7 +47,7 @@ class TrainConfig:
     # A ceiling: early stopping (patience) usually ends the run before it, keeping the best epoch.
     epochs: int = 300
     batch_size: int = 64  # per process: under torchrun one step sees world_size * batch_size samples
-    lr: float = 1e-3
+    lr: float = 3e-3
     # cosine: from lr down to LR_FLOOR * lr over ``epochs``; constant: lr throughout.
     lr_schedule: str = "cosine"
     # "iwae": the importance-weighted bound with ``iw_train`` samples (Burda et al., 2016), tighter than
