@@ -9,27 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from PIL import Image
 
 from vae_edge.export.cli import cli as export_main
 from vae_edge.runtime.cli import cli as run_main
 from vae_edge.trainer.cli import cli as train_main
 
-
-def invoke(cmd, args, **kwargs):
-    result = CliRunner().invoke(cmd, [str(a) for a in args], **kwargs)
-    assert "Traceback" not in result.output, result.output
-    return result
-
-
-def one_line_error(result, code, *fragments):
-    assert result.exit_code == code, result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
-    last = result.output.strip().splitlines()[-1]
-    assert last.startswith("Error"), result.output
-    for fragment in fragments:
-        assert fragment in last, last
+from tests.helpers import invoke, one_line_error
 
 
 @pytest.fixture(scope="module")
@@ -156,34 +142,7 @@ def test_writing_to_a_device_writes_through_it(tmp_path):
     assert link.is_symlink() and np.load(target).shape == (2, 1, 8, 8)
 
 
-# ---------------------------------------------------------------- vae-train / vae-export
-def test_train_cli_writes_checkpoint_and_grids(tmp_path):
-    out = tmp_path / "m" / "model.pt"
-    result = invoke(train_main, ["--epochs", 2, "--hidden", 16, "--latent", 2, "--iw-samples", 5, "--quiet", "--out", out])
-    assert result.exit_code == 0, result.output
-    assert "test      ELBO" in result.output and "IWAE NLL" in result.output
-    assert out.is_file() and (out.parent / "model.samples.png").is_file() and (out.parent / "model.reconstructions.png").is_file()
-    assert sorted(p.name for p in out.parent.iterdir()) == ["model.loss.png", "model.metrics.json", "model.pt", "model.reconstructions.png", "model.samples.png"]
-
-
-@pytest.mark.parametrize(
-    "args, fragments",
-    [
-        (["--data", "imagenet"], ["unknown data spec 'imagenet'"]),
-        (["--epochs", "0"], ["--epochs"]),
-        (["--arch", "resnet"], ["--arch"]),
-        (["--lr", "-1"], ["--lr"]),
-    ],
-)
-def test_train_usage_errors_exit_2(args, fragments):
-    one_line_error(invoke(train_main, args), 2, *fragments)
-
-
-@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the machine without CUDA")
-def test_train_asking_for_missing_cuda_exits_2(tmp_path):
-    one_line_error(invoke(train_main, ["--device", "cuda", "--epochs", 1, "--out", tmp_path / "m.pt"]), 2, "CUDA")
-
-
+# ---------------------------------------------------------------- vae-export
 def test_export_cli_errors(tmp_path, model_path):
     one_line_error(invoke(export_main, [tmp_path / "absent.pt"]), 2, "does not exist")
     junk = tmp_path / "junk.pt"

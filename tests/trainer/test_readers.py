@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from test_cli import invoke, one_line_error
+from tests.helpers import invoke, one_line_error
 from vae_edge.trainer.cli import cli as train_main
 from vae_edge.trainer.data import DataError, load_data, load_recorded
 from vae_edge.trainer.readers import parse_size, read_idx, read_images, read_npy, write_idx
