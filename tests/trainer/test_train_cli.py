@@ -1,10 +1,10 @@
-"""vae-train's exit codes and outputs: 0 ok, 1 the job failed, 2 bad usage or input; never a traceback."""
+"""vae-train's exit codes and outputs: 0 ok, 2 bad usage or input; never a traceback."""
 
 from dataclasses import fields
 
 import pytest
+from helpers import invoke, one_line_error
 
-from tests.helpers import invoke, one_line_error
 from vae_edge.models.config import ARCHS, DECODER_STYLES, LIKELIHOODS, VAEConfig
 from vae_edge.trainer.cli import MODEL_OPTIONS
 from vae_edge.trainer.cli import cli as train_main
