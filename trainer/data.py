@@ -11,18 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .readers import DataError, RawData, read_idx, read_images, read_npy, split_npz_key
 from .splits import DEFAULT_FRACTIONS, SPLIT_SEED, SplitError, SplitPlan, absolute_spec, cut, locate, plan, relative_spec
 
-
-class DataError(ValueError):
-    """The data spec or the data it points to cannot be used.
-
-    ``option`` names the command-line option whose data are at fault (--data, --val-data, --test-data).
-    """
-
-    def __init__(self, message: str, option: str = "--data"):
-        super().__init__(message)
-        self.option = option
+__all__ = ["SPLIT_SEED", "DataError", "Dataset", "data_files", "load_data", "load_recorded", "recorded_specs", "same_preprocessing", "split"]
 
 
 @dataclass(frozen=True)
@@ -154,30 +146,22 @@ def split(x: np.ndarray, fractions: tuple[float, float, float] = DEFAULT_FRACTIO
     return x[train], x[val], x[test]
 
 
-def _digits(spec: str, **_):
+def _digits(spec: str, **_) -> RawData:
     from sklearn.datasets import load_digits  # ships with scikit-learn: no download
-
-    from .readers import RawData
 
     images = load_digits().images.astype(np.float32)[:, None]  # (1797, 1, 8, 8), grey levels 0..16
     return RawData("digits", images, "image", (0.0, 16.0))
 
 
-def _idx(spec: str, **_):
-    from .readers import read_idx
-
+def _idx(spec: str, **_) -> RawData:
     return read_idx(_argument(spec))
 
 
-def _images(spec: str, *, size: tuple[int, int] | None, **_):
-    from .readers import read_images
-
+def _images(spec: str, *, size: tuple[int, int] | None, **_) -> RawData:
     return read_images(_argument(spec), size)
 
 
-def _npy(spec: str, *, sequences: bool, **_):
-    from .readers import read_npy
-
+def _npy(spec: str, *, sequences: bool, **_) -> RawData:
     return read_npy(_argument(spec), sequences=sequences)
 
 
@@ -188,8 +172,6 @@ def data_files(spec: str) -> list[Path]:
     Raises:
         DataError: a spec that names no path.
     """
-    from .readers import split_npz_key
-
     kind = spec.split(":", 1)[0]
     if kind == "idx":
         return [Path(_argument(spec))]
@@ -261,8 +243,8 @@ def load_data(
     return Dataset(raw.name, spec, parts["train"], parts["val"], parts["test"], kind=raw.kind, value_range=raw.value_range, likelihood=likelihood, split_plan=split)
 
 
-def _read(spec: str, *, size: tuple[int, int] | None, sequences: bool):
-    """A spec's samples (``readers.RawData``), not yet split."""
+def _read(spec: str, *, size: tuple[int, int] | None, sequences: bool) -> RawData:
+    """A spec's samples, not yet split."""
     if not isinstance(spec, str):
         raise DataError(f"data spec must be a string such as 'digits', got {spec!r}")
     kind = spec.split(":", 1)[0]

@@ -1,13 +1,17 @@
-"""The training loop: Adam on the importance-weighted bound (or the ELBO) with a cosine learning rate,
+"""The training loop: Adam on the importance-weighted bound (or the ELBO) along a cosine learning rate,
 seeded and resumable, in one process or under torchrun, checkpointed every epoch, stopped early on the
-validation bound, evaluated by ELBO and IWAE."""
+validation bound, evaluated by ELBO and IWAE at the end.
+
+Its parts live beside it: settings in config.py, evaluation in evaluation.py, the resumable state in
+resume.py, progress reporting in progress.py.
+"""
 
 from __future__ import annotations
 
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -15,88 +19,23 @@ import torch
 from torch import nn
 from torch.utils.data import DistributedSampler
 
-from vae_edge.models import VAE, VAEConfig, build_model
+from vae_edge.models import VAE, VAEConfig, build_model, make_checkpoint, save_checkpoint
 
 from . import distributed, objectives
-from .checkpoint import make_checkpoint, save_checkpoint
+from .config import DEVICES, TrainConfig
 from .curves import output_paths, write_loss_curve, write_metrics
-from .data import Dataset, same_preprocessing
+from .data import Dataset
+from .evaluation import epoch_metrics, evaluate_iwae_shards, evaluate_shards, final_metrics
+from .progress import Progress
+from .resume import Run, restore
 
 log = logging.getLogger(__name__)
+
+CURVE_SECONDS = 5.0  # the loss-curve PNG is redrawn at most this often (and at the end)
 
 
 class TrainingError(RuntimeError):
     """Training could not produce a usable model (e.g. the loss became NaN)."""
-
-
-class ResumeError(ValueError):
-    """The checkpoint given to --resume cannot be continued with these settings."""
-
-
-OBJECTIVES = ("elbo", "iwae")
-LR_SCHEDULES = ("cosine", "constant")
-# The cosine schedule ends at this fraction of --lr, not at 0: the last epochs still move the weights.
-LR_FLOOR = 0.01
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Optimisation settings (the architecture is in VAEConfig). The defaults were chosen by measurement
-    on a held-out digits split, three seeds (docs/training.md, "Choosing the defaults")."""
-
-    # A ceiling: early stopping (patience) usually ends the run before it, keeping the best epoch.
-    epochs: int = 300
-    batch_size: int = 64  # per process: under torchrun one step sees world_size * batch_size samples
-    lr: float = 3e-3
-    # cosine: from lr down to LR_FLOOR * lr over ``epochs``; constant: lr throughout.
-    lr_schedule: str = "cosine"
-    # "iwae": the importance-weighted bound with ``iw_train`` samples (Burda et al., 2016), tighter than
-    # the ELBO and a better test likelihood; "elbo": the classic single-sample ELBO (then beta, kl_warmup apply).
-    objective: str = "iwae"
-    iw_train: int = 5
-    beta: float = 1.0
-    # KL weight ramps linearly from 0 to beta over this many epochs (0: no warm-up); avoids early posterior collapse.
-    kl_warmup: float = 0.0
-    seed: int = 0
-    device: str = "cpu"
-    iw_samples: int = 1000  # K of the importance-weighted NLL estimate at the end
-    # Stop after this many epochs without a better validation bound and keep the best weights (0: never stop early).
-    patience: int = 50
-    quiet: bool = False
-
-    def __post_init__(self) -> None:
-        if self.epochs < 1 or self.batch_size < 1:
-            raise ValueError("epochs and batch_size must be >= 1")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise ValueError(f"lr must be a positive number, got {self.lr}")
-        for name in ("beta", "kl_warmup"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value >= 0):
-                raise ValueError(f"{name} must be a finite number >= 0, got {value}")
-        if self.iw_samples < 1:
-            raise ValueError("iw_samples must be >= 1")
-        if self.patience < 0:
-            raise ValueError("patience must be >= 0")
-        if self.objective not in OBJECTIVES:
-            raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise ValueError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
-        if self.iw_train < 1:
-            raise ValueError("iw_train must be >= 1")
-        if self.objective == "iwae" and (self.beta != 1.0 or self.kl_warmup):
-            raise ValueError("beta and kl_warmup weight the ELBO's KL term; the iwae objective has none (use objective 'elbo')")
-
-    @property
-    def train_samples(self) -> int:
-        """K of the training bound (and of the validation bound that early stopping watches); 1 is the ELBO."""
-        return self.iw_train if self.objective == "iwae" else 1
-
-    def lr_at(self, epoch: int) -> float:
-        """The learning rate of epoch ``epoch`` (0-based): a function of the epoch alone, so --resume needs no scheduler state."""
-        if self.lr_schedule == "constant" or self.epochs <= 1:
-            return self.lr
-        floor = LR_FLOOR * self.lr
-        return floor + (self.lr - floor) * 0.5 * (1 + math.cos(math.pi * epoch / (self.epochs - 1)))
 
 
 @dataclass
@@ -105,7 +44,7 @@ class TrainResult:
     optimizer: torch.optim.Optimizer
     metrics: dict
     history: list[dict] = field(default_factory=list)
-    # What model.pt keeps for --resume besides weights and optimizer (see ``_Run.state``).
+    # What model.pt keeps for --resume besides weights and optimizer (see ``resume.Run.state``).
     state: dict = field(default_factory=dict)
 
 
@@ -113,38 +52,15 @@ def resolve_device(name: str) -> torch.device:
     """"auto" -> CUDA when present, else CPU.
 
     Raises:
-        ValueError: "cuda" asked for on a machine without it.
+        ValueError: "cuda" asked for on a machine without it, or a name not in ``config.DEVICES``.
     """
+    if name not in DEVICES:
+        raise ValueError(f"device must be {', '.join(DEVICES[:-1])} or {DEVICES[-1]}, got {name!r}")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda: no CUDA device is available on this machine")
-    if name not in ("cpu", "cuda"):
-        raise ValueError(f"device must be auto, cpu or cuda, got {name!r}")
     return torch.device(name)
-
-
-@torch.no_grad()
-def evaluate(model: VAE, x: torch.Tensor, *, seed: int = 0, batch_size: int = 1024) -> dict:
-    """Mean ELBO terms per sample (nats) with one seeded z per sample: comparable across epochs."""
-    model.eval()
-    g = torch.Generator(device=x.device).manual_seed(seed)
-    nll_sum = kl_sum = 0.0
-    for xb in x.split(batch_size):
-        nll, kl = objectives.elbo_terms(model, xb, generator=g)
-        nll_sum += nll.sum().item()
-        kl_sum += kl.sum().item()
-    n = len(x)
-    return {"elbo": -(nll_sum + kl_sum) / n, "nll": nll_sum / n, "kl": kl_sum / n}
-
-
-@torch.no_grad()
-def evaluate_iwae(model: VAE, x: torch.Tensor, k: int, *, seed: int = 0, batch_size: int = 64) -> float:
-    """Mean importance-weighted NLL estimate (nats per sample) with K samples."""
-    model.eval()
-    g = torch.Generator(device=x.device).manual_seed(seed)
-    total = sum(objectives.iwae_nll(model, xb, k, generator=g).sum().item() for xb in x.split(batch_size))
-    return total / len(x)
 
 
 def train(
@@ -177,7 +93,7 @@ def train(
         final metrics, one history row per epoch, and the resumable training state.
 
     Raises:
-        ValueError: bad device, ``data`` preprocessed for another likelihood, or --tensorboard without
+        ValueError: bad device, ``data`` preprocessed for another likelihood, or ``tensorboard`` without
             the tensorboard package.
         TrainingError: the loss became NaN or Inf (the checkpoint of the last finished epoch is kept).
         ResumeError: ``resume`` does not fit these settings or has nothing left to train.
@@ -186,8 +102,9 @@ def train(
     if data.likelihood != model_config.likelihood:
         raise ValueError(f"the data were preprocessed for a {data.likelihood} model, this one is {model_config.likelihood}")
     ctx = distributed.start(resolve_device(config.device))
-    events = _EventLog(tensorboard) if tensorboard is not None and ctx.is_main else None
+    events = None
     try:
+        events = _EventLog(tensorboard) if tensorboard is not None and ctx.is_main else None
         return _train(model_config, data, config, ctx, out if ctx.is_main else None, side_outputs, resume, events)
     finally:
         if events is not None:
@@ -225,52 +142,54 @@ def _train(model_config, data, config, ctx, out, side_outputs, resume, events=No
     torch.manual_seed(config.seed)
     model = build_model(model_config).to(ctx.device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    run = _restore(resume, model, optimizer, model_config, data, config) if resume is not None else _Run()
+    run = restore(resume, model, optimizer, model_config, data, config) if resume is not None else Run()
     train_x = torch.from_numpy(data.to_model(data.train)).to(ctx.device)
     val_x = ctx.shard(torch.from_numpy(data.to_model(data.val)).to(ctx.device))
     step = ctx.wrap(_Objective(model, config.train_samples))
     # One process is world 1: the sampler then shuffles with a generator seeded by seed + epoch.
     sampler = DistributedSampler(range(len(train_x)), num_replicas=ctx.world, rank=ctx.rank, shuffle=True, seed=config.seed)
 
-    epochs = _progress(range(run.epoch, config.epochs), config, ctx, desc="epochs", unit="epoch", initial=run.epoch, total=config.epochs)
-    for epoch in epochs:
-        started = time.perf_counter()
-        sampler.set_epoch(epoch)
-        for group in optimizer.param_groups:
-            group["lr"] = config.lr_at(epoch)
-        train_elbo, train_bound = _train_epoch(step, optimizer, train_x, list(sampler), epoch, config, ctx)
-        val_elbo = _evaluate(ctx, model, val_x)["elbo"]
-        row = {
-            "epoch": epoch + 1,
-            "train_elbo": train_elbo,
-            "train_bound": train_bound,
-            "val_elbo": val_elbo,
-            # What early stopping watches: the training objective's bound on the validation split
-            # (seeded alike every epoch, so epochs compare without sampling noise between them).
-            "val_bound": val_elbo if config.train_samples == 1 else -_evaluate_iwae(ctx, model, val_x, config.train_samples),
-            "lr": config.lr_at(epoch),
-            "beta": _beta(config, epoch + 1),
-            "seconds": float(time.perf_counter() - started),
-        }
-        run.record(row, model, keep_best=config.patience > 0)
-        if events is not None:
-            events.epoch(row)
-        if hasattr(epochs, "set_postfix"):
-            epochs.set_postfix(train=f"{-row['train_bound']:.2f}", val=f"{-row['val_bound']:.2f}", refresh=False)
-        if config.patience and run.stale >= config.patience:
-            run.stopped_early = True
-            log.info("no better validation bound for %d epochs: stopping at epoch %d, keeping epoch %d", run.stale, run.epoch, run.best_epoch)
-        if out is not None:
-            _save(out, side_outputs, model, optimizer, data, config, run, _epoch_metrics(run, ctx))
-        if run.stopped_early:
-            break
+    progress = Progress(first=run.epoch, total=config.epochs, enabled=ctx.is_main and not config.quiet)
+    try:
+        for epoch in range(run.epoch, config.epochs):
+            started = time.perf_counter()
+            sampler.set_epoch(epoch)
+            for group in optimizer.param_groups:
+                group["lr"] = config.lr_at(epoch)
+            train_elbo, train_bound = _train_epoch(step, optimizer, train_x, list(sampler), epoch, config, ctx, progress)
+            val_elbo = evaluate_shards(ctx, model, val_x)["elbo"]
+            row = {
+                "epoch": epoch + 1,
+                "train_elbo": train_elbo,
+                "train_bound": train_bound,
+                "val_elbo": val_elbo,
+                # What early stopping watches: the training objective's bound on the validation split
+                # (seeded alike every epoch, so epochs compare without sampling noise between them).
+                "val_bound": val_elbo if config.train_samples == 1 else -evaluate_iwae_shards(ctx, model, val_x, config.train_samples),
+                "lr": config.lr_at(epoch),
+                "beta": _beta(config, epoch + 1),
+                "seconds": float(time.perf_counter() - started),
+            }
+            run.record(row, model, keep_best=config.patience > 0)
+            progress.epoch_done(row)
+            if events is not None:
+                events.epoch(row)
+            if config.patience and run.stale >= config.patience:
+                run.stopped_early = True
+                log.info("no better validation bound for %d epochs: stopping at epoch %d, keeping epoch %d", run.stale, run.epoch, run.best_epoch)
+            if out is not None:
+                _save(out, side_outputs, model, optimizer, data, config, run, epoch_metrics(run, ctx))
+            if run.stopped_early:
+                break
+    finally:
+        progress.close()
 
     if not ctx.in_sync(model):
         raise TrainingError("the processes ended with different weights; distributed training is broken here")
     state = run.state(config, model)
     if run.best_weights is not None:
         model.load_state_dict(run.best_weights)
-    metrics = _final_metrics(model, data, config, ctx, run)
+    metrics = final_metrics(model, data, config, ctx, run)
     if events is not None:
         events.final(metrics)
     if out is not None:
@@ -285,7 +204,7 @@ class _Objective(nn.Module):
     def __init__(self, vae: VAE, samples: int = 1):
         super().__init__()
         self.vae = vae
-        self.samples = samples
+        self.samples = samples  # K of the importance-weighted bound; 1: the (beta-weighted) ELBO
 
     def forward(self, x: torch.Tensor, beta: float, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if self.samples > 1:
@@ -293,16 +212,16 @@ class _Objective(nn.Module):
         return objectives.loss(self.vae, x, beta=beta, generator=generator)
 
 
-def _train_epoch(step: nn.Module, optimizer, train_x: torch.Tensor, indices: list[int], epoch: int, config: TrainConfig, ctx) -> tuple[float, float]:
+def _train_epoch(step: nn.Module, optimizer, train_x: torch.Tensor, indices: list[int], epoch: int, config: TrainConfig, ctx, progress: Progress) -> tuple[float, float]:
     """One pass over this rank's share of the training split; returns the train ELBO and the bound
-    trained on (all ranks; the same for the ELBO objective)."""
+    trained on, the negative mean loss (all ranks)."""
     # The noise of epoch e depends only on (seed, e, rank), so a resumed run draws what an uninterrupted one would.
     noise = torch.Generator(device=ctx.device).manual_seed(_derive_seed(config.seed, epoch, ctx.rank))
     order = torch.tensor(indices, device=ctx.device)
     batches = order.split(config.batch_size)
     step.train()
     totals = np.zeros(3)
-    for i, idx in enumerate(_progress(batches, config, ctx, desc=f"epoch {epoch + 1}", unit="batch", leave=False)):
+    for i, idx in enumerate(progress.batches(batches, epoch + 1)):
         loss, nll, kl = step(train_x[idx], _beta(config, epoch + i / len(batches)), noise)
         finite = bool(torch.isfinite(loss))
         if ctx.sum([0.0 if finite else 1.0])[0]:  # every rank stops together, so none waits for the others
@@ -313,105 +232,10 @@ def _train_epoch(step: nn.Module, optimizer, train_x: torch.Tensor, indices: lis
         optimizer.step()
         totals += (nll.item() * len(idx), kl.item() * len(idx), loss.item() * len(idx))
     nll_sum, kl_sum, loss_sum, n = ctx.sum([*totals, len(indices)])
-    elbo = float(-(nll_sum + kl_sum) / n)
-    return elbo, (elbo if config.train_samples == 1 and config.beta == 1.0 and not config.kl_warmup else float(-loss_sum / n))
+    return float(-(nll_sum + kl_sum) / n), float(-loss_sum / n)
 
 
-@dataclass
-class _Run:
-    """Progress of a run: what --resume restores and early stopping decides on."""
-
-    epoch: int = 0  # epochs finished
-    history: list[dict] = field(default_factory=list)
-    best_epoch: int = 0
-    best_val_bound: float = -math.inf
-    best_weights: dict | None = None  # CPU copy, kept only with early stopping
-    stale: int = 0  # epochs since the best one
-    stopped_early: bool = False
-    curve_drawn: float = -math.inf  # time.monotonic() of the last loss-curve PNG
-
-    def record(self, row: dict, model: VAE, *, keep_best: bool) -> None:
-        self.epoch = row["epoch"]
-        self.history.append(row)
-        if row["val_bound"] > self.best_val_bound:
-            self.best_epoch, self.best_val_bound, self.stale = row["epoch"], row["val_bound"], 0
-            if keep_best:
-                self.best_weights = _cpu_copy(model.state_dict())
-        else:
-            self.stale += 1
-
-    def weights(self, model: VAE) -> dict:
-        """The weights model.pt serves: the best epoch's under early stopping, else the latest."""
-        return self.best_weights if self.best_weights is not None else _cpu_copy(model.state_dict())
-
-    def state(self, config: TrainConfig, model: VAE) -> dict:
-        """model.pt's ``train_state``: plain data and tensors only (``torch.load(weights_only=True)``)."""
-        state = {
-            "epoch": self.epoch,
-            "train_config": asdict(config),
-            "history": list(self.history),
-            "best_epoch": self.best_epoch,
-            "best_val_bound": self.best_val_bound,
-            "epochs_without_improvement": self.stale,
-            "stopped_early": self.stopped_early,
-            "rng": {"torch": torch.get_rng_state()},
-        }
-        if torch.cuda.is_available() and next(model.parameters()).is_cuda:
-            state["rng"]["cuda"] = torch.cuda.get_rng_state_all()
-        if self.best_weights is not None and self.best_epoch != self.epoch:
-            state["last_state_dict"] = _cpu_copy(model.state_dict())  # where --resume continues from
-        return state
-
-
-CURVE_SECONDS = 5.0
-
-# Settings that must not change between an interrupted run and its continuation.
-_RESUME_FIXED = ("batch_size", "lr", "lr_schedule", "objective", "iw_train", "beta", "kl_warmup", "seed", "patience")
-
-
-def _restore(ckpt: dict, model: VAE, optimizer, model_config: VAEConfig, data: Dataset, config: TrainConfig) -> _Run:
-    ts = ckpt.get("train_state") or {}
-    if "epoch" not in ts or "history" not in ts or not ckpt.get("optimizer"):
-        raise ResumeError("the checkpoint holds no training state to resume (optimizer, epoch)")
-    if ts.get("stopped_early"):
-        raise ResumeError(f"training stopped early at epoch {ts['epoch']} (best epoch {ts.get('best_epoch')}); there is nothing to resume")
-    if ts["epoch"] >= config.epochs:
-        raise ResumeError(f"the checkpoint has trained {ts['epoch']} epochs already; ask for more with --epochs")
-    saved = VAEConfig.from_dict(dict(ckpt["config"])).to_dict()
-    differ = [f"{k} ({saved[k]} -> {v})" for k, v in model_config.to_dict().items() if saved.get(k) != v]
-    if differ:
-        raise ResumeError(f"the model settings differ from the checkpoint's: {', '.join(differ)}")
-    recorded = ckpt.get("data") or {}
-    # The data may have moved (another --data): the same shape and preprocessing is what must hold.
-    if list(recorded.get("shape", [])) != list(data.shape):
-        raise ResumeError(f"the checkpoint was trained on {recorded.get('spec')!r} {recorded.get('shape')}, not {data.spec!r} {list(data.shape)}")
-    if isinstance(recorded.get("preprocessing"), dict) and not same_preprocessing(recorded["preprocessing"], data.preprocessing):
-        raise ResumeError(f"{data.spec!r} gives another preprocessing than the checkpoint was trained with (other data?)")
-    before = ts.get("train_config") or {}
-    changed = [f"{k} ({before.get(k)} -> {getattr(config, k)})" for k in _RESUME_FIXED if k in before and before[k] != getattr(config, k)]
-    if changed:
-        raise ResumeError(f"cannot change {', '.join(changed)} when resuming")
-    model.load_state_dict(ts.get("last_state_dict") or ckpt["state_dict"])
-    optimizer.load_state_dict(ckpt["optimizer"])
-    rng = ts.get("rng") or {}
-    if "torch" in rng:
-        torch.set_rng_state(rng["torch"])
-    if "cuda" in rng and next(model.parameters()).is_cuda:
-        torch.cuda.set_rng_state_all(rng["cuda"])
-    run = _Run(
-        epoch=int(ts["epoch"]),
-        history=list(ts["history"]),
-        best_epoch=int(ts.get("best_epoch", 0)),
-        best_val_bound=float(ts.get("best_val_bound", -math.inf)),
-        stale=int(ts.get("epochs_without_improvement", 0)),
-    )
-    if config.patience and run.best_epoch:
-        run.best_weights = _cpu_copy(ckpt["state_dict"])  # with patience, state_dict holds the best epoch
-    log.info("resuming after epoch %d of %d", run.epoch, config.epochs)
-    return run
-
-
-def _save(out: Path, side_outputs: bool, model, optimizer, data: Dataset, config: TrainConfig, run: _Run, metrics: dict, *, state: dict | None = None) -> None:
+def _save(out: Path, side_outputs: bool, model, optimizer, data: Dataset, config: TrainConfig, run: Run, metrics: dict, *, state: dict | None = None) -> None:
     """model.pt first (atomically), then the metrics file and the loss curve beside it."""
     state = state if state is not None else run.state(config, model)
     ckpt = make_checkpoint(model, data=data.describe(base=out.parent), metrics=metrics, optimizer=optimizer, train_state=state, weights=run.weights(model))
@@ -426,101 +250,12 @@ def _save(out: Path, side_outputs: bool, model, optimizer, data: Dataset, config
         write_loss_curve(curve_path, run.history, best_epoch=run.best_epoch if config.patience else None)
 
 
-def _epoch_metrics(run: _Run, ctx) -> dict:
-    last = run.history[-1]
-    return {
-        "epochs": run.epoch,
-        "train_elbo": last["train_elbo"],
-        "val_elbo": last["val_elbo"],
-        "best_epoch": run.best_epoch,
-        "best_val_bound": run.best_val_bound,
-        "epoch_seconds": float(np.median([r["seconds"] for r in run.history])),
-        "device": str(ctx.device),
-        "world_size": ctx.world,
-    }
-
-
-def _final_metrics(model: VAE, data: Dataset, config: TrainConfig, ctx, run: _Run) -> dict:
-    """Train/val/test ELBO and the test IWAE NLL of the weights being kept, per sample in nats; the test
-    figures are None when there is no test split (``test_samples`` 0)."""
-    model.eval()
-    split = {name: ctx.shard(torch.from_numpy(data.to_model(getattr(data, name))).to(ctx.device)) for name in ("train", "val", "test")}
-    has_test = len(data.test) > 0
-    test = _evaluate(ctx, model, split["test"]) if has_test else {"elbo": None, "nll": None, "kl": None}
-    return {
-        "epochs": run.epoch,
-        "train_elbo": _evaluate(ctx, model, split["train"])["elbo"],
-        "val_elbo": _evaluate(ctx, model, split["val"])["elbo"],
-        "test_samples": len(data.test),
-        "test_elbo": test["elbo"],
-        "test_recon_nll": test["nll"],
-        "test_kl": test["kl"],
-        "test_iwae_nll": _evaluate_iwae(ctx, model, split["test"], config.iw_samples) if has_test else None,
-        "iw_samples": config.iw_samples,
-        "best_epoch": run.best_epoch if config.patience else run.epoch,
-        "stopped_early": run.stopped_early,
-        "epoch_seconds": float(np.median([r["seconds"] for r in run.history])),
-        "device": str(ctx.device),
-        "world_size": ctx.world,
-    }
-
-
-def _evaluate(ctx, model: VAE, shard: torch.Tensor) -> dict:
-    """:func:`evaluate` over every rank's shard, summed: the same figures as one process would give."""
-    means = evaluate(model, shard) if len(shard) else {"elbo": 0.0, "nll": 0.0, "kl": 0.0}
-    elbo, nll, kl, n = ctx.sum([means["elbo"] * len(shard), means["nll"] * len(shard), means["kl"] * len(shard), len(shard)])
-    return {"elbo": elbo / n, "nll": nll / n, "kl": kl / n}
-
-
-def _evaluate_iwae(ctx, model: VAE, shard: torch.Tensor, k: int) -> float:
-    mean = evaluate_iwae(model, shard, k) if len(shard) else 0.0
-    total, n = ctx.sum([mean * len(shard), len(shard)])
-    return total / n
-
-
-def resume_settings(ckpt: dict) -> dict:
-    """The settings a checkpoint was trained with, by vae-train option name, for --resume to default to.
-
-    Returns:
-        e.g. {"data_spec": "digits", "latent": 8, "hidden": (400,), "lr": 0.001, "epochs": 100, ...};
-        only what the checkpoint records.
-    """
-    config = ckpt.get("config") or {}
-    train_config = (ckpt.get("train_state") or {}).get("train_config") or {}
-    data = ckpt.get("data") or {}
-    keys = ("epochs", "batch_size", "lr", "lr_schedule", "objective", "iw_train", "beta", "kl_warmup", "seed", "iw_samples", "patience")
-    settings = {k: train_config[k] for k in keys if k in train_config}
-    if train_config and "objective" not in train_config:  # written before these options: it trained as they then were
-        settings.update(objective="elbo", lr_schedule="constant", iw_train=1)
-    settings.update({
-        "latent": config.get("latent_dim"), "hidden": tuple(config.get("hidden_dims", ())), "arch": config.get("arch"),
-        "likelihood": config.get("likelihood"), "gaussian_std": config.get("gaussian_std"),
-        "channels": tuple(config.get("channels", ())), "decoder_style": config.get("decoder_style"),
-    })
-    if "spec" in data:
-        settings["data_spec"] = data["spec"]
-    return {k: v for k, v in settings.items() if v not in (None, ())}
-
-
 def _derive_seed(*parts: int) -> int:
     """A 63-bit seed for one (seed, epoch, rank) stream, independent of the others."""
     return int(np.random.SeedSequence(list(parts)).generate_state(1, np.uint64)[0] >> np.uint64(1))
-
-
-def _cpu_copy(state_dict: dict) -> dict:
-    return {k: v.detach().cpu().clone() for k, v in state_dict.items()}
 
 
 def _beta(config: TrainConfig, progress_epochs: float) -> float:
     if config.kl_warmup <= 0:
         return config.beta
     return config.beta * min(1.0, progress_epochs / config.kl_warmup)
-
-
-def _progress(it, config: TrainConfig, ctx, **kwargs):
-    """A tqdm bar around ``it`` on the main process unless quiet."""
-    if config.quiet or not ctx.is_main:
-        return it
-    from tqdm.auto import tqdm
-
-    return tqdm(it, dynamic_ncols=True, mininterval=0.5, **kwargs)
