@@ -25,10 +25,13 @@ from vae_edge.models import model_from_checkpoint, read_checkpoint
 from vae_edge.runtime import VAE
 from vae_edge.runtime.bundle import MANIFEST, SCHEMA, describe_latency
 from vae_edge.runtime.files import atomic_directory, atomic_write_bytes, check_writable, sha256_file
+from vae_edge.runtime.golden import GOLDEN
 from vae_edge.trainer.data import DataError, load_data, load_recorded
 
-from . import calibration, validate
+from . import calibration, compat, validate
 from . import latency as timing
+from .explorer import explorer_section
+from .golden import write_golden
 from .graphs import DEFAULT_OPSET, OPSETS, SPECS, check_graph, export_graph, graph_shapes, has_conv, opset_of
 from .ortformat import REQUIRED_OPERATORS, to_ort, write_required_operators
 from .quantize import FP16, INT8, INT8_STATIC, QuantizeConfig, quantize
@@ -136,8 +139,22 @@ def export_bundle(model_path: str | os.PathLike, out: str | os.PathLike, options
         report = _validate_and_calibrate(tmp, manifest, ref, data, test_raw, options)
         if options.latency is not None:
             report += _measure_latency(tmp, manifest, options.latency)
-        _write_manifest(tmp, manifest)
+        _explorer_and_golden(tmp, manifest, data, test_raw)
     return ExportResult(Path(out), manifest, report)
+
+
+def _explorer_and_golden(tmp: Path, manifest: dict, data, test_raw: np.ndarray) -> None:
+    """Last stages, on the calibrated bundle: onnxruntime requirements, the explorer's latent directions,
+    then the conformance set (from the runtime reading this very manifest), hashed into the files list."""
+    graphs = sorted({entry[spec.name] for entry in manifest["variants"].values() for spec in SPECS})
+    with _step("reading the graphs' IR versions and opsets"):
+        manifest["onnxruntime"] = compat.requirements([tmp / name for name in graphs])
+    manifest["explorer"] = explorer_section(VAE.load(tmp, threads=1), data.val)
+    _write_manifest(tmp, manifest)
+    with _step(f"writing the conformance set {GOLDEN}"):
+        golden = write_golden(tmp, manifest, test_raw)
+    manifest["files"] = dict(sorted({**manifest["files"], GOLDEN: {"sha256": sha256_file(golden), "bytes": golden.stat().st_size}}.items()))
+    _write_manifest(tmp, manifest)
 
 
 def _calibration(model, data, options: ExportOptions) -> tuple[dict[str, list[dict]], dict | None]:

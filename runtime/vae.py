@@ -13,6 +13,7 @@ import onnxruntime as ort
 
 from .bundle import FORMATS, BundleError, default_bundle_path, graph_path, per_feature, read_manifest, shorten, verify_files
 from .files import atomic_path
+from .rng import MAX_SEED, Generator
 from .validation import as_batch, as_real_array
 
 log = logging.getLogger(__name__)
@@ -268,7 +269,7 @@ class VAE:
         if samples is not None:
             _check_int("samples", samples, minimum=1, maximum=MAX_MC_SAMPLES)
         if seed is not None:  # checked even when unused, so a bad seed never passes silently
-            _check_int("seed", seed, minimum=0)
+            _check_int("seed", seed, minimum=0, maximum=MAX_SEED)
         xm, single = self._inputs(x)
         mu, logvar = self._encode_model(xm)
         if samples is None:
@@ -507,10 +508,12 @@ def _name_fraction(name: str) -> float | None:
         return None
 
 
-def _rng(seed: object) -> np.random.Generator:
+def _rng(seed: object) -> Generator:
+    # The generator every runtime implements bit for bit (runtime/rng.py): the same seed gives the same
+    # samples in Python and in JavaScript.
     if seed is not None:
-        _check_int("seed", seed, minimum=0)
-    return np.random.default_rng(seed)
+        _check_int("seed", seed, minimum=0, maximum=MAX_SEED)
+    return Generator(seed)
 
 
 def _direct_run(session: ort.InferenceSession) -> Callable[[list[str], dict, ort.RunOptions], list[np.ndarray]]:
