@@ -51,7 +51,7 @@ def conv_gaussian_bundle(tmp_path_factory):
     data = load_data("digits", likelihood="gaussian")
     folder = tmp_path_factory.mktemp("conv-gaussian")
     config = VAEConfig(input_shape=data.shape, latent_dim=3, arch="conv", channels=(4, 8), likelihood="gaussian", decoder_style="upsample")
-    result = train(config, data, TrainConfig(epochs=2, batch_size=64, seed=0, iw_samples=4, quiet=True))
+    result = train(config, data, TrainConfig(epochs=1, batch_size=64, seed=0, iw_samples=4, quiet=True))
     save_checkpoint(folder / "model.pt", make_checkpoint(result.model, data=data.describe(), metrics=result.metrics))
     export_bundle(folder / "model.pt", folder / "bundle", ExportOptions(variants=("int8-static", "fp16"), latency=None, allow_degraded=True))
     return folder / "bundle"
