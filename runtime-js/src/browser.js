@@ -55,7 +55,7 @@ export function urlSource(baseUrl) {
  */
 export async function load(url, options = {}) {
   if (ort.env.wasm.numThreads === undefined || ort.env.wasm.numThreads === 0) configure();
-  return openBundle(ort, urlSource(url), { executionProviders: ['wasm'], ...(options ?? {}) });
+  return openBundle(ort, urlSource(url), { executionProviders: ['wasm'], serialize: true, ...(options ?? {}) });
 }
 
 /**

@@ -48,7 +48,7 @@ const fround = Math.fround;
  * @returns {Promise<VAE>}
  */
 export async function openBundle(ort, source, options = {}) {
-  const { precision = 'fp32', threads = 1, executionProviders = ['cpu'] } = options ?? {};
+  const { precision = 'fp32', threads = 1, executionProviders = ['cpu'], serialize = false } = options ?? {};
   if (!Number.isInteger(threads) || threads < 1 || threads > 1024) throw new InputError(`threads: expected an integer from 1 to 1024, got ${shorten(threads)}`);
   const raw = await source.read(MANIFEST);
   if (raw === null) throw new BundleError(`${source.where}: not a bundle (no ${MANIFEST})`);
@@ -70,7 +70,7 @@ export async function openBundle(ort, source, options = {}) {
     const name = wanted[i];
     try {
       sessions.push(await ort.InferenceSession.create(kept.get(name), {
-        executionProviders, intraOpNumThreads: threads, interOpNumThreads: 1, graphOptimizationLevel: 'all', logSeverityLevel: 4,
+        executionProviders, intraOpNumThreads: threads, interOpNumThreads: 1, executionMode: 'sequential', graphOptimizationLevel: 'all', logSeverityLevel: 4,
       }));
     } catch (err) {
       throw new BundleError(`${source.name(name)}: onnxruntime cannot load it as the ${graph} (${firstLine(err)})`);
@@ -84,7 +84,7 @@ export async function openBundle(ort, source, options = {}) {
       throw new BundleError(`${source.name(manifest.variants[precision][graph])}: takes ${session.inputNames.length} input(s) and gives ${session.outputNames.length}, a ${graph} takes ${ins} and gives ${outs}`);
     }
   }
-  return new VAE({ ort, manifest, path: source.where, precision, encoder, decoder });
+  return new VAE({ ort, manifest, path: source.where, precision, encoder, decoder, serialize });
 }
 
 /**
@@ -128,7 +128,7 @@ export function firstLine(err) {
 
 /** Encode, decode, sample, reconstruct and score with an exported bundle (data units in and out). */
 export class VAE {
-  constructor({ ort, manifest, path, precision, encoder, decoder }) {
+  constructor({ ort, manifest, path, precision, encoder, decoder, serialize = false }) {
     this.ort = ort;
     this.manifest = manifest;
     this.path = path;
@@ -139,7 +139,8 @@ export class VAE {
     this.size = this.shape.reduce((a, b) => a * b, 1);
     this._encoder = encoder;
     this._decoder = decoder;
-    this._queue = Promise.resolve(); // one run at a time: onnxruntime-web's wasm sessions are not re-entrant
+    // serialize: one run at a time (onnxruntime-web's wasm sessions); onnxruntime-node's are safe to share
+    this._queue = serialize ? Promise.resolve() : null;
     const pre = manifest.data.preprocessing;
     this._offset = toFloat32(perFeature(pre.offset, this.shape), this.size);
     this._scale = toFloat32(perFeature(pre.scale, this.shape), this.size);
@@ -210,15 +211,21 @@ export class VAE {
   // ---------------------------------------------------------------- graphs
   async _run(graph, session, data, n, dims) {
     const feed = { [session.inputNames[0]]: new this.ort.Tensor('float32', data, [n, ...dims]) };
-    const turn = this._queue.then(() => session.run(feed));
-    this._queue = turn.then(() => undefined, () => undefined);
+    let turn;
+    if (this._queue === null) {
+      turn = session.run(feed);
+    } else {
+      turn = this._queue.then(() => session.run(feed));
+      this._queue = turn.then(() => undefined, () => undefined);
+    }
     let results;
     try {
       results = await turn;
     } catch (err) {
       throw new Error(`onnxruntime failed running the ${graph}: ${firstLine(err)}`);
     }
-    return session.outputNames.map((name) => Float32Array.from(results[name].data));
+    // Each run's outputs are fresh arrays of our own: no copy.
+    return session.outputNames.map((name) => results[name].data);
   }
 
   async _encodeModel(xm, n) {
@@ -495,7 +502,8 @@ export function asBatch(x, shape, name, bound = null) {
   const single = a.shape.length === shape.length && a.shape.every((d, i) => d === shape[i]);
   const batched = a.shape.length === shape.length + 1 && a.shape.slice(1).every((d, i) => d === shape[i]);
   if (!single && !batched) throw new InputError(`${name}: expected shape ${expected}, got [${a.shape.join(', ')}]`);
-  const data = Float32Array.from(a.data, Number);
+  // A copy (the caller keeps its array); a plain memcpy from float32, a conversion from anything else.
+  const data = a.data instanceof Float32Array ? new Float32Array(a.data) : Float32Array.from(a.data, Number);
   let largest = 0;
   for (const v of data) {
     if (!Number.isFinite(v)) throw new InputError(`${name}: contains NaN or Inf`);
