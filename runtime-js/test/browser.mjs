@@ -87,6 +87,17 @@ async function main() {
       await page.waitForFunction(() => window.explorer.lastInput && window.explorer.lastInput.x.some((v) => v > 0), null, { timeout: 10000 });
       figures.drawn_score = await page.evaluate(() => window.explorer.lastInput.score);
       check(Number.isFinite(figures.drawn_score), 'the drawn input got no score');
+    } else {
+      // A vector bundle: paste a reading (the example, doubled) and score it.
+      const reading = await page.locator('#reading').inputValue();
+      const doubled = reading.split(',').map((v) => String(2 * Number(v))).join(', ');
+      const previous = await page.evaluate(() => window.explorer.lastInput.score);
+      await page.locator('#reading').fill(doubled);
+      await page.locator('#score-reading').click();
+      await page.waitForFunction((p) => window.explorer.lastInput.score !== p, previous, { timeout: 10000 }).catch(() => {});
+      figures.pasted_score = await page.evaluate(() => window.explorer.lastInput.score);
+      figures.pasted_text = await page.locator('#score').textContent();
+      check(figures.pasted_text.startsWith('score') || figures.pasted_text.startsWith('Error: x: values must lie'), `the pasted reading got neither a score nor a one-line refusal: ${figures.pasted_text}`);
     }
     // Decode timing in the browser (for docs/javascript.md; the tests never judge it).
     figures.decode_ms = await page.evaluate(async () => {
