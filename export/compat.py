@@ -22,22 +22,24 @@ def _key(version: str) -> tuple[int, ...]:
 
 
 def requirements(paths: list[Path]) -> dict:
-    """The manifest's ``onnxruntime`` section: IR versions, opsets and the minimum release for ``paths``.
+    """The manifest's ``onnxruntime`` section: the minimum release for all ``paths`` and per graph file, their IR versions and opsets.
 
     Raises:
         ValueError: an IR version or opset newer than this table knows (add its row).
     """
-    irs, opsets, needs = set(), set(), []
+    irs, opsets, per_graph = set(), set(), {}
     for path in paths:
         model = onnx.load(str(path), load_external_data=False)
         irs.add(model.ir_version)
-        needs.append(_since(IR_SINCE, model.ir_version, "IR version", path))
+        needs = [_since(IR_SINCE, model.ir_version, "IR version", path)]
         for entry in model.opset_import:
             if entry.domain in ("", "ai.onnx"):
                 opsets.add(entry.version)
                 needs.append(_since(OPSET_SINCE, entry.version, "opset", path))
+        per_graph[path.name] = max(needs, key=_key)
     return {
-        "min_version": max(needs, key=_key),
+        "min_version": max(per_graph.values(), key=_key),
+        "graphs": per_graph,
         "ir_versions": sorted(irs),
         "opsets": sorted(opsets),
         "tested": {"python": "onnxruntime 1.32", "javascript": "onnxruntime-node 1.30, onnxruntime-web 1.30 (wasm)"},
