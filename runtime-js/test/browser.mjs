@@ -99,6 +99,14 @@ async function main() {
       figures.pasted_text = await page.locator('#score').textContent();
       check(figures.pasted_text.startsWith('score') || figures.pasted_text.startsWith('Error: x: values must lie'), `the pasted reading got neither a score nor a one-line refusal: ${figures.pasted_text}`);
     }
+    // The bundle's conformance set, run by the browser's runtime (onnxruntime-web) as Node and Python run it.
+    const conformance = await page.evaluate(async () => {
+      const { selftest } = await import(new URL('runtime/browser.js', document.baseURI).href);
+      const { lines, mismatches } = await selftest(new URL('bundle/', document.baseURI).href);
+      return { outputs: lines.length, mismatches: mismatches.map((m) => `${m.variant} ${m.output}: ${m.detail}`) };
+    });
+    check(conformance.mismatches.length === 0, `conformance set in the browser: ${conformance.mismatches.join('; ')}`);
+    figures.browser_selftest_outputs = conformance.outputs;
     // Decode timing in the browser (for docs/javascript.md; the tests never judge it).
     figures.decode_ms = await page.evaluate(async () => {
       const { vae } = window.explorer;

@@ -147,5 +147,6 @@ def test_explorer_page_in_headless_chromium(tmp_path, bundle_copy, bundle):
     assert result.returncode == 0, result.stderr[-3000:] + result.stdout[-1000:]
     figures = json.loads(result.stdout.strip().splitlines()[-1])
     assert figures["decode_max_rel"] <= 1e-5 and figures["grid_max_rel"] <= 1e-5
+    assert figures["browser_selftest_outputs"] == 18  # 9 outputs x (fp32, int8), on onnxruntime-web
     assert f"bundle/{tampered}: sha256 does not match" in figures["tampered_message"]
     assert (shots / "explorer.png").stat().st_size > 10_000
