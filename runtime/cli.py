@@ -457,7 +457,10 @@ def serve(bundle, port, host):
     runtime and onnxruntime-web's wasm all come from this checkout). Ctrl-C stops it."""
     from .serve import make_server
 
-    server = make_server(bundle if bundle is not None else default_bundle_path(), host=host, port=port)
+    try:
+        server = make_server(bundle if bundle is not None else default_bundle_path(), host=host, port=port)
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     click.echo(f"serving {server.bundle} at http://{host}:{server.server_address[1]}/ (Ctrl-C stops)", err=True)
     try:
         server.serve_forever()
