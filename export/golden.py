@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vae_edge.runtime import VAE
+from vae_edge.runtime import VAE, contract
 from vae_edge.runtime.files import atomic_write_bytes
 from vae_edge.runtime.golden import FORMAT, GOLDEN, OUTPUTS, encode_array, outputs_of
 from vae_edge.runtime.rng import normals
@@ -49,7 +49,7 @@ def tolerances(manifest: dict, variant: str, expected: dict[str, np.ndarray]) ->
 
     tol = {name: fp32(a) for name, a in expected.items() if a.dtype != np.bool_}
     tol["default"] = {"rtol": FP32_RTOL, "atol": FP32_RTOL}
-    if variant == "fp32":
+    if variant == contract.BASE_VARIANT:
         return tol
     acc = manifest["variants"][variant].get("accuracy", {})
     scale = float(np.max(np.asarray(manifest["data"]["preprocessing"]["scale"], np.float64)))
@@ -66,9 +66,9 @@ def tolerances(manifest: dict, variant: str, expected: dict[str, np.ndarray]) ->
     return tol
 
 
-def write_golden(folder: Path, manifest: dict, held_out: np.ndarray) -> Path:
+def write_golden(folder: Path, manifest: dict, held_out: np.ndarray) -> None:
     """Write ``golden.json`` into the bundle being built at ``folder`` (whose manifest is on disk and
-    calibrated) for every variant of ``manifest``; the caller adds it to the manifest's files."""
+    calibrated) for every variant of ``manifest``, and enter it in ``manifest["files"]``."""
     inputs = golden_inputs(manifest, held_out)
     golden = {
         "format": FORMAT,
@@ -89,6 +89,5 @@ def write_golden(folder: Path, manifest: dict, held_out: np.ndarray) -> Path:
             "tolerance": tolerances(manifest, variant, got),
             "outputs": {name: encode_array(got[name]) for name in OUTPUTS},
         }
-    path = folder / GOLDEN
-    atomic_write_bytes(path, (json.dumps(golden, separators=(",", ":")) + "\n").encode())
-    return path
+    atomic_write_bytes(folder / GOLDEN, (json.dumps(golden, separators=(",", ":")) + "\n").encode())
+    manifest["files"] = contract.with_file(manifest["files"], folder, GOLDEN)

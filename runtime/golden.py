@@ -18,11 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from .bundle import BundleError, read_manifest, verify_files
+from .contract import GOLDEN, GOLDEN_FORMAT as FORMAT, GOLDEN_OUTPUTS as OUTPUTS
 
-GOLDEN = "golden.json"
-FORMAT = "vae-edge/golden/1"
-# The calls a golden set records, in order; each runtime implements them with the same arguments.
-OUTPUTS = ("encode.mu", "encode.logvar", "decode", "reconstruct", "sample", "interpolate", "anomaly_score", "threshold", "is_anomaly")
+__all__ = ["FORMAT", "GOLDEN", "OUTPUTS", "Mismatch", "compare", "decode_array", "encode_array", "outputs_of", "read_golden", "selftest"]
 
 
 @dataclass(frozen=True)
