@@ -6,6 +6,9 @@ export const SCHEMA = 'vae-edge/bundle/1';
 export const MANIFEST = 'manifest.json';
 export const GRAPHS = ['encoder', 'decoder'];
 export const LIKELIHOODS = ['bernoulli', 'gaussian'];
+// The data kinds whose bundles hold an encoder and a decoder (runtime/contract.py's MODALITIES that this
+// runtime implements); a manifest without data.kind predates it and holds those two graphs.
+export const KINDS = ['image', 'vector', 'sequence'];
 
 const isObject = (v) => v !== null && typeof v === 'object' && !Array.isArray(v);
 const isNumber = (v) => typeof v === 'number' && Number.isFinite(v);
@@ -85,6 +88,8 @@ export function checkManifest(m, where) {
   for (const key of ['model', 'data', 'variants', 'files']) need(isObject(m[key]), `manifest lacks the "${key}" section`);
   need(Object.keys(m.variants).length > 0, 'manifest lists no variants');
   const { model, data } = m;
+  const kind = data.kind ?? 'image';
+  need(KINDS.includes(kind), `data kind ${shorten(kind)} is not one this runtime knows (${KINDS.join(', ')})`);
   need(isPositiveInt(model.latent_dim), `model.latent_dim must be a positive integer, got ${shorten(model.latent_dim)}`);
   need(LIKELIHOODS.includes(model.likelihood), `model.likelihood ${shorten(model.likelihood)} is not one this runtime knows (${LIKELIHOODS.join(', ')})`);
   const shape = data.shape;

@@ -69,6 +69,18 @@ test('loading refuses unknown precisions and missing folders with one line', asy
   await assert.rejects(load(`${DEFAULT_BUNDLE}/manifest.json`), (err) => err instanceof BundleError && /is a file; expected the bundle folder/.test(err.message));
 });
 
+test('a manifest of another modality or schema is refused with one line naming the field', async () => {
+  const { checkManifest } = await import('../src/manifest.js');
+  const { readFileSync } = await import('node:fs');
+  const good = JSON.parse(readFileSync(`${DEFAULT_BUNDLE}/manifest.json`, 'utf8'));
+  const bad = (patch) => () => checkManifest({ ...good, ...patch(structuredClone(good)) }, 'm.json');
+  assert.throws(bad(() => ({ schema: 'vae-edge/bundle/2' })), /^BundleError: m.json: schema "vae-edge\/bundle\/2" is not supported/);
+  assert.throws(bad((m) => ({ data: { ...m.data, kind: 'text' } })), /data kind "text" is not one this runtime knows \(image, vector, sequence\)/);
+  assert.throws(bad((m) => ({ model: { ...m.model, latent_dim: 0 } })), /model.latent_dim must be a positive integer, got 0/);
+  assert.throws(bad((m) => ({ files: { ...m.files, '../x': { sha256: 'a'.repeat(64), bytes: 1 } } })), /points outside the bundle folder/);
+  assert.throws(bad((m) => ({ variants: { fp32: { ...m.variants.fp32, decoder: 'nope.onnx' } } })), /uses "nope.onnx", which the files list lacks/);
+});
+
 test('meanings: same seed same samples, thresholds by fraction or name, interpolation ends', async () => {
   const a = await vae.sample(4, { seed: 11 });
   const b = await vae.sample(4, { seed: 11n });
