@@ -98,7 +98,7 @@ function setupSliders() {
   const directions = ex?.directions ?? Array.from({ length: Math.min(L, 6) }, (_, k) => Array.from({ length: L }, (_, j) => (j === k ? 1 : 0)));
   const std = ex?.direction_std ?? directions.map(() => 1);
   $('directions-note').textContent = ex
-    ? `${ex.method}; ${directions.length} of ${L} dimensions, explaining ${(100 * ex.explained_variance_ratio.reduce((a, b) => a + b, 0)).toFixed(0)}% of the variance`
+    ? `${ex.method}; ${directions.length} of ${L} dimensions, explaining ${(100 * ex.explained_variance_ratio.reduce((a, b) => a + b, 0)).toFixed(1)}% of the variance`
     : 'the latent axes (this bundle stores no directions)';
   const box = $('sliders');
   box.replaceChildren();
