@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO   ?= demo
 
-.PHONY: demo test bench bundle clean
+.PHONY: demo test bench bundle clean js
 
 # torch is installed first and pinned: on these machines an unpinned torch resolves to a multi-GB CUDA build.
 # --no-compile, then compileall: pip byte-compiles one file at a time, compileall -j 0 on every core. The .pyc
@@ -34,9 +34,21 @@ demo: $(STAMP)
 	$(BIN)/vae-run score $(DEMO)/bundle $(DEMO)/test_digits.npy --out $(DEMO)/scores.npy
 	@echo "demo: see $(DEMO)/samples.png and $(DEMO)/reconstructions.png (runtime), $(DEMO)/model.*.png (trainer)"
 
-## test: the whole suite (fast; `-m slow` runs the slow extras)
+## test: the whole suite (fast; `-m slow` runs the slow extras), the JavaScript runtime's too where npm is
+## present (tests/runtime_js: Node, and headless Chromium if /usr/bin/chromium exists; skipped, saying why, if not)
 test: $(STAMP)
+	@if command -v npm >/dev/null 2>&1; then $(MAKE) --no-print-directory js; \
+	else echo "make test: no npm on PATH: the JavaScript tests (tests/runtime_js) will be skipped"; fi
+	@command -v chromium >/dev/null 2>&1 || echo "make test: no chromium on PATH: the explorer page's browser test will be skipped"
 	$(PY) -m pytest
+
+## js: runtime-js's packages (onnxruntime-node, onnxruntime-web, playwright-core) from the committed lock file.
+## ONNXRUNTIME_NODE_INSTALL=skip: otherwise onnxruntime-node's install script downloads CUDA binaries (the CPU ones ship in the package).
+JS_STAMP := runtime-js/node_modules/.installed
+$(JS_STAMP): runtime-js/package.json runtime-js/package-lock.json
+	cd runtime-js && ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund --loglevel=error
+	touch $(JS_STAMP)
+js: $(JS_STAMP)
 
 ## bench: side-by-side benchmarks (PyTorch eager vs every bundle variant, overhead, matmul peak, cold start);
 ## prints Markdown tables, writes bench/results.json. Builds its bundles once into build/bench/.

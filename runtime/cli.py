@@ -436,6 +436,47 @@ def bench(bundle, variants, batches, threads, quick, json_out):
         click.echo(f"wrote {json_out}", err=True)
 
 
+@cli.command()
+@click.argument("bundle", required=False, type=click.Path(path_type=Path))
+@_THREADS
+@_handle_errors
+def selftest(bundle, threads):
+    """Check this runtime against the bundle's conformance set (golden.json): every output of every
+    variant, within the tolerances stored with it. Exit 1 naming each output that differs."""
+    from .golden import selftest as run_selftest
+
+    lines, mismatches = run_selftest(bundle if bundle is not None else default_bundle_path(), threads=threads)
+    for line in lines:
+        click.echo(line)
+    if mismatches:
+        raise click.ClickException(f"{len(mismatches)} of {len(lines)} outputs differ from the conformance set: "
+                                   + "; ".join(f"{m.variant} {m.output}" for m in mismatches))
+    click.echo(f"selftest passed: {len(lines)} outputs match the conformance set")
+
+
+@cli.command()
+@click.argument("bundle", required=False, type=click.Path(path_type=Path))
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="TCP port (0: any free port).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (the default serves this machine only).")
+@_handle_errors
+def serve(bundle, port, host):
+    """Serve the latent explorer page for BUNDLE at http://HOST:PORT/ (offline: the page, the JavaScript
+    runtime and onnxruntime-web's wasm all come from this checkout). Ctrl-C stops it."""
+    from .serve import make_server
+
+    try:
+        server = make_server(bundle if bundle is not None else default_bundle_path(), host=host, port=port)
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    click.echo(f"serving {server.bundle} at http://{host}:{server.server_address[1]}/ (Ctrl-C stops)", err=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
 def main() -> None:
     """Console-script entry point."""
     import onnxruntime as ort

@@ -157,6 +157,21 @@ def files_section(folder: Path) -> dict[str, dict]:
     return {f.name: file_entry(f) for f in sorted(folder.iterdir())}
 
 
+def with_file(files: Mapping[str, dict], folder: Path, name: str) -> dict[str, dict]:
+    """``files`` with ``folder / name`` entered (a file written after the graphs, e.g. :data:`GOLDEN`),
+    still in sorted order."""
+    return dict(sorted({**files, name: file_entry(folder / name)}.items()))
+
+
+# ---------------------------------------------------------------- the conformance set
+# Fixed inputs and each variant's expected outputs, which every runtime (vae-run selftest, runtime-js)
+# must reproduce; hashed in ``files`` like the graphs. Format and tolerances: runtime/golden.py.
+GOLDEN = "golden.json"
+GOLDEN_FORMAT = "vae-edge/golden/1"
+# The calls it records, in order; every runtime implements them with the same arguments.
+GOLDEN_OUTPUTS = ("encode.mu", "encode.logvar", "decode", "reconstruct", "sample", "interpolate", "anomaly_score", "threshold", "is_anomaly")
+
+
 def graph_bytes(files: Mapping[str, object], graphs: Mapping[str, object], specs: Iterable[GraphSpec]) -> int:
     """Bytes of one variant's graphs (``graphs``: a variant entry or its ``ort`` entry) from the
     ``files`` section; a file missing there, or without a size, counts 0 (hand-edited manifests)."""
