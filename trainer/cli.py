@@ -170,9 +170,9 @@ def _check_outputs(o: dict) -> tuple[Path, bool]:
         if os.path.realpath(path) in inputs:
             option, data_path = inputs[os.path.realpath(path)]
             raise click.BadParameter(f"{path}: would overwrite the {option} file {data_path}", param_hint="--out")
-    for spec in (o["data_spec"], o["val_spec"], o["test_spec"]):
+    for spec, option in ((o["data_spec"], "--data"), (o["val_spec"], "--val-data"), (o["test_spec"], "--test-data")):
         if spec and spec.startswith("images:") and beside_file and out.resolve().is_relative_to(Path(spec[7:]).resolve()):
-            raise click.BadParameter("is inside an images:DIR folder, whose PNG outputs would become data", param_hint="--out")
+            raise click.BadParameter(f"is inside the images:DIR folder of {option}, whose PNG outputs would become data", param_hint="--out")
     return out, beside_file
 
 

@@ -94,7 +94,10 @@ def curve_figure(history: list[dict], *, best_epoch: int | None = None):
     if ax_lr is not None:
         ax_lr.plot([r["epoch"] for r in history if "lr" in r], rates, color="tab:green", linewidth=1.2)
         ax_lr.set_ylabel("learning rate")
-        ax_lr.set_yscale("log")
+        if max(rates) / min(rates) > 10:
+            ax_lr.set_yscale("log")
+        else:  # a narrow range on a log axis gets unreadable minor labels (2.995e-3, ...)
+            ax_lr.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
         ax_lr.grid(True, alpha=0.3)
     (ax_lr or ax).set_xlabel("epoch")
     return fig
