@@ -47,7 +47,7 @@ def test_resume_two_plus_two_epochs_equals_four(tmp_path):
     assert [r["epoch"] for r in metrics["history"]] == [1, 2, 3, 4] and metrics["metrics"]["test_elbo"] == b["metrics"]["test_elbo"]
 
     one_line_error(invoke(train_main, ["--resume", tmp_path / "resumed.pt", "--epochs", 4]), 2, "trained 4 epochs already")
-    one_line_error(invoke(train_main, ["--resume", tmp_path / "resumed.pt", "--epochs", 6, "--lr", 0.1]), 2, "cannot change lr (0.001 -> 0.1)")
+    one_line_error(invoke(train_main, ["--resume", tmp_path / "resumed.pt", "--epochs", 6, "--lr", 0.1]), 2, "cannot change lr (0.003 -> 0.1)")
     one_line_error(invoke(train_main, ["--resume", tmp_path / "resumed.pt", "--epochs", 6, "--latent", 5]), 2, "model settings differ", "latent_dim (2 -> 5)")
     (tmp_path / "junk.pt").write_bytes(b"junk")
     one_line_error(invoke(train_main, ["--resume", tmp_path / "junk.pt"]), 2, "--resume", "not a readable PyTorch checkpoint")
