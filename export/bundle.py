@@ -110,6 +110,8 @@ def export_bundle(model_path: str | os.PathLike, out: str | os.PathLike, options
     check_destination(Path(out), model_path)
     ckpt = read_checkpoint(model_path)
     model = model_from_checkpoint(ckpt, source=str(model_path))
+    if ckpt["config"].get("arch") == "gru":
+        return _export_text(model, ckpt, model_path, Path(out), options)
     data = load_recorded(ckpt["data"])
     if list(data.shape) != list(model.config.input_shape):
         raise ExportError(f"{model_path}: data {data.spec!r} has samples of shape {list(data.shape)}, the model expects {list(model.config.input_shape)}")
@@ -138,6 +140,23 @@ def export_bundle(model_path: str | os.PathLike, out: str | os.PathLike, options
             report += _measure_latency(tmp, manifest, options.latency)
         _write_manifest(tmp, manifest)
     return ExportResult(Path(out), manifest, report)
+
+
+def _export_text(model, ckpt: dict, model_path: Path, out: Path, options: ExportOptions) -> ExportResult:
+    """The sentence VAE's bundle (export/text.py): three graphs, fp32 and dynamic int8."""
+    from vae_edge.trainer.textdata import load_text_recorded
+
+    from .text import TextExportFailed, write_text_bundle
+
+    if options.ort or options.calibration is not None:
+        raise ExportError("--ort and --calibration do not apply to text bundles yet")
+    data = load_text_recorded(ckpt["data"])
+    try:
+        manifest, report = write_text_bundle(out, model, data, ckpt, variants=options.variants, opset=options.opset, tolerance=options.tolerance,
+                                             allow_degraded=options.allow_degraded, provenance=_provenance(model_path, ckpt), quantiles=QUANTILES, qname=_qname)
+    except TextExportFailed as exc:
+        raise ExportError(str(exc), exc.report) from None
+    return ExportResult(out, manifest, report)
 
 
 def _calibration(model, data, options: ExportOptions) -> tuple[dict[str, list[dict]], dict | None]:

@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 import numpy as np
 
+from . import textcli
 from .benchmark import BATCH_SIZES, MAX_BATCH, NOISY_SPREAD
 from .bundle import BundleError, default_bundle_path, describe_latency, read_manifest
 from .clitools import output_path, run_cli
@@ -153,6 +154,8 @@ def _affine(value) -> str:
 def info(bundle, as_json):
     """Describe a bundle: shapes, variants with their sizes and accuracy, anomaly calibration."""
     manifest = read_manifest(bundle if bundle is not None else default_bundle_path())
+    if manifest.get("modality") == "text":
+        return textcli.info(textcli.load(bundle, next(iter(manifest["variants"])), 1), as_json)
     vae = _load(bundle, next(iter(manifest["variants"])), "onnx", 1)  # loading checks every file and graph; any variant will do
     m = vae.manifest
     if as_json:
@@ -219,14 +222,21 @@ def _num(value: object) -> str:
 @click.argument("bundle", required=False, type=click.Path(path_type=Path))
 @click.option("-n", "--num", "n", type=click.IntRange(min=0), default=16, show_default=True, help="How many samples.")
 @click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=None, help="Same seed, same samples (default: fresh randomness).")
-@click.option("--temperature", type=click.FloatRange(min=0, max=1e6, min_open=True), default=1.0, show_default=True, help="Scale of the prior's standard deviation.")
+@click.option("--temperature", type=click.FloatRange(min=0, max=1e6, min_open=True), default=1.0, show_default=True, help="Scale of the prior's standard deviation (text: of the character distribution).")
+@click.option("--top-k", type=click.IntRange(min=1), default=None, help="text: draw each character from the k most likely only.")
+@click.option("--max-len", type=click.IntRange(min=1), default=None, help="text: stop lines at this many characters (default: the model's limit).")
+@click.option("--greedy", is_flag=True, help="text: the most likely character at each step (no character sampling).")
 @_graphs
 @_THREADS
 @_OUT
 @_GRID
 @_handle_errors
-def sample(bundle, n, seed, temperature, precision, fmt, threads, out, grid):
-    """Draw samples from the prior and decode them."""
+def sample(bundle, n, seed, temperature, top_k, max_len, greedy, precision, fmt, threads, out, grid):
+    """Draw samples from the prior and decode them (text: one line each)."""
+    if textcli.is_text_bundle(bundle):
+        textcli.refuse(out=out, grid=grid, format=fmt)
+        return textcli.sample(textcli.load(bundle, precision, threads), n, seed, 0.0 if greedy else temperature, top_k, max_len)
+    textcli.refuse(top_k=top_k, max_len=max_len, greedy=greedy)
     vae = _load(bundle, precision, fmt, threads, outputs=(out, grid))
     _results(vae, vae.sample(n, seed=seed, temperature=temperature), out, grid)
 
@@ -239,8 +249,12 @@ def sample(bundle, n, seed, temperature, precision, fmt, threads, out, grid):
 @click.option("--grid", type=click.Path(dir_okay=False, path_type=Path), callback=output_path(".png"), help="Also write a PNG: rows of inputs, each followed by their reconstructions.")
 @_handle_errors
 def reconstruct(paths, precision, fmt, threads, out, grid):
-    """Encode and decode INPUT (posterior mean): denoised reconstructions, same shape as INPUT."""
+    """Encode and decode INPUT (posterior mean): denoised reconstructions, same shape as INPUT (text: a
+    UTF-8 file, one line each; greedy decodes printed one a line)."""
     bundle, src = _split(paths, "INPUT.npy")
+    if textcli.is_text_bundle(bundle):
+        textcli.refuse(out=out, grid=grid, format=fmt)
+        return textcli.reconstruct(textcli.load(bundle, precision, threads), src)
     vae = _load(bundle, precision, fmt, threads, inputs=(src,), outputs=(out, grid))
     x = _read_batch(src, vae.shape)
     x_hat = vae.reconstruct(x)
@@ -262,8 +276,14 @@ def reconstruct(paths, precision, fmt, threads, out, grid):
 @click.option("--logvar", "logvar_out", type=click.Path(dir_okay=False, path_type=Path), callback=output_path(".npy"), help="Also write the posterior log-variances as .npy.")
 @_handle_errors
 def encode(paths, precision, fmt, threads, out, logvar_out):
-    """Encode INPUT to posterior means (the compressed code); optionally their log-variances."""
+    """Encode INPUT to posterior means (the compressed code); optionally their log-variances (text: a UTF-8
+    file, one line each)."""
     bundle, src = _split(paths, "INPUT.npy")
+    if textcli.is_text_bundle(bundle):
+        textcli.refuse(format=fmt)
+        vae = textcli.load(bundle, precision, threads)
+        _check_outputs(vae, (src,), (out, logvar_out))
+        return textcli.encode(vae, src, out, logvar_out)
     vae = _load(bundle, precision, fmt, threads, inputs=(src,), outputs=(out, logvar_out))
     mu, logvar = vae.encode(_read_batch(src, vae.shape))
     if logvar_out is not None:
@@ -281,6 +301,10 @@ def encode(paths, precision, fmt, threads, out, logvar_out):
 def decode(paths, precision, fmt, threads, out, grid):
     """Decode latent codes Z [n, latent] to the mean of p(x|z), in data units."""
     bundle, src = _split(paths, "Z.npy")
+    if textcli.is_text_bundle(bundle):
+        textcli.refuse(out=out, grid=grid, format=fmt)
+        vae = textcli.load(bundle, precision, threads)
+        return textcli.decode(vae, _read_array(src))
     vae = _load(bundle, precision, fmt, threads, inputs=(src,), outputs=(out, grid))
     x = vae.decode(_read_batch(src, (vae.latent_dim,)))
     _results(vae, x, out, grid, grid_images=np.reshape(x, (-1, *vae.shape)))
@@ -296,9 +320,27 @@ def decode(paths, precision, fmt, threads, out, grid):
 @click.option("--stream", is_flag=True, help="Score row by row, printing one score per line as each batch is done: INPUT.npy rows, or "
               "comma-separated numbers per line on standard input (INPUT '-' or none).")
 @click.option("--batch-size", type=click.IntRange(1, MAX_STREAM_BATCH), default=64, show_default=True, help="Rows per batch with --stream (1: answer each line at once).")
+@click.option("--per-char", is_flag=True, help="text: nats per character (the line's end counts as one) instead of per line.")
 @_handle_errors
-def score(paths, precision, fmt, threads, out, samples, seed, stream, batch_size):
-    """Anomaly scores of INPUT: negative ELBO per sample in nats (higher = less like the training data)."""
+def score(paths, precision, fmt, threads, out, samples, seed, stream, batch_size, per_char):
+    """Anomaly scores of INPUT: negative ELBO per sample in nats (higher = less like the training data).
+    Text: INPUT is a UTF-8 file, one score per line; --stream scores lines as they arrive (a log)."""
+    bundle_arg = paths[0] if len(paths) == 2 or (len(paths) == 1 and Path(paths[0]).is_dir()) else None
+    if textcli.is_text_bundle(bundle_arg):
+        textcli.refuse(format=fmt, samples=samples)
+        bundle, src = (paths[0], None) if len(paths) == 1 else _split(paths, "INPUT.txt|-")
+        if src is None and not stream:
+            raise click.UsageError("expected BUNDLE INPUT.txt (or --stream to read standard input)")
+        vae = textcli.load(bundle, precision, threads)
+        if stream:
+            if out is not None:
+                raise click.UsageError("--stream prints one score per line; use it without --out (or redirect the output)")
+            return textcli.score_stream(vae, None if src is None or str(src) == "-" else src, batch_size, per_char)
+        if str(src) == "-":
+            raise click.UsageError("INPUT '-' (standard input) is read with --stream only")
+        _check_outputs(vae, (src,), (out,))
+        return textcli.score(vae, src, out, per_char)
+    textcli.refuse(per_char=per_char)
     if stream:
         _score_stream(paths, precision, fmt, threads, out, samples, batch_size)
         return
@@ -368,16 +410,22 @@ def _report_flagged(flagged: int, total: int, limit: float | None) -> None:
 
 
 @cli.command()
-@click.argument("paths", nargs=-1, type=click.Path(path_type=Path), metavar="[BUNDLE] PAIR.npy | [BUNDLE] A.npy B.npy")
+@click.argument("args", nargs=-1, metavar="[BUNDLE] PAIR.npy | [BUNDLE] A.npy B.npy | BUNDLE 'TEXT A' 'TEXT B'")
 @click.option("--steps", type=click.IntRange(min=2, max=10_000), default=8, show_default=True, help="Points on the path, both ends included.")
 @_graphs
 @_THREADS
 @_OUT
 @_GRID
 @_handle_errors
-def interpolate(paths, steps, precision, fmt, threads, out, grid):
-    """Decode a straight path in latent space between two samples: PAIR.npy holding two, or one each in A.npy and B.npy."""
-    bundle, sources = _split_interpolate(paths)
+def interpolate(args, steps, precision, fmt, threads, out, grid):
+    """Decode a straight path in latent space between two samples: PAIR.npy holding two, or one each in A.npy and B.npy
+    (text bundle: between two lines given as arguments, greedy decodes printed one a line)."""
+    if len(args) == 3 and textcli.is_text_bundle(Path(args[0])):  # the two ends are lines of text, not files
+        textcli.refuse(out=out, grid=grid, format=fmt)
+        return textcli.interpolate(textcli.load(Path(args[0]), precision, threads), args[1], args[2], steps)
+    bundle, sources = _split_interpolate(tuple(Path(a) for a in args))
+    if textcli.is_text_bundle(bundle):
+        raise click.UsageError("a text bundle interpolates between two lines: BUNDLE 'TEXT A' 'TEXT B'")
     vae = _load(bundle, precision, fmt, threads, inputs=sources, outputs=(out, grid))
     ends = [x for src in sources for x in _read_batch(src, vae.shape)]
     if len(ends) != 2:

@@ -14,7 +14,8 @@ from vae_edge.runtime.clitools import require_workstation_extras, run_cli, writa
 
 DATA_HELP = (
     "Data set: digits (scikit-learn's bundled 8x8 digits) | idx:PATH (MNIST-format IDX images, .gz allowed) | "
-    "images:DIR (PNG/JPEG files under DIR, see --size) | npy:PATH (.npy; or PATH.npz:KEY, KEY optional for a one-array .npz)."
+    "images:DIR (PNG/JPEG files under DIR, see --size) | npy:PATH (.npy; or PATH.npz:KEY, KEY optional for a one-array .npz) | "
+    "text:FILE (UTF-8, one sample a line; trains the sentence VAE, --arch gru)."
 )
 
 
@@ -22,7 +23,7 @@ DATA_HELP = (
 @click.version_option(package_name="vae-edge")
 @click.option("--data", "data_spec", default="digits", show_default=True, help=DATA_HELP)
 @click.option("--size", default=None, metavar="HxW", help="Resize images:DIR images to this size (default: their common size).")
-@click.option("--arch", type=click.Choice(["mlp", "conv", "conv1d"]), default="mlp", show_default=True, help="Encoder/decoder architecture: conv for images [C, H, W], conv1d for sequences [C, L] or [L].")
+@click.option("--arch", type=click.Choice(["mlp", "conv", "conv1d", "gru"]), default="mlp", show_default=True, help="Encoder/decoder architecture: conv for images [C, H, W], conv1d for sequences [C, L] or [L], gru for text:FILE (the default there).")
 @click.option("--latent", type=click.IntRange(min=1), default=8, show_default=True, help="Latent dimensions.")
 @click.option("--hidden", type=click.IntRange(min=1), multiple=True, default=(400,), show_default=True, help="MLP hidden layer width (repeat for more layers).")
 @click.option("--channels", type=click.IntRange(min=1), multiple=True, default=(32, 64), show_default=True, help="conv/conv1d: width of each stride-2 layer (repeat; each halves the size).")
@@ -36,6 +37,11 @@ DATA_HELP = (
 @click.option("--gaussian-std", type=click.FloatRange(min=0, min_open=True), default=None, help="gaussian: fixed std of p(x|z) in standardised units (omitted: learned per feature).")
 @click.option("--patience", type=click.IntRange(min=0), default=0, show_default=True, help="Stop after N epochs without a better validation ELBO and keep the best epoch (0: never).")
 @click.option("--iw-samples", type=click.IntRange(min=1), default=1000, show_default=True, help="K for the importance-weighted NLL estimate on the test split.")
+@click.option("--max-len", type=click.IntRange(min=1), default=None, help="text: longest line in characters (default 128); the runtime refuses longer lines.")
+@click.option("--long-lines", type=click.Choice(["refuse", "cut", "skip"]), default="refuse", show_default=True, help="text: what to do with a line over --max-len (counted and reported).")
+@click.option("--embed", type=click.IntRange(min=1), default=64, show_default=True, help="text: character embedding width.")
+@click.option("--token-dropout", type=click.FloatRange(0, 1, max_open=True), default=0.25, show_default=True, help="text: share of decoder input characters replaced by <unk> (Bowman et al.).")
+@click.option("--free-bits", type=click.FloatRange(min=0), default=0.1, show_default=True, help="text: KL floor per latent dimension, nats (free bits).")
 @click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--resume", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Continue the run saved in this model.pt (its settings are the defaults; --out defaults to it).")
@@ -58,6 +64,13 @@ def cli(ctx, **options):
 
     o = options
     given = {name for name in o if ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)}
+    text = o["data_spec"].startswith("text:") or o["arch"] == "gru"
+    if text and not o["data_spec"].startswith("text:"):
+        raise click.BadParameter("--arch gru trains on text: give --data text:FILE", param_hint="--arch")
+    for name in (n for n in ("max_len", "long_lines", "embed", "token_dropout", "free_bits") if n in given and not text):
+        raise click.BadParameter("applies to --data text:FILE only", param_hint=f"--{name.replace('_', '-')}")
+    if text and o["resume"] is not None:
+        raise click.BadParameter("text models cannot be resumed yet; train again", param_hint="--resume")
     ckpt = None
     if o["resume"] is not None:
         try:
@@ -66,6 +79,8 @@ def cli(ctx, **options):
             raise click.BadParameter(str(exc), param_hint="--resume") from None
         # Options left out take the checkpoint's values, so `vae-train --resume model.pt` just continues.
         o.update({k: v for k, v in resume_settings(ckpt).items() if k not in given})
+        if o["arch"] == "gru":
+            raise click.BadParameter("text models cannot be resumed yet; train again", param_hint="--resume")
         if "out" not in given:
             o["out"] = o["resume"]
         shape = ckpt["data"].get("shape") or []
@@ -89,6 +104,10 @@ def cli(ctx, **options):
         if os.path.realpath(path) in inputs:
             raise click.BadParameter(f"{path}: would overwrite the --data file {inputs[os.path.realpath(path)]}", param_hint="--out")
 
+    if text:
+        from .textcli import train_text_command
+
+        return train_text_command(o, given, out, beside_file)
     if o["data_spec"].startswith("images:") and beside_file and out.resolve().is_relative_to(Path(o["data_spec"][7:]).resolve()):
         raise click.BadParameter("is inside the images:DIR folder, whose PNG outputs would become training data", param_hint="--out")
     # Options of the other architecture would be ignored without a word; say so instead.

@@ -1,0 +1,243 @@
+"""A text model.pt -> bundle/: the three graphs of the sentence VAE, dynamic int8, gates against PyTorch,
+anomaly quantiles, manifest. Called by ``export_bundle`` for a ``--arch gru`` checkpoint; it shares that
+pipeline's destination checks, atomic folder swap, provenance and report format.
+
+Graphs (no loop in any; dynamic batch and length):
+  encoder       tokens [batch, length] int64, lengths [batch] int64 -> mu, logvar [batch, latent]
+  decoder       z [batch, latent], tokens [batch, length] int64 -> log_probs [batch, length, vocab] (teacher-forced)
+  decoder_step  z [batch, latent], token [batch] int64, state [batch, hidden] -> logits [batch, vocab], next_state [batch, hidden]
+
+Gates (fp32): per-token log-probability max-abs, whole-line NLL (negative ELBO at the posterior mean)
+relative change, greedy decodes identical to PyTorch's on the test split. int8: mean NLL relative
+change within the tolerance and the share of greedy decodes equal to PyTorch's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+from torch import nn
+
+from vae_edge.models.text import SentenceVAE
+from vae_edge.runtime.bundle import SCHEMA
+from vae_edge.runtime.files import atomic_directory, sha256_file
+from vae_edge.runtime.text import TextVAE
+from vae_edge.trainer.textdata import TextData
+from vae_edge.trainer.textloop import decoder_inputs, encode_split
+
+from .graphs import check_graph, set_metadata, strip_node_metadata
+from .quantize import INT8, quantize
+from .validate import LABEL
+
+MAX_GATE_LINES = 500  # test lines for the parity gates; greedy decoding is the slow part
+GREEDY_AGREEMENT = 0.9  # int8: share of greedy decodes that must equal PyTorch's
+FP32_LOGPROB_ATOL = 1e-4
+FP32_NLL_RTOL = 1e-4
+LOOP_OPS = {"Loop", "Scan", "If"}
+
+GRAPHS = {
+    "encoder": (("tokens", "lengths"), ("mu", "logvar"), {"tokens": {0: "batch", 1: "length"}, "lengths": {0: "batch"}, "mu": {0: "batch"}, "logvar": {0: "batch"}}),
+    "decoder": (("z", "tokens"), ("log_probs",), {"z": {0: "batch"}, "tokens": {0: "batch", 1: "length"}, "log_probs": {0: "batch", 1: "length"}}),
+    "decoder_step": (("z", "token", "state"), ("logits", "next_state"), {"z": {0: "batch"}, "token": {0: "batch"}, "state": {0: "batch"}, "logits": {0: "batch"}, "next_state": {0: "batch"}}),
+}
+
+
+class _Step(nn.Module):
+    def __init__(self, model: SentenceVAE):
+        super().__init__()
+        self.decoder = model.decoder
+
+    def forward(self, z, token, state):
+        return self.decoder.step(z, token, state)
+
+
+def _examples(model: SentenceVAE) -> dict[str, tuple]:
+    c = model.config
+    tokens = torch.tensor([[5, 6, 7, 2], [5, 2, 0, 0]])
+    z = torch.zeros(2, c.latent_dim)
+    return {"encoder": (tokens, torch.tensor([4, 2])), "decoder": (z, decoder_inputs(tokens)),
+            "decoder_step": (z, torch.tensor([1, 5]), torch.zeros(2, c.hidden_dim))}
+
+
+def export_text_graph(model: SentenceVAE, name: str, path: Path, *, opset: int, metadata: dict) -> onnx.ModelProto:
+    """Export one graph with the TorchScript exporter and check that no loop entered it.
+
+    Why not dynamo, as the image graphs: on this GRU model the TorchScript exporter writes the same
+    ONNX GRU node in a fraction of the time (docs/text.md), and the model has no control flow it could miss.
+    """
+    module = {"encoder": model.encoder, "decoder": model.decoder, "decoder_step": _Step(model)}[name].eval()
+    inputs, outputs, axes = GRAPHS[name]
+    buffer = io.BytesIO()
+    with torch.no_grad(), warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, _examples(model)[name], buffer, dynamo=False, input_names=list(inputs), output_names=list(outputs),
+                          dynamic_axes=axes, opset_version=opset, do_constant_folding=True)
+    proto = onnx.load_from_string(buffer.getvalue())
+    loops = sorted({n.op_type for n in proto.graph.node} & LOOP_OPS)
+    if loops:
+        raise RuntimeError(f"the {name} graph holds {', '.join(loops)}: no loop may enter a graph")
+    strip_node_metadata(proto)
+    proto.producer_name = "vae-edge"
+    proto.doc_string = proto.graph.doc_string = f"sentence VAE {name}: {', '.join(inputs)} -> {', '.join(outputs)}"
+    set_metadata(proto, metadata)
+    onnx.save_model(proto, str(path))
+    check_graph(path)
+    return proto
+
+
+def quantized_ops(path: Path) -> dict[str, list[str]]:
+    """Which op types a quantized graph runs in int8 and which it leaves in float."""
+    ops = {n.op_type for n in onnx.load(str(path)).graph.node}
+    int8 = sorted(o for o in ops if "Integer" in o or o.startswith("DynamicQuantize") or o.startswith("QLinear"))
+    floating = sorted(o for o in ops & {"GRU", "MatMul", "Gemm", "Gather", "LogSoftmax"})
+    return {"int8": int8, "float": floating}
+
+
+class _Reference:
+    """PyTorch's outputs on the gate lines, computed once for every variant."""
+
+    @torch.no_grad()
+    def __init__(self, model: SentenceVAE, data: TextData):
+        self.lines = data.test[:MAX_GATE_LINES]
+        tokens, lengths = encode_split(data.vocab, self.lines)
+        mu, logvar = model.encode(tokens, lengths)
+        log_probs = model.decoder(mu, decoder_inputs(tokens))
+        picked = log_probs.gather(2, tokens.unsqueeze(2)).squeeze(2) * (tokens != 0)
+        kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(1)
+        self.tokens, self.lengths = tokens.numpy(), lengths.numpy()
+        self.mu, self.log_probs = mu.numpy(), log_probs.numpy()
+        self.mask = (tokens != 0).numpy()
+        self.neg_elbo = (-picked.sum(1).double() + kl.double()).numpy()
+        self.greedy = [data.vocab.text(ids) for ids in model.greedy(mu, data.vocab.max_len)]
+
+
+def _check(label: str, what: str, value: float, limit: float | None, *, lower: bool = False) -> tuple[str, bool]:
+    ok = bool(np.isfinite(value)) and (limit is None or (value >= limit if lower else abs(value) <= limit))
+    bound = "" if limit is None else f" (limit {'>=' if lower else ''}{limit:.0e})" if not lower else f" (limit >= {limit:.0%})"
+    return f"{'✓' if ok else '✗'} {label:<{LABEL}} {what:<38} {value:+.3e}{bound}", ok
+
+
+def _gate(tmp: Path, variant: str, ref: _Reference, tolerance: float) -> tuple[TextVAE, list[str], bool, dict]:
+    vae = TextVAE.load(tmp, precision=variant, threads=1)
+    fp32 = variant == "fp32"
+    lines, results = [], []
+    mu, _ = vae.encode(ref.lines)
+    inputs, targets = vae.vocab.decoder_io(ref.tokens, None)
+    (log_probs,) = vae._run("decoder", {"z": ref.mu, "tokens": inputs})
+    token_lp = np.take_along_axis(log_probs, targets[..., None], 2)[..., 0]
+    ref_lp = np.take_along_axis(ref.log_probs, targets[..., None], 2)[..., 0]
+    lp_err = float(np.abs(token_lp - ref_lp)[ref.mask].max())
+    scores = vae.anomaly_score(ref.lines)
+    nll_rel = float(np.max(np.abs(scores - ref.neg_elbo) / np.abs(ref.neg_elbo)))
+    mean_rel = float(abs(scores.mean() - ref.neg_elbo.mean()) / abs(ref.neg_elbo.mean()))
+    greedy = vae.reconstruct(ref.lines)
+    agree = float(np.mean([a == b for a, b in zip(greedy, ref.greedy)]))
+    mu_err = float(np.abs(mu - ref.mu).max())
+    if fp32:
+        results += [_check(variant, "encoder mu max |diff|", mu_err, None),
+                    _check(variant, "per-token log-prob max |diff|", lp_err, FP32_LOGPROB_ATOL),
+                    _check(variant, "line NLL max relative change", nll_rel, FP32_NLL_RTOL),
+                    _check(variant, "greedy decodes equal to PyTorch", agree, 1.0, lower=True)]
+    else:
+        results += [_check(variant, "per-token log-prob max |diff|", lp_err, None),
+                    _check(variant, "mean line NLL relative change", mean_rel, tolerance),
+                    _check(variant, "greedy decodes equal to PyTorch", agree, GREEDY_AGREEMENT, lower=True)]
+    lines = [line for line, _ in results]
+    accuracy = {"encoder_mu_max_abs": mu_err, "token_logprob_max_abs": lp_err, "line_nll_max_rel": nll_rel, "mean_nll_rel": mean_rel,
+                "greedy_agreement": agree, "neg_elbo": float(scores.mean()), "lines": len(ref.lines), "passed": all(ok for _, ok in results)}
+    return vae, lines, accuracy["passed"], accuracy
+
+
+def write_text_bundle(out: Path, model: SentenceVAE, data: TextData, ckpt: dict, *, variants: tuple[str, ...], opset: int,
+                      tolerance: float, allow_degraded: bool, provenance: dict, quantiles: tuple[float, ...], qname) -> tuple[dict, list[str]]:
+    """Export, gate and calibrate into a temporary folder swapped into ``out`` only when every gate passes.
+
+    Returns:
+        (manifest, report lines).
+
+    Raises:
+        RuntimeError subclasses via the caller's ``ExportError``: raised as ``TextExportFailed`` with the report.
+    """
+    unknown = [v for v in variants if v != "int8"]
+    if unknown:
+        raise TextExportFailed(f"text bundles offer the int8 variant only (dynamic quantization), not {', '.join(unknown)}", [])
+    cfg = model.config
+    meta = {"vae_edge.schema": SCHEMA, "vae_edge.modality": "text", "vae_edge.latent_dim": cfg.latent_dim,
+            "vae_edge.vocabulary": json.dumps(data.vocab.describe(), ensure_ascii=False), "vae_edge.dataset": data.name}
+    ref = _Reference(model, data)
+    with atomic_directory(out) as tmp, _step():
+        entries: dict[str, dict] = {"fp32": {g: f"{g}.onnx" for g in GRAPHS} | {"method": "float32, as exported from PyTorch"}}
+        for name in GRAPHS:
+            export_text_graph(model, name, tmp / f"{name}.onnx", opset=opset, metadata={**meta, "vae_edge.graph": name})
+        if "int8" in variants:
+            for name in GRAPHS:
+                quantize(tmp / f"{name}.onnx", tmp / f"{name}.int8.onnx", config=INT8)
+                check_graph(tmp / f"{name}.int8.onnx")
+            entries["int8"] = {g: f"{g}.int8.onnx" for g in GRAPHS} | {
+                "method": INT8.describe(),
+                "quantized_ops": {g: quantized_ops(tmp / f"{g}.int8.onnx") for g in GRAPHS},
+            }
+        files = {f.name: {"sha256": sha256_file(f), "bytes": f.stat().st_size} for f in sorted(tmp.iterdir())}
+        manifest = {
+            "schema": SCHEMA,
+            "modality": "text",
+            "model": {"arch": "gru", "latent_dim": cfg.latent_dim, "likelihood": "categorical", "config": cfg.to_dict()},
+            "data": {"dataset": data.name, "kind": "text", "vocabulary": data.vocab.describe(),
+                     "units": "lines of UTF-8 text; the graphs see token ids (<pad> 0, <bos> 1, <eos> 2, <unk> 3, then vocabulary.chars)"},
+            "graphs": {name: {"inputs": list(GRAPHS[name][0]), "outputs": list(GRAPHS[name][1])} for name in GRAPHS},
+            "opset": opset,
+            "variants": entries,
+            "files": files,
+            "anomaly": {"score": "negative ELBO per line in nats at the posterior mean (reconstruction NLL + KL); per character: divided by characters + 1 (<eos>)",
+                        "calibration_split": "validation", "calibration_samples": len(data.val)},
+            "training": {k: v for k, v in (ckpt.get("metrics") or {}).items() if k not in ("epoch_seconds", "device")},
+            "provenance": provenance,
+        }
+        _write(tmp, manifest)
+        report, failed, degraded = [], [], []
+        for variant, entry in entries.items():
+            vae, lines, ok, accuracy = _gate(tmp, variant, ref, tolerance)
+            report += lines
+            entry["accuracy"] = accuracy
+            if not ok:
+                (failed if variant == "fp32" else degraded).append(variant)
+            val = vae.anomaly_score(data.val[:5000])
+            entry["anomaly_quantiles"] = {qname(q): float(np.quantile(val, q)) for q in quantiles}
+        manifest["accuracy_reference"] = {"description": "PyTorch on the test split: negative ELBO per line at z = mu, greedy decodes from mu",
+                                          "neg_elbo": float(ref.neg_elbo.mean()), "split": "test", "lines": len(ref.lines)}
+        if failed or (degraded and not allow_degraded):
+            hint = "" if failed else " (--allow-degraded writes it anyway, --tolerance sets the NLL limit)"
+            raise TextExportFailed(f"variant {', '.join(failed + degraded)} failed its accuracy gate{hint}", report)
+        _write(tmp, manifest)
+    return manifest, report
+
+
+@contextlib.contextmanager
+def _step():
+    """A failure inside torch.onnx, onnx or onnxruntime becomes one report line, not a traceback."""
+    try:
+        yield
+    except (TextExportFailed, OSError):
+        raise
+    except Exception as exc:  # these libraries raise many unrelated exception types  # noqa: BLE001
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise TextExportFailed(f"text export failed: {type(exc).__name__}: {first}", []) from exc
+
+
+class TextExportFailed(RuntimeError):
+    def __init__(self, message: str, report: list[str]):
+        super().__init__(message)
+        self.report = report
+
+
+def _write(folder: Path, manifest: dict) -> None:
+    from vae_edge.runtime.files import atomic_write_bytes
+
+    atomic_write_bytes(folder / "manifest.json", (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode())
