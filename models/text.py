@@ -133,8 +133,25 @@ class TextDecoder(nn.Module):
         """
         start = (token == BOS).unsqueeze(1)
         h = torch.where(start, self.initial_state(z), state)
-        out, h_next = self.gru(self._inputs(z, token.unsqueeze(1)), h.unsqueeze(0))
-        return self.out(out[:, 0]), h_next[0]
+        x = self.embedding(token)  # (B, E)
+        if self.latent:
+            x = torch.cat([x, z], dim=1)  # (B, E + Z)
+        h_next = gru_cell(self.gru, x, h)
+        return self.out(h_next), h_next
+
+
+def gru_cell(gru: nn.GRU, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """One step of the single-layer ``gru`` with its own weights (PyTorch's GRU equations): x (B, in),
+    h (B, H) -> h' (B, H). Spelled out rather than calling ``gru`` on a length-1 sequence so that the
+    step graph is three matrix products and element-wise ops, which dynamic int8 quantizes and which
+    onnxruntime runs with fewer nodes per character than a GRU node plus its layout ops."""
+    size = gru.hidden_size  # a Python int: constant slices in the graph, no Shape ops
+    gi = F.linear(x, gru.weight_ih_l0, gru.bias_ih_l0)  # (B, 3H): reset, update, new
+    gh = F.linear(h, gru.weight_hh_l0, gru.bias_hh_l0)
+    gates = torch.sigmoid(gi[:, : 2 * size] + gh[:, : 2 * size])
+    r, u = gates[:, :size], gates[:, size:]
+    n = torch.tanh(gi[:, 2 * size :] + r * gh[:, 2 * size :])
+    return n + u * (h - n)  # = (1 - u) * n + u * h
 
 
 class SentenceVAE(nn.Module):

@@ -17,8 +17,8 @@ import numpy as np
 import onnxruntime as ort
 
 from .bundle import MODALITY_GRAPHS, BundleError, graph_path, read_manifest, verify_files
-from .vae import MAX_STREAM_BATCH, MAX_THREADS, _check_providers, _quantile_name, _session_options
-from .vocab import BOS, PAD, TextError, Vocabulary, decode_bytes
+from .vae import MAX_STREAM_BATCH, MAX_THREADS, _check_providers, _direct_run, _quantile_name, _session_options
+from .vocab import BOS, EOS, PAD, TextError, Vocabulary, decode_bytes
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,9 @@ class TextVAE:
         self.hidden_dim = int(manifest["model"]["config"]["hidden_dim"])
         self.max_len = self.vocab.max_len
         self._options = ort.RunOptions()
+        # The generation loop calls decoder_step once per character: run() without its Python-side checks.
+        self._step = _direct_run(sessions["decoder_step"])
+        self._step_outputs = [o.name for o in sessions["decoder_step"].get_outputs()]
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, precision: str = "fp32", threads: int | None = None, providers: list | None = None,
@@ -221,34 +224,33 @@ class TextVAE:
         n = len(z)
         token = np.full(n, BOS, dtype=np.int64)
         state = np.zeros((n, self.hidden_dim), dtype=np.float32)
-        out = np.full((n, max_len), PAD, dtype=np.int64)
+        out = np.full((n, max_len), EOS, dtype=np.int64)
         done = np.zeros(n, dtype=bool)
-        eos = 2
+        step, names, options = self._step, self._step_outputs, self._options
         for t in range(max_len):
-            logits, state = self._run("decoder_step", {"z": z, "token": token, "state": state})
-            logits = logits.astype(np.float64)
-            logits[:, [PAD, BOS]] = -np.inf  # never generated: <pad> pads, <bos> only starts a line
+            logits, state = step(names, {"z": z, "token": token, "state": state}, options)
+            logits[:, : BOS + 1] = -np.inf  # <pad> (0) and <bos> (1) are never generated
             token = _pick(logits, temperature, top_k, rng)
-            out[:, t] = np.where(done, PAD, token)
-            done |= token == eos
+            out[:, t] = token
+            done |= token == EOS
             if done.all():
                 break
-        return [self.vocab.text(row[(row != PAD) & (row != eos)] if not (row == eos).any() else row[: int(np.argmax(row == eos))]) for row in out]
+        # A row goes on being generated after its <eos> while others have not ended: cut at the first.
+        ends = np.where((out == EOS).any(axis=1), (out == EOS).argmax(axis=1), max_len)
+        return [self.vocab.text(row[:end]) for row, end in zip(out, ends)]
 
     def __repr__(self) -> str:
         return f"TextVAE({str(self.path)!r}, precision={self.precision!r}, latent_dim={self.latent_dim}, vocabulary={len(self.vocab.chars)} characters)"
 
 
 def _pick(logits: np.ndarray, temperature: float, top_k: int | None, rng: np.random.Generator | None) -> np.ndarray:
-    """Next token per row: argmax at temperature 0, else a draw from softmax(logits / T) over the top k."""
+    """Next token per row: argmax at temperature 0, else a draw from softmax(logits / T) over the top k,
+    by the Gumbel-max trick (argmax of logits / T plus Gumbel noise is distributed as that softmax):
+    one uniform draw per vocabulary entry and a handful of numpy calls per step."""
     if temperature == 0 or rng is None:
         return logits.argmax(axis=1)
     if top_k is not None and top_k < logits.shape[1]:
         kth = np.partition(logits, -top_k, axis=1)[:, -top_k][:, None]
         logits = np.where(logits >= kth, logits, -np.inf)
-    scaled = logits / temperature
-    scaled -= scaled.max(axis=1, keepdims=True)
-    p = np.exp(scaled)
-    cdf = np.cumsum(p, axis=1)
-    u = rng.random(len(logits))[:, None] * cdf[:, -1:]
-    return np.minimum((cdf <= u).sum(axis=1), logits.shape[1] - 1).astype(np.int64)
+    gumbel = -np.log(-np.log(rng.random(logits.shape)))
+    return (logits.astype(np.float64) / temperature + gumbel).argmax(axis=1)

@@ -84,6 +84,21 @@ def decoder_inputs(tokens: torch.Tensor) -> torch.Tensor:
     return inputs.masked_fill(inputs == EOS, PAD)
 
 
+def drop_tokens(dec_in: torch.Tensor, rate: float, g: torch.Generator) -> torch.Tensor:
+    """Token dropout (Bowman et al., 2016): each decoder input character replaced by <unk> with
+    probability ``rate``; <bos> and padding stay. Whole tokens, not embedding elements, are dropped."""
+    if rate <= 0:
+        return dec_in
+    drop = (torch.rand(dec_in.shape, generator=g, device=dec_in.device) < rate) & (dec_in != PAD) & (dec_in != BOS)
+    return dec_in.masked_fill(drop, UNK)
+
+
+def kl_term(kl: torch.Tensor, free_bits: float) -> torch.Tensor:
+    """The KL to minimise, per line: with free bits, each dimension's batch-mean KL floored at
+    ``free_bits`` nats (Kingma et al., 2016), so no gradient pushes a dimension below the floor."""
+    return kl.mean(0).clamp(min=free_bits).sum() if free_bits > 0 else kl.sum(1).mean()
+
+
 def kl_per_dim(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """KL(q(z|x) || N(0, I)) per line and dimension (B, Z)."""
     return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)
@@ -93,10 +108,7 @@ def loss_terms(model: SentenceVAE, tokens, lengths, config: TextTrainConfig, bet
     """(loss, mean NLL per line, mean KL per line) of one training batch."""
     t = int(lengths.max())
     tokens = tokens[:, :t]
-    dec_in = decoder_inputs(tokens)
-    if config.token_dropout > 0:
-        drop = (torch.rand(dec_in.shape, generator=g, device=dec_in.device) < config.token_dropout) & (dec_in != PAD) & (dec_in != BOS)
-        dec_in = dec_in.masked_fill(drop, UNK)
+    dec_in = drop_tokens(decoder_inputs(tokens), config.token_dropout, g)
     if not model.config.latent:
         nll = model.line_nll(torch.zeros(len(tokens), model.config.latent_dim, device=tokens.device), dec_in, tokens)
         zero = nll.new_zeros(())
@@ -105,8 +117,7 @@ def loss_terms(model: SentenceVAE, tokens, lengths, config: TextTrainConfig, bet
     z = model.reparameterize(mu, logvar, g)
     nll = model.line_nll(z, dec_in, tokens)
     kl = kl_per_dim(mu, logvar)
-    kl_term = kl.mean(0).clamp(min=config.free_bits).sum() if config.free_bits > 0 else kl.sum(1).mean()
-    return nll.mean() + beta * kl_term, nll.detach().mean(), kl.detach().sum(1).mean()
+    return nll.mean() + beta * kl_term(kl, config.free_bits), nll.detach().mean(), kl.detach().sum(1).mean()
 
 
 def train_text(model_config: TextVAEConfig, data: TextData, config: TextTrainConfig, *, out: Path | None = None, side_outputs: bool = True) -> TextTrainResult:
