@@ -43,7 +43,9 @@ def train_pair(spec: str, args) -> dict:
         path = args.out / name / "model.pt"
         if args.reuse and path.is_file():  # a model this script trained before, with these settings
             ckpt = read_checkpoint(path)
-            same = {k: v for k, v in asdict(train_cfg).items() if k not in ("device", "quiet")}
+            # free bits and KL annealing act on the latent only: they do not change the no-latent model.
+            ignored = ("device", "quiet") if latent else ("device", "quiet", "free_bits", "kl_warmup")
+            same = {k: v for k, v in asdict(train_cfg).items() if k not in ignored}
             if ckpt["config"] != cfg.to_dict() or any(ckpt["train_state"]["train_config"].get(k) != v for k, v in same.items()):
                 raise SystemExit(f"{path}: trained with other settings; drop --reuse or the file")
             metrics = ckpt["metrics"]

@@ -26,27 +26,27 @@ import torch
 from torch import nn
 
 from vae_edge.models.text import SentenceVAE
-from vae_edge.runtime.bundle import SCHEMA
-from vae_edge.runtime.files import atomic_directory, sha256_file
+from vae_edge.runtime import contract
 from vae_edge.runtime.text import TextVAE
 from vae_edge.trainer.textdata import TextData
 from vae_edge.trainer.textloop import decoder_inputs, encode_split
 
+from . import manifest as manifests
+from . import thresholds
+from .destination import staging
+from .errors import ExportError, step
 from .graphs import check_graph, set_metadata, strip_node_metadata
 from .quantize import INT8, quantize
 from .validate import LABEL
 
+MAX_CALIBRATION_LINES = 5000  # validation lines for the anomaly quantiles
 MAX_GATE_LINES = 500  # test lines for the parity gates; greedy decoding is the slow part
 GREEDY_AGREEMENT = 0.9  # int8: share of greedy decodes that must equal PyTorch's
 FP32_LOGPROB_ATOL = 1e-4
 FP32_NLL_RTOL = 1e-4
 LOOP_OPS = {"Loop", "Scan", "If"}
 
-GRAPHS = {
-    "encoder": (("tokens", "lengths"), ("mu", "logvar"), {"tokens": {0: "batch", 1: "length"}, "lengths": {0: "batch"}, "mu": {0: "batch"}, "logvar": {0: "batch"}}),
-    "decoder": (("z", "tokens"), ("log_probs",), {"z": {0: "batch"}, "tokens": {0: "batch", 1: "length"}, "log_probs": {0: "batch", 1: "length"}}),
-    "decoder_step": (("z", "token", "state"), ("logits", "next_state"), {"z": {0: "batch"}, "token": {0: "batch"}, "state": {0: "batch"}, "logits": {0: "batch"}, "next_state": {0: "batch"}}),
-}
+SPECS = contract.graphs_for("text")
 
 
 class _Step(nn.Module):
@@ -66,26 +66,26 @@ def _examples(model: SentenceVAE) -> dict[str, tuple]:
             "decoder_step": (z, torch.tensor([1, 5]), torch.zeros(2, c.hidden_dim))}
 
 
-def export_text_graph(model: SentenceVAE, name: str, path: Path, *, opset: int, metadata: dict) -> onnx.ModelProto:
+def export_text_graph(model: SentenceVAE, spec: contract.GraphSpec, path: Path, *, opset: int, metadata: dict) -> onnx.ModelProto:
     """Export one graph with the TorchScript exporter and check that no loop entered it.
 
     Why not dynamo, as the image graphs: on this GRU model the TorchScript exporter writes the same
     ONNX GRU node in a fraction of the time (docs/text.md), and the model has no control flow it could miss.
     """
+    name, inputs, outputs = spec.name, spec.inputs, spec.outputs
     module = {"encoder": model.encoder, "decoder": model.decoder, "decoder_step": _Step(model)}[name].eval()
-    inputs, outputs, axes = GRAPHS[name]
     buffer = io.BytesIO()
     with torch.no_grad(), warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
         torch.onnx.export(module, _examples(model)[name], buffer, dynamo=False, input_names=list(inputs), output_names=list(outputs),
-                          dynamic_axes=axes, opset_version=opset, do_constant_folding=True)
+                          dynamic_axes=spec.dynamic_axes, opset_version=opset, do_constant_folding=True)
     proto = onnx.load_from_string(buffer.getvalue())
     loops = sorted({n.op_type for n in proto.graph.node} & LOOP_OPS)
     if loops:
         raise RuntimeError(f"the {name} graph holds {', '.join(loops)}: no loop may enter a graph")
     strip_node_metadata(proto)
     proto.producer_name = "vae-edge"
-    proto.doc_string = proto.graph.doc_string = f"sentence VAE {name}: {', '.join(inputs)} -> {', '.join(outputs)}"
+    proto.doc_string = proto.graph.doc_string = spec.doc
     set_metadata(proto, metadata)
     onnx.save_model(proto, str(path))
     check_graph(path)
@@ -155,89 +155,71 @@ def _gate(tmp: Path, variant: str, ref: _Reference, tolerance: float) -> tuple[T
     return vae, lines, accuracy["passed"], accuracy
 
 
-def write_text_bundle(out: Path, model: SentenceVAE, data: TextData, ckpt: dict, *, variants: tuple[str, ...], opset: int,
-                      tolerance: float, allow_degraded: bool, provenance: dict, quantiles: tuple[float, ...], qname) -> tuple[dict, list[str]]:
-    """Export, gate and calibrate into a temporary folder swapped into ``out`` only when every gate passes.
+def write_text_bundle(out: Path, model: SentenceVAE, data: TextData, ckpt: dict, model_path: Path, options) -> tuple[dict, list[str]]:
+    """Export, gate and calibrate into a staging folder that replaces ``out`` only when every gate passes.
+
+    Args:
+        options: the export's ExportOptions (variants, opset, tolerance, allow_degraded).
 
     Returns:
         (manifest, report lines).
 
     Raises:
-        RuntimeError subclasses via the caller's ``ExportError``: raised as ``TextExportFailed`` with the report.
+        ExportError: a variant other than int8 asked for, a graph failing its checks, or a missed gate
+            (with the report); ``out`` untouched.
     """
-    unknown = [v for v in variants if v != "int8"]
+    unknown = [v for v in options.variants if v != "int8"]
     if unknown:
-        raise TextExportFailed(f"text bundles offer the int8 variant only (dynamic quantization), not {', '.join(unknown)}", [])
+        raise ExportError(f"text bundles offer the int8 variant only (dynamic quantization), not {', '.join(unknown)}")
     cfg = model.config
-    meta = {"vae_edge.schema": SCHEMA, "vae_edge.modality": "text", "vae_edge.latent_dim": cfg.latent_dim,
-            "vae_edge.vocabulary": json.dumps(data.vocab.describe(), ensure_ascii=False), "vae_edge.dataset": data.name}
+    meta = {contract.META_SCHEMA: contract.SCHEMA, contract.META_LATENT_DIM: str(cfg.latent_dim), contract.META_DATASET: data.name,
+            "vae_edge.kind": "text", "vae_edge.vocabulary": json.dumps(data.vocab.describe(), ensure_ascii=False)}
     ref = _Reference(model, data)
-    with atomic_directory(out) as tmp, _step():
-        entries: dict[str, dict] = {"fp32": {g: f"{g}.onnx" for g in GRAPHS} | {"method": "float32, as exported from PyTorch"}}
-        for name in GRAPHS:
-            export_text_graph(model, name, tmp / f"{name}.onnx", opset=opset, metadata={**meta, "vae_edge.graph": name})
-        if "int8" in variants:
-            for name in GRAPHS:
-                quantize(tmp / f"{name}.onnx", tmp / f"{name}.int8.onnx", config=INT8)
-                check_graph(tmp / f"{name}.int8.onnx")
-            entries["int8"] = {g: f"{g}.int8.onnx" for g in GRAPHS} | {
-                "method": INT8.describe(),
-                "quantized_ops": {g: quantized_ops(tmp / f"{g}.int8.onnx") for g in GRAPHS},
-            }
-        files = {f.name: {"sha256": sha256_file(f), "bytes": f.stat().st_size} for f in sorted(tmp.iterdir())}
+    base = contract.BASE_VARIANT
+    with staging(out) as tmp:
+        entries: dict[str, dict] = {base: {**contract.variant_files(SPECS, base), "method": "float32, as exported from PyTorch"}}
+        for spec in SPECS:
+            with step(f"exporting the text {spec.name} graph (opset {options.opset})"):
+                export_text_graph(model, spec, tmp / spec.filename(), opset=options.opset, metadata=meta)
+        if "int8" in options.variants:
+            for spec in SPECS:
+                with step(f"quantizing {spec.filename()} to int8"):
+                    quantize(tmp / spec.filename(), tmp / spec.filename("int8"), config=INT8)
+                    check_graph(tmp / spec.filename("int8"))
+            entries["int8"] = {**contract.variant_files(SPECS, "int8"), "method": INT8.describe(),
+                               "quantized_ops": {spec.name: quantized_ops(tmp / spec.filename("int8")) for spec in SPECS}}
+        files = contract.files_section(tmp)
+        sizes = contract.text_sizes(cfg.latent_dim, cfg.hidden_dim, cfg.vocab_size)
         manifest = {
-            "schema": SCHEMA,
-            "modality": "text",
+            "schema": contract.SCHEMA,
             "model": {"arch": "gru", "latent_dim": cfg.latent_dim, "likelihood": "categorical", "config": cfg.to_dict()},
             "data": {"dataset": data.name, "kind": "text", "vocabulary": data.vocab.describe(),
                      "units": "lines of UTF-8 text; the graphs see token ids (<pad> 0, <bos> 1, <eos> 2, <unk> 3, then vocabulary.chars)"},
-            "graphs": {name: {"inputs": list(GRAPHS[name][0]), "outputs": list(GRAPHS[name][1])} for name in GRAPHS},
-            "opset": opset,
+            "graphs": {spec.name: spec.shapes(sizes) for spec in SPECS},
+            "opset": options.opset,
             "variants": entries,
             "files": files,
+            "latency": {"measured": False, "why": "text bundles are not timed at export; bench/text.py measures generation"},
             "anomaly": {"score": "negative ELBO per line in nats at the posterior mean (reconstruction NLL + KL); per character: divided by characters + 1 (<eos>)",
-                        "calibration_split": "validation", "calibration_samples": len(data.val)},
+                        "calibration_split": thresholds.SPLIT, "calibration_samples": len(data.val)},
             "training": {k: v for k, v in (ckpt.get("metrics") or {}).items() if k not in ("epoch_seconds", "device")},
-            "provenance": provenance,
+            "provenance": manifests.provenance(model_path, ckpt),
         }
-        _write(tmp, manifest)
+        manifests.write(tmp, manifest)
         report, failed, degraded = [], [], []
         for variant, entry in entries.items():
-            vae, lines, ok, accuracy = _gate(tmp, variant, ref, tolerance)
-            report += lines
-            entry["accuracy"] = accuracy
-            if not ok:
-                (failed if variant == "fp32" else degraded).append(variant)
-            val = vae.anomaly_score(data.val[:5000])
-            entry["anomaly_quantiles"] = {qname(q): float(np.quantile(val, q)) for q in quantiles}
+            with step(f"gating the text {variant} graphs"):
+                vae, lines, ok, accuracy = _gate(tmp, variant, ref, options.tolerance)
+                report += lines
+                entry["accuracy"] = accuracy
+                if not ok:
+                    (failed if variant == base else degraded).append(variant)
+                val = vae.anomaly_score(data.val[:MAX_CALIBRATION_LINES])
+                entry["anomaly_quantiles"] = {contract.quantile_name(q): float(np.quantile(val, q)) for q in thresholds.QUANTILES}
         manifest["accuracy_reference"] = {"description": "PyTorch on the test split: negative ELBO per line at z = mu, greedy decodes from mu",
                                           "neg_elbo": float(ref.neg_elbo.mean()), "split": "test", "lines": len(ref.lines)}
-        if failed or (degraded and not allow_degraded):
+        if failed or (degraded and not options.allow_degraded):
             hint = "" if failed else " (--allow-degraded writes it anyway, --tolerance sets the NLL limit)"
-            raise TextExportFailed(f"variant {', '.join(failed + degraded)} failed its accuracy gate{hint}", report)
-        _write(tmp, manifest)
+            raise ExportError(f"variant {', '.join(failed + degraded)} failed its accuracy gate{hint}", report)
+        manifests.write(tmp, manifest)
     return manifest, report
-
-
-@contextlib.contextmanager
-def _step():
-    """A failure inside torch.onnx, onnx or onnxruntime becomes one report line, not a traceback."""
-    try:
-        yield
-    except (TextExportFailed, OSError):
-        raise
-    except Exception as exc:  # these libraries raise many unrelated exception types  # noqa: BLE001
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise TextExportFailed(f"text export failed: {type(exc).__name__}: {first}", []) from exc
-
-
-class TextExportFailed(RuntimeError):
-    def __init__(self, message: str, report: list[str]):
-        super().__init__(message)
-        self.report = report
-
-
-def _write(folder: Path, manifest: dict) -> None:
-    from vae_edge.runtime.files import atomic_write_bytes
-
-    atomic_write_bytes(folder / "manifest.json", (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode())

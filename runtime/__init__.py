@@ -3,22 +3,40 @@
 Needs numpy and onnxruntime only; never imports torch, onnx or pillow at import time.
 """
 
-from .bundle import SCHEMA, BundleError, default_bundle_path, read_manifest, verify_files
+from __future__ import annotations
+
+import os
+
+from .bundle import BundleError, default_bundle_path, read_manifest, verify_files
+from . import contract
+from .contract import SCHEMA
+from .streaming import RowError
 from .text import TextVAE
-from .vae import RowError, VAE
+from .vae import VAE
 
-__all__ = ["SCHEMA", "VAE", "BundleError", "RowError", "TextVAE", "default_bundle_path", "load", "read_manifest", "verify_files"]
+# The object each modality's bundle loads as (its data.kind in the manifest); a new modality adds its
+# class here and its graphs in contract.MODALITIES.
+API_BY_KIND: dict[str, type] = {"image": VAE, "vector": VAE, "sequence": VAE, "text": TextVAE}
 
 
-def load(path=None, **options):
-    """Open any bundle and return its modality's object: :class:`TextVAE` for a text bundle, :class:`VAE`
-    for image, vector and sequence bundles (``path`` None: the default bundle). ``options`` are those of
-    the class's ``load``.
+def load(path: str | os.PathLike | None = None, **options) -> VAE | TextVAE:
+    """Open any bundle as its modality's object: :class:`VAE` (image, vector, sequence) or :class:`TextVAE`.
+
+    Args:
+        path: bundle folder; ``None`` for the default bundle shipped in the package.
+        options: as the class's ``load`` (``VAE.load``: precision, threads, providers, optimization,
+            save_optimized, format; ``TextVAE.load``: precision, threads, providers, optimization).
 
     Raises:
-        BundleError: missing, tampered or unreadable bundle.
+        BundleError: missing, tampered or unreadable bundle, or a data kind this runtime does not know.
+        ValueError: as ``VAE.load``.
     """
-    root = default_bundle_path() if path is None else path
-    if read_manifest(root).get("modality") == "text":
-        return TextVAE.load(root, **options)
-    return VAE.load(path, **options)
+    root = path if path is not None else default_bundle_path()
+    manifest = read_manifest(root)
+    kind = manifest["data"].get("kind", contract.DEFAULT_KIND)
+    if kind not in API_BY_KIND:
+        raise BundleError(f"{root}: data kind {kind!r} is not one this runtime knows ({', '.join(API_BY_KIND)})")
+    return API_BY_KIND[kind].load(root, **options)
+
+
+__all__ = ["SCHEMA", "VAE", "BundleError", "RowError", "TextVAE", "default_bundle_path", "load", "read_manifest", "verify_files"]

@@ -7,6 +7,7 @@ arrays of samples stand there.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Iterable, Iterator
@@ -14,15 +15,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 
-from .bundle import MODALITY_GRAPHS, BundleError, graph_path, read_manifest, verify_files
-from .vae import MAX_STREAM_BATCH, MAX_THREADS, _check_providers, _direct_run, _quantile_name, _session_options
+from . import contract
+from .bundle import BundleError, read_manifest
+from .sessions import Graph, open_graphs
+from .streaming import MAX_STREAM_BATCH
 from .vocab import BOS, EOS, PAD, TextError, Vocabulary, decode_bytes
 
 log = logging.getLogger(__name__)
 
-TEXT_GRAPHS = MODALITY_GRAPHS["text"]
+SPECS = contract.graphs_for("text")
 MAX_SAMPLES = 100_000  # lines per sample() call; a typo such as 10**9 would run for days
 
 
@@ -37,19 +39,19 @@ class LineReport:
 class TextVAE:
     """Sample, reconstruct, encode, interpolate and score lines of text with an exported text bundle."""
 
-    def __init__(self, path: Path, manifest: dict, precision: str, sessions: dict[str, ort.InferenceSession]):
+    def __init__(self, path: Path, manifest: dict, precision: str, graphs: dict[str, Graph]):
         self.path = path
         self.manifest = manifest
         self.precision = precision
-        self._s = sessions
+        self._graphs = graphs
         self.vocab = Vocabulary.from_description(manifest["data"]["vocabulary"])
         self.latent_dim = int(manifest["model"]["latent_dim"])
         self.hidden_dim = int(manifest["model"]["config"]["hidden_dim"])
         self.max_len = self.vocab.max_len
-        self._options = ort.RunOptions()
-        # The generation loop calls decoder_step once per character: run() without its Python-side checks.
-        self._step = _direct_run(sessions["decoder_step"])
-        self._step_outputs = [o.name for o in sessions["decoder_step"].get_outputs()]
+        # The generation loop calls decoder_step once per character: its bare run, without Graph.run's
+        # error wrapping (inputs are made here, not given by the caller).
+        step = graphs["decoder_step"]
+        self._step, self._step_outputs, self._options = step._run, step.outputs, step._options
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, precision: str = "fp32", threads: int | None = None, providers: list | None = None,
@@ -62,31 +64,19 @@ class TextVAE:
         """
         root = Path(path)
         manifest = read_manifest(root)
-        if manifest.get("modality") != "text":
-            raise BundleError(f"{root}: not a text bundle (modality {manifest.get('modality', 'image')!r}); open it with vae_edge.runtime.load")
+        if manifest["data"].get("kind") != "text":
+            raise BundleError(f"{root}: not a text bundle (data kind {manifest['data'].get('kind', contract.DEFAULT_KIND)!r}); open it with vae_edge.runtime.load")
         if not isinstance(precision, str) or precision not in manifest["variants"]:
             raise ValueError(f"precision {precision!r} is not in this bundle; it has {', '.join(manifest['variants'])}")
-        if threads is not None and not (isinstance(threads, int) and 1 <= threads <= MAX_THREADS):
-            raise ValueError(f"threads must be an integer in 1..{MAX_THREADS}, got {threads!r}")
-        paths = {g: graph_path(root, manifest, precision, g) for g in TEXT_GRAPHS}
-        verified = verify_files(root, manifest, keep=tuple(p.name for p in paths.values()))
-        providers = _check_providers(providers)
-        sessions = {}
-        for graph, gp in paths.items():
-            try:
-                sessions[graph] = ort.InferenceSession(verified[gp.name], sess_options=_session_options(threads, optimization), providers=providers)
-            except Exception as exc:  # onnxruntime raises its own exception types  # noqa: BLE001
-                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-                raise BundleError(f"{gp}: onnxruntime cannot load it ({first})") from None
+        graphs = open_graphs(root, manifest, precision, SPECS, threads=threads, providers=providers, optimization=optimization, check=_check_text_graphs)
         try:
-            vae = cls(root, manifest, precision, sessions)
+            return cls(root, manifest, precision, graphs)
         except TextError as exc:
             raise BundleError(f"{root}: {exc}") from None
-        return vae
 
     # ---------------------------------------------------------------- graphs
     def _run(self, graph: str, feed: dict) -> list[np.ndarray]:
-        return self._s[graph].run(None, feed, self._options)
+        return self._graphs[graph].run(feed)
 
     def _lines(self, lines: object) -> list[str]:
         if isinstance(lines, str):
@@ -166,7 +156,9 @@ class TextVAE:
     def threshold(self, quantile: float | str = 0.99) -> float:
         """The anomaly score (nats per line) at ``quantile`` of the validation split, calibrated at export."""
         stored = self.manifest["variants"][self.precision].get("anomaly_quantiles") or {}
-        return float(stored[_quantile_name(quantile, stored)])
+        if not stored:
+            raise ValueError(f"{self.path}: variant {self.precision!r} has no anomaly calibration; re-export the model")
+        return float(stored[contract.find_quantile(quantile, stored)])
 
     def is_anomaly(self, lines: Iterable[str], quantile: float | str = 0.99) -> np.ndarray:
         """Whether each line scores above :meth:`threshold`."""
@@ -241,6 +233,28 @@ class TextVAE:
 
     def __repr__(self) -> str:
         return f"TextVAE({str(self.path)!r}, precision={self.precision!r}, latent_dim={self.latent_dim}, vocabulary={len(self.vocab.chars)} characters)"
+
+
+def _check_text_graphs(root: Path, manifest: dict, precision: str, graphs: dict[str, Graph]) -> None:
+    """Each graph takes and gives what the contract's text specs say for this manifest's sizes, and
+    carries the manifest's latent size and vocabulary in its metadata (which its sha256 covers).
+
+    Raises:
+        BundleError: naming the graph and what disagrees.
+    """
+    cfg, vocab = manifest["model"]["config"], manifest["data"]["vocabulary"]
+    sizes = contract.text_sizes(cfg["latent_dim"], cfg["hidden_dim"], 4 + len(vocab["chars"]))
+    for name, graph in graphs.items():
+        path = root / manifest["variants"][precision][name]
+        ins, outs = ([list(a.shape[1:]) for a in args] for args in (graph.session.get_inputs(), graph.session.get_outputs()))
+        want_in, want_out = graph.spec.per_sample(sizes)
+        if ins != want_in or outs != want_out:
+            raise BundleError(f"{path}: takes {ins} and gives {outs} (per sample), the manifest's {name} should take {want_in} and give {want_out}")
+        meta = graph.session.get_modelmeta().custom_metadata_map
+        if meta.get(contract.META_LATENT_DIM, str(cfg["latent_dim"])) != str(cfg["latent_dim"]):
+            raise BundleError(f"{path}: carries latent_dim {meta[contract.META_LATENT_DIM]}, the manifest says {cfg['latent_dim']}")
+        if "vae_edge.vocabulary" in meta and json.loads(meta["vae_edge.vocabulary"]).get("chars") != vocab["chars"]:
+            raise BundleError(f"{path}: was exported with another vocabulary than the manifest lists")
 
 
 def _pick(logits: np.ndarray, temperature: float, top_k: int | None, rng: np.random.Generator | None) -> np.ndarray:

@@ -22,7 +22,7 @@ def is_text_bundle(bundle: Path | None) -> bool:
     if bundle is None:
         return False
     try:
-        return read_manifest(bundle).get("modality") == "text"
+        return read_manifest(bundle)["data"].get("kind") == "text"
     except ValueError:
         return False
 

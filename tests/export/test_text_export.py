@@ -13,7 +13,7 @@ from vae_edge.export.bundle import ExportError, ExportOptions, export_bundle
 
 def test_manifest_declares_the_text_graphs_and_vocabulary(text_bundle):
     m = json.loads((text_bundle / "manifest.json").read_text())
-    assert m["modality"] == "text"
+    assert m["data"]["kind"] == "text"
     assert set(m["variants"]) == {"fp32", "int8"}
     for variant in m["variants"].values():
         assert {variant[g] for g in ("encoder", "decoder", "decoder_step")} <= set(m["files"])
