@@ -463,6 +463,8 @@ def bench(bundle, variants, batches, threads, quick, json_out):
     """Latency and throughput of encode and decode per variant and batch size, on this device."""
     from .benchmark import FULL, QUICK, bench_bundle, format_seconds
 
+    if textcli.is_text_bundle(bundle):
+        raise click.UsageError("bench times encode and decode of image/vector bundles; for text, bench/text.py measures generation")
     if json_out is not None:  # refused before minutes of timing, not after
         _check_outputs(VAE.load(bundle, precision=variants[0] if variants else "fp32", threads=1), (), (json_out,))
     result = bench_bundle(bundle, variants=variants or None, batch_sizes=batches, threads=threads, effort=QUICK if quick else FULL)

@@ -94,3 +94,12 @@ def test_bad_sampling_options_refused(vae):
     for kwargs in ({"temperature": -1}, {"top_k": 0}, {"max_len": 10_000}):
         with pytest.raises(ValueError):
             vae.sample(2, seed=0, **kwargs)
+
+
+def test_the_image_api_refuses_a_text_bundle(text_bundle):
+    from vae_edge.runtime import BundleError, default_bundle_path
+
+    with pytest.raises(BundleError, match="text bundle"):
+        VAE.load(text_bundle)
+    with pytest.raises(BundleError, match="not a text bundle"):
+        TextVAE.load(default_bundle_path())
