@@ -25,6 +25,9 @@ from .vocab import BOS, EOS, PAD, TextError, Vocabulary, decode_bytes
 log = logging.getLogger(__name__)
 
 SPECS = contract.graphs_for("text")
+# Lines per graph call: the decoder's log-probabilities are lines x length x vocabulary floats, so a
+# file of a million lines is scored in pieces of bounded memory.
+CHUNK = 256
 MAX_SAMPLES = 100_000  # lines per sample() call; a typo such as 10**9 would run for days
 
 
@@ -108,8 +111,9 @@ class TextVAE:
         Raises:
             TextError (ValueError): a line that is not a string, empty, or longer than the model's limit.
         """
-        _, _, mu, logvar = self._encode_lines(self._lines(lines))
-        return mu, logvar
+        lines = self._lines(lines)
+        parts = [self._encode_lines(lines[i : i + CHUNK])[2:] for i in range(0, len(lines), CHUNK)]
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
     def decode(self, z: object, *, temperature: float = 0.0, top_k: int | None = None, seed: int | None = 0, max_len: int | None = None) -> list[str]:
         """Latent codes (n, latent) -> lines; greedy at ``temperature`` 0 (the default)."""
@@ -149,8 +153,13 @@ class TextVAE:
         with ``per="char"`` (the line's <eos> counts as one). Deterministic."""
         if per not in ("line", "char"):
             raise ValueError(f"per must be 'line' or 'char', got {per!r}")
-        tokens, lengths, mu, logvar = self._encode_lines(self._lines(lines))
-        score = self._line_nll(mu, tokens) + 0.5 * (mu.astype(np.float64) ** 2 + np.exp(logvar.astype(np.float64)) - 1.0 - logvar).sum(axis=1)
+        lines = self._lines(lines)
+        return np.concatenate([self._score(lines[i : i + CHUNK], per) for i in range(0, len(lines), CHUNK)])
+
+    def _score(self, lines: list[str], per: str) -> np.ndarray:
+        tokens, lengths, mu, logvar = self._encode_lines(lines)
+        kl = 0.5 * (mu.astype(np.float64) ** 2 + np.exp(logvar.astype(np.float64)) - 1.0 - logvar).sum(axis=1)
+        score = self._line_nll(mu, tokens) + kl
         return score if per == "line" else score / lengths
 
     def threshold(self, quantile: float | str = 0.99) -> float:
@@ -207,12 +216,15 @@ class TextVAE:
         return int(max_len)
 
     def _generate(self, z: np.ndarray, temperature: float, top_k: int | None, rng: np.random.Generator | None, max_len: int) -> list[str]:
-        """One decoder_step call per character for the whole batch; lines stop at <eos> or max_len."""
+        """One decoder_step call per character for each chunk of lines; lines stop at <eos> or max_len."""
         if not (isinstance(temperature, (int, float)) and np.isfinite(temperature) and temperature >= 0):
             raise ValueError(f"temperature must be a finite number >= 0, got {temperature!r}")
         vocab_size = self.vocab.size
         if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or not 1 <= top_k <= vocab_size):
             raise ValueError(f"top_k must be an integer in 1..{vocab_size}, got {top_k!r}")
+        return [line for i in range(0, len(z), CHUNK) for line in self._generate_chunk(z[i : i + CHUNK], temperature, top_k, rng, max_len)]
+
+    def _generate_chunk(self, z: np.ndarray, temperature: float, top_k: int | None, rng: np.random.Generator | None, max_len: int) -> list[str]:
         n = len(z)
         token = np.full(n, BOS, dtype=np.int64)
         state = np.zeros((n, self.hidden_dim), dtype=np.float32)
