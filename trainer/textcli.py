@@ -10,7 +10,7 @@ import click
 # vae-train options that mean nothing for a text model: refused when given, not silently ignored.
 NOT_FOR_TEXT = ("size", "channels", "decoder_style", "likelihood", "gaussian_std", "patience", "resume")
 DEFAULT_LATENT = 16
-DEFAULT_HIDDEN = 256
+DEFAULT_HIDDEN = 128
 
 
 def train_text_command(o: dict, given: set[str], out: Path, beside_file: bool) -> None:
@@ -45,7 +45,7 @@ def train_text_command(o: dict, given: set[str], out: Path, beside_file: bool) -
         )
         config = TextTrainConfig(
             epochs=o["epochs"] if "epochs" in given else 20, batch_size=o["batch_size"], lr=o["lr"], beta=o["beta"],
-            kl_warmup=o["kl_warmup"] if "kl_warmup" in given else 5.0, token_dropout=o["token_dropout"], free_bits=o["free_bits"],
+            kl_warmup=o["kl_warmup"] if "kl_warmup" in given else 3.0, token_dropout=o["token_dropout"], free_bits=o["free_bits"],
             seed=o["seed"], device=o["device"], iw_samples=o["iw_samples"] if "iw_samples" in given else 100, quiet=o["quiet"],
         )
         result = train_text(model_config, data, config, out=out, side_outputs=beside_file)

@@ -42,11 +42,11 @@ class TextTrainConfig:
     lr: float = 1e-3
     beta: float = 1.0
     # KL weight ramps linearly from 0 to beta over this many epochs (Bowman et al.'s annealing).
-    kl_warmup: float = 5.0
+    kl_warmup: float = 3.0
     # Share of decoder input characters replaced by <unk> (Bowman et al.'s word dropout, per character).
-    token_dropout: float = 0.25
+    token_dropout: float = 0.1
     # Free bits per latent dimension, nats (0: plain KL).
-    free_bits: float = 0.1
+    free_bits: float = 0.15
     seed: int = 0
     device: str = "cpu"
     iw_samples: int = 100
