@@ -330,21 +330,9 @@ def decode(paths, precision, fmt, threads, out, grid):
 def score(paths, precision, fmt, threads, out, samples, seed, stream, batch_size, per_char):
     """Anomaly scores of INPUT: negative ELBO per sample in nats (higher = less like the training data).
     Text: INPUT is a UTF-8 file, one score per line; --stream scores lines as they arrive (a log)."""
-    bundle_arg = paths[0] if len(paths) == 2 or (len(paths) == 1 and Path(paths[0]).is_dir()) else None
-    if textcli.is_text_bundle(bundle_arg):
+    if textcli.is_text_bundle(textcli.bundle_of(paths)):
         textcli.refuse(format=fmt, samples=samples)
-        bundle, src = (paths[0], None) if len(paths) == 1 else _split(paths, "INPUT.txt|-")
-        if src is None and not stream:
-            raise click.UsageError("expected BUNDLE INPUT.txt (or --stream to read standard input)")
-        vae = textcli.load(bundle, precision, threads)
-        if stream:
-            if out is not None:
-                raise click.UsageError("--stream prints one score per line; use it without --out (or redirect the output)")
-            return textcli.score_stream(vae, None if src is None or str(src) == "-" else src, batch_size, per_char)
-        if str(src) == "-":
-            raise click.UsageError("INPUT '-' (standard input) is read with --stream only")
-        _check_outputs(vae, (src,), (out,))
-        return textcli.score(vae, src, out, per_char)
+        return textcli.score_command(paths, precision, threads, out, stream, batch_size, per_char, check_outputs=_check_outputs)
     textcli.refuse(per_char=per_char)
     if stream:
         _score_stream(paths, precision, fmt, threads, out, samples, batch_size)

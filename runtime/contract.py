@@ -39,7 +39,8 @@ class GraphSpec:
     """One graph of a bundle: its tensors and their per-sample dimensions.
 
     ``dims`` maps each input and output name to its dimensions after the batch axis, as symbols:
-    "shape" (the sample shape, spread) or "latent" (the latent size). The writer exports with these
+    "shape" (the sample shape, spread) or "latent" (the latent size); text graphs use "length" (a
+    dynamic axis), "hidden" and "vocab" (see :func:`text_sizes`). The writer exports with these
     names and dynamic axes and records ``shapes()`` in the manifest; the reader checks a loaded graph
     against ``per_sample()``.
     """

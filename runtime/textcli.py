@@ -38,6 +38,30 @@ def refuse(**options) -> None:
             raise click.UsageError(f"--{name.replace('_', '-')} does not apply to a text bundle")
 
 
+def bundle_of(paths: tuple[Path, ...]) -> Path | None:
+    """The BUNDLE of ``score``'s ``[BUNDLE] [INPUT]``: the first of two paths, or a lone folder."""
+    if len(paths) == 2 or (len(paths) == 1 and Path(paths[0]).is_dir()):
+        return Path(paths[0])
+    return None
+
+
+def score_command(paths: tuple[Path, ...], precision: str, threads: int | None, out: Path | None, stream: bool, batch_size: int,
+                  per_char: bool, *, check_outputs) -> None:
+    """vae-run score on a text bundle: BUNDLE INPUT.txt, or BUNDLE [INPUT.txt|-] --stream."""
+    bundle, src = Path(paths[0]), (Path(paths[1]) if len(paths) == 2 else None)
+    if src is None and not stream:
+        raise click.UsageError("expected BUNDLE INPUT.txt (or --stream to read standard input)")
+    vae = load(bundle, precision, threads)
+    if stream:
+        if out is not None:
+            raise click.UsageError("--stream prints one score per line; use it without --out (or redirect the output)")
+        return score_stream(vae, None if src is None or str(src) == "-" else src, batch_size, per_char)
+    if str(src) == "-":
+        raise click.UsageError("INPUT '-' (standard input) is read with --stream only")
+    check_outputs(vae, (src,), (out,))
+    score(vae, src, out, per_char)
+
+
 def lines_of(path: Path, vae: TextVAE) -> list[str]:
     """The lines of a UTF-8 file (blank lines skipped and counted on stderr); a line over the model's
     limit, binary content or invalid UTF-8 is an error naming the line."""
