@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vae_edge.models.checkpoint import make_checkpoint, save_checkpoint
 from vae_edge.models.text import BOS, EOS, PAD, UNK, SentenceVAE, TextVAEConfig, build_text_model
 from vae_edge.runtime.vocab import Vocabulary
 
-from .checkpoint import make_checkpoint, save_checkpoint
 from .curves import output_paths, write_loss_curve, write_metrics
 from .loop import TrainingError, resolve_device
 from .textdata import TextData
