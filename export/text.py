@@ -192,7 +192,7 @@ def write_text_bundle(out: Path, model: SentenceVAE, data: TextData, ckpt: dict,
         sizes = contract.text_sizes(cfg.latent_dim, cfg.hidden_dim, cfg.vocab_size)
         manifest = {
             "schema": contract.SCHEMA,
-            "model": {"arch": "gru", "latent_dim": cfg.latent_dim, "likelihood": "categorical", "config": cfg.to_dict()},
+            "model": {"arch": cfg.arch, "latent_dim": cfg.latent_dim, "likelihood": "categorical", "config": cfg.to_dict()},
             "data": {"dataset": data.name, "kind": "text", "vocabulary": data.vocab.describe(),
                      "units": "lines of UTF-8 text; the graphs see token ids (<pad> 0, <bos> 1, <eos> 2, <unk> 3, then vocabulary.chars)"},
             "graphs": {spec.name: spec.shapes(sizes) for spec in SPECS},

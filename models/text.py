@@ -20,6 +20,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .config import TEXT_ARCHS
+
 PAD, BOS, EOS, UNK = 0, 1, 2, 3
 SPECIALS = ("<pad>", "<bos>", "<eos>", "<unk>")
 
@@ -48,8 +50,8 @@ class TextVAEConfig:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if self.vocab_size <= len(SPECIALS):
             raise ValueError(f"vocab_size must exceed the {len(SPECIALS)} special tokens, got {self.vocab_size}")
-        if self.arch != "gru":
-            raise ValueError(f"a text model's arch must be 'gru', got {self.arch!r}")
+        if self.arch not in TEXT_ARCHS:
+            raise ValueError(f"a text model's arch must be one of {', '.join(TEXT_ARCHS)}, got {self.arch!r}")
 
     @property
     def likelihood(self) -> str:

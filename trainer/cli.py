@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
-from vae_edge.models.config import ARCHS, DECODER_STYLES, LIKELIHOODS, VAEConfig
+from vae_edge.models.config import ARCHS, DECODER_STYLES, LIKELIHOODS, TEXT_ARCHS, VAEConfig
 from vae_edge.runtime.clitools import require_workstation_extras, run_cli, writable
 
 from .config import DEVICES, TrainConfig
@@ -48,7 +48,7 @@ def _train(option: str):
 @click.version_option(package_name="vae-edge")
 @click.option("--data", "data_spec", default="digits", show_default=True, help=DATA_HELP)
 @click.option("--size", default=None, metavar="HxW", help="Resize images:DIR images to this size (default: their common size).")
-@click.option("--arch", type=click.Choice([*ARCHS, "gru"]), default=_model("arch"), show_default=True, help="Encoder/decoder architecture: conv for images [C, H, W], conv1d for sequences [C, L] or [L], gru for text:FILE (the default there).")
+@click.option("--arch", type=click.Choice([*ARCHS, *TEXT_ARCHS]), default=_model("arch"), show_default=True, help="Encoder/decoder architecture: conv for images [C, H, W], conv1d for sequences [C, L] or [L], gru for text:FILE (the default there).")
 @click.option("--latent", type=click.IntRange(min=1), default=_model("latent"), show_default=True, help="Latent dimensions.")
 @click.option("--hidden", type=click.IntRange(min=1), multiple=True, default=_model("hidden"), show_default=True, help="MLP hidden layer width (repeat for more layers).")
 @click.option("--channels", type=click.IntRange(min=1), multiple=True, default=_model("channels"), show_default=True, help="conv/conv1d: width of each stride-2 layer (repeat; each halves the size).")
@@ -106,7 +106,7 @@ def _check_text(o: dict, given: set[str]) -> bool:
     """Whether this run trains the sentence VAE (``--data text:FILE``, trainer/textcli.py); the text
     options are refused elsewhere, and --arch gru without text data."""
     text = o["data_spec"].startswith("text:")
-    if o["arch"] == "gru" and not text:
+    if o["arch"] in TEXT_ARCHS and not text:
         raise click.BadParameter("--arch gru trains on text: give --data text:FILE", param_hint="--arch")
     for name in (n for n in TEXT_OPTIONS if n in given and not text):
         raise click.BadParameter("applies to --data text:FILE only", param_hint=f"--{name.replace('_', '-')}")
@@ -129,7 +129,7 @@ def _apply_resume(o: dict, given: set[str]) -> dict | None:
     except CheckpointError as exc:
         raise click.BadParameter(str(exc), param_hint="--resume") from None
     o.update({k: v for k, v in resume_settings(ckpt).items() if k not in given})
-    if o["arch"] == "gru":
+    if o["arch"] in TEXT_ARCHS:
         raise click.BadParameter("text models cannot be resumed yet; train again", param_hint="--resume")
     if "out" not in given:
         o["out"] = o["resume"]

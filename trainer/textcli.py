@@ -19,6 +19,7 @@ def train_text_command(o: dict, given: set[str], out: Path, beside_file: bool) -
     Raises:
         click.BadParameter / UsageError / ClickException: bad options or data (exit 2), failed training (exit 1).
     """
+    from vae_edge.models.config import TEXT_ARCHS
     from vae_edge.models.text import TextVAEConfig
 
     from .curves import output_paths
@@ -29,7 +30,7 @@ def train_text_command(o: dict, given: set[str], out: Path, beside_file: bool) -
 
     for name in (n for n in NOT_FOR_TEXT if n in given):
         raise click.BadParameter("does not apply to --data text:FILE", param_hint=f"--{name.replace('_', '-')}")
-    if o["arch"] != "gru" and "arch" in given:
+    if o["arch"] not in TEXT_ARCHS and "arch" in given:
         raise click.BadParameter("--data text:FILE trains the sentence VAE: use --arch gru", param_hint="--arch")
     try:
         data = load_text(o["data_spec"], max_len=o["max_len"], long_lines=o["long_lines"])
