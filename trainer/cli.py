@@ -14,7 +14,8 @@ from vae_edge.runtime.clitools import require_workstation_extras, run_cli, writa
 
 DATA_HELP = (
     "Data set: digits (scikit-learn's bundled 8x8 digits) | idx:PATH (MNIST-format IDX images, .gz allowed) | "
-    "images:DIR (PNG/JPEG files under DIR, see --size) | npy:PATH (.npy; or PATH.npz:KEY, KEY optional for a one-array .npz)."
+    "images:DIR (PNG/JPEG files under DIR, see --size) | npy:PATH (.npy; or PATH.npz:KEY, KEY optional for a one-array .npz) | "
+    "audio:DIR (WAV/FLAC files under DIR: log-mel features, see --duration/--window; conv and gaussian unless given)."
 )
 
 
@@ -22,6 +23,13 @@ DATA_HELP = (
 @click.version_option(package_name="vae-edge")
 @click.option("--data", "data_spec", default="digits", show_default=True, help=DATA_HELP)
 @click.option("--size", default=None, metavar="HxW", help="Resize images:DIR images to this size (default: their common size).")
+@click.option("--sample-rate", type=click.IntRange(min=1000, max=384000), default=16000, show_default=True, help="audio:DIR: files are resampled to this rate (Hz).")
+@click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None, help="audio:DIR: seconds per clip, one clip per file, cropped or zero-padded (default: the files' common length).")
+@click.option("--window", type=click.FloatRange(min=0, min_open=True), default=None, help="audio:DIR: windows of this many seconds over long recordings.")
+@click.option("--stride", type=click.FloatRange(min=0, min_open=True), default=None, help="audio:DIR: seconds between windows (default: --window).")
+@click.option("--mels", type=click.IntRange(min=1), default=64, show_default=True, help="audio:DIR: mel bands of the log-mel front end.")
+@click.option("--n-fft", type=click.IntRange(min=16), default=1024, show_default=True, help="audio:DIR: FFT frame length (samples).")
+@click.option("--hop", type=click.IntRange(min=1), default=512, show_default=True, help="audio:DIR: samples between frames.")
 @click.option("--arch", type=click.Choice(["mlp", "conv", "conv1d"]), default="mlp", show_default=True, help="Encoder/decoder architecture: conv for images [C, H, W], conv1d for sequences [C, L] or [L].")
 @click.option("--latent", type=click.IntRange(min=1), default=8, show_default=True, help="Latent dimensions.")
 @click.option("--hidden", type=click.IntRange(min=1), multiple=True, default=(400,), show_default=True, help="MLP hidden layer width (repeat for more layers).")
@@ -91,6 +99,7 @@ def cli(ctx, **options):
 
     if o["data_spec"].startswith("images:") and beside_file and out.resolve().is_relative_to(Path(o["data_spec"][7:]).resolve()):
         raise click.BadParameter("is inside the images:DIR folder, whose PNG outputs would become training data", param_hint="--out")
+    audio = _audio_options(o, given)  # first: it sets audio's default --arch
     # Options of the other architecture would be ignored without a word; say so instead.
     unused = {"mlp": ("channels", "decoder_style")}.get(o["arch"], ("hidden",))
     for name in (n for n in unused if n in given):
@@ -102,7 +111,7 @@ def cli(ctx, **options):
     except DataError as exc:
         raise click.BadParameter(str(exc), param_hint="--size") from None
     try:
-        data = load_data(o["data_spec"], o["likelihood"], size=size, sequences=o["arch"] == "conv1d")
+        data = load_data(o["data_spec"], o["likelihood"], size=size, sequences=o["arch"] == "conv1d", audio=audio)
     except DataError as exc:
         raise click.BadParameter(str(exc), param_hint="--data") from None
     try:
@@ -140,6 +149,29 @@ def cli(ctx, **options):
     click.echo(f"test      ELBO {m['test_elbo']:.2f} nats/sample (recon {m['test_recon_nll']:.2f} + KL {m['test_kl']:.2f}), IWAE NLL {m['test_iwae_nll']:.2f} (K={m['iw_samples']})")
     for path in written:
         click.echo(f"wrote     {path}")
+
+
+AUDIO_OPTIONS = ("sample_rate", "duration", "window", "stride", "mels", "n_fft", "hop")
+
+
+def _audio_options(o: dict, given: set[str]):
+    """audio:DIR's settings (None for other data); its defaults are conv and a Gaussian likelihood."""
+    if not o["data_spec"].startswith("audio:"):
+        for name in (n for n in AUDIO_OPTIONS if n in given):
+            raise click.BadParameter("applies to --data audio:DIR only", param_hint=f"--{name.replace('_', '-')}")
+        return None
+    from .audio import AudioOptions
+    from .data import DataError
+
+    o["arch"] = o["arch"] if "arch" in given else "conv"
+    o["likelihood"] = o["likelihood"] if "likelihood" in given else "gaussian"
+    try:
+        return AudioOptions(
+            sample_rate=o["sample_rate"], duration=o["duration"], window=o["window"], stride=o["stride"], n_fft=o["n_fft"], hop=o["hop"],
+            n_mels=o["mels"], frame_multiple=2 ** len(o["channels"]) if o["arch"] != "mlp" else 1, mel_image=o["arch"] != "conv1d",
+        )
+    except DataError as exc:
+        raise click.BadParameter(str(exc), param_hint="--data") from None
 
 
 def main() -> None:
