@@ -116,6 +116,12 @@ def export_bundle(model_path: str | os.PathLike, out: str | os.PathLike, options
     recorded = ckpt["data"].get("preprocessing")
     if isinstance(recorded, dict) and not _same_affine(recorded, data.preprocessing):
         raise ExportError(f"{model_path}: data {data.spec!r} now gives another preprocessing than the model was trained with (the data changed?)")
+    if data.kind == "audio":  # PCM-in graphs of their own (export/audio.py), through the same checks
+        from .audio import write_audio_bundle
+
+        manifest, report = write_audio_bundle(ckpt, model, data, Path(out), options, qnames=_qname,
+                                              manifest_for=lambda files, variants: _manifest(ckpt, model, data, model_path, files, variants, options))
+        return ExportResult(Path(out), manifest, report)
     feeds, calibrated_on = _calibration(model, data, options)
     test_raw = data.test[:MAX_EVAL_SAMPLES]
     ref = validate.reference(model, data.to_model(test_raw))
