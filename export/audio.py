@@ -184,7 +184,9 @@ def _complete_manifest(manifest: dict, model, data) -> None:
     manifest["data"]["audio"] = {
         "frontend": fe.to_dict(), "features": list(fe.shape), "sample_rate": fe.sample_rate, "samples": fe.samples,
         "seconds": fe.seconds, "stride_samples": stride, "description": fe.describe(),
-        "clips": "windows over recordings" if opts.window is not None else "one clip per file (cropped or zero-padded)",
+        # How a runtime cuts files as training did: "windows" (--window), "pad" (--duration: crop or zero-pad
+        # each file to one clip) or "exact" (every training file was one clip long).
+        "clips": "windows" if opts.window is not None else "pad" if opts.duration is not None else "exact",
     }
     manifest["latency"] = {"measured": False, "why": "audio bundles are not timed at export; bench/audio.py measures live scoring"}
     manifest["data"]["units"] = ("encoder input: mono PCM float32 in [-1, 1] at sample_rate, samples per clip; log_mel outputs: natural-log "
