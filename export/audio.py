@@ -15,13 +15,16 @@ import onnx
 import torch
 
 from vae_edge.models.audio import AudioDecoder, AudioEncoder
-from vae_edge.runtime.audio_vae import DECODER_IO, ENCODER_IO, AudioVAE
-from vae_edge.runtime.files import atomic_directory, sha256_file
+from vae_edge.runtime import contract
+from vae_edge.runtime.audio_vae import SPECS, AudioVAE
 from vae_edge.trainer import objectives
 
-from . import validate
+from . import manifest as manifests
+from . import thresholds, validate
+from .destination import staging
+from .errors import ExportError, step
 from .graphs import _quiet_exporter, check_graph, set_metadata, strip_node_metadata
-from .quantize import quantize
+from .quantize import VARIANTS, write_variants
 
 log = logging.getLogger(__name__)
 
@@ -43,15 +46,16 @@ def graph_modules(model, data) -> tuple[AudioEncoder, AudioDecoder]:
 def export_graphs(enc, dec, folder: Path, *, samples: int, latent: int, opset: int, metadata: dict) -> None:
     """encoder.onnx and decoder.onnx into ``folder``, batch dynamic, weights inside, each checked."""
     batch = torch.export.Dim("batch", min=1)
-    for module, example, (ins, outs), name in ((enc, torch.zeros(2, samples).uniform_(-0.5, 0.5), ENCODER_IO, "encoder"),
-                                               (dec, torch.randn(2, latent), DECODER_IO, "decoder")):
+    examples = {"encoder": (enc, torch.zeros(2, samples).uniform_(-0.5, 0.5)), "decoder": (dec, torch.randn(2, latent))}
+    for spec in SPECS:
+        (module, example), ins, outs, name = examples[spec.name], spec.inputs, spec.outputs, spec.name
         with _quiet_exporter(), torch.no_grad():
             program = torch.onnx.export(module, (example,), dynamo=True, external_data=False, dynamic_shapes={ins[0]: {0: batch}},
                                         input_names=list(ins), output_names=list(outs), opset_version=opset, optimize=True, verbose=False)
         proto = program.model_proto
         strip_node_metadata(proto)
         proto.producer_name = "vae-edge"
-        proto.doc_string = f"audio {name}: {' , '.join(ins)} -> {', '.join(outs)}"
+        proto.doc_string = proto.graph.doc_string = spec.doc
         set_metadata(proto, metadata)
         onnx.save_model(proto, str(folder / f"{name}.onnx"))
         check_graph(folder / f"{name}.onnx")
@@ -113,74 +117,62 @@ def check_variant(folder: Path, variant: str, ref: dict, pcm: np.ndarray, *, qua
     return checks, vae
 
 
-def write_audio_bundle(ckpt: dict, model, data, out: Path, options, *, manifest_for, qnames) -> tuple[dict, list[str]]:
-    """All stages for an audio model into ``out`` (atomically). ``manifest_for(files, variants)`` builds
-    the common manifest, which this completes with the audio graphs and settings.
+def write_audio_bundle(ckpt: dict, model, data, model_path: Path, out: Path, options) -> tuple[dict, list[str]]:
+    """Every stage for an audio model into ``out`` (staged, then swapped in): graphs, variants (front end
+    float), manifest, gates against PyTorch, thresholds.
 
     Raises:
         ExportError: a graph failed its checks or a variant its gate; nothing written.
     """
-    from .bundle import MAX_EVAL_SAMPLES, QUANTILES, VARIANTS, ExportError, _step
+    from .bundle import MAX_EVAL_SAMPLES
 
     enc, dec = graph_modules(model, data)
     fe = data.frontend
-    meta = {"vae_edge.schema": "vae-edge/bundle/1", "vae_edge.kind": "audio", "vae_edge.latent_dim": str(model.config.latent_dim),
-            "vae_edge.frontend": fe.describe(), "vae_edge.dataset": data.name}
+    meta = {**manifests.graph_metadata(model, data), "vae_edge.frontend": fe.describe()}
     test = data.pcm["test"][:MAX_EVAL_SAMPLES]
     ref = reference(model, enc, dec, test)
+    configs = [VARIANTS[v] for v in options.variants if VARIANTS[v].needs_calibration]
+    feeds = calibration_feeds(enc, data.pcm["train"], batches=configs[0].calibration_batches, batch_size=configs[0].calibration_batch_size) if configs else {}
     lines: list[str] = []
-    with atomic_directory(out) as tmp:
-        with _step(f"exporting the audio graphs (opset {options.opset})"):
+    with staging(out) as tmp:
+        with step(f"exporting the audio graphs (opset {options.opset})"):
             export_graphs(enc, dec, tmp, samples=fe.samples, latent=model.config.latent_dim, opset=options.opset, metadata=meta)
-        variants = {"fp32": {"encoder": "encoder.onnx", "decoder": "decoder.onnx", "method": "float32, as exported from PyTorch"}}
-        keep = {"encoder": frontend_nodes, "decoder": None}
-        feeds = None
+        variants = {contract.BASE_VARIANT: {**contract.variant_files(SPECS, contract.BASE_VARIANT), "method": "float32, as exported from PyTorch"}}
+        variants |= write_variants(tmp, SPECS, options.variants, feeds, keep_float={"encoder": frontend_nodes})
         for variant in options.variants:
-            config = VARIANTS[variant]
-            if config.needs_calibration and feeds is None:
-                feeds = calibration_feeds(enc, data.pcm["train"], batches=config.calibration_batches, batch_size=config.calibration_batch_size)
-            for graph in ("encoder", "decoder"):
-                with _step(f"quantizing {graph}.onnx to {variant}"):
-                    quantize(tmp / f"{graph}.onnx", tmp / f"{graph}.{variant}.onnx", config=config,
-                             calibration=feeds[graph] if config.needs_calibration else None, keep_float=keep[graph])
-                with _step(f"onnx.checker on {graph}.{variant}.onnx"):
-                    check_graph(tmp / f"{graph}.{variant}.onnx")
-            variants[variant] = {"encoder": f"encoder.{variant}.onnx", "decoder": f"decoder.{variant}.onnx",
-                                 "method": config.describe() + "; the log-mel front end kept float32"}
-        files = {f.name: {"sha256": sha256_file(f), "bytes": f.stat().st_size} for f in sorted(tmp.iterdir())}
-        for entry in variants.values():
-            entry["bytes"] = files[entry["encoder"]]["bytes"] + files[entry["decoder"]]["bytes"]
-        manifest = manifest_for(files, variants)
+            variants[variant]["method"] += "; the log-mel front end kept float32"
+            if VARIANTS[variant].needs_calibration:
+                variants[variant]["calibration"] = {"spec": data.spec, "split": "train", "samples": len(feeds["encoder"]) * configs[0].calibration_batch_size,
+                                                    "decoder": "posterior means of half the calibration clips and as many draws from the prior", "method": "MinMax"}
+        files = manifests.record_files(tmp, variants, SPECS)
+        # No specs here: the audio graphs' shapes need the front end's sizes, which _complete_manifest adds.
+        manifest = manifests.build(ckpt, model, data, model_path, files, variants, (), options)
         _complete_manifest(manifest, model, data)
-        _write(tmp, manifest)
-        failed = []
+        manifests.write(tmp, manifest)
+        failed, vaes = [], {}
         for variant, entry in manifest["variants"].items():
-            checks, vae = check_variant(tmp, variant, ref, test, quantized=variant != "fp32", tolerance=options.tolerance)
+            checks, vaes[variant] = check_variant(tmp, variant, ref, test, quantized=variant != contract.BASE_VARIANT, tolerance=options.tolerance)
             lines += [c.line() for c in checks]
             entry["accuracy"] = {**{c.key: c.value for c in checks}, "samples": len(test), "passed": all(c.ok for c in checks)}
             if not entry["accuracy"]["passed"]:
                 failed.append(variant)
-            scores = vae.anomaly_score(data.pcm["val"])
-            entry["anomaly_quantiles"] = {qnames(q): float(np.quantile(scores, q)) for q in QUANTILES}
+        thresholds.calibrate(manifest, vaes, data.pcm["val"])
         manifest["accuracy_reference"] = {"description": "PyTorch on the test clips; nats per clip at z = mu",
                                           "recon_nll": float(ref["recon_nll"].mean()), "neg_elbo": float(ref["neg_elbo"].mean()), "split": "test", "samples": len(test)}
-        manifest["anomaly"]["calibration_samples"] = len(data.pcm["val"])
-        manifest["anomaly"]["score"] = "negative ELBO per clip (window) in nats: Gaussian NLL of the standardised log-mel at the posterior mean, plus KL"
-        if failed and not (options.allow_degraded and "fp32" not in failed):
-            raise ExportError(f"variant {', '.join(failed)} failed its accuracy gate", lines)
-        _write(tmp, manifest)
+        manifest["anomaly"] = {**thresholds.describe(len(data.pcm["val"])),
+                               "score": "negative ELBO per clip (window) in nats: Gaussian NLL of the standardised log-mel at the posterior mean, plus KL"}
+        if failed and not (options.allow_degraded and contract.BASE_VARIANT not in failed):
+            hint = "" if contract.BASE_VARIANT in failed else " (--allow-degraded writes it anyway, --tolerance sets the limit)"
+            raise ExportError(f"variant {', '.join(failed)} failed its accuracy gate{hint}", lines)
+        manifests.write(tmp, manifest)
     return manifest, lines
 
 
 def _complete_manifest(manifest: dict, model, data) -> None:
     """The audio parts: graphs' tensors, the front end, the clip length and stride, what the units are."""
-    fe, latent = data.frontend, model.config.latent_dim
+    fe = data.frontend
     opts = data.options
     stride = None if opts.window is None else round((opts.stride or opts.window) * fe.sample_rate)
-    manifest["graphs"] = {
-        "encoder": {"inputs": {"pcm": ["batch", fe.samples]}, "outputs": {"mu": ["batch", latent], "logvar": ["batch", latent], "log_mel": ["batch", *fe.shape]}},
-        "decoder": {"inputs": {"z": ["batch", latent]}, "outputs": {"log_mel": ["batch", *fe.shape]}},
-    }
     manifest["data"]["audio"] = {
         "frontend": fe.to_dict(), "features": list(fe.shape), "sample_rate": fe.sample_rate, "samples": fe.samples,
         "seconds": fe.seconds, "stride_samples": stride, "description": fe.describe(),
@@ -188,14 +180,7 @@ def _complete_manifest(manifest: dict, model, data) -> None:
         # each file to one clip) or "exact" (every training file was one clip long).
         "clips": "windows" if opts.window is not None else "pad" if opts.duration is not None else "exact",
     }
+    manifest["graphs"] = {spec.name: spec.shapes(contract.manifest_sizes(manifest)) for spec in SPECS}
     manifest["latency"] = {"measured": False, "why": "audio bundles are not timed at export; bench/audio.py measures live scoring"}
     manifest["data"]["units"] = ("encoder input: mono PCM float32 in [-1, 1] at sample_rate, samples per clip; log_mel outputs: natural-log "
                                  "mel power; the graphs standardise features with preprocessing (offset, scale) inside")
-
-
-def _write(folder: Path, manifest: dict) -> None:
-    import json
-
-    from vae_edge.runtime.files import atomic_write_bytes
-
-    atomic_write_bytes(folder / "manifest.json", (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode())

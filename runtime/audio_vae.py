@@ -13,18 +13,18 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 
-from . import vae as _vae
-from .audio import FrontEnd, Windows, as_pcm, blocks_of, griffin_lim, seconds_to_samples
-from .bundle import BundleError, default_bundle_path, graph_path, per_feature, read_manifest, verify_files
-from .validation import as_batch
-from .vae import MAX_LATENT, MAX_MC_SAMPLES, _check_int, _quantile_name, _rng, gaussian_kl, gaussian_nll
+from . import contract
+from .audio import FrontEnd, Windows, as_pcm, blocks_of, griffin_lim, seconds_to_samples, windows
+from .bundle import BundleError, default_bundle_path, per_feature, read_manifest
+from .likelihoods import gaussian_kl, gaussian_nll
+from .sessions import Graph, open_graphs
+from .validation import as_batch, check_int
+from .vae import MAX_LATENT, MAX_MC_SAMPLES, _rng
 
 log = logging.getLogger(__name__)
 
-ENCODER_IO = (("pcm",), ("mu", "logvar", "log_mel"))
-DECODER_IO = (("z",), ("log_mel",))
+SPECS = contract.graphs_for("audio")
 
 
 class AudioVAE:
@@ -36,9 +36,9 @@ class AudioVAE:
     into sound. One object is safe to share between threads.
     """
 
-    def __init__(self, path: Path, manifest: dict, precision: str, encoder: ort.InferenceSession, decoder: ort.InferenceSession):
+    def __init__(self, path: Path, manifest: dict, precision: str, graphs: dict[str, Graph]):
         self.path, self.manifest, self.precision = path, manifest, precision
-        self._encoder, self._decoder = encoder, decoder
+        self._encoder, self._decoder = graphs["encoder"], graphs["decoder"]
         self.frontend = FrontEnd.from_dict(manifest["data"]["audio"]["frontend"])
         self.sample_rate, self.samples = self.frontend.sample_rate, self.frontend.samples
         self.shape = tuple(manifest["data"]["shape"])  # the model's feature layout: (1, M, T) or (M, T)
@@ -52,7 +52,8 @@ class AudioVAE:
 
     @classmethod
     def load(cls, path: str | os.PathLike | None = None, *, precision: str = "fp32", threads: int | None = None,
-             providers: list | None = None, optimization: str = "all") -> "AudioVAE":
+             providers: list | None = None, optimization: str = "all", save_optimized: str | os.PathLike | None = None,
+             format: str = "onnx") -> "AudioVAE":
         """Open an audio bundle, verifying every file's sha256 first (options as ``VAE.load``).
 
         Raises:
@@ -65,16 +66,10 @@ class AudioVAE:
             raise BundleError(f"{root}: not an audio bundle (data.kind is {manifest['data'].get('kind')!r}); load it with vae_edge.runtime.load")
         if not isinstance(precision, str) or precision not in manifest["variants"]:
             raise ValueError(f"precision {precision!r} is not in this bundle; it has {', '.join(manifest['variants'])}")
-        providers = _vae._check_providers(providers)
-        paths = [graph_path(root, manifest, precision, g) for g in ("encoder", "decoder")]
-        verified = verify_files(root, manifest, keep=tuple(p.name for p in paths))
-        sessions = [_vae._open_session(p, verified[p.name], _vae._session_options(threads, optimization), providers, None) for p in paths]
-        for (name, session), (ins, outs) in zip(zip(("encoder", "decoder"), sessions), (ENCODER_IO, DECODER_IO)):
-            got = ([i.name for i in session.get_inputs()], [o.name for o in session.get_outputs()])
-            if got != (list(ins), list(outs)):
-                raise BundleError(f"{root}: the {name} graph takes {got[0]} and gives {got[1]}, an audio {name} takes {list(ins)} and gives {list(outs)}")
+        graphs = open_graphs(root, manifest, precision, SPECS, threads=threads, providers=providers, optimization=optimization,
+                             save_optimized=save_optimized, format=format)
         try:
-            return cls(root, manifest, precision, *sessions)
+            return cls(root, manifest, precision, graphs)
         except (KeyError, TypeError, ValueError) as exc:
             raise BundleError(f"{root}: audio settings in the manifest are unusable ({exc})") from None
 
@@ -83,12 +78,12 @@ class AudioVAE:
         if not len(pcm):
             empty = np.zeros((0, self.latent_dim), np.float32)
             return empty, empty.copy(), np.zeros((0, *self.frontend.shape), np.float32)
-        return tuple(_vae._run(self._encoder.run, "encoder", {"pcm": pcm}, list(ENCODER_IO[1]), None))
+        return tuple(self._encoder.run({"pcm": pcm}))
 
     def _run_decoder(self, z: np.ndarray) -> np.ndarray:
         if not len(z):
             return np.zeros((0, *self.frontend.shape), np.float32)
-        return _vae._run(self._decoder.run, "decoder", {"z": np.ascontiguousarray(z, np.float32)}, list(DECODER_IO[1]), None)[0]
+        return self._decoder.run({"z": np.ascontiguousarray(z, np.float32)})[0]
 
     def _pcm(self, x: object, name: str = "pcm") -> tuple[np.ndarray, bool]:
         return as_pcm(x, self.samples, name)
@@ -128,7 +123,7 @@ class AudioVAE:
 
     def sample(self, n: int, *, seed: int | None = None, temperature: float = 1.0) -> np.ndarray:
         """``n`` draws from the prior decoded to log-mel [n, n_mels, frames]; the same seed gives the same."""
-        _check_int("n", n, minimum=0)
+        check_int("n", n, minimum=0)
         if isinstance(temperature, bool) or not isinstance(temperature, (int, float, np.integer, np.floating)) or not (0 < temperature <= 1e6):
             raise ValueError(f"temperature: expected a number in (0, 1e6], got {temperature!r}")
         z = (_rng(seed).standard_normal((int(n), self.latent_dim)) * temperature).astype(np.float32)
@@ -136,7 +131,7 @@ class AudioVAE:
 
     def interpolate(self, pcm_a: object, pcm_b: object, steps: int = 8) -> np.ndarray:
         """Log-mel [steps, n_mels, frames] along the straight line between two clips' posterior means."""
-        _check_int("steps", steps, minimum=2)
+        check_int("steps", steps, minimum=2)
         ends = []
         for name, x in (("pcm_a", pcm_a), ("pcm_b", pcm_b)):
             xb, single = self._pcm(x, name)
@@ -161,7 +156,7 @@ class AudioVAE:
             float64 [n] (a 0-d value for one clip).
         """
         if samples is not None:
-            _check_int("samples", samples, minimum=1, maximum=MAX_MC_SAMPLES)
+            check_int("samples", samples, minimum=1, maximum=MAX_MC_SAMPLES)
         x, single = self._pcm(pcm)
         mu, logvar, feats = self._run_encoder(x)
         target = self._standardise(feats)
@@ -184,7 +179,7 @@ class AudioVAE:
         stored = self.manifest["variants"][self.precision].get("anomaly_quantiles") or {}
         if not stored:
             raise ValueError(f"{self.path}: variant {self.precision!r} has no anomaly calibration; re-export the model")
-        return float(stored[_quantile_name(quantile, stored)])
+        return float(stored[contract.find_quantile(quantile, stored)])
 
     def is_anomaly(self, pcm: object, quantile: float | str = 0.99) -> np.ndarray:
         """Whether each clip scores above the calibrated ``quantile`` (bool [n])."""
@@ -204,8 +199,6 @@ class AudioVAE:
         x, _ = as_pcm(pcm, None)
         if x.shape[0] != 1:
             raise ValueError(f"pcm: expected one recording [length], got shape {list(np.shape(pcm))}")
-        from .audio import windows
-
         step = self._stride(stride)
         starts, clips = windows(x[0], self.samples, step)
         return starts / self.sample_rate, clips
