@@ -13,7 +13,8 @@ from pathlib import Path
 import click
 import numpy as np
 
-from .audio import AudioError, decode_pcm
+from .audio import AudioError
+from .pcm import decode_pcm
 from .audio_vae import AudioVAE
 from .bundle import read_manifest
 from .files import atomic_save_npy, check_writable

@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from . import contract
-from .audio import FrontEnd, Windows, as_pcm, blocks_of, griffin_lim, seconds_to_samples, windows
+from .audio import FrontEnd, griffin_lim
+from .pcm import Windows, as_pcm, blocks_of, seconds_to_samples, windows
 from .bundle import BundleError, default_bundle_path, per_feature, read_manifest
 from .likelihoods import gaussian_kl, gaussian_nll
 from .sessions import Graph, open_graphs

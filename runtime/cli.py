@@ -291,7 +291,8 @@ def encode(paths, precision, fmt, threads, out, logvar_out):
     """Encode INPUT to posterior means (the compressed code); optionally their log-variances."""
     bundle, src = _split(paths, "INPUT.npy")
     vae = _load(bundle, precision, fmt, threads, inputs=(src,), outputs=(out, logvar_out))
-    mu, logvar = vae.encode(_read_batch(src, vae.shape))
+    x = audio_cli.read_clips(vae, [src])[0] if isinstance(vae, AudioVAE) else _read_batch(src, vae.shape)  # audio: IN.wav
+    mu, logvar = vae.encode(x)
     if logvar_out is not None:
         _emit(logvar, logvar_out)
     _emit(mu, out)

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vae_edge.runtime.audio import AudioError, FrontEnd, seconds_to_samples
+from vae_edge.runtime.audio import AudioError, FrontEnd
+from vae_edge.runtime.pcm import seconds_to_samples
 
 from .data import DataError, Dataset, split
 

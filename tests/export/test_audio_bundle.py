@@ -36,6 +36,13 @@ def test_manifest_records_the_front_end_and_every_variant_passed(audio_bundle, v
     assert vae.frontend.shape == (64, 16)
 
 
+def test_runtime_load_returns_the_audio_object(audio_bundle):
+    from vae_edge.runtime import load
+
+    vae = load(audio_bundle, precision="int8-static", threads=1)
+    assert isinstance(vae, AudioVAE) and vae.precision == "int8-static" and vae.sample_rate == RATE
+
+
 def test_in_graph_front_end_matches_the_numpy_reference(vae, clips):
     assert np.abs(vae.features(clips) - vae.frontend.log_mel(clips)).max() < 1e-3
 

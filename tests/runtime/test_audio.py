@@ -7,7 +7,8 @@ import wave
 import numpy as np
 import pytest
 
-from vae_edge.runtime.audio import AudioError, FrontEnd, Windows, as_pcm, decode_pcm, griffin_lim, windows
+from vae_edge.runtime.audio import AudioError, FrontEnd, griffin_lim
+from vae_edge.runtime.pcm import Windows, as_pcm, decode_pcm, windows
 from vae_edge.runtime.wavfile import WavError, decode_wav, encode_wav, read_wav, write_wav
 
 RATE = 16000
