@@ -46,7 +46,7 @@ demo-audio: $(STAMP)
 		$(PY) -m bench.audio_data digits $(AUDIO)/digits --per-digit 20 && \
 		OMP_NUM_THREADS=1 $(BIN)/vae-train --data audio:$(AUDIO)/digits --hop 256 --latent 16 --epochs 40 --iw-samples 50 --quiet --out $(AUDIO)/digits.pt && \
 		OMP_NUM_THREADS=1 $(BIN)/vae-export $(AUDIO)/digits.pt --quantize none --no-latency --out $(AUDIO)/digits-bundle && \
-		$(BIN)/vae-run sample $(AUDIO)/digits-bundle -n 8 --seed 0 --wav $(AUDIO)/digit-samples --grid $(AUDIO)/digit-samples.png && \
+		$(BIN)/vae-run sample $(AUDIO)/digits-bundle -n 8 --seed 0 --normalize --wav $(AUDIO)/digit-samples --grid $(AUDIO)/digit-samples.png && \
 		$(BIN)/vae-run reconstruct $(AUDIO)/digits-bundle $$(ls $(AUDIO)/digits/*.wav | head -1) --wav $(AUDIO)/digit-reconstruction.wav --grid $(AUDIO)/digit-reconstruction.png; \
 	else echo "espeak-ng is not installed (Debian: apt-get install espeak-ng): no spoken-digit demo"; fi
 	@echo "demo-audio: listen to $(AUDIO)/*.wav, look at $(AUDIO)/*.png"

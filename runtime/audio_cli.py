@@ -75,7 +75,8 @@ def write_wavs(folder: Path, pcm: np.ndarray, rate: int, stem: str) -> list[Path
     return [write_wav(folder / f"{stem}_{i:03d}.wav", row, rate) for i, row in enumerate(pcm)]
 
 
-def sample(vae: AudioVAE, n: int, seed, temperature: float, *, out: Path | None, wav: Path | None, grid: Path | None, iterations: int) -> None:
+def sample(vae: AudioVAE, n: int, seed, temperature: float, *, out: Path | None, wav: Path | None, grid: Path | None, iterations: int,
+           normalize: bool = False) -> None:
     """vae-run sample on an audio bundle: log-mel to --out, sound to --wav DIR, spectrograms to --grid."""
     if wav is None and out is None and grid is None:
         raise click.UsageError("an audio bundle samples sound: give --wav DIR (and/or --out FILE.npy, --grid FILE.png)")
@@ -84,7 +85,10 @@ def sample(vae: AudioVAE, n: int, seed, temperature: float, *, out: Path | None,
     log_mel = vae.sample(n, seed=seed, temperature=temperature)
     _outputs(vae, log_mel, out=out, grid=grid)
     if wav is not None:
-        for path in write_wavs(wav, vae.to_pcm(log_mel, iterations=iterations, seed=seed or 0), vae.sample_rate, "sample"):
+        pcm = vae.to_pcm(log_mel, iterations=iterations, seed=seed or 0)
+        if normalize:  # -6 dBFS peaks; a row of digital silence stays silent
+            pcm = pcm * (0.5 / np.maximum(np.abs(pcm).max(axis=1, keepdims=True), 1e-9))
+        for path in write_wavs(wav, pcm, vae.sample_rate, "sample"):
             click.echo(f"wrote {path}", err=True)
 
 

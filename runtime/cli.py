@@ -244,12 +244,13 @@ def _num(value: object) -> str:
 @_GRID
 @_WAV_DIR
 @_ITERATIONS
+@click.option("--normalize", is_flag=True, help="Audio bundles: scale each --wav sample to a peak of -6 dBFS (decoded means average log power, so samples come out quiet).")
 @_handle_errors
-def sample(bundle, n, seed, temperature, precision, fmt, threads, out, grid, wav, iterations):
+def sample(bundle, n, seed, temperature, precision, fmt, threads, out, grid, wav, iterations, normalize):
     """Draw samples from the prior and decode them (audio bundles: log-mel, --wav DIR for sound, --grid spectrograms)."""
     vae = _load(bundle, precision, fmt, threads, outputs=(out, grid))
     if isinstance(vae, AudioVAE):
-        return audio_cli.sample(vae, n, seed, temperature, out=out, wav=wav, grid=grid, iterations=iterations)
+        return audio_cli.sample(vae, n, seed, temperature, out=out, wav=wav, grid=grid, iterations=iterations, normalize=normalize)
     _results(vae, vae.sample(n, seed=seed, temperature=temperature), out, grid)
 
 

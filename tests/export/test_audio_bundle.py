@@ -107,10 +107,11 @@ def test_runtime_load_and_audio_commands_never_import_torch(audio_bundle, tmp_pa
 def test_vae_run_sample_reconstruct_and_score(audio_bundle, audio_folder, tmp_path):
     runner = CliRunner()
     wav = sorted(audio_folder.glob("*.wav"))[1]
-    r = runner.invoke(cli, ["sample", str(audio_bundle), "-n", "2", "--seed", "0", "--wav", str(tmp_path / "out"), "--grid", str(tmp_path / "s.png"), "--iterations", "4"])
+    r = runner.invoke(cli, ["sample", str(audio_bundle), "-n", "2", "--seed", "0", "--wav", str(tmp_path / "out"), "--grid", str(tmp_path / "s.png"), "--iterations", "4", "--normalize"])
     assert r.exit_code == 0, r.output
     written = sorted((tmp_path / "out").glob("*.wav"))
     assert len(written) == 2 and read_wav(written[0], sample_rate=RATE)[0].shape == (CLIP,)
+    assert np.abs(read_wav(written[0])[0]).max() == pytest.approx(0.5, abs=1e-3)  # --normalize
     assert (tmp_path / "s.png").stat().st_size > 0
     long = tmp_path / "long.wav"
     write_wav(long, np.concatenate([read_wav(p)[0] for p in sorted(audio_folder.glob("*.wav"))[:3]]), RATE)
