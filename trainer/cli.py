@@ -86,7 +86,7 @@ def cli(ctx, **options):
     given = {name for name in o if ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)}
     ckpt = _apply_resume(o, given)
     out, beside_file = _check_outputs(o)
-    audio = _audio_options(o, given)  # first: it sets audio's default --arch and --likelihood
+    audio = _audio_options(o, given, ckpt)  # first: it sets audio's default --arch and --likelihood
     size = _check_options(o, given)
     data = _load_data(o, size, audio)
     model_config, config = _build_configs(o, data)
@@ -228,8 +228,13 @@ def _report(data, mc: VAEConfig, m: dict, written: list[Path]) -> None:
 AUDIO_OPTIONS = ("sample_rate", "duration", "window", "stride", "mels", "n_fft", "hop")
 
 
-def _audio_options(o: dict, given: set[str]):
-    """audio:DIR's settings (None for other data); its defaults are conv and a Gaussian likelihood."""
+# vae-train option -> AudioOptions field, where --resume takes the recorded value of an option left out.
+_AUDIO_FIELDS = {"sample_rate": "sample_rate", "duration": "duration", "window": "window", "stride": "stride", "n_fft": "n_fft", "hop": "hop", "mels": "n_mels"}
+
+
+def _audio_options(o: dict, given: set[str], ckpt: dict | None = None):
+    """audio:DIR's settings (None for other data); its defaults are conv and a Gaussian likelihood, and
+    with --resume the checkpoint's, for every option left out."""
     if not o["data_spec"].startswith("audio:"):
         for name in (n for n in AUDIO_OPTIONS if n in given):
             raise click.BadParameter("applies to --data audio:DIR only", param_hint=f"--{name.replace('_', '-')}")
@@ -237,8 +242,12 @@ def _audio_options(o: dict, given: set[str]):
     from .audio import AudioOptions
     from .data import DataError
 
-    o["arch"] = o["arch"] if "arch" in given else "conv"
-    o["likelihood"] = o["likelihood"] if "likelihood" in given else "gaussian"
+    recorded = ((ckpt or {}).get("data", {}).get("audio") or {}).get("options")
+    if isinstance(recorded, dict):  # --resume: arch and likelihood came back with the other settings
+        o.update({opt: recorded[f] for opt, f in _AUDIO_FIELDS.items() if opt not in given and f in recorded})
+    else:
+        o["arch"] = o["arch"] if "arch" in given else "conv"
+        o["likelihood"] = o["likelihood"] if "likelihood" in given else "gaussian"
     try:
         return AudioOptions(
             sample_rate=o["sample_rate"], duration=o["duration"], window=o["window"], stride=o["stride"], n_fft=o["n_fft"], hop=o["hop"],

@@ -98,3 +98,20 @@ def test_vae_train_cli_on_audio_defaults_to_conv_and_gaussian(tmp_path):
     assert "conv [1, 64, 16]" in r.output and "gaussian" in r.output
     r = CliRunner().invoke(cli, ["--data", "digits", "--duration", "1", "--out", str(tmp_path / "x.pt")])
     assert r.exit_code == 2 and "audio:DIR only" in r.output
+
+
+def test_resume_takes_the_recorded_audio_settings(tmp_path):
+    from click.testing import CliRunner
+
+    from vae_edge.models import read_checkpoint
+    from vae_edge.trainer.cli import cli
+
+    for i, seconds in enumerate((0.6, 0.8, 1.0)):
+        _write(tmp_path / "wavs" / f"{i}.wav", _tone(seconds, freq=300 + 40 * i))
+    out = tmp_path / "model.pt"
+    first = ["--data", f"audio:{tmp_path / 'wavs'}", "--arch", "conv1d", "--duration", "0.5", "--mels", "32", "--channels", "4", "--iw-samples", "2", "--quiet"]
+    assert CliRunner().invoke(cli, [*first, "--epochs", "1", "--out", str(out)]).exit_code == 0
+    r = CliRunner().invoke(cli, ["--resume", str(out), "--epochs", "2"])
+    assert r.exit_code == 0, r.output
+    ckpt = read_checkpoint(out)
+    assert ckpt["metrics"]["epochs"] == 2 and ckpt["config"]["arch"] == "conv1d" and ckpt["data"]["shape"] == [32, 16]
