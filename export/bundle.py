@@ -90,6 +90,11 @@ def export_bundle(model_path: str | os.PathLike, out: str | os.PathLike, options
     model = model_from_checkpoint(ckpt, source=str(model_path))
     data = load_recorded(ckpt["data"])
     _check_data(model_path, model, data, ckpt["data"].get("preprocessing"))
+    if data.kind == "audio":  # PCM-in graphs of their own (export/audio.py), through the same checks
+        from .audio import write_audio_bundle
+
+        manifest, report = write_audio_bundle(ckpt, model, data, model_path, Path(out), options)
+        return ExportResult(Path(out), manifest, report)
     specs = contract.graphs_for(data.kind)
     feeds, calibrated_on = static_feeds(model, data, [VARIANTS[v] for v in options.variants], options.calibration)
     test_raw = data.test[:MAX_EVAL_SAMPLES]

@@ -74,10 +74,28 @@ def sizes(shape: Iterable[int], latent_dim: int) -> dict[str, list[int]]:
     return {"shape": [int(d) for d in shape], "latent": [int(latent_dim)]}
 
 
+def manifest_sizes(manifest: Mapping) -> dict[str, list[int]]:
+    """:func:`sizes` for a parsed manifest, with the audio symbols ("pcm": samples per clip, "features":
+    [mels, frames]) when its ``data.audio`` section gives them."""
+    data = manifest["data"]
+    out = sizes(data["shape"], manifest["model"]["latent_dim"])
+    audio = data.get("audio")
+    if isinstance(audio, Mapping) and isinstance(audio.get("samples"), int) and isinstance(audio.get("features"), list):
+        out |= {"pcm": [int(audio["samples"])], "features": [int(d) for d in audio["features"]]}
+    return out
+
+
 ENCODER = GraphSpec("encoder", ("x",), ("mu", "logvar"), {"x": ("shape",), "mu": ("latent",), "logvar": ("latent",)},
                     "q(z|x): x [batch, *shape] -> mu, logvar [batch, latent]")
 DECODER = GraphSpec("decoder", ("z",), ("x_mean",), {"z": ("latent",), "x_mean": ("shape",)},
                     "p(x|z): z [batch, latent] -> x_mean [batch, *shape], the mean of p(x|z)")
+# Audio: raw PCM in, the log-mel front end inside the encoder graph (its features a third output, what
+# the score compares against); the decoder gives log-mel [mels, frames] (natural-log mel power).
+AUDIO_ENCODER = GraphSpec("encoder", ("pcm",), ("mu", "logvar", "log_mel"),
+                          {"pcm": ("pcm",), "mu": ("latent",), "logvar": ("latent",), "log_mel": ("features",)},
+                          "q(z|x): pcm [batch, samples] -> mu, logvar [batch, latent], log_mel [batch, mels, frames]")
+AUDIO_DECODER = GraphSpec("decoder", ("z",), ("log_mel",), {"z": ("latent",), "log_mel": ("features",)},
+                          "p(x|z): z [batch, latent] -> log_mel [batch, mels, frames], the mean of p(log-mel|z)")
 
 # The graphs of a bundle per modality (the manifest's data.kind), in export order. A new modality or
 # graph kind is one entry here; writer and reader both take their lists from it.
@@ -85,6 +103,7 @@ MODALITIES: dict[str, tuple[GraphSpec, ...]] = {
     "image": (ENCODER, DECODER),
     "vector": (ENCODER, DECODER),
     "sequence": (ENCODER, DECODER),
+    "audio": (AUDIO_ENCODER, AUDIO_DECODER),
 }
 
 
