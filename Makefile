@@ -31,8 +31,6 @@ demo: $(STAMP)
 	$(BIN)/vae-run score $(DEMO)/bundle $(DEMO)/test_digits.npy --out $(DEMO)/scores.npy
 	@echo "demo: see $(DEMO)/samples.png and $(DEMO)/reconstructions.png (runtime), $(DEMO)/model.*.png (trainer)"
 
-## test: the whole suite (fast; `-m slow` runs the slow extras), the JavaScript runtime's too where npm is
-## present (tests/runtime_js: Node, and headless Chromium if /usr/bin/chromium exists; skipped, saying why, if not)
 ## demo-audio: synthetic machine sound (normal hum + noise; faults: clicks, bearing whine, imbalance) -> train ->
 ## export (fp32 + int8-static) -> score WAVs and a PCM stream with the runtime; then spoken digits from espeak-ng
 ## (when installed) -> WAV samples, reconstructions and spectrogram PNGs. Everything under $(DEMO)/audio/.
@@ -61,6 +59,8 @@ demo-audio: $(STAMP)
 bench-audio: $(STAMP)
 	OMP_NUM_THREADS=1 $(PY) -m bench.audio --json bench/audio_results.json
 
+## test: the whole suite (fast; `-m slow` runs the slow extras), the JavaScript runtime's too where npm is
+## present (tests/runtime_js: Node, and headless Chromium if /usr/bin/chromium exists; skipped, saying why, if not)
 test: $(STAMP)
 	@if command -v npm >/dev/null 2>&1; then $(MAKE) --no-print-directory js; \
 	else echo "make test: no npm on PATH: the JavaScript tests (tests/runtime_js) will be skipped"; fi
