@@ -11,21 +11,22 @@ from .bundle import BundleError, default_bundle_path, read_manifest, verify_file
 from . import contract
 from .contract import SCHEMA
 from .streaming import RowError
-from .text import TextVAE
 from .vae import VAE
+from .audio_vae import AudioVAE
+from .text import TextVAE
 
 # The object each modality's bundle loads as (its data.kind in the manifest); a new modality adds its
 # class here and its graphs in contract.MODALITIES.
-API_BY_KIND: dict[str, type] = {"image": VAE, "vector": VAE, "sequence": VAE, "text": TextVAE}
+API_BY_KIND: dict[str, type] = {"image": VAE, "vector": VAE, "sequence": VAE, "audio": AudioVAE, "text": TextVAE}
 
 
-def load(path: str | os.PathLike | None = None, **options) -> VAE | TextVAE:
-    """Open any bundle as its modality's object: :class:`VAE` (image, vector, sequence) or :class:`TextVAE`.
+def load(path: str | os.PathLike | None = None, **options) -> VAE:
+    """Open any bundle as its modality's object (:class:`VAE`, :class:`AudioVAE` for audio bundles,
+    :class:`TextVAE` for text bundles).
 
     Args:
         path: bundle folder; ``None`` for the default bundle shipped in the package.
-        options: as the class's ``load`` (``VAE.load``: precision, threads, providers, optimization,
-            save_optimized, format; ``TextVAE.load``: precision, threads, providers, optimization).
+        options: as ``VAE.load`` (precision, threads, providers, optimization, save_optimized, format).
 
     Raises:
         BundleError: missing, tampered or unreadable bundle, or a data kind this runtime does not know.
@@ -39,4 +40,4 @@ def load(path: str | os.PathLike | None = None, **options) -> VAE | TextVAE:
     return API_BY_KIND[kind].load(root, **options)
 
 
-__all__ = ["SCHEMA", "VAE", "BundleError", "RowError", "TextVAE", "default_bundle_path", "load", "read_manifest", "verify_files"]
+__all__ = ["SCHEMA", "VAE", "AudioVAE", "BundleError", "RowError", "TextVAE", "default_bundle_path", "load", "read_manifest", "verify_files"]

@@ -8,7 +8,8 @@ from pathlib import Path
 import click
 
 # vae-train options that mean nothing for a text model: refused when given, not silently ignored.
-NOT_FOR_TEXT = ("size", "channels", "decoder_style", "likelihood", "gaussian_std", "patience", "resume")
+NOT_FOR_TEXT = ("size", "channels", "decoder_style", "likelihood", "gaussian_std", "patience", "resume",
+                "sample_rate", "duration", "window", "stride", "mels", "n_fft", "hop")
 DEFAULT_LATENT = 16
 DEFAULT_HIDDEN = 128
 
