@@ -7,7 +7,7 @@ from math import prod
 
 ARCHS = ("mlp", "conv", "conv1d")
 LIKELIHOODS = ("bernoulli", "gaussian")
-DECODER_STYLES = ("transpose", "upsample")
+DECODER_STYLES = ("transpose", "upsample", "subpixel")
 
 
 @dataclass(frozen=True)
