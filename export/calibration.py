@@ -13,11 +13,47 @@ import numpy as np
 import torch
 
 from vae_edge.models import VAE
-from vae_edge.trainer.data import Dataset
+from vae_edge.runtime.contract import DECODER, ENCODER
+from vae_edge.trainer.data import Dataset, DataError, load_data
 
-from .graphs import DECODER, ENCODER
+from .errors import CalibrationError
+from .quantize import QuantizeConfig
 
 CALIBRATION_SEED = 0  # fixed: the same model and data give the same quantized graphs
+
+
+def static_feeds(model: VAE, data: Dataset, configs: list[QuantizeConfig], spec: str | None) -> tuple[dict[str, list[dict]], dict | None]:
+    """Calibration feeds per graph for the static variants among ``configs``, and the manifest's record of
+    them; ``({}, None)`` when none needs calibration (no data loaded).
+
+    Args:
+        data: the data the model was trained on (its preprocessing is applied whatever the samples are).
+        spec: a data SPEC to calibrate on instead (``--calibration``); None: the training data.
+
+    Raises:
+        CalibrationError: ``spec`` cannot be loaded, has another sample shape, or lies outside the model's range.
+    """
+    configs = [c for c in configs if c.needs_calibration]
+    if not configs:
+        return {}, None
+    source = data
+    if spec is not None and spec != data.spec:
+        try:
+            # images:DIR is resized to the model's own [H, W]; other sources ignore size.
+            size = tuple(model.config.input_shape[-2:]) if len(model.config.input_shape) == 3 else None
+            source = load_data(spec, model.config.likelihood, size=size)
+        except DataError as exc:
+            raise CalibrationError(str(exc)) from None
+        if list(source.shape) != list(model.config.input_shape):
+            raise CalibrationError(f"{spec!r} has samples of shape {list(source.shape)}, the model expects {list(model.config.input_shape)}")
+    config = configs[0]
+    samples = config.calibration_batches * config.calibration_batch_size
+    # The model's own preprocessing (recorded in model.pt), whatever data the samples come from.
+    x_model = data.to_model(source.train[:samples])
+    if model.config.likelihood == "bernoulli" and len(x_model) and (x_model.min() < -1e-4 or x_model.max() > 1 + 1e-4):
+        raise CalibrationError(f"{source.spec!r}: values {source.train.min():g}..{source.train.max():g} lie outside the model's data range "
+                               f"{float(np.min(data.offset)):g}..{float(np.max(data.offset + data.scale)):g}")
+    return feeds(model, x_model, samples=samples, batch_size=config.calibration_batch_size), describe(source, spec, len(x_model))
 
 
 def feeds(model: VAE, x_model: np.ndarray, *, samples: int, batch_size: int) -> dict[str, list[dict[str, np.ndarray]]]:

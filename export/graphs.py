@@ -1,7 +1,8 @@
-"""Cutting the VAE into two ONNX graphs: encoder x -> (mu, logvar) and decoder z -> x_mean.
+"""Cutting the VAE into its ONNX graphs: encoder x -> (mu, logvar) and decoder z -> x_mean.
 
-Each graph is described by a GraphSpec (names, dynamic axes, tolerance as data, in the manner of
-Hugging Face Optimum's OnnxConfig); no random op ever enters a graph: sampling happens in the runtime.
+Each graph is described by the bundle contract's GraphSpec (vae_edge.runtime.contract: names, per-sample
+dimensions, dynamic axes), which the runtime reads with; no random op ever enters a graph: sampling
+happens in the runtime.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ import contextlib
 import io
 import logging
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import onnx
@@ -18,47 +18,46 @@ import torch
 from torch import nn
 
 from vae_edge.models import VAE
+from vae_edge.runtime import contract
+from vae_edge.runtime.contract import DECODER, ENCODER, GraphSpec
+
+from .errors import ExportError, step
 
 DEFAULT_OPSET = 18
 # torch.onnx's dynamo exporter writes opset 18 or newer (asked for less, it warns and writes 18).
 OPSETS = range(18, 24)
 
 
-@dataclass(frozen=True)
-class GraphSpec:
-    """One exported graph: what goes in and what comes out (tolerances are in ExportOptions)."""
-
-    name: str  # "encoder" / "decoder"
-    inputs: tuple[str, ...]
-    outputs: tuple[str, ...]
-    doc: str
-
-    def filename(self, variant: str = "fp32", fmt: str = "onnx") -> str:
-        """``encoder.onnx``, ``encoder.int8.onnx``, ``encoder.fp16.ort``, ..."""
-        return f"{self.name}.{fmt}" if variant == "fp32" else f"{self.name}.{variant}.{fmt}"
-
-
-ENCODER = GraphSpec("encoder", ("x",), ("mu", "logvar"), "q(z|x): x [batch, *shape] -> mu, logvar [batch, latent]")
-DECODER = GraphSpec("decoder", ("z",), ("x_mean",), "p(x|z): z [batch, latent] -> x_mean [batch, *shape], the mean of p(x|z)")
-SPECS = (ENCODER, DECODER)
-
-
-def graph_shapes(model: VAE) -> dict:
+def graph_shapes(model: VAE, specs: tuple[GraphSpec, ...]) -> dict:
     """Input and output shapes per graph, "batch" for the dynamic axis (as written to manifest.json)."""
-    shape, latent = list(model.config.input_shape), model.config.latent_dim
-    return {
-        "encoder": {"inputs": {"x": ["batch", *shape]}, "outputs": {"mu": ["batch", latent], "logvar": ["batch", latent]}},
-        "decoder": {"inputs": {"z": ["batch", latent]}, "outputs": {"x_mean": ["batch", *shape]}},
-    }
+    dims = contract.sizes(model.config.input_shape, model.config.latent_dim)
+    return {spec.name: spec.shapes(dims) for spec in specs}
+
+
+def write_graphs(folder: Path, model: VAE, specs: tuple[GraphSpec, ...], *, opset: int, metadata: dict) -> None:
+    """Export each graph of ``specs`` to ``folder`` as its fp32 file, each checked by onnx.checker.
+
+    Raises:
+        ExportError: the exporter failed, wrote another opset, or a graph failed its checks.
+    """
+    for spec in specs:
+        path = folder / spec.filename()
+        with step(f"exporting the {spec.name} graph (opset {opset})"):
+            proto = export_graph(model, spec, path, opset=opset, metadata=metadata)
+        if opset_of(proto) != opset:
+            raise ExportError(f"asked for opset {opset}, torch.onnx wrote opset {opset_of(proto)}")
+        with step(f"onnx.checker on {path.name}"):
+            check_graph(path)
 
 
 def _module(model: VAE, spec: GraphSpec) -> nn.Module:
-    return model.encoder if spec is ENCODER else model.decoder
+    modules = {ENCODER.name: model.encoder, DECODER.name: model.decoder}
+    return modules[spec.name]
 
 
 def _example(model: VAE, spec: GraphSpec) -> torch.Tensor:
     # Batch 2, not 1: a size-1 dimension can be specialised away by the tracer.
-    if spec is ENCODER:
+    if spec.name == ENCODER.name:
         return torch.rand(2, *model.config.input_shape)
     return torch.randn(2, model.config.latent_dim)
 

@@ -17,6 +17,11 @@ from pathlib import Path
 from vae_edge.runtime import VAE
 from vae_edge.runtime.benchmark import Effort, bench_inputs
 from vae_edge.runtime.benchmark import measure as time_calls
+from vae_edge.runtime.bundle import describe_latency
+from vae_edge.runtime.contract import BASE_VARIANT, DECODER, ENCODER
+
+from .errors import step
+from .validate import LABEL
 
 # Short rounds: an export times every variant and format at two batch sizes and two thread settings,
 # and these figures inform a choice, they are not the benchmark (`make bench`, `vae-run bench`).
@@ -58,9 +63,9 @@ def measure(bundle: Path, variant: str, fmt: str = "onnx", config: LatencyConfig
         per_batch: dict[str, dict] = {}
         for batch in config.batches:
             x, z = bench_inputs(vae, batch)
-            timed = time_calls({"encoder": lambda: vae.encode(x), "decoder": lambda: vae.decode(z)}, config.effort)
+            timed = time_calls({ENCODER.name: lambda: vae.encode(x), DECODER.name: lambda: vae.decode(z)}, config.effort)
             figures = {graph: round(t.median_s * 1e3, 4) for graph, t in timed.items()}
-            figures["total"] = round(figures["encoder"] + figures["decoder"], 4)
+            figures["total"] = round(figures[ENCODER.name] + figures[DECODER.name], 4)
             per_batch[f"batch_{batch}"] = figures
         result["threads_default" if threads is None else f"threads_{threads}"] = per_batch
     return result
@@ -82,3 +87,26 @@ def compare(latency: dict, baseline: dict) -> tuple[dict, list[str]]:
             if ratio > 1.0:
                 slower.append(f"{setting} {batch}")
     return ratios, slower
+
+
+def time_variants(folder: Path, manifest: dict, config: LatencyConfig) -> list[str]:
+    """Time every variant (and ORT-format copy) of the bundle in ``folder`` into ``manifest``.
+
+    Returns:
+        report lines, one per variant, slower-than-fp32 settings flagged.
+    """
+    manifest["latency"] = config.describe()
+    timed: list[tuple[str, dict]] = []
+    for variant, entry in manifest["variants"].items():
+        for fmt, label, target in (("onnx", variant, entry), ("ort", f"{variant}.ort", entry.get("ort"))):
+            if target is not None:
+                with step(f"timing the {label} graphs"):
+                    target["latency_ms"] = measure(folder, variant, fmt, config)
+                timed.append((label, target))
+    baseline = manifest["variants"][BASE_VARIANT]["latency_ms"]
+    lines = []
+    for label, target in timed:
+        target["time_vs_fp32"], slower = compare(target["latency_ms"], baseline)
+        target["slower_than_fp32"] = slower
+        lines.append(f"  {label:<{LABEL}} time, encoder + decoder: {describe_latency(target)}")
+    return lines

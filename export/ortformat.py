@@ -15,6 +15,11 @@ from pathlib import Path
 
 import onnxruntime as ort
 
+from vae_edge.runtime import contract
+from vae_edge.runtime.contract import GraphSpec
+
+from .errors import step
+
 
 REQUIRED_OPERATORS = "required_operators.config"
 # Device-specific (x86 AVX NCHWc blocked layout): a file that would not run well on an ARM device.
@@ -56,3 +61,22 @@ def write_required_operators(ort_files: Sequence[Path], dst: Path) -> None:
         lines = raw.read_text(encoding="utf-8").splitlines()
     out = [f"# - {Path(line[4:]).name}" if line.startswith("# - ") else line for line in lines]
     dst.write_text("\n".join(out) + "\n", encoding="utf-8")
+
+
+def write_ort(folder: Path, specs: Sequence[GraphSpec], variants: dict[str, dict], *, float16: Sequence[str]) -> None:
+    """Add an ORT-format copy of every variant's graphs to ``folder`` (each entry gains its ``ort`` key),
+    and the required-operators config of them all for a minimal onnxruntime build.
+
+    Args:
+        float16: the variants whose weights are float16 (converted at the level that keeps them).
+
+    Raises:
+        ExportError: a conversion failed, naming it.
+    """
+    for variant, entry in variants.items():
+        for spec in specs:
+            with step(f"converting {spec.filename(variant)} to ORT format"):
+                to_ort(folder / spec.filename(variant), folder / spec.filename(variant, "ort"), keep_float16=variant in float16)
+        entry["ort"] = contract.variant_files(specs, variant, "ort")
+    with step(f"writing {REQUIRED_OPERATORS}"):
+        write_required_operators([folder / e["ort"][spec.name] for e in variants.values() for spec in specs], folder / REQUIRED_OPERATORS)

@@ -26,6 +26,12 @@ import numpy as np
 import onnx
 from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quant_pre_process, quantize_dynamic, quantize_static
 
+from vae_edge.runtime import contract
+from vae_edge.runtime.contract import GraphSpec
+
+from .errors import step
+from .graphs import check_graph, has_conv
+
 log = logging.getLogger(__name__)
 
 METHODS = ("dynamic", "static", "fp16")
@@ -78,6 +84,38 @@ class QuantizeConfig:
 INT8 = QuantizeConfig()
 INT8_STATIC = QuantizeConfig(method="static")
 FP16 = QuantizeConfig(method="fp16")
+# Every variant an export can add to fp32, by its name in the contract. int8: MLP graphs (Gemm/MatMul);
+# int8-static: conv graphs; fp16: devices with half-precision units.
+VARIANTS: dict[str, QuantizeConfig] = {"int8": INT8, "int8-static": INT8_STATIC, "fp16": FP16}
+assert tuple(VARIANTS) == contract.VARIANTS[1:], "contract.VARIANTS names every variant an exporter writes"
+
+
+def write_variants(folder: Path, specs: tuple[GraphSpec, ...], variants: Iterable[str], feeds: dict[str, list[dict]]) -> dict[str, dict]:
+    """Quantize each fp32 graph in ``folder`` to each of ``variants``, each result checked by onnx.checker.
+
+    Args:
+        feeds: calibration feeds per graph name, for the static variants.
+
+    Returns:
+        the manifest's entry per variant: its graph files and how it was made.
+
+    Raises:
+        ExportError: a quantizer or the checker failed, naming the step.
+    """
+    conv = {spec.name for spec in specs if has_conv(folder / spec.filename())}
+    entries: dict[str, dict] = {}
+    for variant in variants:
+        config = VARIANTS[variant]
+        if config.method == "dynamic" and conv:
+            log.warning("%s: dynamic int8 turns the %s graph's convolutions into ConvInteger, measured 13x slower than fp32 "
+                        "(docs/quantization.md); int8-static is the variant for conv graphs", variant, " and ".join(sorted(conv)))
+        for spec in specs:
+            with step(f"quantizing {spec.filename()} to {variant}"):
+                quantize(folder / spec.filename(), folder / spec.filename(variant), config=config, calibration=feeds[spec.name] if config.needs_calibration else None)
+            with step(f"onnx.checker on {spec.filename(variant)}"):
+                check_graph(folder / spec.filename(variant))
+        entries[variant] = {**contract.variant_files(specs, variant), "method": config.describe()}
+    return entries
 
 
 def quantize(src: Path, dst: Path, *, config: QuantizeConfig = INT8, calibration: Iterable[dict[str, np.ndarray]] | None = None) -> None:

@@ -1,4 +1,4 @@
-"""Checking every exported variant against PyTorch before the bundle is written.
+"""Checking every exported variant against PyTorch before the bundle is written: the accuracy gates.
 
 Like Optimum's validator: names, then shapes, then values; every failure is collected and reported at
 once, one line per check with a tick or a cross and the measured difference.
@@ -7,16 +7,24 @@ once, one line per check with a tick or a cross and the measured difference.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnxruntime as ort
 import torch
 
 from vae_edge.models import VAE
-from vae_edge.runtime.vae import reconstruction_nll
+from vae_edge.runtime import VAE as RuntimeVAE
+from vae_edge.runtime import contract
+from vae_edge.runtime.contract import DECODER, ENCODER, GraphSpec
+from vae_edge.runtime.likelihoods import reconstruction_nll
 from vae_edge.trainer import objectives
 
-from .graphs import DECODER, ENCODER, GraphSpec
+from .errors import ExportError, step
+
+if TYPE_CHECKING:
+    from .bundle import ExportOptions
 
 LABEL = 15  # column width of a variant's label in report lines: "int8-static.ort"
 
@@ -101,7 +109,8 @@ def compare_variant(
     dec = _run(decoder, DECODER, ref.mu, variant, problems)
     if enc is None or dec is None:
         return checks, problems, {}
-    for graph, name, got, want in (("encoder", "mu", enc[0], ref.mu), ("encoder", "logvar", enc[1], ref.logvar), ("decoder", "x_mean", dec[0], ref.x_mean)):
+    wanted = [(ENCODER, enc, (ref.mu, ref.logvar)), (DECODER, dec, (ref.x_mean,))]
+    for graph, name, got, want in ((spec.name, name, got, want) for spec, outs, refs in wanted for name, got, want in zip(spec.outputs, outs, refs)):
         if got.shape != want.shape:
             problems.append(f"✗ {variant:<{LABEL}} {graph}.{name} shape {list(got.shape)}, expected {list(want.shape)}")
             continue
@@ -125,3 +134,73 @@ def compare_scores(variant: str, scores: np.ndarray, ref: Reference, *, rtol: fl
         Check(variant, "score_max_rel_diff", "anomaly score, max relative diff", float(rel.max()), rtol),
         Check(variant, "neg_elbo_rel_change", "mean negative ELBO, relative change", float(change)),
     ]
+
+
+@np.errstate(all="ignore")  # overflow in a broken model shows up as a failed check, not a warning
+def gate(folder: Path, manifest: dict, ref: Reference, test_raw: np.ndarray, options: "ExportOptions") -> tuple[list[str], dict[str, RuntimeVAE]]:
+    """Check every variant (and ORT-format copy) in ``folder`` against PyTorch; fill each one's
+    ``accuracy`` and the manifest's ``accuracy_reference``.
+
+    Returns:
+        (report lines, variant name -> the runtime VAE on its .onnx graphs).
+
+    Raises:
+        ExportError: listing every check, when a graph is broken or a variant misses its gate (the
+            latter unless ``options.allow_degraded``).
+    """
+    lines: list[str] = []
+    failed: list[str] = []
+    degraded: list[str] = []
+    vaes: dict[str, RuntimeVAE] = {}
+    for variant, entry in manifest["variants"].items():
+        for fmt in ("onnx", "ort") if "ort" in entry else ("onnx",):
+            label = variant if fmt == "onnx" else f"{variant}.ort"
+            target = entry if fmt == "onnx" else entry["ort"]
+            checks, problems, vae = _check_variant(folder, variant, fmt, target, ref, test_raw, options)
+            lines += problems + [c.line() for c in checks]
+            bad = problems + [c.line() for c in checks if not c.ok]
+            if bad:
+                (degraded if variant != contract.BASE_VARIANT and not problems else failed).append(label)
+            target["accuracy"]["passed"] = not bad
+            if fmt == "onnx":
+                vaes[variant] = vae
+    manifest["accuracy_reference"] = {
+        "description": "PyTorch on the test split; recon_nll and neg_elbo are nats per sample at z = mu",
+        "recon_nll": float(ref.recon_nll.mean()),
+        "neg_elbo": float(ref.neg_elbo.mean()),
+        "split": "test",
+        "samples": len(test_raw),
+    }
+    if failed or (degraded and not options.allow_degraded):
+        names = ", ".join(failed + degraded)
+        hint = "" if failed else " (--allow-degraded writes it anyway, --tolerance sets the limit)"
+        raise ExportError(f"variant {names} failed its accuracy gate{hint}", lines)
+    return lines, vaes
+
+
+def _check_variant(folder: Path, variant: str, fmt: str, target: dict, ref: Reference, test_raw: np.ndarray, options: "ExportOptions"):
+    """Load one variant's graphs in onnxruntime and measure them against PyTorch; sets target["accuracy"].
+
+    Returns:
+        (checks, structural problems, the runtime VAE on these graphs).
+    """
+    quantized = variant != contract.BASE_VARIANT
+    label = variant if fmt == "onnx" else f"{variant}.ort"
+    with step(f"loading the {label} graphs in onnxruntime"):
+        encoder, decoder = (ort.InferenceSession(str(folder / target[spec.name]), providers=["CPUExecutionProvider"]) for spec in (ENCODER, DECODER))
+    checks, problems, stats = compare_variant(
+        label, encoder, decoder, ref,
+        atol=None if quantized else options.fp32_atol,
+        recon_tolerance=options.tolerance if quantized else None,
+    )
+    # Through the runtime itself: its sha256 checks, preprocessing and score arithmetic are tested too.
+    vae = RuntimeVAE.load(folder, precision=variant, threads=1, format=fmt)
+    scores = vae.anomaly_score(test_raw)
+    checks += compare_scores(label, scores, ref, rtol=None if quantized else options.score_rtol)
+    target["accuracy"] = {
+        **{c.key: c.value for c in checks},
+        **stats,
+        "neg_elbo": float(scores.mean()),
+        "samples": len(test_raw),
+    }
+    return checks, problems, vae

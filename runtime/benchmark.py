@@ -21,7 +21,9 @@ import numpy as np
 import onnxruntime as ort
 
 from .bundle import default_bundle_path, read_manifest
-from .vae import VAE, _check_int
+from . import contract
+from .validation import check_int
+from .vae import VAE
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +166,7 @@ def bench_inputs(vae: VAE, batch: int, *, seed: int = 0) -> tuple[np.ndarray, np
     The values do not change the work the graphs do; they only have to pass the runtime's checks.
     """
     rng = np.random.default_rng(seed)
-    x = vae._from_model(rng.random((batch, *vae.shape), dtype=np.float32))  # model space [0, 1) -> data units
+    x = vae.denormalize(rng.random((batch, *vae.shape), dtype=np.float32))  # model space [0, 1) -> data units
     z = rng.standard_normal((batch, vae.latent_dim), dtype=np.float32)
     return x, z
 
@@ -202,7 +204,7 @@ def bench_bundle(
     if not chosen:
         raise ValueError("variants: name at least one")
     for b in batch_sizes:
-        _check_int("batch size", b, minimum=1, maximum=MAX_BATCH)
+        check_int("batch size", b, minimum=1, maximum=MAX_BATCH)
     vaes = {v: VAE.load(root, precision=v, threads=threads) for v in dict.fromkeys(chosen)}
     load_before = machine_info()
     rows = []
@@ -224,7 +226,7 @@ def bench_bundle(
         "effort": asdict(effort),
         "rows": rows,
         "overhead": overhead,
-        "bytes": {name: sum(int(manifest["files"][vae.manifest["variants"][name][g]].get("bytes", 0)) for g in ("encoder", "decoder")) for name, vae in vaes.items()},
+        "bytes": {name: contract.variant_bytes(manifest, name) for name in vaes},
     }
 
 
@@ -237,7 +239,8 @@ def decode_overhead(vae: VAE, *, batch: int = 1, effort: Effort = FULL) -> dict:
         ``{"batch", "bare_s", "runtime_s", "ratio", "noisy"}`` (medians; ratio = runtime / bare).
     """
     _, z = bench_inputs(vae, batch)
-    session, feed = vae._decoder, {vae._dec_in: z}
+    session = vae.session(contract.DECODER.name)
+    feed = {contract.DECODER.inputs[0]: z}
     t = measure({"bare": lambda: session.run(None, feed), "runtime": lambda: vae.decode(z)}, effort)
     return {
         "batch": batch,

@@ -1,6 +1,6 @@
-"""The bundle folder: manifest.json plus ONNX graphs, each checked against its sha256 before use.
+"""Reading a bundle folder: manifest.json checked field by field, then every file against its sha256.
 
-This is the only contract between the exporter and the runtime; the constants here are it.
+What the folder holds and how it is named is the contract (contract.py); this module reads by it.
 """
 
 from __future__ import annotations
@@ -14,19 +14,20 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from . import contract
+from .contract import LIKELIHOODS, MANIFEST, SCHEMA
 from .files import sha256_file
-
-SCHEMA = "vae-edge/bundle/1"
-LIKELIHOODS = ("bernoulli", "gaussian")
-MANIFEST = "manifest.json"
-GRAPHS = ("encoder", "decoder")
-# "onnx": the .onnx graphs every bundle has; "ort": ONNX Runtime's ORT format (`vae-export --ort`), which a
-# minimal onnxruntime build loads; a variant lists those under its optional "ort" key.
-FORMATS = ("onnx", "ort")
+from .validation import one_line, quote
 
 
 class BundleError(ValueError):
-    """The bundle folder is missing, tampered with or not one this runtime can read."""
+    """The bundle folder is missing, tampered with or not one this runtime can read.
+
+    The message is one line whatever the paths and manifest values in it hold.
+    """
+
+    def __init__(self, message: str):
+        super().__init__(one_line(message))
 
 
 def default_bundle_path() -> Path:
@@ -83,7 +84,11 @@ def read_manifest(path: str | os.PathLike) -> dict:
 
 
 def _check_graph_names(mpath: Path, manifest: dict, variant: str, entry: dict) -> None:
-    for graph in GRAPHS:
+    try:
+        specs = contract.manifest_graphs(manifest)
+    except ValueError as exc:
+        raise BundleError(f"{mpath}: {exc}") from None
+    for graph in (spec.name for spec in specs):
         if not isinstance(entry.get(graph), str):
             raise BundleError(f"{mpath}: variant {variant!r} names no {graph} graph")
         if entry[graph] not in manifest["files"]:
@@ -128,24 +133,17 @@ def _check_fields(mpath: Path, m: dict) -> None:
     need(isinstance(shape, list) and bool(shape) and all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape), f"data.shape must be a list of positive integers, got {shape!r}")
     pre = data.get("preprocessing")
     need(isinstance(pre, dict) and pre.get("kind") == "affine" and per_feature(pre.get("offset"), shape) is not None and _positive(pre.get("scale"), shape),
-         f"data.preprocessing must be {{kind: affine, offset, scale > 0}}, each a number or a list of shape {shape}, got {shorten(pre)}")
+         f"data.preprocessing must be {{kind: affine, offset, scale > 0}}, each a number or a list of shape {shape}, got {quote(pre)}")
     if model["likelihood"] == "gaussian":
         params = model.get("likelihood_params")
         need(isinstance(params, dict) and _positive(params.get("std"), shape),
-             f"model.likelihood_params.std must be a number > 0 or a list of shape {shape} for a gaussian model, got {shorten(params)}")
+             f"model.likelihood_params.std must be a number > 0 or a list of shape {shape} for a gaussian model, got {quote(params)}")
     for name, meta in m["files"].items():
         need(isinstance(meta, dict) and isinstance(meta.get("sha256"), str) and isinstance(meta.get("bytes", 0), int), f"files[{name!r}] must give sha256 and bytes")
     for variant, entry in m["variants"].items():
         need(isinstance(entry, dict), f"variants[{variant!r}] must be an object")
         q = entry.get("anomaly_quantiles", {})
         need(isinstance(q, dict) and all(_is_number(v) for v in q.values()), f"variants[{variant!r}].anomaly_quantiles must map names to numbers")
-
-
-def shorten(value: object) -> str:
-    """repr of a manifest value, cut to one readable line."""
-    # Per-feature lists can hold thousands of numbers: an error line shows their start.
-    text = repr(value)
-    return text if len(text) <= 120 else text[:117] + "..."
 
 
 def verify_files(path: str | os.PathLike, manifest: dict, *, keep: tuple[str, ...] = ()) -> dict[str, bytes]:
@@ -187,7 +185,7 @@ def verify_files(path: str | os.PathLike, manifest: dict, *, keep: tuple[str, ..
 
 
 def graph_path(path: str | os.PathLike, manifest: dict, variant: str, graph: str, fmt: str = "onnx") -> Path:
-    """Path of ``graph`` ("encoder"/"decoder") for ``variant`` in format ``fmt`` ("onnx" or "ort"),
+    """Path of ``graph`` (a GraphSpec's name) for ``variant`` in format ``fmt`` ("onnx" or "ort"),
     checked to stay inside the bundle.
 
     Raises:

@@ -11,11 +11,13 @@ from pathlib import Path
 import click
 import numpy as np
 
+from . import contract
 from .benchmark import BATCH_SIZES, MAX_BATCH, NOISY_SPREAD
 from .bundle import BundleError, default_bundle_path, describe_latency, read_manifest
 from .clitools import output_path, run_cli
 from .files import atomic_save_npy, atomic_write_bytes, read_array
-from .vae import MAX_MC_SAMPLES, MAX_STREAM_BATCH, RowError, VAE
+from .streaming import MAX_STREAM_BATCH, RowError
+from .vae import MAX_MC_SAMPLES, VAE
 
 _PRECISION = click.option("--precision", default="fp32", show_default=True, help="Variant to run: fp32, int8, ... (see `vae-run info`).")
 _FORMAT = click.option("--format", "fmt", type=click.Choice(["onnx", "ort"]), default="onnx", show_default=True, help="Graph files to run: .onnx, or the ORT-format files of a bundle exported with `vae-export --ort`.")
@@ -175,7 +177,7 @@ def info(bundle, as_json):
     if cal:
         click.echo(f"anomaly    {cal.get('score', 'negative ELBO per sample, nats')}; calibrated on {cal.get('calibration_split')} ({cal.get('calibration_samples')} samples)")
     for name, v in m["variants"].items():
-        size = sum(m["files"][v[g]].get("bytes", 0) for g in ("encoder", "decoder"))
+        size = contract.variant_bytes(m, name)
         acc = _section(v, "accuracy")
         mark = "✓" if acc.get("passed") is True else "✗" if acc.get("passed") is False else "?"
         figures = ", ".join(f"{k} {_num(acc[k])}" for k in ("recon_nll", "recon_nll_rel_change", "score_max_rel_diff", "decoder_x_mean_max_abs") if k in acc)
@@ -184,8 +186,8 @@ def info(bundle, as_json):
         ort_files = _section(v, "ort")
         if ort_files:
             ort_mark = {True: "✓", False: "✗"}.get(_section(ort_files, "accuracy").get("passed"), "?")
-            n = ort_files.get("bytes")
-            click.echo(f"             ORT format {ort_mark} {ort_files.get('encoder')}, {ort_files.get('decoder')}" + (f" ({n:,} bytes)" if isinstance(n, int) else ""))
+            names = ", ".join(str(ort_files.get(spec.name)) for spec in contract.manifest_graphs(m))
+            click.echo(f"             ORT format {ort_mark} {names} ({contract.variant_bytes(m, name, 'ort'):,} bytes)")
         for label, timed in ((".onnx", v), (".ort", ort_files)):
             if _section(timed, "latency_ms"):
                 click.echo(f"             time {label:<5} {describe_latency(timed)}")

@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from .files import check_writable
+from .validation import one_line
 
 
 def run_cli(command: click.Command, **kwargs) -> None:
@@ -43,7 +44,8 @@ def run_cli(command: click.Command, **kwargs) -> None:
 
 
 def _fail(message: str, code: int) -> None:
-    click.echo(f"Error: {message}", err=True)
+    # One line whatever the message holds (a path or value with a line break in it): scripts read one line.
+    click.echo(f"Error: {one_line(message)}", err=True)
     sys.exit(code)
 
 

@@ -1,4 +1,8 @@
-"""Input checks run before anything reaches onnxruntime: one-line messages naming expected vs got."""
+"""Input checks run before anything reaches onnxruntime: one-line messages naming expected vs got.
+
+Every message is one line whatever the user's value holds: values are shown with :func:`quote` and
+whole messages can be passed through :func:`one_line` (the CLIs' error printer does).
+"""
 
 from __future__ import annotations
 
@@ -81,3 +85,36 @@ def _asarray(x: object, shape: tuple[int, ...] | None, name: str) -> np.ndarray:
 def _expected(shape: tuple[int, ...]) -> str:
     dims = ", ".join(map(str, shape))
     return f"[n, {dims}] or [{dims}]"
+
+
+# Every character str.splitlines() breaks at, shown escaped instead.
+_LINE_BREAKS = {ord(c): repr(c)[1:-1] for c in "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"}
+_QUOTE_MAX = 120
+
+
+def one_line(text: str) -> str:
+    """``text`` with every line break escaped (``\\n``), so that a message stays one line."""
+    return text.translate(_LINE_BREAKS)
+
+
+def quote(value: object) -> str:
+    """A user's value for an error message: its repr, on one line, cut to a readable length.
+
+    Strings keep their quotes and escapes; a multi-line repr (a numpy array) has its whitespace
+    collapsed; anything longer than 120 characters shows its start (per-feature lists can hold thousands).
+    """
+    text = repr(value) if isinstance(value, str) else " ".join(repr(value).split())
+    text = one_line(text)
+    return text if len(text) <= _QUOTE_MAX else text[: _QUOTE_MAX - 3] + "..."
+
+
+def check_int(name: str, value: object, *, minimum: int, maximum: int | None = None) -> None:
+    """An integer argument (bools refused) within [minimum, maximum].
+
+    Raises:
+        ValueError: naming the argument, the bounds and the value given.
+    """
+    ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= minimum and (maximum is None or value <= maximum)
+    if not ok:
+        bounds = f">= {minimum}" if maximum is None else f"from {minimum} to {maximum}"
+        raise ValueError(f"{name}: expected an integer {bounds}, got {quote(value)}")

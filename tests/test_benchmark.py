@@ -70,7 +70,7 @@ def test_hot_path_gives_what_a_bare_run_gives_and_fresh_arrays(bundle):
     vae = VAE.load(bundle, threads=1)
     z = np.random.default_rng(1).standard_normal((5, vae.latent_dim)).astype(np.float32)
     z_before = z.copy()
-    bare = vae._decoder.run(None, {vae._dec_in: z})[0]
+    bare = vae.session("decoder").run(None, {"z": z})[0]
     pre = vae.manifest["data"]["preprocessing"]
     first, second = vae.decode(z), vae.decode(z)
     np.testing.assert_allclose(first, bare * pre["scale"] + pre["offset"], rtol=1e-6)

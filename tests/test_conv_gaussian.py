@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from vae_edge.models import VAEConfig, build_model, load_model
 from vae_edge.runtime import VAE
 from vae_edge.runtime.bundle import BundleError
-from vae_edge.runtime.vae import gaussian_nll
+from vae_edge.runtime.likelihoods import gaussian_nll
 from vae_edge.trainer import TrainConfig, make_checkpoint, objectives, save_checkpoint, train
 from vae_edge.trainer.cli import cli as train_cli
 from vae_edge.trainer.data import Dataset, load_data

@@ -10,7 +10,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from vae_edge.export import bundle as bundle_mod
+from vae_edge.export import graphs as graphs_mod
 from vae_edge.export.bundle import ExportError, ExportOptions, export_bundle
 from vae_edge.models import load_model
 
@@ -112,7 +112,7 @@ def test_export_is_deterministic_and_replaces_an_existing_bundle(tmp_path, model
 
 def test_a_graph_that_differs_from_pytorch_fails_and_writes_nothing(tmp_path, model_path, bundle, monkeypatch):
     """A decoder that is off by 1e-3 must be caught; the earlier bundle stays as it was."""
-    real = bundle_mod.export_graph
+    real = graphs_mod.export_graph
 
     def broken(model, spec, path, **kw):
         proto = real(model, spec, path, **kw)
@@ -123,7 +123,7 @@ def test_a_graph_that_differs_from_pytorch_fails_and_writes_nothing(tmp_path, mo
             onnx.save_model(proto, str(path))
         return proto
 
-    monkeypatch.setattr(bundle_mod, "export_graph", broken)
+    monkeypatch.setattr(graphs_mod, "export_graph", broken)
     out = tmp_path / "bundle"
     shutil.copytree(bundle, out)
     before = {p.name: p.read_bytes() for p in out.iterdir()}
@@ -155,7 +155,7 @@ def test_a_failing_exporter_becomes_one_export_error(tmp_path, model_path, monke
     def explode(*args, **kwargs):
         raise RuntimeError("Unsupported operator aten::weird\nlong internal detail")
 
-    monkeypatch.setattr(bundle_mod, "export_graph", explode)
+    monkeypatch.setattr(graphs_mod, "export_graph", explode)
     with pytest.raises(ExportError, match=r"^exporting the encoder graph \(opset 18\) failed: RuntimeError: Unsupported operator aten::weird$"):
         export_bundle(model_path, tmp_path / "b")
     assert list(tmp_path.iterdir()) == []

@@ -15,7 +15,7 @@ import onnxruntime as ort
 import pytest
 from click.testing import CliRunner
 
-from vae_edge.export import bundle as bundle_mod
+from vae_edge.export import quantize as quantize_mod
 from vae_edge.export.bundle import CalibrationError, ExportError, ExportOptions, export_bundle
 from vae_edge.export.graphs import has_conv, opset_of
 from vae_edge.export.latency import LatencyConfig
@@ -149,14 +149,14 @@ def _corrupt_decoder(path: Path) -> None:
 
 def test_broken_int8_static_and_fp16_variants_fail_their_gates(tmp_path, model_path, monkeypatch):
     """(--allow-degraded writing a variant that misses its gate is tested with int8 in test_export.py.)"""
-    real = bundle_mod.quantize
+    real = quantize_mod.quantize
 
     def broken(src, dst, **kw):
         real(src, dst, **kw)
         if Path(dst).name.startswith("decoder."):
             _corrupt_decoder(Path(dst))
 
-    monkeypatch.setattr(bundle_mod, "quantize", broken)
+    monkeypatch.setattr(quantize_mod, "quantize", broken)
     with pytest.raises(ExportError, match="variant int8-static, fp16 failed its accuracy gate") as info:
         export_bundle(model_path, tmp_path / "strict", ExportOptions(variants=("int8-static", "fp16"), latency=None))
     for variant in ("int8-static", "fp16"):
@@ -171,7 +171,7 @@ def test_a_graph_that_fails_the_checker_fails_the_export(tmp_path, model_path, m
         model.graph.node[0].op_type = "NoSuchOperator"
         onnx.save_model(model, str(dst))
 
-    monkeypatch.setattr(bundle_mod, "quantize", invalid)
+    monkeypatch.setattr(quantize_mod, "quantize", invalid)
     with pytest.raises(ExportError, match=r"^onnx.checker on encoder.fp16.onnx failed"):
         export_bundle(model_path, tmp_path / "b", ExportOptions(variants=("fp16",), latency=None))
     assert list(tmp_path.iterdir()) == []

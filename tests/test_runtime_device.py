@@ -12,7 +12,7 @@ import onnxruntime as ort
 import pytest
 
 from vae_edge.runtime import VAE, BundleError, RowError
-from vae_edge.runtime.vae import OPTIMIZATION_LEVELS
+from vae_edge.runtime.sessions import OPTIMIZATION_LEVELS
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +78,7 @@ def test_threads_providers_and_optimisation_levels_are_passed_through(bundle, va
     want = vae.reconstruct(test_digits)
     for level in OPTIMIZATION_LEVELS:
         other = VAE.load(bundle, threads=2, providers=["CPUExecutionProvider"], optimization=level)
-        assert other._decoder.get_providers() == ["CPUExecutionProvider"]
+        assert other.session("decoder").get_providers() == ["CPUExecutionProvider"]
         np.testing.assert_allclose(other.reconstruct(test_digits), want, atol=1e-4)
     for provider in ort.get_available_providers():  # any provider this onnxruntime offers, by name
         assert VAE.load(bundle, providers=[provider]).sample(1, seed=0).shape == (1, 1, 8, 8)
@@ -89,7 +89,7 @@ def test_threads_providers_and_optimisation_levels_are_passed_through(bundle, va
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        ({"providers": ["NoSuchExecutionProvider"]}, "NoSuchExecutionProvider is not an onnxruntime execution provider; this onnxruntime offers .*CPUExecutionProvider"),
+        ({"providers": ["NoSuchExecutionProvider"]}, "'NoSuchExecutionProvider' is not an onnxruntime execution provider; this onnxruntime offers .*CPUExecutionProvider"),
         ({"providers": ["CUDAExecutionProvider"] if "CUDAExecutionProvider" not in ort.get_available_providers() else ["TensorrtExecutionProvider"]}, "is not built into this onnxruntime"),
         ({"providers": []}, "non-empty list"),
         ({"providers": [3]}, "provider name or"),
@@ -342,14 +342,14 @@ def test_sessions_run_the_bytes_that_were_hashed(bundle_copy):
     import hashlib
 
     from vae_edge.runtime import read_manifest, verify_files
-    from vae_edge.runtime.vae import _open_session, _session_options
+    from vae_edge.runtime.sessions import open_session, session_options
 
     manifest = read_manifest(bundle_copy)
     kept = verify_files(bundle_copy, manifest, keep=("decoder.onnx",))
     assert list(kept) == ["decoder.onnx"]
     assert hashlib.sha256(kept["decoder.onnx"]).hexdigest() == manifest["files"]["decoder.onnx"]["sha256"]
     (bundle_copy / "decoder.onnx").write_bytes(b"swapped after the check")
-    session = _open_session(bundle_copy / "decoder.onnx", kept["decoder.onnx"], _session_options(1), ["CPUExecutionProvider"], None)
+    session = open_session(bundle_copy / "decoder.onnx", kept["decoder.onnx"], session_options(1), ["CPUExecutionProvider"], None)
     assert [o.name for o in session.get_outputs()] == ["x_mean"]
     with pytest.raises(BundleError, match=r"decoder\.onnx: .*(truncated or replaced|sha256 does not match)"):
         verify_files(bundle_copy, manifest, keep=("decoder.onnx",))

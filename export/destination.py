@@ -1,0 +1,50 @@
+"""Where a bundle goes: the checks on --out before any work, and the atomic swap that puts it there.
+
+The whole bundle is written into a temporary folder beside the destination and renamed into place only
+after every stage has passed: a failed export leaves no half-written bundle and an earlier one untouched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+from vae_edge.runtime.contract import MANIFEST
+from vae_edge.runtime.files import atomic_directory, check_writable
+
+
+class DestinationError(ValueError):
+    """--out names a folder that must not be replaced (not a bundle, or it holds the model)."""
+
+
+def check_destination(out: Path, model_path: Path) -> None:
+    """Refuse to replace anything but an earlier bundle: the export swaps the whole folder.
+
+    Raises:
+        DestinationError: ``out`` is a file, a non-empty folder without manifest.json, the folder holding
+            the model, or the current folder (or one above it).
+    """
+    if not out.exists():
+        try:
+            check_writable(out)  # probes the parent folder and leaves nothing behind
+        except OSError as exc:
+            raise DestinationError(f"{out}: cannot write there ({exc.strerror or exc})") from None
+        return
+    if not out.is_dir():
+        raise DestinationError(f"{out}: exists and is not a folder")
+    real = out.resolve()
+    if real == Path.cwd().resolve() or real in Path.cwd().resolve().parents:
+        raise DestinationError(f"{out}: is the current folder or above it; name a bundle folder of its own")
+    if real in model_path.resolve().parents:
+        raise DestinationError(f"{out}: holds {model_path.name}; name a bundle folder of its own")
+    if any(out.iterdir()) and not (out / MANIFEST).is_file():
+        raise DestinationError(f"{out}: exists and is not a bundle (no {MANIFEST}); refusing to replace it")
+
+
+@contextlib.contextmanager
+def staging(out: Path) -> Iterator[Path]:
+    """A temporary folder beside ``out`` to write the bundle into; on a clean exit it replaces ``out``
+    (an earlier bundle there is swapped out whole), on an exception it is removed and ``out`` untouched."""
+    with atomic_directory(out) as tmp:
+        yield tmp

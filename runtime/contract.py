@@ -1,0 +1,213 @@
+"""The bundle contract: what `vae-export` writes and every runtime reads, spelled once.
+
+Schema version, manifest name, the graphs each modality's bundle holds (one GraphSpec per graph, in the
+manner of Hugging Face Optimum's OnnxConfig: names, per-sample dimensions, dynamic axes), the metadata
+stamped into each graph, variant and file naming, quantile naming, and the sha256 + bytes entry of the
+files list. The exporter (vae_edge.export) imports this module; the runtime reads bundles with it.
+Adding a graph kind (a text decoder step, an audio front end) is one edit to MODALITIES below.
+
+torch-free and onnxruntime-free: nothing here runs a model.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .files import sha256_file
+
+SCHEMA = "vae-edge/bundle/1"
+MANIFEST = "manifest.json"
+LIKELIHOODS = ("bernoulli", "gaussian")
+# "onnx": the .onnx graphs every bundle has; "ort": ONNX Runtime's ORT format (`vae-export --ort`), which a
+# minimal onnxruntime build loads; a variant lists those under its optional "ort" key.
+FORMATS = ("onnx", "ort")
+BASE_VARIANT = "fp32"  # the graphs as exported from PyTorch; every other variant is derived from them
+# Every variant name an exporter may write, base first (the manifest lists those a bundle has).
+VARIANTS = (BASE_VARIANT, "int8", "int8-static", "fp16")
+BATCH = "batch"  # name of the dynamic leading axis of every graph input and output
+
+
+@dataclass(frozen=True)
+class GraphSpec:
+    """One graph of a bundle: its tensors and their per-sample dimensions.
+
+    ``dims`` maps each input and output name to its dimensions after the batch axis, as symbols:
+    "shape" (the sample shape, spread) or "latent" (the latent size). The writer exports with these
+    names and dynamic axes and records ``shapes()`` in the manifest; the reader checks a loaded graph
+    against ``per_sample()``.
+    """
+
+    name: str  # the key in a manifest variant, and the file's stem: "encoder" -> encoder.int8.onnx
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    dims: Mapping[str, tuple[str, ...]]
+    doc: str
+
+    @property
+    def dynamic_axes(self) -> dict[str, dict[int, str]]:
+        """``{tensor: {0: "batch"}}`` for every input and output (torch.onnx's ``dynamic_axes`` form)."""
+        return {name: {0: BATCH} for name in (*self.inputs, *self.outputs)}
+
+    def filename(self, variant: str = BASE_VARIANT, fmt: str = "onnx") -> str:
+        """``encoder.onnx``, ``encoder.int8.onnx``, ``encoder.fp16.ort``, ..."""
+        return f"{self.name}.{fmt}" if variant == BASE_VARIANT else f"{self.name}.{variant}.{fmt}"
+
+    def _expand(self, tensor: str, sizes: Mapping[str, list[int]]) -> list[int]:
+        return [d for symbol in self.dims[tensor] for d in sizes[symbol]]
+
+    def per_sample(self, sizes: Mapping[str, list[int]]) -> tuple[list[list[int]], list[list[int]]]:
+        """(input shapes, output shapes) after the batch axis, for ``sizes`` from :func:`sizes`."""
+        return [self._expand(t, sizes) for t in self.inputs], [self._expand(t, sizes) for t in self.outputs]
+
+    def shapes(self, sizes: Mapping[str, list[int]]) -> dict:
+        """This graph's entry in the manifest's ``graphs`` section: ``{"inputs": {"x": ["batch", 1, 8, 8]}, "outputs": {...}}``."""
+        return {side: {t: [BATCH, *self._expand(t, sizes)] for t in names} for side, names in (("inputs", self.inputs), ("outputs", self.outputs))}
+
+
+def sizes(shape: Iterable[int], latent_dim: int) -> dict[str, list[int]]:
+    """The values of GraphSpec's dimension symbols for one model."""
+    return {"shape": [int(d) for d in shape], "latent": [int(latent_dim)]}
+
+
+ENCODER = GraphSpec("encoder", ("x",), ("mu", "logvar"), {"x": ("shape",), "mu": ("latent",), "logvar": ("latent",)},
+                    "q(z|x): x [batch, *shape] -> mu, logvar [batch, latent]")
+DECODER = GraphSpec("decoder", ("z",), ("x_mean",), {"z": ("latent",), "x_mean": ("shape",)},
+                    "p(x|z): z [batch, latent] -> x_mean [batch, *shape], the mean of p(x|z)")
+
+# The graphs of a bundle per modality (the manifest's data.kind), in export order. A new modality or
+# graph kind is one entry here; writer and reader both take their lists from it.
+MODALITIES: dict[str, tuple[GraphSpec, ...]] = {
+    "image": (ENCODER, DECODER),
+    "vector": (ENCODER, DECODER),
+    "sequence": (ENCODER, DECODER),
+}
+
+
+# Manifests written before data.kind was recorded held images or vectors: the same two graphs.
+DEFAULT_KIND = "image"
+
+
+def graphs_for(kind: str) -> tuple[GraphSpec, ...]:
+    """The graphs a bundle of data kind ``kind`` holds.
+
+    Raises:
+        ValueError: a kind no modality declares.
+    """
+    if not isinstance(kind, str) or kind not in MODALITIES:
+        raise ValueError(f"data kind {kind!r} is not one this runtime knows ({', '.join(MODALITIES)})")
+    return MODALITIES[kind]
+
+
+def manifest_graphs(manifest: Mapping) -> tuple[GraphSpec, ...]:
+    """The graphs of the bundle whose parsed manifest is ``manifest`` (by its ``data.kind``).
+
+    Raises:
+        ValueError: a kind no modality declares.
+    """
+    data = manifest.get("data")
+    return graphs_for(data.get("kind", DEFAULT_KIND) if isinstance(data, Mapping) else DEFAULT_KIND)
+
+
+# ---------------------------------------------------------------- graph metadata
+# Stamped into every graph (shown by Netron, readable from any ONNX Runtime without the manifest). A
+# graph's sha256 covers them, unlike manifest.json itself, so the runtime checks the manifest against them.
+META_SCHEMA = "vae_edge.schema"
+META_LATENT_DIM = "vae_edge.latent_dim"
+META_INPUT_SHAPE = "vae_edge.input_shape"
+META_LIKELIHOOD = "vae_edge.likelihood"
+META_PREPROCESSING = "vae_edge.preprocessing"
+META_DATASET = "vae_edge.dataset"
+META_LIKELIHOOD_PARAMS = "vae_edge.likelihood_params"
+# Metadata entries holding numbers (JSON), compared number by number: where each lives in the manifest.
+META_NUMBERS = {META_PREPROCESSING: ("data", "preprocessing"), META_LIKELIHOOD_PARAMS: ("model", "likelihood_params")}
+
+
+def exact_metadata(latent_dim: int, input_shape: Iterable[int], likelihood: str) -> dict[str, str]:
+    """The metadata entries a graph and its manifest must agree on character for character."""
+    return {META_LATENT_DIM: str(latent_dim), META_INPUT_SHAPE: json.dumps([int(d) for d in input_shape]), META_LIKELIHOOD: likelihood}
+
+
+def graph_metadata(*, latent_dim: int, input_shape: Iterable[int], likelihood: str, preprocessing: dict, dataset: str, likelihood_params: dict | None) -> dict[str, str]:
+    """Every metadata entry the exporter stamps into a graph, as strings, in a stable order."""
+    exact = exact_metadata(latent_dim, input_shape, likelihood)
+    meta = {META_SCHEMA: SCHEMA, **exact, META_PREPROCESSING: json.dumps(preprocessing), META_DATASET: dataset}
+    if likelihood_params is not None:
+        meta[META_LIKELIHOOD_PARAMS] = json.dumps(likelihood_params)
+    return meta
+
+
+# ---------------------------------------------------------------- variants, files and bytes
+def variant_files(specs: Iterable[GraphSpec], variant: str, fmt: str = "onnx") -> dict[str, str]:
+    """A variant's graph entries in the manifest: ``{"encoder": "encoder.int8.onnx", ...}``."""
+    return {spec.name: spec.filename(variant, fmt) for spec in specs}
+
+
+def file_entry(path: Path) -> dict:
+    """One entry of the manifest's ``files`` section: ``{"sha256": hex, "bytes": size}``."""
+    return {"sha256": sha256_file(path), "bytes": path.stat().st_size}
+
+
+def files_section(folder: Path) -> dict[str, dict]:
+    """The ``files`` section for every file in ``folder``, by name in sorted order."""
+    return {f.name: file_entry(f) for f in sorted(folder.iterdir())}
+
+
+def graph_bytes(files: Mapping[str, object], graphs: Mapping[str, object], specs: Iterable[GraphSpec]) -> int:
+    """Bytes of one variant's graphs (``graphs``: a variant entry or its ``ort`` entry) from the
+    ``files`` section; a file missing there, or without a size, counts 0 (hand-edited manifests)."""
+    total = 0
+    for spec in specs:
+        meta = files.get(graphs.get(spec.name)) if isinstance(graphs.get(spec.name), str) else None
+        size = meta.get("bytes") if isinstance(meta, dict) else None
+        total += size if isinstance(size, int) and not isinstance(size, bool) else 0
+    return total
+
+
+def variant_bytes(manifest: Mapping, variant: str, fmt: str = "onnx") -> int:
+    """Bytes of ``variant``'s graphs in format ``fmt``, from the manifest's ``files`` section (which
+    loading verifies), for any reader: `vae-run info`, the benchmarks. 0 for a format the variant lacks."""
+    entry = manifest["variants"][variant]
+    graphs = entry if fmt == "onnx" else entry.get(fmt)
+    if not isinstance(graphs, dict):
+        return 0
+    return graph_bytes(manifest.get("files", {}), graphs, manifest_graphs(manifest))
+
+
+# ---------------------------------------------------------------- anomaly-score quantiles
+def quantile_name(quantile: float) -> str:
+    """0.99 -> "p99", 0.999 -> "p99.9": a key of a variant's ``anomaly_quantiles``."""
+    return "p" + f"{quantile * 100:.1f}".rstrip("0").rstrip(".")
+
+
+def quantile_fraction(name: str) -> float | None:
+    """ "p99.9" -> 0.999; None for a name not of that form."""
+    try:
+        return float(name[1:]) / 100.0 if name.startswith("p") else None
+    except ValueError:
+        return None
+
+
+def find_quantile(quantile: object, stored: Mapping[str, float]) -> str:
+    """The stored name ("p99", "p99.9") for a quantile given as a fraction or by name.
+
+    Raises:
+        ValueError: not a fraction in (0, 1) nor a stored name, or not stored (listing those that are).
+    """
+    listing = ", ".join(f"{name} ({q:g})" if (q := quantile_fraction(name)) is not None else name for name in stored)
+    if isinstance(quantile, str):
+        if quantile in stored:
+            return quantile
+        raise ValueError(f"quantile {quantile!r} is not calibrated in this bundle; it stores {listing}")
+    if isinstance(quantile, bool) or not isinstance(quantile, (int, float, np.integer, np.floating)) or not (0 < quantile < 1):
+        raise ValueError(f"quantile: expected a fraction in (0, 1) such as 0.99, or a stored name, got {quantile!r}")
+    for name in stored:
+        q = quantile_fraction(name)
+        if q is not None and abs(q - float(quantile)) < 1e-9:
+            return name
+    raise ValueError(f"quantile {float(quantile):g} is not calibrated in this bundle; it stores {listing}")
+

@@ -1,0 +1,246 @@
+"""onnxruntime sessions for a bundle's graphs: options, providers, the direct run path, saving the
+optimised graphs, and the check that each loaded graph is the one its manifest describes."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from . import contract
+from .bundle import BundleError, graph_path, per_feature, verify_files
+from .files import atomic_path
+from .validation import check_int, one_line, quote
+
+log = logging.getLogger(__name__)
+
+MAX_THREADS = 1024  # far above any CPU this runs on; a typo such as 100000 would hang creating threads
+
+# Names for onnxruntime's graph optimisation levels, from none to every fusion.
+OPTIMIZATION_LEVELS = {
+    "disabled": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
+
+RunFn = Callable[[list[str], dict, ort.RunOptions], list[np.ndarray]]
+
+
+class Graph:
+    """One loaded graph of a bundle: its session, and what every call needs hoisted out of the call.
+
+    Hoisted (measured at batch 1, where a decode takes ~5 us): the output names, which
+    ``session.run(None, ...)`` rebuilds each time, and one RunOptions, without which onnxruntime builds
+    a default one per call (~0.6 us together); RunOptions is only read during a run, so threads may
+    share it. :func:`direct_run` drops run()'s Python-side checks (~0.5 us more).
+    """
+
+    def __init__(self, spec: contract.GraphSpec, session: ort.InferenceSession):
+        self.spec = spec
+        self.session = session
+        self.input = session.get_inputs()[0].name  # the first input's name, for single-input graphs
+        self.outputs = [o.name for o in session.get_outputs()]
+        self._run = direct_run(session)
+        self._options = ort.RunOptions()
+
+    def run(self, feed: dict) -> list[np.ndarray]:
+        """Outputs of the graph for ``feed`` (input name -> checked float32 array), in spec order.
+
+        Raises:
+            RuntimeError: onnxruntime failed; one line naming the graph.
+        """
+        try:
+            return self._run(self.outputs, feed, self._options)
+        except MemoryError:
+            raise
+        except Exception as exc:  # onnxruntime's own exception types derive from Exception only
+            raise RuntimeError(f"onnxruntime failed running the {self.spec.name}: {_first_line(exc)}") from None
+
+
+def open_graphs(
+    root: Path,
+    manifest: dict,
+    precision: str,
+    specs: Sequence[contract.GraphSpec],
+    *,
+    threads: int | None = None,
+    providers: object = None,
+    optimization: str = "all",
+    save_optimized: str | os.PathLike | None = None,
+    format: str = "onnx",
+) -> dict[str, Graph]:
+    """Verify and open ``precision``'s graphs of the bundle at ``root`` (see ``VAE.load`` for the options).
+
+    Sessions are built from the bytes that were hashed, so a file swapped after the check cannot run.
+
+    Returns:
+        graph name -> Graph, in ``specs`` order.
+
+    Raises:
+        BundleError: a missing, tampered or unloadable graph, or one its manifest does not describe.
+        ValueError: an unknown format, provider, optimisation level or thread count, or a
+            ``save_optimized`` folder that is the bundle itself.
+        OSError: ``save_optimized`` cannot be written.
+    """
+    if format not in contract.FORMATS:
+        raise ValueError(f"format {quote(format)} is not one of {', '.join(contract.FORMATS)}")
+    options = [session_options(threads, optimization) for _ in specs]  # one each: save paths differ
+    providers = check_providers(providers)
+    save_dir = check_save_dir(root, save_optimized)
+    paths = [graph_path(root, manifest, precision, spec.name, format) for spec in specs]
+    verified = verify_files(root, manifest, keep=tuple(p.name for p in paths))
+    graphs = {spec.name: Graph(spec, open_session(gp, verified[gp.name], opts, providers, save_dir)) for spec, gp, opts in zip(specs, paths, options)}
+    check_graphs(root, manifest, precision, graphs)
+    log.debug("loaded %s (%s) with providers %s", root, precision, providers)
+    return graphs
+
+
+def direct_run(session: ort.InferenceSession) -> RunFn:
+    """The fastest correct way to call ``session.run(outputs, feed, options)``.
+
+    ``InferenceSession.run`` checks the feed's names and the ownership of OrtValues in Python and then
+    calls the C++ session (``_sess.run``, same arguments). Our feeds are numpy arrays checked before they
+    get here, so on the CPU provider alone the C++ call is taken directly. With other providers run()
+    also carries onnxruntime's fallback to the CPU after a provider failure, so it is kept there (and
+    wherever a future onnxruntime lacks ``_sess``).
+    """
+    inner = getattr(session, "_sess", None)
+    if session.get_providers() == ["CPUExecutionProvider"] and callable(getattr(inner, "run", None)):
+        return inner.run
+    return session.run
+
+
+def check_graphs(root: Path, manifest: dict, precision: str, graphs: dict[str, Graph]) -> None:
+    """The manifest must describe the graphs it names: per-sample shapes (from the contract's specs), and
+    the facts each graph carries in its metadata (which its sha256 covers, unlike manifest.json itself).
+
+    Raises:
+        BundleError: naming the graph and what disagrees.
+    """
+    shape, latent = list(manifest["data"]["shape"]), manifest["model"]["latent_dim"]
+    dims = contract.sizes(shape, latent)
+    facts = contract.exact_metadata(latent, shape, manifest["model"]["likelihood"])
+    for name, graph in graphs.items():
+        path = root / manifest["variants"][precision][name]
+        session = graph.session
+        ins, outs = ([list(a.shape[1:]) for a in args] for args in (session.get_inputs(), session.get_outputs()))
+        want_in, want_out = graph.spec.per_sample(dims)
+        if ins != want_in or outs != want_out:
+            raise BundleError(f"{path}: takes {ins} and gives {outs} (per sample), the manifest's {name} should take {want_in} and give {want_out}")
+        meta = session.get_modelmeta().custom_metadata_map
+        for key, (section, field) in contract.META_NUMBERS.items():
+            if key in meta and not _same_numbers(json.loads(meta[key]), manifest[section].get(field), shape):
+                raise BundleError(f"{path}: was exported with {field} {quote(json.loads(meta[key]))}, the manifest says {quote(manifest[section].get(field))}")
+        for key, value in facts.items():
+            if key in meta and meta[key] != value:
+                raise BundleError(f"{path}: carries {key}={meta[key]}, the manifest says {value}")
+
+
+def _same_numbers(graph: object, manifest: object, shape: list) -> bool:
+    """Graph metadata and manifest agree on every number-valued entry (offset, scale, std)."""
+    if not isinstance(graph, dict) or not isinstance(manifest, dict):
+        return graph == manifest
+    for key in set(graph) | set(manifest):
+        a, b = graph.get(key), manifest.get(key)
+        if isinstance(a, (str, type(None))) or isinstance(b, (str, type(None))):
+            if a != b:
+                return False
+            continue
+        fa, fb = per_feature(a, shape), per_feature(b, shape)
+        if fa is None or fb is None or fa.shape != fb.shape or not np.array_equal(fa, fb):
+            return False
+    return True
+
+
+def open_session(gp: Path, model: bytes, options: ort.SessionOptions, providers: list, save_dir: Path | None) -> ort.InferenceSession:
+    """One graph's session, built from ``model``, the bytes of ``gp`` that verify_files hashed (so that a
+    file swapped after the check cannot run); with ``save_dir``, onnxruntime also writes the optimised graph there.
+
+    Raises:
+        BundleError: onnxruntime cannot load the graph.
+        OSError: ``save_dir`` cannot be written.
+    """
+    try:
+        if save_dir is None:
+            return ort.InferenceSession(model, sess_options=options, providers=providers)
+        with atomic_path(save_dir / gp.name) as tmp:
+            # The temporary name does not end in .ort, so say which format to write.
+            options.add_session_config_entry("session.save_model_format", "ORT" if gp.suffix == ".ort" else "ONNX")
+            options.optimized_model_filepath = str(tmp)  # onnxruntime writes it while building the session
+            return ort.InferenceSession(model, sess_options=options, providers=providers)
+    except OSError:
+        raise
+    except Exception as exc:  # onnxruntime raises its own exception types
+        raise BundleError(f"{gp}: onnxruntime cannot load it ({_first_line(exc)})") from None
+
+
+def check_save_dir(root: Path, save_dir: str | os.PathLike | None) -> Path | None:
+    """The folder for optimised graphs: created now, and never the bundle itself (whose sha256s it would break).
+
+    Raises:
+        ValueError: an empty path, or the bundle folder.
+        OSError: the folder cannot be made.
+    """
+    if save_dir is None:
+        return None
+    folder = Path(save_dir)
+    if not str(save_dir).strip():
+        raise ValueError("save_optimized: expected a folder path, got an empty string")
+    if folder.exists() and folder.resolve() == root.resolve():
+        raise ValueError(one_line(f"save_optimized: {folder} is the bundle folder; the optimised graphs would replace the verified ones"))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def session_options(threads: int | None, optimization: str = "all") -> ort.SessionOptions:
+    """SessionOptions for one graph: optimisation level by name, fatal-only logging, ``threads`` intra-op threads.
+
+    Raises:
+        ValueError: an unknown optimisation level, or ``threads`` not an integer in [1, MAX_THREADS].
+    """
+    options = ort.SessionOptions()
+    if not isinstance(optimization, str) or optimization not in OPTIMIZATION_LEVELS:
+        raise ValueError(f"optimization: expected one of {', '.join(OPTIMIZATION_LEVELS)}, got {quote(optimization)}")
+    # Default "all": fusions and constant folding happen once at load, and these graphs are small.
+    options.graph_optimization_level = OPTIMIZATION_LEVELS[optimization]
+    # Fatal only: every error onnxruntime logs is also raised to the caller, who reports it once.
+    options.log_severity_level = 4
+    if threads is not None:
+        check_int("threads", threads, minimum=1, maximum=MAX_THREADS)
+        options.intra_op_num_threads = int(threads)
+        options.inter_op_num_threads = 1
+    return options
+
+
+def check_providers(providers: object) -> list:
+    """Execution providers as onnxruntime takes them: names, or (name, options dict) pairs.
+
+    Raises:
+        ValueError: an empty list, an entry of another form, or a provider this onnxruntime lacks.
+    """
+    if providers is None:
+        return ["CPUExecutionProvider"]
+    if isinstance(providers, str):
+        providers = [providers]
+    if not isinstance(providers, (list, tuple)) or not providers:
+        raise ValueError(f"providers: expected a non-empty list of provider names, got {quote(providers)}")
+    available = ort.get_available_providers()
+    for entry in providers:
+        name = entry[0] if isinstance(entry, tuple) and len(entry) == 2 and isinstance(entry[1], dict) else entry
+        if not isinstance(name, str):
+            raise ValueError(f"providers: expected a provider name or (name, options dict), got {quote(entry)}")
+        if name not in available:
+            # A real provider missing from this build (e.g. CUDA in the CPU wheel) and a typo read differently.
+            why = "is not built into this onnxruntime" if name in ort.get_all_providers() else "is not an onnxruntime execution provider"
+            raise ValueError(f"providers: {quote(name)} {why}; this onnxruntime offers {', '.join(available)}")
+    return list(providers)
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
