@@ -51,6 +51,19 @@ class ConvEncoder(nn.Module):
         return self.mu(h), self.logvar(h)
 
 
+@torch.no_grad()
+def _icnr_(layer: nn.Module, group: int) -> None:
+    """ICNR initialisation (Aitken et al., 2017) of a sub-pixel Conv: the ``group`` sub-pixels of each
+    output channel start with one kernel, so the layer starts as nearest-upsampling of a Conv, without
+    the checkerboard a random start gives, and trains like one."""
+    out_channels = layer.weight.shape[0] // group
+    kernel = torch.empty(out_channels, *layer.weight.shape[1:])
+    nn.init.kaiming_uniform_(kernel, a=5**0.5)  # nn.Conv's own default, on the smaller kernel
+    layer.weight.copy_(kernel.repeat_interleave(group, dim=0))  # PixelShuffle: channel c * group + i -> sub-pixel i of c
+    if layer.bias is not None:
+        layer.bias.copy_(layer.bias.view(out_channels, group)[:, :1].expand(out_channels, group).reshape(-1))
+
+
 class PixelShuffle(nn.Module):
     """(B, C * r^dims, *S) -> (B, C, *(r * S)): nn.PixelShuffle for images (DepthToSpace in ONNX), and
     its 1-D analogue for sequences, where channel c * r + i becomes position l * r + i."""
@@ -95,6 +108,10 @@ class ConvDecoder(nn.Module):
             else:
                 layers += [nn.Upsample(scale_factor=2, mode="nearest"), conv(c_in, c_out, kernel_size=3, padding=1), *relu]
         self.body = nn.Sequential(*layers)
+        if config.decoder_style == "subpixel":
+            for layer in self.body:
+                if isinstance(layer, conv):
+                    _icnr_(layer, 2**dims)
 
     def logits(self, z: torch.Tensor) -> torch.Tensor:
         """Pre-activation output (Bernoulli logits, or the Gaussian mean itself), (B, *input_shape)."""
