@@ -21,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-RUNTIME, BARE, BOUND, LITERT, LITERT_INT8, SCORE_BARE = "runtime", "ort-run", "ort-iobinding", "litert-fp32", "litert-int8", "ort-score-graph"
+# anomaly_score's bare onnxruntime rows run the bundle's score graph (bundles without one: runtime only)
+RUNTIME, BARE, BOUND, LITERT, LITERT_INT8 = "runtime", "ort-run", "ort-iobinding", "litert-fp32", "litert-int8"
 CASES = (("decode", 1), ("decode", 64), ("encode", 1), ("encode", 64), ("anomaly_score", 1), ("anomaly_score", 64))
 REPEATS = 3  # whole interleaved measurements; the reported figure is the median of their medians
 PARITY_ATOL = 1e-4  # LiteRT fp32 against onnxruntime fp32, probabilities and latents alike
@@ -141,31 +142,21 @@ def run(bundle: Path, weights_path: Path, quick: bool) -> dict:
     tflite = {name: {g: to_tflite(fn, int8=name == LITERT_INT8) for g, fn in (("encoder", encoder_fn), ("decoder", decoder_fn))} for name in (LITERT, LITERT_INT8)}
     lite = {name: {"encoder": LiteRTGraph(m["encoder"], batches, shape), "decoder": LiteRTGraph(m["decoder"], batches, (latent,))} for name, m in tflite.items()}
     parity = _parity(vae, lite[LITERT])
-    score_session = getattr(vae, "_score", None)
     rows = []
     for op, batch in CASES:
         x, z = bench_inputs(vae, batch)
         xm = vae.normalize(x).astype(np.float32)
-        calls = {}
-        if op == "decode":
-            calls[RUNTIME] = lambda: vae.decode(z)
-            session, feed, outputs, arg = vae._decoder, vae._dec_in, vae._dec_out, z
-        elif op == "encode":
-            calls[RUNTIME] = lambda: vae.encode(x)
-            session, feed, outputs, arg = vae._encoder, vae._enc_in, vae._enc_out, xm
-        else:
-            calls[RUNTIME] = lambda: vae.anomaly_score(x)
-            session = score_session
-            if session is not None:
-                feed, outputs, arg = session.get_inputs()[0].name, [o.name for o in session.get_outputs()], xm
+        calls = {RUNTIME: {"decode": lambda: vae.decode(z), "encode": lambda: vae.encode(x), "anomaly_score": lambda: vae.anomaly_score(x)}[op]}
+        graph = {"decode": "decoder", "encode": "encoder", "anomaly_score": "score"}[op]
+        session = vae.session(graph) if graph in vae.manifest["variants"]["fp32"] else None
+        arg = z if op == "decode" else xm
         if session is not None:
-            names = list(outputs)
+            feed = session.get_inputs()[0].name
+            names = [o.name for o in session.get_outputs()]
             ro = ort.RunOptions()
             bare_feed = {feed: arg}
-            bare_name = BARE if op != "anomaly_score" else SCORE_BARE
-            calls[bare_name] = lambda s=session._sess, f=bare_feed: s.run(names, f, ro)
-            if op != "anomaly_score":
-                calls[BOUND] = _bound_call(session, feed, arg, names)
+            calls[BARE] = lambda s=session._sess, f=bare_feed, n=names: s.run(n, f, ro)
+            calls[BOUND] = _bound_call(session, feed, arg, names)
         if op != "anomaly_score":
             for name, graphs in lite.items():
                 g = graphs["decoder" if op == "decode" else "encoder"]
@@ -200,9 +191,9 @@ def _parity(vae, lite: dict) -> dict:
 
     x, z = bench_inputs(vae, 64, seed=1)
     xm = vae.normalize(x).astype(np.float32)
-    mu, logvar = vae._encode_model(xm)
+    mu, logvar = vae.encode(x)
     lmu, llogvar = lite["encoder"](xm)  # outputs sorted by name: "Identity", "Identity_1" = mu, logvar
-    dec = vae._decode_model(z)
+    dec = vae.normalize(vae.decode(z))
     (ldec,) = lite["decoder"](z)
     diffs = {"mu": float(np.abs(mu - lmu).max()), "logvar": float(np.abs(logvar - llogvar).max()), "x_mean": float(np.abs(dec - ldec).max())}
     if max(diffs.values()) > PARITY_ATOL:

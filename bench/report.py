@@ -48,9 +48,8 @@ def tables(result: dict) -> list[str]:
 
 SIDE_ENGINES = (
     ("runtime", "this runtime, fp32 (`VAE` call: checks, scaling, session)"),
-    ("ort-run", "bare onnxruntime `_sess.run` (the call the runtime makes)"),
+    ("ort-run", "bare onnxruntime `_sess.run` (anomaly_score: the score graph)"),
     ("ort-iobinding", "bare onnxruntime, IOBinding, inputs and outputs pre-bound"),
-    ("ort-score-graph", "bare onnxruntime, the bundle's score graph"),
     ("litert-fp32", "LiteRT fp32 (XNNPACK)"),
     ("litert-int8", "LiteRT int8 (dynamic range)"),
     ("pytorch", "PyTorch eager †"),
