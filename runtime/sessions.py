@@ -47,10 +47,11 @@ class Bound:
     its own before this thread calls the graph again at this batch size.
     """
 
-    __slots__ = ("input", "outputs", "_binding", "_run", "_options", "_name")
+    __slots__ = ("input", "input_bits", "outputs", "_binding", "_run", "_options", "_name")
 
     def __init__(self, graph: "Graph", n: int):
         self.input = np.empty((n, *graph._in_dims), np.float32)
+        self.input_bits = self.input.view(np.uint32)  # the same memory as integers, for checks on the bits
         self.outputs = [np.empty((n, *dims), np.float32) for dims in graph._out_dims]
         binding = graph.session.io_binding()
         binding.bind_input(graph.input, "cpu", 0, np.float32, list(self.input.shape), self.input.ctypes.data)
@@ -139,6 +140,7 @@ def open_graphs(
     specs: Sequence[contract.GraphSpec],
     *,
     threads: int | None = None,
+    spinning: bool = False,
     providers: object = None,
     optimization: str = "all",
     save_optimized: str | os.PathLike | None = None,
@@ -159,7 +161,7 @@ def open_graphs(
     """
     if format not in contract.FORMATS:
         raise ValueError(f"format {quote(format)} is not one of {', '.join(contract.FORMATS)}")
-    options = [session_options(threads, optimization) for _ in specs]  # one each: save paths differ
+    options = [session_options(threads, optimization, spinning=spinning) for _ in specs]  # one each: save paths differ
     providers = check_providers(providers)
     save_dir = check_save_dir(root, save_optimized)
     paths = [graph_path(root, manifest, precision, spec.name, format) for spec in specs]
@@ -276,12 +278,16 @@ def check_save_dir(root: Path, save_dir: str | os.PathLike | None) -> Path | Non
     return folder
 
 
-def session_options(threads: int | None, optimization: str = "all") -> ort.SessionOptions:
-    """SessionOptions for one graph: optimisation level by name, fatal-only logging, ``threads`` intra-op threads.
+def session_options(threads: int | None, optimization: str = "all", *, spinning: bool = False) -> ort.SessionOptions:
+    """SessionOptions for one graph: optimisation level by name, fatal-only logging, ``threads`` intra-op
+    threads, which spin between calls only with ``spinning``.
 
     Raises:
-        ValueError: an unknown optimisation level, or ``threads`` not an integer in [1, MAX_THREADS].
+        ValueError: an unknown optimisation level, ``threads`` not an integer in [1, MAX_THREADS], or
+            ``spinning`` not a bool.
     """
+    if not isinstance(spinning, bool):
+        raise ValueError(f"spinning: expected True or False, got {quote(spinning)}")
     options = ort.SessionOptions()
     if not isinstance(optimization, str) or optimization not in OPTIMIZATION_LEVELS:
         raise ValueError(f"optimization: expected one of {', '.join(OPTIMIZATION_LEVELS)}, got {quote(optimization)}")
@@ -289,6 +295,10 @@ def session_options(threads: int | None, optimization: str = "all") -> ort.Sessi
     options.graph_optimization_level = OPTIMIZATION_LEVELS[optimization]
     # Fatal only: every error onnxruntime logs is also raised to the caller, who reports it once.
     options.log_severity_level = 4
+    # onnxruntime's idle pool threads spin by default, burning a core each and, where cores are shared,
+    # holding them from the thread that has work: batch-1 p99 of milliseconds (docs/benchmarks.md).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "1" if spinning else "0")
     if threads is not None:
         check_int("threads", threads, minimum=1, maximum=MAX_THREADS)
         options.intra_op_num_threads = int(threads)

@@ -26,7 +26,7 @@ DATA_HELP = (
 @click.option("--latent", type=click.IntRange(min=1), default=8, show_default=True, help="Latent dimensions.")
 @click.option("--hidden", type=click.IntRange(min=1), multiple=True, default=(400,), show_default=True, help="MLP hidden layer width (repeat for more layers).")
 @click.option("--channels", type=click.IntRange(min=1), multiple=True, default=(32, 64), show_default=True, help="conv/conv1d: width of each stride-2 layer (repeat; each halves the size).")
-@click.option("--decoder-style", type=click.Choice(["transpose", "upsample", "subpixel"]), default="transpose", show_default=True, help="conv/conv1d decoder upsampling: ConvTranspose, nearest Upsample + Conv, or sub-pixel (Conv + PixelShuffle).")
+@click.option("--decoder-style", type=click.Choice(["subpixel", "transpose", "upsample"]), default="subpixel", show_default=True, help="conv/conv1d decoder upsampling: sub-pixel (Conv + PixelShuffle; its int8-static variant is the fastest), ConvTranspose, or nearest Upsample + Conv.")
 @click.option("--epochs", type=click.IntRange(min=1), default=100, show_default=True, help="Epochs in all (with --resume: including those already trained).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True, help="Samples per step (per process under torchrun).")
 @click.option("--lr", type=click.FloatRange(min=0, max=10, min_open=True), default=1e-3, show_default=True, help="Adam learning rate.")

@@ -15,6 +15,7 @@ from torch import nn
 from torch.utils.data import DistributedSampler
 
 from vae_edge.models import VAE, VAEConfig, build_model
+from vae_edge.models.config import LEGACY_DECODER_STYLE
 
 from . import distributed, objectives
 from .checkpoint import make_checkpoint, save_checkpoint
@@ -394,7 +395,7 @@ def resume_settings(ckpt: dict) -> dict:
     settings.update({
         "latent": config.get("latent_dim"), "hidden": tuple(config.get("hidden_dims", ())), "arch": config.get("arch"),
         "likelihood": config.get("likelihood"), "gaussian_std": config.get("gaussian_std"),
-        "channels": tuple(config.get("channels", ())), "decoder_style": config.get("decoder_style"),
+        "channels": tuple(config.get("channels", ())), "decoder_style": config.get("decoder_style", LEGACY_DECODER_STYLE if config else None),
     })
     if "spec" in data:
         settings["data_spec"] = data["spec"]
