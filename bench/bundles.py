@@ -29,7 +29,7 @@ class BenchModel:
     export_args: tuple[str, ...] = ()
     env: tuple[tuple[str, str], ...] = ()
     # Train on the 28x28 IDX stand-in (scikit-learn's digits upscaled, bench/make_digits28_idx.py), made
-    # once under the build folder: the 1x28x28 conv shape DESIGN.md's measured pitfalls speak of.
+    # once under the build folder: the 1x28x28 conv shape the quantization pitfalls were measured on.
     digits28: bool = False
 
 
@@ -52,7 +52,7 @@ LARGE = BenchModel(
     export_args=("--allow-degraded",),
 )
 # The conv VAE with the default (transpose) decoder: where int8-static pays on the encoder and not on
-# ConvTranspose (DESIGN.md, Known pitfalls). Three epochs: enough for the accuracy figures to mean something.
+# ConvTranspose (docs/quantization.md). Three epochs: enough for the accuracy figures to mean something.
 CONV = BenchModel(
     name="conv28",
     about="conv VAE 32-64, transpose decoder, 1x28x28 (digits upscaled), 3 epochs",

@@ -12,7 +12,7 @@ import torch
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from vae_edge.models import load_model
-from vae_edge.runtime import VAE, read_manifest
+from vae_edge.runtime import VAE, contract, read_manifest
 from vae_edge.runtime.benchmark import BATCH_SIZES, Effort, bench_inputs, decode_overhead, measure
 
 from .bundles import BenchModel
@@ -35,7 +35,7 @@ def bench_model(model: BenchModel, model_pt: Path, bundle: Path, *, threads: int
     scripted = _torchscript(torch_model)
     engines = load_engines(bundle, threads)
     vaes = {name: vae for name, (vae, _, _) in engines.items()}
-    fp32 = vaes["fp32"]
+    fp32 = vaes[contract.BASE_VARIANT]
     rows, peak = [], []
     with threadpool_limits(limits=threads, user_api="blas"), torch.inference_mode():
         for op in ("encode", "decode"):
@@ -55,7 +55,7 @@ def bench_model(model: BenchModel, model_pt: Path, bundle: Path, *, threads: int
                 for name, t in timings.items():
                     rows.append({"engine": name, "op": op, "batch": batch, **t.to_dict(), "per_second": batch / t.median_s, "speedup_vs_pytorch": base / t.median_s})
     manifest = fp32.manifest
-    flops = graph_flops(bundle / manifest["variants"]["fp32"]["decoder"], PEAK_BATCH)
+    flops = graph_flops(bundle / manifest["variants"][contract.BASE_VARIANT][contract.DECODER.name], PEAK_BATCH)
     peak_flops = 2 * MATMUL_N**3 / peak[0].median_s
     decode_big = {r["engine"]: r for r in rows if r["op"] == "decode" and r["batch"] == PEAK_BATCH}
     return {
@@ -64,11 +64,11 @@ def bench_model(model: BenchModel, model_pt: Path, bundle: Path, *, threads: int
         "variants": {
             name: {
                 "method": manifest["variants"][variant].get("method"),
-                "format": "ort" if name.endswith(".ort") else "onnx",
-                "bytes": sum(int(manifest["files"].get(files[g], {}).get("bytes", 0)) for g in ("encoder", "decoder")),
+                "format": fmt,
+                "bytes": contract.variant_bytes(manifest, variant, fmt),
                 "accuracy": manifest["variants"][variant].get("accuracy", {}),
             }
-            for name, (_, variant, files) in engines.items()
+            for name, (_, variant, fmt) in engines.items()
         },
         "rows": rows,
         "overhead": [decode_overhead(vae, effort=effort) | {"variant": name} for name, vae in vaes.items()],
@@ -82,17 +82,17 @@ def bench_model(model: BenchModel, model_pt: Path, bundle: Path, *, threads: int
     }
 
 
-def load_engines(bundle: Path, threads: int) -> dict[str, tuple[VAE, str, dict]]:
-    """Engine name -> (VAE, variant, its graph files): every variant in the manifest and, where the bundle
-    has ORT-format graphs and this runtime loads them (``VAE.load(..., format="ort")``), each of those
-    as ``<variant>.ort``: DESIGN.md's advice is to benchmark what you ship."""
+def load_engines(bundle: Path, threads: int) -> dict[str, tuple[VAE, str, str]]:
+    """Engine name -> (VAE, variant, format): every variant in the manifest and, where the bundle has
+    ORT-format graphs and this runtime loads them (``VAE.load(..., format="ort")``), each of those as
+    ``<variant>.ort``: benchmark what you ship."""
     manifest = read_manifest(bundle)
     ort_format = "format" in inspect.signature(VAE.load).parameters
     engines = {}
     for variant, entry in manifest["variants"].items():
-        engines[variant] = (VAE.load(bundle, precision=variant, threads=threads), variant, entry)
+        engines[variant] = (VAE.load(bundle, precision=variant, threads=threads), variant, "onnx")
         if ort_format and isinstance(entry.get("ort"), dict):
-            engines[f"{variant}.ort"] = (VAE.load(bundle, precision=variant, threads=threads, format="ort"), variant, entry["ort"])
+            engines[f"{variant}.ort"] = (VAE.load(bundle, precision=variant, threads=threads, format="ort"), variant, "ort")
     return engines
 
 

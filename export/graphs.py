@@ -19,7 +19,7 @@ from torch import nn
 
 from vae_edge.models import VAE
 from vae_edge.runtime import contract
-from vae_edge.runtime.contract import DECODER, ENCODER, GraphSpec
+from vae_edge.runtime.contract import GraphSpec
 
 from .errors import ExportError, step
 
@@ -51,15 +51,17 @@ def write_graphs(folder: Path, model: VAE, specs: tuple[GraphSpec, ...], *, opse
 
 
 def _module(model: VAE, spec: GraphSpec) -> nn.Module:
-    modules = {ENCODER.name: model.encoder, DECODER.name: model.decoder}
-    return modules[spec.name]
+    # The model's submodule named as the graph (model.encoder, model.decoder): a new GraphSpec in the
+    # contract is cut at the module of its name.
+    return getattr(model, spec.name)
 
 
 def _example(model: VAE, spec: GraphSpec) -> torch.Tensor:
+    """An example input for tracing, from the spec's dimensions: data in [0, 1), latent codes from N(0, I)."""
+    (name,) = spec.inputs
+    shape = spec.per_sample(contract.sizes(model.config.input_shape, model.config.latent_dim))[0][0]
     # Batch 2, not 1: a size-1 dimension can be specialised away by the tracer.
-    if spec.name == ENCODER.name:
-        return torch.rand(2, *model.config.input_shape)
-    return torch.randn(2, model.config.latent_dim)
+    return torch.rand(2, *shape) if spec.dims[name] == ("shape",) else torch.randn(2, *shape)
 
 
 def export_graph(model: VAE, spec: GraphSpec, path: Path, *, opset: int = DEFAULT_OPSET, metadata: dict | None = None) -> onnx.ModelProto:

@@ -1,6 +1,6 @@
 """Quantized and half-precision variants of a graph: one entry point, ``quantize(src, dst, *, config)``.
 
-Three methods, each the right one for a kind of graph (DESIGN.md, "Known pitfalls", measured here):
+Three methods, each the right one for a kind of graph (measured here; docs/quantization.md):
 
 - ``dynamic`` int8 (onnxruntime ``quantize_dynamic``): weights int8 ahead of time, activations uint8 per
   batch at run time; Gemm/MatMul become MatMulInteger. Right for MLP graphs; on conv graphs (ConvInteger)

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from .bundle import default_bundle_path, read_manifest
 from . import contract
+from .bundle import default_bundle_path, read_manifest
 from .validation import check_int
 from .vae import VAE
 
@@ -240,10 +240,8 @@ def decode_overhead(vae: VAE, *, batch: int = 1, effort: Effort = FULL) -> dict:
     Returns:
         ``{"batch", "bare_s", "runtime_s", "ratio", "noisy"}`` (medians; ratio = runtime / bare).
     """
-    _, z = bench_inputs(vae, batch)
-    session = vae.session(contract.DECODER.name)
-    feed = {contract.DECODER.inputs[0]: z}
-    t = measure({"bare": lambda: session.run(None, feed), "runtime": lambda: vae.decode(z)}, effort)
+    _, calls = overhead_calls(vae, batch)
+    t = measure(calls, effort)
     return {
         "batch": batch,
         "bare_s": t["bare"].median_s,
@@ -251,6 +249,19 @@ def decode_overhead(vae: VAE, *, batch: int = 1, effort: Effort = FULL) -> dict:
         "ratio": t["runtime"].median_s / t["bare"].median_s,
         "noisy": t["bare"].noisy or t["runtime"].noisy,
     }
+
+
+def overhead_calls(vae: VAE, batch: int = 1) -> tuple[ort.InferenceSession, dict[str, Callable[[], object]]]:
+    """The two calls :func:`decode_overhead` times, on the same inputs: ``"bare"``, ``session.run`` on the
+    decoder session ``vae`` itself runs (its outputs in model space), and ``"runtime"``, ``vae.decode``.
+
+    Returns:
+        (that onnxruntime session, {"bare": call, "runtime": call}).
+    """
+    _, z = bench_inputs(vae, batch)
+    session = vae.session(contract.DECODER.name)
+    feed = {contract.DECODER.inputs[0]: z}
+    return session, {"bare": lambda: session.run(None, feed), "runtime": lambda: vae.decode(z)}
 
 
 def format_seconds(seconds: float) -> str:

@@ -1,4 +1,8 @@
-"""vae-run: the runtime from a shell. BUNDLE may be omitted everywhere: the default bundle is used."""
+"""vae-run: the runtime from a shell. BUNDLE may be omitted everywhere: the default bundle is used.
+
+Over 300 lines on purpose: one click group whose commands share options, input reading and error
+handling defined once here; each command is thin (parse, call the VAE API, write) and reads alone.
+"""
 
 from __future__ import annotations
 

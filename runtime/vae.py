@@ -1,7 +1,8 @@
 """The device-side VAE: numpy + onnxruntime only (no torch, no onnx, no pillow at import).
 
 The API a user calls; sessions (sessions.py), the ELBO's terms (likelihoods.py), stream scoring
-(streaming.py) and the bundle's names (contract.py) live in their own modules.
+(streaming.py) and the bundle's names (contract.py) live in their own modules. Over 300 lines on
+purpose: it is one class, the public API, one method per thing a user does, each docstring its reference.
 """
 
 from __future__ import annotations

@@ -25,13 +25,13 @@ TINY = TrainConfig(epochs=2, batch_size=64, seed=0, iw_samples=4, quiet=True)
 
 def _export_trained(tmp_path_factory, data, config: VAEConfig):
     """Train ``config`` briefly on ``data``, save model.pt, export fp32 + int8: (model.pt, bundle)."""
-    from vae_edge.export.bundle import export_bundle
+    from vae_edge.export.bundle import ExportOptions, export_bundle
 
     folder = tmp_path_factory.mktemp(f"{config.arch}-{config.likelihood}")
     result = train(config, data, TINY)
     path = folder / "model.pt"
     save_checkpoint(path, make_checkpoint(result.model, data=data.describe(), metrics=result.metrics))
-    export_bundle(path, folder / "bundle")
+    export_bundle(path, folder / "bundle", ExportOptions(latency=None))  # no test here reads latency
     return path, folder / "bundle"
 
 
@@ -280,7 +280,8 @@ def test_conv_graphs_export_and_match_pytorch(tmp_path, arch, shape, style):
     # export_bundle needs a data spec that gives sequences; the graphs themselves are checked here.
     import onnxruntime as ort
 
-    from vae_edge.export.graphs import DECODER, ENCODER, check_graph, export_graph
+    from vae_edge.export.graphs import check_graph, export_graph
+    from vae_edge.runtime.contract import DECODER, ENCODER
 
     model = build_model(VAEConfig(input_shape=shape, latent_dim=3, arch=arch, channels=(4, 8), decoder_style=style)).eval()
     sessions = []

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from test_cli import invoke, one_line_error
+from helpers import invoke, one_line_error
 from vae_edge.trainer.cli import cli as train_main
 from vae_edge.trainer.data import DataError, load_data, load_recorded
 from vae_edge.trainer.readers import parse_size, read_idx, read_images, read_npy, write_idx
@@ -230,7 +230,7 @@ def test_train_cli_on_each_source(tmp_path, pixels):
 
 def test_model_trained_on_resized_images_exports(tmp_path):
     """vae-export reloads the data named in model.pt, and for images:DIR at the size it was trained at."""
-    from vae_edge.export.bundle import export_bundle
+    from vae_edge.export.bundle import ExportOptions, export_bundle
 
     (tmp_path / "imgs").mkdir()
     for i in range(20):
@@ -238,7 +238,7 @@ def test_model_trained_on_resized_images_exports(tmp_path):
     out = tmp_path / "m.pt"
     args = ["--data", f"images:{tmp_path / 'imgs'}", "--size", "4x4", "--epochs", 1, "--hidden", 8, "--latent", 2, "--iw-samples", 2, "--quiet", "--out", out]
     assert invoke(train_main, args).exit_code == 0
-    export_bundle(out, tmp_path / "bundle")
+    export_bundle(out, tmp_path / "bundle", ExportOptions(latency=None))
     assert json.loads((tmp_path / "bundle" / "manifest.json").read_text())["data"]["shape"] == [1, 4, 4]
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from test_cli import invoke, one_line_error
+from helpers import invoke, one_line_error
 from vae_edge.models import VAEConfig, model_from_checkpoint, read_checkpoint
 from vae_edge.trainer import Dataset, TrainConfig, evaluate, train
 from vae_edge.trainer.cli import cli as train_main

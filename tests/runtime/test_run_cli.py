@@ -1,35 +1,17 @@
-"""Every command's exit codes: 0 ok, 1 the job failed, 2 bad usage or input; never a traceback."""
+"""vae-run's exit codes: 0 ok, 1 the job failed, 2 bad usage or input; never a traceback."""
 
 import json
 import os
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from PIL import Image
 
-from vae_edge.export.cli import cli as export_main
+from helpers import invoke, one_line_error
+
 from vae_edge.runtime.cli import cli as run_main
 from vae_edge.trainer.cli import cli as train_main
-
-
-def invoke(cmd, args, **kwargs):
-    result = CliRunner().invoke(cmd, [str(a) for a in args], **kwargs)
-    assert "Traceback" not in result.output, result.output
-    return result
-
-
-def one_line_error(result, code, *fragments):
-    assert result.exit_code == code, result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
-    last = result.output.strip().splitlines()[-1]
-    assert last.startswith("Error"), result.output
-    for fragment in fragments:
-        assert fragment in last, last
 
 
 @pytest.fixture(scope="module")
@@ -156,63 +138,6 @@ def test_writing_to_a_device_writes_through_it(tmp_path):
     assert link.is_symlink() and np.load(target).shape == (2, 1, 8, 8)
 
 
-# ---------------------------------------------------------------- vae-train / vae-export
-def test_train_cli_writes_checkpoint_and_grids(tmp_path):
-    out = tmp_path / "m" / "model.pt"
-    result = invoke(train_main, ["--epochs", 2, "--hidden", 16, "--latent", 2, "--iw-samples", 5, "--quiet", "--out", out])
-    assert result.exit_code == 0, result.output
-    assert "test      ELBO" in result.output and "IWAE NLL" in result.output
-    assert out.is_file() and (out.parent / "model.samples.png").is_file() and (out.parent / "model.reconstructions.png").is_file()
-    assert sorted(p.name for p in out.parent.iterdir()) == ["model.loss.png", "model.metrics.json", "model.pt", "model.reconstructions.png", "model.samples.png"]
-
-
-@pytest.mark.parametrize(
-    "args, fragments",
-    [
-        (["--data", "imagenet"], ["unknown data spec 'imagenet'"]),
-        (["--epochs", "0"], ["--epochs"]),
-        (["--arch", "resnet"], ["--arch"]),
-        (["--lr", "-1"], ["--lr"]),
-    ],
-)
-def test_train_usage_errors_exit_2(args, fragments):
-    one_line_error(invoke(train_main, args), 2, *fragments)
-
-
-@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the machine without CUDA")
-def test_train_asking_for_missing_cuda_exits_2(tmp_path):
-    one_line_error(invoke(train_main, ["--device", "cuda", "--epochs", 1, "--out", tmp_path / "m.pt"]), 2, "CUDA")
-
-
-def test_export_cli_errors(tmp_path, model_path):
-    one_line_error(invoke(export_main, [tmp_path / "absent.pt"]), 2, "does not exist")
-    junk = tmp_path / "junk.pt"
-    junk.write_bytes(b"\x00" * 100)
-    one_line_error(invoke(export_main, [junk, "--out", tmp_path / "b"]), 2, "not a readable PyTorch checkpoint")
-    one_line_error(invoke(export_main, [model_path, "--quantize", "int4", "--out", tmp_path / "b"]), 2, "unknown quantization int4")
-    one_line_error(invoke(export_main, [model_path, "--tolerance", "0", "--out", tmp_path / "b"]), 1, "failed its accuracy gate")
-    assert not (tmp_path / "b").exists()
-
-
-def test_console_scripts_end_to_end(tmp_path):
-    """The installed commands, as a user types them: train -> export -> run."""
-    bindir = Path(sys.executable).parent
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-
-    def run(*args):
-        return subprocess.run([str(bindir / args[0]), *map(str, args[1:])], capture_output=True, text=True, cwd=tmp_path, env=env)
-
-    train = run("vae-train", "--epochs", 3, "--hidden", 32, "--latent", 3, "--iw-samples", 10, "--quiet")
-    assert train.returncode == 0, train.stderr
-    export = run("vae-export", "model.pt", "--out", "bundle")
-    assert export.returncode == 0, export.stderr
-    assert "✓ fp32" in export.stdout and "Traceback" not in export.stderr
-    sample = run("vae-run", "sample", "bundle", "-n", 9, "--grid", "s.png", "--out", "s.npy")
-    assert sample.returncode == 0, sample.stderr
-    assert np.load(tmp_path / "s.npy").shape == (9, 1, 8, 8)
-    bad = run("vae-export", "nothing.pt")
-    assert bad.returncode == 2 and "Traceback" not in bad.stderr
-    assert bad.stderr.splitlines() == ["Error: Invalid value for 'MODEL': File 'nothing.pt' does not exist. (see 'vae-export --help')"]
 
 
 def test_outputs_may_not_overwrite_inputs_each_other_or_the_bundle(tmp_path, bundle_copy, digits_npy):
@@ -235,28 +160,6 @@ def test_info_survives_odd_informative_sections(bundle_copy):
     path.write_text(json.dumps(m))
     result = invoke(run_main, ["info", bundle_copy])
     assert result.exit_code == 0, result.output
-
-
-def test_export_through_a_symlinked_folder_keeps_the_link(tmp_path, model_path, bundle):
-    target = tmp_path / "target"
-    shutil.copytree(bundle, target)
-    link = tmp_path / "link"
-    link.symlink_to(target, target_is_directory=True)
-    result = invoke(export_main, [model_path, "--out", link])
-    assert result.exit_code == 0, result.output
-    assert link.is_symlink() and (target / "manifest.json").is_file()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "target"]
-
-
-def test_export_refuses_non_finite_weights_as_bad_input(tmp_path, model_path):
-    import torch
-
-    ckpt = torch.load(model_path, weights_only=True)
-    ckpt["state_dict"]["decoder.out.bias"][0] = float("nan")
-    bad = tmp_path / "nan.pt"
-    torch.save(ckpt, bad)
-    one_line_error(invoke(export_main, [bad, "--out", tmp_path / "b"]), 2, "NaN or Inf", "decoder.out.bias")
-    one_line_error(invoke(export_main, [model_path, "--out", "/proc/b"]), 2, "cannot write there")
 
 
 def test_a_file_of_the_bundle_given_for_the_bundle_is_named_as_such(bundle):

@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from vae_edge.runtime import VAE
-from vae_edge.runtime.benchmark import Effort, bench_bundle, decode_overhead, format_seconds, measure
+from vae_edge.runtime.benchmark import Effort, bench_bundle, decode_overhead, format_seconds, measure, overhead_calls
 from vae_edge.runtime.cli import cli as run_main
 
 TINY = Effort(rounds=2, round_seconds=0.002, warmup_seconds=0.0, max_calls=50)
@@ -58,10 +58,20 @@ def test_bench_bundle_refuses_bad_input(bundle):
         bench_bundle(bundle, batch_sizes=(0,), effort=TINY)
 
 
-def test_decode_overhead_compares_the_same_session():
-    vae = VAE.load(threads=1)
+def test_decode_overhead_compares_the_same_session(bundle):
+    """The bare call runs the very decoder session the VAE runs (the int8 one here, not a fresh fp32
+    session), on the same inputs: the ratio measures the runtime's own overhead and nothing else."""
+    vae = VAE.load(bundle, precision="int8", threads=1)
     o = decode_overhead(vae, effort=TINY)
     assert o["batch"] == 1 and o["bare_s"] > 0 and o["runtime_s"] > 0 and isinstance(o["noisy"], bool)
+    assert o["ratio"] == o["runtime_s"] / o["bare_s"]
+    session, calls = overhead_calls(vae)
+    assert session is vae.session("decoder") and set(calls) == {"bare", "runtime"}
+    (bare,), runtime = calls["bare"](), calls["runtime"]()
+    np.testing.assert_array_equal(vae.denormalize(bare), runtime)  # the same graph on the same z
+    fp32_session, fp32_calls = overhead_calls(VAE.load(bundle, threads=1))
+    assert fp32_session is not session
+    assert not np.array_equal(fp32_calls["bare"]()[0], bare)  # so the equality above tells the variants apart
 
 
 def test_hot_path_gives_what_a_bare_run_gives_and_fresh_arrays(bundle):
@@ -119,19 +129,6 @@ def test_vae_run_bench_refuses_json_inside_the_bundle(bundle_copy):
     assert result.exit_code == 2 and "inside the bundle folder" in result.output
 
 
-def test_bench_counts_flops_from_the_graph_shapes(bundle):
-    """bench/flops.py: what the fraction of the matmul peak rests on (2*M*N*K per product, batch set)."""
-    from bench.flops import graph_flops
-
-    manifest = json.loads((bundle / "manifest.json").read_text())
-    config = manifest["model"]["config"]
-    d, (h,), k = int(np.prod(config["input_shape"])), config["hidden_dims"], config["latent_dim"]
-    for variant in manifest["variants"]:
-        files = manifest["variants"][variant]
-        assert graph_flops(bundle / files["decoder"], 32) == 2 * 32 * (k * h + h * d)
-        assert graph_flops(bundle / files["encoder"], 32) == 2 * 32 * (d * h + 2 * h * k)
-
-
 def test_vae_run_bench_stays_free_of_torch_and_onnx(tmp_path):
     """The timing core is part of the device runtime: numpy + onnxruntime only, also while it runs."""
     import subprocess
@@ -149,18 +146,3 @@ print("IMPORTED:" + ",".join(m for m in ("torch", "onnx", "PIL", "onnxscript", "
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path)
     assert out.stdout.strip().splitlines()[-1] == "IMPORTED:", out.stdout
-
-
-def test_make_digits28_idx_writes_the_file_and_takes_help_as_help(tmp_path, monkeypatch):
-    from bench.make_digits28_idx import cli as make_idx
-
-    from vae_edge.trainer.readers import read_idx
-
-    monkeypatch.chdir(tmp_path)
-    result = CliRunner().invoke(make_idx, ["--help"])
-    assert result.exit_code == 0 and "DEST" in result.output
-    assert list(tmp_path.iterdir()) == []  # `--help` used to be taken as the file name and written
-    result = CliRunner().invoke(make_idx, [str(tmp_path / "d.idx.gz")])
-    assert result.exit_code == 0, result.output
-    raw = read_idx(tmp_path / "d.idx.gz")
-    assert raw.x.shape == (1797, 1, 28, 28) and raw.value_range == (0.0, 255.0)

@@ -138,11 +138,11 @@ def test_a_graph_that_differs_from_pytorch_fails_and_writes_nothing(tmp_path, mo
 
 
 def test_quantized_gate_fails_unless_degraded_is_allowed(tmp_path, model_path):
-    strict = ExportOptions(tolerance=0.0)
+    strict = ExportOptions(tolerance=0.0, latency=None)
     with pytest.raises(ExportError, match="allow-degraded"):
         export_bundle(model_path, tmp_path / "strict", strict)
     assert not (tmp_path / "strict").exists()
-    result = export_bundle(model_path, tmp_path / "lenient", ExportOptions(tolerance=0.0, allow_degraded=True))
+    result = export_bundle(model_path, tmp_path / "lenient", ExportOptions(tolerance=0.0, allow_degraded=True, latency=None))
     assert result.manifest["variants"]["int8"]["accuracy"]["passed"] is False
     assert result.manifest["variants"]["fp32"]["accuracy"]["passed"] is True
 
@@ -189,3 +189,13 @@ def test_exported_opset_is_the_one_recorded(bundle):
         if name.endswith(".onnx"):
             assert opset_of(onnx.load(str(bundle / name))) == m["opset"] == 18
             assert b"stack_trace" not in (bundle / name).read_bytes()  # no exporter stack traces with local paths
+
+
+def test_a_failed_export_leaves_no_folders_for_its_bundle(tmp_path):
+    from vae_edge.export.bundle import export_bundle
+    from vae_edge.models import CheckpointError
+
+    (tmp_path / "model.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError):
+        export_bundle(tmp_path / "model.pt", tmp_path / "new" / "bundle")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]

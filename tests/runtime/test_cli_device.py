@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from test_cli import invoke, one_line_error
+from helpers import invoke, one_line_error
 
 from vae_edge.runtime import VAE
 from vae_edge.runtime.cli import cli as run_main

@@ -74,13 +74,3 @@ def test_checking_an_output_leaves_no_folders_and_the_write_makes_them(tmp_path)
     (tmp_path / "blocked").write_text("a file where a folder would go")
     with pytest.raises(OSError):
         check_writable(tmp_path / "blocked" / "out.npy")
-
-
-def test_a_failed_export_leaves_no_folders_for_its_bundle(tmp_path):
-    from vae_edge.export.bundle import export_bundle
-    from vae_edge.models import CheckpointError
-
-    (tmp_path / "model.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(CheckpointError):
-        export_bundle(tmp_path / "model.pt", tmp_path / "new" / "bundle")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]

@@ -1,0 +1,39 @@
+"""vae-export's exit codes and refusals: 0 ok, 1 the job failed, 2 bad usage or input; never a traceback."""
+
+import shutil
+
+from helpers import invoke, one_line_error
+
+from vae_edge.export.cli import cli as export_main
+
+
+def test_export_cli_errors(tmp_path, model_path):
+    one_line_error(invoke(export_main, [tmp_path / "absent.pt"]), 2, "does not exist")
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"\x00" * 100)
+    one_line_error(invoke(export_main, [junk, "--out", tmp_path / "b"]), 2, "not a readable PyTorch checkpoint")
+    one_line_error(invoke(export_main, [model_path, "--quantize", "int4", "--out", tmp_path / "b"]), 2, "unknown quantization int4")
+    one_line_error(invoke(export_main, [model_path, "--tolerance", "0", "--out", tmp_path / "b"]), 1, "failed its accuracy gate")
+    assert not (tmp_path / "b").exists()
+
+
+def test_export_through_a_symlinked_folder_keeps_the_link(tmp_path, model_path, bundle):
+    target = tmp_path / "target"
+    shutil.copytree(bundle, target)
+    link = tmp_path / "link"
+    link.symlink_to(target, target_is_directory=True)
+    result = invoke(export_main, [model_path, "--out", link, "--no-latency"])
+    assert result.exit_code == 0, result.output
+    assert link.is_symlink() and (target / "manifest.json").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "target"]
+
+
+def test_export_refuses_non_finite_weights_as_bad_input(tmp_path, model_path):
+    import torch
+
+    ckpt = torch.load(model_path, weights_only=True)
+    ckpt["state_dict"]["decoder.out.bias"][0] = float("nan")
+    bad = tmp_path / "nan.pt"
+    torch.save(ckpt, bad)
+    one_line_error(invoke(export_main, [bad, "--out", tmp_path / "b"]), 2, "NaN or Inf", "decoder.out.bias")
+    one_line_error(invoke(export_main, [model_path, "--out", "/proc/b"]), 2, "cannot write there")

@@ -1,0 +1,33 @@
+"""vae-train's exit codes and outputs: 0 ok, 2 bad usage or input; never a traceback."""
+
+import pytest
+from helpers import invoke, one_line_error
+
+from vae_edge.trainer.cli import cli as train_main
+
+
+def test_train_cli_writes_checkpoint_and_grids(tmp_path):
+    out = tmp_path / "m" / "model.pt"
+    result = invoke(train_main, ["--epochs", 2, "--hidden", 16, "--latent", 2, "--iw-samples", 5, "--quiet", "--out", out])
+    assert result.exit_code == 0, result.output
+    assert "test      ELBO" in result.output and "IWAE NLL" in result.output
+    assert out.is_file() and (out.parent / "model.samples.png").is_file() and (out.parent / "model.reconstructions.png").is_file()
+    assert sorted(p.name for p in out.parent.iterdir()) == ["model.loss.png", "model.metrics.json", "model.pt", "model.reconstructions.png", "model.samples.png"]
+
+
+@pytest.mark.parametrize(
+    "args, fragments",
+    [
+        (["--data", "imagenet"], ["unknown data spec 'imagenet'"]),
+        (["--epochs", "0"], ["--epochs"]),
+        (["--arch", "resnet"], ["--arch"]),
+        (["--lr", "-1"], ["--lr"]),
+    ],
+)
+def test_train_usage_errors_exit_2(args, fragments):
+    one_line_error(invoke(train_main, args), 2, *fragments)
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the machine without CUDA")
+def test_train_asking_for_missing_cuda_exits_2(tmp_path):
+    one_line_error(invoke(train_main, ["--device", "cuda", "--epochs", 1, "--out", tmp_path / "m.pt"]), 2, "CUDA")
