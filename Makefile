@@ -31,7 +31,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest
 
-## bench: side-by-side benchmarks (PyTorch eager vs every bundle variant, overhead, matmul peak, cold start);
+## bench: side-by-side benchmarks (PyTorch eager and TorchScript vs every bundle variant, LiteRT on the same weights, overhead, matmul peak, cold start);
 ## prints Markdown tables, writes bench/results.json. Builds its bundles once into build/bench/.
 ## `make bench BENCH_ARGS=--quick` (under a minute once built), `BENCH_ARGS="--threads 1"`.
 ## The LiteRT side by side runs in its own optional environment (never a dependency of the project):

@@ -37,8 +37,8 @@ class VAEConfig:
     channels: tuple[int, ...] = (32, 64)
     # conv/conv1d decoder upsampling: "subpixel" (kernel-2 Conv + PixelShuffle), "transpose" (ConvTranspose,
     # stride 2) or "upsample" (nearest x2 + Conv). int8-static speeds up Conv but never ConvTranspose
-    # (DESIGN.md, Known pitfalls). Default "subpixel": measured on 1x28x28 digits, 10 epochs
-    # (docs/benchmarks.md, "Conv decoders"), its int8-static decoder ran batch 64 in 1.7 ms against 15.8 for
+    # (docs/quantization.md). Default "subpixel": measured on 1x28x28 digits, 10 epochs
+    # (docs/quantization.md, "Decoder style"), its int8-static decoder ran batch 64 in 1.7 ms against 15.8 for
     # the transpose decoder's fastest (fp32), at equal accuracy (test negative ELBO 268.9 vs 268.4 nats).
     decoder_style: str = "subpixel"
 

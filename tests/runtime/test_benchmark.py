@@ -103,9 +103,9 @@ def test_vae_run_bench_prints_a_table_and_writes_json(tmp_path, bundle):
     out = tmp_path / "r.json"
     result = CliRunner().invoke(run_main, ["bench", str(bundle), "--quick", "--threads", "1", "--batch", "2", "--precision", "int8", "--json", str(out)])
     assert result.exit_code == 0, result.output
-    assert "int8" in result.output and "decode" in result.output and "overhead int8" in result.output
+    assert "int8" in result.output and "decode" in result.output and "score" in result.output and "overhead int8" in result.output
     data = json.loads(out.read_text())
-    assert {(r["variant"], r["op"], r["batch"]) for r in data["rows"]} == {("int8", "encode", 2), ("int8", "decode", 2)}
+    assert {(r["variant"], r["op"], r["batch"]) for r in data["rows"]} == {("int8", "encode", 2), ("int8", "decode", 2), ("int8", "score", 2)}
     assert data["threads"] == 1
 
 
