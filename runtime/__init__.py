@@ -13,14 +13,16 @@ from .contract import SCHEMA
 from .streaming import RowError
 from .vae import VAE
 from .audio_vae import AudioVAE
+from .text import TextVAE
 
 # The object each modality's bundle loads as (its data.kind in the manifest); a new modality adds its
 # class here and its graphs in contract.MODALITIES.
-API_BY_KIND: dict[str, type] = {"image": VAE, "vector": VAE, "sequence": VAE, "audio": AudioVAE}
+API_BY_KIND: dict[str, type] = {"image": VAE, "vector": VAE, "sequence": VAE, "audio": AudioVAE, "text": TextVAE}
 
 
 def load(path: str | os.PathLike | None = None, **options) -> VAE:
-    """Open any bundle as its modality's object (:class:`VAE`, or :class:`AudioVAE` for audio bundles).
+    """Open any bundle as its modality's object (:class:`VAE`, :class:`AudioVAE` for audio bundles,
+    :class:`TextVAE` for text bundles).
 
     Args:
         path: bundle folder; ``None`` for the default bundle shipped in the package.
@@ -38,4 +40,4 @@ def load(path: str | os.PathLike | None = None, **options) -> VAE:
     return API_BY_KIND[kind].load(root, **options)
 
 
-__all__ = ["SCHEMA", "VAE", "AudioVAE", "BundleError", "RowError", "default_bundle_path", "load", "read_manifest", "verify_files"]
+__all__ = ["SCHEMA", "VAE", "AudioVAE", "BundleError", "RowError", "TextVAE", "default_bundle_path", "load", "read_manifest", "verify_files"]

@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from . import contract
+from . import contract, textcli
 from .benchmark import BATCH_SIZES, MAX_BATCH, NOISY_SPREAD
 from .bundle import BundleError, default_bundle_path, describe_latency, read_manifest
 from .clitools import output_path, run_cli
@@ -171,6 +171,8 @@ def _affine(value) -> str:
 def info(bundle, as_json):
     """Describe a bundle: shapes, variants with their sizes and accuracy, anomaly calibration."""
     manifest = read_manifest(bundle if bundle is not None else default_bundle_path())
+    if manifest["data"].get("kind") == "text":
+        return textcli.info(textcli.load(bundle, next(iter(manifest["variants"])), 1), as_json)
     vae = _load(bundle, next(iter(manifest["variants"])), "onnx", 1)  # loading checks every file and graph; any variant will do
     m = vae.manifest
     if as_json:
@@ -237,7 +239,10 @@ def _num(value: object) -> str:
 @click.argument("bundle", required=False, type=click.Path(path_type=Path))
 @click.option("-n", "--num", "n", type=click.IntRange(min=0), default=16, show_default=True, help="How many samples.")
 @click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=None, help="Same seed, same samples (default: fresh randomness).")
-@click.option("--temperature", type=click.FloatRange(min=0, max=1e6, min_open=True), default=1.0, show_default=True, help="Scale of the prior's standard deviation.")
+@click.option("--temperature", type=click.FloatRange(min=0, max=1e6, min_open=True), default=1.0, show_default=True, help="Scale of the prior's standard deviation (text: of the character distribution).")
+@click.option("--top-k", type=click.IntRange(min=1), default=None, help="text: draw each character from the k most likely only.")
+@click.option("--max-len", type=click.IntRange(min=1), default=None, help="text: stop lines at this many characters (default: the model's limit).")
+@click.option("--greedy", is_flag=True, help="text: the most likely character at each step (no character sampling).")
 @_graphs
 @_THREADS
 @_OUT
@@ -246,8 +251,13 @@ def _num(value: object) -> str:
 @_ITERATIONS
 @click.option("--normalize", is_flag=True, help="Audio bundles: scale each --wav sample to a peak of -6 dBFS (decoded means average log power, so samples come out quiet).")
 @_handle_errors
-def sample(bundle, n, seed, temperature, precision, fmt, threads, out, grid, wav, iterations, normalize):
-    """Draw samples from the prior and decode them (audio bundles: log-mel, --wav DIR for sound, --grid spectrograms)."""
+def sample(bundle, n, seed, temperature, top_k, max_len, greedy, precision, fmt, threads, out, grid, wav, iterations, normalize):
+    """Draw samples from the prior and decode them (audio bundles: log-mel, --wav DIR for sound, --grid spectrograms;
+    text bundles: one line each)."""
+    if textcli.is_text_bundle(bundle):
+        textcli.refuse(out=out, grid=grid, format=fmt, wav=wav, normalize=normalize)
+        return textcli.sample(textcli.load(bundle, precision, threads), n, seed, 0.0 if greedy else temperature, top_k, max_len)
+    textcli.refuse(top_k=top_k, max_len=max_len, greedy=greedy)
     vae = _load(bundle, precision, fmt, threads, outputs=(out, grid))
     if isinstance(vae, AudioVAE):
         return audio_cli.sample(vae, n, seed, temperature, out=out, wav=wav, grid=grid, iterations=iterations, normalize=normalize)
@@ -264,8 +274,12 @@ def sample(bundle, n, seed, temperature, precision, fmt, threads, out, grid, wav
 @_ITERATIONS
 @_handle_errors
 def reconstruct(paths, precision, fmt, threads, out, grid, wav, iterations):
-    """Encode and decode INPUT (posterior mean): denoised reconstructions, same shape as INPUT (audio bundles: IN.wav, --wav OUT.wav)."""
+    """Encode and decode INPUT (posterior mean): denoised reconstructions, same shape as INPUT (audio bundles: IN.wav,
+    --wav OUT.wav; text bundles: a UTF-8 file, one line each, greedy decodes printed one a line)."""
     bundle, src = _split(paths, "INPUT.npy")
+    if textcli.is_text_bundle(bundle):
+        textcli.refuse(out=out, grid=grid, format=fmt, wav=wav)
+        return textcli.reconstruct(textcli.load(bundle, precision, threads), src)
     vae = _load(bundle, precision, fmt, threads, inputs=(src,), outputs=(out, grid, wav))
     if isinstance(vae, AudioVAE):
         return audio_cli.reconstruct(vae, src, out=out, wav=wav, grid=grid, iterations=iterations)
@@ -289,8 +303,14 @@ def reconstruct(paths, precision, fmt, threads, out, grid, wav, iterations):
 @click.option("--logvar", "logvar_out", type=click.Path(dir_okay=False, path_type=Path), callback=output_path(".npy"), help="Also write the posterior log-variances as .npy.")
 @_handle_errors
 def encode(paths, precision, fmt, threads, out, logvar_out):
-    """Encode INPUT to posterior means (the compressed code); optionally their log-variances."""
+    """Encode INPUT to posterior means (the compressed code); optionally their log-variances (text: a UTF-8
+    file, one line each)."""
     bundle, src = _split(paths, "INPUT.npy")
+    if textcli.is_text_bundle(bundle):
+        textcli.refuse(format=fmt)
+        vae = textcli.load(bundle, precision, threads)
+        _check_outputs(vae, (src,), (out, logvar_out))
+        return textcli.encode(vae, src, out, logvar_out)
     vae = _load(bundle, precision, fmt, threads, inputs=(src,), outputs=(out, logvar_out))
     x = audio_cli.read_clips(vae, [src])[0] if isinstance(vae, AudioVAE) else _read_batch(src, vae.shape)  # audio: IN.wav
     mu, logvar = vae.encode(x)
@@ -309,6 +329,10 @@ def encode(paths, precision, fmt, threads, out, logvar_out):
 def decode(paths, precision, fmt, threads, out, grid):
     """Decode latent codes Z [n, latent] to the mean of p(x|z), in data units."""
     bundle, src = _split(paths, "Z.npy")
+    if textcli.is_text_bundle(bundle):
+        textcli.refuse(out=out, grid=grid, format=fmt)
+        vae = textcli.load(bundle, precision, threads)
+        return textcli.decode(vae, _read_array(src))
     vae = _load(bundle, precision, fmt, threads, inputs=(src,), outputs=(out, grid))
     x = vae.decode(_read_batch(src, (vae.latent_dim,)))
     _results(vae, x, out, grid, grid_images=np.reshape(x, (-1, *vae.shape)))
@@ -326,10 +350,16 @@ def decode(paths, precision, fmt, threads, out, grid):
 @click.option("--batch-size", type=click.IntRange(1, MAX_STREAM_BATCH), default=64, show_default=True, help="Rows per batch with --stream (1: answer each line at once).")
 @click.option("--pcm", "pcm_format", type=click.Choice(["s16le", "f32le"]), default="s16le", show_default=True, help="Audio bundles, --stream: raw mono PCM on standard input (arecord -f S16_LE -r RATE -c 1).")
 @click.option("--stride", type=click.FloatRange(min=0, min_open=True), default=None, help="Audio bundles: seconds between windows of long files and streams (default: the training stride, else one window).")
+@click.option("--per-char", is_flag=True, help="text: nats per character (the line's end counts as one) instead of per line.")
 @_handle_errors
-def score(paths, precision, fmt, threads, out, samples, seed, stream, batch_size, pcm_format, stride):
+def score(paths, precision, fmt, threads, out, samples, seed, stream, batch_size, pcm_format, stride, per_char):
     """Anomaly scores of INPUT: negative ELBO per sample in nats (higher = less like the training data).
-    Audio bundles: BUNDLE A.wav [B.wav ...], one score per clip (per window for long files), or BUNDLE - --stream."""
+    Audio bundles: BUNDLE A.wav [B.wav ...], one score per clip (per window for long files), or BUNDLE - --stream.
+    Text bundles: BUNDLE FILE, one score per line; BUNDLE [FILE|-] --stream scores lines as they arrive (a log)."""
+    if textcli.is_text_bundle(textcli.bundle_of(paths)):
+        textcli.refuse(format=fmt, samples=samples, stride=stride)
+        return textcli.score_command(paths, precision, threads, out, stream, batch_size, per_char, check_outputs=_check_outputs)
+    textcli.refuse(per_char=per_char)
     if paths and audio_cli.is_audio_bundle(paths[0]):
         return _score_audio(paths, precision, threads, out, samples, stream, pcm_format, stride)
     if stream:
@@ -418,16 +448,22 @@ def _report_flagged(flagged: int, total: int, limit: float | None) -> None:
 
 
 @cli.command()
-@click.argument("paths", nargs=-1, type=click.Path(path_type=Path), metavar="[BUNDLE] PAIR.npy | [BUNDLE] A.npy B.npy")
+@click.argument("args", nargs=-1, metavar="[BUNDLE] PAIR.npy | [BUNDLE] A.npy B.npy | BUNDLE 'TEXT A' 'TEXT B'")
 @click.option("--steps", type=click.IntRange(min=2, max=10_000), default=8, show_default=True, help="Points on the path, both ends included.")
 @_graphs
 @_THREADS
 @_OUT
 @_GRID
 @_handle_errors
-def interpolate(paths, steps, precision, fmt, threads, out, grid):
-    """Decode a straight path in latent space between two samples: PAIR.npy holding two, or one each in A.npy and B.npy."""
-    bundle, sources = _split_interpolate(paths)
+def interpolate(args, steps, precision, fmt, threads, out, grid):
+    """Decode a straight path in latent space between two samples: PAIR.npy holding two, or one each in A.npy and B.npy
+    (text bundle: between two lines given as arguments, greedy decodes printed one a line)."""
+    if len(args) == 3 and textcli.is_text_bundle(Path(args[0])):  # the two ends are lines of text, not files
+        textcli.refuse(out=out, grid=grid, format=fmt)
+        return textcli.interpolate(textcli.load(Path(args[0]), precision, threads), args[1], args[2], steps)
+    bundle, sources = _split_interpolate(tuple(Path(a) for a in args))
+    if textcli.is_text_bundle(bundle):
+        raise click.UsageError("a text bundle interpolates between two lines: BUNDLE 'TEXT A' 'TEXT B'")
     vae = _load(bundle, precision, fmt, threads, inputs=sources, outputs=(out, grid))
     ends = [x for src in sources for x in _read_batch(src, vae.shape)]
     if len(ends) != 2:
@@ -460,6 +496,8 @@ def bench(bundle, variants, batches, threads, quick, json_out):
     """Latency and throughput of encode and decode per variant and batch size, on this device."""
     from .benchmark import FULL, QUICK, bench_bundle, format_seconds
 
+    if textcli.is_text_bundle(bundle):
+        raise click.UsageError("bench times encode and decode of image/vector bundles; for text, bench/text.py measures generation")
     if json_out is not None:  # refused before minutes of timing, not after
         _check_outputs(VAE.load(bundle, precision=variants[0] if variants else "fp32", threads=1), (), (json_out,))
     result = bench_bundle(bundle, variants=variants or None, batch_sizes=batches, threads=threads, effort=QUICK if quick else FULL)

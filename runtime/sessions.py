@@ -145,8 +145,10 @@ def open_graphs(
     optimization: str = "all",
     save_optimized: str | os.PathLike | None = None,
     format: str = "onnx",
+    check: Callable[[Path, dict, str, dict[str, Graph]], None] | None = None,
 ) -> dict[str, Graph]:
-    """Verify and open ``precision``'s graphs of the bundle at ``root`` (see ``VAE.load`` for the options).
+    """Verify and open ``precision``'s graphs of the bundle at ``root`` (see ``VAE.load`` for the options;
+    ``check``: the modality's check of the graphs against the manifest, default :func:`check_graphs`).
 
     Sessions are built from the bytes that were hashed, so a file swapped after the check cannot run.
 
@@ -167,7 +169,7 @@ def open_graphs(
     paths = [graph_path(root, manifest, precision, spec.name, format) for spec in specs]
     verified = verify_files(root, manifest, keep=tuple(p.name for p in paths))
     graphs = {spec.name: Graph(spec, open_session(gp, verified[gp.name], opts, providers, save_dir)) for spec, gp, opts in zip(specs, paths, options)}
-    check_graphs(root, manifest, precision, graphs)
+    (check or check_graphs)(root, manifest, precision, graphs)
     log.debug("loaded %s (%s) with providers %s", root, precision, providers)
     return graphs
 

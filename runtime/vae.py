@@ -16,7 +16,7 @@ import numpy as np
 import onnxruntime as ort
 
 from . import contract, streaming
-from .bundle import default_bundle_path, per_feature, read_manifest
+from .bundle import BundleError, default_bundle_path, per_feature, read_manifest
 from .likelihoods import gaussian_kl, reconstruction_nll
 from .rng import MAX_SEED, Generator
 from .sessions import Bound, Graph, open_graphs
@@ -108,6 +108,8 @@ class VAE:
         """
         root = Path(path) if path is not None else default_bundle_path()
         manifest = read_manifest(root)
+        if manifest["data"].get("kind") == "text":
+            raise BundleError(f"{root}: a text bundle; open it with vae_edge.runtime.load (a TextVAE)")
         variants = manifest["variants"]
         if not isinstance(precision, str) or precision not in variants:
             raise ValueError(f"precision {quote(precision)} is not in this bundle; it has {', '.join(variants)}")
