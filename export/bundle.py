@@ -32,6 +32,7 @@ from .golden import write_golden
 from .graphs import DEFAULT_OPSET, OPSETS, write_graphs
 from .ortformat import write_ort
 from .quantize import VARIANTS, write_variants
+from .score import write_score_graphs
 
 __all__ = ["CalibrationError", "DestinationError", "ExportError", "ExportOptions", "ExportResult", "VARIANTS", "check_destination", "export_bundle"]
 
@@ -93,8 +94,15 @@ def export_bundle(model_path: str | os.PathLike, out: str | os.PathLike, options
     check_destination(Path(out), model_path)
     ckpt = read_checkpoint(model_path)
     model = model_from_checkpoint(ckpt, source=str(model_path))
+    if ckpt["data"].get("kind") == "text":
+        return _export_text(model, ckpt, model_path, Path(out), options)
     data = load_recorded(ckpt["data"], base=model_path.parent, data=options.data, val_data=options.val_data, test_data=options.test_data)
     _check_data(model_path, model, data, ckpt["data"].get("preprocessing"))
+    if data.kind == "audio":  # PCM-in graphs of their own (export/audio.py), through the same checks
+        from .audio import write_audio_bundle
+
+        manifest, report = write_audio_bundle(ckpt, model, data, model_path, Path(out), options)
+        return ExportResult(Path(out), manifest, report)
     specs = contract.graphs_for(data.kind)
     feeds, calibrated_on = static_feeds(model, data, [VARIANTS[v] for v in options.variants], options.calibration)
     # The parity checks want held-out samples: the test split, or without one the validation split (said in the report).
@@ -105,9 +113,12 @@ def export_bundle(model_path: str | os.PathLike, out: str | os.PathLike, options
                                        f"the accuracy gates use the validation split ({len(test_raw)} samples), which also calibrates the anomaly thresholds"]
 
     with staging(Path(out)) as tmp:
-        write_graphs(tmp, model, specs, opset=options.opset, metadata=manifests.graph_metadata(model, data))
-        variants = {contract.BASE_VARIANT: {**contract.variant_files(specs, contract.BASE_VARIANT), "method": "float32, as exported from PyTorch"}}
-        variants |= write_variants(tmp, specs, options.variants, feeds)
+        traced = tuple(spec for spec in specs if spec is not contract.SCORE)  # the score graph is composed from them
+        write_graphs(tmp, model, traced, opset=options.opset, metadata=manifests.graph_metadata(model, data))
+        variants = {contract.BASE_VARIANT: {**contract.variant_files(traced, contract.BASE_VARIANT), "method": "float32, as exported from PyTorch"}}
+        variants |= write_variants(tmp, traced, options.variants, feeds)
+        if contract.SCORE in specs:
+            write_score_graphs(tmp, variants, likelihood=model.config.likelihood, shape=list(model.config.input_shape), obs_logvar=_obs_logvar(model))
         if options.ort:
             write_ort(tmp, specs, variants, float16=[v for v in options.variants if VARIANTS[v].method == "fp16"])
         for variant in options.variants:
@@ -129,6 +140,23 @@ def export_bundle(model_path: str | os.PathLike, out: str | os.PathLike, options
             write_golden(tmp, manifest, test_raw)
         manifests.write(tmp, manifest)
     return ExportResult(Path(out), manifest, report)
+
+
+def _export_text(model, ckpt: dict, model_path: Path, out: Path, options: ExportOptions) -> ExportResult:
+    """The sentence VAE's bundle (export/text.py): its three graphs, fp32 and dynamic int8, its own gates."""
+    from vae_edge.trainer.textdata import load_text_recorded
+
+    from .text import write_text_bundle
+
+    if options.ort or options.calibration is not None:
+        raise ExportError("--ort and --calibration do not apply to text bundles yet")
+    manifest, report = write_text_bundle(out, model, load_text_recorded(ckpt["data"]), ckpt, model_path, options)
+    return ExportResult(out, manifest, report)
+
+
+def _obs_logvar(model) -> np.ndarray | None:
+    logvar = model.observation_logvar()
+    return None if logvar is None else logvar.detach().double().numpy()
 
 
 def _check_data(model_path: Path, model, data, recorded: object) -> None:

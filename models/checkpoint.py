@@ -24,7 +24,8 @@ import torch
 
 from vae_edge.runtime.files import atomic_path
 
-from .config import VAEConfig
+from .config import TEXT_ARCHS, VAEConfig
+from .text import TextVAEConfig, build_text_model
 from .vae import VAE, build_model
 
 FORMAT = "vae-edge/1"
@@ -117,8 +118,10 @@ def model_from_checkpoint(ckpt: dict, source: str = "checkpoint") -> VAE:
         CheckpointError: the config or the weights do not fit.
     """
     try:
-        config = VAEConfig.from_dict(dict(ckpt["config"]))
-        model = build_model(config)
+        if ckpt["config"].get("arch") in TEXT_ARCHS:  # the sentence VAE of models/text.py
+            model = build_text_model(TextVAEConfig.from_dict(dict(ckpt["config"])))
+        else:
+            model = build_model(VAEConfig.from_dict(dict(ckpt["config"])))
         model.load_state_dict(ckpt["state_dict"])
     except (TypeError, ValueError, RuntimeError, KeyError) as exc:
         first = str(exc).strip().splitlines()[0]

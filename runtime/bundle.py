@@ -73,7 +73,10 @@ def read_manifest(path: str | os.PathLike) -> dict:
             raise BundleError(f"{mpath}: manifest lacks the {key!r} section")
     if not manifest["variants"]:
         raise BundleError(f"{mpath}: manifest lists no variants")
-    _check_fields(mpath, manifest)
+    if manifest["data"].get("kind") == "text":
+        _check_text_fields(mpath, manifest)
+    else:
+        _check_fields(mpath, manifest)
     for variant, entry in manifest["variants"].items():
         _check_graph_names(mpath, manifest, variant, entry)
         if "ort" in entry:
@@ -88,7 +91,7 @@ def _check_graph_names(mpath: Path, manifest: dict, variant: str, entry: dict) -
         specs = contract.manifest_graphs(manifest)
     except ValueError as exc:
         raise BundleError(f"{mpath}: {exc}") from None
-    for graph in (spec.name for spec in specs):
+    for graph in (spec.name for spec in specs if not (spec.optional and spec.name not in entry)):
         if not isinstance(entry.get(graph), str):
             raise BundleError(f"{mpath}: variant {variant!r} names no {graph} graph")
         if entry[graph] not in manifest["files"]:
@@ -144,6 +147,28 @@ def _check_fields(mpath: Path, m: dict) -> None:
         need(isinstance(entry, dict), f"variants[{variant!r}] must be an object")
         q = entry.get("anomaly_quantiles", {})
         need(isinstance(q, dict) and all(_is_number(v) for v in q.values()), f"variants[{variant!r}].anomaly_quantiles must map names to numbers")
+
+
+def _check_text_fields(mpath: Path, m: dict) -> None:
+    """What TextVAE relies on: latent and hidden sizes, the vocabulary, files and quantiles."""
+    model, data = m["model"], m["data"]
+    config = model.get("config")
+    for key in ("latent_dim", "hidden_dim"):
+        value = config.get(key) if isinstance(config, dict) else None
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise BundleError(f"{mpath}: model.config.{key} must be a positive integer, got {value!r}")
+    if model.get("latent_dim") != config["latent_dim"]:
+        raise BundleError(f"{mpath}: model.latent_dim {model.get('latent_dim')!r} differs from model.config.latent_dim {config['latent_dim']}")
+    vocab = data.get("vocabulary")
+    if not isinstance(vocab, dict) or not isinstance(vocab.get("chars"), list) or not all(isinstance(c, str) and len(c) == 1 for c in vocab["chars"]):
+        raise BundleError(f"{mpath}: data.vocabulary must list single characters, got {quote(vocab)}")
+    for name, meta in m["files"].items():
+        if not (isinstance(meta, dict) and isinstance(meta.get("sha256"), str) and isinstance(meta.get("bytes", 0), int)):
+            raise BundleError(f"{mpath}: files[{name!r}] must give sha256 and bytes")
+    for variant, entry in m["variants"].items():
+        q = entry.get("anomaly_quantiles", {}) if isinstance(entry, dict) else None
+        if not (isinstance(q, dict) and all(_is_number(v) for v in q.values())):
+            raise BundleError(f"{mpath}: variants[{variant!r}].anomaly_quantiles must map names to numbers")
 
 
 def verify_files(path: str | os.PathLike, manifest: dict, *, keep: tuple[str, ...] = ()) -> dict[str, bytes]:

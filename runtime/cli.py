@@ -15,13 +15,15 @@ from pathlib import Path
 import click
 import numpy as np
 
-from . import contract
+from . import contract, textcli
 from .benchmark import BATCH_SIZES, MAX_BATCH, NOISY_SPREAD
 from .bundle import BundleError, default_bundle_path, describe_latency, read_manifest
 from .clitools import output_path, run_cli
 from .files import atomic_save_npy, atomic_write_bytes, read_array
 from .streaming import MAX_STREAM_BATCH, RowError
 from .vae import MAX_MC_SAMPLES, VAE
+from . import audio_cli
+from .audio_vae import AudioVAE
 
 _PRECISION = click.option("--precision", default="fp32", show_default=True, help="Variant to run: fp32, int8, ... (see `vae-run info`).")
 _FORMAT = click.option("--format", "fmt", type=click.Choice(["onnx", "ort"]), default="onnx", show_default=True, help="Graph files to run: .onnx, or the ORT-format files of a bundle exported with `vae-export --ort`.")
@@ -34,6 +36,10 @@ def _graphs(command):
 
 _THREADS = click.option("--threads", type=click.IntRange(min=1), default=None, help="onnxruntime intra-op threads (default: one per core).")
 _OUT = click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path), callback=output_path(".npy"), help="Write the result as .npy (default: print rows as comma-separated values).")
+# Audio bundles: sound out, and the Griffin-Lim iterations that turn decoded log-mel into it.
+_WAV_DIR = click.option("--wav", type=click.Path(file_okay=False, path_type=Path), default=None, help="Audio bundles: write each sample as a 16-bit WAV into this folder.")
+_WAV_FILE = click.option("--wav", type=click.Path(dir_okay=False, path_type=Path), callback=output_path(".wav"), default=None, help="Audio bundles: write the reconstruction as a 16-bit WAV.")
+_ITERATIONS = click.option("--iterations", type=click.IntRange(1, 1000), default=32, show_default=True, help="Audio bundles: Griffin-Lim iterations (log-mel back to sound).")
 _GRID = click.option("--grid", type=click.Path(dir_okay=False, path_type=Path), callback=output_path(".png"), help="Also write a PNG image grid (image data only).")
 
 
@@ -74,6 +80,12 @@ def _split(paths: tuple[Path, ...], wanted: str | None) -> tuple[Path | None, Pa
 
 
 def _load(bundle: Path | None, precision: str, fmt: str, threads: int | None, *, inputs=(), outputs=()) -> VAE:
+    if audio_cli.is_audio_bundle(bundle):
+        if fmt != "onnx":
+            raise ValueError("audio bundles have .onnx graphs only (--format onnx)")
+        vae = AudioVAE.load(bundle, precision=precision, threads=threads)
+        _check_outputs(vae, inputs, outputs)
+        return vae
     vae = VAE.load(bundle, precision=precision, threads=threads, format=fmt)
     _check_outputs(vae, inputs, outputs)
     return vae
@@ -160,6 +172,8 @@ def _affine(value) -> str:
 def info(bundle, as_json):
     """Describe a bundle: shapes, variants with their sizes and accuracy, anomaly calibration."""
     manifest = read_manifest(bundle if bundle is not None else default_bundle_path())
+    if manifest["data"].get("kind") == "text":
+        return textcli.info(textcli.load(bundle, next(iter(manifest["variants"])), 1), as_json)
     vae = _load(bundle, next(iter(manifest["variants"])), "onnx", 1)  # loading checks every file and graph; any variant will do
     m = vae.manifest
     if as_json:
@@ -191,7 +205,7 @@ def info(bundle, as_json):
         ort_files = _section(v, "ort")
         if ort_files:
             ort_mark = {True: "✓", False: "✗"}.get(_section(ort_files, "accuracy").get("passed"), "?")
-            names = ", ".join(str(ort_files.get(spec.name)) for spec in contract.manifest_graphs(m))
+            names = ", ".join(str(ort_files.get(spec.name)) for spec in contract.variant_graphs(m, name, "ort"))
             click.echo(f"             ORT format {ort_mark} {names} ({contract.variant_bytes(m, name, 'ort'):,} bytes)")
         for label, timed in ((".onnx", v), (".ort", ort_files)):
             if _section(timed, "latency_ms"):
@@ -226,15 +240,28 @@ def _num(value: object) -> str:
 @click.argument("bundle", required=False, type=click.Path(path_type=Path))
 @click.option("-n", "--num", "n", type=click.IntRange(min=0), default=16, show_default=True, help="How many samples.")
 @click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=None, help="Same seed, same samples (default: fresh randomness).")
-@click.option("--temperature", type=click.FloatRange(min=0, max=1e6, min_open=True), default=1.0, show_default=True, help="Scale of the prior's standard deviation.")
+@click.option("--temperature", type=click.FloatRange(min=0, max=1e6, min_open=True), default=1.0, show_default=True, help="Scale of the prior's standard deviation (text: of the character distribution).")
+@click.option("--top-k", type=click.IntRange(min=1), default=None, help="text: draw each character from the k most likely only.")
+@click.option("--max-len", type=click.IntRange(min=1), default=None, help="text: stop lines at this many characters (default: the model's limit).")
+@click.option("--greedy", is_flag=True, help="text: the most likely character at each step (no character sampling).")
 @_graphs
 @_THREADS
 @_OUT
 @_GRID
+@_WAV_DIR
+@_ITERATIONS
+@click.option("--normalize", is_flag=True, help="Audio bundles: scale each --wav sample to a peak of -6 dBFS (decoded means average log power, so samples come out quiet).")
 @_handle_errors
-def sample(bundle, n, seed, temperature, precision, fmt, threads, out, grid):
-    """Draw samples from the prior and decode them."""
+def sample(bundle, n, seed, temperature, top_k, max_len, greedy, precision, fmt, threads, out, grid, wav, iterations, normalize):
+    """Draw samples from the prior and decode them (audio bundles: log-mel, --wav DIR for sound, --grid spectrograms;
+    text bundles: one line each)."""
+    if textcli.is_text_bundle(bundle):
+        textcli.refuse(out=out, grid=grid, format=fmt, wav=wav, normalize=normalize)
+        return textcli.sample(textcli.load(bundle, precision, threads), n, seed, 0.0 if greedy else temperature, top_k, max_len)
+    textcli.refuse(top_k=top_k, max_len=max_len, greedy=greedy)
     vae = _load(bundle, precision, fmt, threads, outputs=(out, grid))
+    if isinstance(vae, AudioVAE):
+        return audio_cli.sample(vae, n, seed, temperature, out=out, wav=wav, grid=grid, iterations=iterations, normalize=normalize)
     _results(vae, vae.sample(n, seed=seed, temperature=temperature), out, grid)
 
 
@@ -244,11 +271,19 @@ def sample(bundle, n, seed, temperature, precision, fmt, threads, out, grid):
 @_THREADS
 @_OUT
 @click.option("--grid", type=click.Path(dir_okay=False, path_type=Path), callback=output_path(".png"), help="Also write a PNG: rows of inputs, each followed by their reconstructions.")
+@_WAV_FILE
+@_ITERATIONS
 @_handle_errors
-def reconstruct(paths, precision, fmt, threads, out, grid):
-    """Encode and decode INPUT (posterior mean): denoised reconstructions, same shape as INPUT."""
+def reconstruct(paths, precision, fmt, threads, out, grid, wav, iterations):
+    """Encode and decode INPUT (posterior mean): denoised reconstructions, same shape as INPUT (audio bundles: IN.wav,
+    --wav OUT.wav; text bundles: a UTF-8 file, one line each, greedy decodes printed one a line)."""
     bundle, src = _split(paths, "INPUT.npy")
-    vae = _load(bundle, precision, fmt, threads, inputs=(src,), outputs=(out, grid))
+    if textcli.is_text_bundle(bundle):
+        textcli.refuse(out=out, grid=grid, format=fmt, wav=wav)
+        return textcli.reconstruct(textcli.load(bundle, precision, threads), src)
+    vae = _load(bundle, precision, fmt, threads, inputs=(src,), outputs=(out, grid, wav))
+    if isinstance(vae, AudioVAE):
+        return audio_cli.reconstruct(vae, src, out=out, wav=wav, grid=grid, iterations=iterations)
     x = _read_batch(src, vae.shape)
     x_hat = vae.reconstruct(x)
     pairs = per_row = None
@@ -269,10 +304,17 @@ def reconstruct(paths, precision, fmt, threads, out, grid):
 @click.option("--logvar", "logvar_out", type=click.Path(dir_okay=False, path_type=Path), callback=output_path(".npy"), help="Also write the posterior log-variances as .npy.")
 @_handle_errors
 def encode(paths, precision, fmt, threads, out, logvar_out):
-    """Encode INPUT to posterior means (the compressed code); optionally their log-variances."""
+    """Encode INPUT to posterior means (the compressed code); optionally their log-variances (text: a UTF-8
+    file, one line each)."""
     bundle, src = _split(paths, "INPUT.npy")
+    if textcli.is_text_bundle(bundle):
+        textcli.refuse(format=fmt)
+        vae = textcli.load(bundle, precision, threads)
+        _check_outputs(vae, (src,), (out, logvar_out))
+        return textcli.encode(vae, src, out, logvar_out)
     vae = _load(bundle, precision, fmt, threads, inputs=(src,), outputs=(out, logvar_out))
-    mu, logvar = vae.encode(_read_batch(src, vae.shape))
+    x = audio_cli.read_clips(vae, [src])[0] if isinstance(vae, AudioVAE) else _read_batch(src, vae.shape)  # audio: IN.wav
+    mu, logvar = vae.encode(x)
     if logvar_out is not None:
         _emit(logvar, logvar_out)
     _emit(mu, out)
@@ -288,6 +330,10 @@ def encode(paths, precision, fmt, threads, out, logvar_out):
 def decode(paths, precision, fmt, threads, out, grid):
     """Decode latent codes Z [n, latent] to the mean of p(x|z), in data units."""
     bundle, src = _split(paths, "Z.npy")
+    if textcli.is_text_bundle(bundle):
+        textcli.refuse(out=out, grid=grid, format=fmt)
+        vae = textcli.load(bundle, precision, threads)
+        return textcli.decode(vae, _read_array(src))
     vae = _load(bundle, precision, fmt, threads, inputs=(src,), outputs=(out, grid))
     x = vae.decode(_read_batch(src, (vae.latent_dim,)))
     _results(vae, x, out, grid, grid_images=np.reshape(x, (-1, *vae.shape)))
@@ -303,9 +349,20 @@ def decode(paths, precision, fmt, threads, out, grid):
 @click.option("--stream", is_flag=True, help="Score row by row, printing one score per line as each batch is done: INPUT.npy rows, or "
               "comma-separated numbers per line on standard input (INPUT '-' or none).")
 @click.option("--batch-size", type=click.IntRange(1, MAX_STREAM_BATCH), default=64, show_default=True, help="Rows per batch with --stream (1: answer each line at once).")
+@click.option("--pcm", "pcm_format", type=click.Choice(["s16le", "f32le"]), default="s16le", show_default=True, help="Audio bundles, --stream: raw mono PCM on standard input (arecord -f S16_LE -r RATE -c 1).")
+@click.option("--stride", type=click.FloatRange(min=0, min_open=True), default=None, help="Audio bundles: seconds between windows of long files and streams (default: the training stride, else one window).")
+@click.option("--per-char", is_flag=True, help="text: nats per character (the line's end counts as one) instead of per line.")
 @_handle_errors
-def score(paths, precision, fmt, threads, out, samples, seed, stream, batch_size):
-    """Anomaly scores of INPUT: negative ELBO per sample in nats (higher = less like the training data)."""
+def score(paths, precision, fmt, threads, out, samples, seed, stream, batch_size, pcm_format, stride, per_char):
+    """Anomaly scores of INPUT: negative ELBO per sample in nats (higher = less like the training data).
+    Audio bundles: BUNDLE A.wav [B.wav ...], one score per clip (per window for long files), or BUNDLE - --stream.
+    Text bundles: BUNDLE FILE, one score per line; BUNDLE [FILE|-] --stream scores lines as they arrive (a log)."""
+    if textcli.is_text_bundle(textcli.bundle_of(paths)):
+        textcli.refuse(format=fmt, samples=samples, stride=stride)
+        return textcli.score_command(paths, precision, threads, out, stream, batch_size, per_char, check_outputs=_check_outputs)
+    textcli.refuse(per_char=per_char)
+    if paths and audio_cli.is_audio_bundle(paths[0]):
+        return _score_audio(paths, precision, threads, out, samples, stream, pcm_format, stride)
     if stream:
         _score_stream(paths, precision, fmt, threads, out, samples, batch_size)
         return
@@ -316,6 +373,23 @@ def score(paths, precision, fmt, threads, out, samples, seed, stream, batch_size
     scores = vae.anomaly_score(_read_batch(src, vae.shape), samples=samples, seed=seed)
     _emit(scores, out)
     _flag_summary(vae, scores)
+
+
+def _score_audio(paths, precision, threads, out, samples, stream, pcm_format, stride) -> None:
+    if samples is not None:
+        raise click.UsageError("audio scores are deterministic here; --samples is for the Python API")
+    sources = list(paths[1:])
+    vae = _load(paths[0], precision, "onnx", threads, inputs=sources, outputs=(out,))
+    if stream:
+        if out is not None:
+            raise click.UsageError("--stream prints one score per window; use it without --out (or redirect the output)")
+        if len(sources) > 1:
+            raise click.UsageError(f"--stream reads one source ('-' for standard input or a raw PCM file), got {len(sources)}")
+        src = sources[0] if sources and str(sources[0]) != "-" else None
+        return audio_cli.score_stream(vae, src, fmt=pcm_format, stride=stride, quantile=0.99)
+    if not sources or any(str(s) == "-" for s in sources):
+        raise click.UsageError("expected BUNDLE A.wav [B.wav ...] (standard input '-' with --stream)")
+    audio_cli.score(vae, sources, out=out, stride=stride, quantile=0.99)
 
 
 def _score_stream(paths, precision, fmt, threads, out, samples, batch_size) -> None:
@@ -375,16 +449,22 @@ def _report_flagged(flagged: int, total: int, limit: float | None) -> None:
 
 
 @cli.command()
-@click.argument("paths", nargs=-1, type=click.Path(path_type=Path), metavar="[BUNDLE] PAIR.npy | [BUNDLE] A.npy B.npy")
+@click.argument("args", nargs=-1, metavar="[BUNDLE] PAIR.npy | [BUNDLE] A.npy B.npy | BUNDLE 'TEXT A' 'TEXT B'")
 @click.option("--steps", type=click.IntRange(min=2, max=10_000), default=8, show_default=True, help="Points on the path, both ends included.")
 @_graphs
 @_THREADS
 @_OUT
 @_GRID
 @_handle_errors
-def interpolate(paths, steps, precision, fmt, threads, out, grid):
-    """Decode a straight path in latent space between two samples: PAIR.npy holding two, or one each in A.npy and B.npy."""
-    bundle, sources = _split_interpolate(paths)
+def interpolate(args, steps, precision, fmt, threads, out, grid):
+    """Decode a straight path in latent space between two samples: PAIR.npy holding two, or one each in A.npy and B.npy
+    (text bundle: between two lines given as arguments, greedy decodes printed one a line)."""
+    if len(args) == 3 and textcli.is_text_bundle(Path(args[0])):  # the two ends are lines of text, not files
+        textcli.refuse(out=out, grid=grid, format=fmt)
+        return textcli.interpolate(textcli.load(Path(args[0]), precision, threads), args[1], args[2], steps)
+    bundle, sources = _split_interpolate(tuple(Path(a) for a in args))
+    if textcli.is_text_bundle(bundle):
+        raise click.UsageError("a text bundle interpolates between two lines: BUNDLE 'TEXT A' 'TEXT B'")
     vae = _load(bundle, precision, fmt, threads, inputs=sources, outputs=(out, grid))
     ends = [x for src in sources for x in _read_batch(src, vae.shape)]
     if len(ends) != 2:
@@ -417,6 +497,8 @@ def bench(bundle, variants, batches, threads, quick, json_out):
     """Latency and throughput of encode and decode per variant and batch size, on this device."""
     from .benchmark import FULL, QUICK, bench_bundle, format_seconds
 
+    if textcli.is_text_bundle(bundle):
+        raise click.UsageError("bench times encode and decode of image/vector bundles; for text, bench/text.py measures generation")
     if json_out is not None:  # refused before minutes of timing, not after
         _check_outputs(VAE.load(bundle, precision=variants[0] if variants else "fp32", threads=1), (), (json_out,))
     result = bench_bundle(bundle, variants=variants or None, batch_sizes=batches, threads=threads, effort=QUICK if quick else FULL)

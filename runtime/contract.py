@@ -30,6 +30,8 @@ BASE_VARIANT = "fp32"  # the graphs as exported from PyTorch; every other varian
 # Every variant name an exporter may write, base first (the manifest lists those a bundle has).
 VARIANTS = (BASE_VARIANT, "int8", "int8-static", "fp16")
 BATCH = "batch"  # name of the dynamic leading axis of every graph input and output
+# Dimension symbols that stay dynamic in the graph (one axis each), besides the batch: a text line's length.
+LENGTH = "length"
 
 
 @dataclass(frozen=True)
@@ -37,7 +39,8 @@ class GraphSpec:
     """One graph of a bundle: its tensors and their per-sample dimensions.
 
     ``dims`` maps each input and output name to its dimensions after the batch axis, as symbols:
-    "shape" (the sample shape, spread) or "latent" (the latent size). The writer exports with these
+    "shape" (the sample shape, spread) or "latent" (the latent size); text graphs use "length" (a
+    dynamic axis), "hidden" and "vocab" (see :func:`text_sizes`). The writer exports with these
     names and dynamic axes and records ``shapes()`` in the manifest; the reader checks a loaded graph
     against ``per_sample()``.
     """
@@ -47,11 +50,16 @@ class GraphSpec:
     outputs: tuple[str, ...]
     dims: Mapping[str, tuple[str, ...]]
     doc: str
+    # An optional graph may be missing from a variant (bundles written before it existed); a reader uses
+    # it where present and does without it otherwise. Required graphs are in every variant.
+    optional: bool = False
 
     @property
     def dynamic_axes(self) -> dict[str, dict[int, str]]:
-        """``{tensor: {0: "batch"}}`` for every input and output (torch.onnx's ``dynamic_axes`` form)."""
-        return {name: {0: BATCH} for name in (*self.inputs, *self.outputs)}
+        """``{tensor: {0: "batch"}}`` for every input and output (torch.onnx's ``dynamic_axes`` form), plus
+        the axis of a ``length`` symbol (text graphs, whose symbols are one axis each)."""
+        return {name: {0: BATCH, **{1 + i: LENGTH for i, symbol in enumerate(self.dims[name]) if symbol == LENGTH}}
+                for name in (*self.inputs, *self.outputs)}
 
     def filename(self, variant: str = BASE_VARIANT, fmt: str = "onnx") -> str:
         """``encoder.onnx``, ``encoder.int8.onnx``, ``encoder.fp16.ort``, ..."""
@@ -74,17 +82,59 @@ def sizes(shape: Iterable[int], latent_dim: int) -> dict[str, list[int]]:
     return {"shape": [int(d) for d in shape], "latent": [int(latent_dim)]}
 
 
+def manifest_sizes(manifest: Mapping) -> dict[str, list[int]]:
+    """:func:`sizes` for a parsed manifest, with the audio symbols ("pcm": samples per clip, "features":
+    [mels, frames]) when its ``data.audio`` section gives them."""
+    data = manifest["data"]
+    out = sizes(data["shape"], manifest["model"]["latent_dim"])
+    audio = data.get("audio")
+    if isinstance(audio, Mapping) and isinstance(audio.get("samples"), int) and isinstance(audio.get("features"), list):
+        out |= {"pcm": [int(audio["samples"])], "features": [int(d) for d in audio["features"]]}
+    return out
+
+
 ENCODER = GraphSpec("encoder", ("x",), ("mu", "logvar"), {"x": ("shape",), "mu": ("latent",), "logvar": ("latent",)},
                     "q(z|x): x [batch, *shape] -> mu, logvar [batch, latent]")
 DECODER = GraphSpec("decoder", ("z",), ("x_mean",), {"z": ("latent",), "x_mean": ("shape",)},
                     "p(x|z): z [batch, latent] -> x_mean [batch, *shape], the mean of p(x|z)")
+# Audio: raw PCM in, the log-mel front end inside the encoder graph (its features a third output, what
+# the score compares against); the decoder gives log-mel [mels, frames] (natural-log mel power).
+AUDIO_ENCODER = GraphSpec("encoder", ("pcm",), ("mu", "logvar", "log_mel"),
+                          {"pcm": ("pcm",), "mu": ("latent",), "logvar": ("latent",), "log_mel": ("features",)},
+                          "q(z|x): pcm [batch, samples] -> mu, logvar [batch, latent], log_mel [batch, mels, frames]")
+AUDIO_DECODER = GraphSpec("decoder", ("z",), ("log_mel",), {"z": ("latent",), "log_mel": ("features",)},
+                          "p(x|z): z [batch, latent] -> log_mel [batch, mels, frames], the mean of p(log-mel|z)")
+
+# Text (the sentence VAE, docs/text.md): token ids in, per-position log-probabilities out for scoring, and
+# one generation step that the runtime loops over (no loop inside any graph).
+TEXT_ENCODER = GraphSpec("encoder", ("tokens", "lengths"), ("mu", "logvar"),
+                         {"tokens": (LENGTH,), "lengths": (), "mu": ("latent",), "logvar": ("latent",)},
+                         "q(z|x): tokens [batch, length] int64 (ids then <eos>), lengths [batch] -> mu, logvar [batch, latent]")
+TEXT_DECODER = GraphSpec("decoder", ("z", "tokens"), ("log_probs",), {"z": ("latent",), "tokens": (LENGTH,), "log_probs": (LENGTH, "vocab")},
+                         "p(x|z) teacher-forced: z, tokens [batch, length] (<bos> then the ids) -> log_probs [batch, length, vocab]")
+TEXT_DECODER_STEP = GraphSpec("decoder_step", ("z", "token", "state"), ("logits", "next_state"),
+                              {"z": ("latent",), "token": (), "state": ("hidden",), "logits": ("vocab",), "next_state": ("hidden",)},
+                              "one generation step: z, token [batch] int64, state [batch, hidden] -> logits [batch, vocab], next_state")
+
+
+def text_sizes(latent_dim: int, hidden_dim: int, vocab_size: int) -> dict[str, list]:
+    """The values of the text graphs' dimension symbols (``length`` stays a name: it is dynamic)."""
+    return {"latent": [int(latent_dim)], "hidden": [int(hidden_dim)], "vocab": [int(vocab_size)], LENGTH: [LENGTH]}
+
+# One session call per anomaly score: the encoder and the decoder at z = mu composed with the likelihood's
+# NLL and the KL to the prior, in float32, for each variant from that variant's own two graphs. Optional:
+# bundles written before it have none, and are scored with two calls and numpy.
+SCORE = GraphSpec("score", ("x",), ("score",), {"x": ("shape",), "score": ()},
+                  "x [batch, *shape] -> score [batch]: negative ELBO at z = mu (reconstruction NLL + KL), nats", optional=True)
 
 # The graphs of a bundle per modality (the manifest's data.kind), in export order. A new modality or
 # graph kind is one entry here; writer and reader both take their lists from it.
 MODALITIES: dict[str, tuple[GraphSpec, ...]] = {
-    "image": (ENCODER, DECODER),
-    "vector": (ENCODER, DECODER),
-    "sequence": (ENCODER, DECODER),
+    "image": (ENCODER, DECODER, SCORE),
+    "vector": (ENCODER, DECODER, SCORE),
+    "sequence": (ENCODER, DECODER, SCORE),
+    "audio": (AUDIO_ENCODER, AUDIO_DECODER),
+    "text": (TEXT_ENCODER, TEXT_DECODER, TEXT_DECODER_STEP),
 }
 
 
@@ -111,6 +161,17 @@ def manifest_graphs(manifest: Mapping) -> tuple[GraphSpec, ...]:
     """
     data = manifest.get("data")
     return graphs_for(data.get("kind", DEFAULT_KIND) if isinstance(data, Mapping) else DEFAULT_KIND)
+
+
+def variant_graphs(manifest: Mapping, variant: str, fmt: str = "onnx") -> tuple[GraphSpec, ...]:
+    """The graphs ``variant`` holds in format ``fmt``: every required one, and the optional ones it names.
+
+    Raises:
+        ValueError: a kind no modality declares.
+    """
+    entry = manifest["variants"][variant]
+    entry = entry if fmt == "onnx" else entry.get(fmt) or {}
+    return tuple(spec for spec in manifest_graphs(manifest) if not spec.optional or isinstance(entry.get(spec.name), str))
 
 
 # ---------------------------------------------------------------- graph metadata

@@ -14,14 +14,16 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
-from vae_edge.models.config import ARCHS, DECODER_STYLES, LIKELIHOODS, VAEConfig
+from vae_edge.models.config import ARCHS, DECODER_STYLES, LIKELIHOODS, TEXT_ARCHS, VAEConfig
 from vae_edge.runtime.clitools import require_workstation_extras, run_cli, writable
 
 from .config import DEVICES, LR_SCHEDULES, OBJECTIVES, TrainConfig
 
 DATA_HELP = (
     "Data set: digits (scikit-learn's bundled 8x8 digits) | idx:PATH (MNIST-format IDX images, .gz allowed) | "
-    "images:DIR (PNG/JPEG files under DIR, see --size) | npy:PATH (.npy; or PATH.npz:KEY, KEY optional for a one-array .npz)."
+    "images:DIR (PNG/JPEG files under DIR, see --size) | npy:PATH (.npy; or PATH.npz:KEY, KEY optional for a one-array .npz) | "
+    "audio:DIR (WAV/FLAC files under DIR: log-mel features, see --duration/--window; conv and gaussian unless given) | "
+    "text:FILE (UTF-8, one sample a line; trains the sentence VAE, --arch gru)."
 )
 # vae-train option -> VAEConfig field, where the names differ; TrainConfig's fields are options of the same name.
 MODEL_OPTIONS = {"latent": "latent_dim", "hidden": "hidden_dims", "arch": "arch", "likelihood": "likelihood",
@@ -50,11 +52,18 @@ def _train(option: str):
 @click.option("--test-data", "test_spec", default=None, metavar="SPEC", help="Test data, any --data SPEC (then the split gives test 0; by default its share goes to training).")
 @click.option("--split", "split_text", default=None, metavar="TRAIN,VAL,TEST", help="Fractions of --data for each part, summing to 1 [default: 0.8,0.1,0.1, less the parts given by --val-data/--test-data]; 0.9,0.1,0: no test split.")
 @click.option("--size", default=None, metavar="HxW", help="Resize images:DIR images to this size (default: their common size).")
-@click.option("--arch", type=click.Choice(ARCHS), default=_model("arch"), show_default=True, help="Encoder/decoder architecture: conv for images [C, H, W], conv1d for sequences [C, L] or [L].")
+@click.option("--sample-rate", type=click.IntRange(min=1000, max=384000), default=16000, show_default=True, help="audio:DIR: files are resampled to this rate (Hz).")
+@click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None, help="audio:DIR: seconds per clip, one clip per file, cropped or zero-padded (default: the files' common length).")
+@click.option("--window", type=click.FloatRange(min=0, min_open=True), default=None, help="audio:DIR: windows of this many seconds over long recordings.")
+@click.option("--stride", type=click.FloatRange(min=0, min_open=True), default=None, help="audio:DIR: seconds between windows (default: --window).")
+@click.option("--mels", type=click.IntRange(min=1), default=64, show_default=True, help="audio:DIR: mel bands of the log-mel front end.")
+@click.option("--n-fft", type=click.IntRange(min=16), default=1024, show_default=True, help="audio:DIR: FFT frame length (samples).")
+@click.option("--hop", type=click.IntRange(min=1), default=512, show_default=True, help="audio:DIR: samples between frames.")
+@click.option("--arch", type=click.Choice([*ARCHS, *TEXT_ARCHS]), default=_model("arch"), show_default=True, help="Encoder/decoder architecture: conv for images [C, H, W], conv1d for sequences [C, L] or [L], gru for text:FILE (the default there).")
 @click.option("--latent", type=click.IntRange(min=1), default=_model("latent"), show_default=True, help="Latent dimensions.")
 @click.option("--hidden", type=click.IntRange(min=1), multiple=True, default=_model("hidden"), show_default=True, help="MLP hidden layer width (repeat for more layers: --hidden 512 --hidden 512).")
 @click.option("--channels", type=click.IntRange(min=1), multiple=True, default=_model("channels"), show_default=True, help="conv/conv1d: width of each stride-2 layer (repeat; each halves the size).")
-@click.option("--decoder-style", type=click.Choice(DECODER_STYLES), default=_model("decoder_style"), show_default=True, help="conv/conv1d decoder: ConvTranspose, or nearest Upsample + Conv.")
+@click.option("--decoder-style", type=click.Choice(DECODER_STYLES), default=_model("decoder_style"), show_default=True, help="conv/conv1d decoder upsampling: sub-pixel (Conv + PixelShuffle; its int8-static variant is the fastest), ConvTranspose, or nearest Upsample + Conv.")
 @click.option("--epochs", type=click.IntRange(min=1), default=_train("epochs"), show_default=True, help="Most epochs in all (with --resume: including those already trained); early stopping (--patience) may end sooner.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=_train("batch_size"), show_default=True, help="Samples per step (per process under torchrun).")
 @click.option("--lr", type=click.FloatRange(min=0, max=10, min_open=True), default=_train("lr"), show_default=True, help="Adam learning rate (the start of the --lr-schedule).")
@@ -67,6 +76,11 @@ def _train(option: str):
 @click.option("--gaussian-std", type=click.FloatRange(min=0, min_open=True), default=_model("gaussian_std"), help="gaussian: fixed std of p(x|z) in standardised units (omitted: learned per feature).")
 @click.option("--patience", type=click.IntRange(min=0), default=_train("patience"), show_default=True, help="Stop after N epochs without a better validation bound and keep the best epoch (0: never; train all --epochs, keep the last).")
 @click.option("--iw-samples", type=click.IntRange(min=1), default=_train("iw_samples"), show_default=True, help="K for the importance-weighted NLL estimate on the test split.")
+@click.option("--max-len", type=click.IntRange(min=1), default=None, help="text: longest line in characters (default 128); the runtime refuses longer lines.")
+@click.option("--long-lines", type=click.Choice(["refuse", "cut", "skip"]), default="refuse", show_default=True, help="text: what to do with a line over --max-len (counted and reported).")
+@click.option("--embed", type=click.IntRange(min=1), default=64, show_default=True, help="text: character embedding width.")
+@click.option("--token-dropout", type=click.FloatRange(0, 1, max_open=True), default=0.1, show_default=True, help="text: share of decoder input characters replaced by <unk> (Bowman et al.).")
+@click.option("--free-bits", type=click.FloatRange(min=0), default=0.15, show_default=True, help="text: KL floor per latent dimension, nats (free bits).")
 @click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=_train("seed"), show_default=True)
 @click.option("--device", type=click.Choice(DEVICES), default=_train("device"), show_default=True)
 @click.option("--resume", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Continue the run saved in this model.pt (its settings are the defaults; --out defaults to it).")
@@ -83,17 +97,39 @@ def cli(ctx, **options):
 
     o = options
     given = {name for name in o if ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)}
+    text = _check_text(o, given)
     ckpt = _apply_resume(o, given)
     split = _plan_split(o)
     out, beside_file = _check_outputs(o)
+    if text:
+        from .textcli import train_text_command
+
+        return train_text_command(o, given, out, beside_file)
+    audio = _audio_options(o, given, ckpt)  # first: it sets audio's default --arch and --likelihood
     size = _check_options(o, given)
-    data = _load_data(o, size, split)
+    data = _load_data(o, size, split, audio)
     model_config, config = _build_configs(o, data)
     result = _run(model_config, data, config, out, beside_file, ckpt, o["tensorboard"])
     if not is_main_process():
         return
     written = [out, *_write_side_outputs(result, data, config, out)] if beside_file else [out]
     _report(data, model_config, config, result.metrics, written)
+
+
+TEXT_OPTIONS = ("max_len", "long_lines", "embed", "token_dropout", "free_bits")
+
+
+def _check_text(o: dict, given: set[str]) -> bool:
+    """Whether this run trains the sentence VAE (``--data text:FILE``, trainer/textcli.py); the text
+    options are refused elsewhere, and --arch gru without text data."""
+    text = o["data_spec"].startswith("text:")
+    if o["arch"] in TEXT_ARCHS and not text:
+        raise click.BadParameter("--arch gru trains on text: give --data text:FILE", param_hint="--arch")
+    for name in (n for n in TEXT_OPTIONS if n in given and not text):
+        raise click.BadParameter("applies to --data text:FILE only", param_hint=f"--{name.replace('_', '-')}")
+    if text and o["resume"] is not None:
+        raise click.BadParameter("text models cannot be resumed yet; train again", param_hint="--resume")
+    return text
 
 
 def _apply_resume(o: dict, given: set[str]) -> dict | None:
@@ -111,6 +147,8 @@ def _apply_resume(o: dict, given: set[str]) -> dict | None:
     except CheckpointError as exc:
         raise click.BadParameter(str(exc), param_hint="--resume") from None
     o.update({k: v for k, v in resume_settings(ckpt).items() if k not in given})
+    if o["arch"] in TEXT_ARCHS:
+        raise click.BadParameter("text models cannot be resumed yet; train again", param_hint="--resume")
     # The recorded data where they are now (beside model.pt when both moved), unless given anew.
     specs = recorded_specs(ckpt["data"], base=o["resume"].parent)
     for key, part in (("data_spec", "train"), ("val_spec", "val"), ("test_spec", "test")):
@@ -198,12 +236,12 @@ def _check_options(o: dict, given: set[str]) -> tuple[int, int] | None:
         raise click.BadParameter(str(exc), param_hint="--size") from None
 
 
-def _load_data(o: dict, size: tuple[int, int] | None, split):
+def _load_data(o: dict, size: tuple[int, int] | None, split, audio=None):
     from .data import DataError, load_data
     from .splits import absolute_spec
 
     try:
-        return load_data(absolute_spec(o["data_spec"]), o["likelihood"], size=size, sequences=o["arch"] == "conv1d", split=split)
+        return load_data(absolute_spec(o["data_spec"]), o["likelihood"], size=size, sequences=o["arch"] == "conv1d", split=split, audio=audio)
     except DataError as exc:
         raise click.BadParameter(str(exc), param_hint=exc.option) from None
 
@@ -256,6 +294,38 @@ def _report(data, mc: VAEConfig, config: TrainConfig, m: dict, written: list[Pat
         click.echo(f"test      none: the split gives test 0 and there is no --test-data, so no test metrics (validation ELBO {m['val_elbo']:.2f} nats/sample)")
     for path in written:
         click.echo(f"wrote     {path}")
+
+
+AUDIO_OPTIONS = ("sample_rate", "duration", "window", "stride", "mels", "n_fft", "hop")
+
+
+# vae-train option -> AudioOptions field, where --resume takes the recorded value of an option left out.
+_AUDIO_FIELDS = {"sample_rate": "sample_rate", "duration": "duration", "window": "window", "stride": "stride", "n_fft": "n_fft", "hop": "hop", "mels": "n_mels"}
+
+
+def _audio_options(o: dict, given: set[str], ckpt: dict | None = None):
+    """audio:DIR's settings (None for other data); its defaults are conv and a Gaussian likelihood, and
+    with --resume the checkpoint's, for every option left out."""
+    if not o["data_spec"].startswith("audio:"):
+        for name in (n for n in AUDIO_OPTIONS if n in given):
+            raise click.BadParameter("applies to --data audio:DIR only", param_hint=f"--{name.replace('_', '-')}")
+        return None
+    from .audio import AudioOptions
+    from .data import DataError
+
+    recorded = ((ckpt or {}).get("data", {}).get("audio") or {}).get("options")
+    if isinstance(recorded, dict):  # --resume: arch and likelihood came back with the other settings
+        o.update({opt: recorded[f] for opt, f in _AUDIO_FIELDS.items() if opt not in given and f in recorded})
+    else:
+        o["arch"] = o["arch"] if "arch" in given else "conv"
+        o["likelihood"] = o["likelihood"] if "likelihood" in given else "gaussian"
+    try:
+        return AudioOptions(
+            sample_rate=o["sample_rate"], duration=o["duration"], window=o["window"], stride=o["stride"], n_fft=o["n_fft"], hop=o["hop"],
+            n_mels=o["mels"], frame_multiple=2 ** len(o["channels"]) if o["arch"] != "mlp" else 1, mel_image=o["arch"] != "conv1d",
+        )
+    except DataError as exc:
+        raise click.BadParameter(str(exc), param_hint="--data") from None
 
 
 def main() -> None:

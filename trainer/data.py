@@ -169,14 +169,14 @@ def _npy(spec: str, *, sequences: bool, **_) -> RawData:
 
 
 def data_files(spec: str) -> list[Path]:
-    """The files a ``--data`` SPEC reads (idx: and npy:; none for digits, and images:DIR is a folder),
+    """The files a ``--data`` SPEC reads (idx:, npy: and text:; none for digits, and images:DIR is a folder),
     so that a tool can refuse to write over them.
 
     Raises:
         DataError: a spec that names no path.
     """
     kind = spec.split(":", 1)[0]
-    if kind == "idx":
+    if kind in ("idx", "text"):
         return [Path(_argument(spec))]
     if kind == "npy":
         return [split_npz_key(_argument(spec))[0]]
@@ -190,7 +190,13 @@ def _argument(spec: str) -> str:
     return arg
 
 
-_SOURCES = {"digits": _digits, "idx": _idx, "images": _images, "npy": _npy}
+def _audio(spec: str, likelihood: str, *, audio=None, **_) -> Dataset:
+    from .audio import read_audio_dataset
+
+    return read_audio_dataset(spec, _argument(spec), likelihood, audio)
+
+
+_SOURCES = {"digits": _digits, "idx": _idx, "images": _images, "npy": _npy, "audio": _audio}
 
 
 def load_data(
@@ -200,6 +206,7 @@ def load_data(
     size: tuple[int, int] | None = None,
     sequences: bool = False,
     split: SplitPlan | None = None,
+    audio=None,
 ) -> Dataset:
     """Load the data a ``--data`` SPEC names, preprocessed for ``likelihood``.
 
@@ -212,7 +219,9 @@ def load_data(
         sequences: an npy:PATH array [N, C, L] is sequences [C, L] (for conv1d), not images [1, H, W];
             other sources ignore it.
         split: fractions of ``spec`` per part, and the specs of parts that have their own data
-            (``splits.plan``); default 0.8/0.1/0.1 of ``spec``.
+            (``splits.plan``); default 0.8/0.1/0.1 of ``spec``. audio:DIR cuts its own split and ignores it.
+        audio: ``trainer.audio.AudioOptions`` for "audio:DIR" (WAV/FLAC files; sample rate, clips, front
+            end); other sources ignore it.
 
     Returns:
         the data split into train/validation/test with a fixed seed (the test split never trains; it
@@ -222,6 +231,8 @@ def load_data(
         DataError: unknown spec or unusable data, with a message naming the file and what was expected,
             and ``option`` naming the option whose data are at fault.
     """
+    if isinstance(spec, str) and spec.split(":", 1)[0] == "audio":
+        return _audio(spec, likelihood, audio=audio)
     split = split if split is not None else plan()
     raw = _read(spec, size=size, sequences=sequences)
     try:
@@ -252,7 +263,7 @@ def _read(spec: str, *, size: tuple[int, int] | None, sequences: bool) -> RawDat
         raise DataError(f"data spec must be a string such as 'digits', got {spec!r}")
     kind = spec.split(":", 1)[0]
     if kind not in _SOURCES:
-        raise DataError(f"unknown data spec {spec!r}; expected digits, idx:PATH, images:DIR or npy:PATH[.npz:KEY]")
+        raise DataError(f"unknown data spec {spec!r}; expected digits, idx:PATH, images:DIR, npy:PATH[.npz:KEY] or audio:DIR")
     # Each source takes the options that apply to it (size: images:DIR; sequences: npy:) and ignores the rest.
     return _SOURCES[kind](spec, size=size, sequences=sequences)
 
@@ -293,4 +304,9 @@ def load_recorded(entry: dict, *, base: Path | None = None, data: str | None = N
         raise DataError(f"the split recorded in model.pt cannot be made: {exc}", "--split") from None
     shape = list(entry.get("shape") or [])
     size = tuple(shape[-2:]) if isinstance(spec, str) and spec.startswith("images:") and len(shape) == 3 else None
-    return load_data(spec, entry.get("likelihood", "bernoulli"), size=size, sequences=entry.get("kind") == "sequence", split=split)
+    audio = None
+    if entry.get("kind") == "audio":
+        from .audio import AudioOptions
+
+        audio = AudioOptions(**(entry.get("audio") or {}).get("options", {}))
+    return load_data(spec, entry.get("likelihood", "bernoulli"), size=size, sequences=entry.get("kind") == "sequence", split=split, audio=audio)
