@@ -92,7 +92,8 @@ def _expected(shape: tuple[int, ...]) -> str:
 # shows: shown escaped instead (tab is kept).
 _UNPRINTABLE = "".join(chr(c) for c in (*range(0x00, 0x09), *range(0x0A, 0x20), *range(0x7F, 0xA0))) + "\u061c\u200e\u200f\u2028\u2029" + "".join(map(chr, range(0x202A, 0x202F))) + "".join(map(chr, range(0x2066, 0x206A)))
 _ESCAPED = {ord(c): (repr(c)[1:-1] if repr(c)[1:-1] != c else f"\\u{ord(c):04x}") for c in _UNPRINTABLE}
-_JSON_ESCAPED = {ord(c): f"\\u{ord(c):04x}" for c in _UNPRINTABLE}
+# json.dumps escapes C0 inside strings itself (and a newline outside one is layout): the rest only.
+_JSON_ESCAPED = {ord(c): f"\\u{ord(c):04x}" for c in _UNPRINTABLE if ord(c) >= 0x20}
 _QUOTE_MAX = 120
 
 
@@ -103,8 +104,8 @@ def one_line(text: str) -> str:
 
 
 def json_text(text: str) -> str:
-    """JSON text (from ``json.dumps``) with the same characters as :func:`one_line` written as ``\\uXXXX``
-    escapes: still the same JSON, and safe on a terminal."""
+    """JSON text (from ``json.dumps``) with the characters of :func:`one_line` that json.dumps leaves
+    raw (DEL, C1, bidirectional overrides) written as ``\\uXXXX`` escapes: the same JSON, safe on a terminal."""
     return text.translate(_JSON_ESCAPED)
 
 
