@@ -152,9 +152,17 @@ def check_checkpoint(ckpt: object, source: str = "checkpoint") -> None:
 
 
 def _show(value: object) -> str:
+    """A value for a message, shallowly (messages are built whether or not a check fails: cheap)."""
     from vae_edge.runtime.validation import quote
 
-    return quote(value) if not isinstance(value, torch.Tensor) else f"a tensor of shape {list(value.shape)}"
+    if isinstance(value, torch.Tensor):
+        return f"a tensor of shape {list(value.shape)}"
+    if isinstance(value, dict):
+        keys = list(value)[:4]
+        return f"a dict with keys {quote(keys)[1:-1] if keys else 'none'}{', ...' if len(value) > 4 else ''}"
+    if isinstance(value, (list, tuple)):
+        return f"a list of {len(value)}" if any(isinstance(v, (dict, list, tuple, torch.Tensor)) for v in value) else quote(list(value))
+    return quote(value)
 
 
 def _is_int(v: object, minimum: int | None = None) -> bool:

@@ -514,6 +514,8 @@ def _read_npy(f, size: int, path: Path, *, mmap: bool) -> np.ndarray:
     need, offset = _declared_bytes(shape, dtype), f.tell()
     if need > size - offset:
         raise _truncated(str(path), shape, dtype, need, size - offset)
+    if need < size - offset:  # np.save writes exactly the data; more is another file or a damaged one
+        raise ValueError(f"{path}: not a readable .npy/.npz array (cannot read it: {size - offset - need} bytes after the data its header declares)")
     order = "F" if fortran else "C"
     if need == 0:
         return np.zeros(shape, dtype)
