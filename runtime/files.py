@@ -235,12 +235,16 @@ def check_writable(dest: str | os.PathLike) -> Path:
     probe are removed again (the write itself creates them, :func:`atomic_path`), so a run that then
     fails on its input leaves no empty folders.
 
+    A killed earlier writer's temporary files beside ``dest`` are removed here already, so a run
+    cleans up after its killed predecessor before it starts (:func:`remove_stale_temporaries`).
+
     Raises:
         OSError: naming ``dest``.
     """
     dest = _resolve_target(Path(dest))
     if dest.exists() and not dest.is_file():
         return dest  # a device or pipe: written in place
+    remove_stale_temporaries(dest)
     missing = [p for p in (dest.parent, *dest.parent.parents) if not p.exists()]  # deepest first
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
