@@ -100,3 +100,13 @@ def test_a_truncated_npy_is_refused_at_every_length(tmp_path, cut):
     path.write_bytes(path.read_bytes()[:cut])
     with pytest.raises(ValueError, match="cannot read"):
         read_array(path)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "/dev/zero"])
+def test_a_wav_that_is_not_a_regular_file_is_refused(tmp_path, kind):
+    from vae_edge.runtime.wavfile import WavError, read_wav
+
+    path = tmp_path / "a.wav"
+    os.mkfifo(path) if kind == "fifo" else path.symlink_to(kind)
+    with pytest.raises(WavError, match="named pipe|device"):
+        read_wav(path)
