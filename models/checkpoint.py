@@ -36,7 +36,6 @@ FORMAT = "vae-edge/1"
 REQUIRED_KEYS = ("format", "config", "state_dict", "data")
 MAX_CHECKPOINT_BYTES = 8 << 30  # model.pt is read from an opened regular file of at most this size
 _MAX_DEPTH = 16  # nesting of plain data (metrics, history rows, train_config) that a checkpoint may hold
-DATA_KINDS = ("image", "vector", "sequence")
 
 
 class CheckpointError(ValueError):
@@ -234,7 +233,6 @@ def _check_data(data: dict, config: VAEConfig, need) -> None:
     for key in ("spec", "dataset", "kind", "likelihood"):
         if key in data:
             need(isinstance(data[key], str), f"data.{key} must be a string, got {_show(data[key])}")
-    need(data.get("kind", "image") in DATA_KINDS, f"data.kind must be one of {', '.join(DATA_KINDS)}, got {_show(data.get('kind'))}")
     shape = data.get("shape", list(config.input_shape))
     need(isinstance(shape, list) and all(_is_int(d, 1) for d in shape) and tuple(shape) == config.input_shape,
          f"data.shape must be the config's input_shape {list(config.input_shape)}, got {_show(shape)}")

@@ -169,7 +169,7 @@ def _check_method(path: Path, meta: dict, precision: str, method: object) -> Non
         return
     if stamped is None:
         raise BundleError(f"{path}: carries no variant method; it is not a {precision} graph (an {contract.BASE_VARIANT} graph named as {precision}?)")
-    if isinstance(method, str) and method != stamped:
+    if isinstance(method, str) and not method.startswith(stamped):  # the manifest may add notes after it
         raise BundleError(f"{path}: was made by {quote(stamped)}, the manifest's {precision} variant says {quote(method)}")
 
 

@@ -47,7 +47,7 @@ EDITS = {
     "hidden_dims an int": ("config.hidden_dims", 64),
     "latent_dim a float": ("config.latent_dim", 4.5),
     "data.spec an int": ("data.spec", 7),
-    "data.kind unknown": ("data.kind", "hologram"),
+    "data.kind a list": ("data.kind", ["image"]),
     "state_dict holding a number": ("state_dict.encoder_dummy", 3),
     "last_state_dict mis-shaped": ("train_state.last_state_dict", {"w": torch.zeros(2)}),
 }
