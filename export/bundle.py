@@ -32,6 +32,7 @@ from .golden import write_golden
 from .graphs import DEFAULT_OPSET, OPSETS, write_graphs
 from .ortformat import write_ort
 from .quantize import VARIANTS, write_variants
+from .score import write_score_graphs
 
 __all__ = ["CalibrationError", "DestinationError", "ExportError", "ExportOptions", "ExportResult", "VARIANTS", "check_destination", "export_bundle"]
 
@@ -101,9 +102,12 @@ def export_bundle(model_path: str | os.PathLike, out: str | os.PathLike, options
     ref = validate.reference(model, data.to_model(test_raw))
 
     with staging(Path(out)) as tmp:
-        write_graphs(tmp, model, specs, opset=options.opset, metadata=manifests.graph_metadata(model, data))
-        variants = {contract.BASE_VARIANT: {**contract.variant_files(specs, contract.BASE_VARIANT), "method": "float32, as exported from PyTorch"}}
-        variants |= write_variants(tmp, specs, options.variants, feeds)
+        traced = tuple(spec for spec in specs if spec is not contract.SCORE)  # the score graph is composed from them
+        write_graphs(tmp, model, traced, opset=options.opset, metadata=manifests.graph_metadata(model, data))
+        variants = {contract.BASE_VARIANT: {**contract.variant_files(traced, contract.BASE_VARIANT), "method": "float32, as exported from PyTorch"}}
+        variants |= write_variants(tmp, traced, options.variants, feeds)
+        if contract.SCORE in specs:
+            write_score_graphs(tmp, variants, likelihood=model.config.likelihood, shape=list(model.config.input_shape), obs_logvar=_obs_logvar(model))
         if options.ort:
             write_ort(tmp, specs, variants, float16=[v for v in options.variants if VARIANTS[v].method == "fp16"])
         for variant in options.variants:
@@ -124,6 +128,11 @@ def export_bundle(model_path: str | os.PathLike, out: str | os.PathLike, options
             write_golden(tmp, manifest, test_raw)
         manifests.write(tmp, manifest)
     return ExportResult(Path(out), manifest, report)
+
+
+def _obs_logvar(model) -> np.ndarray | None:
+    logvar = model.observation_logvar()
+    return None if logvar is None else logvar.detach().double().numpy()
 
 
 def _check_data(model_path: Path, model, data, recorded: object) -> None:
