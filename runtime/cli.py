@@ -7,6 +7,7 @@ handling defined once here; each command is thin (parse, call the VAE API, write
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import os
 import sys
@@ -21,6 +22,7 @@ from .bundle import BundleError, default_bundle_path, describe_latency, read_man
 from .clitools import output_path, run_cli
 from .files import atomic_save_npy, atomic_write_bytes, read_array
 from .streaming import MAX_STREAM_BATCH, RowError
+from .validation import json_text, one_line
 from .vae import MAX_MC_SAMPLES, VAE
 from . import audio_cli
 from .audio_vae import AudioVAE
@@ -171,55 +173,61 @@ def _affine(value) -> str:
 @_handle_errors
 def info(bundle, as_json):
     """Describe a bundle: shapes, variants with their sizes and accuracy, anomaly calibration."""
+    # Every line holds manifest strings: each is printed through one_line, so no escape sequence or
+    # line break in a manifest reaches the terminal raw.
     manifest = read_manifest(bundle if bundle is not None else default_bundle_path())
     if manifest["data"].get("kind") == "text":
         return textcli.info(textcli.load(bundle, next(iter(manifest["variants"])), 1), as_json)
     vae = _load(bundle, next(iter(manifest["variants"])), "onnx", 1)  # loading checks every file and graph; any variant will do
     m = vae.manifest
     if as_json:
-        click.echo(json.dumps(m, indent=2, ensure_ascii=False))
+        click.echo(json_text(json.dumps(m, indent=2, ensure_ascii=False)))
         return
     d, model = m["data"], m["model"]
     pre = d["preprocessing"]
     where = f"{vae.path}" + (" (default bundle)" if bundle is None else "")
-    click.echo(f"bundle     {where}")
-    click.echo(f"schema     {m['schema']}, opset {m.get('opset')}")
+    _echo(f"bundle     {where}")
+    _echo(f"schema     {m['schema']}, opset {m.get('opset')}")
     noise = f" (std {_affine(model['likelihood_params']['std'])})" if model["likelihood"] == "gaussian" else ""
-    click.echo(f"model      {model.get('arch')}, latent {model['latent_dim']}, {model['likelihood']} likelihood{noise}")
-    click.echo(f"data       {d.get('dataset')}: {d.get('kind')} samples {d['shape']}; graphs see (x - {_affine(pre['offset'])}) / {_affine(pre['scale'])}")
+    _echo(f"model      {model.get('arch')}, latent {model['latent_dim']}, {model['likelihood']} likelihood{noise}")
+    _echo(f"data       {d.get('dataset')}: {d.get('kind')} samples {d['shape']}; graphs see (x - {_affine(pre['offset'])}) / {_affine(pre['scale'])}")
     for graph, spec in _section(m, "graphs").items():
         if not isinstance(spec, dict):
             continue
         sides = [", ".join(f"{k} {_shape(v)}" for k, v in _section(spec, side).items()) for side in ("inputs", "outputs")]
-        click.echo(f"graph      {graph}: {sides[0]} -> {sides[1]}")
+        _echo(f"graph      {graph}: {sides[0]} -> {sides[1]}")
     cal = _section(m, "anomaly")
     if cal:
-        click.echo(f"anomaly    {cal.get('score', 'negative ELBO per sample, nats')}; calibrated on {cal.get('calibration_split')} ({cal.get('calibration_samples')} samples)")
+        _echo(f"anomaly    {cal.get('score', 'negative ELBO per sample, nats')}; calibrated on {cal.get('calibration_split')} ({cal.get('calibration_samples')} samples)")
     for name, v in m["variants"].items():
         size = contract.variant_bytes(m, name)
         acc = _section(v, "accuracy")
         mark = "✓" if acc.get("passed") is True else "✗" if acc.get("passed") is False else "?"
         figures = ", ".join(f"{k} {_num(acc[k])}" for k in ("recon_nll", "recon_nll_rel_change", "score_max_rel_diff", "decoder_x_mean_max_abs") if k in acc)
-        click.echo(f"variant    {mark} {name:<11} {size:>9,} bytes  {figures}")
-        click.echo(f"             {v.get('method', '')}")
+        _echo(f"variant    {mark} {name:<11} {size:>9,} bytes  {figures}")
+        _echo(f"             {v.get('method', '')}")
         ort_files = _section(v, "ort")
         if ort_files:
             ort_mark = {True: "✓", False: "✗"}.get(_section(ort_files, "accuracy").get("passed"), "?")
             names = ", ".join(str(ort_files.get(spec.name)) for spec in contract.variant_graphs(m, name, "ort"))
-            click.echo(f"             ORT format {ort_mark} {names} ({contract.variant_bytes(m, name, 'ort'):,} bytes)")
+            _echo(f"             ORT format {ort_mark} {names} ({contract.variant_bytes(m, name, 'ort'):,} bytes)")
         for label, timed in ((".onnx", v), (".ort", ort_files)):
             if _section(timed, "latency_ms"):
-                click.echo(f"             time {label:<5} {describe_latency(timed)}")
+                _echo(f"             time {label:<5} {describe_latency(timed)}")
         q = _section(v, "anomaly_quantiles")
         if q:
-            click.echo(f"             anomaly-score quantiles (validation): {'  '.join(f'{k} {_num(val)}' for k, val in q.items())}")
+            _echo(f"             anomaly-score quantiles (validation): {'  '.join(f'{k} {_num(val)}' for k, val in q.items())}")
     t = _section(m, "training")
     if t:
-        click.echo(f"training   test ELBO {_num(t.get('test_elbo'))}, IWAE NLL {_num(t.get('test_iwae_nll'))} (K={t.get('iw_samples')}), {t.get('epochs')} epochs")
+        _echo(f"training   test ELBO {_num(t.get('test_elbo'))}, IWAE NLL {_num(t.get('test_iwae_nll'))} (K={t.get('iw_samples')}), {t.get('epochs')} epochs")
     p = _section(m, "provenance")
     if p:
         versions = ", ".join(f"{k} {val}" for k, val in _section(p, "versions").items() if val)
-        click.echo(f"created    {p.get('created')} from {p.get('source')} ({versions})")
+        _echo(f"created    {p.get('created')} from {p.get('source')} ({versions})")
+
+
+def _echo(line: str) -> None:
+    click.echo(one_line(line))
 
 
 def _section(parent: dict, key: str) -> dict:
@@ -403,7 +411,7 @@ def _score_stream(paths, precision, fmt, threads, out, samples, batch_size) -> N
         src = None  # standard input
     vae = _load(bundle, precision, fmt, threads, inputs=(src,))
     if src is None:
-        rows = _stdin_rows()
+        rows = _stdin_rows(vae.shape)
     else:
         rows = _read_array(src, mmap=True)
         if rows.ndim <= 1 or rows.shape == vae.shape:  # one sample (flat or shaped): one row
@@ -422,9 +430,19 @@ def _score_stream(paths, precision, fmt, threads, out, samples, batch_size) -> N
     _report_flagged(flagged, total, limit)
 
 
-def _stdin_rows():
-    """Rows from standard input, one per line: comma-separated numbers (anything else ends the stream)."""
-    for number, line in enumerate(sys.stdin, 1):
+def _stdin_rows(shape: tuple[int, ...]):
+    """Rows from standard input, one per line: comma-separated numbers (anything else ends the stream).
+
+    A line is read up to a bound (32 characters per value of a row, plus slack), so a line without a
+    newline cannot fill memory."""
+    values = int(np.prod(shape))
+    limit = 32 * values + 4096
+    for number in itertools.count(1):
+        line = sys.stdin.readline(limit + 1)
+        if not line:
+            return
+        if len(line) > limit:
+            raise RowError(number - 1, f"line longer than {limit} characters; a row is {values} comma-separated numbers")
         try:
             yield np.array(line.split(","), dtype=np.float64)
         except ValueError:
@@ -503,14 +521,14 @@ def bench(bundle, variants, batches, threads, quick, json_out):
         _check_outputs(VAE.load(bundle, precision=variants[0] if variants else "fp32", threads=1), (), (json_out,))
     result = bench_bundle(bundle, variants=variants or None, batch_sizes=batches, threads=threads, effort=QUICK if quick else FULL)
     m = result["machine"]
-    click.echo(f"{result['bundle']}  ({m['cpu']}, {m['cores']} cores, onnxruntime {m['onnxruntime']}, threads {threads or 'default'}, load {m['load_average_1_5_15min'][0]:.2f})")
-    click.echo(f"{'variant':<12} {'op':<7} {'batch':>6} {'median':>10} {'p99':>10} {'samples/s':>12}  bytes")
+    _echo(f"{result['bundle']}  ({m['cpu']}, {m['cores']} cores, onnxruntime {m['onnxruntime']}, threads {threads or 'default'}, load {m['load_average_1_5_15min'][0]:.2f})")
+    _echo(f"{'variant':<12} {'op':<7} {'batch':>6} {'median':>10} {'p99':>10} {'samples/s':>12}  bytes")
     for row in result["rows"]:
         mark = "  ~noisy" if row["noisy"] else ""
-        click.echo(f"{row['variant']:<12} {row['op']:<7} {row['batch']:>6} {format_seconds(row['median_s']):>10} {format_seconds(row['p99_s']):>10} {row['per_second']:>12,.0f}  {result['bytes'][row['variant']]:,}{mark}")
+        _echo(f"{row['variant']:<12} {row['op']:<7} {row['batch']:>6} {format_seconds(row['median_s']):>10} {format_seconds(row['p99_s']):>10} {row['per_second']:>12,.0f}  {result['bytes'][row['variant']]:,}{mark}")
     for o in result["overhead"]:
         mark = "  ~noisy" if o["noisy"] else ""
-        click.echo(f"overhead {o['variant']}: decode batch {o['batch']} {format_seconds(o['runtime_s'])} vs bare InferenceSession.run {format_seconds(o['bare_s'])} = {o['ratio']:.2f}x{mark}")
+        _echo(f"overhead {o['variant']}: decode batch {o['batch']} {format_seconds(o['runtime_s'])} vs bare InferenceSession.run {format_seconds(o['bare_s'])} = {o['ratio']:.2f}x{mark}")
     if any(r["noisy"] for r in result["rows"]):
         click.echo(f"~noisy: round medians differ by more than {NOISY_SPREAD:.0%}; the machine is busy, measure again", err=True)
     if json_out is not None:

@@ -33,6 +33,17 @@ BATCH = "batch"  # name of the dynamic leading axis of every graph input and out
 # Dimension symbols that stay dynamic in the graph (one axis each), besides the batch: a text line's length.
 LENGTH = "length"
 
+# Bounds a reader applies before parsing (docs/security.md): a manifest is a few KB (per-feature lists
+# of a 3x64x64 Gaussian model are ~1 MB); JSON nested deeper than any manifest we write is refused
+# before Python's recursion limit is met; a graph file is at most protobuf's 2 GB.
+MAX_MANIFEST_BYTES = 16 << 20
+MAX_MANIFEST_DEPTH = 32
+MAX_GRAPH_BYTES = 2 << 30
+# A bundle is self-contained and runs in bounded time: no graph keeps tensor data outside its file
+# (ONNX external data), and none holds control flow (a subgraph run as often as the graph decides).
+# The element types a graph takes and gives: float32 only, whatever it computes inside.
+GRAPH_TENSOR_TYPE = "tensor(float)"
+
 
 @dataclass(frozen=True)
 class GraphSpec:
@@ -184,6 +195,13 @@ META_LIKELIHOOD = "vae_edge.likelihood"
 META_PREPROCESSING = "vae_edge.preprocessing"
 META_DATASET = "vae_edge.dataset"
 META_LIKELIHOOD_PARAMS = "vae_edge.likelihood_params"
+# Stamped into every variant derived from the fp32 graphs (the manifest's variant "method" text); an
+# fp32 graph carries none, nor any quantisation op, so a manifest cannot pass one variant off as another.
+META_VARIANT_METHOD = "vae_edge.variant_method"
+QUANTIZATION_OPS = frozenset({
+    "DynamicQuantizeLinear", "QuantizeLinear", "DequantizeLinear", "MatMulInteger", "ConvInteger",
+    "QLinearConv", "QLinearMatMul", "QLinearAdd", "QLinearMul", "QGemm", "DynamicQuantizeMatMul", "MatMulIntegerToFloat",
+})
 # Metadata entries holding numbers (JSON), compared number by number: where each lives in the manifest.
 META_NUMBERS = {META_PREPROCESSING: ("data", "preprocessing"), META_LIKELIHOOD_PARAMS: ("model", "likelihood_params")}
 
