@@ -276,7 +276,8 @@ def recorded_specs(entry: dict, base: Path | None = None) -> dict[str, str | Non
     specs: dict[str, str | None] = {"train": entry.get("spec", entry.get("dataset", "digits")), "val": None, "test": None}
     for part, source in sources.items():
         if part in specs and isinstance(source, dict) and isinstance(source.get("spec"), str):
-            specs[part] = locate(source, base)
+            # The training data's spec is the entry's own ``spec``; its source adds only the relative path.
+            specs[part] = locate({**source, "spec": specs["train"]} if part == "train" else source, base)
     return specs
 
 
