@@ -16,13 +16,10 @@ import onnxruntime as ort
 
 from . import contract, streaming
 from .bundle import default_bundle_path, per_feature, read_manifest
-from .likelihoods import gaussian_kl, reconstruction_nll
+from .likelihoods import gaussian_kl, out_of_range_penalty, reconstruction_nll
 from .sessions import Graph, open_graphs
 from .validation import as_batch, as_real_array, check_int, one_line, quote
 
-# Tolerance for data that should lie in [0, 1] after preprocessing (Bernoulli): rounding in the user's
-# own scaling must not be an error, a value clearly outside the range must.
-_RANGE_SLACK = 1e-4
 # Latent codes beyond this are not codes of anything (the prior is N(0, I)); far larger ones overflow
 # float32 inside the decoder's first layer and come back as NaN.
 MAX_LATENT = 1e6
@@ -56,6 +53,23 @@ class VAE:
         if self.likelihood == "gaussian":
             self._obs_logvar = 2.0 * np.log(per_feature(manifest["model"]["likelihood_params"]["std"], list(self.shape)))
         self._shift = bool(np.any(self._offset != 0))
+        self._low, self._high = self._valid_range(manifest)
+        # Windowed series: {"length": N, "stride": S, "channels": [...]}; samples are windows [C, N].
+        self.window: dict | None = manifest["data"].get("window")
+
+    def _valid_range(self, manifest: dict) -> tuple[np.ndarray, np.ndarray]:
+        """The bounds of the out-of-range rule in model space (float32, the sample shape); bundles from
+        before data.valid_range: [0, 1] for Bernoulli, unbounded for Gaussian."""
+        valid = manifest["data"].get("valid_range")
+        shape = list(self.shape)
+        if valid is None:
+            lo, hi = (0.0, 1.0) if self.likelihood == "bernoulli" else (-np.inf, np.inf)
+            return np.full(self.shape, lo, np.float32), np.full(self.shape, hi, np.float32)
+        low = (per_feature(valid["low"], shape) - self._offset) / self._scale
+        high = (per_feature(valid["high"], shape) - self._offset) / self._scale
+        if self.likelihood == "bernoulli":  # p(x|z) is defined on [0, 1] only
+            low, high = np.maximum(low, 0.0), np.minimum(high, 1.0)
+        return np.ascontiguousarray(low, np.float32), np.ascontiguousarray(high, np.float32)
 
     # ---------------------------------------------------------------- loading
     @classmethod
@@ -119,21 +133,22 @@ class VAE:
         self._inputs(x)
 
     # ---------------------------------------------------------------- data units <-> model space
-    def _inputs(self, x: object, name: str = "x") -> tuple[np.ndarray, bool]:
-        """Validate data-unit input and map it into model space: (batch [n, *shape], single sample?)."""
+    def _inputs(self, x: object, name: str = "x", penalty: list | None = None) -> tuple[np.ndarray, bool]:
+        """Validate data-unit input and map it into model space: (batch [n, *shape], single sample?).
+        Values beyond the valid range are clipped to it (see :meth:`anomaly_score`), never refused."""
         xb, single = as_batch(x, self.shape, name)
-        return self._to_model(xb), single
+        return self._to_model(xb, penalty), single
 
-    def _to_model(self, x: np.ndarray) -> np.ndarray:
-        xm = self.normalize(x)
-        if self.likelihood == "bernoulli" and xm.size:
-            lo, hi = float(xm.min()), float(xm.max())
-            if lo < -_RANGE_SLACK or hi > 1 + _RANGE_SLACK:
-                a, b = float(np.min(self._offset)), float(np.max(self._offset + self._scale))
-                got = self._from_model(np.array([lo, hi], np.float32).reshape((2,) + (1,) * len(self.shape)))
-                raise ValueError(f"x: values must lie in [{a:g}, {b:g}] for this model, got min {float(got.min()):g}, max {float(got.max()):g}")
-            if lo < 0.0 or hi > 1.0:  # only then: np.clip costs 1.7 us, a sixth of a batch-1 encode
-                xm = np.clip(xm, 0.0, 1.0, out=xm)
+    def _to_model(self, x: np.ndarray, penalty: list | None = None) -> np.ndarray:
+        """Model space, clipped to the valid range; with ``penalty`` (a list), the out-of-range term per
+        sample is appended to it (None when every value is in range)."""
+        with np.errstate(over="ignore"):  # an extreme value becomes +-Inf in float32: clipped below, scored in float64
+            xm = self.normalize(x)
+        if xm.size and (np.any(xm < self._low) or np.any(xm > self._high)):  # only then: np.clip costs 1.7 us at batch 1
+            if penalty is not None:
+                x64 = (x.astype(np.float64) - self._offset) / self._scale
+                penalty.append(out_of_range_penalty(x64, self._low, self._high))
+            xm = np.clip(xm, self._low, self._high, out=xm)
         return xm
 
     def _from_model(self, xm: np.ndarray) -> np.ndarray:
@@ -187,7 +202,8 @@ class VAE:
             (mu, logvar), each [n, latent] (or [latent] for one sample), float32.
 
         Raises:
-            ValueError: wrong shape, non-numeric, NaN/Inf, or out of the data's range.
+            ValueError: wrong shape, non-numeric, or NaN/Inf. Values beyond the data's valid range
+                (manifest data.valid_range) are clipped to it.
         """
         xm, single = self._inputs(x)
         mu, logvar = self._encode_model(xm)
@@ -255,6 +271,11 @@ class VAE:
         posterior mean (deterministic); ``samples=K`` averages it over K reparameterised draws instead
         (a Monte-Carlo estimate of the ELBO, seeded by ``seed``).
 
+        Inputs beyond the valid range (manifest ``data.valid_range``: the format's range, or the train
+        split's min..max widened by a quarter of its span) are scored, never refused: the ELBO is taken
+        at the input clipped to the range, plus 1000 nats per value out of range and 1000 nats per
+        model-space unit beyond its bound (``likelihoods.out_of_range_penalty``; docs/anomaly.md).
+
         Returns:
             float64 [n] (a 0-d value for one sample).
 
@@ -265,7 +286,8 @@ class VAE:
             check_int("samples", samples, minimum=1, maximum=MAX_MC_SAMPLES)
         if seed is not None:  # checked even when unused, so a bad seed never passes silently
             check_int("seed", seed, minimum=0)
-        xm, single = self._inputs(x)
+        penalty: list = []
+        xm, single = self._inputs(x, penalty=penalty)
         mu, logvar = self._encode_model(xm)
         if samples is None:
             nll = self._nll(xm, self._decode_model(mu))
@@ -278,6 +300,8 @@ class VAE:
                 nll += self._nll(xm, self._decode_model(z))
             nll /= int(samples)
         score = nll + gaussian_kl(mu, logvar)
+        if penalty:
+            score = score + penalty[0]
         return score[0] if single else score
 
     def threshold(self, quantile: float | str = 0.99) -> float:
