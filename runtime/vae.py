@@ -368,6 +368,29 @@ class VAE:
         """
         return streaming.score_batches(rows, batch_size, bad_rows=bad_rows, shape=self.shape, score=self.anomaly_score, check=self._inputs)
 
+    def score_windows(self, rows: Iterable[object], *, bad_rows: str = "raise") -> Iterator[tuple[int, float]]:
+        """Anomaly scores of a live multichannel series, for a bundle trained on windows (``vae-train --window``).
+
+        Each row is one time step: one number per channel, in the manifest's ``data.window.channels``
+        order. The rows are windowed as the trainer cut the series (``length`` steps, one window every
+        ``stride`` steps) and each window is scored as soon as its last step arrives.
+
+        Args:
+            bad_rows: "raise" stops at a step that is not one finite number per channel; "nan" logs a
+                warning and treats it as a gap: no window spans it, the next one starts after it.
+
+        Yields:
+            (index of the window's last row, 0 = the first row; its score as :meth:`anomaly_score`).
+
+        Raises:
+            ValueError: the bundle was not trained on windows, or an unknown ``bad_rows``.
+            RowError: with ``bad_rows="raise"``, a bad step (its index); earlier windows have been yielded.
+        """
+        if not self.window:
+            raise ValueError(f"{one_line(str(self.path))}: this bundle was not trained on windows (vae-train --window); score its samples with score_stream")
+        return streaming.score_windows(rows, length=int(self.window["length"]), stride=int(self.window["stride"]),
+                                       channels=int(self.shape[0]), bad_rows=bad_rows, score=self.anomaly_score)
+
     def _nll(self, xm: np.ndarray, mean: np.ndarray) -> np.ndarray:
         return reconstruction_nll(self.likelihood, xm, mean, self._obs_logvar)
 
