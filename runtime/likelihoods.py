@@ -72,3 +72,13 @@ def out_of_range_penalty(xm: np.ndarray, low: np.ndarray, high: np.ndarray) -> n
     out = d > OUT_OF_RANGE_TOLERANCE
     per_element = np.where(out, OUT_OF_RANGE_NATS + OUT_OF_RANGE_NATS_PER_UNIT * d, 0.0)
     return per_element.reshape(len(xm), -1).sum(axis=1) if len(xm) else np.zeros(0)
+
+
+def model_bounds(likelihood: str, low: np.ndarray, high: np.ndarray, offset: np.ndarray, scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The valid range in model space (float32): data-unit bounds through (x - offset) / scale; a
+    Bernoulli p(x|z) is defined on [0, 1] only, so its bounds never leave it."""
+    lo = (np.asarray(low, np.float64) - offset) / scale
+    hi = (np.asarray(high, np.float64) - offset) / scale
+    if likelihood == "bernoulli":
+        lo, hi = np.maximum(lo, 0.0), np.minimum(hi, 1.0)
+    return lo.astype(np.float32), hi.astype(np.float32)

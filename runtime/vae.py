@@ -16,7 +16,7 @@ import onnxruntime as ort
 
 from . import contract, streaming
 from .bundle import default_bundle_path, per_feature, read_manifest
-from .likelihoods import gaussian_kl, out_of_range_penalty, reconstruction_nll
+from .likelihoods import gaussian_kl, model_bounds, out_of_range_penalty, reconstruction_nll
 from .sessions import Graph, open_graphs
 from .validation import as_batch, as_real_array, check_int, one_line, quote
 
@@ -65,11 +65,8 @@ class VAE:
         if valid is None:
             lo, hi = (0.0, 1.0) if self.likelihood == "bernoulli" else (-np.inf, np.inf)
             return np.full(self.shape, lo, np.float32), np.full(self.shape, hi, np.float32)
-        low = (per_feature(valid["low"], shape) - self._offset) / self._scale
-        high = (per_feature(valid["high"], shape) - self._offset) / self._scale
-        if self.likelihood == "bernoulli":  # p(x|z) is defined on [0, 1] only
-            low, high = np.maximum(low, 0.0), np.minimum(high, 1.0)
-        return np.ascontiguousarray(low, np.float32), np.ascontiguousarray(high, np.float32)
+        low, high = model_bounds(self.likelihood, per_feature(valid["low"], shape), per_feature(valid["high"], shape), self._offset, self._scale)
+        return np.ascontiguousarray(np.broadcast_to(low, self.shape)), np.ascontiguousarray(np.broadcast_to(high, self.shape))
 
     # ---------------------------------------------------------------- loading
     @classmethod
