@@ -29,8 +29,11 @@ import numpy as np
 SEEDS = (0, 1, 2)
 TRAIN_FRACTION = 0.7
 DIGIT_ANOMALIES = 300
-# vae-train settings for these small tables (a few hundred samples); everything else is its default.
-VAE_ARGS = ("--epochs", "150", "--hidden", "64", "--latent", "4", "--batch-size", "32", "--iw-samples", "50", "--patience", "30")
+# vae-train as a new user runs it: its defaults (MLP 400-8, 100 epochs, likelihood auto); only the
+# IWAE estimate at the end is cut short (it does not change the model). Measured on breast-cancer seeds
+# 0 and 1, fp32 AUC: defaults 0.9588 / 0.9565, hidden 64 latent 4 150 epochs 0.9530 / 0.9565, hidden 32
+# latent 2 0.9471 / 0.9536, fixed --gaussian-std 1 0.9596 / 0.9569 (2026-12-01, loaded machine).
+VAE_ARGS = ("--iw-samples", "50")
 
 
 def splits(name: str, seed: int, digit: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
