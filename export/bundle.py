@@ -2,6 +2,7 @@
 
     graphs (graphs.py) -> quantize (quantize.py) -> ORT format (ortformat.py) -> manifest (manifest.py)
     -> accuracy gates (validate.py) -> anomaly thresholds (thresholds.py) -> latency (latency.py)
+    -> onnxruntime requirements (compat.py) -> explorer directions (explorer.py) -> conformance set (golden.py)
 
 Everything is written into a temporary folder beside the destination and swapped into place only after
 every file has passed onnx.checker, loaded in onnxruntime and met its accuracy gate (destination.py): a
@@ -23,13 +24,16 @@ from vae_edge.trainer.data import load_recorded
 
 from . import latency as timing
 from . import manifest as manifests
-from . import thresholds, validate
+from . import compat, thresholds, validate
 from .calibration import static_feeds
 from .destination import DestinationError, check_destination, staging
-from .errors import CalibrationError, ExportError
+from .errors import CalibrationError, ExportError, step
+from .explorer import explorer_section
+from .golden import write_golden
 from .graphs import DEFAULT_OPSET, OPSETS, write_graphs
 from .ortformat import write_ort
 from .quantize import VARIANTS, write_variants
+from .score import write_score_graphs
 
 __all__ = ["CalibrationError", "DestinationError", "ExportError", "ExportOptions", "ExportResult", "VARIANTS", "check_destination", "export_bundle"]
 
@@ -88,6 +92,11 @@ def export_bundle(model_path: str | os.PathLike, out: str | os.PathLike, options
     model = model_from_checkpoint(ckpt, source=str(model_path))
     data = load_recorded(ckpt["data"])
     _check_data(model_path, model, data, ckpt["data"].get("preprocessing"))
+    if data.kind == "audio":  # PCM-in graphs of their own (export/audio.py), through the same checks
+        from .audio import write_audio_bundle
+
+        manifest, report = write_audio_bundle(ckpt, model, data, model_path, Path(out), options)
+        return ExportResult(Path(out), manifest, report)
     specs = contract.graphs_for(data.kind)
     feeds, calibrated_on = static_feeds(model, data, [VARIANTS[v] for v in options.variants], options.calibration)
     test_raw = data.test[:MAX_EVAL_SAMPLES]
@@ -95,9 +104,12 @@ def export_bundle(model_path: str | os.PathLike, out: str | os.PathLike, options
     ref = validate.reference(model, data.to_model(test_raw), bounds)
 
     with staging(Path(out)) as tmp:
-        write_graphs(tmp, model, specs, opset=options.opset, metadata=manifests.graph_metadata(model, data))
-        variants = {contract.BASE_VARIANT: {**contract.variant_files(specs, contract.BASE_VARIANT), "method": "float32, as exported from PyTorch"}}
-        variants |= write_variants(tmp, specs, options.variants, feeds)
+        traced = tuple(spec for spec in specs if spec is not contract.SCORE)  # the score graph is composed from them
+        write_graphs(tmp, model, traced, opset=options.opset, metadata=manifests.graph_metadata(model, data))
+        variants = {contract.BASE_VARIANT: {**contract.variant_files(traced, contract.BASE_VARIANT), "method": "float32, as exported from PyTorch"}}
+        variants |= write_variants(tmp, traced, options.variants, feeds)
+        if contract.SCORE in specs:
+            write_score_graphs(tmp, variants, likelihood=model.config.likelihood, shape=list(model.config.input_shape), obs_logvar=_obs_logvar(model))
         if options.ort:
             write_ort(tmp, specs, variants, float16=[v for v in options.variants if VARIANTS[v].method == "fp16"])
         for variant in options.variants:
@@ -110,8 +122,19 @@ def export_bundle(model_path: str | os.PathLike, out: str | os.PathLike, options
         thresholds.calibrate(manifest, vaes, data.val)
         if options.latency is not None:
             report += timing.time_variants(tmp, manifest, options.latency)
+        with step("reading the graphs' IR versions and opsets"):
+            manifest["onnxruntime"] = compat.requirements([tmp / name for name in sorted({entry[spec.name] for entry in variants.values() for spec in specs})])
+        manifest["explorer"] = explorer_section(vaes[contract.BASE_VARIANT], data.val)
+        manifests.write(tmp, manifest)  # calibrated: the conformance set's runtimes read its thresholds
+        with step(f"writing the conformance set {contract.GOLDEN}"):
+            write_golden(tmp, manifest, test_raw)
         manifests.write(tmp, manifest)
     return ExportResult(Path(out), manifest, report)
+
+
+def _obs_logvar(model) -> np.ndarray | None:
+    logvar = model.observation_logvar()
+    return None if logvar is None else logvar.detach().double().numpy()
 
 
 def _check_data(model_path: Path, model, data, recorded: object) -> None:

@@ -18,7 +18,7 @@ import contextlib
 import logging
 import tempfile
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,11 +90,13 @@ VARIANTS: dict[str, QuantizeConfig] = {"int8": INT8, "int8-static": INT8_STATIC,
 assert tuple(VARIANTS) == contract.VARIANTS[1:], "contract.VARIANTS names every variant an exporter writes"
 
 
-def write_variants(folder: Path, specs: tuple[GraphSpec, ...], variants: Iterable[str], feeds: dict[str, list[dict]]) -> dict[str, dict]:
+def write_variants(folder: Path, specs: tuple[GraphSpec, ...], variants: Iterable[str], feeds: dict[str, list[dict]],
+                   keep_float: dict[str, Callable[[onnx.ModelProto], list[str]]] | None = None) -> dict[str, dict]:
     """Quantize each fp32 graph in ``folder`` to each of ``variants``, each result checked by onnx.checker.
 
     Args:
         feeds: calibration feeds per graph name, for the static variants.
+        keep_float: per graph name, which nodes to leave in float (see :func:`quantize`).
 
     Returns:
         the manifest's entry per variant: its graph files and how it was made.
@@ -111,14 +113,16 @@ def write_variants(folder: Path, specs: tuple[GraphSpec, ...], variants: Iterabl
                         "(docs/quantization.md); int8-static is the variant for conv graphs", variant, " and ".join(sorted(conv)))
         for spec in specs:
             with step(f"quantizing {spec.filename()} to {variant}"):
-                quantize(folder / spec.filename(), folder / spec.filename(variant), config=config, calibration=feeds[spec.name] if config.needs_calibration else None)
+                quantize(folder / spec.filename(), folder / spec.filename(variant), config=config, calibration=feeds[spec.name] if config.needs_calibration else None,
+                         keep_float=(keep_float or {}).get(spec.name))
             with step(f"onnx.checker on {spec.filename(variant)}"):
                 check_graph(folder / spec.filename(variant))
         entries[variant] = {**contract.variant_files(specs, variant), "method": config.describe()}
     return entries
 
 
-def quantize(src: Path, dst: Path, *, config: QuantizeConfig = INT8, calibration: Iterable[dict[str, np.ndarray]] | None = None) -> None:
+def quantize(src: Path, dst: Path, *, config: QuantizeConfig = INT8, calibration: Iterable[dict[str, np.ndarray]] | None = None,
+             keep_float: Callable[[onnx.ModelProto], list[str]] | None = None) -> None:
     """Write a variant of the float32 graph ``src`` to ``dst``; the graph's metadata and docstring are kept.
 
     onnxruntime's pre-processing (shape inference and graph optimisation) runs first for the int8
@@ -129,6 +133,8 @@ def quantize(src: Path, dst: Path, *, config: QuantizeConfig = INT8, calibration
         calibration: static only: input feeds (``{input name: array [batch, ...]}``) in the graph's own
             space, as onnxruntime's CalibrationDataReader protocol consumes them; read lazily, at most
             ``config.calibration_batches`` of them.
+        keep_float: int8 methods only: names the nodes of the prepared graph to leave in float (e.g. an
+            audio front end, which 8 bits would ruin).
 
     Raises:
         QuantizeError: a static variant without calibration data.
@@ -140,10 +146,11 @@ def quantize(src: Path, dst: Path, *, config: QuantizeConfig = INT8, calibration
         with tempfile.TemporaryDirectory() as tmp, _quiet_quantizer():
             prepared = Path(tmp) / "prepared.onnx"
             quant_pre_process(str(src), str(prepared))
+            exclude = keep_float(onnx.load(str(prepared))) if keep_float is not None else []
             if config.method == "static":
-                _static(prepared, dst, config, calibration)
+                _static(prepared, dst, config, calibration, exclude)
             else:
-                quantize_dynamic(str(prepared), str(dst), weight_type=_weight_type(config), per_channel=config.per_channel)
+                quantize_dynamic(str(prepared), str(dst), weight_type=_weight_type(config), per_channel=config.per_channel, nodes_to_exclude=exclude)
     _keep_description(src, dst, config)
 
 
@@ -151,7 +158,7 @@ def _weight_type(config: QuantizeConfig) -> QuantType:
     return {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}[config.weight_type]
 
 
-def _static(prepared: Path, dst: Path, config: QuantizeConfig, calibration: Iterable[dict[str, np.ndarray]] | None) -> None:
+def _static(prepared: Path, dst: Path, config: QuantizeConfig, calibration: Iterable[dict[str, np.ndarray]] | None, exclude: list[str]) -> None:
     reader = IteratorReader(calibration or (), limit=config.calibration_batches)
     if not reader.has_data():
         raise QuantizeError("static quantization needs calibration data; none was given")
@@ -162,6 +169,7 @@ def _static(prepared: Path, dst: Path, config: QuantizeConfig, calibration: Iter
         activation_type=QuantType.QUInt8,
         weight_type=_weight_type(config),
         calibrate_method=CalibrationMethod.MinMax,
+        nodes_to_exclude=exclude,
     )
 
 

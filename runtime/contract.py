@@ -47,6 +47,9 @@ class GraphSpec:
     outputs: tuple[str, ...]
     dims: Mapping[str, tuple[str, ...]]
     doc: str
+    # An optional graph may be missing from a variant (bundles written before it existed); a reader uses
+    # it where present and does without it otherwise. Required graphs are in every variant.
+    optional: bool = False
 
     @property
     def dynamic_axes(self) -> dict[str, dict[int, str]]:
@@ -74,17 +77,42 @@ def sizes(shape: Iterable[int], latent_dim: int) -> dict[str, list[int]]:
     return {"shape": [int(d) for d in shape], "latent": [int(latent_dim)]}
 
 
+def manifest_sizes(manifest: Mapping) -> dict[str, list[int]]:
+    """:func:`sizes` for a parsed manifest, with the audio symbols ("pcm": samples per clip, "features":
+    [mels, frames]) when its ``data.audio`` section gives them."""
+    data = manifest["data"]
+    out = sizes(data["shape"], manifest["model"]["latent_dim"])
+    audio = data.get("audio")
+    if isinstance(audio, Mapping) and isinstance(audio.get("samples"), int) and isinstance(audio.get("features"), list):
+        out |= {"pcm": [int(audio["samples"])], "features": [int(d) for d in audio["features"]]}
+    return out
+
+
 ENCODER = GraphSpec("encoder", ("x",), ("mu", "logvar"), {"x": ("shape",), "mu": ("latent",), "logvar": ("latent",)},
                     "q(z|x): x [batch, *shape] -> mu, logvar [batch, latent]")
 DECODER = GraphSpec("decoder", ("z",), ("x_mean",), {"z": ("latent",), "x_mean": ("shape",)},
                     "p(x|z): z [batch, latent] -> x_mean [batch, *shape], the mean of p(x|z)")
+# Audio: raw PCM in, the log-mel front end inside the encoder graph (its features a third output, what
+# the score compares against); the decoder gives log-mel [mels, frames] (natural-log mel power).
+AUDIO_ENCODER = GraphSpec("encoder", ("pcm",), ("mu", "logvar", "log_mel"),
+                          {"pcm": ("pcm",), "mu": ("latent",), "logvar": ("latent",), "log_mel": ("features",)},
+                          "q(z|x): pcm [batch, samples] -> mu, logvar [batch, latent], log_mel [batch, mels, frames]")
+AUDIO_DECODER = GraphSpec("decoder", ("z",), ("log_mel",), {"z": ("latent",), "log_mel": ("features",)},
+                          "p(x|z): z [batch, latent] -> log_mel [batch, mels, frames], the mean of p(log-mel|z)")
+
+# One session call per anomaly score: the encoder and the decoder at z = mu composed with the likelihood's
+# NLL and the KL to the prior, in float32, for each variant from that variant's own two graphs. Optional:
+# bundles written before it have none, and are scored with two calls and numpy.
+SCORE = GraphSpec("score", ("x",), ("score",), {"x": ("shape",), "score": ()},
+                  "x [batch, *shape] -> score [batch]: negative ELBO at z = mu (reconstruction NLL + KL), nats", optional=True)
 
 # The graphs of a bundle per modality (the manifest's data.kind), in export order. A new modality or
 # graph kind is one entry here; writer and reader both take their lists from it.
 MODALITIES: dict[str, tuple[GraphSpec, ...]] = {
-    "image": (ENCODER, DECODER),
-    "vector": (ENCODER, DECODER),
-    "sequence": (ENCODER, DECODER),
+    "image": (ENCODER, DECODER, SCORE),
+    "vector": (ENCODER, DECODER, SCORE),
+    "sequence": (ENCODER, DECODER, SCORE),
+    "audio": (AUDIO_ENCODER, AUDIO_DECODER),
 }
 
 
@@ -111,6 +139,17 @@ def manifest_graphs(manifest: Mapping) -> tuple[GraphSpec, ...]:
     """
     data = manifest.get("data")
     return graphs_for(data.get("kind", DEFAULT_KIND) if isinstance(data, Mapping) else DEFAULT_KIND)
+
+
+def variant_graphs(manifest: Mapping, variant: str, fmt: str = "onnx") -> tuple[GraphSpec, ...]:
+    """The graphs ``variant`` holds in format ``fmt``: every required one, and the optional ones it names.
+
+    Raises:
+        ValueError: a kind no modality declares.
+    """
+    entry = manifest["variants"][variant]
+    entry = entry if fmt == "onnx" else entry.get(fmt) or {}
+    return tuple(spec for spec in manifest_graphs(manifest) if not spec.optional or isinstance(entry.get(spec.name), str))
 
 
 # ---------------------------------------------------------------- graph metadata
@@ -155,6 +194,21 @@ def file_entry(path: Path) -> dict:
 def files_section(folder: Path) -> dict[str, dict]:
     """The ``files`` section for every file in ``folder``, by name in sorted order."""
     return {f.name: file_entry(f) for f in sorted(folder.iterdir())}
+
+
+def with_file(files: Mapping[str, dict], folder: Path, name: str) -> dict[str, dict]:
+    """``files`` with ``folder / name`` entered (a file written after the graphs, e.g. :data:`GOLDEN`),
+    still in sorted order."""
+    return dict(sorted({**files, name: file_entry(folder / name)}.items()))
+
+
+# ---------------------------------------------------------------- the conformance set
+# Fixed inputs and each variant's expected outputs, which every runtime (vae-run selftest, runtime-js)
+# must reproduce; hashed in ``files`` like the graphs. Format and tolerances: runtime/golden.py.
+GOLDEN = "golden.json"
+GOLDEN_FORMAT = "vae-edge/golden/1"
+# The calls it records, in order; every runtime implements them with the same arguments.
+GOLDEN_OUTPUTS = ("encode.mu", "encode.logvar", "decode", "reconstruct", "sample", "interpolate", "anomaly_score", "threshold", "is_anomaly")
 
 
 def graph_bytes(files: Mapping[str, object], graphs: Mapping[str, object], specs: Iterable[GraphSpec]) -> int:

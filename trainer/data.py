@@ -285,10 +285,16 @@ def _argument(spec: str) -> str:
     return arg
 
 
-_SOURCES = {"digits": _digits, "idx": _idx, "images": _images, "npy": _npy, "csv": _csv}
+def _audio(spec: str, likelihood: str, *, audio=None, **_) -> Dataset:
+    from .audio import read_audio_dataset
+
+    return read_audio_dataset(spec, _argument(spec), likelihood, audio)
 
 
-def load_data(spec: str = "digits", likelihood: str = "auto", *, size: tuple[int, int] | None = None, sequences: bool = False,
+_SOURCES = {"digits": _digits, "idx": _idx, "images": _images, "npy": _npy, "csv": _csv, "audio": _audio}
+
+
+def load_data(spec: str = "digits", likelihood: str = "auto", *, size: tuple[int, int] | None = None, sequences: bool = False, audio=None,
               columns: list[str] | None = None, window: tuple[int, int] | None = None) -> Dataset:
     """Load the data a ``--data`` SPEC names, preprocessed for ``likelihood``.
 
@@ -302,6 +308,8 @@ def load_data(spec: str = "digits", likelihood: str = "auto", *, size: tuple[int
         size: (height, width) that images:DIR resizes every image to; other sources ignore it.
         sequences: an npy:PATH array [N, C, L] is sequences [C, L] (for conv1d), not images [1, H, W];
             other sources ignore it.
+        audio: ``trainer.audio.AudioOptions`` for "audio:DIR" (WAV/FLAC files; sample rate, clips, front
+            end); other sources ignore it.
         columns: csv: the columns to read, by header name (default: all).
         window: (N, S): the rows are a series [T, C] (csv:, or npy: [T, C]) cut into windows [C, N]
             every S steps, split in time order.
@@ -316,13 +324,14 @@ def load_data(spec: str = "digits", likelihood: str = "auto", *, size: tuple[int
         raise DataError(f"data spec must be a string such as 'digits', got {spec!r}")
     kind = spec.split(":", 1)[0]
     if kind not in _SOURCES:
-        raise DataError(f"unknown data spec {spec!r}; expected digits, idx:PATH, images:DIR, npy:PATH[.npz:KEY] or csv:PATH")
+        raise DataError(f"unknown data spec {spec!r}; expected digits, idx:PATH, images:DIR, npy:PATH[.npz:KEY], csv:PATH or audio:DIR")
     if columns and kind != "csv":
         raise DataError(f"--columns applies to csv:PATH data only, not {spec!r}")
     if window is not None and kind not in ("csv", "npy"):
-        raise DataError(f"--window applies to a series in csv:PATH or npy:PATH ([T, C]), not {spec!r}")
-    # Each source takes the options that apply to it (size: images:DIR; sequences: npy:) and ignores the rest.
-    return _SOURCES[kind](spec, likelihood, size=size, sequences=sequences, columns=columns, window=window)
+        raise DataError(f"--window applies to a series in csv:PATH or npy:PATH ([T, C]), or to audio:DIR, not {spec!r}")
+    # Each source takes the options that apply to it (size: images:DIR; sequences: npy:; audio: audio:DIR;
+    # columns, window: csv: and npy:) and ignores the rest.
+    return _SOURCES[kind](spec, likelihood, size=size, sequences=sequences, audio=audio, columns=columns, window=window)
 
 
 def load_recorded(entry: dict) -> Dataset:
@@ -335,7 +344,12 @@ def load_recorded(entry: dict) -> Dataset:
     spec = entry.get("spec", entry.get("dataset", "digits"))
     shape = list(entry.get("shape") or [])
     size = tuple(shape[-2:]) if isinstance(spec, str) and spec.startswith("images:") and len(shape) == 3 else None
+    audio = None
+    if entry.get("kind") == "audio":
+        from .audio import AudioOptions
+
+        audio = AudioOptions(**(entry.get("audio") or {}).get("options", {}))
     win = entry.get("window")
-    window = (int(win["length"]), int(win["stride"])) if isinstance(win, dict) else None
-    return load_data(spec, entry.get("likelihood", "bernoulli"), size=size, sequences=entry.get("kind") == "sequence",
+    window = (int(win["length"]), int(win["stride"])) if isinstance(win, dict) and entry.get("kind") != "audio" else None
+    return load_data(spec, entry.get("likelihood", "bernoulli"), size=size, sequences=entry.get("kind") == "sequence", audio=audio,
                      columns=entry.get("columns"), window=window)

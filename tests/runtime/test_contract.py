@@ -15,7 +15,8 @@ from vae_edge.runtime.validation import check_int, one_line, quote
 def test_written_manifest_and_graphs_follow_the_specs(bundle):
     m = json.loads((bundle / contract.MANIFEST).read_text())
     specs = contract.manifest_graphs(m)
-    assert m["schema"] == contract.SCHEMA and specs == contract.MODALITIES[m["data"]["kind"]] == (contract.ENCODER, contract.DECODER)
+    assert m["schema"] == contract.SCHEMA and specs == contract.MODALITIES[m["data"]["kind"]] == (contract.ENCODER, contract.DECODER, contract.SCORE)
+    assert contract.variant_graphs(m, "int8") == specs and contract.SCORE.optional and not contract.ENCODER.optional
     dims = contract.sizes(m["data"]["shape"], m["model"]["latent_dim"])
     assert m["graphs"] == {spec.name: spec.shapes(dims) for spec in specs}
     vae = VAE.load(bundle, precision="int8")
@@ -103,3 +104,11 @@ def test_a_bundle_path_with_a_line_break_is_named_on_one_line(tmp_path, bundle):
     with pytest.raises(BundleError) as info:
         VAE.load(odd)
     assert "odd\\nname" in str(info.value) and len(str(info.value).splitlines()) == 1
+
+
+def test_a_variant_without_an_optional_graph_reads_without_it(bundle):
+    m = json.loads((bundle / contract.MANIFEST).read_text())
+    m["variants"]["int8"].pop(contract.SCORE.name)
+    assert contract.variant_graphs(m, "int8") == (contract.ENCODER, contract.DECODER)
+    assert contract.variant_graphs(m, "fp32") == (contract.ENCODER, contract.DECODER, contract.SCORE)
+    assert contract.variant_graphs(m, "fp32", "ort") == (contract.ENCODER, contract.DECODER)  # exported without --ort
