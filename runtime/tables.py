@@ -77,7 +77,12 @@ def read_csv(path: str | Path, columns: list[str] | None = None) -> tuple[np.nda
             if not np.isfinite(value):
                 raise TableError(f"{path}: line {number}, column {header[k]!r}: {cell!r}; NaN and Inf cells are not data")
             x[i, j] = value
-    return np.ascontiguousarray(x, dtype=np.float32), tuple(header[k] for k in picks)
+    with np.errstate(over="ignore"):
+        x32 = np.ascontiguousarray(x, dtype=np.float32)
+    if not np.isfinite(x32).all():
+        i, j = np.argwhere(~np.isfinite(x32))[0]
+        raise TableError(f"{path}: line {rows[1 + i][0]}, column {header[picks[j]]!r}: {x[i, j]:g} is beyond float32's range")
+    return x32, tuple(header[k] for k in picks)
 
 
 def windows(series: np.ndarray, length: int, stride: int, name: str = "series") -> np.ndarray:

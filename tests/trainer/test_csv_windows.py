@@ -34,6 +34,7 @@ def test_csv_columns_windows_and_auto_likelihood(tmp_path):
         ("a,b\n1,2\n3,4\n", ["--columns", "a,c"], ["no column 'c'"]),
         ("a,b\n1,2\n3,4\n5,6\n", ["--window", 8], ["--window 8 is longer than the series (3 rows)"]),
         ("a,b\n", [], ["header but no rows"]),
+        ("a,b\n1,2\n3,1e39\n", [], ["line 3, column 'b': 1e+39 is beyond float32"]),
     ],
 )
 def test_bad_csv_is_one_error_exit_2_nothing_written(tmp_path, text, args, fragments):
