@@ -5,7 +5,7 @@ from dataclasses import fields
 import pytest
 from helpers import invoke, one_line_error
 
-from vae_edge.models.config import ARCHS, DECODER_STYLES, LIKELIHOODS, VAEConfig
+from vae_edge.models.config import ARCHS, DECODER_STYLES, LIKELIHOODS, TEXT_ARCHS, VAEConfig
 from vae_edge.trainer.cli import MODEL_OPTIONS
 from vae_edge.trainer.cli import cli as train_main
 from vae_edge.trainer.config import DEVICES, TrainConfig
@@ -48,7 +48,7 @@ def test_options_default_to_the_dataclass_defaults_and_offer_their_choices():
     assert params["device"].default == "auto" == TrainConfig().device
     # --likelihood is not VAEConfig's: its default "auto" lets the data choose (data.choose_likelihood).
     assert params["likelihood"].default == "auto" and tuple(params["likelihood"].type.choices) == ("auto", *LIKELIHOODS)
-    for option, choices in (("arch", ARCHS), ("decoder_style", DECODER_STYLES), ("device", DEVICES)):
+    for option, choices in (("arch", (*ARCHS, *TEXT_ARCHS)), ("decoder_style", DECODER_STYLES), ("device", DEVICES)):
         assert tuple(params[option].type.choices) == choices, option
 
 
