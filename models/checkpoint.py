@@ -186,7 +186,7 @@ def _plain(value: object, depth: int = 0) -> bool:
     return False
 
 
-def _check_config(config: dict, need) -> VAEConfig:
+def _check_config(config: dict, need) -> VAEConfig | TextVAEConfig:
     for key in ("input_shape", "hidden_dims", "channels"):
         if key in config:
             v = config[key]
@@ -197,6 +197,8 @@ def _check_config(config: dict, need) -> VAEConfig:
     std = config.get("gaussian_std")
     need(std is None or _is_number(std), f"config.gaussian_std must be a number or null, got {_show(std)}")
     try:
+        if config.get("arch") in TEXT_ARCHS:  # the sentence VAE of models/text.py
+            return TextVAEConfig.from_dict(dict(config))
         return VAEConfig.from_dict(dict(config))
     except (TypeError, ValueError, OverflowError) as exc:
         need(False, f"config is not a VAEConfig ({str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__})")
@@ -206,7 +208,8 @@ def _check_sizes(config: VAEConfig, weights: dict, need, entry: str) -> None:
     """The weights have exactly the names and shapes of the model the config describes."""
     try:
         with torch.device("meta"):
-            expected = {k: tuple(v.shape) for k, v in build_model(config).state_dict().items()}
+            model = build_text_model(config) if isinstance(config, TextVAEConfig) else build_model(config)
+            expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     except (RuntimeError, ValueError, TypeError, OverflowError) as exc:
         need(False, f"config describes no buildable model ({str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__})")
     missing = sorted(set(expected) - set(weights))
@@ -234,6 +237,9 @@ def _check_data(data: dict, config: VAEConfig, need) -> None:
     for key in ("spec", "dataset", "kind", "likelihood"):
         if key in data:
             need(isinstance(data[key], str), f"data.{key} must be a string, got {_show(data[key])}")
+    if isinstance(config, TextVAEConfig):  # token ids of any length: no sample shape, no preprocessing
+        need(_plain(data), "data must hold plain data only (no tensors)")
+        return
     shape = data.get("shape", list(config.input_shape))
     need(isinstance(shape, list) and all(_is_int(d, 1) for d in shape) and tuple(shape) == config.input_shape,
          f"data.shape must be the config's input_shape {list(config.input_shape)}, got {_show(shape)}")
