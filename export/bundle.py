@@ -19,6 +19,7 @@ import numpy as np
 
 from vae_edge.models import model_from_checkpoint, read_checkpoint
 from vae_edge.runtime import contract
+from vae_edge.runtime.likelihoods import model_bounds
 from vae_edge.trainer.data import load_recorded
 
 from . import latency as timing
@@ -101,7 +102,8 @@ def export_bundle(model_path: str | os.PathLike, out: str | os.PathLike, options
     specs = contract.graphs_for(data.kind)
     feeds, calibrated_on = static_feeds(model, data, [VARIANTS[v] for v in options.variants], options.calibration)
     test_raw = data.test[:MAX_EVAL_SAMPLES]
-    ref = validate.reference(model, data.to_model(test_raw))
+    bounds = model_bounds(model.config.likelihood, data.valid_low, data.valid_high, np.float64(data.offset), np.float64(data.scale))
+    ref = validate.reference(model, data.to_model(test_raw), bounds)
 
     with staging(Path(out)) as tmp:
         traced = tuple(spec for spec in specs if spec is not contract.SCORE)  # the score graph is composed from them

@@ -18,7 +18,7 @@ from vae_edge.models import VAE
 from vae_edge.runtime import VAE as RuntimeVAE
 from vae_edge.runtime import contract
 from vae_edge.runtime.contract import DECODER, ENCODER, GraphSpec
-from vae_edge.runtime.likelihoods import reconstruction_nll
+from vae_edge.runtime.likelihoods import out_of_range_penalty, reconstruction_nll
 from vae_edge.trainer import objectives
 
 from .errors import ExportError, step
@@ -68,15 +68,24 @@ class Reference:
 
 
 @torch.no_grad()
-def reference(model: VAE, x_model: np.ndarray) -> Reference:
-    """Run PyTorch (eval mode, float32) on held-out data in model space."""
+def reference(model: VAE, x_model: np.ndarray, bounds: tuple[np.ndarray, np.ndarray] | None = None) -> Reference:
+    """Run PyTorch (eval mode, float32) on held-out data in model space.
+
+    Args:
+        bounds: the valid range in model space (runtime.likelihoods.model_bounds): the reference then
+            scores as the runtime does, the input clipped to it plus the out-of-range term.
+    """
+    penalty = 0.0
+    if bounds is not None:
+        penalty = out_of_range_penalty(x_model.astype(np.float64), *bounds)
+        x_model = np.clip(x_model, *bounds)
     x = torch.from_numpy(np.ascontiguousarray(x_model, dtype=np.float32))
     mu, logvar = model.encode(x)
     recon, kl = objectives.elbo_terms(model, x, mean_path=True)
     obs_logvar = model.observation_logvar()
     return Reference(
         x=x.numpy(), mu=mu.numpy(), logvar=logvar.numpy(), x_mean=model.decode(mu).numpy(),
-        recon_nll=recon.double().numpy(), neg_elbo=(recon + kl).double().numpy(),
+        recon_nll=recon.double().numpy(), neg_elbo=(recon + kl).double().numpy() + penalty,
         likelihood=model.config.likelihood, obs_logvar=None if obs_logvar is None else obs_logvar.double().numpy(),
     )
 

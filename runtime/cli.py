@@ -354,7 +354,8 @@ def decode(paths, precision, fmt, threads, out, grid):
 @click.option("--samples", type=click.IntRange(1, MAX_MC_SAMPLES), default=None, help="Monte-Carlo draws per sample (default: deterministic, z at the posterior mean).")
 @click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True, help="Seed for --samples.")
 @click.option("--stream", is_flag=True, help="Score row by row, printing one score per line as each batch is done: INPUT.npy rows, or "
-              "comma-separated numbers per line on standard input (INPUT '-' or none).")
+              "comma-separated numbers per line on standard input (INPUT '-' or none). A bundle trained on windows "
+              "takes one time step per row and prints one score per window as soon as it is complete.")
 @click.option("--batch-size", type=click.IntRange(1, MAX_STREAM_BATCH), default=64, show_default=True, help="Rows per batch with --stream (1: answer each line at once).")
 @click.option("--pcm", "pcm_format", type=click.Choice(["s16le", "f32le"]), default="s16le", show_default=True, help="Audio bundles, --stream: raw mono PCM on standard input (arecord -f S16_LE -r RATE -c 1).")
 @click.option("--stride", type=click.FloatRange(min=0, min_open=True), default=None, help="Audio bundles: seconds between windows of long files and streams (default: the training stride, else one window).")
@@ -409,6 +410,9 @@ def _score_stream(paths, precision, fmt, threads, out, samples, batch_size) -> N
     if src is not None and str(src) == "-":
         src = None  # standard input
     vae = _load(bundle, precision, fmt, threads, inputs=(src,))
+    if getattr(vae, "window", None):
+        _score_window_stream(vae, src)
+        return
     if src is None:
         rows = _stdin_rows(vae.shape)
     else:
@@ -423,6 +427,23 @@ def _score_stream(paths, precision, fmt, threads, out, samples, batch_size) -> N
             sys.stdout.flush()  # a pipe sees each batch's scores now, not when the stream ends
             total += len(scores)
             flagged += int((scores > limit).sum()) if limit is not None else 0
+    except RowError as exc:
+        where = f"{src}: row {exc.row}" if src is not None else f"line {exc.row + 1}"
+        raise ValueError(f"{where}: {exc.reason}") from None
+    _report_flagged(flagged, total, limit)
+
+
+def _score_window_stream(vae: VAE, src: Path | None) -> None:
+    """A windowed bundle: rows are time steps (stdin lines, or a .npy [T, C]); one score per window, printed as it completes."""
+    rows = _stdin_rows((int(vae.shape[0]),)) if src is None else _read_array(src, mmap=True)
+    flagged = total = 0
+    limit = _threshold_or_none(vae)
+    try:
+        for _, s in vae.score_windows(rows):
+            click.echo(f"{s:.6g}")
+            sys.stdout.flush()
+            total += 1
+            flagged += int(limit is not None and s > limit)
     except RowError as exc:
         where = f"{src}: row {exc.row}" if src is not None else f"line {exc.row + 1}"
         raise ValueError(f"{where}: {exc.reason}") from None
@@ -533,6 +554,101 @@ def bench(bundle, variants, batches, threads, quick, json_out):
     if json_out is not None:
         atomic_write_bytes(json_out, (json.dumps(result, indent=2) + "\n").encode())
         click.echo(f"wrote {json_out}", err=True)
+
+
+def _read_samples(path: Path, vae: VAE, name: str) -> np.ndarray:
+    """Samples to evaluate: .npy/.npz, or .csv (a header row, then numbers); a bundle trained on windows
+    takes a series [T, C] and cuts it as in training (or windows [n, C, N] as they are)."""
+    from .tables import read_csv, windows
+
+    if path.suffix.lower() == ".csv":
+        columns = vae.manifest["data"].get("columns")
+        x = read_csv(path, columns)[0]
+    else:
+        x = _read_array(path)
+    if vae.window and x.ndim == 2 and x.shape[1] == vae.shape[0]:
+        x = windows(x, int(vae.window["length"]), int(vae.window["stride"]), str(path))
+    elif x.ndim >= 1 and x.shape != vae.shape and x.ndim == 2 and x.shape[1] == int(np.prod(vae.shape)):
+        x = x.reshape(len(x), *vae.shape)  # flat rows of a table
+    return _read_batch_shape(x, vae.shape)
+
+
+def _read_batch_shape(x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    return x[None] if x.shape == tuple(shape) else x
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path), metavar="[BUNDLE] NORMAL ANOMALOUS | [BUNDLE] DATA --labels LABELS")
+@click.option("--labels", type=click.Path(dir_okay=False, path_type=Path), default=None, help="With one DATA file: 0 (normal) or 1 (anomalous) per sample, as .npy or a one-column .csv.")
+@click.option("--false-alarm", "false_alarm", type=click.FloatRange(0, 1), default=None, help="Also pick the threshold that flags at most this fraction of the NORMAL data, and report it.")
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
+@click.option("--roc", type=click.Path(dir_okay=False, path_type=Path), callback=output_path(".png"), help="Also write the ROC curve as a PNG.")
+@_graphs
+@_THREADS
+@_handle_errors
+def evaluate(paths, labels, false_alarm, as_json, roc, precision, fmt, threads):
+    """How well the scores separate ANOMALOUS from NORMAL samples: ROC AUC, average precision, and
+    precision / recall / false-alarm rate at each threshold stored in the bundle."""
+    from . import evaluation
+
+    if labels is None:
+        if len(paths) not in (2, 3):
+            raise click.UsageError(f"expected [BUNDLE] NORMAL ANOMALOUS (or one DATA file with --labels), got {len(paths)} path(s)")
+        bundle, files = (paths[0], paths[1:]) if len(paths) == 3 else (None, paths)
+    else:
+        if len(paths) not in (1, 2):
+            raise click.UsageError(f"expected [BUNDLE] DATA with --labels, got {len(paths)} path(s)")
+        bundle, files = (paths[0], paths[1:]) if len(paths) == 2 else (None, paths)
+    vae = _load(bundle, precision, fmt, threads, inputs=(*files, labels), outputs=(roc,))
+    if labels is None:
+        normal_x, anomalous_x = (_read_samples(f, vae, f.name) for f in files)
+    else:
+        x = _read_samples(files[0], vae, files[0].name)
+        y = _read_labels(labels)
+        if len(y) != len(x):
+            raise ValueError(f"{labels}: {len(y)} labels for {len(x)} samples in {files[0]}")
+        normal_x, anomalous_x = x[y == 0], x[y == 1]
+    normal, anomalous = vae.anomaly_score(normal_x), vae.anomaly_score(anomalous_x)
+    auc = evaluation.roc_auc(normal, anomalous)
+    result = {
+        "bundle": str(vae.path), "precision": precision,
+        "normal_samples": int(len(normal)), "anomalous_samples": int(len(anomalous)),
+        "roc_auc": auc, "average_precision": evaluation.average_precision(normal, anomalous),
+        "thresholds": {name: evaluation.at_threshold(normal, anomalous, value)
+                       for name, value in (vae.manifest["variants"][precision].get("anomaly_quantiles") or {}).items()},
+    }
+    if false_alarm is not None:
+        limit = evaluation.threshold_for_false_alarms(normal, false_alarm)
+        result["false_alarm_target"] = {"rate": false_alarm, **evaluation.at_threshold(normal, anomalous, limit)}
+    if roc is not None:
+        fpr, tpr = evaluation.roc_curve(normal, anomalous)
+        evaluation.save_roc_png(roc, fpr, tpr, auc)
+        click.echo(f"wrote {roc}", err=True)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    click.echo(f"samples    {result['normal_samples']} normal, {result['anomalous_samples']} anomalous ({precision})")
+    click.echo(f"ROC AUC    {auc:.4f}")
+    click.echo(f"avg prec   {result['average_precision']:.4f}")
+    rows = [(f"{name} (validation)", r) for name, r in result["thresholds"].items()]
+    if false_alarm is not None:
+        rows.append((f"false alarms <= {false_alarm:g}", result["false_alarm_target"]))
+    for label, r in rows:
+        p = "n/a" if r["precision"] is None else f"{r['precision']:.3f}"
+        click.echo(f"threshold  {label:<22} {r['threshold']:>10.4g} nats: precision {p}, recall {r['recall']:.3f}, false alarms {r['false_alarm_rate']:.3f}")
+
+
+def _read_labels(path: Path) -> np.ndarray:
+    if path.suffix.lower() == ".csv":
+        from .tables import read_csv
+
+        y = read_csv(path)[0]
+    else:
+        y = _read_array(path)
+    y = np.asarray(y).reshape(-1)
+    if not np.isin(y, (0, 1)).all():
+        raise ValueError(f"{path}: labels must be 0 (normal) or 1 (anomalous), one per sample")
+    return y.astype(np.int64)
 
 
 @cli.command()

@@ -272,7 +272,7 @@ def test_calibration_uses_the_data_it_is_given_and_refuses_data_outside_the_mode
     images = np.concatenate([digits.train, digits.val, digits.test])
     np.save(tmp_path / "mirrored.npy", images[..., ::-1])
     np.save(tmp_path / "doubled.npy", images * 2)
-    with pytest.raises(CalibrationError, match=r"values 0\.\.32 lie outside the model's data range 0\.\.16"):
+    with pytest.raises(CalibrationError, match=r"values 0\.\.32 lie outside the model.s data range 0\.\.16"):
         export_bundle(model_path, tmp_path / "b", ExportOptions(variants=("int8-static",), calibration=f"npy:{tmp_path / 'doubled.npy'}", latency=None))
     assert not (tmp_path / "b").exists()
     spec = f"npy:{tmp_path / 'mirrored.npy'}"
