@@ -10,6 +10,14 @@ Three methods, each the right one for a kind of graph (measured here; docs/quant
   conv graphs.
 - ``fp16`` (onnxconverter-common): float16 weights and arithmetic, float32 inputs and outputs; halves the
   bytes, for devices with half-precision units (no faster on the CPU execution provider).
+- ``weights`` int8 (weight-only): each MatMul/Gemm/Conv weight stored int8 with per-channel scales
+  behind a DequantizeLinear; onnxruntime folds those at load (the contract's SESSION_CONFIG), so the
+  compute is fp32's: a quarter of the bytes at fp32's speed. onnxruntime's own 8-bit MatMulNBits was
+  measured slower than fp32 here (1.3x at batch 1, 1.9x at batch 64 on the digits MLP), and covers
+  MatMul only, not Gemm.
+
+A static or dynamic variant can keep named nodes in float (``nodes_to_exclude``) and calibrate with
+MinMax, Percentile or Entropy: the fallback search (search.py) walks those.
 """
 
 from __future__ import annotations
@@ -30,11 +38,14 @@ from vae_edge.runtime import contract
 from vae_edge.runtime.contract import GraphSpec
 
 from .errors import step
-from .graphs import check_graph, has_conv
+from .graphs import has_conv
 
 log = logging.getLogger(__name__)
 
-METHODS = ("dynamic", "static", "fp16")
+METHODS = ("dynamic", "static", "fp16", "weights")
+CALIBRATIONS = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile, "entropy": CalibrationMethod.Entropy}
+# Nodes whose weights the int8 methods quantize: what the search may keep in float.
+QUANTIZABLE_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 
 
 class QuantizeError(RuntimeError):
@@ -58,12 +69,17 @@ class QuantizeConfig:
     # calibration needs ranges, not statistics: a few hundred samples settle them.
     calibration_batches: int = 8
     calibration_batch_size: int = 64
+    calibrate: str = "minmax"  # static only: one of CALIBRATIONS
+    # Node names (of the float graph) kept in float by the int8 methods: the fallback search's choice.
+    nodes_to_exclude: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ValueError(f"unknown quantization method {self.method!r}; expected one of {', '.join(METHODS)}")
         if self.weight_type not in ("int8", "uint8"):
             raise ValueError(f"unsupported weight type {self.weight_type!r}; expected int8 or uint8")
+        if self.calibrate not in CALIBRATIONS:
+            raise ValueError(f"unknown calibration method {self.calibrate!r}; expected one of {', '.join(CALIBRATIONS)}")
         if self.calibration_batches < 1 or self.calibration_batch_size < 1:
             raise ValueError("calibration_batches and calibration_batch_size must be >= 1")
 
@@ -75,47 +91,33 @@ class QuantizeConfig:
         """One line for the manifest and `vae-run info`."""
         if self.method == "fp16":
             return "float16 weights and arithmetic (onnxconverter-common), float32 inputs and outputs"
+        if self.method == "weights":
+            return "weight-only int8: weights int8 per-channel on disk behind DequantizeLinear, folded to float32 at load; float32 compute"
         channel = " per-channel" if self.per_channel else " per-tensor"
+        kept = f"; {len(self.nodes_to_exclude)} node(s) kept in float32" if self.nodes_to_exclude else ""
         if self.method == "static":
-            return f"static QDQ quantization: weights {self.weight_type}{channel}, activations uint8 with ranges calibrated ahead of time (MinMax)"
-        return f"dynamic quantization: weights {self.weight_type}{channel}, activations uint8 at run time"
+            calibrated = {"minmax": "MinMax", "percentile": "Percentile", "entropy": "Entropy"}[self.calibrate]
+            return f"static QDQ quantization: weights {self.weight_type}{channel}, activations uint8 with ranges calibrated ahead of time ({calibrated}){kept}"
+        return f"dynamic quantization: weights {self.weight_type}{channel}, activations uint8 at run time{kept}"
 
 
 INT8 = QuantizeConfig()
 INT8_STATIC = QuantizeConfig(method="static")
 FP16 = QuantizeConfig(method="fp16")
+INT8_WEIGHTS = QuantizeConfig(method="weights")
 # Every variant an export can add to fp32, by its name in the contract. int8: MLP graphs (Gemm/MatMul);
-# int8-static: conv graphs; fp16: devices with half-precision units.
-VARIANTS: dict[str, QuantizeConfig] = {"int8": INT8, "int8-static": INT8_STATIC, "fp16": FP16}
+# int8-static: conv graphs; fp16: devices with half-precision units; int8-weights: small files at fp32 speed.
+VARIANTS: dict[str, QuantizeConfig] = {"int8": INT8, "int8-static": INT8_STATIC, "fp16": FP16, "int8-weights": INT8_WEIGHTS}
 assert tuple(VARIANTS) == contract.VARIANTS[1:], "contract.VARIANTS names every variant an exporter writes"
 
 
-def write_variants(folder: Path, specs: tuple[GraphSpec, ...], variants: Iterable[str], feeds: dict[str, list[dict]]) -> dict[str, dict]:
-    """Quantize each fp32 graph in ``folder`` to each of ``variants``, each result checked by onnx.checker.
-
-    Args:
-        feeds: calibration feeds per graph name, for the static variants.
-
-    Returns:
-        the manifest's entry per variant: its graph files and how it was made.
-
-    Raises:
-        ExportError: a quantizer or the checker failed, naming the step.
-    """
+def warn_dynamic_on_conv(folder: Path, specs: tuple[GraphSpec, ...], variants: Iterable[str]) -> None:
+    """Log a warning when dynamic int8 is asked of conv graphs (ConvInteger is far slower than fp32)."""
     conv = {spec.name for spec in specs if has_conv(folder / spec.filename())}
-    entries: dict[str, dict] = {}
     for variant in variants:
-        config = VARIANTS[variant]
-        if config.method == "dynamic" and conv:
+        if VARIANTS[variant].method == "dynamic" and conv:
             log.warning("%s: dynamic int8 turns the %s graph's convolutions into ConvInteger, measured 13x slower than fp32 "
                         "(docs/quantization.md); int8-static is the variant for conv graphs", variant, " and ".join(sorted(conv)))
-        for spec in specs:
-            with step(f"quantizing {spec.filename()} to {variant}"):
-                quantize(folder / spec.filename(), folder / spec.filename(variant), config=config, calibration=feeds[spec.name] if config.needs_calibration else None)
-            with step(f"onnx.checker on {spec.filename(variant)}"):
-                check_graph(folder / spec.filename(variant))
-        entries[variant] = {**contract.variant_files(specs, variant), "method": config.describe()}
-    return entries
 
 
 def quantize(src: Path, dst: Path, *, config: QuantizeConfig = INT8, calibration: Iterable[dict[str, np.ndarray]] | None = None) -> None:
@@ -135,7 +137,9 @@ def quantize(src: Path, dst: Path, *, config: QuantizeConfig = INT8, calibration
     """
     src, dst = Path(src), Path(dst)
     if config.method == "fp16":
-        _to_fp16(src, dst)
+        _to_fp16(src, dst, config.nodes_to_exclude)
+    elif config.method == "weights":
+        _weights_only(src, dst, config.nodes_to_exclude)
     else:
         with tempfile.TemporaryDirectory() as tmp, _quiet_quantizer():
             prepared = Path(tmp) / "prepared.onnx"
@@ -143,7 +147,8 @@ def quantize(src: Path, dst: Path, *, config: QuantizeConfig = INT8, calibration
             if config.method == "static":
                 _static(prepared, dst, config, calibration)
             else:
-                quantize_dynamic(str(prepared), str(dst), weight_type=_weight_type(config), per_channel=config.per_channel)
+                quantize_dynamic(str(prepared), str(dst), weight_type=_weight_type(config), per_channel=config.per_channel,
+                                 nodes_to_exclude=list(config.nodes_to_exclude))
     _keep_description(src, dst, config)
 
 
@@ -161,11 +166,83 @@ def _static(prepared: Path, dst: Path, config: QuantizeConfig, calibration: Iter
         per_channel=config.per_channel,
         activation_type=QuantType.QUInt8,
         weight_type=_weight_type(config),
-        calibrate_method=CalibrationMethod.MinMax,
+        calibrate_method=CALIBRATIONS[config.calibrate],
+        nodes_to_exclude=list(config.nodes_to_exclude),
+        # Percentile and Entropy keep histograms of every activation; the default 2048 bins suffice for
+        # graphs this small, and calibrating in memory avoids onnxruntime's temporary augmented model on disk.
     )
 
 
-def _to_fp16(src: Path, dst: Path) -> None:
+def quantizable_nodes(path: Path) -> list[str]:
+    """Names of the nodes of the float graph at ``path`` that the int8 methods quantize (their weights
+    are initializers): the candidates the fallback search may keep in float."""
+    model = onnx.load(str(path), load_external_data=False)
+    weights = {i.name for i in model.graph.initializer}
+    return [n.name for n in model.graph.node if n.op_type in QUANTIZABLE_OPS and len(n.input) > 1 and n.input[1] in weights]
+
+
+def prepared_nodes(src: Path, config: QuantizeConfig) -> list[str]:
+    """The quantizable nodes of ``src`` by the names ``config``'s quantizer sees: the dynamic and static
+    methods run onnxruntime's pre-processing first, which may fuse and rename nodes."""
+    if config.method in ("fp16", "weights"):
+        return quantizable_nodes(src)
+    with tempfile.TemporaryDirectory() as tmp, _quiet_quantizer():
+        prepared = Path(tmp) / "prepared.onnx"
+        quant_pre_process(str(src), str(prepared))
+        return quantizable_nodes(prepared)
+
+
+def _weights_only(src: Path, dst: Path, exclude: tuple[str, ...] = ()) -> None:
+    """int8 weights, float compute: each MatMul/Gemm/Conv weight initializer becomes an int8 tensor with
+    symmetric per-output-channel scales, read through a DequantizeLinear that onnxruntime folds at load."""
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(src))
+    graph = model.graph
+    weights = {i.name: i for i in graph.initializer}
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    dequantize: list[onnx.NodeProto] = []
+    for name, init in list(weights.items()):
+        users = consumers.get(name, [])
+        if not users or any(n.op_type not in QUANTIZABLE_OPS or list(n.input).index(name) != 1 or n.name in exclude for n in users):
+            continue
+        w = numpy_helper.to_array(init)
+        if w.dtype != np.float32 or w.ndim < 2 or w.size < 256:  # small tensors: bytes saved < the node's own
+            continue
+        axis = _output_axis(users[0], w.ndim)
+        if any(_output_axis(n, w.ndim) != axis for n in users):
+            continue
+        reduce = tuple(i for i in range(w.ndim) if i != axis)
+        amax = np.abs(w).max(axis=reduce)
+        scale = np.where(amax > 0, amax / 127.0, 1.0).astype(np.float32)
+        shape = [1] * w.ndim
+        shape[axis] = -1
+        q = np.clip(np.round(w / scale.reshape(shape)), -127, 127).astype(np.int8)
+        graph.initializer.remove(init)
+        graph.initializer.extend([numpy_helper.from_array(q, f"{name}_int8"), numpy_helper.from_array(scale, f"{name}_scale")])
+        dequantize.append(helper.make_node("DequantizeLinear", [f"{name}_int8", f"{name}_scale"], [name], name=f"{name}_dequantize", axis=axis))
+    nodes = [*dequantize, *graph.node]
+    del graph.node[:]
+    graph.node.extend(nodes)
+    onnx.save_model(model, str(dst))
+
+
+def _output_axis(node: onnx.NodeProto, ndim: int) -> int:
+    """The weight axis of ``node``'s output channels, over which the per-channel scales run."""
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+    if node.op_type == "Conv":
+        return 0
+    if node.op_type == "ConvTranspose":
+        return 1
+    if node.op_type == "Gemm":
+        return 0 if attrs.get("transB", 0) else 1
+    return ndim - 1  # MatMul: [..., in, out]
+
+
+def _to_fp16(src: Path, dst: Path, exclude: tuple[str, ...] = ()) -> None:
     from onnxconverter_common import float16
 
     model = onnx.load(str(src))
@@ -173,7 +250,7 @@ def _to_fp16(src: Path, dst: Path) -> None:
     # The converter warns once per weight too small for float16; the accuracy gate measures what that costs.
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        half = float16.convert_float_to_float16(model, keep_io_types=True)
+        half = float16.convert_float_to_float16(model, keep_io_types=True, node_block_list=list(exclude) or None)
     if caught:
         log.info("fp16: %d warnings from onnxconverter-common (e.g. %s)", len(caught), caught[0].message)
     onnx.save_model(half, str(dst))

@@ -91,6 +91,14 @@ def open_graphs(
     if format not in contract.FORMATS:
         raise ValueError(f"format {quote(format)} is not one of {', '.join(contract.FORMATS)}")
     options = [session_options(threads, optimization) for _ in specs]  # one each: save paths differ
+    entry = manifest["variants"][precision]
+    for spec, opts in zip(specs, options):
+        try:
+            config = contract.session_config(entry, precision, spec.name)
+        except ValueError as exc:
+            raise BundleError(f"{root}: {exc}") from None
+        for key, value in config.items():
+            opts.add_session_config_entry(key, value)
     providers = check_providers(providers)
     save_dir = check_save_dir(root, save_optimized)
     paths = [graph_path(root, manifest, precision, spec.name, format) for spec in specs]

@@ -7,6 +7,7 @@ purpose: it is one class, the public API, one method per thing a user does, each
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -19,6 +20,8 @@ from .bundle import default_bundle_path, per_feature, read_manifest
 from .likelihoods import gaussian_kl, reconstruction_nll
 from .sessions import Graph, open_graphs
 from .validation import as_batch, as_real_array, check_int, one_line, quote
+
+log = logging.getLogger(__name__)
 
 # Tolerance for data that should lie in [0, 1] after preprocessing (Bernoulli): rounding in the user's
 # own scaling must not be an error, a value clearly outside the range must.
@@ -74,7 +77,9 @@ class VAE:
 
         Args:
             path: bundle folder; ``None`` for the default bundle shipped in the package.
-            precision: a variant named in the manifest ("fp32", "int8", ...).
+            precision: a variant named in the manifest ("fp32", "int8", ...), or "auto": the pair the
+                exporter recommends for each graph (timed at export; the manifest's ``recommended``),
+                fp32 where a bundle records no recommendation.
             threads: onnxruntime intra-op threads (``None``: onnxruntime's choice, one per core).
             providers: execution providers in order of preference, by name or as ``(name, options)``
                 pairs, as onnxruntime takes them; default ``["CPUExecutionProvider"]``.
@@ -95,6 +100,9 @@ class VAE:
         root = Path(path) if path is not None else default_bundle_path()
         manifest = read_manifest(root)
         variants = manifest["variants"]
+        if precision == contract.AUTO and contract.AUTO not in variants:
+            log.info("%s records no recommended variant; precision 'auto' runs fp32", root)
+            precision = contract.BASE_VARIANT
         if not isinstance(precision, str) or precision not in variants:
             raise ValueError(f"precision {quote(precision)} is not in this bundle; it has {', '.join(variants)}")
         graphs = open_graphs(root, manifest, precision, contract.manifest_graphs(manifest), threads=threads, providers=providers,
