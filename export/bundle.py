@@ -20,18 +20,20 @@ import numpy as np
 
 from vae_edge.models import model_from_checkpoint, read_checkpoint
 from vae_edge.runtime import contract
+from vae_edge.runtime.benchmark import Effort
 from vae_edge.trainer.data import load_recorded
 
 from . import latency as timing
 from . import manifest as manifests
-from . import thresholds, validate
+from . import readiness, thresholds, validate
 from .calibration import static_feeds
 from .destination import DestinationError, check_destination, staging
-from .errors import CalibrationError, ExportError
+from .errors import CalibrationError, ExportError, step
 from .graphs import DEFAULT_OPSET, OPSETS, write_graphs
 from .ortformat import write_ort
 from .quantize import VARIANTS, warn_dynamic_on_conv
-from .recommend import recommend
+from .recommend import EFFORT as RECOMMEND_EFFORT
+from .recommend import recommend, untimed
 from .search import DEFAULT_BUDGET_S, Judge, search, variant_entry
 
 __all__ = ["CalibrationError", "DestinationError", "ExportError", "ExportOptions", "ExportResult", "VARIANTS", "check_destination", "export_bundle"]
@@ -57,6 +59,7 @@ class ExportOptions:
     latency: timing.LatencyConfig | None = timing.LatencyConfig()
     search: bool = True  # a variant that misses its gate is searched for one that holds (search.py)
     search_budget_s: float = DEFAULT_BUDGET_S  # per variant
+    recommend_effort: Effort = RECOMMEND_EFFORT  # how long auto times each graph candidate
 
     @property
     def auto(self) -> bool:
@@ -118,8 +121,9 @@ def export_bundle(model_path: str | os.PathLike, out: str | os.PathLike, options
         variants = {contract.BASE_VARIANT: {**contract.variant_files(specs, contract.BASE_VARIANT), "method": "float32, as exported from PyTorch"}}
         report, quantization = _quantize(tmp, specs, options, feeds, Judge(ref, options.tolerance), variants)
         if options.auto:
-            recommended, variants[AUTO], lines = recommend(tmp, specs, {v: e for v, e in variants.items()}, contract.sizes(data.shape, model.config.latent_dim), Judge(ref, options.tolerance))
-            quantization["recommended"] = recommended
+            recommended, variants[AUTO], lines = recommend(tmp, specs, {v: e for v, e in variants.items()}, contract.sizes(data.shape, model.config.latent_dim),
+                                                         Judge(ref, options.tolerance), effort=options.recommend_effort)
+            quantization["recommended"] = recommended if options.latency is not None else untimed(recommended)
             report += lines
         if options.ort:
             write_ort(tmp, specs, variants, float16=[v for v in variants if v in VARIANTS and VARIANTS[v].method == "fp16"])
@@ -135,6 +139,8 @@ def export_bundle(model_path: str | os.PathLike, out: str | os.PathLike, options
         thresholds.calibrate(manifest, vaes, data.val)
         if options.latency is not None:
             report += timing.time_variants(tmp, manifest, options.latency)
+        with step("assessing edge readiness"):
+            manifest["readiness"] = readiness.assess(tmp, manifest, specs, timed=options.latency is not None)
         manifests.write(tmp, manifest)
     return ExportResult(Path(out), manifest, report)
 
@@ -157,12 +163,13 @@ def _quantize(folder: Path, specs, options: ExportOptions, feeds: dict, judge: J
         result = search(folder, specs, variant, feeds, judge, budget_s=options.search_budget_s, search_on=options.search)
         lines += [s.line(variant) for s in result.steps]
         if result.holds or (options.allow_degraded and not options.auto):
-            variants[variant] = variant_entry(specs, variant, result)
+            variants[variant] = variant_entry(specs, variant, result, timed=options.latency is not None)
             continue
         for spec in specs:
             (folder / spec.filename(variant)).unlink()
         if options.auto:
-            section["left_out"][variant] = {"reason": f"misses the accuracy gate: {result.summary()}", "search": result.to_manifest()}
+            timed = options.latency is not None
+            section["left_out"][variant] = {"reason": f"misses the accuracy gate: {result.summary(timed)}", "search": result.to_manifest(timed)}
             lines.append(f"  {variant}: left out, {result.summary()}")
             continue
         hint = "" if options.search else " (the search is off: drop --no-search)"

@@ -23,6 +23,7 @@ MinMax, Percentile or Entropy: the fallback search (search.py) walks those.
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import tempfile
 import warnings
@@ -147,8 +148,9 @@ def quantize(src: Path, dst: Path, *, config: QuantizeConfig = INT8, calibration
             if config.method == "static":
                 _static(prepared, dst, config, calibration)
             else:
+                # Dynamic mode first rewrites each Gemm as a MatMul named "<node>_MatMul" (+ Add): excluded too.
                 quantize_dynamic(str(prepared), str(dst), weight_type=_weight_type(config), per_channel=config.per_channel,
-                                 nodes_to_exclude=list(config.nodes_to_exclude))
+                                 nodes_to_exclude=[m for n in config.nodes_to_exclude for m in (n, f"{n}_MatMul")])
     _keep_description(src, dst, config)
 
 
@@ -307,10 +309,12 @@ class IteratorReader(CalibrationDataReader):
 @contextlib.contextmanager
 def _quiet_quantizer():
     # The quantizer logs advice through the root logger at WARNING; keep a user's console for our report.
+    # Its Percentile and Entropy calibrators also print progress to stdout, where a CLI's output goes.
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)
     try:
-        yield
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
     finally:
         root.setLevel(level)

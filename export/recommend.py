@@ -63,7 +63,8 @@ def _feeds(spec: GraphSpec, sizes: Mapping[str, list[int]]) -> dict[int, np.ndar
     return {b: draw((b, *ins[0])).astype(np.float32) for b in BATCHES}
 
 
-def recommend(folder: Path, specs: Sequence[GraphSpec], variants: Mapping[str, dict], sizes: Mapping[str, list[int]], judge: Judge) -> tuple[dict, dict, list[str]]:
+def recommend(folder: Path, specs: Sequence[GraphSpec], variants: Mapping[str, dict], sizes: Mapping[str, list[int]], judge: Judge,
+              *, effort: Effort = EFFORT) -> tuple[dict, dict, list[str]]:
     """Time each graph of each variant in ``variants`` (those that hold their gate) and pick per graph.
 
     Returns:
@@ -76,7 +77,7 @@ def recommend(folder: Path, specs: Sequence[GraphSpec], variants: Mapping[str, d
     ranked: dict[str, list[str]] = {}
     for spec in specs:
         paths = {v: folder / entry[spec.name] for v, entry in variants.items()}
-        figures = time_candidates(paths, spec, _feeds(spec, sizes))
+        figures = time_candidates(paths, spec, _feeds(spec, sizes), effort)
         base = figures[BASE_VARIANT]
         rows = {}
         for v, per_batch in figures.items():
@@ -129,3 +130,13 @@ def recommend(folder: Path, specs: Sequence[GraphSpec], variants: Mapping[str, d
             log.info(lines[-1])
             return section, entry, lines
     raise AssertionError("the fp32 pair always holds")  # fp32 is a candidate of every graph and holds (checked by the gate)
+
+
+def untimed(section: dict) -> dict:
+    """``section`` without its timings, for a byte-stable bundle (`vae-export --no-latency`): the choice,
+    the rule, each candidate's bytes and whether it was eligible stay; the figures went to the report."""
+    graphs = {}
+    for graph, entry in section["graphs"].items():
+        candidates = {v: {k: x for k, x in row.items() if k in ("bytes", "eligible")} for v, row in entry["candidates"].items()}
+        graphs[graph] = {**{k: x for k, x in entry.items() if k not in ("candidates",)}, "candidates": candidates}
+    return {**section, "graphs": graphs, "timings": "not recorded (exported with --no-latency); shown by vae-export as it timed them"}

@@ -59,8 +59,8 @@ class Step:
     def holds(self) -> bool:
         return bool(np.isfinite(self.change)) and abs(self.change) <= self.limit
 
-    def to_dict(self) -> dict:
-        return {"step": self.what, "recon_nll_rel_change": self.change, "limit": self.limit, "holds": self.holds, "seconds": round(self.seconds, 3)}
+    def to_dict(self, timed: bool = True) -> dict:
+        return {"step": self.what, "recon_nll_rel_change": self.change, "limit": self.limit, "holds": self.holds, **({"seconds": round(self.seconds, 3)} if timed else {})}
 
     def line(self, variant: str) -> str:
         mark = "✓" if self.holds else "✗"
@@ -87,22 +87,27 @@ class SearchResult:
     def holds(self) -> bool:
         return bool(self.steps) and self.steps[-1].holds
 
-    def summary(self) -> str:
+    def summary(self, timed: bool = True) -> str:
         """One line naming the best candidate and its figures (for an export that fails, or leaves it out)."""
         best = self.best
+        took = f" in {self.seconds:.1f} s" if timed else ""
         return (f"best candidate found: {best.what}: reconstruction NLL {best.change * 100:+.2f} % (limit {best.limit * 100:g} %); "
-                f"{len(self.steps)} step(s) in {self.seconds:.1f} s (budget {self.budget_s:g} s){'; ' + self.stopped if self.stopped else ''}")
+                f"{len(self.steps)} step(s){took} (budget {self.budget_s:g} s){'; ' + self.stopped if self.stopped else ''}")
 
-    def to_manifest(self) -> dict:
-        """The variant's ``search`` entry: what was kept in float, the calibration, every step."""
+    def to_manifest(self, timed: bool = True) -> dict:
+        """The variant's ``search`` entry: what was kept in float, the calibration, every step.
+
+        Args:
+            timed: record seconds (off for a byte-stable bundle, `vae-export --no-latency`).
+        """
         first = next(iter(self.configs.values()))
         return {
             "holds": self.holds,
             "kept_in_float": {graph: list(c.nodes_to_exclude) for graph, c in self.configs.items()},
             **({"calibration": first.calibrate} if first.method == "static" else {}),
-            "steps": [s.to_dict() for s in self.steps],
+            "steps": [s.to_dict(timed) for s in self.steps],
             **({"ranking": self.ranking} if self.ranking else {}),
-            "seconds": round(self.seconds, 2),
+            **({"seconds": round(self.seconds, 2)} if timed else {}),
             "budget_s": self.budget_s,
             **({"stopped": self.stopped} if self.stopped else {}),
         }
@@ -248,8 +253,8 @@ def _describe(config: QuantizeConfig, what: str) -> str:
     return f"{what} ({config.calibrate.capitalize()} calibration)" if config.method == "static" else what
 
 
-def variant_entry(specs: Sequence[GraphSpec], variant: str, result: SearchResult) -> dict:
+def variant_entry(specs: Sequence[GraphSpec], variant: str, result: SearchResult, *, timed: bool = True) -> dict:
     """The manifest's entry for a variant the search built: its graph files, method, and the search."""
     configs = result.configs
     methods = {c.describe() for c in configs.values()}
-    return {**contract.variant_files(specs, variant), "method": " / ".join(sorted(methods)), "search": result.to_manifest()}
+    return {**contract.variant_files(specs, variant), "method": " / ".join(sorted(methods)), "search": result.to_manifest(timed)}
