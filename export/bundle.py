@@ -172,8 +172,9 @@ def _quantize(folder: Path, specs, options: ExportOptions, feeds: dict, judge: J
             section["left_out"][variant] = {"reason": f"misses the accuracy gate: {result.summary(timed)}", "search": result.to_manifest(timed)}
             lines.append(f"  {variant}: left out, {result.summary()}")
             continue
-        hint = "" if options.search else " (the search is off: drop --no-search)"
-        raise ExportError(f"variant {variant} cannot be brought within its accuracy gate (reconstruction NLL within {options.tolerance:.0%}){hint}: {result.summary()}", lines)
+        hint = "--search-budget gives the search more time" if options.search else "the search is off: drop --no-search"
+        raise ExportError(f"variant {variant} cannot be brought within its accuracy gate (reconstruction NLL within {options.tolerance * 100:g} %; "
+                          f"{hint}, --allow-degraded writes it anyway, --tolerance sets the limit): {result.summary()}", lines)
     return lines, section
 
 

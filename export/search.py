@@ -64,7 +64,7 @@ class Step:
 
     def line(self, variant: str) -> str:
         mark = "✓" if self.holds else "✗"
-        return f"  search {variant}: {mark} {self.what}: reconstruction NLL {self.change * 100:+.2f} % (limit {self.limit * 100:g} %)"
+        return f"  search {variant}: {mark} {self.what}: reconstruction NLL {self.change * 100:+.3g} % (limit {self.limit * 100:g} %)"
 
 
 @dataclass
@@ -91,7 +91,7 @@ class SearchResult:
         """One line naming the best candidate and its figures (for an export that fails, or leaves it out)."""
         best = self.best
         took = f" in {self.seconds:.1f} s" if timed else ""
-        return (f"best candidate found: {best.what}: reconstruction NLL {best.change * 100:+.2f} % (limit {best.limit * 100:g} %); "
+        return (f"best candidate found: {best.what}: reconstruction NLL {best.change * 100:+.3g} % (limit {best.limit * 100:g} %); "
                 f"{len(self.steps)} step(s){took} (budget {self.budget_s:g} s){'; ' + self.stopped if self.stopped else ''}")
 
     def to_manifest(self, timed: bool = True) -> dict:
