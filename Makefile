@@ -9,11 +9,15 @@ DEMO   ?= demo
 .PHONY: demo test bench bundle clean
 
 # torch is installed first and pinned: on these machines an unpinned torch resolves to a multi-GB CUDA build.
-# --no-compile: byte-compiling all of torch at install took ~60 s of a ~90 s install; modules compile on first import instead.
+# --no-compile, then compileall: pip byte-compiles one file at a time, compileall -j 0 on every core. The .pyc
+# files must exist: where PYTHONDONTWRITEBYTECODE is set (as here) nothing writes them later, and every process
+# that imports torch would compile its sources again (.pyc files are still read). Test folders are skipped:
+# nothing imports them, and some hold syntax of newer Pythons.
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --no-compile --disable-pip-version-check torch==2.13.0
-	$(PY) -m pip install --quiet --no-compile --disable-pip-version-check -e ".[train,dev]"
+	$(PY) -m pip install --quiet --no-compile --disable-pip-version-check -e ".[train,bench,dev]"
+	$(PY) -m compileall -q -j 0 -x '/(tests?|testing/_internal)/' "$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
 	touch $(STAMP)
 
 ## demo: train on the digits, export to ONNX (fp32 + int8), then sample, reconstruct and score with the runtime

@@ -1,7 +1,16 @@
-"""Reading model.pt: the one reader that the trainer (--resume), exporter, tests and benchmarks share.
+"""model.pt's format in one place: the dict written by the trainer and read by --resume, the exporter,
+tests and benchmarks.
 
-model.pt is a plain dict read with ``torch.load(weights_only=True)``: a file that carries pickled code
-is refused before anything in it runs.
+model.pt is a plain dict saved with ``torch.save`` and read with ``torch.load(weights_only=True)``: a file
+that carries pickled code is refused before anything in it runs. Its entries:
+
+- ``format``: :data:`FORMAT`, checked first;
+- ``config``: ``VAEConfig.to_dict()``, from which the model is rebuilt;
+- ``state_dict``: the weights (CPU tensors; the best epoch's under early stopping);
+- ``data``: ``Dataset.describe()`` plus the likelihood: spec, kind, shape, preprocessing, split sizes;
+- ``metrics``: the latest figures (per epoch while training, the test figures at the end);
+- ``optimizer``: the optimizer's state dict, or None;
+- ``train_state``: what --resume continues from (epoch, history, train config, RNG state), or {}.
 """
 
 from __future__ import annotations
@@ -13,6 +22,8 @@ from pathlib import Path
 
 import torch
 
+from vae_edge.runtime.files import atomic_path
+
 from .config import VAEConfig
 from .vae import VAE, build_model
 
@@ -22,6 +33,40 @@ REQUIRED_KEYS = ("format", "config", "state_dict", "data")
 
 class CheckpointError(ValueError):
     """model.pt is missing, unreadable, unsafe or not a vae-edge checkpoint."""
+
+
+def make_checkpoint(
+    model: VAE,
+    *,
+    data: dict,
+    metrics: dict,
+    optimizer: torch.optim.Optimizer | None = None,
+    train_state: dict | None = None,
+    weights: dict | None = None,
+) -> dict:
+    """The model.pt dict (entries as listed at the top of this module).
+
+    Args:
+        data: ``Dataset.describe()``; the model's likelihood is added.
+        weights: the state dict to store (e.g. the best epoch's); default: the model's current weights.
+    """
+    weights = model.state_dict() if weights is None else weights
+    return {
+        "format": FORMAT,
+        "config": model.config.to_dict(),
+        "state_dict": {k: v.detach().cpu().clone() for k, v in weights.items()},
+        "data": {**data, "likelihood": model.config.likelihood},
+        "metrics": metrics,
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "train_state": train_state or {},
+    }
+
+
+def save_checkpoint(path: str | os.PathLike, ckpt: dict) -> Path:
+    """``torch.save`` to a temporary file, fsync, rename: a crash leaves the old file or the new one."""
+    with atomic_path(path) as tmp:
+        torch.save(ckpt, tmp)
+    return Path(path)
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict:

@@ -11,14 +11,14 @@ from pathlib import Path
 
 import numpy as np
 
+from .readers import DataError, RawData, read_idx, read_images, read_npy, split_npz_key
+
+__all__ = ["SPLIT_SEED", "DataError", "Dataset", "data_files", "load_data", "load_recorded", "split"]
+
 # The split is fixed whatever --seed is: the test set must not move between runs being compared.
 SPLIT_SEED = 0
 VAL_FRACTION = 0.1
 TEST_FRACTION = 0.1
-
-
-class DataError(ValueError):
-    """The data spec or the data it points to cannot be used."""
 
 
 @dataclass(frozen=True)
@@ -135,7 +135,7 @@ def _digits(spec: str, likelihood: str, **_) -> Dataset:
     return Dataset("digits", spec, train, val, test, kind="image", value_range=(0.0, 16.0), likelihood=likelihood)
 
 
-def _from_raw(spec: str, raw, likelihood: str) -> Dataset:
+def _from_raw(spec: str, raw: RawData, likelihood: str) -> Dataset:
     """Split a reader's samples; the range its format implies (8-bit pixels: 0..255) goes along.
     The likelihood is given here, not after: Bernoulli's checks must not run on data meant for Gaussian."""
     train, val, test = split(raw.x)
@@ -143,20 +143,14 @@ def _from_raw(spec: str, raw, likelihood: str) -> Dataset:
 
 
 def _idx(spec: str, likelihood: str, **_) -> Dataset:
-    from .readers import read_idx
-
     return _from_raw(spec, read_idx(_argument(spec)), likelihood)
 
 
 def _images(spec: str, likelihood: str, *, size: tuple[int, int] | None, **_) -> Dataset:
-    from .readers import read_images
-
     return _from_raw(spec, read_images(_argument(spec), size), likelihood)
 
 
 def _npy(spec: str, likelihood: str, *, sequences: bool, **_) -> Dataset:
-    from .readers import read_npy
-
     return _from_raw(spec, read_npy(_argument(spec), sequences=sequences), likelihood)
 
 
@@ -167,8 +161,6 @@ def data_files(spec: str) -> list[Path]:
     Raises:
         DataError: a spec that names no path.
     """
-    from .readers import split_npz_key
-
     kind = spec.split(":", 1)[0]
     if kind == "idx":
         return [Path(_argument(spec))]

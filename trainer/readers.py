@@ -1,8 +1,9 @@
 """Readers for user data: MNIST-format IDX files, folders of PNG/JPEG images, and .npy/.npz arrays.
 
 Each reader returns a :class:`RawData` (samples in the file's own units, float32) and raises
-:class:`~vae_edge.trainer.data.DataError` naming the file and what was expected; ``data.load_data``
-splits the samples and decides the preprocessing. Nothing here downloads anything.
+:class:`DataError` naming the file and what was expected; ``data.load_data`` splits the samples and
+decides the preprocessing. Nothing here downloads anything. This module imports nothing of the trainer's:
+data.py builds on it, not the other way round.
 """
 
 from __future__ import annotations
@@ -17,13 +18,15 @@ import numpy as np
 
 from vae_edge.runtime.files import read_array
 
-from .data import DataError
-
 log = logging.getLogger(__name__)
 
 # IDX type codes (the third byte of the magic number) -> big-endian numpy dtypes, as in the MNIST page.
 _IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+class DataError(ValueError):
+    """The data spec or the data it points to cannot be used."""
 
 
 @dataclass(frozen=True)

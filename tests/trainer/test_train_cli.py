@@ -1,9 +1,14 @@
 """vae-train's exit codes and outputs: 0 ok, 2 bad usage or input; never a traceback."""
 
+from dataclasses import fields
+
 import pytest
 from helpers import invoke, one_line_error
 
+from vae_edge.models.config import ARCHS, DECODER_STYLES, LIKELIHOODS, VAEConfig
+from vae_edge.trainer.cli import MODEL_OPTIONS
 from vae_edge.trainer.cli import cli as train_main
+from vae_edge.trainer.config import DEVICES, TrainConfig
 
 
 def test_train_cli_writes_checkpoint_and_grids(tmp_path):
@@ -31,3 +36,24 @@ def test_train_usage_errors_exit_2(args, fragments):
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the machine without CUDA")
 def test_train_asking_for_missing_cuda_exits_2(tmp_path):
     one_line_error(invoke(train_main, ["--device", "cuda", "--epochs", 1, "--out", tmp_path / "m.pt"]), 2, "CUDA")
+
+
+def test_options_default_to_the_dataclass_defaults_and_offer_their_choices():
+    params = {p.name: p for p in train_main.params}
+    for f in fields(TrainConfig):
+        assert params[f.name].default == f.default, f.name
+    model_defaults = {f.name: f.default for f in fields(VAEConfig)}
+    for option, field in MODEL_OPTIONS.items():
+        assert params[option].default == model_defaults[field], option
+    assert params["device"].default == "auto" == TrainConfig().device
+    for option, choices in (("arch", ARCHS), ("likelihood", LIKELIHOODS), ("decoder_style", DECODER_STYLES), ("device", DEVICES)):
+        assert tuple(params[option].type.choices) == choices, option
+
+
+def test_the_cli_module_loads_without_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, vae_edge.trainer.cli; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False", out.stdout + out.stderr

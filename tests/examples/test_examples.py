@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-MONITOR = Path(__file__).resolve().parents[1] / "examples" / "anomaly_monitor.py"
+MONITOR = Path(__file__).resolve().parents[2] / "examples" / "anomaly_monitor.py"
 
 
 def _run(*args, stdin=""):

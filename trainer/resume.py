@@ -1,0 +1,144 @@
+"""The state of a run that model.pt keeps, so that --resume continues where an interrupted run stopped
+(and ends where an uninterrupted one would), and that early stopping decides on."""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+from vae_edge.models import VAE, VAEConfig
+
+from .config import TrainConfig
+from .data import Dataset
+
+log = logging.getLogger(__name__)
+
+# Settings that must not change between an interrupted run and its continuation.
+RESUME_FIXED = ("batch_size", "lr", "beta", "kl_warmup", "seed", "patience")
+
+
+class ResumeError(ValueError):
+    """The checkpoint given to --resume cannot be continued with these settings."""
+
+
+@dataclass
+class Run:
+    """Progress of a run: what --resume restores and early stopping decides on."""
+
+    epoch: int = 0  # epochs finished
+    history: list[dict] = field(default_factory=list)
+    best_epoch: int = 0
+    best_val_elbo: float = -math.inf
+    best_weights: dict | None = None  # CPU copy, kept only with early stopping
+    stale: int = 0  # epochs since the best one
+    stopped_early: bool = False
+
+    def record(self, row: dict, model: VAE, *, keep_best: bool) -> None:
+        """Add one epoch's history row; keep the weights when it is the best so far and ``keep_best``."""
+        self.epoch = row["epoch"]
+        self.history.append(row)
+        if row["val_elbo"] > self.best_val_elbo:
+            self.best_epoch, self.best_val_elbo, self.stale = row["epoch"], row["val_elbo"], 0
+            if keep_best:
+                self.best_weights = cpu_copy(model.state_dict())
+        else:
+            self.stale += 1
+
+    def weights(self, model: VAE) -> dict:
+        """The weights model.pt serves: the best epoch's under early stopping, else the latest."""
+        return self.best_weights if self.best_weights is not None else cpu_copy(model.state_dict())
+
+    def state(self, config: TrainConfig, model: VAE) -> dict:
+        """model.pt's ``train_state``: plain data and tensors only (``torch.load(weights_only=True)``)."""
+        state = {
+            "epoch": self.epoch,
+            "train_config": asdict(config),
+            "history": list(self.history),
+            "best_epoch": self.best_epoch,
+            "best_val_elbo": self.best_val_elbo,
+            "epochs_without_improvement": self.stale,
+            "stopped_early": self.stopped_early,
+            "rng": {"torch": torch.get_rng_state()},
+        }
+        if torch.cuda.is_available() and next(model.parameters()).is_cuda:
+            state["rng"]["cuda"] = torch.cuda.get_rng_state_all()
+        if self.best_weights is not None and self.best_epoch != self.epoch:
+            state["last_state_dict"] = cpu_copy(model.state_dict())  # where --resume continues from
+        return state
+
+
+def restore(ckpt: dict, model: VAE, optimizer, model_config: VAEConfig, data: Dataset, config: TrainConfig) -> Run:
+    """Load a checkpoint's weights, optimizer and RNG state into ``model`` and ``optimizer``.
+
+    Returns:
+        the run's progress as the checkpoint recorded it.
+
+    Raises:
+        ResumeError: the checkpoint holds no training state, has nothing left to train, or was trained
+            with other model settings, data or fixed settings (:data:`RESUME_FIXED`).
+    """
+    ts = ckpt.get("train_state") or {}
+    if "epoch" not in ts or "history" not in ts or not ckpt.get("optimizer"):
+        raise ResumeError("the checkpoint holds no training state to resume (optimizer, epoch)")
+    if ts.get("stopped_early"):
+        raise ResumeError(f"training stopped early at epoch {ts['epoch']} (best epoch {ts.get('best_epoch')}); there is nothing to resume")
+    if ts["epoch"] >= config.epochs:
+        raise ResumeError(f"the checkpoint has trained {ts['epoch']} epochs already; ask for more with --epochs")
+    saved = VAEConfig.from_dict(dict(ckpt["config"])).to_dict()
+    differ = [f"{k} ({saved[k]} -> {v})" for k, v in model_config.to_dict().items() if saved.get(k) != v]
+    if differ:
+        raise ResumeError(f"the model settings differ from the checkpoint's: {', '.join(differ)}")
+    recorded = ckpt.get("data") or {}
+    if recorded.get("spec") != data.spec or list(recorded.get("shape", [])) != list(data.shape):
+        raise ResumeError(f"the checkpoint was trained on {recorded.get('spec')!r} {recorded.get('shape')}, not {data.spec!r} {list(data.shape)}")
+    before = ts.get("train_config") or {}
+    changed = [f"{k} ({before.get(k)} -> {getattr(config, k)})" for k in RESUME_FIXED if k in before and before[k] != getattr(config, k)]
+    if changed:
+        raise ResumeError(f"cannot change {', '.join(changed)} when resuming")
+    model.load_state_dict(ts.get("last_state_dict") or ckpt["state_dict"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    rng = ts.get("rng") or {}
+    if "torch" in rng:
+        torch.set_rng_state(rng["torch"])
+    if "cuda" in rng and next(model.parameters()).is_cuda:
+        torch.cuda.set_rng_state_all(rng["cuda"])
+    run = Run(
+        epoch=int(ts["epoch"]),
+        history=list(ts["history"]),
+        best_epoch=int(ts.get("best_epoch", 0)),
+        best_val_elbo=float(ts.get("best_val_elbo", -math.inf)),
+        stale=int(ts.get("epochs_without_improvement", 0)),
+    )
+    if config.patience and run.best_epoch:
+        run.best_weights = cpu_copy(ckpt["state_dict"])  # with patience, state_dict holds the best epoch
+    log.info("resuming after epoch %d of %d", run.epoch, config.epochs)
+    return run
+
+
+def resume_settings(ckpt: dict) -> dict:
+    """The settings a checkpoint was trained with, by vae-train option name, for --resume to default to.
+
+    Returns:
+        e.g. {"data_spec": "digits", "latent": 8, "hidden": (400,), "lr": 0.001, "epochs": 100, ...};
+        only what the checkpoint records.
+    """
+    config = ckpt.get("config") or {}
+    train_config = (ckpt.get("train_state") or {}).get("train_config") or {}
+    data = ckpt.get("data") or {}
+    settings = {k: train_config[k] for k in ("epochs", "batch_size", "lr", "beta", "kl_warmup", "seed", "iw_samples", "patience") if k in train_config}
+    settings.update({
+        "latent": config.get("latent_dim"), "hidden": tuple(config.get("hidden_dims", ())), "arch": config.get("arch"),
+        "likelihood": config.get("likelihood"), "gaussian_std": config.get("gaussian_std"),
+        "channels": tuple(config.get("channels", ())), "decoder_style": config.get("decoder_style"),
+    })
+    if "spec" in data:
+        settings["data_spec"] = data["spec"]
+    return {k: v for k, v in settings.items() if v not in (None, ())}
+
+
+def cpu_copy(state_dict: dict) -> dict:
+    """A detached CPU copy of a state dict (kept across epochs, saved in model.pt)."""
+    return {k: v.detach().cpu().clone() for k, v in state_dict.items()}
