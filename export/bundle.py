@@ -172,7 +172,8 @@ def _quantize(folder: Path, specs, options: ExportOptions, feeds: dict, judge: J
             section["left_out"][variant] = {"reason": f"misses the accuracy gate: {result.summary(timed)}", "search": result.to_manifest(timed)}
             lines.append(f"  {variant}: left out, {result.summary()}")
             continue
-        hint = "--search-budget gives the search more time" if options.search else "the search is off: drop --no-search"
+        hint = ("the search is off: drop --no-search" if not options.search else
+                "--search-budget gives the search more time" if result.stopped == "time budget spent" else "every quantizable node was tried")
         raise ExportError(f"variant {variant} cannot be brought within its accuracy gate (reconstruction NLL within {options.tolerance * 100:g} %; "
                           f"{hint}, --allow-degraded writes it anyway, --tolerance sets the limit): {result.summary()}", lines)
     return lines, section

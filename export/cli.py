@@ -19,7 +19,7 @@ def _variants(ctx, param, value: str) -> tuple[str, ...]:
 @click.version_option(package_name="vae-edge")
 @click.argument("model", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("bundle"), show_default=True, help="Bundle folder to write (an earlier bundle there is replaced atomically).")
-@click.option("--quantize", "variants", default="int8", show_default=True, callback=_variants,
+@click.option("--quantize", "variants", default="auto", show_default=True, callback=_variants,
               help="'auto' (every variant that holds its gate, and the fastest per graph recommended: --precision auto), or comma-separated variants to add to fp32, or 'none': "
                    "int8 (dynamic; MLP graphs), int8-static (QDQ with calibration; conv graphs), int8-weights (int8 weights, float compute), fp16 (half-precision devices).")
 @click.option("--calibration", metavar="SPEC", default=None, help="Data for int8-static calibration, as vae-train's --data (default: the training data recorded in MODEL).")

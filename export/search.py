@@ -34,7 +34,8 @@ from vae_edge.runtime.contract import DECODER, ENCODER, GraphSpec
 
 from .errors import step as failing_step
 from .graphs import check_graph
-from .quantize import VARIANTS, QuantizeConfig, prepared_nodes, quantize
+from . import quantize as quantizing
+from .quantize import VARIANTS, QuantizeConfig, prepared_nodes
 from .validate import Reference, recon_change
 
 log = logging.getLogger(__name__)
@@ -164,7 +165,9 @@ def search(folder: Path, specs: Sequence[GraphSpec], variant: str, feeds: Mappin
                 spec = next(s for s in specs if s.name == graph)
                 path = work / f"{graph}.{len(built)}.onnx"
                 with failing_step(f"quantizing {spec.filename()} to {variant}"):
-                    quantize(fp32[graph], path, config=config, calibration=feeds.get(graph) if config.needs_calibration else None)
+                    quantizing.quantize(fp32[graph], path, config=config, calibration=feeds.get(graph) if config.needs_calibration else None)
+                with failing_step(f"onnx.checker on {spec.filename(variant)}"):
+                    check_graph(path)
                 built[key] = path
             return built[key]
 
@@ -173,7 +176,10 @@ def search(folder: Path, specs: Sequence[GraphSpec], variant: str, feeds: Mappin
 
         def attempt(what: str, configs: dict[str, QuantizeConfig]) -> Step:
             t0 = time.monotonic()
-            step = Step(what, judge(*pair(configs)), judge.limit, 0.0, dict(configs))
+            files = pair(configs)
+            with failing_step(f"loading the {variant} graphs in onnxruntime"):
+                change = judge(*files)
+            step = Step(what, change, judge.limit, 0.0, dict(configs))
             step.seconds = time.monotonic() - t0
             result.steps.append(step)
             log.info(step.line(variant))
@@ -215,10 +221,7 @@ def search(folder: Path, specs: Sequence[GraphSpec], variant: str, feeds: Mappin
         result.configs = current
         result.seconds = time.monotonic() - start
         for spec in specs:
-            src = build(spec.name, current[spec.name])
-            shutil.copyfile(src, folder / spec.filename(variant))
-            with failing_step(f"onnx.checker on {spec.filename(variant)}"):
-                check_graph(folder / spec.filename(variant))
+            shutil.copyfile(build(spec.name, current[spec.name]), folder / spec.filename(variant))
     return result
 
 
@@ -238,7 +241,8 @@ def _rank(specs, current, fp32, judge, build, out_of_time) -> list[tuple[str, st
             alone = dataclasses.replace(config, nodes_to_exclude=tuple(n for n in nodes if n != node) + config.nodes_to_exclude)
             path = build(spec.name, alone)
             files = {s.name: fp32[s.name] for s in specs} | {spec.name: path}
-            change = judge(files[ENCODER.name], files[DECODER.name])
+            with failing_step(f"loading {path.name} in onnxruntime"):
+                change = judge(files[ENCODER.name], files[DECODER.name])
             scored.append((spec.name, node, change))
             log.info("  search: %s/%s alone: reconstruction NLL %+.2f %%", spec.name, node, change * 100)
     return sorted(scored, key=_damage, reverse=True)

@@ -23,7 +23,7 @@ from .files import atomic_save_npy, atomic_write_bytes, read_array
 from .streaming import MAX_STREAM_BATCH, RowError
 from .vae import MAX_MC_SAMPLES, VAE
 
-_PRECISION = click.option("--precision", default="fp32", show_default=True, help="Variant to run: fp32, int8, ... (see `vae-run info`).")
+_PRECISION = click.option("--precision", default="fp32", show_default=True, help="Variant to run: fp32, int8, ..., or auto: the pair the exporter recommended per graph (see `vae-run info`).")
 _FORMAT = click.option("--format", "fmt", type=click.Choice(["onnx", "ort"]), default="onnx", show_default=True, help="Graph files to run: .onnx, or the ORT-format files of a bundle exported with `vae-export --ort`.")
 
 

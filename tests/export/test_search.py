@@ -22,15 +22,15 @@ FAST = Effort(rounds=2, round_seconds=0.002, warmup_seconds=0.0, max_calls=5)
 
 @pytest.fixture(scope="module")
 def outlier_model(tmp_path_factory, model_path) -> Path:
-    import torch
+    from vae_edge.models.checkpoint import read_checkpoint, save_checkpoint
 
-    ckpt = torch.load(model_path, weights_only=False)
+    ckpt = read_checkpoint(model_path)
     state = dict(ckpt["state_dict"])
     weight = state["encoder.body.0.weight"].clone()
     weight[:, 0] = 1000.0  # pixel 0 (top left) is 0 in every digit: the float model is unchanged
     state["encoder.body.0.weight"] = weight
     path = tmp_path_factory.mktemp("outlier") / "model.pt"
-    torch.save({**ckpt, "state_dict": state}, path)
+    save_checkpoint(path, {**ckpt, "state_dict": state})
     return path
 
 
