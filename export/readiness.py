@@ -7,8 +7,9 @@ Per graph file (each once, whichever variants share it):
   (``python -m onnxruntime.tools.check_onnx_model_mobile_usability`` runs the same functions): nodes the
   provider takes, partitions, its verdict, with the batch axis dynamic as shipped and fixed (onnxruntime's
   ``make_dynamic_shape_fixed``);
-- when the export is timed: peak memory of a batch-1 session (its own process: growth of the peak
-  resident set from onnxruntime imported to one batch-1 run done) and batch-1 latency p50 and p99.
+- when the export is timed: memory of a batch-1 session in a fresh process (resident-set growth from
+  onnxruntime imported to one batch-1 run done, and the whole process's peak) and batch-1 latency p50
+  and p99.
 
 The required-operators config (`vae-export --ort`) is one file over every shipped ORT graph (ortformat.py).
 """
@@ -36,16 +37,24 @@ LATENCY_EFFORT = Effort(rounds=3, round_seconds=0.05, warmup_seconds=0.02, max_c
 _PEAK_MEMORY = r"""
 import json, resource, sys
 import numpy as np, onnxruntime as ort
+
+def rss_kib():  # resident set now (Linux /proc), else the peak so far
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
 path, name, shape, config = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), json.loads(sys.argv[4])
 feed = np.zeros(shape, np.float32)
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+before = rss_kib()
 options = ort.SessionOptions()
 options.intra_op_num_threads = 1
 for key, value in config.items():
     options.add_session_config_entry(key, value)
 session = ort.InferenceSession(path, sess_options=options, providers=["CPUExecutionProvider"])
 session.run(None, {name: feed})
-print(json.dumps({"kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before}))
+print(json.dumps({"session_kib": rss_kib() - before, "process_peak_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
 """
 
 
@@ -76,12 +85,15 @@ def partitioning(path: Path) -> dict:
     return result
 
 
-def peak_memory_kib(path: Path, spec: GraphSpec, per_sample: list[int], config: dict[str, str]) -> int | None:
-    """Peak resident-set growth (KiB) of a batch-1 session of ``path``, in its own process; None if it failed."""
+def peak_memory_kib(path: Path, spec: GraphSpec, per_sample: list[int], config: dict[str, str]) -> dict | None:
+    """Memory of a batch-1 session of ``path`` in a fresh process: ``{"session_kib": resident-set growth
+    from onnxruntime imported to the session made and run once, "process_peak_kib": the whole process's
+    peak, interpreter and onnxruntime included}``; None if it could not be measured."""
     args = [sys.executable, "-c", _PEAK_MEMORY, str(path), spec.inputs[0], json.dumps([1, *per_sample]), json.dumps(config)]
     try:
         done = subprocess.run(args, capture_output=True, text=True, timeout=120, check=True)
-        return int(json.loads(done.stdout.strip().splitlines()[-1])["kib"])
+        figures = json.loads(done.stdout.strip().splitlines()[-1])
+        return {key: int(figures[key]) for key in ("session_kib", "process_peak_kib")}
     except (subprocess.SubprocessError, OSError, ValueError, KeyError, IndexError) as exc:
         log.warning("peak memory of %s not measured: %s", path.name, exc)
         return None
@@ -111,7 +123,7 @@ def assess(folder: Path, manifest: dict, specs: Sequence[GraphSpec], *, timed: b
             if timed:
                 config = contract.session_config(entry, variant, spec.name)
                 ins, _ = spec.per_sample(sizes)
-                figures["peak_memory_kib_batch_1"] = peak_memory_kib(path, spec, ins[0], config)
+                figures["memory_batch_1"] = peak_memory_kib(path, spec, ins[0], config)
                 options = session_options(1)
                 for key, value in config.items():
                     options.add_session_config_entry(key, value)
@@ -123,7 +135,7 @@ def assess(folder: Path, manifest: dict, specs: Sequence[GraphSpec], *, timed: b
     return {
         "how": ("onnxruntime's mobile usability checker (check_onnx_model_mobile_usability): NNAPI and CoreML ML Program "
                 "partitioning, with the batch axis as shipped (dynamic) and fixed (make_dynamic_shape_fixed)"
-                + ("; peak memory: resident-set growth of one batch-1 session in its own process; latency: one graph alone, "
+                + ("; memory: resident-set growth of one batch-1 session in a fresh process, and that process's peak; latency: one graph alone, "
                    "1 thread, median (p50) and p99 of single calls at batch 1" if timed else "; memory and latency not measured (--no-latency)")),
         "variants": variants,
         "files": per_file,

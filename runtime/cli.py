@@ -235,9 +235,9 @@ def _readiness_lines(section: dict) -> list[str]:
                 parts.append(f"{provider} {fixed.get('supported_nodes')}/{fixed.get('nodes')} nodes in {fixed.get('partitions')} partition(s) "
                              f"with batch fixed: {fixed.get('verdict')} (as shipped: {shipped.get('verdict')})"
                              + (f", lacks {', '.join(map(str, fixed.get('unsupported_ops') or []))}" if fixed.get("unsupported_ops") else ""))
-        memory = f.get("peak_memory_kib_batch_1")
-        if isinstance(memory, int):
-            parts.append(f"peak memory {memory:,} KiB at batch 1")
+        memory = f.get("memory_batch_1")
+        if isinstance(memory, dict):
+            parts.append(f"batch-1 session +{memory.get('session_kib')} KiB resident (process peak {memory.get('process_peak_kib')} KiB)")
         latency = f.get("latency_us_batch_1")
         if isinstance(latency, dict):
             parts.append(f"batch 1 p50 {latency.get('p50')} us, p99 {latency.get('p99')} us")
