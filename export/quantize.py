@@ -40,6 +40,7 @@ from vae_edge.runtime.contract import GraphSpec
 
 from .errors import step
 from .graphs import has_conv
+from .weightonly import weights_only
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +141,7 @@ def quantize(src: Path, dst: Path, *, config: QuantizeConfig = INT8, calibration
     if config.method == "fp16":
         _to_fp16(src, dst, config.nodes_to_exclude)
     elif config.method == "weights":
-        _weights_only(src, dst, config.nodes_to_exclude)
+        weights_only(src, dst, QUANTIZABLE_OPS, exclude=config.nodes_to_exclude)
     else:
         with tempfile.TemporaryDirectory() as tmp, _quiet_quantizer():
             prepared = Path(tmp) / "prepared.onnx"
@@ -192,56 +193,6 @@ def prepared_nodes(src: Path, config: QuantizeConfig) -> list[str]:
         prepared = Path(tmp) / "prepared.onnx"
         quant_pre_process(str(src), str(prepared))
         return quantizable_nodes(prepared)
-
-
-def _weights_only(src: Path, dst: Path, exclude: tuple[str, ...] = ()) -> None:
-    """int8 weights, float compute: each MatMul/Gemm/Conv weight initializer becomes an int8 tensor with
-    symmetric per-output-channel scales, read through a DequantizeLinear that onnxruntime folds at load."""
-    from onnx import helper, numpy_helper
-
-    model = onnx.load(str(src))
-    graph = model.graph
-    weights = {i.name: i for i in graph.initializer}
-    consumers: dict[str, list[onnx.NodeProto]] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
-    dequantize: list[onnx.NodeProto] = []
-    for name, init in list(weights.items()):
-        users = consumers.get(name, [])
-        if not users or any(n.op_type not in QUANTIZABLE_OPS or list(n.input).index(name) != 1 or n.name in exclude for n in users):
-            continue
-        w = numpy_helper.to_array(init)
-        if w.dtype != np.float32 or w.ndim < 2 or w.size < 256:  # small tensors: bytes saved < the node's own
-            continue
-        axis = _output_axis(users[0], w.ndim)
-        if any(_output_axis(n, w.ndim) != axis for n in users):
-            continue
-        reduce = tuple(i for i in range(w.ndim) if i != axis)
-        amax = np.abs(w).max(axis=reduce)
-        scale = np.where(amax > 0, amax / 127.0, 1.0).astype(np.float32)
-        shape = [1] * w.ndim
-        shape[axis] = -1
-        q = np.clip(np.round(w / scale.reshape(shape)), -127, 127).astype(np.int8)
-        graph.initializer.remove(init)
-        graph.initializer.extend([numpy_helper.from_array(q, f"{name}_int8"), numpy_helper.from_array(scale, f"{name}_scale")])
-        dequantize.append(helper.make_node("DequantizeLinear", [f"{name}_int8", f"{name}_scale"], [name], name=f"{name}_dequantize", axis=axis))
-    nodes = [*dequantize, *graph.node]
-    del graph.node[:]
-    graph.node.extend(nodes)
-    onnx.save_model(model, str(dst))
-
-
-def _output_axis(node: onnx.NodeProto, ndim: int) -> int:
-    """The weight axis of ``node``'s output channels, over which the per-channel scales run."""
-    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-    if node.op_type == "Conv":
-        return 0
-    if node.op_type == "ConvTranspose":
-        return 1
-    if node.op_type == "Gemm":
-        return 0 if attrs.get("transB", 0) else 1
-    return ndim - 1  # MatMul: [..., in, out]
 
 
 def _to_fp16(src: Path, dst: Path, exclude: tuple[str, ...] = ()) -> None:

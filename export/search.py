@@ -22,7 +22,7 @@ import logging
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,9 +32,9 @@ import onnxruntime as ort
 from vae_edge.runtime import contract
 from vae_edge.runtime.contract import DECODER, ENCODER, GraphSpec
 
+from . import quantize as quantizing
 from .errors import step as failing_step
 from .graphs import check_graph
-from . import quantize as quantizing
 from .quantize import VARIANTS, QuantizeConfig, prepared_nodes
 from .validate import Reference, recon_change
 
@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 DEFAULT_BUDGET_S = 60.0
 # Calibration methods tried after MinMax for a static variant, in this order.
 CALIBRATION_ORDER = ("minmax", "percentile", "entropy")
-# Held-out samples a search step is judged on: the gate's own samples (at most validate's 2000).
+CALIBRATION_NAMES = {"minmax": "MinMax", "percentile": "Percentile", "entropy": "Entropy"}
 
 
 @dataclass
@@ -196,7 +196,7 @@ def search(folder: Path, specs: Sequence[GraphSpec], variant: str, feeds: Mappin
                 if out_of_time():
                     break
                 configs = {g: dataclasses.replace(c, calibrate=method) for g, c in current.items()}
-                tried[method] = (attempt(f"{method.capitalize()} calibration", configs), configs)
+                tried[method] = (attempt(f"{CALIBRATION_NAMES[method]} calibration", configs), configs)
                 if tried[method][0].holds:
                     current, done = configs, True
                     break
@@ -254,7 +254,7 @@ def _damage(item: tuple[str, str, float]) -> float:
 
 
 def _describe(config: QuantizeConfig, what: str) -> str:
-    return f"{what} ({config.calibrate.capitalize()} calibration)" if config.method == "static" else what
+    return f"{what} ({CALIBRATION_NAMES[config.calibrate]} calibration)" if config.method == "static" else what
 
 
 def variant_entry(specs: Sequence[GraphSpec], variant: str, result: SearchResult, *, timed: bool = True) -> dict:
