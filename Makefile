@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO   ?= demo
 
-.PHONY: demo test bench bundle clean
+.PHONY: demo demo-audio test bench bench-audio bundle clean js
 
 # torch is installed first and pinned: on these machines an unpinned torch resolves to a multi-GB CUDA build.
 # --no-compile, then compileall: pip byte-compiles one file at a time, compileall -j 0 on every core. The .pyc
@@ -31,9 +31,49 @@ demo: $(STAMP)
 	$(BIN)/vae-run score $(DEMO)/bundle $(DEMO)/test_digits.npy --out $(DEMO)/scores.npy
 	@echo "demo: see $(DEMO)/samples.png and $(DEMO)/reconstructions.png (runtime), $(DEMO)/model.*.png (trainer)"
 
-## test: the whole suite (fast; `-m slow` runs the slow extras)
+## demo-audio: synthetic machine sound (normal hum + noise; faults: clicks, bearing whine, imbalance) -> train ->
+## export (fp32 + int8-static) -> score WAVs and a PCM stream with the runtime; then spoken digits from espeak-ng
+## (when installed) -> WAV samples, reconstructions and spectrogram PNGs. Everything under $(DEMO)/audio/.
+AUDIO := $(DEMO)/audio
+demo-audio: $(STAMP)
+	$(PY) -m bench.audio_data machine $(AUDIO)/machine --normal 200 --faulty 20
+	OMP_NUM_THREADS=1 $(BIN)/vae-train --data audio:$(AUDIO)/machine/train --latent 16 --epochs 20 --iw-samples 50 --quiet --out $(AUDIO)/machine.pt
+	OMP_NUM_THREADS=1 $(BIN)/vae-export $(AUDIO)/machine.pt --quantize int8-static --no-latency --out $(AUDIO)/machine-bundle
+	$(BIN)/vae-run score $(AUDIO)/machine-bundle $(AUDIO)/machine/test/normal/000[0-2].wav $(AUDIO)/machine/test/clicks/0000.wav \
+		$(AUDIO)/machine/test/whine/0000.wav $(AUDIO)/machine/test/imbalance/0000.wav --out $(AUDIO)/scores.npy
+	$(PY) -c "import numpy as np; from vae_edge.runtime.wavfile import read_wav, write_wav; \
+		write_wav('$(AUDIO)/recording.wav', np.concatenate([read_wav(f'$(AUDIO)/machine/test/{k}/0001.wav')[0] for k in ('normal', 'normal', 'clicks', 'normal', 'whine')]), 16000)"
+	@echo "streaming $(AUDIO)/recording.wav as raw s16le PCM (normal, normal, clicks, normal, whine):"
+	tail -c +45 $(AUDIO)/recording.wav | $(BIN)/vae-run score $(AUDIO)/machine-bundle - --stream --pcm s16le
+	$(BIN)/vae-run reconstruct $(AUDIO)/machine-bundle $(AUDIO)/recording.wav --grid $(AUDIO)/machine-reconstructions.png --wav $(AUDIO)/machine-reconstruction.wav
+	@if command -v espeak-ng >/dev/null; then \
+		$(PY) -m bench.audio_data digits $(AUDIO)/digits --per-digit 20 && \
+		OMP_NUM_THREADS=1 $(BIN)/vae-train --data audio:$(AUDIO)/digits --hop 256 --latent 16 --epochs 40 --iw-samples 50 --quiet --out $(AUDIO)/digits.pt && \
+		OMP_NUM_THREADS=1 $(BIN)/vae-export $(AUDIO)/digits.pt --quantize none --no-latency --out $(AUDIO)/digits-bundle && \
+		$(BIN)/vae-run sample $(AUDIO)/digits-bundle -n 8 --seed 0 --normalize --wav $(AUDIO)/digit-samples --grid $(AUDIO)/digit-samples.png && \
+		$(BIN)/vae-run reconstruct $(AUDIO)/digits-bundle $$(ls $(AUDIO)/digits/*.wav | head -1) --wav $(AUDIO)/digit-reconstruction.wav --grid $(AUDIO)/digit-reconstruction.png; \
+	else echo "espeak-ng is not installed (Debian: apt-get install espeak-ng): no spoken-digit demo"; fi
+	@echo "demo-audio: listen to $(AUDIO)/*.wav, look at $(AUDIO)/*.png"
+
+## bench-audio: the audio figures of docs/audio.md (machine-task AUC vs a DCASE-style baseline, LSD, NLL, live RTF)
+bench-audio: $(STAMP)
+	OMP_NUM_THREADS=1 $(PY) -m bench.audio --json bench/audio_results.json
+
+## test: the whole suite (fast; `-m slow` runs the slow extras), the JavaScript runtime's too where npm is
+## present (tests/runtime_js: Node, and headless Chromium if /usr/bin/chromium exists; skipped, saying why, if not)
 test: $(STAMP)
+	@if command -v npm >/dev/null 2>&1; then $(MAKE) --no-print-directory js; \
+	else echo "make test: no npm on PATH: the JavaScript tests (tests/runtime_js) will be skipped"; fi
+	@command -v chromium >/dev/null 2>&1 || echo "make test: no chromium on PATH: the explorer page's browser test will be skipped"
 	$(PY) -m pytest
+
+## js: runtime-js's packages (onnxruntime-node, onnxruntime-web, playwright-core) from the committed lock file.
+## ONNXRUNTIME_NODE_INSTALL=skip: otherwise onnxruntime-node's install script downloads CUDA binaries (the CPU ones ship in the package).
+JS_STAMP := runtime-js/node_modules/.installed
+$(JS_STAMP): runtime-js/package.json runtime-js/package-lock.json
+	cd runtime-js && ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund --loglevel=error
+	touch $(JS_STAMP)
+js: $(JS_STAMP)
 
 ## bench: side-by-side benchmarks (PyTorch eager vs every bundle variant, overhead, matmul peak, cold start);
 ## prints Markdown tables, writes bench/results.json. Builds its bundles once into build/bench/.

@@ -3,7 +3,8 @@
     graphs (graphs.py) -> quantize, with the fallback search (quantize.py, search.py) -> per-graph
     recommendation (recommend.py, --quantize auto) -> ORT format (ortformat.py) -> manifest (manifest.py)
     -> accuracy gates (validate.py) -> anomaly thresholds (thresholds.py) -> latency (latency.py)
-    -> edge readiness (readiness.py)
+    -> edge readiness (readiness.py) -> onnxruntime requirements (compat.py) -> explorer directions
+    (explorer.py) -> conformance set (golden.py)
 
 Everything is written into a temporary folder beside the destination and swapped into place only after
 every file has passed onnx.checker, loaded in onnxruntime and met its accuracy gate (destination.py): a
@@ -25,10 +26,12 @@ from vae_edge.trainer.data import load_recorded
 
 from . import latency as timing
 from . import manifest as manifests
-from . import readiness, thresholds, validate
+from . import compat, readiness, thresholds, validate
 from .calibration import static_feeds
 from .destination import DestinationError, check_destination, staging
 from .errors import CalibrationError, ExportError, step
+from .explorer import explorer_section
+from .golden import write_golden
 from .graphs import DEFAULT_OPSET, OPSETS, write_graphs
 from .ortformat import write_ort
 from .quantize import VARIANTS, warn_dynamic_on_conv
@@ -111,6 +114,11 @@ def export_bundle(model_path: str | os.PathLike, out: str | os.PathLike, options
     model = model_from_checkpoint(ckpt, source=str(model_path))
     data = load_recorded(ckpt["data"])
     _check_data(model_path, model, data, ckpt["data"].get("preprocessing"))
+    if data.kind == "audio":  # PCM-in graphs of their own (export/audio.py), through the same checks
+        from .audio import write_audio_bundle
+
+        manifest, report = write_audio_bundle(ckpt, model, data, model_path, Path(out), options)
+        return ExportResult(Path(out), manifest, report)
     specs = contract.graphs_for(data.kind)
     feeds, calibrated_on = static_feeds(model, data, [VARIANTS[v] for v in options.methods], options.calibration)
     test_raw = data.test[:MAX_EVAL_SAMPLES]
@@ -141,6 +149,12 @@ def export_bundle(model_path: str | os.PathLike, out: str | os.PathLike, options
             report += timing.time_variants(tmp, manifest, options.latency)
         with step("assessing edge readiness"):
             manifest["readiness"] = readiness.assess(tmp, manifest, specs, timed=options.latency is not None)
+        with step("reading the graphs' IR versions and opsets"):
+            manifest["onnxruntime"] = compat.requirements([tmp / name for name in sorted({entry[spec.name] for entry in variants.values() for spec in specs})])
+        manifest["explorer"] = explorer_section(vaes[contract.BASE_VARIANT], data.val)
+        manifests.write(tmp, manifest)  # calibrated: the conformance set's runtimes read its thresholds
+        with step(f"writing the conformance set {contract.GOLDEN}"):
+            write_golden(tmp, manifest, test_raw)
         manifests.write(tmp, manifest)
     return ExportResult(Path(out), manifest, report)
 

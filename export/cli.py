@@ -31,7 +31,8 @@ def _variants(ctx, param, value: str) -> tuple[str, ...]:
               help="Time per variant for the fallback search when it misses --tolerance (calibration methods, nodes kept in float).")
 @click.option("--no-search", is_flag=True, help="No fallback search: a variant that misses --tolerance fails as built.")
 @click.option("--no-latency", is_flag=True, help="Do not time the variants: the manifest then depends only on the model (a byte-stable bundle, as `make bundle` writes).")
-def cli(model, out, variants, calibration, ort_format, opset, tolerance, allow_degraded, search_budget, no_search, no_latency):
+@click.option("--web", type=click.Path(file_okay=False, path_type=Path), default=None, help="Also write the latent explorer page for the bundle as a static folder (page, runtime, onnxruntime-web wasm, a copy of the bundle).")
+def cli(model, out, variants, calibration, ort_format, opset, tolerance, allow_degraded, search_budget, no_search, no_latency, web):
     """Export MODEL (a model.pt from vae-train) to an ONNX bundle: encoder, decoder, quantized variants and
     manifest.json, each variant checked against PyTorch and timed before anything is written."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -46,6 +47,13 @@ def cli(model, out, variants, calibration, ort_format, opset, tolerance, allow_d
         options = ExportOptions(variants=variants, opset=opset, tolerance=tolerance, allow_degraded=allow_degraded, ort=ort_format, search=not no_search, search_budget_s=search_budget, calibration=calibration, **({"latency": None} if no_latency else {}))
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
+    if web is not None:
+        from vae_edge.runtime.serve import AssetsError, runtime_js
+
+        try:
+            runtime_js()  # before minutes of export, not after
+        except AssetsError as exc:
+            raise click.BadParameter(str(exc), param_hint="--web") from None
     try:
         result = export_bundle(model, out, options)
     except DestinationError as exc:
@@ -68,6 +76,20 @@ def cli(model, out, variants, calibration, ort_format, opset, tolerance, allow_d
     for name, meta in result.manifest["files"].items():
         click.echo(f"  {name:<28} {meta['bytes']:>9,} bytes")
     click.echo(f"wrote {result.path}/ ({', '.join(result.manifest['variants'])})")
+    if web is not None:
+        _write_web(result.path, web)
+
+
+def _write_web(bundle: Path, web: Path) -> None:
+    from vae_edge.runtime.serve import write_site
+
+    try:
+        write_site(bundle, web)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--web") from None
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {web}: {exc.strerror or exc}") from None
+    click.echo(f"wrote {web}/ (the latent explorer: serve the folder with any static web server, e.g. python -m http.server -d {web} -b 127.0.0.1)")
 
 
 def _not_shown(lines: list[str]) -> list[str]:

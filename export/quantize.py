@@ -27,7 +27,7 @@ import io
 import logging
 import tempfile
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,7 +39,7 @@ from vae_edge.runtime import contract
 from vae_edge.runtime.contract import GraphSpec
 
 from .errors import step
-from .graphs import has_conv
+from .graphs import check_graph, has_conv
 from .weightonly import weights_only
 
 log = logging.getLogger(__name__)
@@ -122,7 +122,37 @@ def warn_dynamic_on_conv(folder: Path, specs: tuple[GraphSpec, ...], variants: I
                         "(docs/quantization.md); int8-static is the variant for conv graphs", variant, " and ".join(sorted(conv)))
 
 
-def quantize(src: Path, dst: Path, *, config: QuantizeConfig = INT8, calibration: Iterable[dict[str, np.ndarray]] | None = None) -> None:
+def write_variants(folder: Path, specs: tuple[GraphSpec, ...], variants: Iterable[str], feeds: dict[str, list[dict]],
+                   keep_float: dict[str, Callable[[onnx.ModelProto], list[str]]] | None = None) -> dict[str, dict]:
+    """Quantize each fp32 graph in ``folder`` to each of ``variants`` as configured (no fallback search:
+    the audio bundle's path; image and vector bundles go through search.py), each checked by onnx.checker.
+
+    Args:
+        feeds: calibration feeds per graph name, for the static variants.
+        keep_float: per graph name, which nodes to leave in float (see :func:`quantize`).
+
+    Returns:
+        the manifest's entry per variant: its graph files and how it was made.
+
+    Raises:
+        ExportError: a quantizer or the checker failed, naming the step.
+    """
+    warn_dynamic_on_conv(folder, specs, variants)
+    entries: dict[str, dict] = {}
+    for variant in variants:
+        config = VARIANTS[variant]
+        for spec in specs:
+            with step(f"quantizing {spec.filename()} to {variant}"):
+                quantize(folder / spec.filename(), folder / spec.filename(variant), config=config, calibration=feeds[spec.name] if config.needs_calibration else None,
+                         keep_float=(keep_float or {}).get(spec.name))
+            with step(f"onnx.checker on {spec.filename(variant)}"):
+                check_graph(folder / spec.filename(variant))
+        entries[variant] = {**contract.variant_files(specs, variant), "method": config.describe()}
+    return entries
+
+
+def quantize(src: Path, dst: Path, *, config: QuantizeConfig = INT8, calibration: Iterable[dict[str, np.ndarray]] | None = None,
+             keep_float: Callable[[onnx.ModelProto], list[str]] | None = None) -> None:
     """Write a variant of the float32 graph ``src`` to ``dst``; the graph's metadata and docstring are kept.
 
     onnxruntime's pre-processing (shape inference and graph optimisation) runs first for the int8
@@ -130,6 +160,8 @@ def quantize(src: Path, dst: Path, *, config: QuantizeConfig = INT8, calibration
 
     Args:
         config: the method and its options.
+        keep_float: int8 methods only: names the nodes of the prepared graph to leave in float (e.g. an
+            audio front end), besides ``config.nodes_to_exclude``.
         calibration: static only: input feeds (``{input name: array [batch, ...]}``) in the graph's own
             space, as onnxruntime's CalibrationDataReader protocol consumes them; read lazily, at most
             ``config.calibration_batches`` of them.
@@ -146,12 +178,13 @@ def quantize(src: Path, dst: Path, *, config: QuantizeConfig = INT8, calibration
         with tempfile.TemporaryDirectory() as tmp, _quiet_quantizer():
             prepared = Path(tmp) / "prepared.onnx"
             quant_pre_process(str(src), str(prepared))
+            exclude = list(config.nodes_to_exclude) + (keep_float(onnx.load(str(prepared))) if keep_float is not None else [])
             if config.method == "static":
-                _static(prepared, dst, config, calibration)
+                _static(prepared, dst, config, calibration, exclude)
             else:
                 # Dynamic mode first rewrites each Gemm as a MatMul named "<node>_MatMul" (+ Add): excluded too.
                 quantize_dynamic(str(prepared), str(dst), weight_type=_weight_type(config), per_channel=config.per_channel,
-                                 nodes_to_exclude=[m for n in config.nodes_to_exclude for m in (n, f"{n}_MatMul")])
+                                 nodes_to_exclude=[m for n in exclude for m in (n, f"{n}_MatMul")])
     _keep_description(src, dst, config)
 
 
@@ -159,7 +192,7 @@ def _weight_type(config: QuantizeConfig) -> QuantType:
     return {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}[config.weight_type]
 
 
-def _static(prepared: Path, dst: Path, config: QuantizeConfig, calibration: Iterable[dict[str, np.ndarray]] | None) -> None:
+def _static(prepared: Path, dst: Path, config: QuantizeConfig, calibration: Iterable[dict[str, np.ndarray]] | None, exclude: list[str]) -> None:
     reader = IteratorReader(calibration or (), limit=config.calibration_batches)
     if not reader.has_data():
         raise QuantizeError("static quantization needs calibration data; none was given")
@@ -170,7 +203,7 @@ def _static(prepared: Path, dst: Path, config: QuantizeConfig, calibration: Iter
         activation_type=QuantType.QUInt8,
         weight_type=_weight_type(config),
         calibrate_method=CALIBRATIONS[config.calibrate],
-        nodes_to_exclude=list(config.nodes_to_exclude),
+        nodes_to_exclude=exclude,
         # Percentile and Entropy keep histograms of every activation; the default 2048 bins suffice for
         # graphs this small, and calibrating in memory avoids onnxruntime's temporary augmented model on disk.
     )

@@ -12,14 +12,15 @@ from . import contract
 from .contract import SCHEMA
 from .streaming import RowError
 from .vae import VAE
+from .audio_vae import AudioVAE
 
 # The object each modality's bundle loads as (its data.kind in the manifest); a new modality adds its
 # class here and its graphs in contract.MODALITIES.
-API_BY_KIND: dict[str, type] = {"image": VAE, "vector": VAE, "sequence": VAE}
+API_BY_KIND: dict[str, type] = {"image": VAE, "vector": VAE, "sequence": VAE, "audio": AudioVAE}
 
 
 def load(path: str | os.PathLike | None = None, **options) -> VAE:
-    """Open any bundle as its modality's object (today always a :class:`VAE`).
+    """Open any bundle as its modality's object (:class:`VAE`, or :class:`AudioVAE` for audio bundles).
 
     Args:
         path: bundle folder; ``None`` for the default bundle shipped in the package.
@@ -37,4 +38,4 @@ def load(path: str | os.PathLike | None = None, **options) -> VAE:
     return API_BY_KIND[kind].load(root, **options)
 
 
-__all__ = ["SCHEMA", "VAE", "BundleError", "RowError", "default_bundle_path", "load", "read_manifest", "verify_files"]
+__all__ = ["SCHEMA", "VAE", "AudioVAE", "BundleError", "RowError", "default_bundle_path", "load", "read_manifest", "verify_files"]

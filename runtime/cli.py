@@ -22,6 +22,8 @@ from .clitools import output_path, run_cli
 from .files import atomic_save_npy, atomic_write_bytes, read_array
 from .streaming import MAX_STREAM_BATCH, RowError
 from .vae import MAX_MC_SAMPLES, VAE
+from . import audio_cli
+from .audio_vae import AudioVAE
 
 _PRECISION = click.option("--precision", default="fp32", show_default=True, help="Variant to run: fp32, int8, ..., or auto: the pair the exporter recommended per graph (see `vae-run info`).")
 _FORMAT = click.option("--format", "fmt", type=click.Choice(["onnx", "ort"]), default="onnx", show_default=True, help="Graph files to run: .onnx, or the ORT-format files of a bundle exported with `vae-export --ort`.")
@@ -34,6 +36,10 @@ def _graphs(command):
 
 _THREADS = click.option("--threads", type=click.IntRange(min=1), default=None, help="onnxruntime intra-op threads (default: one per core).")
 _OUT = click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path), callback=output_path(".npy"), help="Write the result as .npy (default: print rows as comma-separated values).")
+# Audio bundles: sound out, and the Griffin-Lim iterations that turn decoded log-mel into it.
+_WAV_DIR = click.option("--wav", type=click.Path(file_okay=False, path_type=Path), default=None, help="Audio bundles: write each sample as a 16-bit WAV into this folder.")
+_WAV_FILE = click.option("--wav", type=click.Path(dir_okay=False, path_type=Path), callback=output_path(".wav"), default=None, help="Audio bundles: write the reconstruction as a 16-bit WAV.")
+_ITERATIONS = click.option("--iterations", type=click.IntRange(1, 1000), default=32, show_default=True, help="Audio bundles: Griffin-Lim iterations (log-mel back to sound).")
 _GRID = click.option("--grid", type=click.Path(dir_okay=False, path_type=Path), callback=output_path(".png"), help="Also write a PNG image grid (image data only).")
 
 
@@ -74,6 +80,12 @@ def _split(paths: tuple[Path, ...], wanted: str | None) -> tuple[Path | None, Pa
 
 
 def _load(bundle: Path | None, precision: str, fmt: str, threads: int | None, *, inputs=(), outputs=()) -> VAE:
+    if audio_cli.is_audio_bundle(bundle):
+        if fmt != "onnx":
+            raise ValueError("audio bundles have .onnx graphs only (--format onnx)")
+        vae = AudioVAE.load(bundle, precision=precision, threads=threads)
+        _check_outputs(vae, inputs, outputs)
+        return vae
     vae = VAE.load(bundle, precision=precision, threads=threads, format=fmt)
     _check_outputs(vae, inputs, outputs)
     return vae
@@ -268,10 +280,15 @@ def _num(value: object) -> str:
 @_THREADS
 @_OUT
 @_GRID
+@_WAV_DIR
+@_ITERATIONS
+@click.option("--normalize", is_flag=True, help="Audio bundles: scale each --wav sample to a peak of -6 dBFS (decoded means average log power, so samples come out quiet).")
 @_handle_errors
-def sample(bundle, n, seed, temperature, precision, fmt, threads, out, grid):
-    """Draw samples from the prior and decode them."""
+def sample(bundle, n, seed, temperature, precision, fmt, threads, out, grid, wav, iterations, normalize):
+    """Draw samples from the prior and decode them (audio bundles: log-mel, --wav DIR for sound, --grid spectrograms)."""
     vae = _load(bundle, precision, fmt, threads, outputs=(out, grid))
+    if isinstance(vae, AudioVAE):
+        return audio_cli.sample(vae, n, seed, temperature, out=out, wav=wav, grid=grid, iterations=iterations, normalize=normalize)
     _results(vae, vae.sample(n, seed=seed, temperature=temperature), out, grid)
 
 
@@ -281,11 +298,15 @@ def sample(bundle, n, seed, temperature, precision, fmt, threads, out, grid):
 @_THREADS
 @_OUT
 @click.option("--grid", type=click.Path(dir_okay=False, path_type=Path), callback=output_path(".png"), help="Also write a PNG: rows of inputs, each followed by their reconstructions.")
+@_WAV_FILE
+@_ITERATIONS
 @_handle_errors
-def reconstruct(paths, precision, fmt, threads, out, grid):
-    """Encode and decode INPUT (posterior mean): denoised reconstructions, same shape as INPUT."""
+def reconstruct(paths, precision, fmt, threads, out, grid, wav, iterations):
+    """Encode and decode INPUT (posterior mean): denoised reconstructions, same shape as INPUT (audio bundles: IN.wav, --wav OUT.wav)."""
     bundle, src = _split(paths, "INPUT.npy")
-    vae = _load(bundle, precision, fmt, threads, inputs=(src,), outputs=(out, grid))
+    vae = _load(bundle, precision, fmt, threads, inputs=(src,), outputs=(out, grid, wav))
+    if isinstance(vae, AudioVAE):
+        return audio_cli.reconstruct(vae, src, out=out, wav=wav, grid=grid, iterations=iterations)
     x = _read_batch(src, vae.shape)
     x_hat = vae.reconstruct(x)
     pairs = per_row = None
@@ -309,7 +330,8 @@ def encode(paths, precision, fmt, threads, out, logvar_out):
     """Encode INPUT to posterior means (the compressed code); optionally their log-variances."""
     bundle, src = _split(paths, "INPUT.npy")
     vae = _load(bundle, precision, fmt, threads, inputs=(src,), outputs=(out, logvar_out))
-    mu, logvar = vae.encode(_read_batch(src, vae.shape))
+    x = audio_cli.read_clips(vae, [src])[0] if isinstance(vae, AudioVAE) else _read_batch(src, vae.shape)  # audio: IN.wav
+    mu, logvar = vae.encode(x)
     if logvar_out is not None:
         _emit(logvar, logvar_out)
     _emit(mu, out)
@@ -340,9 +362,14 @@ def decode(paths, precision, fmt, threads, out, grid):
 @click.option("--stream", is_flag=True, help="Score row by row, printing one score per line as each batch is done: INPUT.npy rows, or "
               "comma-separated numbers per line on standard input (INPUT '-' or none).")
 @click.option("--batch-size", type=click.IntRange(1, MAX_STREAM_BATCH), default=64, show_default=True, help="Rows per batch with --stream (1: answer each line at once).")
+@click.option("--pcm", "pcm_format", type=click.Choice(["s16le", "f32le"]), default="s16le", show_default=True, help="Audio bundles, --stream: raw mono PCM on standard input (arecord -f S16_LE -r RATE -c 1).")
+@click.option("--stride", type=click.FloatRange(min=0, min_open=True), default=None, help="Audio bundles: seconds between windows of long files and streams (default: the training stride, else one window).")
 @_handle_errors
-def score(paths, precision, fmt, threads, out, samples, seed, stream, batch_size):
-    """Anomaly scores of INPUT: negative ELBO per sample in nats (higher = less like the training data)."""
+def score(paths, precision, fmt, threads, out, samples, seed, stream, batch_size, pcm_format, stride):
+    """Anomaly scores of INPUT: negative ELBO per sample in nats (higher = less like the training data).
+    Audio bundles: BUNDLE A.wav [B.wav ...], one score per clip (per window for long files), or BUNDLE - --stream."""
+    if paths and audio_cli.is_audio_bundle(paths[0]):
+        return _score_audio(paths, precision, threads, out, samples, stream, pcm_format, stride)
     if stream:
         _score_stream(paths, precision, fmt, threads, out, samples, batch_size)
         return
@@ -353,6 +380,23 @@ def score(paths, precision, fmt, threads, out, samples, seed, stream, batch_size
     scores = vae.anomaly_score(_read_batch(src, vae.shape), samples=samples, seed=seed)
     _emit(scores, out)
     _flag_summary(vae, scores)
+
+
+def _score_audio(paths, precision, threads, out, samples, stream, pcm_format, stride) -> None:
+    if samples is not None:
+        raise click.UsageError("audio scores are deterministic here; --samples is for the Python API")
+    sources = list(paths[1:])
+    vae = _load(paths[0], precision, "onnx", threads, inputs=sources, outputs=(out,))
+    if stream:
+        if out is not None:
+            raise click.UsageError("--stream prints one score per window; use it without --out (or redirect the output)")
+        if len(sources) > 1:
+            raise click.UsageError(f"--stream reads one source ('-' for standard input or a raw PCM file), got {len(sources)}")
+        src = sources[0] if sources and str(sources[0]) != "-" else None
+        return audio_cli.score_stream(vae, src, fmt=pcm_format, stride=stride, quantile=0.99)
+    if not sources or any(str(s) == "-" for s in sources):
+        raise click.UsageError("expected BUNDLE A.wav [B.wav ...] (standard input '-' with --stream)")
+    audio_cli.score(vae, sources, out=out, stride=stride, quantile=0.99)
 
 
 def _score_stream(paths, precision, fmt, threads, out, samples, batch_size) -> None:
@@ -471,6 +515,47 @@ def bench(bundle, variants, batches, threads, quick, json_out):
     if json_out is not None:
         atomic_write_bytes(json_out, (json.dumps(result, indent=2) + "\n").encode())
         click.echo(f"wrote {json_out}", err=True)
+
+
+@cli.command()
+@click.argument("bundle", required=False, type=click.Path(path_type=Path))
+@_THREADS
+@_handle_errors
+def selftest(bundle, threads):
+    """Check this runtime against the bundle's conformance set (golden.json): every output of every
+    variant, within the tolerances stored with it. Exit 1 naming each output that differs."""
+    from .golden import selftest as run_selftest
+
+    lines, mismatches = run_selftest(bundle if bundle is not None else default_bundle_path(), threads=threads)
+    for line in lines:
+        click.echo(line)
+    if mismatches:
+        raise click.ClickException(f"{len(mismatches)} of {len(lines)} outputs differ from the conformance set: "
+                                   + "; ".join(f"{m.variant} {m.output}" for m in mismatches))
+    click.echo(f"selftest passed: {len(lines)} outputs match the conformance set")
+
+
+@cli.command()
+@click.argument("bundle", required=False, type=click.Path(path_type=Path))
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="TCP port (0: any free port).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (the default serves this machine only).")
+@_handle_errors
+def serve(bundle, port, host):
+    """Serve the latent explorer page for BUNDLE at http://HOST:PORT/ (offline: the page, the JavaScript
+    runtime and onnxruntime-web's wasm all come from this checkout). Ctrl-C stops it."""
+    from .serve import make_server
+
+    try:
+        server = make_server(bundle if bundle is not None else default_bundle_path(), host=host, port=port)
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    click.echo(f"serving {server.bundle} at http://{host}:{server.server_address[1]}/ (Ctrl-C stops)", err=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
 
 
 def main() -> None:

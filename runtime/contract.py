@@ -83,10 +83,28 @@ def sizes(shape: Iterable[int], latent_dim: int) -> dict[str, list[int]]:
     return {"shape": [int(d) for d in shape], "latent": [int(latent_dim)]}
 
 
+def manifest_sizes(manifest: Mapping) -> dict[str, list[int]]:
+    """:func:`sizes` for a parsed manifest, with the audio symbols ("pcm": samples per clip, "features":
+    [mels, frames]) when its ``data.audio`` section gives them."""
+    data = manifest["data"]
+    out = sizes(data["shape"], manifest["model"]["latent_dim"])
+    audio = data.get("audio")
+    if isinstance(audio, Mapping) and isinstance(audio.get("samples"), int) and isinstance(audio.get("features"), list):
+        out |= {"pcm": [int(audio["samples"])], "features": [int(d) for d in audio["features"]]}
+    return out
+
+
 ENCODER = GraphSpec("encoder", ("x",), ("mu", "logvar"), {"x": ("shape",), "mu": ("latent",), "logvar": ("latent",)},
                     "q(z|x): x [batch, *shape] -> mu, logvar [batch, latent]")
 DECODER = GraphSpec("decoder", ("z",), ("x_mean",), {"z": ("latent",), "x_mean": ("shape",)},
                     "p(x|z): z [batch, latent] -> x_mean [batch, *shape], the mean of p(x|z)")
+# Audio: raw PCM in, the log-mel front end inside the encoder graph (its features a third output, what
+# the score compares against); the decoder gives log-mel [mels, frames] (natural-log mel power).
+AUDIO_ENCODER = GraphSpec("encoder", ("pcm",), ("mu", "logvar", "log_mel"),
+                          {"pcm": ("pcm",), "mu": ("latent",), "logvar": ("latent",), "log_mel": ("features",)},
+                          "q(z|x): pcm [batch, samples] -> mu, logvar [batch, latent], log_mel [batch, mels, frames]")
+AUDIO_DECODER = GraphSpec("decoder", ("z",), ("log_mel",), {"z": ("latent",), "log_mel": ("features",)},
+                          "p(x|z): z [batch, latent] -> log_mel [batch, mels, frames], the mean of p(log-mel|z)")
 
 # The graphs of a bundle per modality (the manifest's data.kind), in export order. A new modality or
 # graph kind is one entry here; writer and reader both take their lists from it.
@@ -94,6 +112,7 @@ MODALITIES: dict[str, tuple[GraphSpec, ...]] = {
     "image": (ENCODER, DECODER),
     "vector": (ENCODER, DECODER),
     "sequence": (ENCODER, DECODER),
+    "audio": (AUDIO_ENCODER, AUDIO_DECODER),
 }
 
 
@@ -185,6 +204,21 @@ def file_entry(path: Path) -> dict:
 def files_section(folder: Path) -> dict[str, dict]:
     """The ``files`` section for every file in ``folder``, by name in sorted order."""
     return {f.name: file_entry(f) for f in sorted(folder.iterdir())}
+
+
+def with_file(files: Mapping[str, dict], folder: Path, name: str) -> dict[str, dict]:
+    """``files`` with ``folder / name`` entered (a file written after the graphs, e.g. :data:`GOLDEN`),
+    still in sorted order."""
+    return dict(sorted({**files, name: file_entry(folder / name)}.items()))
+
+
+# ---------------------------------------------------------------- the conformance set
+# Fixed inputs and each variant's expected outputs, which every runtime (vae-run selftest, runtime-js)
+# must reproduce; hashed in ``files`` like the graphs. Format and tolerances: runtime/golden.py.
+GOLDEN = "golden.json"
+GOLDEN_FORMAT = "vae-edge/golden/1"
+# The calls it records, in order; every runtime implements them with the same arguments.
+GOLDEN_OUTPUTS = ("encode.mu", "encode.logvar", "decode", "reconstruct", "sample", "interpolate", "anomaly_score", "threshold", "is_anomaly")
 
 
 def graph_bytes(files: Mapping[str, object], graphs: Mapping[str, object], specs: Iterable[GraphSpec]) -> int:

@@ -75,3 +75,36 @@ def interleave_rows(originals: np.ndarray, others: np.ndarray, per_row: int) -> 
     for start in range(0, len(originals), per_row):
         rows += [originals[start : start + per_row], others[start : start + per_row]]
     return np.concatenate(rows)
+
+
+# Anchor colours of a dark-to-bright map (black, purple, orange, pale yellow), so quiet and loud read apart.
+_HEAT = np.array([[0, 0, 4], [87, 16, 110], [188, 55, 84], [249, 142, 9], [252, 255, 164]], dtype=np.float32) / 255.0
+
+
+def spectrogram_tiles(log_mel: np.ndarray, floor: float) -> np.ndarray:
+    """Log-mel features [n, mels, frames] as colour tiles [n, 3, mels, frames] in [0, 1]: low mels at the
+    bottom, ``floor`` (the front end's) black, full scale (power 1) bright."""
+    a = np.asarray(log_mel, dtype=np.float64)
+    low = np.log(floor)
+    v = np.clip((a - low) / -low, 0.0, 1.0)[:, ::-1]  # (n, M, T), flipped: high frequencies on top
+    pos = v * (len(_HEAT) - 1)
+    i = np.minimum(pos.astype(int), len(_HEAT) - 2)
+    frac = (pos - i)[..., None]
+    rgb = _HEAT[i] * (1 - frac) + _HEAT[i + 1] * frac  # (n, M, T, 3)
+    return rgb.transpose(0, 3, 1, 2).astype(np.float32)
+
+
+def save_spectrograms(path: str | os.PathLike, log_mel: np.ndarray, floor: float, *, nrow: int | None = None) -> Path:
+    """Write log-mel features [n, mels, frames] as one PNG grid of spectrograms (see :func:`spectrogram_tiles`),
+    each tile stretched to at least 96 x 128 pixels so that short clips stay readable.
+
+    Raises:
+        ValueError: not [n, mels, frames] with n >= 1.
+        RuntimeError: Pillow is not installed.
+    """
+    a = np.asarray(log_mel)
+    if a.ndim != 3 or not len(a):
+        raise ValueError(f"expected spectrograms [n, mels, frames], got shape {list(a.shape)}")
+    tiles = spectrogram_tiles(a, floor)
+    tiles = tiles.repeat(max(1, math.ceil(96 / a.shape[1])), axis=2).repeat(max(1, math.ceil(128 / a.shape[2])), axis=3)
+    return save_grid(path, tiles, nrow=nrow, scale=1)

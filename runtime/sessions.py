@@ -132,7 +132,7 @@ def check_graphs(root: Path, manifest: dict, precision: str, graphs: dict[str, G
         BundleError: naming the graph and what disagrees.
     """
     shape, latent = list(manifest["data"]["shape"]), manifest["model"]["latent_dim"]
-    dims = contract.sizes(shape, latent)
+    dims = contract.manifest_sizes(manifest)
     facts = contract.exact_metadata(latent, shape, manifest["model"]["likelihood"])
     for name, graph in graphs.items():
         path = root / manifest["variants"][precision][name]

@@ -18,6 +18,7 @@ import onnxruntime as ort
 from . import contract, streaming
 from .bundle import default_bundle_path, per_feature, read_manifest
 from .likelihoods import gaussian_kl, reconstruction_nll
+from .rng import MAX_SEED, Generator
 from .sessions import Graph, open_graphs
 from .validation import as_batch, as_real_array, check_int, one_line, quote
 
@@ -272,7 +273,7 @@ class VAE:
         if samples is not None:
             check_int("samples", samples, minimum=1, maximum=MAX_MC_SAMPLES)
         if seed is not None:  # checked even when unused, so a bad seed never passes silently
-            check_int("seed", seed, minimum=0)
+            check_int("seed", seed, minimum=0, maximum=MAX_SEED)
         xm, single = self._inputs(x)
         mu, logvar = self._encode_model(xm)
         if samples is None:
@@ -361,7 +362,9 @@ class VAE:
 
 
 
-def _rng(seed: object) -> np.random.Generator:
+def _rng(seed: object) -> Generator:
+    # The generator every runtime implements bit for bit (runtime/rng.py): the same seed gives the same
+    # samples in Python and in JavaScript.
     if seed is not None:
-        check_int("seed", seed, minimum=0)
-    return np.random.default_rng(seed)
+        check_int("seed", seed, minimum=0, maximum=MAX_SEED)
+    return Generator(seed)

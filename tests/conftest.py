@@ -62,3 +62,47 @@ def bundle_copy(tmp_path, bundle) -> Path:
 def test_digits(digits) -> np.ndarray:
     """Held-out digits in data units (0..16), [n, 1, 8, 8] float32."""
     return digits.test[:64]
+
+
+# ---------------------------------------------------------------- audio: synthetic WAVs, a tiny model, its bundle
+AUDIO_RATE = 16000
+AUDIO_CLIP = 8000  # 0.5 s clips: 16 frames of hop 512, quick to train
+
+
+@pytest.fixture(scope="session")
+def audio_folder(tmp_path_factory) -> Path:
+    """36 half-second WAVs of synthetic machine sound (harmonic hum + noise), 16 kHz mono 16-bit."""
+    from bench.audio_data import machine_sound
+    from vae_edge.runtime.wavfile import write_wav
+
+    folder = tmp_path_factory.mktemp("machine")
+    rng = np.random.default_rng(0)
+    for i in range(36):
+        write_wav(folder / f"{i:02d}.wav", machine_sound(rng, AUDIO_CLIP / AUDIO_RATE), AUDIO_RATE)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def audio_model(tmp_path_factory, audio_folder) -> Path:
+    """model.pt of a small conv VAE trained a few epochs on ``audio_folder``'s log-mel features."""
+    from vae_edge.models import VAEConfig
+    from vae_edge.trainer import TrainConfig, make_checkpoint, save_checkpoint, train
+    from vae_edge.trainer.audio import AudioOptions
+    from vae_edge.trainer.data import load_data
+
+    data = load_data(f"audio:{audio_folder}", "gaussian", audio=AudioOptions(frame_multiple=4))
+    config = VAEConfig(input_shape=data.shape, latent_dim=4, arch="conv", likelihood="gaussian", channels=(8, 16))
+    result = train(config, data, TrainConfig(epochs=4, batch_size=16, seed=0, iw_samples=5, quiet=True))
+    path = tmp_path_factory.mktemp("audio_model") / "model.pt"
+    save_checkpoint(path, make_checkpoint(result.model, data=data.describe(), metrics=result.metrics, optimizer=result.optimizer, train_state=result.state))
+    return path
+
+
+@pytest.fixture(scope="session")
+def audio_bundle(tmp_path_factory, audio_model) -> Path:
+    """The audio model exported with fp32 and int8-static; read-only for tests."""
+    from vae_edge.export.bundle import ExportOptions, export_bundle
+
+    out = tmp_path_factory.mktemp("audio_export") / "bundle"
+    export_bundle(audio_model, out, ExportOptions(variants=("int8-static",), latency=None))
+    return out

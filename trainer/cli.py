@@ -21,7 +21,8 @@ from .config import DEVICES, TrainConfig
 
 DATA_HELP = (
     "Data set: digits (scikit-learn's bundled 8x8 digits) | idx:PATH (MNIST-format IDX images, .gz allowed) | "
-    "images:DIR (PNG/JPEG files under DIR, see --size) | npy:PATH (.npy; or PATH.npz:KEY, KEY optional for a one-array .npz)."
+    "images:DIR (PNG/JPEG files under DIR, see --size) | npy:PATH (.npy; or PATH.npz:KEY, KEY optional for a one-array .npz) | "
+    "audio:DIR (WAV/FLAC files under DIR: log-mel features, see --duration/--window; conv and gaussian unless given)."
 )
 # vae-train option -> VAEConfig field, where the names differ; TrainConfig's fields are options of the same name.
 MODEL_OPTIONS = {"latent": "latent_dim", "hidden": "hidden_dims", "arch": "arch", "likelihood": "likelihood",
@@ -47,6 +48,13 @@ def _train(option: str):
 @click.version_option(package_name="vae-edge")
 @click.option("--data", "data_spec", default="digits", show_default=True, help=DATA_HELP)
 @click.option("--size", default=None, metavar="HxW", help="Resize images:DIR images to this size (default: their common size).")
+@click.option("--sample-rate", type=click.IntRange(min=1000, max=384000), default=16000, show_default=True, help="audio:DIR: files are resampled to this rate (Hz).")
+@click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None, help="audio:DIR: seconds per clip, one clip per file, cropped or zero-padded (default: the files' common length).")
+@click.option("--window", type=click.FloatRange(min=0, min_open=True), default=None, help="audio:DIR: windows of this many seconds over long recordings.")
+@click.option("--stride", type=click.FloatRange(min=0, min_open=True), default=None, help="audio:DIR: seconds between windows (default: --window).")
+@click.option("--mels", type=click.IntRange(min=1), default=64, show_default=True, help="audio:DIR: mel bands of the log-mel front end.")
+@click.option("--n-fft", type=click.IntRange(min=16), default=1024, show_default=True, help="audio:DIR: FFT frame length (samples).")
+@click.option("--hop", type=click.IntRange(min=1), default=512, show_default=True, help="audio:DIR: samples between frames.")
 @click.option("--arch", type=click.Choice(ARCHS), default=_model("arch"), show_default=True, help="Encoder/decoder architecture: conv for images [C, H, W], conv1d for sequences [C, L] or [L].")
 @click.option("--latent", type=click.IntRange(min=1), default=_model("latent"), show_default=True, help="Latent dimensions.")
 @click.option("--hidden", type=click.IntRange(min=1), multiple=True, default=_model("hidden"), show_default=True, help="MLP hidden layer width (repeat for more layers).")
@@ -78,8 +86,9 @@ def cli(ctx, **options):
     given = {name for name in o if ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)}
     ckpt = _apply_resume(o, given)
     out, beside_file = _check_outputs(o)
+    audio = _audio_options(o, given, ckpt)  # first: it sets audio's default --arch and --likelihood
     size = _check_options(o, given)
-    data = _load_data(o, size)
+    data = _load_data(o, size, audio)
     model_config, config = _build_configs(o, data)
     result = _run(model_config, data, config, out, beside_file, ckpt)
     if not is_main_process():
@@ -161,11 +170,11 @@ def _check_options(o: dict, given: set[str]) -> tuple[int, int] | None:
         raise click.BadParameter(str(exc), param_hint="--size") from None
 
 
-def _load_data(o: dict, size: tuple[int, int] | None):
+def _load_data(o: dict, size: tuple[int, int] | None, audio=None):
     from .data import DataError, load_data
 
     try:
-        return load_data(o["data_spec"], o["likelihood"], size=size, sequences=o["arch"] == "conv1d")
+        return load_data(o["data_spec"], o["likelihood"], size=size, sequences=o["arch"] == "conv1d", audio=audio)
     except DataError as exc:
         raise click.BadParameter(str(exc), param_hint="--data") from None
 
@@ -214,6 +223,38 @@ def _report(data, mc: VAEConfig, m: dict, written: list[Path]) -> None:
     click.echo(f"test      ELBO {m['test_elbo']:.2f} nats/sample (recon {m['test_recon_nll']:.2f} + KL {m['test_kl']:.2f}), IWAE NLL {m['test_iwae_nll']:.2f} (K={m['iw_samples']})")
     for path in written:
         click.echo(f"wrote     {path}")
+
+
+AUDIO_OPTIONS = ("sample_rate", "duration", "window", "stride", "mels", "n_fft", "hop")
+
+
+# vae-train option -> AudioOptions field, where --resume takes the recorded value of an option left out.
+_AUDIO_FIELDS = {"sample_rate": "sample_rate", "duration": "duration", "window": "window", "stride": "stride", "n_fft": "n_fft", "hop": "hop", "mels": "n_mels"}
+
+
+def _audio_options(o: dict, given: set[str], ckpt: dict | None = None):
+    """audio:DIR's settings (None for other data); its defaults are conv and a Gaussian likelihood, and
+    with --resume the checkpoint's, for every option left out."""
+    if not o["data_spec"].startswith("audio:"):
+        for name in (n for n in AUDIO_OPTIONS if n in given):
+            raise click.BadParameter("applies to --data audio:DIR only", param_hint=f"--{name.replace('_', '-')}")
+        return None
+    from .audio import AudioOptions
+    from .data import DataError
+
+    recorded = ((ckpt or {}).get("data", {}).get("audio") or {}).get("options")
+    if isinstance(recorded, dict):  # --resume: arch and likelihood came back with the other settings
+        o.update({opt: recorded[f] for opt, f in _AUDIO_FIELDS.items() if opt not in given and f in recorded})
+    else:
+        o["arch"] = o["arch"] if "arch" in given else "conv"
+        o["likelihood"] = o["likelihood"] if "likelihood" in given else "gaussian"
+    try:
+        return AudioOptions(
+            sample_rate=o["sample_rate"], duration=o["duration"], window=o["window"], stride=o["stride"], n_fft=o["n_fft"], hop=o["hop"],
+            n_mels=o["mels"], frame_multiple=2 ** len(o["channels"]) if o["arch"] != "mlp" else 1, mel_image=o["arch"] != "conv1d",
+        )
+    except DataError as exc:
+        raise click.BadParameter(str(exc), param_hint="--data") from None
 
 
 def main() -> None:

@@ -176,10 +176,16 @@ def _argument(spec: str) -> str:
     return arg
 
 
-_SOURCES = {"digits": _digits, "idx": _idx, "images": _images, "npy": _npy}
+def _audio(spec: str, likelihood: str, *, audio=None, **_) -> Dataset:
+    from .audio import read_audio_dataset
+
+    return read_audio_dataset(spec, _argument(spec), likelihood, audio)
 
 
-def load_data(spec: str = "digits", likelihood: str = "bernoulli", *, size: tuple[int, int] | None = None, sequences: bool = False) -> Dataset:
+_SOURCES = {"digits": _digits, "idx": _idx, "images": _images, "npy": _npy, "audio": _audio}
+
+
+def load_data(spec: str = "digits", likelihood: str = "bernoulli", *, size: tuple[int, int] | None = None, sequences: bool = False, audio=None) -> Dataset:
     """Load the data a ``--data`` SPEC names, preprocessed for ``likelihood``.
 
     Args:
@@ -190,6 +196,8 @@ def load_data(spec: str = "digits", likelihood: str = "bernoulli", *, size: tupl
         size: (height, width) that images:DIR resizes every image to; other sources ignore it.
         sequences: an npy:PATH array [N, C, L] is sequences [C, L] (for conv1d), not images [1, H, W];
             other sources ignore it.
+        audio: ``trainer.audio.AudioOptions`` for "audio:DIR" (WAV/FLAC files; sample rate, clips, front
+            end); other sources ignore it.
 
     Returns:
         the data split into train/validation/test with a fixed seed (the test split never trains).
@@ -201,9 +209,9 @@ def load_data(spec: str = "digits", likelihood: str = "bernoulli", *, size: tupl
         raise DataError(f"data spec must be a string such as 'digits', got {spec!r}")
     kind = spec.split(":", 1)[0]
     if kind not in _SOURCES:
-        raise DataError(f"unknown data spec {spec!r}; expected digits, idx:PATH, images:DIR or npy:PATH[.npz:KEY]")
-    # Each source takes the options that apply to it (size: images:DIR; sequences: npy:) and ignores the rest.
-    return _SOURCES[kind](spec, likelihood, size=size, sequences=sequences)
+        raise DataError(f"unknown data spec {spec!r}; expected digits, idx:PATH, images:DIR, npy:PATH[.npz:KEY] or audio:DIR")
+    # Each source takes the options that apply to it (size: images:DIR; sequences: npy:; audio: audio:DIR) and ignores the rest.
+    return _SOURCES[kind](spec, likelihood, size=size, sequences=sequences, audio=audio)
 
 
 def load_recorded(entry: dict) -> Dataset:
@@ -216,4 +224,9 @@ def load_recorded(entry: dict) -> Dataset:
     spec = entry.get("spec", entry.get("dataset", "digits"))
     shape = list(entry.get("shape") or [])
     size = tuple(shape[-2:]) if isinstance(spec, str) and spec.startswith("images:") and len(shape) == 3 else None
-    return load_data(spec, entry.get("likelihood", "bernoulli"), size=size, sequences=entry.get("kind") == "sequence")
+    audio = None
+    if entry.get("kind") == "audio":
+        from .audio import AudioOptions
+
+        audio = AudioOptions(**(entry.get("audio") or {}).get("options", {}))
+    return load_data(spec, entry.get("likelihood", "bernoulli"), size=size, sequences=entry.get("kind") == "sequence", audio=audio)

@@ -21,7 +21,7 @@ def _session(path: Path) -> ort.InferenceSession:
 
 def test_bundle_layout_and_manifest(bundle, model_path):
     names = sorted(p.name for p in bundle.iterdir())
-    assert names == ["decoder.int8.onnx", "decoder.onnx", "encoder.int8.onnx", "encoder.onnx", "manifest.json"]
+    assert names == ["decoder.int8.onnx", "decoder.onnx", "encoder.int8.onnx", "encoder.onnx", "golden.json", "manifest.json"]
     m = json.loads((bundle / "manifest.json").read_text())
     assert m["schema"] == "vae-edge/bundle/1"
     assert m["model"]["latent_dim"] == 4 and m["model"]["likelihood"] == "bernoulli"

@@ -1,0 +1,147 @@
+// manifest.json checks, mirroring the Python runtime's read_manifest (runtime/bundle.py): a hand-edited or
+// foreign manifest fails on load with one line naming the field.
+import { BundleError } from './errors.js';
+
+export const SCHEMA = 'vae-edge/bundle/1';
+export const MANIFEST = 'manifest.json';
+export const GRAPHS = ['encoder', 'decoder'];
+export const LIKELIHOODS = ['bernoulli', 'gaussian'];
+// The data kinds whose bundles hold an encoder and a decoder (runtime/contract.py's MODALITIES that this
+// runtime implements); a manifest without data.kind predates it and holds those two graphs.
+export const KINDS = ['image', 'vector', 'sequence'];
+
+const isObject = (v) => v !== null && typeof v === 'object' && !Array.isArray(v);
+const isNumber = (v) => typeof v === 'number' && Number.isFinite(v);
+const isPositiveInt = (v) => Number.isInteger(v) && v > 0;
+
+/**
+ * A manifest number, or nested list of the sample shape, flattened (Float64Array of the sample size, or
+ * one number); null when it is neither or holds a non-finite value.
+ * @param {unknown} value
+ * @param {number[]} shape
+ * @returns {number|Float64Array|null}
+ */
+export function perFeature(value, shape) {
+  if (isNumber(value)) return value;
+  if (!Array.isArray(value)) return null;
+  const flat = [];
+  const walk = (v, depth) => {
+    if (depth === shape.length) {
+      if (!isNumber(v)) throw new Error('not a number');
+      flat.push(v);
+      return;
+    }
+    if (!Array.isArray(v) || v.length !== shape[depth]) throw new Error('wrong shape');
+    for (const item of v) walk(item, depth + 1);
+  };
+  try {
+    walk(value, 0);
+  } catch {
+    return null;
+  }
+  return Float64Array.from(flat);
+}
+
+function positive(value, shape) {
+  const a = perFeature(value, shape);
+  if (a === null) return false;
+  return typeof a === 'number' ? a > 0 : a.every((v) => v > 0);
+}
+
+export function shorten(value) {
+  let text;
+  try {
+    text = JSON.stringify(value);
+  } catch {
+    text = String(value);
+  }
+  if (text === undefined) text = String(value);
+  return text.length <= 120 ? text : `${text.slice(0, 117)}...`;
+}
+
+/**
+ * A file name from the manifest must stay a plain name inside the bundle folder.
+ * @param {string} where
+ * @param {unknown} name
+ * @returns {string}
+ */
+export function safeMember(where, name) {
+  if (typeof name !== 'string' || !name) throw new BundleError(`${where}: manifest names a file with an invalid name ${shorten(name)}`);
+  if (name.includes('/') || name.includes('\\') || name.includes('\0') || name === '.' || name === '..') {
+    throw new BundleError(`${where}: manifest file name ${shorten(name)} points outside the bundle folder`);
+  }
+  return name;
+}
+
+/**
+ * Check a parsed manifest (schema, sections, fields the runtime relies on).
+ * @param {unknown} m parsed JSON
+ * @param {string} where the manifest's path or URL, for messages
+ * @returns {object} the manifest
+ */
+export function checkManifest(m, where) {
+  const need = (ok, what) => {
+    if (!ok) throw new BundleError(`${where}: ${what}`);
+  };
+  need(isObject(m), 'manifest must be a JSON object');
+  need(m.schema === SCHEMA, `schema ${shorten(m.schema)} is not supported (expected "${SCHEMA}")`);
+  for (const key of ['model', 'data', 'variants', 'files']) need(isObject(m[key]), `manifest lacks the "${key}" section`);
+  need(Object.keys(m.variants).length > 0, 'manifest lists no variants');
+  const { model, data } = m;
+  const kind = data.kind ?? 'image';
+  need(KINDS.includes(kind), `data kind ${shorten(kind)} is not one this runtime knows (${KINDS.join(', ')})`);
+  need(isPositiveInt(model.latent_dim), `model.latent_dim must be a positive integer, got ${shorten(model.latent_dim)}`);
+  need(LIKELIHOODS.includes(model.likelihood), `model.likelihood ${shorten(model.likelihood)} is not one this runtime knows (${LIKELIHOODS.join(', ')})`);
+  const shape = data.shape;
+  need(Array.isArray(shape) && shape.length > 0 && shape.every(isPositiveInt), `data.shape must be a list of positive integers, got ${shorten(shape)}`);
+  const pre = data.preprocessing;
+  need(isObject(pre) && pre.kind === 'affine' && perFeature(pre.offset, shape) !== null && positive(pre.scale, shape),
+    `data.preprocessing must be {kind: affine, offset, scale > 0}, each a number or a list of shape ${shorten(shape)}, got ${shorten(pre)}`);
+  if (model.likelihood === 'gaussian') {
+    const params = model.likelihood_params;
+    need(isObject(params) && positive(params.std, shape), `model.likelihood_params.std must be a number > 0 or a list of shape ${shorten(shape)} for a gaussian model, got ${shorten(params)}`);
+  }
+  for (const [name, meta] of Object.entries(m.files)) {
+    safeMember(where, name);
+    need(isObject(meta) && typeof meta.sha256 === 'string' && /^[0-9a-f]{64}$/.test(meta.sha256) && (meta.bytes === undefined || Number.isInteger(meta.bytes)), `files["${name}"] must give sha256 and bytes`);
+  }
+  for (const [variant, entry] of Object.entries(m.variants)) {
+    need(isObject(entry), `variants["${variant}"] must be an object`);
+    for (const graph of GRAPHS) {
+      need(typeof entry[graph] === 'string', `variant "${variant}" names no ${graph} graph`);
+      need(entry[graph] in m.files, `variant "${variant}" uses "${entry[graph]}", which the files list lacks`);
+    }
+    const q = entry.anomaly_quantiles ?? {};
+    need(isObject(q) && Object.values(q).every(isNumber), `variants["${variant}"].anomaly_quantiles must map names to numbers`);
+  }
+  return m;
+}
+
+/** "p99.9" -> 0.999; null for a name not of that form. */
+export function quantileFraction(name) {
+  if (!name.startsWith('p')) return null;
+  const v = Number(name.slice(1));
+  return Number.isFinite(v) && name.length > 1 ? v / 100 : null;
+}
+
+/**
+ * The stored quantile name for a fraction (0.99) or a stored name ("p99").
+ * @param {unknown} quantile
+ * @param {Record<string, number>} stored
+ * @returns {string}
+ */
+export function findQuantile(quantile, stored, ErrorType) {
+  const listing = Object.keys(stored).map((n) => (quantileFraction(n) !== null ? `${n} (${quantileFraction(n)})` : n)).join(', ');
+  if (typeof quantile === 'string') {
+    if (quantile in stored) return quantile;
+    throw new ErrorType(`quantile "${quantile}" is not calibrated in this bundle; it stores ${listing}`);
+  }
+  if (typeof quantile !== 'number' || !(quantile > 0 && quantile < 1)) {
+    throw new ErrorType(`quantile: expected a fraction in (0, 1) such as 0.99, or a stored name, got ${shorten(quantile)}`);
+  }
+  for (const name of Object.keys(stored)) {
+    const q = quantileFraction(name);
+    if (q !== null && Math.abs(q - quantile) < 1e-9) return name;
+  }
+  throw new ErrorType(`quantile ${quantile} is not calibrated in this bundle; it stores ${listing}`);
+}

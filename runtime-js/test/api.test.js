@@ -1,0 +1,99 @@
+// The API's refusals: one-line InputError/BundleError messages as rejected promises (never an
+// unhandled rejection, never a crash), and the Python runtime's meanings on the default bundle.
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { BundleError, InputError, load } from '../src/node.js';
+import { DEFAULT_BUNDLE } from './helpers.js';
+
+let vae;
+const unhandled = [];
+const onUnhandled = (reason) => unhandled.push(reason);
+
+before(async () => {
+  process.on('unhandledRejection', onUnhandled);
+  vae = await load(DEFAULT_BUNDLE);
+});
+
+after(async () => {
+  await vae.release();
+  process.off('unhandledRejection', onUnhandled);
+  assert.deepEqual(unhandled, []);
+});
+
+async function refuses(promise, pattern) {
+  await assert.rejects(promise, (err) => {
+    assert.ok(err instanceof InputError, `${err.name}: ${err.message}`);
+    assert.match(err.message, pattern);
+    assert.doesNotMatch(err.message, /\n/);
+    return true;
+  });
+}
+
+test('shapes: one sample or a batch, in any array form', async () => {
+  const size = vae.size;
+  const one = new Float32Array(size).fill(3);
+  const a = await vae.encode({ data: one, shape: vae.shape });
+  assert.deepEqual(a.mu.shape, [vae.latentDim]);
+  const nested = [[Array.from({ length: 8 }, () => Array(8).fill(3))]];
+  const b = await vae.encode(nested);
+  assert.deepEqual(Array.from(b.mu.data), Array.from(a.mu.data));
+  const batch = await vae.reconstruct({ data: new Float32Array(3 * size).fill(3), shape: [3, ...vae.shape] });
+  assert.deepEqual(batch.shape, [3, ...vae.shape]);
+  const empty = await vae.decode({ data: new Float32Array(0), shape: [0, vae.latentDim] });
+  assert.deepEqual(empty.shape, [0, ...vae.shape]);
+  assert.equal(typeof (await vae.anomalyScore(one.length === size ? { data: one, shape: vae.shape } : one)), 'number');
+});
+
+test('bad inputs are refused with one line naming what was expected', async () => {
+  await refuses(vae.encode({ data: new Float32Array(10), shape: [10] }), /^x: expected shape \[n, 1, 8, 8\] or \[1, 8, 8\], got \[10\]$/);
+  await refuses(vae.encode({ data: new Float32Array(64).fill(Number.NaN), shape: [1, 8, 8] }), /^x: contains NaN or Inf$/);
+  await refuses(vae.encode({ data: new Float32Array(64).fill(40), shape: [1, 8, 8] }), /^x: values must lie in \[0, 16\] for this model, got min 40, max 40$/);
+  await refuses(vae.encode([[['a']]]), /^x: expected numbers, got string at index 0$/);
+  await refuses(vae.encode([[1, 2], [3]]), /irregular/);
+  await refuses(vae.encode(null), /^x: expected an array/);
+  await refuses(vae.encode({ data: [1, 2], shape: [3] }), /holds 2 values, shape \[3\] needs 3/);
+  await refuses(vae.decode({ data: new Float32Array(vae.latentDim).fill(1e7), shape: [vae.latentDim] }), /^z: values must lie within ±1000000/);
+  await refuses(vae.sample(-1), /^n: expected an integer/);
+  await refuses(vae.sample(2, { seed: -3 }), /^seed: expected an integer from 0 to 2\^64 - 1, got -3$/);
+  await refuses(vae.sample(2, { temperature: 0 }), /^temperature/);
+  await refuses(vae.interpolate(new Float32Array(64), new Float32Array(64), 1), /^x_a: expected shape|^steps/);
+  await refuses(vae.anomalyScore({ data: new Float32Array(64), shape: [1, 8, 8] }, { samples: 0 }), /^samples: expected an integer from 1/);
+  await refuses(vae.isAnomaly({ data: new Float32Array(64), shape: [1, 8, 8] }, 0.42), /^quantile 0.42 is not calibrated in this bundle; it stores p50 \(0.5\)/);
+  assert.throws(() => vae.threshold('p12'), InputError);
+});
+
+test('loading refuses unknown precisions and missing folders with one line', async () => {
+  await refuses(load(DEFAULT_BUNDLE, { precision: 'int4' }), /^precision "int4" is not in this bundle; it has fp32, int8$/);
+  await refuses(load(DEFAULT_BUNDLE, { threads: 0 }), /^threads/);
+  await assert.rejects(load('/nonexistent'), (err) => err instanceof BundleError && err.message === '/nonexistent: no such bundle folder');
+  await assert.rejects(load(`${DEFAULT_BUNDLE}/manifest.json`), (err) => err instanceof BundleError && /is a file; expected the bundle folder/.test(err.message));
+});
+
+test('a manifest of another modality or schema is refused with one line naming the field', async () => {
+  const { checkManifest } = await import('../src/manifest.js');
+  const { readFileSync } = await import('node:fs');
+  const good = JSON.parse(readFileSync(`${DEFAULT_BUNDLE}/manifest.json`, 'utf8'));
+  const bad = (patch) => () => checkManifest({ ...good, ...patch(structuredClone(good)) }, 'm.json');
+  assert.throws(bad(() => ({ schema: 'vae-edge/bundle/2' })), /^BundleError: m.json: schema "vae-edge\/bundle\/2" is not supported/);
+  assert.throws(bad((m) => ({ data: { ...m.data, kind: 'text' } })), /data kind "text" is not one this runtime knows \(image, vector, sequence\)/);
+  assert.throws(bad((m) => ({ model: { ...m.model, latent_dim: 0 } })), /model.latent_dim must be a positive integer, got 0/);
+  assert.throws(bad((m) => ({ files: { ...m.files, '../x': { sha256: 'a'.repeat(64), bytes: 1 } } })), /points outside the bundle folder/);
+  assert.throws(bad((m) => ({ variants: { fp32: { ...m.variants.fp32, decoder: 'nope.onnx' } } })), /uses "nope.onnx", which the files list lacks/);
+});
+
+test('meanings: same seed same samples, thresholds by fraction or name, interpolation ends', async () => {
+  const a = await vae.sample(4, { seed: 11 });
+  const b = await vae.sample(4, { seed: 11n });
+  const c = await vae.sample(4, { seed: 12 });
+  assert.deepEqual(Array.from(a.data), Array.from(b.data));
+  assert.notDeepEqual(Array.from(a.data), Array.from(c.data));
+  assert.equal(vae.threshold(0.99), vae.threshold('p99'));
+  const x0 = { data: new Float32Array(64).fill(2), shape: [1, 8, 8] };
+  const x1 = { data: new Float32Array(64).fill(9), shape: [1, 8, 8] };
+  const path = await vae.interpolate(x0, x1, 5);
+  const r0 = await vae.reconstruct(x0);
+  assert.deepEqual(Array.from(path.data.subarray(0, 64)), Array.from(r0.data));
+  const mc1 = await vae.anomalyScore(x0, { samples: 4, seed: 3 });
+  const mc2 = await vae.anomalyScore(x0, { samples: 4, seed: 3 });
+  assert.equal(mc1, mc2);
+});

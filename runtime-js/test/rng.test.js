@@ -1,0 +1,29 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { Generator, checkSeed, normals, words } from '../src/rng.js';
+
+test('words are SplitMix64, the same as the Python runtime', () => {
+  assert.deepEqual(Array.from(words(0n, 3)), [0xe220a8397b1dcdafn, 0x6e789e6aa1b965f4n, 0x06c45d188009454fn]);
+});
+
+test('normals match the Python runtime (runtime/rng.py) to the last bit', () => {
+  // Python: vae_edge.runtime.rng.normals(3, 6)
+  const python = [-0.6410515695262378, -1.985404994109346, 0.8874808858564054, 0.43731106416675475, -1.1468789923756646, -1.321196663834466];
+  assert.deepEqual(Array.from(normals(3n, 6)), python);
+});
+
+test('a Generator draws in order and keeps Box-Muller pairs aligned', () => {
+  const g = new Generator(9);
+  const first = g.standardNormal(6);
+  const second = g.standardNormal(3);
+  const third = g.standardNormal(1);
+  const whole = normals(9n, 12);
+  assert.deepEqual(Array.from(first), Array.from(whole.subarray(0, 6)));
+  assert.deepEqual(Array.from(second), Array.from(whole.subarray(6, 9)));
+  assert.deepEqual(Array.from(third), [whole[10]]);
+});
+
+test('seeds are integers from 0 to 2^64 - 1', () => {
+  assert.equal(checkSeed(2n ** 64n - 1n), 2n ** 64n - 1n);
+  for (const bad of [-1, 1.5, 'a', 2n ** 64n, Number.MAX_SAFE_INTEGER + 2, null]) assert.throws(() => checkSeed(bad), /seed: expected an integer/);
+});

@@ -1,0 +1,177 @@
+"""vae-run's audio side: the commands' bodies for an audio bundle (WAV in and out, PCM streams).
+
+vae-run's commands hand over here when their bundle is an audio bundle, so each command keeps one
+name for every modality (sample, reconstruct, encode, score, score --stream).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import click
+import numpy as np
+
+from .audio import AudioError
+from .pcm import decode_pcm
+from .audio_vae import AudioVAE
+from .bundle import read_manifest
+from .files import atomic_save_npy, check_writable
+from .wavfile import read_wav, write_wav
+
+STDIN_BLOCK = 4096  # bytes read from standard input at a time: 128 ms of s16le at 16 kHz
+
+
+def is_audio_bundle(path: Path | None) -> bool:
+    """Whether ``path`` is a bundle folder whose manifest says audio (anything unreadable: no)."""
+    if path is None or not Path(path).is_dir():
+        return False
+    try:
+        return read_manifest(path)["data"].get("kind") == "audio"
+    except ValueError:
+        return False
+
+
+def read_clips(vae: AudioVAE, paths: list[Path], stride: float | None = None) -> tuple[np.ndarray, list[tuple[Path, float]]]:
+    """WAV files as model clips, the way the model's training clips were made: a bundle trained with
+    ``--duration`` pads or crops each file to one clip; otherwise a file of one clip's length is one clip
+    and a longer one is cut into windows every ``stride`` seconds (default: the training stride).
+
+    Returns:
+        (PCM [k, samples], (file, start seconds) per clip).
+
+    Raises:
+        AudioError: unreadable or wrong-rate WAV, digital silence, or (not padding) shorter than one clip.
+    """
+    clips, where = [], []
+    pads = vae.manifest["data"]["audio"].get("clips") == "pad"
+    for path in paths:
+        pcm, _ = read_wav(path, sample_rate=vae.sample_rate)
+        if not pcm.any():
+            raise AudioError(f"{path}: is digital silence (every sample 0); nothing to hear")
+        if pads:
+            clip = np.zeros(vae.samples, np.float32)
+            clip[: min(len(pcm), vae.samples)] = pcm[: vae.samples]
+            clips.append(clip[None])
+            where.append((path, 0.0))
+            continue
+        if len(pcm) < vae.samples:
+            raise AudioError(f"{path}: {len(pcm) / vae.sample_rate:.3f} s is shorter than one window of the model ({vae.frontend.seconds:g} s, {vae.samples} samples)")
+        starts, windows = vae.windows(pcm, stride)
+        clips.append(windows)
+        where += [(path, float(s)) for s in starts]
+    return np.concatenate(clips), where
+
+
+def check_out(path: Path | None) -> None:
+    """Refuse an unwritable output before any work (nothing is written when the command fails)."""
+    if path is not None:
+        check_writable(path)
+
+
+def write_wavs(folder: Path, pcm: np.ndarray, rate: int, stem: str) -> list[Path]:
+    """One 16-bit WAV per row, ``folder/stem_000.wav`` ..."""
+    return [write_wav(folder / f"{stem}_{i:03d}.wav", row, rate) for i, row in enumerate(pcm)]
+
+
+def sample(vae: AudioVAE, n: int, seed, temperature: float, *, out: Path | None, wav: Path | None, grid: Path | None, iterations: int,
+           normalize: bool = False) -> None:
+    """vae-run sample on an audio bundle: log-mel to --out, sound to --wav DIR, spectrograms to --grid."""
+    if wav is None and out is None and grid is None:
+        raise click.UsageError("an audio bundle samples sound: give --wav DIR (and/or --out FILE.npy, --grid FILE.png)")
+    for path in (out, grid):
+        check_out(path)
+    log_mel = vae.sample(n, seed=seed, temperature=temperature)
+    _outputs(vae, log_mel, out=out, grid=grid)
+    if wav is not None:
+        pcm = vae.to_pcm(log_mel, iterations=iterations, seed=seed or 0)
+        if normalize:  # -6 dBFS peaks; a row of digital silence stays silent
+            pcm = pcm * (0.5 / np.maximum(np.abs(pcm).max(axis=1, keepdims=True), 1e-9))
+        for path in write_wavs(wav, pcm, vae.sample_rate, "sample"):
+            click.echo(f"wrote {path}", err=True)
+
+
+def reconstruct(vae: AudioVAE, src: Path, *, out: Path | None, wav: Path | None, grid: Path | None, iterations: int) -> None:
+    """vae-run reconstruct on an audio bundle: IN.wav -> --wav OUT.wav (its clips in order), log-mel, spectrograms."""
+    if wav is None and out is None and grid is None:
+        raise click.UsageError("give --wav OUT.wav (and/or --out FILE.npy, --grid FILE.png)")
+    for path in (out, grid, wav):
+        check_out(path)
+    clips, _ = read_clips(vae, [src], stride=vae.frontend.seconds)  # back to back, so the sound is continuous
+    features = vae.features(clips)
+    log_mel = vae.reconstruct(clips)
+    _outputs(vae, log_mel, out=out, grid=grid, inputs=features)
+    if wav is not None:
+        write_wav(wav, vae.to_pcm(log_mel, iterations=iterations).reshape(-1), vae.sample_rate)
+        click.echo(f"wrote {wav}", err=True)
+
+
+def _outputs(vae: AudioVAE, log_mel: np.ndarray, *, out: Path | None, grid: Path | None, inputs: np.ndarray | None = None) -> None:
+    if grid is not None:
+        from .images import interleave_rows, save_spectrograms
+
+        per_row = max(1, min(4, len(log_mel)))
+        shown = log_mel if inputs is None else interleave_rows(inputs, log_mel, per_row)
+        save_spectrograms(grid, shown, vae.frontend.floor, nrow=per_row)
+        click.echo(f"wrote {grid}" + (" (rows of inputs, each followed by their reconstructions)" if inputs is not None else ""), err=True)
+    if out is not None:
+        atomic_save_npy(out, log_mel)
+        click.echo(f"wrote {out} {list(log_mel.shape)} (log-mel)", err=True)
+
+
+def score(vae: AudioVAE, paths: list[Path], *, out: Path | None, stride: float | None, quantile: float) -> None:
+    """vae-run score on WAV files: one line per clip (file, start, score, flag); --out the scores as .npy."""
+    check_out(out)
+    clips, where = read_clips(vae, paths, stride)
+    scores = vae.anomaly_score(clips)
+    limit = _threshold(vae, quantile)
+    windowed = any(start > 0 for _, start in where)
+    click.echo(f"# one score per {'window of ' + format(vae.frontend.seconds, 'g') + ' s' if windowed else 'clip'}; negative ELBO in nats"
+               + (f"; flagged above the validation p{quantile * 100:g} ({limit:.2f})" if limit is not None else ""))
+    for (path, start), s in zip(where, scores):
+        flag = "  ANOMALY" if limit is not None and s > limit else ""
+        click.echo(f"{path}\t{start:.3f}\t{s:.6g}{flag}")
+    if out is not None:
+        atomic_save_npy(out, scores)
+        click.echo(f"wrote {out} [{len(scores)}]", err=True)
+    if limit is not None:
+        click.echo(f"{int((scores > limit).sum())} of {len(scores)} above the validation p{quantile * 100:g} ({limit:.2f} nats)", err=True)
+
+
+def score_stream(vae: AudioVAE, src: Path | None, *, fmt: str, stride: float | None, quantile: float) -> None:
+    """vae-run score --stream: raw PCM from standard input (or a file), one line per window as soon as it is complete."""
+    limit = _threshold(vae, quantile)
+    blocks = _raw_blocks(sys.stdin.buffer if src is None else src.open("rb"), fmt)
+    flagged = total = 0
+    for start, s in vae.score_windows(blocks, stride=stride):
+        flag = "  ANOMALY" if limit is not None and s > limit else ""
+        click.echo(f"{start:.3f}\t{s:.6g}{flag}")
+        sys.stdout.flush()  # a pipe sees each window's score now
+        total += 1
+        flagged += bool(flag)
+    if total == 0:
+        raise AudioError(f"the stream ended before one window was complete ({vae.frontend.seconds:g} s = {vae.samples} samples)")
+    if limit is not None:
+        click.echo(f"{flagged} of {total} windows above the validation p{quantile * 100:g} ({limit:.2f} nats)", err=True)
+
+
+def _raw_blocks(stream, fmt: str) -> Iterator[np.ndarray]:
+    """PCM samples from a binary stream, a block at a time (a partial sample waits for the next read)."""
+    width = 2 if fmt == "s16le" else 4
+    rest = b""
+    with stream:
+        while True:
+            raw = stream.read(STDIN_BLOCK)
+            if not raw:
+                break
+            raw, cut = rest + raw, (len(rest) + len(raw)) // width * width
+            rest = raw[cut:]
+            yield decode_pcm(raw[:cut], fmt)
+
+
+def _threshold(vae: AudioVAE, quantile: float) -> float | None:
+    try:
+        return vae.threshold(quantile)
+    except ValueError:
+        return None

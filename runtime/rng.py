@@ -1,0 +1,65 @@
+"""The sampling generator every vae-edge runtime implements bit for bit (Python here, runtime-js/src/rng.js).
+
+SplitMix64 used as a counter-based generator: the k-th 64-bit word of seed s is
+``mix(s + (k + 1) * GAMMA mod 2**64)``, so a whole batch is one vectorised numpy expression and any
+language with 64-bit integers (JavaScript's BigInt) reproduces it. Uniforms take the top 53 bits;
+normals come from the Box-Muller transform in float64, pairs of words (2i, 2i+1) giving normals 2i and
+2i+1. Runtimes cast the normals to float32 before use, which hides last-bit differences between
+libms' log/cos/sin (float64 results 1 ulp apart round to the same float32 except with probability ~2^-29).
+docs/javascript.md states the algorithm.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+import numpy as np
+
+GAMMA = np.uint64(0x9E3779B97F4A7C15)
+_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_M2 = np.uint64(0x94D049BB133111EB)
+MAX_SEED = 2**64 - 1
+
+
+def words(seed: int, count: int, start: int = 0) -> np.ndarray:
+    """Words ``start .. start + count - 1`` of the stream for ``seed`` (uint64 [count])."""
+    k = np.arange(start + 1, start + count + 1, dtype=np.uint64)
+    with np.errstate(over="ignore"):  # arithmetic modulo 2**64 is the algorithm
+        z = np.uint64(seed) + k * GAMMA
+        z = (z ^ (z >> np.uint64(30))) * _M1
+        z = (z ^ (z >> np.uint64(27))) * _M2
+    return z ^ (z >> np.uint64(31))
+
+
+def normals(seed: int, count: int, start: int = 0) -> np.ndarray:
+    """Normals ``start .. start + count - 1`` of ``seed``'s stream (float64; ``start`` even): Box-Muller
+    on the word pairs (start, start + 1), ... ."""
+    pairs = (count + 1) // 2
+    w = words(seed, 2 * pairs, start)
+    scale = 2.0**-53
+    u1 = ((w[0::2] >> np.uint64(11)).astype(np.float64) + 1.0) * scale  # (0, 1]: log(u1) is finite
+    u2 = (w[1::2] >> np.uint64(11)).astype(np.float64) * scale  # [0, 1)
+    r = np.sqrt(-2.0 * np.log(u1))
+    theta = 2.0 * np.pi * u2
+    out = np.empty(2 * pairs)
+    out[0::2] = r * np.cos(theta)
+    out[1::2] = r * np.sin(theta)
+    return out[:count]
+
+
+class Generator:
+    """Standard normals from one seed, drawn in order (as numpy's ``standard_normal``)."""
+
+    def __init__(self, seed: int | None = None):
+        self.seed = secrets.randbits(64) if seed is None else int(seed)
+        self._drawn = 0  # normals handed out so far; an even count keeps Box-Muller pairs aligned
+
+    def standard_normal(self, shape: tuple[int, ...] | int) -> np.ndarray:
+        """float64 normals of ``shape``, the next ones in the stream, row-major."""
+        shape = (shape,) if isinstance(shape, int) else tuple(shape)
+        count = int(np.prod(shape)) if shape else 1
+        start = self._drawn + (self._drawn & 1)
+        drawn = normals(self.seed, count, start)
+        self._drawn = start + count
+        return drawn.reshape(shape)
+

@@ -1,0 +1,97 @@
+"""WAV files with the standard library's ``wave`` module, so that a device needs no audio package.
+
+Reads integer PCM of 16, 24 or 32 bits, any channel count (mixed down to mono); writes 16-bit mono,
+atomically. 8-bit WAV (unsigned, a legacy format) and float WAV are refused with a message saying so.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import wave
+from pathlib import Path
+
+import numpy as np
+
+from .audio import AudioError
+from .files import atomic_write_bytes
+
+
+class WavError(AudioError):
+    """A file that is not a WAV this reader takes, naming the file and what was expected."""
+
+
+def read_wav(path: str | os.PathLike, *, sample_rate: int | None = None) -> tuple[np.ndarray, int]:
+    """One WAV file as mono float32 PCM in [-1, 1].
+
+    Args:
+        sample_rate: the rate required (a different one is refused: resample the file first).
+
+    Returns:
+        (samples [length], sample rate).
+
+    Raises:
+        WavError: missing, not WAV, truncated, 8-bit, float or compressed, empty, or the wrong sample rate.
+    """
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise WavError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise WavError(f"{path}: is a folder, expected a .wav file") from None
+    except OSError as exc:
+        raise WavError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    return decode_wav(raw, path, sample_rate=sample_rate)
+
+
+def decode_wav(raw: bytes, name: str | os.PathLike = "<wav>", *, sample_rate: int | None = None) -> tuple[np.ndarray, int]:
+    """:func:`read_wav` on the bytes of a file."""
+    if raw[:4] != b"RIFF" or raw[8:12] != b"WAVE":
+        raise WavError(f"{name}: not a WAV file (expected a RIFF/WAVE header, got {raw[:12]!r})")
+    try:
+        with wave.open(io.BytesIO(raw), "rb") as w:
+            channels, width, rate, count = w.getnchannels(), w.getsampwidth(), w.getframerate(), w.getnframes()
+            data = w.readframes(count)
+    except (wave.Error, EOFError) as exc:
+        why = str(exc) or "header ends early"
+        hint = " (float or compressed WAV: convert to 16-bit PCM)" if "unknown format" in why else ""
+        raise WavError(f"{name}: unreadable WAV header ({why}){hint}") from None
+    if width == 1:
+        raise WavError(f"{name}: 8-bit WAV is not supported; expected 16-, 24- or 32-bit integer PCM")
+    if len(data) < count * channels * width:
+        raise WavError(f"{name}: truncated: the header declares {count} frames, the file holds {len(data) // max(channels * width, 1)}")
+    if count == 0:
+        raise WavError(f"{name}: holds no samples")
+    if sample_rate is not None and rate != sample_rate:
+        raise WavError(f"{name}: sampled at {rate} Hz, the model expects {sample_rate} Hz; resample it first (e.g. sox in.wav -r {sample_rate} out.wav)")
+    pcm = _samples(data, width).reshape(count, channels).mean(axis=1, dtype=np.float64)
+    return pcm.astype(np.float32), rate
+
+
+def _samples(data: bytes, width: int) -> np.ndarray:
+    """Little-endian signed PCM of ``width`` bytes -> float64 in [-1, 1)."""
+    if width == 3:  # no numpy dtype: widen each 3-byte sample to 4 bytes, sign from the top byte
+        b = np.frombuffer(data, np.uint8).reshape(-1, 3)
+        wide = np.zeros((len(b), 4), np.uint8)
+        wide[:, 1:] = b
+        return wide.view("<i4")[:, 0].astype(np.float64) / 2.0**31
+    return np.frombuffer(data, f"<i{width}").astype(np.float64) / 2.0 ** (8 * width - 1)
+
+
+def encode_wav(pcm: np.ndarray, sample_rate: int) -> bytes:
+    """Mono float PCM in [-1, 1] (clipped) -> the bytes of a 16-bit WAV file."""
+    a = np.clip(np.asarray(pcm, np.float64).reshape(-1), -1.0, 1.0)
+    ints = np.round(a * 32767.0).astype("<i2")
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(int(sample_rate))
+        w.writeframes(ints.tobytes())
+    return buf.getvalue()
+
+
+def write_wav(path: str | os.PathLike, pcm: np.ndarray, sample_rate: int) -> Path:
+    """Write mono PCM as a 16-bit WAV file, atomically (a crash leaves the old file or the new one)."""
+    return atomic_write_bytes(path, encode_wav(pcm, sample_rate))

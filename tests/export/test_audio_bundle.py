@@ -1,0 +1,166 @@
+"""Audio end to end: audio:DIR -> model.pt -> bundle (front end in the encoder graph) -> AudioVAE and vae-run."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from vae_edge.runtime.audio_vae import AudioVAE
+from vae_edge.runtime.cli import cli
+from vae_edge.runtime.wavfile import read_wav, write_wav
+
+RATE, CLIP = 16000, 8000
+
+
+@pytest.fixture(scope="module")
+def vae(audio_bundle) -> AudioVAE:
+    return AudioVAE.load(audio_bundle, threads=1)
+
+
+@pytest.fixture(scope="module")
+def clips(audio_folder) -> np.ndarray:
+    return np.stack([read_wav(p, sample_rate=RATE)[0] for p in sorted(audio_folder.glob("*.wav"))[:6]])
+
+
+def test_manifest_records_the_front_end_and_every_variant_passed(audio_bundle, vae):
+    m = vae.manifest
+    assert m["data"]["kind"] == "audio" and m["data"]["audio"]["samples"] == CLIP
+    assert m["graphs"]["encoder"]["inputs"] == {"pcm": ["batch", CLIP]}
+    assert set(m["graphs"]["encoder"]["outputs"]) == {"mu", "logvar", "log_mel"}
+    assert all(v["accuracy"]["passed"] for v in m["variants"].values())
+    assert m["variants"]["fp32"]["accuracy"]["encoder_log_mel_max_abs"] < 1e-3
+    assert vae.frontend.shape == (64, 16)
+
+
+def test_runtime_load_returns_the_audio_object(audio_bundle):
+    from vae_edge.runtime import load
+
+    vae = load(audio_bundle, precision="int8-static", threads=1)
+    assert isinstance(vae, AudioVAE) and vae.precision == "int8-static" and vae.sample_rate == RATE
+
+
+def test_in_graph_front_end_matches_the_numpy_reference(vae, clips):
+    assert np.abs(vae.features(clips) - vae.frontend.log_mel(clips)).max() < 1e-3
+
+
+def test_int8_variant_keeps_the_front_end_float(audio_bundle):
+    import onnx
+
+    graph = onnx.load(str(audio_bundle / "encoder.int8-static.onnx")).graph
+    producers = {o: n for n in graph.node for o in n.output}
+    first_conv = next(n for n in graph.node if n.op_type == "Conv")
+    assert producers.get(first_conv.input[0]) is None or producers[first_conv.input[0]].op_type != "DequantizeLinear"
+    assert any(n.op_type == "QuantizeLinear" for n in graph.node)  # the VAE's own layers are quantized
+
+
+def test_api_shapes_and_silence_scores_finite(vae, clips):
+    mu, logvar = vae.encode(clips)
+    assert mu.shape == logvar.shape == (6, 4)
+    assert vae.reconstruct(clips).shape == (6, 64, 16) and vae.sample(3, seed=1).shape == (3, 64, 16)
+    assert np.array_equal(vae.sample(2, seed=3), vae.sample(2, seed=3))
+    assert vae.interpolate(clips[0], clips[1], steps=5).shape == (5, 64, 16)
+    silence = vae.anomaly_score(np.zeros(CLIP, np.float32))
+    assert np.isfinite(silence) and silence > vae.threshold(0.99)
+    assert vae.to_pcm(vae.sample(1, seed=0)).shape == (1, CLIP)
+
+
+def test_int16_pcm_scores_as_its_float_equivalent(vae, clips):
+    ints = np.round(clips * 32767).astype(np.int16)
+    assert np.allclose(vae.anomaly_score(ints), vae.anomaly_score(ints.astype(np.float32) / 32768), rtol=1e-6)
+
+
+def test_stream_scores_each_window_like_the_batch_api(vae, clips):
+    recording = clips.reshape(-1)
+    blocks = np.array_split(recording, 17)
+    streamed = list(vae.score_windows(blocks, stride=0.25))
+    starts, windows = vae.windows(recording, stride=0.25)
+    assert [s for s, _ in streamed] == pytest.approx(list(starts))
+    assert np.allclose([s for _, s in streamed], vae.anomaly_score(windows), rtol=1e-5)
+
+
+def test_faults_score_higher_than_normal_sound(vae):
+    from bench.audio_data import machine_sound
+
+    rng = np.random.default_rng(5)
+    normal = np.stack([machine_sound(rng, 0.5) for _ in range(8)])
+    clicks = np.stack([machine_sound(rng, 0.5, fault="clicks") for _ in range(8)])
+    assert np.median(vae.anomaly_score(clicks)) > np.median(vae.anomaly_score(normal))
+
+
+def test_runtime_load_and_audio_commands_never_import_torch(audio_bundle, tmp_path, audio_folder):
+    wav = sorted(audio_folder.glob("*.wav"))[0]
+    code = (
+        "import sys; from vae_edge.runtime.cli import main; "
+        f"sys.argv = ['vae-run', 'score', {str(audio_bundle)!r}, {str(wav)!r}]\n"
+        "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+        "assert 'torch' not in sys.modules and 'onnx' not in sys.modules, 'torch loaded'"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert str(wav) in done.stdout
+
+
+def test_vae_run_sample_reconstruct_and_score(audio_bundle, audio_folder, tmp_path):
+    runner = CliRunner()
+    wav = sorted(audio_folder.glob("*.wav"))[1]
+    r = runner.invoke(cli, ["sample", str(audio_bundle), "-n", "2", "--seed", "0", "--wav", str(tmp_path / "out"), "--grid", str(tmp_path / "s.png"), "--iterations", "4", "--normalize"])
+    assert r.exit_code == 0, r.output
+    written = sorted((tmp_path / "out").glob("*.wav"))
+    assert len(written) == 2 and read_wav(written[0], sample_rate=RATE)[0].shape == (CLIP,)
+    assert np.abs(read_wav(written[0])[0]).max() == pytest.approx(0.5, abs=1e-3)  # --normalize
+    assert (tmp_path / "s.png").stat().st_size > 0
+    long = tmp_path / "long.wav"
+    write_wav(long, np.concatenate([read_wav(p)[0] for p in sorted(audio_folder.glob("*.wav"))[:3]]), RATE)
+    r = runner.invoke(cli, ["reconstruct", str(audio_bundle), str(long), "--wav", str(tmp_path / "rec.wav"), "--grid", str(tmp_path / "rec.png"), "--iterations", "4"])
+    assert r.exit_code == 0, r.output
+    assert read_wav(tmp_path / "rec.wav")[0].shape == (3 * CLIP,)
+    r = runner.invoke(cli, ["score", str(audio_bundle), str(wav), str(long), "--out", str(tmp_path / "scores.npy")])
+    assert r.exit_code == 0, r.output
+    assert np.load(tmp_path / "scores.npy").shape == (1 + 3,)  # one clip, then three windows
+    assert "one score per window" in r.output
+
+
+def test_vae_run_score_stream_reads_raw_pcm_from_stdin(audio_bundle, audio_folder):
+    pcm = np.concatenate([read_wav(p)[0] for p in sorted(audio_folder.glob("*.wav"))[:4]])
+    raw = np.round(pcm * 32767).astype("<i2").tobytes()
+    r = CliRunner().invoke(cli, ["score", str(audio_bundle), "-", "--stream", "--pcm", "s16le"], input=raw)
+    assert r.exit_code == 0, r.output
+    lines = [line for line in r.output.splitlines() if "\t" in line]
+    assert [float(line.split("\t")[0]) for line in lines] == [0.0, 0.5, 1.0, 1.5]
+
+
+def _bad_files(folder, good):
+    import wave
+
+    bad = {"notaudio.wav": b"this is not a WAV file"}
+    with wave.open(str(folder / "stereo8.wav"), "wb") as w:
+        w.setnchannels(2), w.setsampwidth(1), w.setframerate(RATE), w.writeframes(bytes(2 * CLIP))
+    write_wav(folder / "rate.wav", np.full(CLIP, 0.1), 8000)
+    write_wav(folder / "short.wav", np.full(CLIP // 2, 0.1), RATE)
+    write_wav(folder / "silence.wav", np.zeros(CLIP), RATE)
+    raw = good.read_bytes()
+    bad.update({"header.wav": raw[:30], "data.wav": raw[: len(raw) // 2]})
+    for name, data in bad.items():
+        (folder / name).write_bytes(data)
+    return ["notaudio.wav", "stereo8.wav", "rate.wav", "short.wav", "silence.wav", "header.wav", "data.wav"]
+
+
+def test_bad_audio_inputs_get_one_error_line_exit_2_and_nothing_written(audio_bundle, audio_folder, tmp_path):
+    runner = CliRunner()
+    for name in _bad_files(tmp_path, sorted(audio_folder.glob("*.wav"))[0]):
+        for args in (["score", str(audio_bundle), str(tmp_path / name), "--out", str(tmp_path / "o.npy")],
+                     ["reconstruct", str(audio_bundle), str(tmp_path / name), "--wav", str(tmp_path / "o.wav")]):
+            r = runner.invoke(cli, args)
+            assert r.exit_code == 2, (name, r.output)
+            errors = [line for line in r.output.splitlines() if line.startswith("Error:")]
+            assert len(errors) == 1 and "Traceback" not in r.output, (name, r.output)
+            assert not (tmp_path / "o.npy").exists() and not (tmp_path / "o.wav").exists()
+
+
+def test_a_stream_shorter_than_one_window_is_an_error(audio_bundle):
+    r = CliRunner().invoke(cli, ["score", str(audio_bundle), "-", "--stream"], input=bytes(1000))
+    assert r.exit_code == 2 and "before one window was complete" in r.output

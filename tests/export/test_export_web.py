@@ -1,0 +1,16 @@
+"""`vae-export --web DIR`: refused before any work when the page's files are missing (the folder it
+writes: tests/runtime/test_serve.py, through the same write_site)."""
+
+from __future__ import annotations
+
+from click.testing import CliRunner
+
+from vae_edge.export.cli import cli
+
+
+def test_web_is_checked_before_the_export(model_path, tmp_path, monkeypatch):
+    monkeypatch.setenv("VAE_EDGE_JS", str(tmp_path / "nowhere"))
+    result = CliRunner().invoke(cli, [str(model_path), "--out", str(tmp_path / "bundle"), "--web", str(tmp_path / "site")])
+    assert result.exit_code == 2 and "--web" in result.output and "not a runtime-js folder" in result.output
+    assert not (tmp_path / "bundle").exists() and not (tmp_path / "site").exists()
+
