@@ -75,12 +75,26 @@ $(JS_STAMP): runtime-js/package.json runtime-js/package-lock.json
 	touch $(JS_STAMP)
 js: $(JS_STAMP)
 
-## bench: side-by-side benchmarks (PyTorch eager vs every bundle variant, overhead, matmul peak, cold start);
+## bench: side-by-side benchmarks (PyTorch eager and TorchScript vs every bundle variant, LiteRT on the same weights, overhead, matmul peak, cold start);
 ## prints Markdown tables, writes bench/results.json. Builds its bundles once into build/bench/.
 ## `make bench BENCH_ARGS=--quick` (under a minute once built), `BENCH_ARGS="--threads 1"`.
+## The LiteRT side by side runs in its own optional environment (never a dependency of the project):
+## tensorflow-cpu builds the .tflite from the same weights, ai-edge-litert runs it; onnxruntime as in
+## $(VENV), and the project itself without its dependencies (no torch there). Built on first use; if it
+## cannot be built (no PyPI), `make bench` goes on and its table says LiteRT was skipped.
 BENCH_ARGS ?=
+LITERT_VENV ?= build/litert-venv
+LITERT_STAMP := $(LITERT_VENV)/.installed
+$(LITERT_STAMP): pyproject.toml | $(STAMP)
+	test -x $(LITERT_VENV)/bin/python || $(PYTHON) -m venv $(LITERT_VENV)
+	$(LITERT_VENV)/bin/python -m pip install --quiet --no-compile --disable-pip-version-check tensorflow-cpu ai-edge-litert click \
+		onnxruntime==$$($(PY) -c "import onnxruntime; print(onnxruntime.__version__)")
+	$(LITERT_VENV)/bin/python -m pip install --quiet --no-compile --disable-pip-version-check --no-deps -e .
+	touch $(LITERT_STAMP)
+
 bench: $(STAMP)
-	$(PY) -m bench $(BENCH_ARGS)
+	@$(MAKE) --no-print-directory $(LITERT_STAMP) || echo "make bench: the LiteRT environment could not be built; its table is skipped"
+	$(PY) -m bench --litert-python $(LITERT_VENV)/bin/python $(BENCH_ARGS)
 
 ## bundle: regenerate the default bundle shipped in runtime/default_bundle (deterministic: fixed seed,
 ## one thread, timestamp from the last commit that changed anything but the bundle, and --no-latency:

@@ -56,11 +56,23 @@ LARGE = BenchModel(
 CONV = BenchModel(
     name="conv28",
     about="conv VAE 32-64, transpose decoder, 1x28x28 (digits upscaled), 3 epochs",
-    train_args=("--seed", "0", "--quiet", "--arch", "conv", "--epochs", "3", "--iw-samples", "1"),
+    train_args=("--seed", "0", "--quiet", "--arch", "conv", "--epochs", "3", "--iw-samples", "1", "--decoder-style", "transpose"),
     export_args=("--allow-degraded",),
     digits28=True,
 )
-MODELS = (DIGITS, LARGE, CONV)
+# The same conv VAE with the two other decoder styles, so that `make bench` shows which one's shipped
+# variant decodes fastest (models/config.py's default follows it).
+CONV_STYLES = tuple(
+    BenchModel(
+        name=f"conv28-{style}",
+        about=f"conv VAE 32-64, {style} decoder, 1x28x28 (digits upscaled), 3 epochs",
+        train_args=(*CONV.train_args, "--decoder-style", style),
+        export_args=CONV.export_args,
+        digits28=True,
+    )
+    for style in ("subpixel", "upsample")
+)
+MODELS = (DIGITS, LARGE, CONV, *CONV_STYLES)
 
 
 def exporter_variants() -> tuple[str, ...]:

@@ -12,13 +12,16 @@ import click
 
 from vae_edge.runtime.clitools import output_path, run_cli
 
+from .sidebyside import DEFAULT_PYTHON
+
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--quick", is_flag=True, help="Shorter rounds and fewer cold starts: under a minute once the bundles are built.")
 @click.option("--threads", type=click.IntRange(1, 1024), default=None, help="Threads for onnxruntime, PyTorch and numpy alike (default: one per core).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("bench/results.json"), show_default=True, callback=output_path(".json"))
 @click.option("--build", type=click.Path(file_okay=False, path_type=Path), default=Path("build/bench"), show_default=True, help="Where the benchmark bundles are built and kept.")
-def cli(quick, threads, out, build):
+@click.option("--litert-python", type=click.Path(dir_okay=False, path_type=Path), default=DEFAULT_PYTHON, show_default=True, help="Interpreter of the optional LiteRT environment (`make bench` builds it); missing: the LiteRT table is skipped.")
+def cli(quick, threads, out, build, litert_python):
     """Side-by-side benchmarks: PyTorch eager against each bundle variant in onnxruntime, runtime overhead,
     matrix-multiply peak, cold start and memory. Prints Markdown tables; every figure goes to --out."""
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
@@ -32,6 +35,7 @@ def cli(quick, threads, out, build):
     from .coldstart import cold_start
     from .report import tables, targets
     from .run import bench_model, blas_info
+    from .sidebyside import joined_rows, litert_side_by_side
 
     started = time.perf_counter()
     threads = threads or os.cpu_count() or 1
@@ -46,6 +50,9 @@ def cli(quick, threads, out, build):
     result = {"machine": machine_info(), "threads": threads, "quick": quick}
     result["machine"].update({"torch": torch.__version__, "torch_threads": torch.get_num_threads(), "numpy_blas": blas_info(), "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE"), "openblas_coretype_in_environment": child_env().get("OPENBLAS_CORETYPE")})
     result["models"] = {name: bench_model(m, model_pt, bundle, threads=threads, effort=effort) for name, (m, model_pt, bundle) in built.items()}
+    _, digits_pt, digits_bundle = built["digits-mlp"]
+    litert = litert_side_by_side(digits_pt, digits_bundle, digits_pt.parent, python=litert_python, quick=quick)
+    result["litert"] = litert if "skipped" in litert else litert | {"joined": joined_rows(litert, result["models"]["digits-mlp"])}
     result["cold_start"] = cold_start(3 if quick else 9)
     result["targets"] = targets(result)
     result["machine"]["load_average_at_end"] = list(os.getloadavg())

@@ -29,6 +29,7 @@ def tables(result: dict) -> list[str]:
         frac = " | ".join(f"{tp['gflops'][e]:.0f} GFLOP/s = {tp['fraction_of_peak'][e]:.0%}" for e in engines)
         lines.append(f"| decode batch {tp['batch']} vs numpy matmul peak {tp['matmul_peak']['gflops']:.0f} GFLOP/s{_noisy(tp['matmul_peak'])} | {frac} |")
         lines.append("")
+    lines += litert_table(result.get("litert") or {"skipped": "not run"})
     c = result["cold_start"]
     rt, tc = c["runtime"], c["torch"]
     lines += [
@@ -43,6 +44,47 @@ def tables(result: dict) -> list[str]:
     for t in result["targets"]:
         lines.append(f"| {t['target']} | {t['measured']}{' (noisy)' if t.get('noisy') else ''} | {'yes' if t['met'] else '**no**'} |")
     return lines
+
+
+SIDE_ENGINES = (
+    ("runtime", "this runtime, fp32 (`VAE` call: checks, scaling, session)"),
+    ("ort-run", "bare onnxruntime `_sess.run` (anomaly_score: the score graph)"),
+    ("ort-iobinding", "bare onnxruntime, IOBinding, inputs and outputs pre-bound"),
+    ("litert-fp32", "LiteRT fp32 (XNNPACK)"),
+    ("litert-int8", "LiteRT int8 (dynamic range)"),
+    ("pytorch", "PyTorch eager †"),
+    ("torchscript", "TorchScript (traced, frozen) †"),
+)
+SIDE_CASES = (("decode", 1), ("decode", 64), ("encode", 1), ("encode", 64), ("anomaly_score", 1), ("anomaly_score", 64))
+
+
+def litert_table(litert: dict) -> list[str]:
+    """The digits MLP against LiteRT on the same weights: µs (median of three interleaved repeats) and the
+    ratio to LiteRT fp32; empty-handed runs say why."""
+    if "skipped" in litert:
+        return [f"LiteRT side by side: skipped ({litert['skipped']}).", ""]
+    m = litert["machine"]
+    rows = {(r["engine"], r["op"], r["batch"]): r for r in litert["joined"]}
+    lines = [
+        f"**LiteRT side by side** (digits MLP, same weights; LiteRT {m.get('ai_edge_litert')}, .tflite from tensorflow-cpu {m.get('tensorflow')}, "
+        f"max-abs vs the bundle {max(litert['parity']['max_abs'].values()):.1e}): one thread, µs, median of {litert['repeats']} interleaved repeats, "
+        "**ratio to LiteRT fp32**; † timed in the project's environment, ratio chained through the runtime's fp32",
+        "",
+        "| engine | " + " | ".join(f"{op} b{b}" for op, b in SIDE_CASES) + " |",
+        "|---" * (len(SIDE_CASES) + 1) + "|",
+    ]
+    for engine, about in SIDE_ENGINES:
+        cells = []
+        for op, b in SIDE_CASES:
+            r = rows.get((engine, op, b))
+            ratio = f" **{r['vs_litert_fp32']:.2f}x**" if r and r.get("vs_litert_fp32") else ""
+            cells.append(f"{r['median_s'] * 1e6:.1f}{ratio}{_noisy(r)}" if r else "–")
+        if any(c != "–" for c in cells):
+            lines.append(f"| {about} | " + " | ".join(cells) + " |")
+    p99 = rows.get(("runtime", "decode", 1))
+    if p99:
+        lines.append(f"\nRuntime decode batch 1: p99 {p99['p99_s'] * 1e6:.1f} µs, median {p99['median_s'] * 1e6:.1f} µs.")
+    return lines + [""]
 
 
 def _cell(row: dict, batch: int) -> str:
@@ -104,9 +146,37 @@ def targets(result: dict) -> list[dict]:
                 add(f"{name} {op} batch {batch}: auto no slower than fp32 (<= 1.05x, the recommender's tie)", f"{ratio:.2f}x", ratio <= 1.05, a, f)
     o = next(o for o in models["digits-mlp"]["overhead"] if o["variant"] == "fp32")
     add("digits fp32 VAE.decode batch 1 <= 1.15x a bare InferenceSession.run", f"{o['ratio']:.2f}x", o["ratio"] <= 1.15, o)
+    out += _litert_targets(result, models, row)
     c = result["cold_start"]
     add("cold start >= 6x faster than `import torch`", f"{c['speedup']:.1f}x ({c['runtime']['seconds']:.3f} s vs {c['torch']['seconds']:.2f} s)", c["speedup"] >= 6)
     add("peak RSS <= 1/3 of `import torch`", f"{c['rss_ratio']:.2f} ({c['runtime']['peak_rss_mb']:.0f} vs {c['torch']['peak_rss_mb']:.0f} MB)", c["rss_ratio"] <= 1 / 3)
     add("start-up (issue 5): import + load + sample(1) <= 0.25 s and <= 80 MB", f"{c['runtime']['seconds']:.3f} s, {c['runtime']['peak_rss_mb']:.0f} MB",
         c["runtime"]["seconds"] <= 0.25 and c["runtime"]["peak_rss_mb"] <= 80)
+    return out
+
+
+def _litert_targets(result: dict, models: dict, row) -> list[dict]:
+    """Issue 15's goals: the runtime against LiteRT fp32 and bare onnxruntime, and conv decoders that quantize."""
+    out = []
+
+    def add(target: str, measured: str, met: bool, noisy: bool = False) -> None:
+        out.append({"target": target, "measured": measured, "met": bool(met), "noisy": noisy})
+
+    litert = result.get("litert") or {}
+    if "joined" in litert:
+        rows = {(r["engine"], r["op"], r["batch"]): r for r in litert["joined"]}
+        for batch, goal in ((1, 1.3), (64, 1.0)):
+            r = rows[("runtime", "decode", batch)]
+            add(f"digits decode batch {batch}: runtime fp32 <= {goal}x LiteRT fp32", f"{r['vs_litert_fp32']:.2f}x ({r['median_s'] * 1e6:.1f} vs {rows[('litert-fp32', 'decode', batch)]['median_s'] * 1e6:.1f} us)", r["vs_litert_fp32"] <= goal, r["noisy"])
+        s = rows[("runtime", "anomaly_score", 1)]
+        add("digits anomaly_score batch 1 <= 25 us", f"{s['median_s'] * 1e6:.1f} us", s["median_s"] <= 25e-6, s["noisy"])
+        r = rows[("runtime", "decode", 1)]
+        bare = min((rows[(e, "decode", 1)] for e in ("ort-run", "ort-iobinding") if (e, "decode", 1) in rows), key=lambda b: b["median_s"])
+        add("digits decode batch 1: runtime <= 1.05x the best bare onnxruntime path", f"{r['median_s'] / bare['median_s']:.2f}x ({r['median_s'] * 1e6:.1f} vs {bare['median_s'] * 1e6:.1f} us, {bare['engine']})", r["median_s"] <= 1.05 * bare["median_s"], r["noisy"] or bare["noisy"])
+    else:
+        add("LiteRT side by side", f"skipped: {litert.get('skipped', 'not run')}", False)
+    for name in (n for n in models if n.startswith("conv28")):
+        if "int8-static" in models[name]["variants"]:
+            f, q = row(name, "decode", 64, "fp32"), row(name, "decode", 64, "int8-static")
+            add(f"{name} decode batch 64: int8-static faster than fp32", f"{format_seconds(q['median_s'])} vs {format_seconds(f['median_s'])}", q["median_s"] < f["median_s"], q.get("noisy") or f.get("noisy"))
     return out

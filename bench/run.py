@@ -19,6 +19,7 @@ from .bundles import BenchModel
 from .flops import graph_flops
 
 TORCH = "pytorch"
+TORCHSCRIPT = "torchscript"
 MATMUL = "numpy-matmul"
 MATMUL_N = 2048  # square float32 matrices: large enough for the BLAS to run at its peak, ~0.1 s per product
 PEAK_BATCH = 1024
@@ -31,6 +32,7 @@ def bench_model(model: BenchModel, model_pt: Path, bundle: Path, *, threads: int
         plain data for results.json (see the README's benchmark section for the fields).
     """
     torch_model = load_model(model_pt)
+    scripted = _torchscript(torch_model)
     engines = load_engines(bundle, threads)
     vaes = {name: vae for name, (vae, _, _) in engines.items()}
     fp32 = vaes[contract.BASE_VARIANT]
@@ -41,6 +43,7 @@ def bench_model(model: BenchModel, model_pt: Path, bundle: Path, *, threads: int
                 x, z = bench_inputs(fp32, batch)
                 xt, zt = torch.from_numpy(fp32.normalize(x)), torch.from_numpy(z)  # torch takes model space
                 calls = {TORCH: (lambda: torch_model.encode(xt)) if op == "encode" else (lambda: torch_model.decode(zt))}
+                calls[TORCHSCRIPT] = (lambda: scripted[0](xt)) if op == "encode" else (lambda: scripted[1](zt))
                 for name, vae in vaes.items():
                     calls[name] = (lambda v=vae: v.encode(x)) if op == "encode" else (lambda v=vae: v.decode(z))
                 if op == "decode" and batch == PEAK_BATCH:
@@ -91,6 +94,17 @@ def load_engines(bundle: Path, threads: int) -> dict[str, tuple[VAE, str, str]]:
         if ort_format and isinstance(entry.get("ort"), dict):
             engines[f"{variant}.ort"] = (VAE.load(bundle, precision=variant, threads=threads, format="ort"), variant, "ort")
     return engines
+
+
+def _torchscript(model) -> tuple:
+    """(encoder, decoder) traced and frozen with TorchScript: what a PyTorch user ships without ONNX."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.jit is deprecated in favour of torch.export; it still runs
+        x = torch.rand(2, *model.config.input_shape)
+        z = torch.randn(2, model.config.latent_dim)
+        return tuple(torch.jit.freeze(torch.jit.trace(m.eval(), ex)) for m, ex in ((model.encoder, x), (model.decoder, z)))
 
 
 def _matmul_call():

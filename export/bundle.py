@@ -37,6 +37,7 @@ from .ortformat import write_ort
 from .quantize import VARIANTS, warn_dynamic_on_conv
 from .recommend import EFFORT as RECOMMEND_EFFORT
 from .recommend import recommend, untimed
+from .score import write_score_graphs
 from .search import DEFAULT_BUDGET_S, Judge, search, variant_entry
 
 __all__ = ["CalibrationError", "DestinationError", "ExportError", "ExportOptions", "ExportResult", "VARIANTS", "check_destination", "export_bundle"]
@@ -125,14 +126,17 @@ def export_bundle(model_path: str | os.PathLike, out: str | os.PathLike, options
     ref = validate.reference(model, data.to_model(test_raw))
 
     with staging(Path(out)) as tmp:
-        write_graphs(tmp, model, specs, opset=options.opset, metadata=manifests.graph_metadata(model, data))
-        variants = {contract.BASE_VARIANT: {**contract.variant_files(specs, contract.BASE_VARIANT), "method": "float32, as exported from PyTorch"}}
-        report, quantization = _quantize(tmp, specs, options, feeds, Judge(ref, options.tolerance), variants)
+        traced = tuple(spec for spec in specs if spec is not contract.SCORE)  # the score graph is composed from them
+        write_graphs(tmp, model, traced, opset=options.opset, metadata=manifests.graph_metadata(model, data))
+        variants = {contract.BASE_VARIANT: {**contract.variant_files(traced, contract.BASE_VARIANT), "method": "float32, as exported from PyTorch"}}
+        report, quantization = _quantize(tmp, traced, options, feeds, Judge(ref, options.tolerance), variants)
         if options.auto:
-            recommended, variants[AUTO], lines = recommend(tmp, specs, {v: e for v, e in variants.items()}, contract.sizes(data.shape, model.config.latent_dim),
+            recommended, variants[AUTO], lines = recommend(tmp, traced, {v: e for v, e in variants.items()}, contract.sizes(data.shape, model.config.latent_dim),
                                                          Judge(ref, options.tolerance), effort=options.recommend_effort)
             quantization["recommended"] = recommended if options.latency is not None else untimed(recommended)
             report += lines
+        if contract.SCORE in specs:
+            write_score_graphs(tmp, variants, likelihood=model.config.likelihood, shape=list(model.config.input_shape), obs_logvar=_obs_logvar(model))
         if options.ort:
             write_ort(tmp, specs, variants, float16=[v for v in variants if v in VARIANTS and VARIANTS[v].method == "fp16"])
         for variant in variants:
@@ -157,6 +161,11 @@ def export_bundle(model_path: str | os.PathLike, out: str | os.PathLike, options
             write_golden(tmp, manifest, test_raw)
         manifests.write(tmp, manifest)
     return ExportResult(Path(out), manifest, report)
+
+
+def _obs_logvar(model) -> np.ndarray | None:
+    logvar = model.observation_logvar()
+    return None if logvar is None else logvar.detach().double().numpy()
 
 
 def _quantize(folder: Path, specs, options: ExportOptions, feeds: dict, judge: Judge, variants: dict) -> tuple[list[str], dict]:

@@ -85,7 +85,14 @@ def write_ort(folder: Path, specs: Sequence[GraphSpec], variants: dict[str, dict
         entry["ort"] = contract.variant_files(specs, variant, "ort")
     if contract.AUTO in variants:  # the recommended pair is other variants' files: their ORT copies
         auto = variants[contract.AUTO]
-        auto["ort"] = {spec.name: variants[contract.graph_variant(auto, contract.AUTO, spec.name)]["ort"][spec.name] for spec in specs}
+        auto["ort"] = {}
+        for spec in (s for s in specs if s.name in auto):
+            if spec.name in auto["from"]:
+                auto["ort"][spec.name] = variants[auto["from"][spec.name]]["ort"][spec.name]
+            else:  # its own composed graph (score)
+                with step(f"converting {spec.filename(contract.AUTO)} to ORT format"):
+                    to_ort(folder / auto[spec.name], folder / spec.filename(contract.AUTO, "ort"))
+                auto["ort"][spec.name] = spec.filename(contract.AUTO, "ort")
     # One config over every shipped graph, each file once: merging configs by hand breaks kernels.
     shipped = sorted({e["ort"][spec.name] for e in variants.values() for spec in specs})
     with step(f"writing {REQUIRED_OPERATORS}"):

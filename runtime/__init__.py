@@ -24,7 +24,7 @@ def load(path: str | os.PathLike | None = None, **options) -> VAE:
 
     Args:
         path: bundle folder; ``None`` for the default bundle shipped in the package.
-        options: as ``VAE.load`` (precision, threads, providers, optimization, save_optimized, format).
+        options: as ``VAE.load`` (precision, threads, spinning, providers, optimization, save_optimized, format).
 
     Raises:
         BundleError: missing, tampered or unreadable bundle, or a data kind this runtime does not know.

@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 NOISY_SPREAD = 0.10  # (slowest - fastest round median) / median above this: the figure is flagged noisy
 BATCH_SIZES = (1, 64, 1024)
+OPS = ("encode", "decode", "score")  # score: VAE.anomaly_score
 MAX_BATCH = 1 << 16  # a typo such as 10000000 would allocate gigabytes before timing anything
 
 
@@ -179,7 +180,8 @@ def bench_bundle(
     threads: int | None = None,
     effort: Effort = FULL,
 ) -> dict:
-    """Latency and throughput of ``VAE.encode`` and ``VAE.decode`` per variant and batch size, and the
+    """Latency and throughput of ``VAE.encode``, ``VAE.decode`` and ``VAE.anomaly_score`` (op "score") per
+    variant and batch size, and the
     runtime's overhead over a bare ``InferenceSession.run`` of the same decoder at batch 1.
 
     Variants are interleaved within each (operation, batch size), so their ratios share the load.
@@ -208,12 +210,12 @@ def bench_bundle(
     vaes = {v: VAE.load(root, precision=v, threads=threads) for v in dict.fromkeys(chosen)}
     load_before = machine_info()
     rows = []
-    for op in ("encode", "decode"):
+    for op in OPS:
         for batch in batch_sizes:
             calls = {}
             for name, vae in vaes.items():
                 x, z = bench_inputs(vae, batch)
-                calls[name] = (lambda v=vae, x=x: v.encode(x)) if op == "encode" else (lambda v=vae, z=z: v.decode(z))
+                calls[name] = {"encode": lambda v=vae, x=x: v.encode(x), "decode": lambda v=vae, z=z: v.decode(z), "score": lambda v=vae, x=x: v.anomaly_score(x)}[op]
             for name, timing in measure(calls, effort).items():
                 rows.append({"variant": name, "op": op, "batch": int(batch), **timing.to_dict(), "per_second": batch / timing.median_s})
     overhead = [decode_overhead(vae, effort=effort) | {"variant": name} for name, vae in vaes.items()]

@@ -88,7 +88,7 @@ def _check_graph_names(mpath: Path, manifest: dict, variant: str, entry: dict) -
         specs = contract.manifest_graphs(manifest)
     except ValueError as exc:
         raise BundleError(f"{mpath}: {exc}") from None
-    for graph in (spec.name for spec in specs):
+    for graph in (spec.name for spec in specs if not (spec.optional and spec.name not in entry)):
         if not isinstance(entry.get(graph), str):
             raise BundleError(f"{mpath}: variant {variant!r} names no {graph} graph")
         if entry[graph] not in manifest["files"]:

@@ -202,7 +202,7 @@ def info(bundle, as_json):
         ort_files = _section(v, "ort")
         if ort_files:
             ort_mark = {True: "✓", False: "✗"}.get(_section(ort_files, "accuracy").get("passed"), "?")
-            names = ", ".join(str(ort_files.get(spec.name)) for spec in contract.manifest_graphs(m))
+            names = ", ".join(str(ort_files.get(spec.name)) for spec in contract.variant_graphs(m, name, "ort"))
             click.echo(f"             ORT format {ort_mark} {names} ({contract.variant_bytes(m, name, 'ort'):,} bytes)")
         for label, timed in ((".onnx", v), (".ort", ort_files)):
             if _section(timed, "latency_ms"):

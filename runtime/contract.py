@@ -56,6 +56,9 @@ class GraphSpec:
     outputs: tuple[str, ...]
     dims: Mapping[str, tuple[str, ...]]
     doc: str
+    # An optional graph may be missing from a variant (bundles written before it existed); a reader uses
+    # it where present and does without it otherwise. Required graphs are in every variant.
+    optional: bool = False
 
     @property
     def dynamic_axes(self) -> dict[str, dict[int, str]]:
@@ -106,12 +109,18 @@ AUDIO_ENCODER = GraphSpec("encoder", ("pcm",), ("mu", "logvar", "log_mel"),
 AUDIO_DECODER = GraphSpec("decoder", ("z",), ("log_mel",), {"z": ("latent",), "log_mel": ("features",)},
                           "p(x|z): z [batch, latent] -> log_mel [batch, mels, frames], the mean of p(log-mel|z)")
 
+# One session call per anomaly score: the encoder and the decoder at z = mu composed with the likelihood's
+# NLL and the KL to the prior, in float32, for each variant from that variant's own two graphs. Optional:
+# bundles written before it have none, and are scored with two calls and numpy.
+SCORE = GraphSpec("score", ("x",), ("score",), {"x": ("shape",), "score": ()},
+                  "x [batch, *shape] -> score [batch]: negative ELBO at z = mu (reconstruction NLL + KL), nats", optional=True)
+
 # The graphs of a bundle per modality (the manifest's data.kind), in export order. A new modality or
 # graph kind is one entry here; writer and reader both take their lists from it.
 MODALITIES: dict[str, tuple[GraphSpec, ...]] = {
-    "image": (ENCODER, DECODER),
-    "vector": (ENCODER, DECODER),
-    "sequence": (ENCODER, DECODER),
+    "image": (ENCODER, DECODER, SCORE),
+    "vector": (ENCODER, DECODER, SCORE),
+    "sequence": (ENCODER, DECODER, SCORE),
     "audio": (AUDIO_ENCODER, AUDIO_DECODER),
 }
 
@@ -139,6 +148,17 @@ def manifest_graphs(manifest: Mapping) -> tuple[GraphSpec, ...]:
     """
     data = manifest.get("data")
     return graphs_for(data.get("kind", DEFAULT_KIND) if isinstance(data, Mapping) else DEFAULT_KIND)
+
+
+def variant_graphs(manifest: Mapping, variant: str, fmt: str = "onnx") -> tuple[GraphSpec, ...]:
+    """The graphs ``variant`` holds in format ``fmt``: every required one, and the optional ones it names.
+
+    Raises:
+        ValueError: a kind no modality declares.
+    """
+    entry = manifest["variants"][variant]
+    entry = entry if fmt == "onnx" else entry.get(fmt) or {}
+    return tuple(spec for spec in manifest_graphs(manifest) if not spec.optional or isinstance(entry.get(spec.name), str))
 
 
 # ---------------------------------------------------------------- graph metadata
@@ -192,7 +212,13 @@ def graph_variant(entry: Mapping, variant: str, graph: str) -> str:
 
 
 def session_config(entry: Mapping, variant: str, graph: str) -> dict[str, str]:
-    """onnxruntime session config entries for ``graph`` of ``variant`` (see SESSION_CONFIG)."""
+    """onnxruntime session config entries for ``graph`` of ``variant`` (see SESSION_CONFIG). A graph of
+    the auto variant that its ``from`` does not name (the score graph, composed from the chosen encoder
+    and decoder) takes its sources' entries where they all agree, else none."""
+    source = entry.get("from") if isinstance(entry.get("from"), Mapping) else {}
+    if variant == AUTO and graph not in source:
+        configs = [SESSION_CONFIG.get(graph_variant(entry, variant, g), {}) for g in source]
+        return configs[0] if configs and all(c == configs[0] for c in configs) else {}
     return SESSION_CONFIG.get(graph_variant(entry, variant, graph), {})
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -32,13 +33,59 @@ OPTIMIZATION_LEVELS = {
 RunFn = Callable[[list[str], dict, ort.RunOptions], list[np.ndarray]]
 
 
+# Batches up to this size run on buffers bound to the session once per thread (IOBinding); larger ones,
+# where the fixed cost of a call no longer shows, run through session.run. At most BOUND_SIZES batch sizes
+# are bound per thread and graph (a few KB each here); others also run through session.run.
+MAX_BOUND_BATCH = 256
+BOUND_SIZES = 8
+
+
+class Bound:
+    """One thread's pre-bound call of a graph at one batch size: fill ``input``, call, read the outputs.
+
+    The outputs are the same arrays at every call: the caller copies (or rescales) them into arrays of
+    its own before this thread calls the graph again at this batch size.
+    """
+
+    __slots__ = ("input", "input_bits", "outputs", "_binding", "_run", "_options", "_name")
+
+    def __init__(self, graph: "Graph", n: int):
+        self.input = np.empty((n, *graph._in_dims), np.float32)
+        self.input_bits = self.input.view(np.uint32)  # the same memory as integers, for checks on the bits
+        self.outputs = [np.empty((n, *dims), np.float32) for dims in graph._out_dims]
+        binding = graph.session.io_binding()
+        binding.bind_input(graph.input, "cpu", 0, np.float32, list(self.input.shape), self.input.ctypes.data)
+        for name, out in zip(graph.outputs, self.outputs):
+            binding.bind_output(name, "cpu", 0, np.float32, list(out.shape), out.ctypes.data)
+        self._binding = binding._iobinding
+        self._run = graph.session._sess.run_with_iobinding
+        self._options = graph._bound_options
+        self._name = graph.spec.name
+
+    def __call__(self) -> list[np.ndarray]:
+        """Run the graph on ``input``; returns ``outputs``.
+
+        Raises:
+            RuntimeError: onnxruntime failed; one line naming the graph.
+        """
+        try:
+            self._run(self._binding, self._options)
+        except MemoryError:
+            raise
+        except Exception as exc:  # onnxruntime's own exception types derive from Exception only
+            raise RuntimeError(f"onnxruntime failed running the {self._name}: {_first_line(exc)}") from None
+        return self.outputs
+
+
 class Graph:
     """One loaded graph of a bundle: its session, and what every call needs hoisted out of the call.
 
     Hoisted (measured at batch 1, where a decode takes ~5 us): the output names, which
     ``session.run(None, ...)`` rebuilds each time, and one RunOptions, without which onnxruntime builds
     a default one per call (~0.6 us together); RunOptions is only read during a run, so threads may
-    share it. :func:`direct_run` drops run()'s Python-side checks (~0.5 us more).
+    share it. :func:`direct_run` drops run()'s Python-side checks (~0.5 us more). :meth:`bound` goes
+    further for small batches: buffers bound once per thread, so a call neither converts its input nor
+    allocates its outputs (docs/benchmarks.md has the figures).
     """
 
     def __init__(self, spec: contract.GraphSpec, session: ort.InferenceSession):
@@ -48,6 +95,29 @@ class Graph:
         self.outputs = [o.name for o in session.get_outputs()]
         self._run = direct_run(session)
         self._options = ort.RunOptions()
+        self._bindable = _bindable(session)
+        if self._bindable:
+            self._in_dims = [int(d) for d in session.get_inputs()[0].shape[1:]]
+            self._out_dims = [[int(d) for d in o.shape[1:]] for o in session.get_outputs()]
+            # onnxruntime 1.32 looks up "gpu_graph_id" in the RunOptions of every bound run and, when it is
+            # absent, throws and catches a C++ exception inside (tens of us); naming it avoids that.
+            self._bound_options = ort.RunOptions()
+            self._bound_options.add_run_config_entry("gpu_graph_id", "0")
+        self._local = threading.local()  # per thread: {batch size: Bound}
+
+    def bound(self, n: int) -> Bound | None:
+        """This thread's pre-bound call at batch size ``n``, made on first use; None where there is none
+        (another provider, a graph with dynamic sizes beyond the batch, ``n`` of 0 or above
+        MAX_BOUND_BATCH, or BOUND_SIZES sizes already bound on this thread)."""
+        if not self._bindable or not 0 < n <= MAX_BOUND_BATCH:
+            return None
+        calls = getattr(self._local, "calls", None)
+        if calls is None:
+            calls = self._local.calls = {}
+        call = calls.get(n)
+        if call is None and len(calls) < BOUND_SIZES:
+            call = calls[n] = Bound(self, n)
+        return call
 
     def run(self, feed: dict) -> list[np.ndarray]:
         """Outputs of the graph for ``feed`` (input name -> checked float32 array), in spec order.
@@ -70,6 +140,7 @@ def open_graphs(
     specs: Sequence[contract.GraphSpec],
     *,
     threads: int | None = None,
+    spinning: bool = False,
     providers: object = None,
     optimization: str = "all",
     save_optimized: str | os.PathLike | None = None,
@@ -90,7 +161,7 @@ def open_graphs(
     """
     if format not in contract.FORMATS:
         raise ValueError(f"format {quote(format)} is not one of {', '.join(contract.FORMATS)}")
-    options = [session_options(threads, optimization) for _ in specs]  # one each: save paths differ
+    options = [session_options(threads, optimization, spinning=spinning) for _ in specs]  # one each: save paths differ
     entry = manifest["variants"][precision]
     for spec, opts in zip(specs, options):
         try:
@@ -107,6 +178,15 @@ def open_graphs(
     check_graphs(root, manifest, precision, graphs)
     log.debug("loaded %s (%s) with providers %s", root, precision, providers)
     return graphs
+
+
+def _bindable(session: ort.InferenceSession) -> bool:
+    """Whether :class:`Bound` can run this session: the CPU provider alone (buffers live in host memory),
+    onnxruntime's C++ IOBinding call reachable, and float32 tensors of fixed size beyond the batch."""
+    if session.get_providers() != ["CPUExecutionProvider"] or not callable(getattr(getattr(session, "_sess", None), "run_with_iobinding", None)):
+        return False
+    args = [*session.get_inputs(), *session.get_outputs()]
+    return len(session.get_inputs()) == 1 and all(a.type == "tensor(float)" and all(isinstance(d, int) for d in a.shape[1:]) for a in args)
 
 
 def direct_run(session: ort.InferenceSession) -> RunFn:
@@ -206,12 +286,16 @@ def check_save_dir(root: Path, save_dir: str | os.PathLike | None) -> Path | Non
     return folder
 
 
-def session_options(threads: int | None, optimization: str = "all") -> ort.SessionOptions:
-    """SessionOptions for one graph: optimisation level by name, fatal-only logging, ``threads`` intra-op threads.
+def session_options(threads: int | None, optimization: str = "all", *, spinning: bool = False) -> ort.SessionOptions:
+    """SessionOptions for one graph: optimisation level by name, fatal-only logging, ``threads`` intra-op
+    threads, which spin between calls only with ``spinning``.
 
     Raises:
-        ValueError: an unknown optimisation level, or ``threads`` not an integer in [1, MAX_THREADS].
+        ValueError: an unknown optimisation level, ``threads`` not an integer in [1, MAX_THREADS], or
+            ``spinning`` not a bool.
     """
+    if not isinstance(spinning, bool):
+        raise ValueError(f"spinning: expected True or False, got {quote(spinning)}")
     options = ort.SessionOptions()
     if not isinstance(optimization, str) or optimization not in OPTIMIZATION_LEVELS:
         raise ValueError(f"optimization: expected one of {', '.join(OPTIMIZATION_LEVELS)}, got {quote(optimization)}")
@@ -219,6 +303,10 @@ def session_options(threads: int | None, optimization: str = "all") -> ort.Sessi
     options.graph_optimization_level = OPTIMIZATION_LEVELS[optimization]
     # Fatal only: every error onnxruntime logs is also raised to the caller, who reports it once.
     options.log_severity_level = 4
+    # onnxruntime's idle pool threads spin by default, burning a core each and, where cores are shared,
+    # holding them from the thread that has work: batch-1 p99 of milliseconds (docs/benchmarks.md).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "1" if spinning else "0")
     if threads is not None:
         check_int("threads", threads, minimum=1, maximum=MAX_THREADS)
         options.intra_op_num_threads = int(threads)

@@ -8,6 +8,7 @@ purpose: it is one class, the public API, one method per thing a user does, each
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -19,14 +20,17 @@ from . import contract, streaming
 from .bundle import default_bundle_path, per_feature, read_manifest
 from .likelihoods import gaussian_kl, reconstruction_nll
 from .rng import MAX_SEED, Generator
-from .sessions import Graph, open_graphs
-from .validation import as_batch, as_real_array, check_int, one_line, quote
+from .sessions import Bound, Graph, open_graphs
+from .validation import as_batch, as_real_array, check_finite, check_int, one_line, quote
 
 log = logging.getLogger(__name__)
 
 # Tolerance for data that should lie in [0, 1] after preprocessing (Bernoulli): rounding in the user's
 # own scaling must not be an error, a value clearly outside the range must.
 _RANGE_SLACK = 1e-4
+# float32 bit patterns of +0.0 .. 1.0 are the integers 0 .. _ONE_BITS, and every negative number, NaN and
+# Inf lies above them: one max() over the bits checks a Bernoulli input's range and finiteness at once.
+_ONE_BITS = np.float32(1.0).view(np.uint32)
 # Latent codes beyond this are not codes of anything (the prior is N(0, I)); far larger ones overflow
 # float32 inside the decoder's first layer and come back as NaN.
 MAX_LATENT = 1e6
@@ -49,17 +53,21 @@ class VAE:
         self._graphs = graphs
         self._encoder = graphs[contract.ENCODER.name]
         self._decoder = graphs[contract.DECODER.name]
+        self._score = graphs.get(contract.SCORE.name)  # None in bundles exported before it existed
         self.shape: tuple[int, ...] = tuple(int(d) for d in manifest["data"]["shape"])
         self.latent_dim = int(manifest["model"]["latent_dim"])
         self.likelihood = manifest["model"]["likelihood"]
         pre = manifest["data"]["preprocessing"]  # checked by read_manifest: a number or a list of the sample shape
-        self._offset = per_feature(pre["offset"], list(self.shape)).astype(np.float32)
-        self._scale = per_feature(pre["scale"], list(self.shape)).astype(np.float32)
+        # float32 arrays (0-d for a single number): numpy broadcasts a 0-d array faster than a scalar (0.42 against 0.57 us at batch 1)
+        self._offset = np.asarray(per_feature(pre["offset"], list(self.shape)), np.float32)
+        self._scale = np.asarray(per_feature(pre["scale"], list(self.shape)), np.float32)
         # Gaussian p(x|z): log sigma^2 per feature in model space (float64, scalar or the sample shape).
         self._obs_logvar = None
         if self.likelihood == "gaussian":
             self._obs_logvar = 2.0 * np.log(per_feature(manifest["model"]["likelihood_params"]["std"], list(self.shape)))
         self._shift = bool(np.any(self._offset != 0))
+        # Finite float32 data can only overflow on its way into model space through an offset or a scale below 1.
+        self._may_overflow = self._shift or bool(np.any(self._scale < 1))
 
     # ---------------------------------------------------------------- loading
     @classmethod
@@ -69,6 +77,7 @@ class VAE:
         *,
         precision: str = "fp32",
         threads: int | None = None,
+        spinning: bool = False,
         providers: list | None = None,
         optimization: str = "all",
         save_optimized: str | os.PathLike | None = None,
@@ -82,6 +91,10 @@ class VAE:
                 exporter recommends for each graph (timed at export; the manifest's ``recommended``),
                 fp32 where a bundle records no recommendation.
             threads: onnxruntime intra-op threads (``None``: onnxruntime's choice, one per core).
+            spinning: let onnxruntime's idle intra-op threads spin between calls (its own default), for
+                the lowest multi-threaded latency on cores nothing else needs. Off by default: on a
+                loaded machine spinning threads make the slowest calls tens of times the median
+                (docs/benchmarks.md, "Tail latency").
             providers: execution providers in order of preference, by name or as ``(name, options)``
                 pairs, as onnxruntime takes them; default ``["CPUExecutionProvider"]``.
             optimization: onnxruntime graph optimisation level, one of :data:`OPTIMIZATION_LEVELS`
@@ -106,7 +119,7 @@ class VAE:
             precision = contract.BASE_VARIANT
         if not isinstance(precision, str) or precision not in variants:
             raise ValueError(f"precision {quote(precision)} is not in this bundle; it has {', '.join(variants)}")
-        graphs = open_graphs(root, manifest, precision, contract.manifest_graphs(manifest), threads=threads, providers=providers,
+        graphs = open_graphs(root, manifest, precision, contract.variant_graphs(manifest, precision, format), threads=threads, spinning=spinning, providers=providers,
                              optimization=optimization, save_optimized=save_optimized, format=format)
         return cls(root, manifest, precision, graphs, format=format)
 
@@ -130,20 +143,54 @@ class VAE:
     # ---------------------------------------------------------------- data units <-> model space
     def _inputs(self, x: object, name: str = "x") -> tuple[np.ndarray, bool]:
         """Validate data-unit input and map it into model space: (batch [n, *shape], single sample?)."""
-        xb, single = as_batch(x, self.shape, name)
-        return self._to_model(xb), single
+        xm, single, _ = self._prepare(x, name, None)
+        return xm, single
 
-    def _to_model(self, x: np.ndarray) -> np.ndarray:
-        xm = self.normalize(x)
-        if self.likelihood == "bernoulli" and xm.size:
-            lo, hi = float(xm.min()), float(xm.max())
-            if lo < -_RANGE_SLACK or hi > 1 + _RANGE_SLACK:
-                a, b = float(np.min(self._offset)), float(np.max(self._offset + self._scale))
-                got = self._from_model(np.array([lo, hi], np.float32).reshape((2,) + (1,) * len(self.shape)))
-                raise ValueError(f"x: values must lie in [{a:g}, {b:g}] for this model, got min {float(got.min()):g}, max {float(got.max()):g}")
-            if lo < 0.0 or hi > 1.0:  # only then: np.clip costs 1.7 us, a sixth of a batch-1 encode
-                xm = np.clip(xm, 0.0, 1.0, out=xm)
-        return xm
+    def _prepare(self, x: object, name: str, graph: Graph | None) -> tuple[np.ndarray, bool, Bound | None]:
+        """Validate data-unit input and scale it into model space, straight into ``graph``'s bound input
+        buffer where this thread has one: (batch [n, *shape], single sample?, the bound call or None).
+
+        One pass scales, one reduction checks NaN, Inf and (Bernoulli) the range; nothing else is allocated.
+        """
+        a, single = as_batch(x, self.shape, name, finite=False)
+        bound = graph.bound(len(a)) if graph is not None else None
+        xm = bound.input if bound is not None else np.empty(a.shape, np.float32)
+        if self._may_overflow:
+            with np.errstate(over="ignore", invalid="ignore"):  # Inf is refused just below (1.6 us: only where it can arise)
+                self._scale_into(a, xm)
+        else:
+            self._scale_into(a, xm)
+        if self.likelihood != "bernoulli":
+            check_finite(xm, name)
+        elif xm.size and (bound.input_bits if bound is not None else xm.view(np.uint32)).max() > _ONE_BITS:
+            self._check_range(xm, name)
+        return xm, single, bound
+
+    def _scale_into(self, a: np.ndarray, xm: np.ndarray) -> None:
+        if self._shift:
+            np.subtract(a, self._offset, out=xm)
+            np.divide(xm, self._scale, out=xm)
+        else:
+            np.divide(a, self._scale, out=xm)
+
+    def _check_range(self, xm: np.ndarray, name: str) -> None:
+        """The exact check behind _prepare's one reduction: NaN or Inf, or values outside [0, 1] beyond
+        _RANGE_SLACK, are refused; those within it (the user's rounding) are clipped in place."""
+        if np.count_nonzero(np.isfinite(xm)) != xm.size:
+            raise ValueError(f"{name}: contains NaN or Inf")
+        lo, hi = float(xm.min()), float(xm.max())
+        if lo < -_RANGE_SLACK or hi > 1 + _RANGE_SLACK:
+            a, b = float(np.min(self._offset)), float(np.max(self._offset + self._scale))
+            got = self._from_model(np.array([lo, hi], np.float32).reshape((2,) + (1,) * len(self.shape)))
+            raise ValueError(f"{name}: values must lie in [{a:g}, {b:g}] for this model, got min {float(got.min()):g}, max {float(got.max()):g}")
+        np.clip(xm, 0.0, 1.0, out=xm)
+
+    def _to_data(self, xm: np.ndarray) -> np.ndarray:
+        """A bound output [n, *shape] in model space -> a new array in data units (one pass, two with an offset)."""
+        out = np.multiply(xm, self._scale)
+        if self._shift:
+            out += self._offset
+        return out
 
     def _from_model(self, xm: np.ndarray) -> np.ndarray:
         # A batch [n, *shape] here is a graph's fresh output, ours alone: rescaled in place, since at batch 1
@@ -173,10 +220,14 @@ class VAE:
         return as_real_array(xm, "x") * self._scale + self._offset
 
     # ---------------------------------------------------------------- graphs
-    def _encode_model(self, xm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _encode_model(self, xm: np.ndarray, bound: Bound | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(mu, logvar), arrays of the caller's own; ``bound``: xm is its input, already filled."""
         if not len(xm):
             empty = np.zeros((0, self.latent_dim), np.float32)
             return empty, empty.copy()
+        if bound is not None:
+            mu, logvar = bound()
+            return mu.copy(), logvar.copy()
         mu, logvar = self._encoder.run({self._encoder.input: xm})
         return mu, logvar
 
@@ -184,6 +235,14 @@ class VAE:
         if not len(z):
             return np.zeros((0, *self.shape), np.float32)
         return self._decoder.run({self._decoder.input: z})[0]
+
+    def _decode_data(self, z: np.ndarray) -> np.ndarray:
+        """Checked latent codes [n, latent] -> the decoder's mean in data units, a new array."""
+        bound = self._decoder.bound(len(z))
+        if bound is None:
+            return self._from_model(self._decode_model(z))
+        bound.input[...] = z  # 0.25 us at batch 1, against 0.39 for np.copyto
+        return self._to_data(bound()[0])
 
     # ---------------------------------------------------------------- public API
     def encode(self, x: object) -> tuple[np.ndarray, np.ndarray]:
@@ -198,8 +257,8 @@ class VAE:
         Raises:
             ValueError: wrong shape, non-numeric, NaN/Inf, or out of the data's range.
         """
-        xm, single = self._inputs(x)
-        mu, logvar = self._encode_model(xm)
+        xm, single, bound = self._prepare(x, "x", self._encoder)
+        mu, logvar = self._encode_model(xm, bound)
         return (mu[0], logvar[0]) if single else (mu, logvar)
 
     def decode(self, z: object) -> np.ndarray:
@@ -209,7 +268,7 @@ class VAE:
             ValueError: wrong shape, non-numeric, NaN/Inf, or a value beyond ±MAX_LATENT (1e6).
         """
         zb, single = as_batch(z, (self.latent_dim,), "z", bound=MAX_LATENT)
-        x = self._from_model(self._decode_model(zb))
+        x = self._decode_data(zb)
         return x[0] if single else x
 
     def reconstruct(self, x: object) -> np.ndarray:
@@ -218,9 +277,9 @@ class VAE:
         Raises:
             ValueError: as :meth:`encode`.
         """
-        xm, single = self._inputs(x)
-        mu, _ = self._encode_model(xm)
-        out = self._from_model(self._decode_model(mu))
+        xm, single, bound = self._prepare(x, "x", self._encoder)
+        mu, _ = self._encode_model(xm, bound)
+        out = self._decode_data(mu)
         return out[0] if single else out
 
     def sample(self, n: int, *, seed: int | None = None, temperature: float = 1.0) -> np.ndarray:
@@ -236,7 +295,7 @@ class VAE:
             raise ValueError(f"temperature: expected a number in (0, 1e6], got {quote(temperature)}")
         rng = _rng(seed)
         z = (rng.standard_normal((int(n), self.latent_dim)) * temperature).astype(np.float32)
-        return self._from_model(self._decode_model(z))
+        return self._decode_data(z)
 
     def interpolate(self, x_a: object, x_b: object, steps: int = 8) -> np.ndarray:
         """Decode ``steps`` points on the straight line between the posterior means of two samples.
@@ -255,14 +314,15 @@ class VAE:
             ends.append(self._encode_model(xm)[0][0])
         t = np.linspace(0.0, 1.0, int(steps), dtype=np.float32)[:, None]
         z = (1.0 - t) * ends[0] + t * ends[1]
-        return self._from_model(self._decode_model(z.astype(np.float32)))
+        return self._decode_data(z.astype(np.float32))
 
     def anomaly_score(self, x: object, *, samples: int | None = None, seed: int | None = 0) -> np.ndarray:
         """Negative ELBO per sample in nats: reconstruction negative log-likelihood + KL(q(z|x) || N(0, I)).
 
         Higher means less like the training data. By default the reconstruction term is taken at the
-        posterior mean (deterministic); ``samples=K`` averages it over K reparameterised draws instead
-        (a Monte-Carlo estimate of the ELBO, seeded by ``seed``).
+        posterior mean (deterministic), in one call of the bundle's score graph where it has one (float32;
+        bundles without it: encoder, decoder and numpy in float64); ``samples=K`` averages it over K
+        reparameterised draws instead (a Monte-Carlo estimate of the ELBO, seeded by ``seed``).
 
         Returns:
             float64 [n] (a 0-d value for one sample).
@@ -274,7 +334,26 @@ class VAE:
             check_int("samples", samples, minimum=1, maximum=MAX_MC_SAMPLES)
         if seed is not None:  # checked even when unused, so a bad seed never passes silently
             check_int("seed", seed, minimum=0, maximum=MAX_SEED)
+        if samples is None and self._score is not None:
+            xm, single, bound = self._prepare(x, "x", self._score)
+            score = self._score_graph(xm, bound)
+            return score[0] if single else score
         xm, single = self._inputs(x)
+        score = self._score_two_calls(xm, samples, seed)
+        return score[0] if single else score
+
+    def _score_graph(self, xm: np.ndarray, bound: Bound | None) -> np.ndarray:
+        """Scores of model-space xm [n, *shape] in one call of the score graph, float64 [n]."""
+        if not len(xm):
+            return np.zeros(0)
+        score = (bound()[0] if bound is not None else self._score.run({self._score.input: xm})[0]).astype(np.float64)
+        if not math.isfinite(score.sum()):
+            # float32 overflowed (e.g. a Gaussian input far outside the training data) where float64 does not
+            score = self._score_two_calls(xm, None, None)
+        return score
+
+    def _score_two_calls(self, xm: np.ndarray, samples: int | None, seed: int | None) -> np.ndarray:
+        """Scores from the encoder, the decoder (at mu, or at ``samples`` draws) and float64 numpy."""
         mu, logvar = self._encode_model(xm)
         if samples is None:
             nll = self._nll(xm, self._decode_model(mu))
@@ -286,8 +365,7 @@ class VAE:
                 z = (mu + sigma * rng.standard_normal(mu.shape)).astype(np.float32)
                 nll += self._nll(xm, self._decode_model(z))
             nll /= int(samples)
-        score = nll + gaussian_kl(mu, logvar)
-        return score[0] if single else score
+        return nll + gaussian_kl(mu, logvar)
 
     def threshold(self, quantile: float | str = 0.99) -> float:
         """The anomaly-score threshold calibrated at export: that quantile of the scores of held-out data.

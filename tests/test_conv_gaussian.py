@@ -52,7 +52,7 @@ def gaussian_bundle(tmp_path_factory, digits_gaussian):
     return _export_trained(tmp_path_factory, digits_gaussian, config)
 
 
-@pytest.mark.parametrize("style", ["transpose", "upsample"])
+@pytest.mark.parametrize("style", ["transpose", "upsample", "subpixel"])
 @pytest.mark.parametrize(("arch", "shape"), [("conv", (1, 8, 8)), ("conv", (3, 16, 8)), ("conv1d", (2, 16)), ("conv1d", (24,))])
 @pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
 def test_conv_shapes_per_arch_and_decoder_style(arch, shape, style, likelihood):
@@ -68,6 +68,7 @@ def test_conv_shapes_per_arch_and_decoder_style(arch, shape, style, likelihood):
         assert torch.equal(mean, model.decoder.logits(mu)) and model.observation_logvar().shape == shape
     upsampling = [type(m).__name__ for m in model.decoder.modules()]
     assert ("Upsample" in upsampling) == (style == "upsample")
+    assert ("PixelShuffle" in upsampling) == (style == "subpixel")
     assert any(n.startswith("ConvTranspose") for n in upsampling) == (style == "transpose")
 
 
@@ -274,15 +275,15 @@ def test_cli_refuses_a_model_the_data_cannot_fit(tmp_path, args, fragment):
     assert "Traceback" not in result.output and not (tmp_path / "m.pt").exists()
 
 
-@pytest.mark.parametrize(("shape", "style"), [((32,), "upsample"), ((3, 16), "transpose")])
-def test_conv1d_graphs_export_and_match_pytorch(tmp_path, shape, style):
+@pytest.mark.parametrize(("arch", "shape", "style"), [("conv1d", (32,), "upsample"), ("conv1d", (3, 16), "transpose"), ("conv1d", (2, 16), "subpixel"), ("conv", (1, 8, 8), "subpixel")])
+def test_conv_graphs_export_and_match_pytorch(tmp_path, arch, shape, style):
     # export_bundle needs a data spec that gives sequences; the graphs themselves are checked here.
     import onnxruntime as ort
 
     from vae_edge.export.graphs import check_graph, export_graph
     from vae_edge.runtime.contract import DECODER, ENCODER
 
-    model = build_model(VAEConfig(input_shape=shape, latent_dim=3, arch="conv1d", channels=(4, 8), decoder_style=style)).eval()
+    model = build_model(VAEConfig(input_shape=shape, latent_dim=3, arch=arch, channels=(4, 8), decoder_style=style)).eval()
     sessions = []
     for spec in (ENCODER, DECODER):
         path = tmp_path / spec.filename()

@@ -59,7 +59,7 @@ def _train(option: str):
 @click.option("--latent", type=click.IntRange(min=1), default=_model("latent"), show_default=True, help="Latent dimensions.")
 @click.option("--hidden", type=click.IntRange(min=1), multiple=True, default=_model("hidden"), show_default=True, help="MLP hidden layer width (repeat for more layers).")
 @click.option("--channels", type=click.IntRange(min=1), multiple=True, default=_model("channels"), show_default=True, help="conv/conv1d: width of each stride-2 layer (repeat; each halves the size).")
-@click.option("--decoder-style", type=click.Choice(DECODER_STYLES), default=_model("decoder_style"), show_default=True, help="conv/conv1d decoder: ConvTranspose, or nearest Upsample + Conv.")
+@click.option("--decoder-style", type=click.Choice(DECODER_STYLES), default=_model("decoder_style"), show_default=True, help="conv/conv1d decoder upsampling: sub-pixel (Conv + PixelShuffle; its int8-static variant is the fastest), ConvTranspose, or nearest Upsample + Conv.")
 @click.option("--epochs", type=click.IntRange(min=1), default=_train("epochs"), show_default=True, help="Epochs in all (with --resume: including those already trained).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=_train("batch_size"), show_default=True, help="Samples per step (per process under torchrun).")
 @click.option("--lr", type=click.FloatRange(min=0, max=10, min_open=True), default=_train("lr"), show_default=True, help="Adam learning rate.")

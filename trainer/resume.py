@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from vae_edge.models import VAE, VAEConfig
+from vae_edge.models.config import LEGACY_DECODER_STYLE
 
 from .config import TrainConfig
 from .data import Dataset
@@ -132,7 +133,7 @@ def resume_settings(ckpt: dict) -> dict:
     settings.update({
         "latent": config.get("latent_dim"), "hidden": tuple(config.get("hidden_dims", ())), "arch": config.get("arch"),
         "likelihood": config.get("likelihood"), "gaussian_std": config.get("gaussian_std"),
-        "channels": tuple(config.get("channels", ())), "decoder_style": config.get("decoder_style"),
+        "channels": tuple(config.get("channels", ())), "decoder_style": config.get("decoder_style", LEGACY_DECODER_STYLE if config else None),
     })
     if "spec" in data:
         settings["data_spec"] = data["spec"]

@@ -1,8 +1,9 @@
-"""bench/: the side-by-side benchmark's own pieces (FLOP counting, the 28x28 digits IDX maker)."""
+"""bench/: the side-by-side benchmark's own pieces (FLOP counting, the 28x28 digits IDX maker, the LiteRT join)."""
 
 import json
 
 import numpy as np
+import pytest
 from click.testing import CliRunner
 
 
@@ -32,3 +33,33 @@ def test_make_digits28_idx_writes_the_file_and_takes_help_as_help(tmp_path, monk
     assert result.exit_code == 0, result.output
     raw = read_idx(tmp_path / "d.idx.gz")
     assert raw.x.shape == (1797, 1, 28, 28) and raw.value_range == (0.0, 255.0)
+
+
+def test_litert_side_by_side_is_skipped_with_a_reason_without_its_environment(tmp_path, model_path, bundle):
+    from bench.sidebyside import litert_side_by_side
+
+    got = litert_side_by_side(model_path, bundle, tmp_path, python=tmp_path / "no-venv" / "python", quick=True)
+    assert "no LiteRT environment" in got["skipped"] and "make bench" in got["skipped"]
+
+
+def test_pytorch_rows_are_chained_to_litert_through_the_runtime(tmp_path, model_path):
+    """bench/sidebyside.py: PyTorch timed beside the runtime in one process, LiteRT beside it in another;
+    the ratio to LiteRT goes through the runtime's fp32 timed in both. The weights file needs no torch."""
+    from bench.sidebyside import joined_rows, write_weights
+
+    weights = np.load(write_weights(model_path, tmp_path / "w.npz"))
+    config = json.loads(str(weights["config.json"]))
+    assert config["arch"] == "mlp" and weights["decoder.out.weight"].shape[1] == config["hidden_dims"][-1]
+    litert = {"rows": [
+        {"engine": "runtime", "op": "decode", "batch": 1, "median_s": 6e-6, "p99_s": 7e-6, "noisy": False},
+        {"engine": "litert-fp32", "op": "decode", "batch": 1, "median_s": 3e-6, "p99_s": 4e-6, "noisy": False},
+    ]}
+    here = {"rows": [
+        {"engine": "fp32", "op": "decode", "batch": 1, "median_s": 5e-6, "p99_s": 6e-6},
+        {"engine": "pytorch", "op": "decode", "batch": 1, "median_s": 20e-6, "p99_s": 30e-6},
+    ]}
+    rows = {r["engine"]: r for r in joined_rows(litert, here)}
+    assert rows["runtime"]["vs_litert_fp32"] == pytest.approx(2.0) and rows["litert-fp32"]["vs_litert_fp32"] == pytest.approx(1.0)
+    # 4x the runtime here, the runtime 2x LiteRT there: 8x LiteRT, and marked as chained
+    assert rows["pytorch"]["vs_litert_fp32"] == pytest.approx(8.0) and rows["pytorch"]["chained"] is True
+    assert "torchscript" not in rows  # not timed here: no row rather than a made-up one

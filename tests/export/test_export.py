@@ -21,7 +21,7 @@ def _session(path: Path) -> ort.InferenceSession:
 
 def test_bundle_layout_and_manifest(bundle, model_path):
     names = sorted(p.name for p in bundle.iterdir())
-    assert names == ["decoder.int8.onnx", "decoder.onnx", "encoder.int8.onnx", "encoder.onnx", "golden.json", "manifest.json"]
+    assert names == ["decoder.int8.onnx", "decoder.onnx", "encoder.int8.onnx", "encoder.onnx", "golden.json", "manifest.json", "score.int8.onnx", "score.onnx"]
     m = json.loads((bundle / "manifest.json").read_text())
     assert m["schema"] == "vae-edge/bundle/1"
     assert m["model"]["latent_dim"] == 4 and m["model"]["likelihood"] == "bernoulli"
@@ -29,6 +29,7 @@ def test_bundle_layout_and_manifest(bundle, model_path):
     assert m["data"]["preprocessing"]["scale"] == 16.0
     assert m["graphs"]["encoder"]["inputs"] == {"x": ["batch", 1, 8, 8]}
     assert m["graphs"]["decoder"]["outputs"] == {"x_mean": ["batch", 1, 8, 8]}
+    assert m["graphs"]["score"] == {"inputs": {"x": ["batch", 1, 8, 8]}, "outputs": {"score": ["batch"]}}
     assert m["opset"] == 18
     for name, meta in m["files"].items():
         data = (bundle / name).read_bytes()
@@ -44,7 +45,7 @@ def test_bundle_layout_and_manifest(bundle, model_path):
 
 
 def test_graphs_are_valid_deterministic_and_carry_metadata(bundle):
-    for name in ("encoder.onnx", "decoder.onnx", "encoder.int8.onnx", "decoder.int8.onnx"):
+    for name in ("encoder.onnx", "decoder.onnx", "score.onnx", "encoder.int8.onnx", "decoder.int8.onnx", "score.int8.onnx"):
         model = onnx.load(str(bundle / name))
         onnx.checker.check_model(model, full_check=True)
         ops = {n.op_type for n in model.graph.node}

@@ -50,8 +50,8 @@ def test_every_variant_is_listed_with_bytes_accuracy_and_latency(full_bundle):
     assert m["latency"]["measured"] is True and m["latency"]["machine"]["cpu_count"] >= 1
     for variant, entry in m["variants"].items():
         for graphs, ext in ((entry, ".onnx"), (entry["ort"], ".ort")):
-            assert graphs["encoder"].endswith(ext) and graphs["decoder"].endswith(ext)
-            assert graphs["bytes"] == sum(m["files"][graphs[g]]["bytes"] for g in ("encoder", "decoder"))
+            assert graphs["encoder"].endswith(ext) and graphs["decoder"].endswith(ext) and graphs["score"].endswith(ext)
+            assert graphs["bytes"] == sum(m["files"][graphs[g]]["bytes"] for g in ("encoder", "decoder", "score"))
             acc = graphs["accuracy"]
             assert acc["passed"] is True, (variant, ext, acc)
             assert {"encoder_mu_max_abs", "decoder_x_mean_max_abs", "recon_nll_rel_change", "neg_elbo_rel_change", "score_max_rel_diff"} <= set(acc)

@@ -38,14 +38,14 @@ def test_bench_bundle_reports_every_variant_op_and_batch(bundle):
     result = bench_bundle(bundle, batch_sizes=(1, 3), threads=1, effort=TINY)
     manifest = json.loads((bundle / "manifest.json").read_text())
     variants = list(manifest["variants"])
-    assert {(r["variant"], r["op"], r["batch"]) for r in result["rows"]} == {(v, op, b) for v in variants for op in ("encode", "decode") for b in (1, 3)}
+    assert {(r["variant"], r["op"], r["batch"]) for r in result["rows"]} == {(v, op, b) for v in variants for op in ("encode", "decode", "score") for b in (1, 3)}
     for r in result["rows"]:
         assert r["per_second"] == pytest.approx(r["batch"] / r["median_s"])
     assert [o["variant"] for o in result["overhead"]] == variants
     assert all(o["ratio"] == pytest.approx(o["runtime_s"] / o["bare_s"]) for o in result["overhead"])
     for v in variants:
         files = manifest["variants"][v]
-        assert result["bytes"][v] == manifest["files"][files["encoder"]]["bytes"] + manifest["files"][files["decoder"]]["bytes"]
+        assert result["bytes"][v] == sum(manifest["files"][files[g]]["bytes"] for g in ("encoder", "decoder", "score"))
     machine = result["machine"]
     assert machine["cores"] >= 1 and len(machine["load_average_1_5_15min"]) == 3 and machine["onnxruntime"]
     json.dumps(result)  # plain data throughout
@@ -103,9 +103,9 @@ def test_vae_run_bench_prints_a_table_and_writes_json(tmp_path, bundle):
     out = tmp_path / "r.json"
     result = CliRunner().invoke(run_main, ["bench", str(bundle), "--quick", "--threads", "1", "--batch", "2", "--precision", "int8", "--json", str(out)])
     assert result.exit_code == 0, result.output
-    assert "int8" in result.output and "decode" in result.output and "overhead int8" in result.output
+    assert "int8" in result.output and "decode" in result.output and "score" in result.output and "overhead int8" in result.output
     data = json.loads(out.read_text())
-    assert {(r["variant"], r["op"], r["batch"]) for r in data["rows"]} == {("int8", "encode", 2), ("int8", "decode", 2)}
+    assert {(r["variant"], r["op"], r["batch"]) for r in data["rows"]} == {("int8", "encode", 2), ("int8", "decode", 2), ("int8", "score", 2)}
     assert data["threads"] == 1
 
 

@@ -15,7 +15,8 @@ from vae_edge.runtime.validation import check_int, one_line, quote
 def test_written_manifest_and_graphs_follow_the_specs(bundle):
     m = json.loads((bundle / contract.MANIFEST).read_text())
     specs = contract.manifest_graphs(m)
-    assert m["schema"] == contract.SCHEMA and specs == contract.MODALITIES[m["data"]["kind"]] == (contract.ENCODER, contract.DECODER)
+    assert m["schema"] == contract.SCHEMA and specs == contract.MODALITIES[m["data"]["kind"]] == (contract.ENCODER, contract.DECODER, contract.SCORE)
+    assert contract.variant_graphs(m, "int8") == specs and contract.SCORE.optional and not contract.ENCODER.optional
     dims = contract.sizes(m["data"]["shape"], m["model"]["latent_dim"])
     assert m["graphs"] == {spec.name: spec.shapes(dims) for spec in specs}
     vae = VAE.load(bundle, precision="int8")
@@ -112,6 +113,18 @@ def test_the_auto_variant_names_the_variant_of_each_graph_and_its_session_config
     assert contract.graph_variant(auto, contract.AUTO, "encoder") == "int8-static"
     assert contract.session_config(auto, contract.AUTO, "decoder") == {"session.disable_quant_qdq": "1"}
     assert contract.session_config(auto, contract.AUTO, "encoder") == {}
+    # The composed score graph is the auto variant's own: QDQ handling stays on unless every source agrees.
+    assert contract.session_config(auto, contract.AUTO, "score") == {}
+    same = {**auto, "from": {"encoder": "int8-weights", "decoder": "int8-weights"}}
+    assert contract.session_config(same, contract.AUTO, "score") == {"session.disable_quant_qdq": "1"}
     assert contract.session_config({}, "int8-weights", "encoder") == {"session.disable_quant_qdq": "1"}
     with pytest.raises(ValueError, match="names no known variant for its decoder"):
         contract.graph_variant({"from": {"decoder": "int3"}}, contract.AUTO, "decoder")
+
+
+def test_a_variant_without_an_optional_graph_reads_without_it(bundle):
+    m = json.loads((bundle / contract.MANIFEST).read_text())
+    m["variants"]["int8"].pop(contract.SCORE.name)
+    assert contract.variant_graphs(m, "int8") == (contract.ENCODER, contract.DECODER)
+    assert contract.variant_graphs(m, "fp32") == (contract.ENCODER, contract.DECODER, contract.SCORE)
+    assert contract.variant_graphs(m, "fp32", "ort") == (contract.ENCODER, contract.DECODER)  # exported without --ort

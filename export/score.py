@@ -1,0 +1,134 @@
+"""The score graph of each variant: x -> the negative ELBO at z = mu, the runtime's anomaly score, in one
+onnxruntime call (contract.SCORE).
+
+It is composed, not traced: that variant's own encoder and decoder graphs (so int8, int8-static and fp16
+score graphs quantize exactly what the two-call path quantizes), the decoder fed the encoder's mu, then
+a float32 tail computing what the runtime's numpy computes (runtime/likelihoods.py): the likelihood's
+NLL (Bernoulli on probabilities clipped by likelihoods.PROB_EPS, or Gaussian with the model's variance)
+plus KL(q(z|x) || N(0, I)). Nothing in the tail is quantized. The exporter's score gate then checks it
+against PyTorch's negative ELBO through the runtime, as it checks every variant.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, compose, helper, numpy_helper
+
+from vae_edge.runtime import contract
+from vae_edge.runtime.contract import DECODER, ENCODER, SCORE
+from vae_edge.runtime.likelihoods import PROB_EPS
+
+from .errors import step
+from .graphs import check_graph
+
+_ENC, _DEC, _TAIL = "enc_", "dec_", "score_"  # name prefixes: the two graphs' tensor names may coincide
+
+
+def write_score_graphs(folder: Path, variants: dict[str, dict], *, likelihood: str, shape: list[int], obs_logvar: np.ndarray | None) -> None:
+    """Compose ``score.<variant>.onnx`` in ``folder`` for every variant entry, and name it in the entry.
+
+    Args:
+        variants: the manifest's variant entries (graph files by name); each gains its "score" file.
+        obs_logvar: Gaussian only, log sigma^2 of p(x|z) in model space (a number or the sample shape).
+
+    Raises:
+        ExportError: the composition or its check failed, naming the step.
+    """
+    for variant, entry in variants.items():
+        dst = folder / SCORE.filename(variant)
+        with step(f"composing {dst.name}"):
+            proto = compose_score(folder / entry[ENCODER.name], folder / entry[DECODER.name], likelihood=likelihood, shape=shape, obs_logvar=obs_logvar)
+            onnx.save_model(proto, str(dst))
+        with step(f"onnx.checker on {dst.name}"):
+            check_graph(dst)
+        entry[SCORE.name] = dst.name
+
+
+def compose_score(encoder_path: Path, decoder_path: Path, *, likelihood: str, shape: list[int], obs_logvar: np.ndarray | None) -> onnx.ModelProto:
+    """One graph x -> score from an encoder and a decoder graph (any variant of them); metadata from the encoder."""
+    encoder = onnx.load(str(encoder_path))
+    decoder = onnx.load(str(decoder_path))
+    _same_opsets(encoder, decoder)
+    enc = compose.add_prefix(encoder, _ENC)
+    dec = compose.add_prefix(decoder, _DEC)
+    x, mu, logvar = _ENC + ENCODER.inputs[0], _ENC + ENCODER.outputs[0], _ENC + ENCODER.outputs[1]
+    mean = _DEC + DECODER.outputs[0]
+    both = compose.merge_models(enc, dec, io_map=[(mu, _DEC + DECODER.inputs[0])], outputs=[mu, logvar, mean])
+    graph = both.graph
+    nodes, inits = _tail(x, mu, logvar, mean, likelihood=likelihood, shape=shape, obs_logvar=obs_logvar)
+    graph.node.extend(nodes)
+    graph.initializer.extend(inits)
+    graph.input[0].name = SCORE.inputs[0]  # the input keeps its shape; renamed where it is used
+    for node in graph.node:
+        node.input[:] = [SCORE.inputs[0] if name == x else name for name in node.input]
+    del graph.output[:]
+    graph.output.append(helper.make_tensor_value_info(SCORE.outputs[0], TensorProto.FLOAT, [contract.BATCH]))
+    graph.name = SCORE.name
+    both.doc_string = graph.doc_string = SCORE.doc
+    both.producer_name = encoder.producer_name
+    del both.metadata_props[:]
+    both.metadata_props.extend(encoder.metadata_props)
+    return both
+
+
+def _tail(x: str, mu: str, logvar: str, mean: str, *, likelihood: str, shape: list[int], obs_logvar: np.ndarray | None):
+    """Nodes and constants: score = NLL(x | mean) + KL(mu, logvar), float32 [batch]."""
+    axes = list(range(1, len(shape) + 1))
+    consts: dict[str, np.ndarray] = {"sample_axes": np.array(axes, np.int64), "latent_axes": np.array([1], np.int64), "one": np.float32(1.0), "half": np.float32(0.5)}
+    t = lambda name: _TAIL + name  # noqa: E731
+    nodes = []
+
+    def node(op: str, inputs: list[str], output: str, **attrs) -> str:
+        nodes.append(helper.make_node(op, [i if i in (x, mu, logvar, mean) else t(i) for i in inputs], [t(output)], name=t(output), **attrs))
+        return output
+
+    if likelihood == "bernoulli":
+        # -(x log p + (1 - x) log(1 - p)), p clipped away from 0 and 1 as the runtime's numpy does
+        consts |= {"eps": np.float32(PROB_EPS), "one_minus_eps": np.float32(1.0 - PROB_EPS)}
+        node("Clip", [mean, "eps", "one_minus_eps"], "p")
+        node("Log", ["p"], "log_p")
+        node("Sub", ["one", "p"], "q")
+        node("Log", ["q"], "log_q")
+        node("Sub", ["one", x], "not_x")
+        node("Mul", [x, "log_p"], "hit")
+        node("Mul", ["not_x", "log_q"], "miss")
+        node("Add", ["hit", "miss"], "log_lik")
+        node("ReduceSum", ["log_lik", "sample_axes"], "sum_log_lik", keepdims=0)
+        node("Neg", ["sum_log_lik"], "nll")
+    elif likelihood == "gaussian" and obs_logvar is not None:
+        # 0.5 (log 2 pi + log sigma^2) + 0.5 (x - mean)^2 / sigma^2, summed; the first term is a constant per sample
+        logvar_obs = np.broadcast_to(np.asarray(obs_logvar, np.float64), shape)
+        consts |= {"inv_two_var": (0.5 * np.exp(-logvar_obs))[None].astype(np.float32), "log_norm": np.float32((0.5 * (math.log(2 * math.pi) + logvar_obs)).sum())}
+        node("Sub", [x, mean], "diff")
+        node("Mul", ["diff", "diff"], "sq")
+        node("Mul", ["sq", "inv_two_var"], "scaled")
+        node("ReduceSum", ["scaled", "sample_axes"], "sum_scaled", keepdims=0)
+        node("Add", ["sum_scaled", "log_norm"], "nll")
+    else:
+        raise ValueError(f"cannot compose a score graph for likelihood {likelihood!r} (variance given: {obs_logvar is not None})")
+    # KL(N(mu, e^logvar) || N(0, I)) = 0.5 sum(mu^2 + e^logvar - 1 - logvar)
+    node("Mul", [mu, mu], "mu_sq")
+    node("Exp", [logvar], "var")
+    node("Add", ["mu_sq", "var"], "kl_a")
+    node("Sub", ["kl_a", "one"], "kl_b")
+    node("Sub", ["kl_b", logvar], "kl_c")
+    node("ReduceSum", ["kl_c", "latent_axes"], "kl_sum", keepdims=0)
+    node("Mul", ["kl_sum", "half"], "kl")
+    nodes.append(helper.make_node("Add", [t("nll"), t("kl")], [SCORE.outputs[0]], name=t("score")))
+    return nodes, [numpy_helper.from_array(np.asarray(v), t(k)) for k, v in consts.items()]
+
+
+def _same_opsets(a: onnx.ModelProto, b: onnx.ModelProto) -> None:
+    """merge_models needs one version per domain; quantized variants may import domains the other lacks."""
+    versions = {o.domain: o.version for o in a.opset_import}
+    for o in b.opset_import:
+        if versions.get(o.domain, o.version) != o.version:
+            raise ValueError(f"encoder and decoder use opset {versions[o.domain]} and {o.version} of domain {o.domain!r}")
+    merged = {**{o.domain: o.version for o in b.opset_import}, **versions}
+    for proto in (a, b):
+        del proto.opset_import[:]
+        proto.opset_import.extend(helper.make_opsetid(d, v) for d, v in merged.items())

@@ -1,0 +1,103 @@
+"""The score graph (one session call per anomaly score) and the runtime's pre-bound calls (IOBinding per
+thread and batch size): same results as the two-call path and as unbound session runs, nothing aliased."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from vae_edge.runtime import VAE
+from vae_edge.runtime.likelihoods import gaussian_kl, reconstruction_nll
+from vae_edge.runtime.sessions import BOUND_SIZES, MAX_BOUND_BATCH
+
+
+def _two_call_score(vae: VAE, x: np.ndarray) -> np.ndarray:
+    """The score as bundles without a score graph compute it: encoder, decoder at mu, numpy in float64."""
+    xm = vae.normalize(x)
+    mu, logvar = (vae.session("encoder").run(None, {"x": xm}))
+    mean = vae.session("decoder").run(None, {"z": mu})[0]
+    return reconstruction_nll(vae.likelihood, xm, mean) + gaussian_kl(mu, logvar)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_the_score_graph_gives_the_two_call_score(bundle, test_digits, precision):
+    vae = VAE.load(bundle, precision=precision)
+    assert "score" in vae.manifest["variants"][precision]
+    x = test_digits[:32].astype(np.float32)
+    np.testing.assert_allclose(vae.anomaly_score(x), _two_call_score(vae, x), rtol=2e-6)
+    assert vae.anomaly_score(x).dtype == np.float64 and vae.anomaly_score(x[0]).shape == ()
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_the_score_graph_matches_pytorch_negative_elbo(bundle, model_path, batch):
+    import torch
+
+    from vae_edge.models import load_model
+    from vae_edge.trainer import objectives
+
+    x = np.random.default_rng(batch).random((batch, 1, 8, 8), dtype=np.float32)
+    with torch.no_grad():
+        recon, kl = objectives.elbo_terms(load_model(model_path), torch.from_numpy(x), mean_path=True)
+    (score,) = ort.InferenceSession(str(bundle / "score.onnx"), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    np.testing.assert_allclose(score, (recon + kl).numpy(), rtol=1e-5)
+
+
+def test_a_bundle_without_score_graphs_is_scored_with_two_calls(bundle, bundle_copy, test_digits):
+    manifest_path = bundle_copy / "manifest.json"
+    m = json.loads(manifest_path.read_text())
+    for entry in m["variants"].values():
+        (bundle_copy / entry.pop("score")).unlink()
+        m["files"] = {k: v for k, v in m["files"].items() if not k.startswith("score.")}
+    manifest_path.write_text(json.dumps(m))
+    old, new = VAE.load(bundle_copy), VAE.load(bundle)
+    x = test_digits[:16]
+    np.testing.assert_allclose(old.anomaly_score(x), new.anomaly_score(x), rtol=2e-6)
+    assert old.is_anomaly(x).shape == (16,)
+
+
+def test_bound_calls_match_unbound_runs_at_every_batch_size(bundle, test_digits):
+    vae = VAE.load(bundle, threads=1)
+    sizes = [*range(1, BOUND_SIZES + 3), MAX_BOUND_BATCH + 1]  # past the bound sizes per thread, and too large to bind
+    x_all = np.tile(test_digits, (3, 1, 1, 1))[: max(sizes)].astype(np.float32)
+    for n in sizes:
+        x = x_all[:n]
+        xm = vae.normalize(x)
+        mu, logvar = vae.encode(x)
+        want_mu, want_logvar = vae.session("encoder").run(None, {"x": xm})
+        np.testing.assert_array_equal(mu, want_mu)
+        np.testing.assert_array_equal(logvar, want_logvar)
+        np.testing.assert_array_equal(vae.decode(mu), vae.session("decoder").run(None, {"z": mu})[0] * np.float32(16.0))
+        np.testing.assert_array_equal(vae.anomaly_score(x), vae.session("score").run(None, {"x": xm})[0].astype(np.float64))
+
+
+def test_results_are_the_callers_own_not_the_bound_buffers(bundle, test_digits):
+    vae = VAE.load(bundle)
+    a, b = test_digits[:2], test_digits[2:4]
+    mu_a, _ = vae.encode(a)
+    x_a, s_a = vae.decode(mu_a), vae.anomaly_score(a)
+    kept = mu_a.copy(), x_a.copy(), s_a.copy()
+    mu_b, _ = vae.encode(b)  # same batch size: the same bound buffers
+    vae.decode(mu_b), vae.anomaly_score(b)
+    for got, want in zip((mu_a, x_a, s_a), kept):
+        np.testing.assert_array_equal(got, want)
+    x_a[:] = 0  # writing into a result leaves the next call alone
+    np.testing.assert_array_equal(vae.decode(mu_a), kept[1])
+
+
+def test_one_reduction_checks_range_and_finiteness_and_the_slow_path_is_exact(bundle, test_digits):
+    vae = VAE.load(bundle)
+    x = test_digits[:4].astype(np.float32)
+    edge = x.copy()
+    edge[0, 0, 0, 0], edge[1, 0, 0, 0] = -0.0, 16.0 + 16e-5  # -0 (sign bit set) and rounding within the slack: accepted
+    clipped = x.copy()
+    clipped[0, 0, 0, 0], clipped[1, 0, 0, 0] = 0.0, 16.0
+    np.testing.assert_array_equal(vae.encode(edge)[0], vae.encode(clipped)[0])
+    for value, match in ((np.nan, "NaN or Inf"), (np.inf, "NaN or Inf"), (-np.inf, "NaN or Inf"), (16.5, r"must lie in \[0, 16\]"), (-0.5, r"must lie in \[0, 16\]")):
+        bad = x.copy()
+        bad[2, 0, 3, 3] = value
+        for method in (vae.encode, vae.anomaly_score, vae.reconstruct):
+            with pytest.raises(ValueError, match=match):
+                method(bad)
