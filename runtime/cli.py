@@ -219,7 +219,7 @@ def info(bundle, as_json):
         click.echo(f"recommended {', '.join(f'{g} {v}' for g, v in chosen.items())} (--precision auto): {recommended.get('rule', '')}")
         for graph, entry in _section(recommended, "graphs").items():
             if isinstance(entry, dict):
-                click.echo(f"             {graph}: fastest at batch 1 {entry.get('fastest_batch_1', '?')}, at batch 64 {entry.get('fastest_batch_64', '?')}; in order {', '.join(map(str, entry.get('order') or []))}")
+                click.echo(f"             {graph}: fastest at batch 1 {entry.get('fastest_batch_1', '?')}, at batch 64 {entry.get('fastest_batch_64', '?')}; in order {', '.join(map(str, entry['order'])) if isinstance(entry.get('order'), list) else '?'}")
     for line in _readiness_lines(_section(m, "readiness")):
         click.echo(line)
     t = _section(m, "training")
@@ -246,7 +246,7 @@ def _readiness_lines(section: dict) -> list[str]:
             if fixed:
                 parts.append(f"{provider} {fixed.get('supported_nodes')}/{fixed.get('nodes')} nodes in {fixed.get('partitions')} partition(s) "
                              f"with batch fixed: {fixed.get('verdict')} (as shipped: {shipped.get('verdict')})"
-                             + (f", lacks {', '.join(map(str, fixed.get('unsupported_ops') or []))}" if fixed.get("unsupported_ops") else ""))
+                             + (f", lacks {', '.join(map(str, fixed['unsupported_ops']))}" if isinstance(fixed.get("unsupported_ops"), list) and fixed["unsupported_ops"] else ""))
         memory = f.get("memory_batch_1")
         if isinstance(memory, dict):
             parts.append(f"batch-1 session +{memory.get('session_kib')} KiB resident (process peak {memory.get('process_peak_kib')} KiB)")
