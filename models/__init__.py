@@ -8,7 +8,7 @@ as usual.
 from .lazy import lazy_getattr, public_names
 
 _EXPORTS = {
-    ".checkpoint": ("FORMAT", "CheckpointError", "load_model", "make_checkpoint", "model_from_checkpoint", "read_checkpoint", "save_checkpoint"),
+    ".checkpoint": ("FORMAT", "MAX_CHECKPOINT_BYTES", "CheckpointError", "check_checkpoint", "load_model", "make_checkpoint", "model_from_checkpoint", "read_checkpoint", "save_checkpoint"),
     ".config": ("VAEConfig",),
     ".conv": ("ConvDecoder", "ConvEncoder"),
     ".mlp": ("MLPDecoder", "MLPEncoder"),

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, fields
 from math import prod
 
 ARCHS = ("mlp", "conv", "conv1d")
+TEXT_ARCHS = ("gru",)  # the sentence VAE's, configured by models/text.py's TextVAEConfig
 LIKELIHOODS = ("bernoulli", "gaussian")
 DECODER_STYLES = ("subpixel", "transpose", "upsample")
 LEGACY_DECODER_STYLE = "transpose"  # the only style before the field existed

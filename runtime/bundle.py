@@ -1,6 +1,9 @@
-"""Reading a bundle folder: manifest.json checked field by field, then every file against its sha256.
+"""Reading a bundle folder: manifest.json checked field by field, then every file against its sha256,
+then each graph's bytes against the contract's rules (self-contained, no control flow, the variant it is
+named as), before onnxruntime sees them.
 
-What the folder holds and how it is named is the contract (contract.py); this module reads by it.
+What the folder holds and how it is named is the contract (contract.py); this module reads by it. Every
+file is read with the one checked reader (files.read_regular): regular files of bounded size only.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ import numpy as np
 
 from . import contract
 from .contract import LIKELIHOODS, MANIFEST, SCHEMA
-from .files import sha256_file
+from .files import FileCheckError, open_regular, read_regular
+from .graphcheck import CONTROL_FLOW, FLOAT16, GraphFormatError, inspect_onnx, ort_control_flow
 from .validation import one_line, quote
 
 
@@ -48,8 +52,13 @@ def _safe_member(root: Path, name: object) -> Path:
 def read_manifest(path: str | os.PathLike) -> dict:
     """Parse and check ``manifest.json`` of the bundle at ``path`` (no hashing).
 
+    The manifest is read with the checked reader: a regular file inside the folder (a link out of it,
+    to ``/dev/zero`` or a FIFO is refused), at most ``contract.MAX_MANIFEST_BYTES``, nested no deeper
+    than ``contract.MAX_MANIFEST_DEPTH``.
+
     Raises:
-        BundleError: missing folder or manifest, bad JSON, unknown schema, missing keys.
+        BundleError: missing folder or manifest, bad JSON, unknown schema, missing keys or fields of
+            the wrong type.
     """
     root = Path(path)
     if root.is_file():  # e.g. bundle/manifest.json or bundle/encoder.onnx given for the folder
@@ -58,29 +67,79 @@ def read_manifest(path: str | os.PathLike) -> dict:
     if not root.is_dir():
         raise BundleError(f"{root}: no such bundle folder")
     mpath = root / MANIFEST
+    if mpath.is_symlink() and not _inside(root, mpath):
+        raise BundleError(f"{mpath}: is a link to {os.path.realpath(mpath)}, outside the bundle folder")
     try:
-        manifest = json.loads(mpath.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise BundleError(f"{root}: not a bundle (no {MANIFEST})") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raw = read_regular(mpath, contract.MAX_MANIFEST_BYTES)
+    except FileCheckError as exc:
+        if exc.missing:
+            raise BundleError(f"{root}: not a bundle (no {MANIFEST})") from None
+        raise BundleError(f"unreadable manifest: {exc}") from None
+    manifest = parse_manifest(raw, mpath)
+    check_manifest(mpath, manifest)
+    return manifest
+
+
+def parse_manifest(raw: bytes, mpath: Path | str = MANIFEST) -> dict:
+    """The JSON object in ``raw`` (a manifest's bytes), refusing what no exporter writes.
+
+    Raises:
+        BundleError: not UTF-8 JSON, not an object, or nested deeper than ``contract.MAX_MANIFEST_DEPTH``.
+    """
+    try:
+        manifest = json.loads(raw.decode("utf-8"))
+    except RecursionError:
+        raise BundleError(f"{mpath}: unreadable manifest (JSON nested too deeply)") from None
+    except (UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError, and ints past Python's digit limit
         raise BundleError(f"{mpath}: unreadable manifest ({exc})") from None
     if not isinstance(manifest, dict):
         raise BundleError(f"{mpath}: manifest must be a JSON object")
+    if _depth(manifest) > contract.MAX_MANIFEST_DEPTH:
+        raise BundleError(f"{mpath}: manifest nested deeper than {contract.MAX_MANIFEST_DEPTH} levels; no exporter writes that")
+    return manifest
+
+
+def _depth(value: object) -> int:
+    # Iterative: a deeply nested value must not hit the recursion limit here either.
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        deepest = max(deepest, level)
+        if deepest > contract.MAX_MANIFEST_DEPTH:
+            break
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        stack.extend((child, level + 1) for child in children if isinstance(child, (dict, list)))
+    return deepest
+
+
+def _inside(root: Path, member: Path) -> bool:
+    return Path(os.path.realpath(member)).is_relative_to(Path(os.path.realpath(root)))
+
+
+def check_manifest(mpath: Path, manifest: dict) -> None:
+    """The one schema check of a parsed manifest: schema, sections, and the type and range of every
+    field a reader relies on, so that a hand-edited or hostile manifest fails here with one line.
+
+    Raises:
+        BundleError: naming the manifest and the field.
+    """
     if manifest.get("schema") != SCHEMA:
-        raise BundleError(f"{mpath}: schema {manifest.get('schema')!r} is not supported (expected {SCHEMA!r})")
+        raise BundleError(f"{mpath}: schema {quote(manifest.get('schema'))} is not supported (expected {SCHEMA!r})")
     for key in ("model", "data", "variants", "files"):
         if not isinstance(manifest.get(key), dict):
             raise BundleError(f"{mpath}: manifest lacks the {key!r} section")
     if not manifest["variants"]:
         raise BundleError(f"{mpath}: manifest lists no variants")
-    _check_fields(mpath, manifest)
+    if manifest["data"].get("kind") == "text":
+        _check_text_fields(mpath, manifest)
+    else:
+        _check_fields(mpath, manifest)
     for variant, entry in manifest["variants"].items():
         _check_graph_names(mpath, manifest, variant, entry)
         if "ort" in entry:
             if not isinstance(entry["ort"], dict):
                 raise BundleError(f"{mpath}: variants[{variant!r}].ort must be an object")
             _check_graph_names(mpath, manifest, f"{variant} (ORT format)", entry["ort"])
-    return manifest
 
 
 def _check_graph_names(mpath: Path, manifest: dict, variant: str, entry: dict) -> None:
@@ -139,15 +198,41 @@ def _check_fields(mpath: Path, m: dict) -> None:
         need(isinstance(params, dict) and _positive(params.get("std"), shape),
              f"model.likelihood_params.std must be a number > 0 or a list of shape {shape} for a gaussian model, got {quote(params)}")
     for name, meta in m["files"].items():
-        need(isinstance(meta, dict) and isinstance(meta.get("sha256"), str) and isinstance(meta.get("bytes", 0), int), f"files[{name!r}] must give sha256 and bytes")
+        size = meta.get("bytes", 0) if isinstance(meta, dict) else None
+        need(isinstance(meta, dict) and isinstance(meta.get("sha256"), str) and isinstance(size, int) and not isinstance(size, bool) and 0 <= size <= contract.MAX_GRAPH_BYTES,
+             f"files[{quote(name)}] must give sha256 and bytes (0 to {contract.MAX_GRAPH_BYTES})")
     for variant, entry in m["variants"].items():
-        need(isinstance(entry, dict), f"variants[{variant!r}] must be an object")
+        need(isinstance(entry, dict), f"variants[{quote(variant)}] must be an object")
+        need(isinstance(entry.get("method", ""), str), f"variants[{quote(variant)}].method must be a string")
         q = entry.get("anomaly_quantiles", {})
         need(isinstance(q, dict) and all(_is_number(v) for v in q.values()), f"variants[{variant!r}].anomaly_quantiles must map names to numbers")
 
 
+def _check_text_fields(mpath: Path, m: dict) -> None:
+    """What TextVAE relies on: latent and hidden sizes, the vocabulary, files and quantiles."""
+    model, data = m["model"], m["data"]
+    config = model.get("config")
+    for key in ("latent_dim", "hidden_dim"):
+        value = config.get(key) if isinstance(config, dict) else None
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise BundleError(f"{mpath}: model.config.{key} must be a positive integer, got {value!r}")
+    if model.get("latent_dim") != config["latent_dim"]:
+        raise BundleError(f"{mpath}: model.latent_dim {model.get('latent_dim')!r} differs from model.config.latent_dim {config['latent_dim']}")
+    vocab = data.get("vocabulary")
+    if not isinstance(vocab, dict) or not isinstance(vocab.get("chars"), list) or not all(isinstance(c, str) and len(c) == 1 for c in vocab["chars"]):
+        raise BundleError(f"{mpath}: data.vocabulary must list single characters, got {quote(vocab)}")
+    for name, meta in m["files"].items():
+        if not (isinstance(meta, dict) and isinstance(meta.get("sha256"), str) and isinstance(meta.get("bytes", 0), int)):
+            raise BundleError(f"{mpath}: files[{name!r}] must give sha256 and bytes")
+    for variant, entry in m["variants"].items():
+        q = entry.get("anomaly_quantiles", {}) if isinstance(entry, dict) else None
+        if not (isinstance(q, dict) and all(_is_number(v) for v in q.values())):
+            raise BundleError(f"{mpath}: variants[{variant!r}].anomaly_quantiles must map names to numbers")
+
+
 def verify_files(path: str | os.PathLike, manifest: dict, *, keep: tuple[str, ...] = ()) -> dict[str, bytes]:
-    """Check that every file the manifest lists is present, inside the folder, and has its sha256 and size.
+    """Check that every file the manifest lists is present, inside the folder, a regular file, and has
+    its sha256 and size (the size from ``fstat``, before a byte is read).
 
     Args:
         keep: names of files whose verified bytes to return, so that a caller (VAE.load) builds its
@@ -158,30 +243,66 @@ def verify_files(path: str | os.PathLike, manifest: dict, *, keep: tuple[str, ..
         name -> bytes for the names in ``keep``.
 
     Raises:
-        BundleError: naming the first file that is missing, truncated or altered.
+        BundleError: naming the first file that is missing, truncated, altered or not a regular file.
     """
     root = Path(path)
     kept: dict[str, bytes] = {}
     for name, meta in manifest["files"].items():
         member = _safe_member(root, name)  # sha256 and bytes were type-checked by read_manifest
-        if not member.is_file():
+        if not member.exists() and not member.is_symlink():
             raise BundleError(f"{member}: missing from the bundle")
-        if not member.resolve().is_relative_to(root.resolve()):
-            raise BundleError(f"{member}: is a link to {member.resolve()}, outside the bundle folder")
-        size = member.stat().st_size
-        if "bytes" in meta and size != meta["bytes"]:
-            raise BundleError(f"{member}: {size} bytes, the manifest says {meta['bytes']} (truncated or replaced)")
-        if name in keep:
-            try:
-                kept[name] = member.read_bytes()
-            except OSError as exc:
-                raise BundleError(f"{member}: unreadable ({exc.strerror or exc})") from None
-            digest = hashlib.sha256(kept[name]).hexdigest()
-        else:
-            digest = sha256_file(member)
-        if digest != meta["sha256"]:
+        if not _inside(root, member):
+            raise BundleError(f"{member}: is a link to {os.path.realpath(member)}, outside the bundle folder")
+        bound = meta.get("bytes", contract.MAX_GRAPH_BYTES)
+        h = hashlib.sha256()
+        try:
+            with open_regular(member) as (f, size):
+                if "bytes" in meta and size != meta["bytes"]:
+                    raise BundleError(f"{member}: {size} bytes, the manifest says {meta['bytes']} (truncated or replaced)")
+                if size > bound:
+                    raise BundleError(f"{member}: {size} bytes, more than a bundle file may hold")
+                data = f.read(bound + 1)
+        except FileCheckError as exc:
+            raise BundleError(f"{member}: missing from the bundle" if exc.missing else str(exc)) from None
+        except OSError as exc:
+            raise BundleError(f"{member}: unreadable ({exc.strerror or exc})") from None
+        if len(data) != size:
+            raise BundleError(f"{member}: changed size while being read (replaced during the check)")
+        h.update(data)
+        if h.hexdigest() != meta["sha256"]:
             raise BundleError(f"{member}: sha256 does not match the manifest (file altered)")
+        if name in keep:
+            kept[name] = data
     return kept
+
+
+def check_graph_bytes(path: Path, data: bytes, manifest: dict, variant: str, fmt: str = "onnx") -> None:
+    """A graph's verified bytes against the contract, before onnxruntime parses them: no external data
+    (a bundle reads nothing outside itself), no control flow (no loop in any graph), and, for the
+    base variant, a float32 graph (no quantisation ops, no float16 tensors, no variant stamp).
+
+    Raises:
+        BundleError: naming the graph and the rule it breaks.
+    """
+    if fmt == "ort":
+        found = ort_control_flow(data)
+        if found:
+            raise BundleError(f"{path}: holds control flow ({', '.join(found)}); the bundle contract allows no loops or branches in a graph")
+        return
+    try:
+        facts = inspect_onnx(data)
+    except GraphFormatError as exc:
+        raise BundleError(f"{path}: not an ONNX model ({exc})") from None
+    if facts.external:
+        raise BundleError(f"{path}: keeps tensor data outside its file (ONNX external data); a bundle must be self-contained")
+    if facts.subgraphs or facts.ops & set(CONTROL_FLOW) or facts.training_info:
+        found = sorted(facts.ops & set(CONTROL_FLOW)) or ["a subgraph"]
+        raise BundleError(f"{path}: holds control flow ({', '.join(found)}); the bundle contract allows no loops or branches in a graph")
+    if variant == contract.BASE_VARIANT:
+        quantized = sorted(facts.ops & contract.QUANTIZATION_OPS)
+        if quantized or FLOAT16 in facts.tensor_types or contract.META_VARIANT_METHOD in facts.metadata:
+            what = ", ".join(quantized) if quantized else "float16 weights" if FLOAT16 in facts.tensor_types else quote(facts.metadata[contract.META_VARIANT_METHOD])
+            raise BundleError(f"{path}: is not a float32 graph ({what}); the manifest's {variant} variant must name the graphs exported from PyTorch")
 
 
 def graph_path(path: str | os.PathLike, manifest: dict, variant: str, graph: str, fmt: str = "onnx") -> Path:

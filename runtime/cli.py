@@ -7,6 +7,7 @@ handling defined once here; each command is thin (parse, call the VAE API, write
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import os
 import sys
@@ -15,12 +16,13 @@ from pathlib import Path
 import click
 import numpy as np
 
-from . import contract
+from . import contract, textcli
 from .benchmark import BATCH_SIZES, MAX_BATCH, NOISY_SPREAD
 from .bundle import BundleError, default_bundle_path, describe_latency, read_manifest
 from .clitools import output_path, run_cli
 from .files import atomic_save_npy, atomic_write_bytes, read_array
 from .streaming import MAX_STREAM_BATCH, RowError
+from .validation import json_text, one_line
 from .vae import MAX_MC_SAMPLES, VAE
 from . import audio_cli
 from .audio_vae import AudioVAE
@@ -170,65 +172,73 @@ def _affine(value) -> str:
 @_handle_errors
 def info(bundle, as_json):
     """Describe a bundle: shapes, variants with their sizes and accuracy, anomaly calibration."""
+    # Every line holds manifest strings: each is printed through one_line, so no escape sequence or
+    # line break in a manifest reaches the terminal raw.
     manifest = read_manifest(bundle if bundle is not None else default_bundle_path())
+    if manifest["data"].get("kind") == "text":
+        return textcli.info(textcli.load(bundle, next(iter(manifest["variants"])), 1), as_json)
     vae = _load(bundle, next(iter(manifest["variants"])), "onnx", 1)  # loading checks every file and graph; any variant will do
     m = vae.manifest
     if as_json:
-        click.echo(json.dumps(m, indent=2, ensure_ascii=False))
+        click.echo(json_text(json.dumps(m, indent=2, ensure_ascii=False)))
         return
     d, model = m["data"], m["model"]
     pre = d["preprocessing"]
     where = f"{vae.path}" + (" (default bundle)" if bundle is None else "")
-    click.echo(f"bundle     {where}")
-    click.echo(f"schema     {m['schema']}, opset {m.get('opset')}")
+    _echo(f"bundle     {where}")
+    _echo(f"schema     {m['schema']}, opset {m.get('opset')}")
     noise = f" (std {_affine(model['likelihood_params']['std'])})" if model["likelihood"] == "gaussian" else ""
-    click.echo(f"model      {model.get('arch')}, latent {model['latent_dim']}, {model['likelihood']} likelihood{noise}")
-    click.echo(f"data       {d.get('dataset')}: {d.get('kind')} samples {d['shape']}; graphs see (x - {_affine(pre['offset'])}) / {_affine(pre['scale'])}")
+    _echo(f"model      {model.get('arch')}, latent {model['latent_dim']}, {model['likelihood']} likelihood{noise}")
+    _echo(f"data       {d.get('dataset')}: {d.get('kind')} samples {d['shape']}; graphs see (x - {_affine(pre['offset'])}) / {_affine(pre['scale'])}")
     for graph, spec in _section(m, "graphs").items():
         if not isinstance(spec, dict):
             continue
         sides = [", ".join(f"{k} {_shape(v)}" for k, v in _section(spec, side).items()) for side in ("inputs", "outputs")]
-        click.echo(f"graph      {graph}: {sides[0]} -> {sides[1]}")
+        _echo(f"graph      {graph}: {sides[0]} -> {sides[1]}")
     cal = _section(m, "anomaly")
     if cal:
-        click.echo(f"anomaly    {cal.get('score', 'negative ELBO per sample, nats')}; calibrated on {cal.get('calibration_split')} ({cal.get('calibration_samples')} samples)")
+        _echo(f"anomaly    {cal.get('score', 'negative ELBO per sample, nats')}; calibrated on {cal.get('calibration_split')} ({cal.get('calibration_samples')} samples)")
     for name, v in m["variants"].items():
         size = contract.variant_bytes(m, name)
         acc = _section(v, "accuracy")
         mark = "✓" if acc.get("passed") is True else "✗" if acc.get("passed") is False else "?"
         figures = ", ".join(f"{k} {_num(acc[k])}" for k in ("recon_nll", "recon_nll_rel_change", "score_max_rel_diff", "decoder_x_mean_max_abs") if k in acc)
-        click.echo(f"variant    {mark} {name:<11} {size:>9,} bytes  {figures}")
-        click.echo(f"             {v.get('method', '')}")
+        _echo(f"variant    {mark} {name:<11} {size:>9,} bytes  {figures}")
+        _echo(f"             {v.get('method', '')}")
         ort_files = _section(v, "ort")
         if ort_files:
             ort_mark = {True: "✓", False: "✗"}.get(_section(ort_files, "accuracy").get("passed"), "?")
             names = ", ".join(str(ort_files.get(spec.name)) for spec in contract.variant_graphs(m, name, "ort"))
-            click.echo(f"             ORT format {ort_mark} {names} ({contract.variant_bytes(m, name, 'ort'):,} bytes)")
+            _echo(f"             ORT format {ort_mark} {names} ({contract.variant_bytes(m, name, 'ort'):,} bytes)")
         for label, timed in ((".onnx", v), (".ort", ort_files)):
             if _section(timed, "latency_ms"):
-                click.echo(f"             time {label:<5} {describe_latency(timed)}")
+                _echo(f"             time {label:<5} {describe_latency(timed)}")
         q = _section(v, "anomaly_quantiles")
         if q:
-            click.echo(f"             anomaly-score quantiles (validation): {'  '.join(f'{k} {_num(val)}' for k, val in q.items())}")
+            _echo(f"             anomaly-score quantiles (validation): {'  '.join(f'{k} {_num(val)}' for k, val in q.items())}")
     quantization = _section(m, "quantization")
     for variant, why in _section(quantization, "left_out").items():
-        click.echo(f"left out   {variant}: {why.get('reason') if isinstance(why, dict) else why}")
+        _echo(f"left out   {variant}: {why.get('reason') if isinstance(why, dict) else why}")
     recommended = _section(quantization, "recommended")
     if recommended:
         chosen = _section(recommended, "chosen")
-        click.echo(f"recommended {', '.join(f'{g} {v}' for g, v in chosen.items())} (--precision auto): {recommended.get('rule', '')}")
+        _echo(f"recommended {', '.join(f'{g} {v}' for g, v in chosen.items())} (--precision auto): {recommended.get('rule', '')}")
         for graph, entry in _section(recommended, "graphs").items():
             if isinstance(entry, dict):
-                click.echo(f"             {graph}: fastest at batch 1 {entry.get('fastest_batch_1', '?')}, at batch 64 {entry.get('fastest_batch_64', '?')}; in order {', '.join(map(str, entry['order'])) if isinstance(entry.get('order'), list) else '?'}")
+                _echo(f"             {graph}: fastest at batch 1 {entry.get('fastest_batch_1', '?')}, at batch 64 {entry.get('fastest_batch_64', '?')}; in order {', '.join(map(str, entry['order'])) if isinstance(entry.get('order'), list) else '?'}")
     for line in _readiness_lines(_section(m, "readiness")):
-        click.echo(line)
+        _echo(line)
     t = _section(m, "training")
     if t:
-        click.echo(f"training   test ELBO {_num(t.get('test_elbo'))}, IWAE NLL {_num(t.get('test_iwae_nll'))} (K={t.get('iw_samples')}), {t.get('epochs')} epochs")
+        _echo(f"training   test ELBO {_num(t.get('test_elbo'))}, IWAE NLL {_num(t.get('test_iwae_nll'))} (K={t.get('iw_samples')}), {t.get('epochs')} epochs")
     p = _section(m, "provenance")
     if p:
         versions = ", ".join(f"{k} {val}" for k, val in _section(p, "versions").items() if val)
-        click.echo(f"created    {p.get('created')} from {p.get('source')} ({versions})")
+        _echo(f"created    {p.get('created')} from {p.get('source')} ({versions})")
+
+
+def _echo(line: str) -> None:
+    click.echo(one_line(line))
 
 
 def _readiness_lines(section: dict) -> list[str]:
@@ -275,7 +285,10 @@ def _num(value: object) -> str:
 @click.argument("bundle", required=False, type=click.Path(path_type=Path))
 @click.option("-n", "--num", "n", type=click.IntRange(min=0), default=16, show_default=True, help="How many samples.")
 @click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=None, help="Same seed, same samples (default: fresh randomness).")
-@click.option("--temperature", type=click.FloatRange(min=0, max=1e6, min_open=True), default=1.0, show_default=True, help="Scale of the prior's standard deviation.")
+@click.option("--temperature", type=click.FloatRange(min=0, max=1e6, min_open=True), default=1.0, show_default=True, help="Scale of the prior's standard deviation (text: of the character distribution).")
+@click.option("--top-k", type=click.IntRange(min=1), default=None, help="text: draw each character from the k most likely only.")
+@click.option("--max-len", type=click.IntRange(min=1), default=None, help="text: stop lines at this many characters (default: the model's limit).")
+@click.option("--greedy", is_flag=True, help="text: the most likely character at each step (no character sampling).")
 @_graphs
 @_THREADS
 @_OUT
@@ -284,8 +297,13 @@ def _num(value: object) -> str:
 @_ITERATIONS
 @click.option("--normalize", is_flag=True, help="Audio bundles: scale each --wav sample to a peak of -6 dBFS (decoded means average log power, so samples come out quiet).")
 @_handle_errors
-def sample(bundle, n, seed, temperature, precision, fmt, threads, out, grid, wav, iterations, normalize):
-    """Draw samples from the prior and decode them (audio bundles: log-mel, --wav DIR for sound, --grid spectrograms)."""
+def sample(bundle, n, seed, temperature, top_k, max_len, greedy, precision, fmt, threads, out, grid, wav, iterations, normalize):
+    """Draw samples from the prior and decode them (audio bundles: log-mel, --wav DIR for sound, --grid spectrograms;
+    text bundles: one line each)."""
+    if textcli.is_text_bundle(bundle):
+        textcli.refuse(out=out, grid=grid, format=fmt, wav=wav, normalize=normalize)
+        return textcli.sample(textcli.load(bundle, precision, threads), n, seed, 0.0 if greedy else temperature, top_k, max_len)
+    textcli.refuse(top_k=top_k, max_len=max_len, greedy=greedy)
     vae = _load(bundle, precision, fmt, threads, outputs=(out, grid))
     if isinstance(vae, AudioVAE):
         return audio_cli.sample(vae, n, seed, temperature, out=out, wav=wav, grid=grid, iterations=iterations, normalize=normalize)
@@ -302,8 +320,12 @@ def sample(bundle, n, seed, temperature, precision, fmt, threads, out, grid, wav
 @_ITERATIONS
 @_handle_errors
 def reconstruct(paths, precision, fmt, threads, out, grid, wav, iterations):
-    """Encode and decode INPUT (posterior mean): denoised reconstructions, same shape as INPUT (audio bundles: IN.wav, --wav OUT.wav)."""
+    """Encode and decode INPUT (posterior mean): denoised reconstructions, same shape as INPUT (audio bundles: IN.wav,
+    --wav OUT.wav; text bundles: a UTF-8 file, one line each, greedy decodes printed one a line)."""
     bundle, src = _split(paths, "INPUT.npy")
+    if textcli.is_text_bundle(bundle):
+        textcli.refuse(out=out, grid=grid, format=fmt, wav=wav)
+        return textcli.reconstruct(textcli.load(bundle, precision, threads), src)
     vae = _load(bundle, precision, fmt, threads, inputs=(src,), outputs=(out, grid, wav))
     if isinstance(vae, AudioVAE):
         return audio_cli.reconstruct(vae, src, out=out, wav=wav, grid=grid, iterations=iterations)
@@ -327,8 +349,14 @@ def reconstruct(paths, precision, fmt, threads, out, grid, wav, iterations):
 @click.option("--logvar", "logvar_out", type=click.Path(dir_okay=False, path_type=Path), callback=output_path(".npy"), help="Also write the posterior log-variances as .npy.")
 @_handle_errors
 def encode(paths, precision, fmt, threads, out, logvar_out):
-    """Encode INPUT to posterior means (the compressed code); optionally their log-variances."""
+    """Encode INPUT to posterior means (the compressed code); optionally their log-variances (text: a UTF-8
+    file, one line each)."""
     bundle, src = _split(paths, "INPUT.npy")
+    if textcli.is_text_bundle(bundle):
+        textcli.refuse(format=fmt)
+        vae = textcli.load(bundle, precision, threads)
+        _check_outputs(vae, (src,), (out, logvar_out))
+        return textcli.encode(vae, src, out, logvar_out)
     vae = _load(bundle, precision, fmt, threads, inputs=(src,), outputs=(out, logvar_out))
     x = audio_cli.read_clips(vae, [src])[0] if isinstance(vae, AudioVAE) else _read_batch(src, vae.shape)  # audio: IN.wav
     mu, logvar = vae.encode(x)
@@ -347,6 +375,10 @@ def encode(paths, precision, fmt, threads, out, logvar_out):
 def decode(paths, precision, fmt, threads, out, grid):
     """Decode latent codes Z [n, latent] to the mean of p(x|z), in data units."""
     bundle, src = _split(paths, "Z.npy")
+    if textcli.is_text_bundle(bundle):
+        textcli.refuse(out=out, grid=grid, format=fmt)
+        vae = textcli.load(bundle, precision, threads)
+        return textcli.decode(vae, _read_array(src))
     vae = _load(bundle, precision, fmt, threads, inputs=(src,), outputs=(out, grid))
     x = vae.decode(_read_batch(src, (vae.latent_dim,)))
     _results(vae, x, out, grid, grid_images=np.reshape(x, (-1, *vae.shape)))
@@ -364,10 +396,16 @@ def decode(paths, precision, fmt, threads, out, grid):
 @click.option("--batch-size", type=click.IntRange(1, MAX_STREAM_BATCH), default=64, show_default=True, help="Rows per batch with --stream (1: answer each line at once).")
 @click.option("--pcm", "pcm_format", type=click.Choice(["s16le", "f32le"]), default="s16le", show_default=True, help="Audio bundles, --stream: raw mono PCM on standard input (arecord -f S16_LE -r RATE -c 1).")
 @click.option("--stride", type=click.FloatRange(min=0, min_open=True), default=None, help="Audio bundles: seconds between windows of long files and streams (default: the training stride, else one window).")
+@click.option("--per-char", is_flag=True, help="text: nats per character (the line's end counts as one) instead of per line.")
 @_handle_errors
-def score(paths, precision, fmt, threads, out, samples, seed, stream, batch_size, pcm_format, stride):
+def score(paths, precision, fmt, threads, out, samples, seed, stream, batch_size, pcm_format, stride, per_char):
     """Anomaly scores of INPUT: negative ELBO per sample in nats (higher = less like the training data).
-    Audio bundles: BUNDLE A.wav [B.wav ...], one score per clip (per window for long files), or BUNDLE - --stream."""
+    Audio bundles: BUNDLE A.wav [B.wav ...], one score per clip (per window for long files), or BUNDLE - --stream.
+    Text bundles: BUNDLE FILE, one score per line; BUNDLE [FILE|-] --stream scores lines as they arrive (a log)."""
+    if textcli.is_text_bundle(textcli.bundle_of(paths)):
+        textcli.refuse(format=fmt, samples=samples, stride=stride)
+        return textcli.score_command(paths, precision, threads, out, stream, batch_size, per_char, check_outputs=_check_outputs)
+    textcli.refuse(per_char=per_char)
     if paths and audio_cli.is_audio_bundle(paths[0]):
         return _score_audio(paths, precision, threads, out, samples, stream, pcm_format, stride)
     if stream:
@@ -410,7 +448,7 @@ def _score_stream(paths, precision, fmt, threads, out, samples, batch_size) -> N
         src = None  # standard input
     vae = _load(bundle, precision, fmt, threads, inputs=(src,))
     if src is None:
-        rows = _stdin_rows()
+        rows = _stdin_rows(vae.shape)
     else:
         rows = _read_array(src, mmap=True)
         if rows.ndim <= 1 or rows.shape == vae.shape:  # one sample (flat or shaped): one row
@@ -429,9 +467,19 @@ def _score_stream(paths, precision, fmt, threads, out, samples, batch_size) -> N
     _report_flagged(flagged, total, limit)
 
 
-def _stdin_rows():
-    """Rows from standard input, one per line: comma-separated numbers (anything else ends the stream)."""
-    for number, line in enumerate(sys.stdin, 1):
+def _stdin_rows(shape: tuple[int, ...]):
+    """Rows from standard input, one per line: comma-separated numbers (anything else ends the stream).
+
+    A line is read up to a bound (32 characters per value of a row, plus slack), so a line without a
+    newline cannot fill memory."""
+    values = int(np.prod(shape))
+    limit = 32 * values + 4096
+    for number in itertools.count(1):
+        line = sys.stdin.readline(limit + 1)
+        if not line:
+            return
+        if len(line) > limit:
+            raise RowError(number - 1, f"line longer than {limit} characters; a row is {values} comma-separated numbers")
         try:
             yield np.array(line.split(","), dtype=np.float64)
         except ValueError:
@@ -456,16 +504,22 @@ def _report_flagged(flagged: int, total: int, limit: float | None) -> None:
 
 
 @cli.command()
-@click.argument("paths", nargs=-1, type=click.Path(path_type=Path), metavar="[BUNDLE] PAIR.npy | [BUNDLE] A.npy B.npy")
+@click.argument("args", nargs=-1, metavar="[BUNDLE] PAIR.npy | [BUNDLE] A.npy B.npy | BUNDLE 'TEXT A' 'TEXT B'")
 @click.option("--steps", type=click.IntRange(min=2, max=10_000), default=8, show_default=True, help="Points on the path, both ends included.")
 @_graphs
 @_THREADS
 @_OUT
 @_GRID
 @_handle_errors
-def interpolate(paths, steps, precision, fmt, threads, out, grid):
-    """Decode a straight path in latent space between two samples: PAIR.npy holding two, or one each in A.npy and B.npy."""
-    bundle, sources = _split_interpolate(paths)
+def interpolate(args, steps, precision, fmt, threads, out, grid):
+    """Decode a straight path in latent space between two samples: PAIR.npy holding two, or one each in A.npy and B.npy
+    (text bundle: between two lines given as arguments, greedy decodes printed one a line)."""
+    if len(args) == 3 and textcli.is_text_bundle(Path(args[0])):  # the two ends are lines of text, not files
+        textcli.refuse(out=out, grid=grid, format=fmt)
+        return textcli.interpolate(textcli.load(Path(args[0]), precision, threads), args[1], args[2], steps)
+    bundle, sources = _split_interpolate(tuple(Path(a) for a in args))
+    if textcli.is_text_bundle(bundle):
+        raise click.UsageError("a text bundle interpolates between two lines: BUNDLE 'TEXT A' 'TEXT B'")
     vae = _load(bundle, precision, fmt, threads, inputs=sources, outputs=(out, grid))
     ends = [x for src in sources for x in _read_batch(src, vae.shape)]
     if len(ends) != 2:
@@ -498,18 +552,20 @@ def bench(bundle, variants, batches, threads, quick, json_out):
     """Latency and throughput of encode and decode per variant and batch size, on this device."""
     from .benchmark import FULL, QUICK, bench_bundle, format_seconds
 
+    if textcli.is_text_bundle(bundle):
+        raise click.UsageError("bench times encode and decode of image/vector bundles; for text, bench/text.py measures generation")
     if json_out is not None:  # refused before minutes of timing, not after
         _check_outputs(VAE.load(bundle, precision=variants[0] if variants else "fp32", threads=1), (), (json_out,))
     result = bench_bundle(bundle, variants=variants or None, batch_sizes=batches, threads=threads, effort=QUICK if quick else FULL)
     m = result["machine"]
-    click.echo(f"{result['bundle']}  ({m['cpu']}, {m['cores']} cores, onnxruntime {m['onnxruntime']}, threads {threads or 'default'}, load {m['load_average_1_5_15min'][0]:.2f})")
-    click.echo(f"{'variant':<12} {'op':<7} {'batch':>6} {'median':>10} {'p99':>10} {'samples/s':>12}  bytes")
+    _echo(f"{result['bundle']}  ({m['cpu']}, {m['cores']} cores, onnxruntime {m['onnxruntime']}, threads {threads or 'default'}, load {m['load_average_1_5_15min'][0]:.2f})")
+    _echo(f"{'variant':<12} {'op':<7} {'batch':>6} {'median':>10} {'p99':>10} {'samples/s':>12}  bytes")
     for row in result["rows"]:
         mark = "  ~noisy" if row["noisy"] else ""
-        click.echo(f"{row['variant']:<12} {row['op']:<7} {row['batch']:>6} {format_seconds(row['median_s']):>10} {format_seconds(row['p99_s']):>10} {row['per_second']:>12,.0f}  {result['bytes'][row['variant']]:,}{mark}")
+        _echo(f"{row['variant']:<12} {row['op']:<7} {row['batch']:>6} {format_seconds(row['median_s']):>10} {format_seconds(row['p99_s']):>10} {row['per_second']:>12,.0f}  {result['bytes'][row['variant']]:,}{mark}")
     for o in result["overhead"]:
         mark = "  ~noisy" if o["noisy"] else ""
-        click.echo(f"overhead {o['variant']}: decode batch {o['batch']} {format_seconds(o['runtime_s'])} vs bare InferenceSession.run {format_seconds(o['bare_s'])} = {o['ratio']:.2f}x{mark}")
+        _echo(f"overhead {o['variant']}: decode batch {o['batch']} {format_seconds(o['runtime_s'])} vs bare InferenceSession.run {format_seconds(o['bare_s'])} = {o['ratio']:.2f}x{mark}")
     if any(r["noisy"] for r in result["rows"]):
         click.echo(f"~noisy: round medians differ by more than {NOISY_SPREAD:.0%}; the machine is busy, measure again", err=True)
     if json_out is not None:

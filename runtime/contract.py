@@ -39,6 +39,19 @@ AUTO = "auto"
 # weights would be dequantized on every call (measured 1.5x fp32 at batch 1 on the digits MLP).
 SESSION_CONFIG: dict[str, dict[str, str]] = {"int8-weights": {"session.disable_quant_qdq": "1"}}
 BATCH = "batch"  # name of the dynamic leading axis of every graph input and output
+# Dimension symbols that stay dynamic in the graph (one axis each), besides the batch: a text line's length.
+LENGTH = "length"
+
+# Bounds a reader applies before parsing (docs/security.md): a manifest is a few KB (per-feature lists
+# of a 3x64x64 Gaussian model are ~1 MB); JSON nested deeper than any manifest we write is refused
+# before Python's recursion limit is met; a graph file is at most protobuf's 2 GB.
+MAX_MANIFEST_BYTES = 16 << 20
+MAX_MANIFEST_DEPTH = 32
+MAX_GRAPH_BYTES = 2 << 30
+# A bundle is self-contained and runs in bounded time: no graph keeps tensor data outside its file
+# (ONNX external data), and none holds control flow (a subgraph run as often as the graph decides).
+# The element types a graph takes and gives: float32 only, whatever it computes inside.
+GRAPH_TENSOR_TYPE = "tensor(float)"
 
 
 @dataclass(frozen=True)
@@ -46,7 +59,8 @@ class GraphSpec:
     """One graph of a bundle: its tensors and their per-sample dimensions.
 
     ``dims`` maps each input and output name to its dimensions after the batch axis, as symbols:
-    "shape" (the sample shape, spread) or "latent" (the latent size). The writer exports with these
+    "shape" (the sample shape, spread) or "latent" (the latent size); text graphs use "length" (a
+    dynamic axis), "hidden" and "vocab" (see :func:`text_sizes`). The writer exports with these
     names and dynamic axes and records ``shapes()`` in the manifest; the reader checks a loaded graph
     against ``per_sample()``.
     """
@@ -62,8 +76,10 @@ class GraphSpec:
 
     @property
     def dynamic_axes(self) -> dict[str, dict[int, str]]:
-        """``{tensor: {0: "batch"}}`` for every input and output (torch.onnx's ``dynamic_axes`` form)."""
-        return {name: {0: BATCH} for name in (*self.inputs, *self.outputs)}
+        """``{tensor: {0: "batch"}}`` for every input and output (torch.onnx's ``dynamic_axes`` form), plus
+        the axis of a ``length`` symbol (text graphs, whose symbols are one axis each)."""
+        return {name: {0: BATCH, **{1 + i: LENGTH for i, symbol in enumerate(self.dims[name]) if symbol == LENGTH}}
+                for name in (*self.inputs, *self.outputs)}
 
     def filename(self, variant: str = BASE_VARIANT, fmt: str = "onnx") -> str:
         """``encoder.onnx``, ``encoder.int8.onnx``, ``encoder.fp16.ort``, ..."""
@@ -109,6 +125,22 @@ AUDIO_ENCODER = GraphSpec("encoder", ("pcm",), ("mu", "logvar", "log_mel"),
 AUDIO_DECODER = GraphSpec("decoder", ("z",), ("log_mel",), {"z": ("latent",), "log_mel": ("features",)},
                           "p(x|z): z [batch, latent] -> log_mel [batch, mels, frames], the mean of p(log-mel|z)")
 
+# Text (the sentence VAE, docs/text.md): token ids in, per-position log-probabilities out for scoring, and
+# one generation step that the runtime loops over (no loop inside any graph).
+TEXT_ENCODER = GraphSpec("encoder", ("tokens", "lengths"), ("mu", "logvar"),
+                         {"tokens": (LENGTH,), "lengths": (), "mu": ("latent",), "logvar": ("latent",)},
+                         "q(z|x): tokens [batch, length] int64 (ids then <eos>), lengths [batch] -> mu, logvar [batch, latent]")
+TEXT_DECODER = GraphSpec("decoder", ("z", "tokens"), ("log_probs",), {"z": ("latent",), "tokens": (LENGTH,), "log_probs": (LENGTH, "vocab")},
+                         "p(x|z) teacher-forced: z, tokens [batch, length] (<bos> then the ids) -> log_probs [batch, length, vocab]")
+TEXT_DECODER_STEP = GraphSpec("decoder_step", ("z", "token", "state"), ("logits", "next_state"),
+                              {"z": ("latent",), "token": (), "state": ("hidden",), "logits": ("vocab",), "next_state": ("hidden",)},
+                              "one generation step: z, token [batch] int64, state [batch, hidden] -> logits [batch, vocab], next_state")
+
+
+def text_sizes(latent_dim: int, hidden_dim: int, vocab_size: int) -> dict[str, list]:
+    """The values of the text graphs' dimension symbols (``length`` stays a name: it is dynamic)."""
+    return {"latent": [int(latent_dim)], "hidden": [int(hidden_dim)], "vocab": [int(vocab_size)], LENGTH: [LENGTH]}
+
 # One session call per anomaly score: the encoder and the decoder at z = mu composed with the likelihood's
 # NLL and the KL to the prior, in float32, for each variant from that variant's own two graphs. Optional:
 # bundles written before it have none, and are scored with two calls and numpy.
@@ -122,6 +154,7 @@ MODALITIES: dict[str, tuple[GraphSpec, ...]] = {
     "vector": (ENCODER, DECODER, SCORE),
     "sequence": (ENCODER, DECODER, SCORE),
     "audio": (AUDIO_ENCODER, AUDIO_DECODER),
+    "text": (TEXT_ENCODER, TEXT_DECODER, TEXT_DECODER_STEP),
 }
 
 
@@ -171,6 +204,13 @@ META_LIKELIHOOD = "vae_edge.likelihood"
 META_PREPROCESSING = "vae_edge.preprocessing"
 META_DATASET = "vae_edge.dataset"
 META_LIKELIHOOD_PARAMS = "vae_edge.likelihood_params"
+# Stamped into every variant derived from the fp32 graphs (the manifest's variant "method" text); an
+# fp32 graph carries none, nor any quantisation op, so a manifest cannot pass one variant off as another.
+META_VARIANT_METHOD = "vae_edge.variant_method"
+QUANTIZATION_OPS = frozenset({
+    "DynamicQuantizeLinear", "QuantizeLinear", "DequantizeLinear", "MatMulInteger", "ConvInteger",
+    "QLinearConv", "QLinearMatMul", "QLinearAdd", "QLinearMul", "QGemm", "DynamicQuantizeMatMul", "MatMulIntegerToFloat",
+})
 # Metadata entries holding numbers (JSON), compared number by number: where each lives in the manifest.
 META_NUMBERS = {META_PREPROCESSING: ("data", "preprocessing"), META_LIKELIHOOD_PARAMS: ("model", "likelihood_params")}
 

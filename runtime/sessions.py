@@ -14,7 +14,7 @@ import numpy as np
 import onnxruntime as ort
 
 from . import contract
-from .bundle import BundleError, graph_path, per_feature, verify_files
+from .bundle import BundleError, check_graph_bytes, graph_path, per_feature, verify_files
 from .files import atomic_path
 from .validation import check_int, one_line, quote
 
@@ -145,8 +145,10 @@ def open_graphs(
     optimization: str = "all",
     save_optimized: str | os.PathLike | None = None,
     format: str = "onnx",
+    check: Callable[[Path, dict, str, dict[str, Graph]], None] | None = None,
 ) -> dict[str, Graph]:
-    """Verify and open ``precision``'s graphs of the bundle at ``root`` (see ``VAE.load`` for the options).
+    """Verify and open ``precision``'s graphs of the bundle at ``root`` (see ``VAE.load`` for the options;
+    ``check``: the modality's check of the graphs against the manifest, default :func:`check_graphs`).
 
     Sessions are built from the bytes that were hashed, so a file swapped after the check cannot run.
 
@@ -174,8 +176,10 @@ def open_graphs(
     save_dir = check_save_dir(root, save_optimized)
     paths = [graph_path(root, manifest, precision, spec.name, format) for spec in specs]
     verified = verify_files(root, manifest, keep=tuple(p.name for p in paths))
+    for gp in paths:
+        check_graph_bytes(gp, verified[gp.name], manifest, precision, format)
     graphs = {spec.name: Graph(spec, open_session(gp, verified[gp.name], opts, providers, save_dir)) for spec, gp, opts in zip(specs, paths, options)}
-    check_graphs(root, manifest, precision, graphs)
+    (check or check_graphs)(root, manifest, precision, graphs)
     log.debug("loaded %s (%s) with providers %s", root, precision, providers)
     return graphs
 
@@ -205,8 +209,10 @@ def direct_run(session: ort.InferenceSession) -> RunFn:
 
 
 def check_graphs(root: Path, manifest: dict, precision: str, graphs: dict[str, Graph]) -> None:
-    """The manifest must describe the graphs it names: per-sample shapes (from the contract's specs), and
-    the facts each graph carries in its metadata (which its sha256 covers, unlike manifest.json itself).
+    """The manifest must describe the graphs it names: float32 tensors with a dynamic batch axis and the
+    per-sample shapes of the contract's specs, the facts each graph carries in its metadata (which its
+    sha256 covers, unlike manifest.json itself) including the variant method, and, run once on a batch
+    of two, outputs of exactly the shapes declared. Done once here, at load, never per call.
 
     Raises:
         BundleError: naming the graph and what disagrees.
@@ -214,20 +220,60 @@ def check_graphs(root: Path, manifest: dict, precision: str, graphs: dict[str, G
     shape, latent = list(manifest["data"]["shape"]), manifest["model"]["latent_dim"]
     dims = contract.manifest_sizes(manifest)
     facts = contract.exact_metadata(latent, shape, manifest["model"]["likelihood"])
+    entry = manifest["variants"][precision]
     for name, graph in graphs.items():
-        path = root / manifest["variants"][precision][name]
+        path = root / entry[name] if isinstance(entry.get(name), str) else root / name
         session = graph.session
+        args = [*session.get_inputs(), *session.get_outputs()]
+        for arg in args:
+            if arg.type != contract.GRAPH_TENSOR_TYPE:
+                raise BundleError(f"{path}: {arg.name!r} is a {arg.type}; every graph input and output must be {contract.GRAPH_TENSOR_TYPE} (float32)")
+            if not arg.shape or isinstance(arg.shape[0], int):
+                raise BundleError(f"{path}: {arg.name!r} has shape {arg.shape}; its first axis must be the dynamic batch axis")
         ins, outs = ([list(a.shape[1:]) for a in args] for args in (session.get_inputs(), session.get_outputs()))
         want_in, want_out = graph.spec.per_sample(dims)
         if ins != want_in or outs != want_out:
             raise BundleError(f"{path}: takes {ins} and gives {outs} (per sample), the manifest's {name} should take {want_in} and give {want_out}")
         meta = session.get_modelmeta().custom_metadata_map
         for key, (section, field) in contract.META_NUMBERS.items():
-            if key in meta and not _same_numbers(json.loads(meta[key]), manifest[section].get(field), shape):
-                raise BundleError(f"{path}: was exported with {field} {quote(json.loads(meta[key]))}, the manifest says {quote(manifest[section].get(field))}")
+            if key in meta:
+                try:
+                    stamped = json.loads(meta[key])
+                except (ValueError, RecursionError):
+                    raise BundleError(f"{path}: metadata {key} is not JSON") from None
+                if not _same_numbers(stamped, manifest[section].get(field), shape):
+                    raise BundleError(f"{path}: was exported with {field} {quote(stamped)}, the manifest says {quote(manifest[section].get(field))}")
         for key, value in facts.items():
             if key in meta and meta[key] != value:
-                raise BundleError(f"{path}: carries {key}={meta[key]}, the manifest says {value}")
+                raise BundleError(f"{path}: carries {key}={quote(meta[key])}, the manifest says {value}")
+        _check_method(path, meta, precision, entry.get("method"))
+        _probe(path, graph, want_in, want_out)
+
+
+def _check_method(path: Path, meta: dict, precision: str, method: object) -> None:
+    """The variant a graph was made as (stamped by the exporter) is the one the manifest names it as."""
+    stamped = meta.get(contract.META_VARIANT_METHOD)
+    if precision == contract.BASE_VARIANT:
+        if stamped is not None:
+            raise BundleError(f"{path}: is a derived variant ({quote(stamped)}), not the {precision} graph the manifest names it as")
+        return
+    if stamped is None:
+        raise BundleError(f"{path}: carries no variant method; it is not a {precision} graph (an {contract.BASE_VARIANT} graph named as {precision}?)")
+    if isinstance(method, str) and not method.startswith(stamped):  # the manifest may add notes after it
+        raise BundleError(f"{path}: was made by {quote(stamped)}, the manifest's {precision} variant says {quote(method)}")
+
+
+def _probe(path: Path, graph: Graph, want_in: list[list[int]], want_out: list[list[int]]) -> None:
+    """Run the graph once on zeros at batch 2: the outputs must be float32 of the declared shapes."""
+    feed = {arg.name: np.zeros([2, *dims], np.float32) for arg, dims in zip(graph.session.get_inputs(), want_in)}
+    try:
+        outputs = graph.run(feed)
+    except RuntimeError as exc:
+        raise BundleError(f"{path}: does not run on a batch of 2 ({exc})") from None
+    got = [(str(o.dtype), list(o.shape)) if isinstance(o, np.ndarray) else (type(o).__name__, None) for o in outputs]
+    want = [("float32", [2, *dims]) for dims in want_out]
+    if got != want:
+        raise BundleError(f"{path}: gives {got} for a batch of 2, its declaration says {want}")
 
 
 def _same_numbers(graph: object, manifest: object, shape: list) -> bool:

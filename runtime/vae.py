@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import numpy as np
 import onnxruntime as ort
 
 from . import contract, streaming
-from .bundle import default_bundle_path, per_feature, read_manifest
+from .bundle import BundleError, default_bundle_path, per_feature, read_manifest
 from .likelihoods import gaussian_kl, reconstruction_nll
 from .rng import MAX_SEED, Generator
 from .sessions import Bound, Graph, open_graphs
@@ -35,6 +36,16 @@ _ONE_BITS = np.float32(1.0).view(np.uint32)
 # float32 inside the decoder's first layer and come back as NaN.
 MAX_LATENT = 1e6
 MAX_MC_SAMPLES = 100_000  # draws per anomaly score; a typo such as 10**9 would run for days
+_LOAD_ATTEMPTS = 20  # a swap takes microseconds; past this many, the bundle keeps changing under the reader
+
+
+def _identity(root: Path) -> tuple | None:
+    """What changes when a bundle folder is swapped or its manifest rewritten (None: not there now)."""
+    try:
+        folder, manifest = os.stat(root), os.stat(root / contract.MANIFEST)
+    except OSError:
+        return None
+    return folder.st_dev, folder.st_ino, manifest.st_ino, manifest.st_mtime_ns, manifest.st_size
 
 
 class VAE:
@@ -112,16 +123,29 @@ class VAE:
             OSError: ``save_optimized`` cannot be written.
         """
         root = Path(path) if path is not None else default_bundle_path()
-        manifest = read_manifest(root)
-        variants = manifest["variants"]
-        if precision == contract.AUTO and contract.AUTO not in variants:
-            log.info("%s records no recommended variant; precision 'auto' runs fp32", root)
-            precision = contract.BASE_VARIANT
-        if not isinstance(precision, str) or precision not in variants:
-            raise ValueError(f"precision {quote(precision)} is not in this bundle; it has {', '.join(variants)}")
-        graphs = open_graphs(root, manifest, precision, contract.variant_graphs(manifest, precision, format), threads=threads, spinning=spinning, providers=providers,
-                             optimization=optimization, save_optimized=save_optimized, format=format)
-        return cls(root, manifest, precision, graphs, format=format)
+        for attempt in range(_LOAD_ATTEMPTS):
+            # `vae-export` replaces a bundle by swapping folders: a load that overlaps a swap may read the
+            # manifest of one and a graph of the other, and fails verification. It is taken again then,
+            # so a reader sees the old bundle or the new one, or (past the attempts) one BundleError.
+            before = _identity(root)
+            try:
+                manifest = read_manifest(root)
+                if manifest["data"].get("kind") == "text":
+                    raise BundleError(f"{root}: a text bundle; open it with vae_edge.runtime.load (a TextVAE)")
+                variants = manifest["variants"]
+                if precision == contract.AUTO and contract.AUTO not in variants:
+                    log.info("%s records no recommended variant; precision 'auto' runs fp32", root)
+                    precision = contract.BASE_VARIANT
+                if not isinstance(precision, str) or precision not in variants:
+                    raise ValueError(f"precision {quote(precision)} is not in this bundle; it has {', '.join(variants)}")
+                graphs = open_graphs(root, manifest, precision, contract.variant_graphs(manifest, precision, format), threads=threads, spinning=spinning,
+                                     providers=providers, optimization=optimization, save_optimized=save_optimized, format=format)
+                return cls(root, manifest, precision, graphs, format=format)
+            except BundleError:
+                if attempt + 1 == _LOAD_ATTEMPTS or _identity(root) == before:
+                    raise
+                time.sleep(0.005 * (attempt + 1))
+        raise AssertionError("unreachable")
 
     def session(self, graph: str) -> ort.InferenceSession:
         """The onnxruntime session running ``graph`` ("encoder", "decoder"), e.g. to time a bare

@@ -102,14 +102,26 @@ def _expected(shape: tuple[int, ...]) -> str:
     return f"[n, {dims}] or [{dims}]"
 
 
-# Every character str.splitlines() breaks at, shown escaped instead.
-_LINE_BREAKS = {ord(c): repr(c)[1:-1] for c in "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"}
+# Every character str.splitlines() breaks at, every other control character (ESC starts a terminal
+# escape sequence, C1's CSI 0x9b another) and the bidirectional overrides that reorder what a terminal
+# shows: shown escaped instead (tab is kept).
+_UNPRINTABLE = "".join(chr(c) for c in (*range(0x00, 0x09), *range(0x0A, 0x20), *range(0x7F, 0xA0))) + "\u061c\u200e\u200f\u2028\u2029" + "".join(map(chr, range(0x202A, 0x202F))) + "".join(map(chr, range(0x2066, 0x206A)))
+_ESCAPED = {ord(c): (repr(c)[1:-1] if repr(c)[1:-1] != c else f"\\u{ord(c):04x}") for c in _UNPRINTABLE}
+# json.dumps escapes C0 inside strings itself (and a newline outside one is layout): the rest only.
+_JSON_ESCAPED = {ord(c): f"\\u{ord(c):04x}" for c in _UNPRINTABLE if ord(c) >= 0x20}
 _QUOTE_MAX = 120
 
 
 def one_line(text: str) -> str:
-    """``text`` with every line break escaped (``\\n``), so that a message stays one line."""
-    return text.translate(_LINE_BREAKS)
+    """``text`` with every line break and control character escaped (``\\n``, ``\\x1b``), so that a
+    message stays one line and a value from a file cannot drive the terminal it is printed on."""
+    return text.translate(_ESCAPED)
+
+
+def json_text(text: str) -> str:
+    """JSON text (from ``json.dumps``) with the characters of :func:`one_line` that json.dumps leaves
+    raw (DEL, C1, bidirectional overrides) written as ``\\uXXXX`` escapes: the same JSON, safe on a terminal."""
+    return text.translate(_JSON_ESCAPED)
 
 
 def quote(value: object) -> str:

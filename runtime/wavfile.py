@@ -14,7 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from .audio import AudioError
-from .files import atomic_write_bytes
+from .files import FileCheckError, atomic_write_bytes, read_regular
+
+MAX_WAV_BYTES = 4 << 30  # RIFF's own limit: its sizes are 32-bit
 
 
 class WavError(AudioError):
@@ -35,13 +37,9 @@ def read_wav(path: str | os.PathLike, *, sample_rate: int | None = None) -> tupl
     """
     path = Path(path)
     try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise WavError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise WavError(f"{path}: is a folder, expected a .wav file") from None
-    except OSError as exc:
-        raise WavError(f"{path}: cannot read ({exc.strerror or exc})") from None
+        raw = read_regular(path, MAX_WAV_BYTES)  # the checked reader: no FIFO or device, size bound first
+    except FileCheckError as exc:
+        raise WavError(str(exc).replace("expected a file", "expected a .wav file")) from None
     return decode_wav(raw, path, sample_rate=sample_rate)
 
 

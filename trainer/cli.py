@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
-from vae_edge.models.config import ARCHS, DECODER_STYLES, LIKELIHOODS, VAEConfig
+from vae_edge.models.config import ARCHS, DECODER_STYLES, LIKELIHOODS, TEXT_ARCHS, VAEConfig
 from vae_edge.runtime.clitools import require_workstation_extras, run_cli, writable
 
 from .config import DEVICES, TrainConfig
@@ -22,7 +22,8 @@ from .config import DEVICES, TrainConfig
 DATA_HELP = (
     "Data set: digits (scikit-learn's bundled 8x8 digits) | idx:PATH (MNIST-format IDX images, .gz allowed) | "
     "images:DIR (PNG/JPEG files under DIR, see --size) | npy:PATH (.npy; or PATH.npz:KEY, KEY optional for a one-array .npz) | "
-    "audio:DIR (WAV/FLAC files under DIR: log-mel features, see --duration/--window; conv and gaussian unless given)."
+    "audio:DIR (WAV/FLAC files under DIR: log-mel features, see --duration/--window; conv and gaussian unless given) | "
+    "text:FILE (UTF-8, one sample a line; trains the sentence VAE, --arch gru)."
 )
 # vae-train option -> VAEConfig field, where the names differ; TrainConfig's fields are options of the same name.
 MODEL_OPTIONS = {"latent": "latent_dim", "hidden": "hidden_dims", "arch": "arch", "likelihood": "likelihood",
@@ -55,7 +56,7 @@ def _train(option: str):
 @click.option("--mels", type=click.IntRange(min=1), default=64, show_default=True, help="audio:DIR: mel bands of the log-mel front end.")
 @click.option("--n-fft", type=click.IntRange(min=16), default=1024, show_default=True, help="audio:DIR: FFT frame length (samples).")
 @click.option("--hop", type=click.IntRange(min=1), default=512, show_default=True, help="audio:DIR: samples between frames.")
-@click.option("--arch", type=click.Choice(ARCHS), default=_model("arch"), show_default=True, help="Encoder/decoder architecture: conv for images [C, H, W], conv1d for sequences [C, L] or [L].")
+@click.option("--arch", type=click.Choice([*ARCHS, *TEXT_ARCHS]), default=_model("arch"), show_default=True, help="Encoder/decoder architecture: conv for images [C, H, W], conv1d for sequences [C, L] or [L], gru for text:FILE (the default there).")
 @click.option("--latent", type=click.IntRange(min=1), default=_model("latent"), show_default=True, help="Latent dimensions.")
 @click.option("--hidden", type=click.IntRange(min=1), multiple=True, default=_model("hidden"), show_default=True, help="MLP hidden layer width (repeat for more layers).")
 @click.option("--channels", type=click.IntRange(min=1), multiple=True, default=_model("channels"), show_default=True, help="conv/conv1d: width of each stride-2 layer (repeat; each halves the size).")
@@ -69,6 +70,11 @@ def _train(option: str):
 @click.option("--gaussian-std", type=click.FloatRange(min=0, min_open=True), default=_model("gaussian_std"), help="gaussian: fixed std of p(x|z) in standardised units (omitted: learned per feature).")
 @click.option("--patience", type=click.IntRange(min=0), default=_train("patience"), show_default=True, help="Stop after N epochs without a better validation ELBO and keep the best epoch (0: never).")
 @click.option("--iw-samples", type=click.IntRange(min=1), default=_train("iw_samples"), show_default=True, help="K for the importance-weighted NLL estimate on the test split.")
+@click.option("--max-len", type=click.IntRange(min=1), default=None, help="text: longest line in characters (default 128); the runtime refuses longer lines.")
+@click.option("--long-lines", type=click.Choice(["refuse", "cut", "skip"]), default="refuse", show_default=True, help="text: what to do with a line over --max-len (counted and reported).")
+@click.option("--embed", type=click.IntRange(min=1), default=64, show_default=True, help="text: character embedding width.")
+@click.option("--token-dropout", type=click.FloatRange(0, 1, max_open=True), default=0.1, show_default=True, help="text: share of decoder input characters replaced by <unk> (Bowman et al.).")
+@click.option("--free-bits", type=click.FloatRange(min=0), default=0.15, show_default=True, help="text: KL floor per latent dimension, nats (free bits).")
 @click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=_train("seed"), show_default=True)
 @click.option("--device", type=click.Choice(DEVICES), default=_train("device"), show_default=True)
 @click.option("--resume", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Continue the run saved in this model.pt (its settings are the defaults; --out defaults to it).")
@@ -84,8 +90,13 @@ def cli(ctx, **options):
 
     o = options
     given = {name for name in o if ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)}
+    text = _check_text(o, given)
     ckpt = _apply_resume(o, given)
     out, beside_file = _check_outputs(o)
+    if text:
+        from .textcli import train_text_command
+
+        return train_text_command(o, given, out, beside_file)
     audio = _audio_options(o, given, ckpt)  # first: it sets audio's default --arch and --likelihood
     size = _check_options(o, given)
     data = _load_data(o, size, audio)
@@ -95,6 +106,22 @@ def cli(ctx, **options):
         return
     written = [out, *_write_side_outputs(result, data, config, out)] if beside_file else [out]
     _report(data, model_config, result.metrics, written)
+
+
+TEXT_OPTIONS = ("max_len", "long_lines", "embed", "token_dropout", "free_bits")
+
+
+def _check_text(o: dict, given: set[str]) -> bool:
+    """Whether this run trains the sentence VAE (``--data text:FILE``, trainer/textcli.py); the text
+    options are refused elsewhere, and --arch gru without text data."""
+    text = o["data_spec"].startswith("text:")
+    if o["arch"] in TEXT_ARCHS and not text:
+        raise click.BadParameter("--arch gru trains on text: give --data text:FILE", param_hint="--arch")
+    for name in (n for n in TEXT_OPTIONS if n in given and not text):
+        raise click.BadParameter("applies to --data text:FILE only", param_hint=f"--{name.replace('_', '-')}")
+    if text and o["resume"] is not None:
+        raise click.BadParameter("text models cannot be resumed yet; train again", param_hint="--resume")
+    return text
 
 
 def _apply_resume(o: dict, given: set[str]) -> dict | None:
@@ -111,6 +138,8 @@ def _apply_resume(o: dict, given: set[str]) -> dict | None:
     except CheckpointError as exc:
         raise click.BadParameter(str(exc), param_hint="--resume") from None
     o.update({k: v for k, v in resume_settings(ckpt).items() if k not in given})
+    if o["arch"] in TEXT_ARCHS:
+        raise click.BadParameter("text models cannot be resumed yet; train again", param_hint="--resume")
     if "out" not in given:
         o["out"] = o["resume"]
     shape = ckpt["data"].get("shape") or []

@@ -155,14 +155,14 @@ def _npy(spec: str, likelihood: str, *, sequences: bool, **_) -> Dataset:
 
 
 def data_files(spec: str) -> list[Path]:
-    """The files a ``--data`` SPEC reads (idx: and npy:; none for digits, and images:DIR is a folder),
+    """The files a ``--data`` SPEC reads (idx:, npy: and text:; none for digits, and images:DIR is a folder),
     so that a tool can refuse to write over them.
 
     Raises:
         DataError: a spec that names no path.
     """
     kind = spec.split(":", 1)[0]
-    if kind == "idx":
+    if kind in ("idx", "text"):
         return [Path(_argument(spec))]
     if kind == "npy":
         return [split_npz_key(_argument(spec))[0]]

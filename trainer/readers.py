@@ -9,20 +9,23 @@ data.py builds on it, not the other way round.
 from __future__ import annotations
 
 import gzip
+import io
 import logging
-import zipfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from vae_edge.runtime.files import read_array
+from vae_edge.runtime.files import MAX_DECOMPRESSED, FileCheckError, bounded_decompress, read_array, read_regular
 
 log = logging.getLogger(__name__)
 
 # IDX type codes (the third byte of the magic number) -> big-endian numpy dtypes, as in the MNIST page.
 _IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+# One image file, compressed: far above any photo a VAE trains on, far below the memory of a machine.
+MAX_IMAGE_BYTES = 256 << 20
 
 
 class DataError(ValueError):
@@ -53,11 +56,11 @@ def read_idx(path: str | Path) -> RawData:
         DataError: missing, unreadable, truncated or not IDX; a label file (1-D) or an unsupported rank.
     """
     path = Path(path)
-    raw = _read_bytes(path)
+    raw = _read_bytes(path, MAX_DECOMPRESSED)
     if raw[:2] == b"\x1f\x8b":  # gzip magic: decide by content, not by the file name
         try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError, zipfile.BadZipFile) as exc:
+            raw = bounded_decompress(raw, MAX_DECOMPRESSED)  # a small file cannot inflate past the bound
+        except ValueError as exc:
             raise DataError(f"{path}: not a readable gzip file ({exc})") from None
     if len(raw) < 4 or raw[:2] != b"\x00\x00" or raw[2] not in _IDX_DTYPES:
         raise DataError(f"{path}: not an IDX file (expected magic 0x0000TTNN with type TT in 08/09/0B/0C/0D/0E, got {raw[:4].hex() or 'nothing'})")
@@ -124,11 +127,17 @@ def read_images(folder: str | Path, size: tuple[int, int] | None) -> RawData:
         raise DataError(f"{folder}: no .png/.jpg/.jpeg files in this folder or below")
     images = []
     for f in files:
+        data = _read_bytes(f, MAX_IMAGE_BYTES)
+        check_image_complete(data, f)
         try:
-            with Image.open(f) as im:
-                im.load()
-                images.append(im.copy())
-        except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
+            with warnings.catch_warnings():
+                # Pillow only warns between its pixel limit and twice it: refuse instead (a small file
+                # claiming a vast image is a decompression bomb).
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                with Image.open(io.BytesIO(data)) as im:
+                    im.load()
+                    images.append(im.copy())
+        except (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             raise DataError(f"{f}: cannot read this image ({exc})") from None
     colour = any(im.mode not in ("1", "L", "LA", "I", "I;16", "F", "P") or (im.mode == "P" and _palette_has_colour(im)) for im in images)
     mode = "RGB" if colour else "L"
@@ -199,15 +208,81 @@ def parse_size(text: str) -> tuple[int, int]:
     return h, w
 
 
-def _read_bytes(path: Path) -> bytes:
+def _read_bytes(path: Path, max_bytes: int) -> bytes:
+    """The checked reader (a regular file, size bound from stat first), its errors as DataError."""
     try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise DataError(f"{path}: is a folder, expected a file") from None
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
+        return read_regular(path, max_bytes)
+    except FileCheckError as exc:
+        raise DataError(str(exc)) from None
+
+
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+_ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+
+
+def check_image_complete(data: bytes, path: Path) -> None:
+    """Refuse a truncated PNG or JPEG, which Pillow may decode with rows missing (filled with black).
+
+    PNG: every chunk whole with a valid CRC, IEND last, and the image data decompressing to exactly the
+    bytes its header's size implies. JPEG: an end-of-image marker after the scan data.
+
+    Raises:
+        DataError: naming the file and what is missing.
+    """
+    import zlib
+
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        pos, idat, header, ended = 8, [], None, False
+        while pos < len(data):
+            if pos + 8 > len(data):
+                raise DataError(f"{path}: cannot read this image (truncated PNG: a chunk header is cut off)")
+            length, kind = int.from_bytes(data[pos : pos + 4], "big"), data[pos + 4 : pos + 8]
+            end = pos + 12 + length
+            if end > len(data):
+                raise DataError(f"{path}: cannot read this image (truncated PNG: its {_chunk_name(kind)} chunk is cut off)")
+            body = data[pos + 8 : pos + 8 + length]
+            if zlib.crc32(kind + body) != int.from_bytes(data[end - 4 : end], "big"):
+                raise DataError(f"{path}: cannot read this image (corrupt PNG: CRC mismatch in its {_chunk_name(kind)} chunk)")
+            if kind == b"IHDR" and length == 13:
+                header = body
+            elif kind == b"IDAT":
+                idat.append(body)
+            elif kind == b"IEND":
+                ended = True
+                break
+            pos = end
+        if header is None or not ended:
+            raise DataError(f"{path}: cannot read this image (truncated PNG: {'no IHDR' if header is None else 'no IEND chunk'})")
+        width, height = int.from_bytes(header[:4], "big"), int.from_bytes(header[4:8], "big")
+        depth, colour, interlace = header[8], header[9], header[12]
+        channels = _PNG_CHANNELS.get(colour)
+        if channels is None:
+            raise DataError(f"{path}: cannot read this image (corrupt PNG: colour type {colour})")
+        passes = _ADAM7 if interlace else ((0, 0, 1, 1),)
+        expected = 0
+        for x0, y0, dx, dy in passes:
+            w, h = -(-(width - x0) // dx) if width > x0 else 0, -(-(height - y0) // dy) if height > y0 else 0
+            if w and h:
+                expected += h * (1 + -(-(w * depth * channels) // 8))
+        if expected > MAX_DECOMPRESSED:
+            raise DataError(f"{path}: cannot read this image (PNG of {width}x{height} pixels is larger than this reader takes)")
+        stream = zlib.decompressobj()
+        try:
+            pixels = stream.decompress(b"".join(idat), expected + 1)
+        except zlib.error as exc:
+            raise DataError(f"{path}: cannot read this image (corrupt PNG image data: {exc})") from None
+        if len(pixels) < expected:
+            raise DataError(f"{path}: cannot read this image (truncated PNG: {len(pixels)} of the {expected} bytes of rows its header declares)")
+        if len(pixels) > expected or not stream.eof:
+            raise DataError(f"{path}: cannot read this image (corrupt PNG: its image data do not end where its header's size says)")
+    elif data[:2] == b"\xff\xd8":
+        scan = data.find(b"\xff\xda")
+        if scan < 0 or data.rfind(b"\xff\xd9") < scan:
+            raise DataError(f"{path}: cannot read this image (truncated JPEG: no end-of-image marker after its scan data)")
+
+
+def _chunk_name(kind: bytes) -> str:
+    return kind.decode("ascii") if kind.isalpha() else kind.hex()
 
 
 def _finite(x: np.ndarray, path: Path) -> np.ndarray:

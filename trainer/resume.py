@@ -99,13 +99,18 @@ def restore(ckpt: dict, model: VAE, optimizer, model_config: VAEConfig, data: Da
     changed = [f"{k} ({before.get(k)} -> {getattr(config, k)})" for k in RESUME_FIXED if k in before and before[k] != getattr(config, k)]
     if changed:
         raise ResumeError(f"cannot change {', '.join(changed)} when resuming")
-    model.load_state_dict(ts.get("last_state_dict") or ckpt["state_dict"])
-    optimizer.load_state_dict(ckpt["optimizer"])
-    rng = ts.get("rng") or {}
-    if "torch" in rng:
-        torch.set_rng_state(rng["torch"])
-    if "cuda" in rng and next(model.parameters()).is_cuda:
-        torch.cuda.set_rng_state_all(rng["cuda"])
+    # read_checkpoint checked every entry's type and the weights' shapes; what only torch can tell (an
+    # optimizer state for other parameters, a generator state it will not take) is a ResumeError too.
+    try:
+        model.load_state_dict(ts.get("last_state_dict") or ckpt["state_dict"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        rng = ts.get("rng") or {}
+        if "torch" in rng:
+            torch.set_rng_state(rng["torch"])
+        if "cuda" in rng and next(model.parameters()).is_cuda:
+            torch.cuda.set_rng_state_all(rng["cuda"])
+    except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as exc:
+        raise ResumeError(f"the checkpoint's training state cannot be restored ({(str(exc).strip().splitlines() or [type(exc).__name__])[0]})") from None
     run = Run(
         epoch=int(ts["epoch"]),
         history=list(ts["history"]),

@@ -13,6 +13,7 @@ import torch
 from vae_edge.export import graphs as graphs_mod
 from vae_edge.export.bundle import ExportError, ExportOptions, export_bundle
 from vae_edge.models import load_model
+from vae_edge.runtime import contract
 
 
 def _session(path: Path) -> ort.InferenceSession:
@@ -102,7 +103,12 @@ def test_export_is_deterministic_and_replaces_an_existing_bundle(tmp_path, model
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "0")
     out = tmp_path / "again"
     shutil.copytree(bundle, out)
+    # A file an older export wrote, and listed: the folder is one of ours, replaced whole (a file that
+    # its manifest does not list would make it not ours: tests/export/test_hostile_destination.py).
     (out / "stale.txt").write_text("from an older export")
+    m = json.loads((out / "manifest.json").read_text())
+    m["files"]["stale.txt"] = contract.file_entry(out / "stale.txt")
+    (out / "manifest.json").write_text(json.dumps(m))
     export_bundle(model_path, out, ExportOptions(latency=None))
     assert not (out / "stale.txt").exists()
     assert json.loads((out / "manifest.json").read_text())["latency"]["measured"] is False

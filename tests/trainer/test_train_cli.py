@@ -5,7 +5,7 @@ from dataclasses import fields
 import pytest
 from helpers import invoke, one_line_error
 
-from vae_edge.models.config import ARCHS, DECODER_STYLES, LIKELIHOODS, VAEConfig
+from vae_edge.models.config import ARCHS, DECODER_STYLES, LIKELIHOODS, TEXT_ARCHS, VAEConfig
 from vae_edge.trainer.cli import MODEL_OPTIONS
 from vae_edge.trainer.cli import cli as train_main
 from vae_edge.trainer.config import DEVICES, TrainConfig
@@ -46,7 +46,7 @@ def test_options_default_to_the_dataclass_defaults_and_offer_their_choices():
     for option, field in MODEL_OPTIONS.items():
         assert params[option].default == model_defaults[field], option
     assert params["device"].default == "auto" == TrainConfig().device
-    for option, choices in (("arch", ARCHS), ("likelihood", LIKELIHOODS), ("decoder_style", DECODER_STYLES), ("device", DEVICES)):
+    for option, choices in (("arch", (*ARCHS, *TEXT_ARCHS)), ("likelihood", LIKELIHOODS), ("decoder_style", DECODER_STYLES), ("device", DEVICES)):
         assert tuple(params[option].type.choices) == choices, option
 
 

@@ -1,0 +1,225 @@
+"""A text model.pt -> bundle/: the three graphs of the sentence VAE, dynamic int8, gates against PyTorch,
+anomaly quantiles, manifest. Called by ``export_bundle`` for a ``--arch gru`` checkpoint; it shares that
+pipeline's destination checks, atomic folder swap, provenance and report format.
+
+Graphs (no loop in any; dynamic batch and length):
+  encoder       tokens [batch, length] int64, lengths [batch] int64 -> mu, logvar [batch, latent]
+  decoder       z [batch, latent], tokens [batch, length] int64 -> log_probs [batch, length, vocab] (teacher-forced)
+  decoder_step  z [batch, latent], token [batch] int64, state [batch, hidden] -> logits [batch, vocab], next_state [batch, hidden]
+
+Gates (fp32): per-token log-probability max-abs, whole-line NLL (negative ELBO at the posterior mean)
+relative change, greedy decodes identical to PyTorch's on the test split. int8: mean NLL relative
+change within the tolerance and the share of greedy decodes equal to PyTorch's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+from torch import nn
+
+from vae_edge.models.text import SentenceVAE
+from vae_edge.runtime import contract
+from vae_edge.runtime.text import TextVAE
+from vae_edge.trainer.textdata import TextData
+from vae_edge.trainer.textloop import decoder_inputs, encode_split
+
+from . import manifest as manifests
+from . import thresholds
+from .destination import staging
+from .errors import ExportError, step
+from .graphs import check_graph, set_metadata, strip_node_metadata
+from .quantize import INT8, quantize
+from .validate import LABEL
+
+MAX_CALIBRATION_LINES = 5000  # validation lines for the anomaly quantiles
+MAX_GATE_LINES = 500  # test lines for the parity gates; greedy decoding is the slow part
+GREEDY_AGREEMENT = 0.9  # int8: share of greedy decodes that must equal PyTorch's
+FP32_LOGPROB_ATOL = 1e-4
+FP32_NLL_RTOL = 1e-4
+LOOP_OPS = {"Loop", "Scan", "If"}
+
+SPECS = contract.graphs_for("text")
+
+
+class _Step(nn.Module):
+    def __init__(self, model: SentenceVAE):
+        super().__init__()
+        self.decoder = model.decoder
+
+    def forward(self, z, token, state):
+        return self.decoder.step(z, token, state)
+
+
+def _examples(model: SentenceVAE) -> dict[str, tuple]:
+    c = model.config
+    tokens = torch.tensor([[5, 6, 7, 2], [5, 2, 0, 0]])
+    z = torch.zeros(2, c.latent_dim)
+    return {"encoder": (tokens, torch.tensor([4, 2])), "decoder": (z, decoder_inputs(tokens)),
+            "decoder_step": (z, torch.tensor([1, 5]), torch.zeros(2, c.hidden_dim))}
+
+
+def export_text_graph(model: SentenceVAE, spec: contract.GraphSpec, path: Path, *, opset: int, metadata: dict) -> onnx.ModelProto:
+    """Export one graph with the TorchScript exporter and check that no loop entered it.
+
+    Why not dynamo, as the image graphs: on this GRU model the TorchScript exporter writes the same
+    ONNX GRU node in a fraction of the time (docs/text.md), and the model has no control flow it could miss.
+    """
+    name, inputs, outputs = spec.name, spec.inputs, spec.outputs
+    module = {"encoder": model.encoder, "decoder": model.decoder, "decoder_step": _Step(model)}[name].eval()
+    buffer = io.BytesIO()
+    with torch.no_grad(), warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, _examples(model)[name], buffer, dynamo=False, input_names=list(inputs), output_names=list(outputs),
+                          dynamic_axes=spec.dynamic_axes, opset_version=opset, do_constant_folding=True)
+    proto = onnx.load_from_string(buffer.getvalue())
+    loops = sorted({n.op_type for n in proto.graph.node} & LOOP_OPS)
+    if loops:
+        raise RuntimeError(f"the {name} graph holds {', '.join(loops)}: no loop may enter a graph")
+    strip_node_metadata(proto)
+    proto.producer_name = "vae-edge"
+    proto.doc_string = proto.graph.doc_string = spec.doc
+    set_metadata(proto, metadata)
+    onnx.save_model(proto, str(path))
+    check_graph(path)
+    return proto
+
+
+def quantized_ops(path: Path) -> dict[str, list[str]]:
+    """Which op types a quantized graph runs in int8 and which it leaves in float."""
+    ops = {n.op_type for n in onnx.load(str(path)).graph.node}
+    int8 = sorted(o for o in ops if "Integer" in o or o.startswith("DynamicQuantize") or o.startswith("QLinear"))
+    floating = sorted(o for o in ops & {"GRU", "MatMul", "Gemm", "Gather", "LogSoftmax"})
+    return {"int8": int8, "float": floating}
+
+
+class _Reference:
+    """PyTorch's outputs on the gate lines, computed once for every variant."""
+
+    @torch.no_grad()
+    def __init__(self, model: SentenceVAE, data: TextData):
+        self.lines = data.test[:MAX_GATE_LINES]
+        tokens, lengths = encode_split(data.vocab, self.lines)
+        mu, logvar = model.encode(tokens, lengths)
+        log_probs = model.decoder(mu, decoder_inputs(tokens))
+        picked = log_probs.gather(2, tokens.unsqueeze(2)).squeeze(2) * (tokens != 0)
+        kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(1)
+        self.tokens, self.lengths = tokens.numpy(), lengths.numpy()
+        self.mu, self.log_probs = mu.numpy(), log_probs.numpy()
+        self.mask = (tokens != 0).numpy()
+        self.neg_elbo = (-picked.sum(1).double() + kl.double()).numpy()
+        self.greedy = [data.vocab.text(ids) for ids in model.greedy(mu, data.vocab.max_len)]
+
+
+def _check(label: str, what: str, value: float, limit: float | None, *, lower: bool = False) -> tuple[str, bool]:
+    ok = bool(np.isfinite(value)) and (limit is None or (value >= limit if lower else abs(value) <= limit))
+    bound = "" if limit is None else f" (limit {'>=' if lower else ''}{limit:.0e})" if not lower else f" (limit >= {limit:.0%})"
+    return f"{'✓' if ok else '✗'} {label:<{LABEL}} {what:<38} {value:+.3e}{bound}", ok
+
+
+def _gate(tmp: Path, variant: str, ref: _Reference, tolerance: float) -> tuple[TextVAE, list[str], bool, dict]:
+    vae = TextVAE.load(tmp, precision=variant, threads=1)
+    fp32 = variant == "fp32"
+    lines, results = [], []
+    mu, _ = vae.encode(ref.lines)
+    inputs, targets = vae.vocab.decoder_io(ref.tokens, None)
+    (log_probs,) = vae._run("decoder", {"z": ref.mu, "tokens": inputs})
+    token_lp = np.take_along_axis(log_probs, targets[..., None], 2)[..., 0]
+    ref_lp = np.take_along_axis(ref.log_probs, targets[..., None], 2)[..., 0]
+    lp_err = float(np.abs(token_lp - ref_lp)[ref.mask].max())
+    scores = vae.anomaly_score(ref.lines)
+    nll_rel = float(np.max(np.abs(scores - ref.neg_elbo) / np.abs(ref.neg_elbo)))
+    mean_rel = float(abs(scores.mean() - ref.neg_elbo.mean()) / abs(ref.neg_elbo.mean()))
+    greedy = vae.reconstruct(ref.lines)
+    agree = float(np.mean([a == b for a, b in zip(greedy, ref.greedy)]))
+    mu_err = float(np.abs(mu - ref.mu).max())
+    if fp32:
+        results += [_check(variant, "encoder mu max |diff|", mu_err, None),
+                    _check(variant, "per-token log-prob max |diff|", lp_err, FP32_LOGPROB_ATOL),
+                    _check(variant, "line NLL max relative change", nll_rel, FP32_NLL_RTOL),
+                    _check(variant, "greedy decodes equal to PyTorch", agree, 1.0, lower=True)]
+    else:
+        results += [_check(variant, "per-token log-prob max |diff|", lp_err, None),
+                    _check(variant, "mean line NLL relative change", mean_rel, tolerance),
+                    _check(variant, "greedy decodes equal to PyTorch", agree, GREEDY_AGREEMENT, lower=True)]
+    lines = [line for line, _ in results]
+    accuracy = {"encoder_mu_max_abs": mu_err, "token_logprob_max_abs": lp_err, "line_nll_max_rel": nll_rel, "mean_nll_rel": mean_rel,
+                "greedy_agreement": agree, "neg_elbo": float(scores.mean()), "lines": len(ref.lines), "passed": all(ok for _, ok in results)}
+    return vae, lines, accuracy["passed"], accuracy
+
+
+def write_text_bundle(out: Path, model: SentenceVAE, data: TextData, ckpt: dict, model_path: Path, options) -> tuple[dict, list[str]]:
+    """Export, gate and calibrate into a staging folder that replaces ``out`` only when every gate passes.
+
+    Args:
+        options: the export's ExportOptions (variants, opset, tolerance, allow_degraded).
+
+    Returns:
+        (manifest, report lines).
+
+    Raises:
+        ExportError: a variant other than int8 asked for, a graph failing its checks, or a missed gate
+            (with the report); ``out`` untouched.
+    """
+    unknown = [v for v in options.variants if v != "int8"]
+    if unknown:
+        raise ExportError(f"text bundles offer the int8 variant only (dynamic quantization), not {', '.join(unknown)}")
+    cfg = model.config
+    meta = {contract.META_SCHEMA: contract.SCHEMA, contract.META_LATENT_DIM: str(cfg.latent_dim), contract.META_DATASET: data.name,
+            "vae_edge.kind": "text", "vae_edge.vocabulary": json.dumps(data.vocab.describe(), ensure_ascii=False)}
+    ref = _Reference(model, data)
+    base = contract.BASE_VARIANT
+    with staging(out) as tmp:
+        entries: dict[str, dict] = {base: {**contract.variant_files(SPECS, base), "method": "float32, as exported from PyTorch"}}
+        for spec in SPECS:
+            with step(f"exporting the text {spec.name} graph (opset {options.opset})"):
+                export_text_graph(model, spec, tmp / spec.filename(), opset=options.opset, metadata=meta)
+        if "int8" in options.variants:
+            for spec in SPECS:
+                with step(f"quantizing {spec.filename()} to int8"):
+                    quantize(tmp / spec.filename(), tmp / spec.filename("int8"), config=INT8)
+                    check_graph(tmp / spec.filename("int8"))
+            entries["int8"] = {**contract.variant_files(SPECS, "int8"), "method": INT8.describe(),
+                               "quantized_ops": {spec.name: quantized_ops(tmp / spec.filename("int8")) for spec in SPECS}}
+        files = contract.files_section(tmp)
+        sizes = contract.text_sizes(cfg.latent_dim, cfg.hidden_dim, cfg.vocab_size)
+        manifest = {
+            "schema": contract.SCHEMA,
+            "model": {"arch": cfg.arch, "latent_dim": cfg.latent_dim, "likelihood": "categorical", "config": cfg.to_dict()},
+            "data": {"dataset": data.name, "kind": "text", "vocabulary": data.vocab.describe(),
+                     "units": "lines of UTF-8 text; the graphs see token ids (<pad> 0, <bos> 1, <eos> 2, <unk> 3, then vocabulary.chars)"},
+            "graphs": {spec.name: spec.shapes(sizes) for spec in SPECS},
+            "opset": options.opset,
+            "variants": entries,
+            "files": files,
+            "latency": {"measured": False, "why": "text bundles are not timed at export; bench/text.py measures generation"},
+            "anomaly": {"score": "negative ELBO per line in nats at the posterior mean (reconstruction NLL + KL); per character: divided by characters + 1 (<eos>)",
+                        "calibration_split": thresholds.SPLIT, "calibration_samples": len(data.val)},
+            "training": {k: v for k, v in (ckpt.get("metrics") or {}).items() if k not in ("epoch_seconds", "device")},
+            "provenance": manifests.provenance(model_path, ckpt),
+        }
+        manifests.write(tmp, manifest)
+        report, failed, degraded = [], [], []
+        for variant, entry in entries.items():
+            with step(f"gating the text {variant} graphs"):
+                vae, lines, ok, accuracy = _gate(tmp, variant, ref, options.tolerance)
+                report += lines
+                entry["accuracy"] = accuracy
+                if not ok:
+                    (failed if variant == base else degraded).append(variant)
+                val = vae.anomaly_score(data.val[:MAX_CALIBRATION_LINES])
+                entry["anomaly_quantiles"] = {contract.quantile_name(q): float(np.quantile(val, q)) for q in thresholds.QUANTILES}
+        manifest["accuracy_reference"] = {"description": "PyTorch on the test split: negative ELBO per line at z = mu, greedy decodes from mu",
+                                          "neg_elbo": float(ref.neg_elbo.mean()), "split": "test", "lines": len(ref.lines)}
+        if failed or (degraded and not options.allow_degraded):
+            hint = "" if failed else " (--allow-degraded writes it anyway, --tolerance sets the NLL limit)"
+            raise ExportError(f"variant {', '.join(failed + degraded)} failed its accuracy gate{hint}", report)
+        manifests.write(tmp, manifest)
+    return manifest, report

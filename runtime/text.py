@@ -1,0 +1,282 @@
+"""The device-side sentence VAE: numpy + onnxruntime only. The three graphs do one pass each; the
+generation loop (greedy, temperature, top-k) runs here, one ``decoder_step`` call per character.
+
+The method names mean what they mean on :class:`vae_edge.runtime.VAE`: lines of text stand where
+arrays of samples stand there.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import contract
+from .bundle import BundleError, read_manifest
+from .sessions import Graph, open_graphs
+from .streaming import MAX_STREAM_BATCH
+from .vocab import BOS, EOS, PAD, TextError, Vocabulary, decode_bytes
+
+log = logging.getLogger(__name__)
+
+SPECS = contract.graphs_for("text")
+# Lines per graph call: the decoder's log-probabilities are lines x length x vocabulary floats, so a
+# file of a million lines is scored in pieces of bounded memory.
+CHUNK = 256
+MAX_SAMPLES = 100_000  # lines per sample() call; a typo such as 10**9 would run for days
+
+
+@dataclass(frozen=True)
+class LineReport:
+    """A line of a stream that could not be scored (``score_stream(..., bad_lines="report")``)."""
+
+    index: int
+    reason: str
+
+
+class TextVAE:
+    """Sample, reconstruct, encode, interpolate and score lines of text with an exported text bundle."""
+
+    def __init__(self, path: Path, manifest: dict, precision: str, graphs: dict[str, Graph]):
+        self.path = path
+        self.manifest = manifest
+        self.precision = precision
+        self._graphs = graphs
+        self.vocab = Vocabulary.from_description(manifest["data"]["vocabulary"])
+        self.latent_dim = int(manifest["model"]["latent_dim"])
+        self.hidden_dim = int(manifest["model"]["config"]["hidden_dim"])
+        self.max_len = self.vocab.max_len
+        # The generation loop calls decoder_step once per character: its bare run, without Graph.run's
+        # error wrapping (inputs are made here, not given by the caller).
+        step = graphs["decoder_step"]
+        self._step, self._step_outputs, self._options = step._run, step.outputs, step._options
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, *, precision: str = "fp32", threads: int | None = None, providers: list | None = None,
+             optimization: str = "all") -> "TextVAE":
+        """Open a text bundle, verifying every file's sha256 first.
+
+        Raises:
+            BundleError: missing, tampered or unreadable bundle, or not a text bundle.
+            ValueError: unknown precision, provider, optimisation level or thread count.
+        """
+        root = Path(path)
+        manifest = read_manifest(root)
+        if manifest["data"].get("kind") != "text":
+            raise BundleError(f"{root}: not a text bundle (data kind {manifest['data'].get('kind', contract.DEFAULT_KIND)!r}); open it with vae_edge.runtime.load")
+        if not isinstance(precision, str) or precision not in manifest["variants"]:
+            raise ValueError(f"precision {precision!r} is not in this bundle; it has {', '.join(manifest['variants'])}")
+        graphs = open_graphs(root, manifest, precision, SPECS, threads=threads, providers=providers, optimization=optimization, check=_check_text_graphs)
+        try:
+            return cls(root, manifest, precision, graphs)
+        except TextError as exc:
+            raise BundleError(f"{root}: {exc}") from None
+
+    # ---------------------------------------------------------------- graphs
+    def _run(self, graph: str, feed: dict) -> list[np.ndarray]:
+        return self._graphs[graph].run(feed)
+
+    def _lines(self, lines: object) -> list[str]:
+        if isinstance(lines, str):
+            raise TextError("expected a list of lines, got one string (wrap it in a list)")
+        try:
+            items = list(lines)
+        except TypeError:
+            raise TextError(f"expected a list of lines, got {type(lines).__name__}") from None
+        if not items:
+            raise TextError("no lines given")
+        return [self.vocab.check_line(line, i) for i, line in enumerate(items)]
+
+    def _encode_lines(self, lines: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        tokens, lengths = self.vocab.encode(lines)
+        mu, logvar = self._run("encoder", {"tokens": tokens, "lengths": lengths})
+        return tokens, lengths, mu, logvar
+
+    def _line_nll(self, z: np.ndarray, tokens: np.ndarray) -> np.ndarray:
+        """-log p(line | z) per line, nats (float64), teacher-forced through the decoder graph."""
+        inputs, targets = self.vocab.decoder_io(tokens, None)
+        (log_probs,) = self._run("decoder", {"z": z.astype(np.float32), "tokens": inputs})
+        picked = np.take_along_axis(log_probs, targets[..., None], axis=2)[..., 0].astype(np.float64)
+        return -(picked * (targets != PAD)).sum(axis=1)
+
+    # ---------------------------------------------------------------- the API
+    def encode(self, lines: Iterable[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Lines -> posterior mean and log-variance (n, latent) float32.
+
+        Raises:
+            TextError (ValueError): a line that is not a string, empty, or longer than the model's limit.
+        """
+        lines = self._lines(lines)
+        parts = [self._encode_lines(lines[i : i + CHUNK])[2:] for i in range(0, len(lines), CHUNK)]
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+    def decode(self, z: object, *, temperature: float = 0.0, top_k: int | None = None, seed: int | None = 0, max_len: int | None = None) -> list[str]:
+        """Latent codes (n, latent) -> lines; greedy at ``temperature`` 0 (the default)."""
+        z = np.asarray(z, dtype=np.float32)
+        if z.ndim != 2 or z.shape[1] != self.latent_dim or not np.isfinite(z).all():
+            raise ValueError(f"z must be a finite array of shape (n, {self.latent_dim}), got {list(z.shape)}")
+        return self._generate(z, temperature, top_k, np.random.default_rng(seed), self._max_len(max_len))
+
+    def reconstruct(self, lines: Iterable[str]) -> list[str]:
+        """Each line encoded to its posterior mean and decoded greedily."""
+        mu, _ = self.encode(lines)
+        return self._generate(mu, 0.0, None, None, self.max_len)
+
+    def sample(self, n: int, *, seed: int | None = None, temperature: float = 1.0, top_k: int | None = None, max_len: int | None = None) -> list[str]:
+        """``n`` lines from z ~ N(0, I); characters drawn at ``temperature`` (0: greedy) from the ``top_k``
+        most likely (None: all). Same seed, same lines.
+
+        Raises:
+            ValueError: n, temperature, top_k or max_len out of range.
+        """
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 0 <= n <= MAX_SAMPLES:
+            raise ValueError(f"n must be an integer in 0..{MAX_SAMPLES}, got {n!r}")
+        rng = np.random.default_rng(seed)
+        z = rng.standard_normal((int(n), self.latent_dim)).astype(np.float32)
+        return self._generate(z, temperature, top_k, rng, self._max_len(max_len)) if n else []
+
+    def interpolate(self, a: str, b: str, steps: int = 8) -> list[str]:
+        """Greedy decodes along the straight line between the posterior means of ``a`` and ``b``, both ends included."""
+        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or not 2 <= steps <= 10_000:
+            raise ValueError(f"steps must be an integer in 2..10000, got {steps!r}")
+        mu, _ = self.encode([a, b])
+        t = np.linspace(0.0, 1.0, int(steps), dtype=np.float32)[:, None]
+        return self._generate((1 - t) * mu[0] + t * mu[1], 0.0, None, None, self.max_len)
+
+    def anomaly_score(self, lines: Iterable[str], *, per: str = "line") -> np.ndarray:
+        """Negative ELBO at the posterior mean (reconstruction NLL + KL), nats per line, or per character
+        with ``per="char"`` (the line's <eos> counts as one). Deterministic."""
+        if per not in ("line", "char"):
+            raise ValueError(f"per must be 'line' or 'char', got {per!r}")
+        lines = self._lines(lines)
+        return np.concatenate([self._score(lines[i : i + CHUNK], per) for i in range(0, len(lines), CHUNK)])
+
+    def _score(self, lines: list[str], per: str) -> np.ndarray:
+        tokens, lengths, mu, logvar = self._encode_lines(lines)
+        kl = 0.5 * (mu.astype(np.float64) ** 2 + np.exp(logvar.astype(np.float64)) - 1.0 - logvar).sum(axis=1)
+        score = self._line_nll(mu, tokens) + kl
+        return score if per == "line" else score / lengths
+
+    def threshold(self, quantile: float | str = 0.99) -> float:
+        """The anomaly score (nats per line) at ``quantile`` of the validation split, calibrated at export."""
+        stored = self.manifest["variants"][self.precision].get("anomaly_quantiles") or {}
+        if not stored:
+            raise ValueError(f"{self.path}: variant {self.precision!r} has no anomaly calibration; re-export the model")
+        return float(stored[contract.find_quantile(quantile, stored)])
+
+    def is_anomaly(self, lines: Iterable[str], quantile: float | str = 0.99) -> np.ndarray:
+        """Whether each line scores above :meth:`threshold`."""
+        return self.anomaly_score(lines) > self.threshold(quantile)
+
+    def score_stream(self, lines: Iterable[object], batch_size: int = 64, *, bad_lines: str = "raise") -> Iterator[float | LineReport]:
+        """One score per incoming line, in order, scored ``batch_size`` at a time (1: each at once).
+
+        Args:
+            lines: strings, or bytes (a line as read from a file or socket, decoded here as UTF-8).
+            bad_lines: "raise" (TextError naming the line) or "report" (a :class:`LineReport` in its place).
+        """
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not 1 <= batch_size <= MAX_STREAM_BATCH:
+            raise ValueError(f"batch_size must be an integer in 1..{MAX_STREAM_BATCH}, got {batch_size!r}")
+        if bad_lines not in ("raise", "report"):
+            raise ValueError(f"bad_lines must be 'raise' or 'report', got {bad_lines!r}")
+        batch: list[tuple[int, str | LineReport]] = []
+        for index, line in enumerate(lines):
+            try:
+                if isinstance(line, (bytes, bytearray)):
+                    line = decode_bytes(bytes(line))
+                batch.append((index, self.vocab.check_line(line, index)))
+            except TextError as exc:
+                reason = str(exc).removeprefix(f"line {index + 1}: ")
+                if bad_lines == "raise":
+                    raise TextError(f"line {index + 1}: {reason}") from None
+                batch.append((index, LineReport(index, reason)))
+            if len(batch) >= batch_size:
+                yield from self._score_batch(batch)
+                batch = []
+        if batch:
+            yield from self._score_batch(batch)
+
+    def _score_batch(self, batch: list[tuple[int, str | LineReport]]) -> Iterator[float | LineReport]:
+        good = [item for _, item in batch if isinstance(item, str)]
+        scores = iter(self.anomaly_score(good)) if good else iter(())
+        for _, item in batch:
+            yield item if isinstance(item, LineReport) else float(next(scores))
+
+    # ---------------------------------------------------------------- the generation loop
+    def _max_len(self, max_len: int | None) -> int:
+        if max_len is None:
+            return self.max_len
+        if isinstance(max_len, bool) or not isinstance(max_len, (int, np.integer)) or not 1 <= max_len <= self.max_len:
+            raise ValueError(f"max_len must be an integer in 1..{self.max_len} (the model's limit), got {max_len!r}")
+        return int(max_len)
+
+    def _generate(self, z: np.ndarray, temperature: float, top_k: int | None, rng: np.random.Generator | None, max_len: int) -> list[str]:
+        """One decoder_step call per character for each chunk of lines; lines stop at <eos> or max_len."""
+        if not (isinstance(temperature, (int, float)) and np.isfinite(temperature) and temperature >= 0):
+            raise ValueError(f"temperature must be a finite number >= 0, got {temperature!r}")
+        vocab_size = self.vocab.size
+        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or not 1 <= top_k <= vocab_size):
+            raise ValueError(f"top_k must be an integer in 1..{vocab_size}, got {top_k!r}")
+        return [line for i in range(0, len(z), CHUNK) for line in self._generate_chunk(z[i : i + CHUNK], temperature, top_k, rng, max_len)]
+
+    def _generate_chunk(self, z: np.ndarray, temperature: float, top_k: int | None, rng: np.random.Generator | None, max_len: int) -> list[str]:
+        n = len(z)
+        token = np.full(n, BOS, dtype=np.int64)
+        state = np.zeros((n, self.hidden_dim), dtype=np.float32)
+        out = np.full((n, max_len), EOS, dtype=np.int64)
+        done = np.zeros(n, dtype=bool)
+        step, names, options = self._step, self._step_outputs, self._options
+        for t in range(max_len):
+            logits, state = step(names, {"z": z, "token": token, "state": state}, options)
+            logits[:, : BOS + 1] = -np.inf  # <pad> (0) and <bos> (1) are never generated
+            token = _pick(logits, temperature, top_k, rng)
+            out[:, t] = token
+            done |= token == EOS
+            if done.all():
+                break
+        # A row goes on being generated after its <eos> while others have not ended: cut at the first.
+        ends = np.where((out == EOS).any(axis=1), (out == EOS).argmax(axis=1), max_len)
+        return [self.vocab.text(row[:end]) for row, end in zip(out, ends)]
+
+    def __repr__(self) -> str:
+        return f"TextVAE({str(self.path)!r}, precision={self.precision!r}, latent_dim={self.latent_dim}, vocabulary={len(self.vocab.chars)} characters)"
+
+
+def _check_text_graphs(root: Path, manifest: dict, precision: str, graphs: dict[str, Graph]) -> None:
+    """Each graph takes and gives what the contract's text specs say for this manifest's sizes, and
+    carries the manifest's latent size and vocabulary in its metadata (which its sha256 covers).
+
+    Raises:
+        BundleError: naming the graph and what disagrees.
+    """
+    cfg, vocab = manifest["model"]["config"], manifest["data"]["vocabulary"]
+    sizes = contract.text_sizes(cfg["latent_dim"], cfg["hidden_dim"], 4 + len(vocab["chars"]))
+    for name, graph in graphs.items():
+        path = root / manifest["variants"][precision][name]
+        ins, outs = ([list(a.shape[1:]) for a in args] for args in (graph.session.get_inputs(), graph.session.get_outputs()))
+        want_in, want_out = graph.spec.per_sample(sizes)
+        if ins != want_in or outs != want_out:
+            raise BundleError(f"{path}: takes {ins} and gives {outs} (per sample), the manifest's {name} should take {want_in} and give {want_out}")
+        meta = graph.session.get_modelmeta().custom_metadata_map
+        if meta.get(contract.META_LATENT_DIM, str(cfg["latent_dim"])) != str(cfg["latent_dim"]):
+            raise BundleError(f"{path}: carries latent_dim {meta[contract.META_LATENT_DIM]}, the manifest says {cfg['latent_dim']}")
+        if "vae_edge.vocabulary" in meta and json.loads(meta["vae_edge.vocabulary"]).get("chars") != vocab["chars"]:
+            raise BundleError(f"{path}: was exported with another vocabulary than the manifest lists")
+
+
+def _pick(logits: np.ndarray, temperature: float, top_k: int | None, rng: np.random.Generator | None) -> np.ndarray:
+    """Next token per row: argmax at temperature 0, else a draw from softmax(logits / T) over the top k,
+    by the Gumbel-max trick (argmax of logits / T plus Gumbel noise is distributed as that softmax):
+    one uniform draw per vocabulary entry and a handful of numpy calls per step."""
+    if temperature == 0 or rng is None:
+        return logits.argmax(axis=1)
+    if top_k is not None and top_k < logits.shape[1]:
+        kth = np.partition(logits, -top_k, axis=1)[:, -top_k][:, None]
+        logits = np.where(logits >= kth, logits, -np.inf)
+    gumbel = -np.log(-np.log(rng.random(logits.shape)))
+    return (logits.astype(np.float64) / temperature + gumbel).argmax(axis=1)

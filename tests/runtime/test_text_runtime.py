@@ -1,0 +1,105 @@
+"""TextVAE: the numpy + onnxruntime text runtime agrees with PyTorch and refuses bad lines."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from vae_edge.models import load_model
+from vae_edge.runtime import VAE, TextVAE, load
+from vae_edge.runtime.text import LineReport
+from vae_edge.runtime.vocab import TextError
+
+
+@pytest.fixture(scope="module")
+def vae(text_bundle):
+    return TextVAE.load(text_bundle, threads=1)
+
+
+def test_load_returns_the_modality_object(text_bundle):
+    assert isinstance(load(text_bundle), TextVAE)
+    assert isinstance(load(), VAE)
+
+
+def test_runtime_loads_no_torch(text_bundle):
+    code = (f"import sys; from vae_edge.runtime import load; v = load({str(text_bundle)!r}); v.sample(3, seed=0); "
+            "v.anomaly_score(['bako']); assert not {'torch', 'onnx'} & set(sys.modules), sorted(sys.modules)")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_sample_same_seed_same_lines(vae):
+    a = vae.sample(20, seed=3)
+    assert a == vae.sample(20, seed=3)
+    assert a != vae.sample(20, seed=4)
+    assert all(isinstance(s, str) and len(s) <= vae.max_len for s in a)
+    assert len(vae.sample(5, seed=0, max_len=3)[0]) <= 3
+
+
+def test_top_1_and_temperature_0_are_greedy(vae):
+    greedy = vae.sample(8, seed=1, temperature=0)
+    assert vae.sample(8, seed=1, top_k=1) == greedy
+    z = np.random.default_rng(1).standard_normal((8, vae.latent_dim)).astype(np.float32)
+    assert vae.decode(z) == greedy
+
+
+def test_reconstruct_and_scores_match_pytorch(vae, text_model_path):
+    lines = ["bako", "rimesa", "tutulo"]
+    model = load_model(text_model_path)
+    from vae_edge.trainer.textloop import decoder_inputs, encode_split
+
+    tokens, lengths = encode_split(vae.vocab, lines)
+    with torch.no_grad():
+        mu, logvar = model.encode(tokens, lengths)
+        nll = model.line_nll(mu, decoder_inputs(tokens), tokens)
+        kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(1)
+        greedy = [vae.vocab.text(ids) for ids in model.greedy(mu, vae.max_len)]
+    np.testing.assert_allclose(vae.anomaly_score(lines), (nll + kl).numpy(), rtol=1e-4)
+    np.testing.assert_allclose(vae.anomaly_score(lines, per="char"), vae.anomaly_score(lines) / (lengths.numpy()), rtol=1e-6)
+    assert vae.reconstruct(lines) == greedy
+
+
+def test_interpolate_runs_from_a_to_b(vae):
+    path = vae.interpolate("bako", "nimesalo", steps=5)
+    assert len(path) == 5
+    assert path[0] == vae.reconstruct(["bako"])[0] and path[-1] == vae.reconstruct(["nimesalo"])[0]
+
+
+def test_odd_lines_score_higher_and_cross_the_threshold(vae):
+    normal = vae.anomaly_score(["bako", "rime"]).max()
+    odd = vae.anomaly_score(["zzqxv!?#", "QQQQQQQQ"])
+    assert (odd > normal).all()
+    assert vae.is_anomaly(["zzqxv!?#QQQQ"]).all()
+    assert vae.threshold("p99") == vae.threshold(0.99)
+
+
+def test_score_stream_reports_bad_lines_in_place(vae):
+    lines = ["bako", "", b"\xff\xfe", "x" * 100, b"rime\n", "sa"]
+    out = list(vae.score_stream(lines, batch_size=2, bad_lines="report"))
+    assert [isinstance(s, LineReport) for s in out] == [False, True, True, True, False, False]
+    np.testing.assert_allclose([out[0], out[4], out[5]], vae.anomaly_score(["bako", "rime", "sa"]), rtol=1e-6)
+    assert "UTF-8" in out[2].reason and "limit" in out[3].reason
+    with pytest.raises(TextError, match="line 2: empty"):
+        list(vae.score_stream(lines))
+
+
+@pytest.mark.parametrize("lines, message", [([""], "empty"), (["x" * 100], "limit"), ([3], "string"), ("bako", "one string"), ([], "no lines")])
+def test_bad_lines_refused(vae, lines, message):
+    with pytest.raises(ValueError, match=message):
+        vae.anomaly_score(lines)
+
+
+def test_bad_sampling_options_refused(vae):
+    for kwargs in ({"temperature": -1}, {"top_k": 0}, {"max_len": 10_000}):
+        with pytest.raises(ValueError):
+            vae.sample(2, seed=0, **kwargs)
+
+
+def test_the_image_api_refuses_a_text_bundle(text_bundle):
+    from vae_edge.runtime import BundleError, default_bundle_path
+
+    with pytest.raises(BundleError, match="text bundle"):
+        VAE.load(text_bundle)
+    with pytest.raises(BundleError, match="not a text bundle"):
+        TextVAE.load(default_bundle_path())
