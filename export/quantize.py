@@ -96,11 +96,12 @@ class QuantizeConfig:
         if self.method == "weights":
             return "weight-only int8: weights int8 per-channel on disk behind DequantizeLinear, folded to float32 at load; float32 compute"
         channel = " per-channel" if self.per_channel else " per-tensor"
-        kept = f"; {len(self.nodes_to_exclude)} node(s) kept in float32" if self.nodes_to_exclude else ""
+        # Nodes kept in float are not named here: every graph of a variant states the same method (the
+        # runtime checks each against the manifest); the variant's search entry lists them per graph.
         if self.method == "static":
             calibrated = {"minmax": "MinMax", "percentile": "Percentile", "entropy": "Entropy"}[self.calibrate]
-            return f"static QDQ quantization: weights {self.weight_type}{channel}, activations uint8 with ranges calibrated ahead of time ({calibrated}){kept}"
-        return f"dynamic quantization: weights {self.weight_type}{channel}, activations uint8 at run time{kept}"
+            return f"static QDQ quantization: weights {self.weight_type}{channel}, activations uint8 with ranges calibrated ahead of time ({calibrated})"
+        return f"dynamic quantization: weights {self.weight_type}{channel}, activations uint8 at run time"
 
 
 INT8 = QuantizeConfig()

@@ -259,6 +259,7 @@ def _describe(config: QuantizeConfig, what: str) -> str:
 
 def variant_entry(specs: Sequence[GraphSpec], variant: str, result: SearchResult, *, timed: bool = True) -> dict:
     """The manifest's entry for a variant the search built: its graph files, method, and the search."""
-    configs = result.configs
-    methods = {c.describe() for c in configs.values()}
-    return {**contract.variant_files(specs, variant), "method": " / ".join(sorted(methods)), "search": result.to_manifest(timed)}
+    # Every graph of a variant states one method (its calibration is shared; what each keeps in float is
+    # in the search entry).
+    method = next(iter(result.configs.values())).describe()
+    return {**contract.variant_files(specs, variant), "method": method, "search": result.to_manifest(timed)}
