@@ -27,7 +27,7 @@ from .vae import MAX_MC_SAMPLES, VAE
 from . import audio_cli
 from .audio_vae import AudioVAE
 
-_PRECISION = click.option("--precision", default="fp32", show_default=True, help="Variant to run: fp32, int8, ... (see `vae-run info`).")
+_PRECISION = click.option("--precision", default="fp32", show_default=True, help="Variant to run: fp32, int8, ..., or auto: the pair the exporter recommended per graph (see `vae-run info`).")
 _FORMAT = click.option("--format", "fmt", type=click.Choice(["onnx", "ort"]), default="onnx", show_default=True, help="Graph files to run: .onnx, or the ORT-format files of a bundle exported with `vae-export --ort`.")
 
 
@@ -216,6 +216,18 @@ def info(bundle, as_json):
         q = _section(v, "anomaly_quantiles")
         if q:
             _echo(f"             anomaly-score quantiles (validation): {'  '.join(f'{k} {_num(val)}' for k, val in q.items())}")
+    quantization = _section(m, "quantization")
+    for variant, why in _section(quantization, "left_out").items():
+        _echo(f"left out   {variant}: {why.get('reason') if isinstance(why, dict) else why}")
+    recommended = _section(quantization, "recommended")
+    if recommended:
+        chosen = _section(recommended, "chosen")
+        _echo(f"recommended {', '.join(f'{g} {v}' for g, v in chosen.items())} (--precision auto): {recommended.get('rule', '')}")
+        for graph, entry in _section(recommended, "graphs").items():
+            if isinstance(entry, dict):
+                _echo(f"             {graph}: fastest at batch 1 {entry.get('fastest_batch_1', '?')}, at batch 64 {entry.get('fastest_batch_64', '?')}; in order {', '.join(map(str, entry['order'])) if isinstance(entry.get('order'), list) else '?'}")
+    for line in _readiness_lines(_section(m, "readiness")):
+        _echo(line)
     t = _section(m, "training")
     if t:
         _echo(f"training   test ELBO {_num(t.get('test_elbo'))}, IWAE NLL {_num(t.get('test_iwae_nll'))} (K={t.get('iw_samples')}), {t.get('epochs')} epochs")
@@ -227,6 +239,32 @@ def info(bundle, as_json):
 
 def _echo(line: str) -> None:
     click.echo(one_line(line))
+
+
+def _readiness_lines(section: dict) -> list[str]:
+    """`vae-run info`'s lines for the manifest's ``readiness`` section (export/readiness.py writes it);
+    informative, so a hand-edited entry reads as absent."""
+    out = []
+    files = section.get("files") if isinstance(section.get("files"), dict) else {}
+    for name, f in files.items():
+        if not isinstance(f, dict):
+            continue
+        parts = [f"{f.get('bytes', '?'):,} bytes" if isinstance(f.get("bytes"), int) else "? bytes"]
+        for provider in ("nnapi", "coreml"):
+            p = f.get(provider) if isinstance(f.get(provider), dict) else {}
+            shipped, fixed = (p.get(k) if isinstance(p.get(k), dict) else {} for k in ("as_shipped", "batch_fixed"))
+            if fixed:
+                parts.append(f"{provider} {fixed.get('supported_nodes')}/{fixed.get('nodes')} nodes in {fixed.get('partitions')} partition(s) "
+                             f"with batch fixed: {fixed.get('verdict')} (as shipped: {shipped.get('verdict')})"
+                             + (f", lacks {', '.join(map(str, fixed['unsupported_ops']))}" if isinstance(fixed.get("unsupported_ops"), list) and fixed["unsupported_ops"] else ""))
+        memory = f.get("memory_batch_1")
+        if isinstance(memory, dict):
+            parts.append(f"batch-1 session +{memory.get('session_kib')} KiB resident (process peak {memory.get('process_peak_kib')} KiB)")
+        latency = f.get("latency_us_batch_1")
+        if isinstance(latency, dict):
+            parts.append(f"batch 1 p50 {latency.get('p50')} us, p99 {latency.get('p99')} us")
+        out.append(f"ready      {name}: " + "; ".join(parts))
+    return out
 
 
 def _section(parent: dict, key: str) -> dict:

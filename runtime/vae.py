@@ -7,6 +7,7 @@ purpose: it is one class, the public API, one method per thing a user does, each
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import time
@@ -22,6 +23,8 @@ from .likelihoods import gaussian_kl, model_bounds, out_of_range_penalty, recons
 from .rng import MAX_SEED, Generator
 from .sessions import Bound, Graph, open_graphs
 from .validation import as_batch, as_real_array, check_finite, check_int, one_line, quote
+
+log = logging.getLogger(__name__)
 
 # float32 bit patterns of +0.0 .. 1.0 are the integers 0 .. _ONE_BITS, and every negative number, NaN and
 # Inf lies above them: one max() over the bits checks a Bernoulli input against [0, 1] and finiteness at once.
@@ -109,7 +112,9 @@ class VAE:
 
         Args:
             path: bundle folder; ``None`` for the default bundle shipped in the package.
-            precision: a variant named in the manifest ("fp32", "int8", ...).
+            precision: a variant named in the manifest ("fp32", "int8", ...), or "auto": the pair the
+                exporter recommends for each graph (timed at export; the manifest's ``recommended``),
+                fp32 where a bundle records no recommendation.
             threads: onnxruntime intra-op threads (``None``: onnxruntime's choice, one per core).
             spinning: let onnxruntime's idle intra-op threads spin between calls (its own default), for
                 the lowest multi-threaded latency on cores nothing else needs. Off by default: on a
@@ -142,6 +147,9 @@ class VAE:
                 if manifest["data"].get("kind") == "text":
                     raise BundleError(f"{root}: a text bundle; open it with vae_edge.runtime.load (a TextVAE)")
                 variants = manifest["variants"]
+                if precision == contract.AUTO and contract.AUTO not in variants:
+                    log.info("%s records no recommended variant; precision 'auto' runs fp32", root)
+                    precision = contract.BASE_VARIANT
                 if not isinstance(precision, str) or precision not in variants:
                     raise ValueError(f"precision {quote(precision)} is not in this bundle; it has {', '.join(variants)}")
                 graphs = open_graphs(root, manifest, precision, contract.variant_graphs(manifest, precision, format), threads=threads, spinning=spinning,
