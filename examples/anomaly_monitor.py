@@ -10,9 +10,10 @@ For each reading it prints nothing if the reading looks like the training data, 
     ALERT line 12: score 41.3 nats > p99 27.6
 
 on standard output if it scores above the threshold calibrated at export (``--quantile``, the same
-rule as ``VAE.is_anomaly``). A reading beyond the training range is scored (high) and alerted, never
-skipped. A garbled reading is reported on standard error and skipped: a monitor must not stop on one
-bad line. At the end (or on Ctrl-C) a summary goes to standard error.
+rule as ``VAE.is_anomaly``). A CSV header line naming the bundle's columns is skipped. A reading
+beyond the training range is scored (high) and alerted, never skipped. A garbled reading is reported
+on standard error and skipped: a monitor must not stop on one bad line. At the end (or on Ctrl-C) a
+summary goes to standard error.
 
 A bundle trained on windows (``vae-train --data csv:log.csv --window N --stride S``) watches a
 multichannel sensor: each line is one time step, one number per channel in the order the bundle
@@ -40,14 +41,17 @@ import numpy as np
 from vae_edge.runtime import VAE
 
 
-def readings(lines: Iterable[str], line_numbers: deque) -> Iterator[np.ndarray | None]:
+def readings(lines: Iterable[str], line_numbers: deque, columns: list[str] | None = None) -> Iterator[np.ndarray | None]:
     """One row per non-blank line; None for a line that is not numbers (the VAE then scores it NaN).
+    A header line naming the bundle's ``columns`` (a CSV the bundle was trained on) is skipped.
 
     The number of each line given out is appended to ``line_numbers``, so that the caller can match
     each score (which arrive in the same order) with its line.
     """
     for number, line in enumerate(lines, 1):
         if not line.strip() or line.startswith("#"):
+            continue
+        if columns and [c.strip() for c in line.split(",")] == columns:
             continue
         line_numbers.append(number)
         try:
@@ -65,7 +69,8 @@ def monitor(vae: VAE, lines: Iterable[str], counts: dict, *, quantile: float = 0
     limit = vae.threshold(quantile)  # fails now, before reading anything, if the bundle has no calibration
     name = f"p{quantile * 100:g}"
     line_numbers: deque[int] = deque()
-    scores = vae.score_stream(readings(lines, line_numbers), batch_size=batch_size, bad_rows="nan")
+    columns = vae.manifest["data"].get("columns")
+    scores = vae.score_stream(readings(lines, line_numbers, list(columns) if columns else None), batch_size=batch_size, bad_rows="nan")
     for score in scores:
         number = line_numbers.popleft()
         counts["readings"] += 1

@@ -451,8 +451,9 @@ def _score_stream(paths, precision, fmt, threads, out, samples, batch_size) -> N
     if getattr(vae, "window", None):
         _score_window_stream(vae, src)
         return
+    header: list = []
     if src is None:
-        rows = _stdin_rows(vae.shape)
+        rows = _stdin_rows(vae.shape, vae.manifest["data"].get("columns"), header)
     else:
         rows = _read_array(src, mmap=True)
         if rows.ndim <= 1 or rows.shape == vae.shape:  # one sample (flat or shaped): one row
@@ -466,14 +467,15 @@ def _score_stream(paths, precision, fmt, threads, out, samples, batch_size) -> N
             total += len(scores)
             flagged += int((scores > limit).sum()) if limit is not None else 0
     except RowError as exc:
-        where = f"{src}: row {exc.row}" if src is not None else f"line {exc.row + 1}"
+        where = f"{src}: row {exc.row}" if src is not None else f"line {exc.row + 1 + len(header)}"
         raise ValueError(f"{where}: {exc.reason}") from None
     _report_flagged(flagged, total, limit)
 
 
 def _score_window_stream(vae: VAE, src: Path | None) -> None:
     """A windowed bundle: rows are time steps (stdin lines, or a .npy [T, C]); one score per window, printed as it completes."""
-    rows = _stdin_rows((int(vae.shape[0]),)) if src is None else _read_array(src, mmap=True)
+    header: list = []
+    rows = _stdin_rows((int(vae.shape[0]),), vae.window.get("channels"), header) if src is None else _read_array(src, mmap=True)
     flagged = total = 0
     limit = _threshold_or_none(vae)
     try:
@@ -483,28 +485,36 @@ def _score_window_stream(vae: VAE, src: Path | None) -> None:
             total += 1
             flagged += int(limit is not None and s > limit)
     except RowError as exc:
-        where = f"{src}: row {exc.row}" if src is not None else f"line {exc.row + 1}"
+        where = f"{src}: row {exc.row}" if src is not None else f"line {exc.row + 1 + len(header)}"
         raise ValueError(f"{where}: {exc.reason}") from None
     _report_flagged(flagged, total, limit)
 
 
-def _stdin_rows(shape: tuple[int, ...]):
+def _stdin_rows(shape: tuple[int, ...], columns: list[str] | None = None, header: list | None = None):
     """Rows from standard input, one per line: comma-separated numbers (anything else ends the stream).
+    A first line naming the bundle's ``columns`` (``cat readings.csv |``) is skipped and appended to
+    ``header``, so that the caller can name the line of a row: row + 1 + len(header).
 
     A line is read up to a bound (32 characters per value of a row, plus slack), so a line without a
     newline cannot fill memory."""
     values = int(np.prod(shape))
     limit = 32 * values + 4096
+    row = 0
     for number in itertools.count(1):
         line = sys.stdin.readline(limit + 1)
         if not line:
             return
         if len(line) > limit:
-            raise RowError(number - 1, f"line longer than {limit} characters; a row is {values} comma-separated numbers")
+            raise RowError(row, f"line longer than {limit} characters; a row is {values} comma-separated numbers")
+        if number == 1 and columns and [c.strip() for c in line.split(",")] == list(columns):
+            if header is not None:
+                header.append(line)
+            continue
         try:
             yield np.array(line.split(","), dtype=np.float64)
         except ValueError:
-            raise RowError(number - 1, f"expected comma-separated numbers, got {line.strip()[:40]!r}") from None
+            raise RowError(row, f"expected comma-separated numbers, got {line.strip()[:40]!r}") from None
+        row += 1
 
 
 def _threshold_or_none(vae: VAE) -> float | None:

@@ -351,5 +351,8 @@ def load_recorded(entry: dict) -> Dataset:
         audio = AudioOptions(**(entry.get("audio") or {}).get("options", {}))
     win = entry.get("window")
     window = (int(win["length"]), int(win["stride"])) if isinstance(win, dict) and entry.get("kind") != "audio" else None
-    return load_data(spec, entry.get("likelihood", "bernoulli"), size=size, sequences=entry.get("kind") == "sequence", audio=audio,
+    data = load_data(spec, entry.get("likelihood", "bernoulli"), size=size, sequences=entry.get("kind") == "sequence", audio=audio,
                      columns=entry.get("columns"), window=window)
+    # Reloaded with the resolved likelihood, the reason would read "asked for (--likelihood ...)": keep the recorded one.
+    reason = entry.get("likelihood_reason")
+    return replace(data, likelihood_reason=reason) if isinstance(reason, str) and reason else data

@@ -91,3 +91,26 @@ def test_monitor_alerts_on_each_injected_sensor_fault_and_on_no_normal_stretch(t
     normal_alerts = [(first, last) for first, last in alerts if not any(first < stop and last >= start for start, stop in faults.values())]
     assert len(normal_alerts) <= 4, normal_alerts
     assert result.stderr.splitlines()[-1] == f"{(720 - 16) // 4 + 1} windows, {len(alerts)} alerts, 0 skipped"
+
+
+def test_monitor_skips_the_header_of_a_csv_the_bundle_was_trained_on(tmp_path):
+    # The header used to be scored as a garbled reading: "row 0: expected 3 numbers", "skipped line 1".
+    from helpers import invoke
+
+    from vae_edge.export.cli import cli as export_main
+    from vae_edge.trainer.cli import cli as train_main
+
+    rows = np.random.default_rng(0).standard_normal((200, 3))
+    table = tmp_path / "s.csv"
+    table.write_text("a,b,c\n" + _lines(rows))
+    result = invoke(train_main, ["--data", f"csv:{table}", "--hidden", 16, "--epochs", 2, "--iw-samples", 5, "-q", "--out", tmp_path / "m.pt"])
+    assert result.exit_code == 0, result.output
+    result = invoke(export_main, [tmp_path / "m.pt", "--quantize", "none", "--no-latency", "--out", tmp_path / "b"])
+    assert result.exit_code == 0, result.output
+    readings = tmp_path / "readings.csv"
+    readings.write_text("a,b,c\n" + _lines(rows[:3]) + "1000,0,0\n")
+    result = _run(readings, "--bundle", tmp_path / "b")
+    assert result.returncode == 0, result.stderr
+    assert "skipped" not in result.stderr.replace("0 skipped", "")
+    assert result.stdout.splitlines()[-1].startswith("ALERT line 5:")
+    assert result.stderr.splitlines()[-1].startswith("4 readings") and result.stderr.splitlines()[-1].endswith(" 0 skipped")

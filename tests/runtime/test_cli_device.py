@@ -151,3 +151,20 @@ def test_stream_scores_an_out_of_range_line_and_goes_on(test_digits):
     assert result.exit_code == 0, result.output
     scores = [float(s) for s in result.stdout.split()]
     assert len(scores) == 5 and scores[2] > 1000 > max(scores[:2] + scores[3:])
+
+
+def test_stream_skips_a_header_naming_the_bundles_columns(sensor_bundle):
+    # `cat readings.csv | vae-run score B - --stream` used to end at once: "line 1: expected comma-separated numbers".
+    from helpers import sensor_series
+
+    bundle, _ = sensor_bundle
+    live = sensor_series(40, seed=1)
+    rows = _lines(live).splitlines()
+    plain = invoke(run_main, ["score", bundle, "-", "--stream"], input="\n".join(rows) + "\n")
+    assert plain.exit_code == 0, plain.output
+    headed = invoke(run_main, ["score", bundle, "-", "--stream"], input="temp,pressure,level\n" + "\n".join(rows) + "\n")
+    assert headed.exit_code == 0, headed.output
+    assert headed.stdout == plain.stdout and len(plain.stdout.split()) == 7
+    rows[30] = "1,nan,2"  # line 32 with the header before it
+    one_line_error(invoke(run_main, ["score", bundle, "-", "--stream"], input="temp,pressure,level\n" + "\n".join(rows) + "\n"), 2, "line 32: contains NaN")
+    one_line_error(invoke(run_main, ["score", bundle, "-", "--stream"], input="a,b,c\n" + "\n".join(rows) + "\n"), 2, "line 1: expected comma-separated numbers")

@@ -309,3 +309,14 @@ def test_16_bit_images_share_one_scale(tmp_path):
     assert x[0].max() <= 1 and x[1].min() >= 233
     (tmp_path / "b.png").unlink()
     assert read_images(tmp_path, None).x.max() == 200  # 16-bit data that fit in 8 bits keep their values
+
+
+def test_reloading_recorded_data_keeps_why_the_likelihood_was_chosen(tmp_path):
+    # vae-export reloads the data with the resolved likelihood; the manifest used to say
+    # "asked for (--likelihood gaussian)" for a run that never passed --likelihood.
+    rows = np.random.default_rng(0).standard_normal((40, 3))
+    (tmp_path / "s.csv").write_text("a,b,c\n" + "\n".join(",".join(f"{v:.4f}" for v in r) for r in rows) + "\n")
+    ds = load_data(f"csv:{tmp_path / 's.csv'}")
+    assert ds.likelihood == "gaussian" and "no fixed range" in ds.likelihood_reason
+    again = load_recorded({**ds.describe(), "likelihood": ds.likelihood})  # the entry model.pt records
+    assert again.likelihood == "gaussian" and again.likelihood_reason == ds.likelihood_reason
