@@ -45,13 +45,18 @@ def score_batches(
             RowError (``bad_rows="raise"``) while iterating.
     """
     check_int("batch_size", batch_size, minimum=1, maximum=MAX_STREAM_BATCH)
+    iterator = _iterate(rows, bad_rows, "samples")
+    return _Stream(tuple(shape), score, check, skip=bad_rows == "nan").batches(iterator, int(batch_size))
+
+
+def _iterate(rows: object, bad_rows: object, items: str):
+    """``iter(rows)`` once ``bad_rows`` is known good: both are refused at the call, not mid-stream."""
     if bad_rows not in BAD_ROWS:
         raise ValueError(f"bad_rows: expected 'raise' or 'nan', got {quote(bad_rows)}")
     try:
-        iterator = iter(rows)
+        return iter(rows)
     except TypeError:
-        raise ValueError(f"rows: expected an iterable of samples, got {type(rows).__name__}") from None
-    return _Stream(tuple(shape), score, check, skip=bad_rows == "nan").batches(iterator, int(batch_size))
+        raise ValueError(f"rows: expected an iterable of {items}, got {type(rows).__name__}") from None
 
 
 class _Stream:
@@ -153,12 +158,7 @@ def score_windows(
         ValueError: an unknown ``bad_rows`` or ``rows`` not iterable, at once; RowError
             (``bad_rows="raise"``) for a step that is not ``channels`` finite numbers.
     """
-    if bad_rows not in BAD_ROWS:
-        raise ValueError(f"bad_rows: expected 'raise' or 'nan', got {quote(bad_rows)}")
-    try:
-        iterator = iter(rows)
-    except TypeError:
-        raise ValueError(f"rows: expected an iterable of time steps, got {type(rows).__name__}") from None
+    iterator = _iterate(rows, bad_rows, "time steps")
     return _windows(iterator, length, stride, channels, bad_rows == "nan", score)
 
 
