@@ -10,8 +10,19 @@ For each reading it prints nothing if the reading looks like the training data, 
     ALERT line 12: score 41.3 nats > p99 27.6
 
 on standard output if it scores above the threshold calibrated at export (``--quantile``, the same
-rule as ``VAE.is_anomaly``). A garbled reading is reported on standard error and skipped: a monitor
-must not stop on one bad line. At the end (or on Ctrl-C) a summary goes to standard error.
+rule as ``VAE.is_anomaly``). A CSV header line naming the bundle's columns is skipped. A reading
+beyond the training range is scored (high) and alerted, never skipped. A garbled reading is reported
+on standard error and skipped: a monitor must not stop on one bad line. At the end (or on Ctrl-C) a
+summary goes to standard error.
+
+A bundle trained on windows (``vae-train --data csv:log.csv --window N --stride S``) watches a
+multichannel sensor: each line is one time step, one number per channel in the order the bundle
+records (``vae-run info``); a CSV header line naming them is skipped. Each window of N steps is scored
+as soon as its last line arrives, one every S lines, and an alert names the window's lines:
+
+    ALERT lines 40-55: score 1e+04 nats > p99 31.2
+
+A garbled line is then a gap: no window spans it, the next one starts after it.
 
 Exit codes: 0 done, 1 the input could not be read, 2 bad options or bundle.
 """
@@ -30,14 +41,17 @@ import numpy as np
 from vae_edge.runtime import VAE
 
 
-def readings(lines: Iterable[str], line_numbers: deque) -> Iterator[np.ndarray | None]:
+def readings(lines: Iterable[str], line_numbers: deque, columns: list[str] | None = None) -> Iterator[np.ndarray | None]:
     """One row per non-blank line; None for a line that is not numbers (the VAE then scores it NaN).
+    A header line naming the bundle's ``columns`` (a CSV the bundle was trained on) is skipped.
 
     The number of each line given out is appended to ``line_numbers``, so that the caller can match
     each score (which arrive in the same order) with its line.
     """
     for number, line in enumerate(lines, 1):
         if not line.strip() or line.startswith("#"):
+            continue
+        if columns and [c.strip() for c in line.split(",")] == columns:
             continue
         line_numbers.append(number)
         try:
@@ -55,7 +69,8 @@ def monitor(vae: VAE, lines: Iterable[str], counts: dict, *, quantile: float = 0
     limit = vae.threshold(quantile)  # fails now, before reading anything, if the bundle has no calibration
     name = f"p{quantile * 100:g}"
     line_numbers: deque[int] = deque()
-    scores = vae.score_stream(readings(lines, line_numbers), batch_size=batch_size, bad_rows="nan")
+    columns = vae.manifest["data"].get("columns")
+    scores = vae.score_stream(readings(lines, line_numbers, list(columns) if columns else None), batch_size=batch_size, bad_rows="nan")
     for score in scores:
         number = line_numbers.popleft()
         counts["readings"] += 1
@@ -65,6 +80,38 @@ def monitor(vae: VAE, lines: Iterable[str], counts: dict, *, quantile: float = 0
         elif score > limit:
             counts["alerts"] += 1
             print(f"ALERT line {number}: score {score:.1f} nats > {name} {limit:.1f}", file=out, flush=True)
+
+
+def steps(lines: Iterable[str], line_numbers: list, channels: list[str], counts: dict) -> Iterator[np.ndarray | None]:
+    """One time step per non-blank line; a header line naming the channels is skipped, anything else
+    that is not numbers is None (a gap). ``line_numbers`` gets the number of each step given out."""
+    for number, line in enumerate(lines, 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        cells = [c.strip() for c in line.split(",")]
+        if cells == channels:
+            continue
+        line_numbers.append(number)
+        try:
+            yield np.array(cells, dtype=np.float64)
+        except ValueError:
+            counts["skipped"] += 1
+            print(f"skipped line {number}: not a valid reading", file=sys.stderr)
+            yield None
+
+
+def monitor_windows(vae: VAE, lines: Iterable[str], counts: dict, *, quantile: float = 0.99, out=sys.stdout) -> None:
+    """Score each window of a multichannel stream as soon as it is complete; one ALERT line per anomaly."""
+    limit = vae.threshold(quantile)
+    name = f"p{quantile * 100:g}"
+    length = int(vae.window["length"])
+    line_numbers: list[int] = []
+    for end, score in vae.score_windows(steps(lines, line_numbers, list(vae.window["channels"]), counts), bad_rows="nan"):
+        counts["readings"] += 1
+        if score > limit:
+            counts["alerts"] += 1
+            first, last = line_numbers[end - length + 1], line_numbers[end]
+            print(f"ALERT lines {first}-{last}: score {score:.4g} nats > {name} {limit:.1f}", file=out, flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,7 +140,10 @@ def main(argv: list[str] | None = None) -> int:
     counts = {"readings": 0, "alerts": 0, "skipped": 0}
     try:
         with lines:
-            monitor(vae, lines, counts, quantile=args.quantile, batch_size=args.batch_size)
+            if vae.window:
+                monitor_windows(vae, lines, counts, quantile=args.quantile)
+            else:
+                monitor(vae, lines, counts, quantile=args.quantile, batch_size=args.batch_size)
     except KeyboardInterrupt:
         pass
     except ValueError as exc:  # e.g. --batch-size 0
@@ -102,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:  # the source failed while reading
         print(f"Error: reading {args.file or 'standard input'} failed: {exc}", file=sys.stderr)
         return 1
-    print(f"{counts['readings']} readings, {counts['alerts']} alerts, {counts['skipped']} skipped", file=sys.stderr)
+    unit = "windows" if vae.window else "readings"
+    print(f"{counts['readings']} {unit}, {counts['alerts']} alerts, {counts['skipped']} skipped", file=sys.stderr)
     return 0
 
 

@@ -131,15 +131,18 @@ def write_audio_bundle(ckpt: dict, model, data, model_path: Path, out: Path, opt
     meta = {**manifests.graph_metadata(model, data), "vae_edge.frontend": fe.describe()}
     test = data.pcm["test"][:MAX_EVAL_SAMPLES]
     ref = reference(model, enc, dec, test)
-    configs = [VARIANTS[v] for v in options.variants if VARIANTS[v].needs_calibration]
+    # An audio bundle has no fallback search nor per-graph recommendation yet (search.py judges image and
+    # vector graphs): under --quantize auto it builds the former default, int8, gated as listed variants are.
+    wanted = ("int8",) if options.auto else options.variants
+    configs = [VARIANTS[v] for v in wanted if VARIANTS[v].needs_calibration]
     feeds = calibration_feeds(enc, data.pcm["train"], batches=configs[0].calibration_batches, batch_size=configs[0].calibration_batch_size) if configs else {}
     lines: list[str] = []
     with staging(out) as tmp:
         with step(f"exporting the audio graphs (opset {options.opset})"):
             export_graphs(enc, dec, tmp, samples=fe.samples, latent=model.config.latent_dim, opset=options.opset, metadata=meta)
         variants = {contract.BASE_VARIANT: {**contract.variant_files(SPECS, contract.BASE_VARIANT), "method": "float32, as exported from PyTorch"}}
-        variants |= write_variants(tmp, SPECS, options.variants, feeds, keep_float={"encoder": frontend_nodes})
-        for variant in options.variants:
+        variants |= write_variants(tmp, SPECS, wanted, feeds, keep_float={"encoder": frontend_nodes})
+        for variant in wanted:
             variants[variant]["method"] += "; the log-mel front end kept float32"
             if VARIANTS[variant].needs_calibration:
                 variants[variant]["calibration"] = {"spec": data.spec, "split": "train", "samples": len(feeds["encoder"]) * configs[0].calibration_batch_size,

@@ -1,8 +1,10 @@
 """model.pt -> bundle/: the export pipeline, one named stage per module.
 
-    graphs (graphs.py) -> quantize (quantize.py) -> ORT format (ortformat.py) -> manifest (manifest.py)
+    graphs (graphs.py) -> quantize, with the fallback search (quantize.py, search.py) -> per-graph
+    recommendation (recommend.py, --quantize auto) -> ORT format (ortformat.py) -> manifest (manifest.py)
     -> accuracy gates (validate.py) -> anomaly thresholds (thresholds.py) -> latency (latency.py)
-    -> onnxruntime requirements (compat.py) -> explorer directions (explorer.py) -> conformance set (golden.py)
+    -> edge readiness (readiness.py) -> onnxruntime requirements (compat.py) -> explorer directions
+    (explorer.py) -> conformance set (golden.py)
 
 Everything is written into a temporary folder beside the destination and swapped into place only after
 every file has passed onnx.checker, loaded in onnxruntime and met its accuracy gate (destination.py): a
@@ -19,11 +21,13 @@ import numpy as np
 
 from vae_edge.models import model_from_checkpoint, read_checkpoint
 from vae_edge.runtime import contract
+from vae_edge.runtime.likelihoods import model_bounds
+from vae_edge.runtime.benchmark import Effort
 from vae_edge.trainer.data import load_recorded
 
 from . import latency as timing
 from . import manifest as manifests
-from . import compat, thresholds, validate
+from . import compat, readiness, thresholds, validate
 from .calibration import static_feeds
 from .destination import DestinationError, check_destination, staging
 from .errors import CalibrationError, ExportError, step
@@ -31,19 +35,23 @@ from .explorer import explorer_section
 from .golden import write_golden
 from .graphs import DEFAULT_OPSET, OPSETS, write_graphs
 from .ortformat import write_ort
-from .quantize import VARIANTS, write_variants
+from .quantize import VARIANTS, warn_dynamic_on_conv
+from .recommend import EFFORT as RECOMMEND_EFFORT
+from .recommend import recommend, untimed
 from .score import write_score_graphs
+from .search import DEFAULT_BUDGET_S, Judge, search, variant_entry
 
 __all__ = ["CalibrationError", "DestinationError", "ExportError", "ExportOptions", "ExportResult", "VARIANTS", "check_destination", "export_bundle"]
 
 MAX_EVAL_SAMPLES = 2000  # held-out samples used for parity; enough for a stable max-abs
+AUTO = contract.AUTO  # --quantize auto: every method, and the recommended variant per graph
 
 
 @dataclass(frozen=True)
 class ExportOptions:
     """What to write and how strict to be."""
 
-    variants: tuple[str, ...] = ("int8",)
+    variants: tuple[str, ...] = ("int8",)  # or (AUTO,)
     opset: int = DEFAULT_OPSET
     # Largest relative change in reconstruction NLL that a quantized variant may show against PyTorch.
     tolerance: float = 0.02
@@ -59,18 +67,34 @@ class ExportOptions:
     test_data: str | None = None
     # How to time each variant for the manifest; None: not timed (a byte-stable bundle, `make bundle`).
     latency: timing.LatencyConfig | None = timing.LatencyConfig()
+    search: bool = True  # a variant that misses its gate is searched for one that holds (search.py)
+    search_budget_s: float = DEFAULT_BUDGET_S  # per variant
+    recommend_effort: Effort = RECOMMEND_EFFORT  # how long auto times each graph candidate
+
+    @property
+    def auto(self) -> bool:
+        return self.variants == (AUTO,)
+
+    @property
+    def methods(self) -> tuple[str, ...]:
+        """The variants to build: every one for auto."""
+        return tuple(VARIANTS) if self.auto else self.variants
 
     def __post_init__(self) -> None:
-        unknown = [v for v in self.variants if v not in VARIANTS]
+        if AUTO in self.variants and not self.auto:
+            raise ValueError(f"--quantize {AUTO} builds every variant; it is not combined with others ({', '.join(self.variants)})")
+        if not self.search_budget_s >= 0:
+            raise ValueError(f"search budget must be >= 0 seconds, got {self.search_budget_s}")
+        unknown = [v for v in self.variants if v not in VARIANTS and v != AUTO]
         if unknown:
-            raise ValueError(f"unknown quantization {', '.join(unknown)}; expected some of: {', '.join(VARIANTS)}")
+            raise ValueError(f"unknown quantization {', '.join(unknown)}; expected {AUTO}, or some of: {', '.join(VARIANTS)}")
         if self.opset not in OPSETS:
             raise ValueError(f"opset must be between {OPSETS.start} and {OPSETS.stop - 1}, got {self.opset}")
         if not self.tolerance >= 0:
             raise ValueError(f"tolerance must be >= 0, got {self.tolerance}")
         if len(set(self.variants)) != len(self.variants):
             raise ValueError(f"quantization listed twice: {', '.join(self.variants)}")
-        if self.calibration is not None and not any(VARIANTS[v].needs_calibration for v in self.variants):
+        if self.calibration is not None and not any(VARIANTS[v].needs_calibration for v in self.methods):
             raise ValueError("--calibration is used by int8-static only; add it to --quantize or drop --calibration")
 
 
@@ -88,7 +112,8 @@ def export_bundle(model_path: str | os.PathLike, out: str | os.PathLike, options
         CheckpointError / DataError (ValueError): unusable model.pt or its data.
         CalibrationError (ValueError): ``options.calibration`` names unusable data.
         DestinationError (ValueError): ``out`` must not be replaced.
-        ExportError: a variant failed its accuracy gate or a graph failed its checks; ``out`` untouched.
+        ExportError: a requested variant could not be brought within its accuracy gate (naming the best
+            candidate the search found), or a graph failed its checks; ``out`` untouched.
     """
     model_path = Path(model_path)
     check_destination(Path(out), model_path)
@@ -104,11 +129,12 @@ def export_bundle(model_path: str | os.PathLike, out: str | os.PathLike, options
         manifest, report = write_audio_bundle(ckpt, model, data, model_path, Path(out), options)
         return ExportResult(Path(out), manifest, report)
     specs = contract.graphs_for(data.kind)
-    feeds, calibrated_on = static_feeds(model, data, [VARIANTS[v] for v in options.variants], options.calibration)
+    feeds, calibrated_on = static_feeds(model, data, [VARIANTS[v] for v in options.methods], options.calibration)
     # The parity checks want held-out samples: the test split, or without one the validation split (said in the report).
     split = "test" if len(data.test) else "validation"
     test_raw = (data.test if len(data.test) else data.val)[:MAX_EVAL_SAMPLES]
-    ref = validate.reference(model, data.to_model(test_raw))
+    bounds = model_bounds(model.config.likelihood, data.valid_low, data.valid_high, np.float64(data.offset), np.float64(data.scale))
+    ref = validate.reference(model, data.to_model(test_raw), bounds)
     notes = [] if len(data.test) else [f"no test split in {model_path.name} (trained with test 0 and no --test-data): "
                                        f"the accuracy gates use the validation split ({len(test_raw)} samples), which also calibrates the anomaly thresholds"]
 
@@ -116,22 +142,30 @@ def export_bundle(model_path: str | os.PathLike, out: str | os.PathLike, options
         traced = tuple(spec for spec in specs if spec is not contract.SCORE)  # the score graph is composed from them
         write_graphs(tmp, model, traced, opset=options.opset, metadata=manifests.graph_metadata(model, data))
         variants = {contract.BASE_VARIANT: {**contract.variant_files(traced, contract.BASE_VARIANT), "method": "float32, as exported from PyTorch"}}
-        variants |= write_variants(tmp, traced, options.variants, feeds)
+        report, quantization = _quantize(tmp, traced, options, feeds, Judge(ref, options.tolerance), variants)
+        if options.auto:
+            recommended, variants[AUTO], lines = recommend(tmp, traced, {v: e for v, e in variants.items()}, contract.sizes(data.shape, model.config.latent_dim),
+                                                         Judge(ref, options.tolerance), effort=options.recommend_effort)
+            quantization["recommended"] = recommended if options.latency is not None else untimed(recommended)
+            report += lines
         if contract.SCORE in specs:
             write_score_graphs(tmp, variants, likelihood=model.config.likelihood, shape=list(model.config.input_shape), obs_logvar=_obs_logvar(model))
         if options.ort:
-            write_ort(tmp, specs, variants, float16=[v for v in options.variants if VARIANTS[v].method == "fp16"])
-        for variant in options.variants:
-            if VARIANTS[variant].needs_calibration:
-                variants[variant]["calibration"] = calibrated_on
+            write_ort(tmp, specs, variants, float16=[v for v in variants if v in VARIANTS and VARIANTS[v].method == "fp16"])
+        for variant in variants:
+            if variant in VARIANTS and VARIANTS[variant].needs_calibration:
+                variants[variant]["calibration"] = calibrated_on | {"method": variants[variant]["search"].get("calibration", "minmax")}
         files = manifests.record_files(tmp, variants, specs)
         manifest = manifests.build(ckpt, model, data, model_path, files, variants, specs, options)
+        manifest["quantization"] = quantization
         manifests.write(tmp, manifest)  # the gates load each variant through the runtime, which reads it
-        report, vaes = validate.gate(tmp, manifest, ref, test_raw, options, split=split)
-        report = notes + report
+        lines, vaes = validate.gate(tmp, manifest, ref, test_raw, options, split=split)
+        report = notes + report + lines
         thresholds.calibrate(manifest, vaes, data.val)
         if options.latency is not None:
             report += timing.time_variants(tmp, manifest, options.latency)
+        with step("assessing edge readiness"):
+            manifest["readiness"] = readiness.assess(tmp, manifest, specs, timed=options.latency is not None)
         with step("reading the graphs' IR versions and opsets"):
             manifest["onnxruntime"] = compat.requirements([tmp / name for name in sorted({entry[spec.name] for entry in variants.values() for spec in specs})])
         manifest["explorer"] = explorer_section(vaes[contract.BASE_VARIANT], data.val)
@@ -157,6 +191,40 @@ def _export_text(model, ckpt: dict, model_path: Path, out: Path, options: Export
 def _obs_logvar(model) -> np.ndarray | None:
     logvar = model.observation_logvar()
     return None if logvar is None else logvar.detach().double().numpy()
+
+
+def _quantize(folder: Path, specs, options: ExportOptions, feeds: dict, judge: Judge, variants: dict) -> tuple[list[str], dict]:
+    """Build each requested variant with the fallback search into ``folder`` and ``variants``.
+
+    Returns:
+        (report lines, the manifest's ``quantization`` section: tolerance, budget, variants left out).
+
+    Raises:
+        ExportError: an explicitly requested variant that the search could not bring within the gate
+            (unless ``options.allow_degraded``), naming the best candidate and its figures.
+    """
+    warn_dynamic_on_conv(folder, specs, options.methods)
+    section: dict = {"tolerance": options.tolerance, "search": options.search, "search_budget_s": options.search_budget_s,
+                     "mode": AUTO if options.auto else "explicit", "left_out": {}}
+    lines: list[str] = []
+    for variant in options.methods:
+        result = search(folder, specs, variant, feeds, judge, budget_s=options.search_budget_s, search_on=options.search)
+        lines += [s.line(variant) for s in result.steps]
+        if result.holds or (options.allow_degraded and not options.auto):
+            variants[variant] = variant_entry(specs, variant, result, timed=options.latency is not None)
+            continue
+        for spec in specs:
+            (folder / spec.filename(variant)).unlink()
+        if options.auto:
+            timed = options.latency is not None
+            section["left_out"][variant] = {"reason": f"misses the accuracy gate: {result.summary(timed)}", "search": result.to_manifest(timed)}
+            lines.append(f"  {variant}: left out, {result.summary()}")
+            continue
+        hint = ("the search is off: drop --no-search" if not options.search else
+                "--search-budget gives the search more time" if result.stopped == "time budget spent" else "every quantizable node was tried")
+        raise ExportError(f"variant {variant} cannot be brought within its accuracy gate (reconstruction NLL within {options.tolerance * 100:g} %; "
+                          f"{hint}, --allow-degraded writes it anyway, --tolerance sets the limit): {result.summary()}", lines)
+    return lines, section
 
 
 def _check_data(model_path: Path, model, data, recorded: object) -> None:

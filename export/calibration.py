@@ -41,7 +41,9 @@ def static_feeds(model: VAE, data: Dataset, configs: list[QuantizeConfig], spec:
         try:
             # images:DIR is resized to the model's own [H, W]; other sources ignore size.
             size = tuple(model.config.input_shape[-2:]) if len(model.config.input_shape) == 3 else None
-            source = load_data(spec, model.config.likelihood, size=size)
+            # Read as Gaussian: only the samples are used (with the model's own preprocessing, below), and
+            # a plain float .npy has no fixed range that a Bernoulli reading would ask of it.
+            source = load_data(spec, "gaussian", size=size)
         except DataError as exc:
             raise CalibrationError(str(exc)) from None
         if list(source.shape) != list(model.config.input_shape):

@@ -19,8 +19,9 @@ def _variants(ctx, param, value: str) -> tuple[str, ...]:
 @click.version_option(package_name="vae-edge")
 @click.argument("model", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("bundle"), show_default=True, help="Bundle folder to write (an earlier bundle there is replaced atomically).")
-@click.option("--quantize", "variants", default="int8", show_default=True, callback=_variants,
-              help="Comma-separated variants to add to fp32, or 'none': int8 (dynamic; MLP graphs), int8-static (QDQ with calibration; conv graphs), fp16 (half-precision devices).")
+@click.option("--quantize", "variants", default="auto", show_default=True, callback=_variants,
+              help="'auto' (every variant that holds its gate, and the fastest per graph recommended: --precision auto), or comma-separated variants to add to fp32, or 'none': "
+                   "int8 (dynamic; MLP graphs), int8-static (QDQ with calibration; conv graphs), int8-weights (int8 weights, float compute), fp16 (half-precision devices).")
 @click.option("--data", "data_spec", metavar="SPEC", default=None, help="The training data, when they moved since training (default: those recorded in MODEL, at their path or beside MODEL).")
 @click.option("--val-data", "val_spec", metavar="SPEC", default=None, help="The validation data, when the model was trained with --val-data and they moved.")
 @click.option("--test-data", "test_spec", metavar="SPEC", default=None, help="The test data, when the model was trained with --test-data and they moved.")
@@ -29,12 +30,16 @@ def _variants(ctx, param, value: str) -> tuple[str, ...]:
 @click.option("--opset", type=click.IntRange(18, 23), default=18, show_default=True, help="ONNX opset of the graphs (torch.onnx writes 18 or newer).")
 @click.option("--tolerance", type=click.FloatRange(min=0), default=0.02, show_default=True, help="Largest relative change in reconstruction NLL a quantized variant may show.")
 @click.option("--allow-degraded", is_flag=True, help="Write the bundle even when a quantized variant misses --tolerance.")
+@click.option("--search-budget", type=click.FloatRange(min=0), default=60.0, show_default=True, metavar="SECONDS",
+              help="Time per variant for the fallback search when it misses --tolerance (calibration methods, nodes kept in float).")
+@click.option("--no-search", is_flag=True, help="No fallback search: a variant that misses --tolerance fails as built.")
 @click.option("--no-latency", is_flag=True, help="Do not time the variants: the manifest then depends only on the model (a byte-stable bundle, as `make bundle` writes).")
 @click.option("--web", type=click.Path(file_okay=False, path_type=Path), default=None, help="Also write the latent explorer page for the bundle as a static folder (page, runtime, onnxruntime-web wasm, a copy of the bundle).")
-def cli(model, out, variants, data_spec, val_spec, test_spec, calibration, ort_format, opset, tolerance, allow_degraded, no_latency, web):
+def cli(model, out, variants, data_spec, val_spec, test_spec, calibration, ort_format, opset, tolerance, allow_degraded, search_budget, no_search, no_latency, web):
     """Export MODEL (a model.pt from vae-train) to an ONNX bundle: encoder, decoder, quantized variants and
     manifest.json, each variant checked against PyTorch and timed before anything is written."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    _show_search_as_it_goes()
     require_workstation_extras("vae-export")
     from vae_edge.models import CheckpointError
     from vae_edge.trainer.data import DataError
@@ -42,8 +47,8 @@ def cli(model, out, variants, data_spec, val_spec, test_spec, calibration, ort_f
     from .bundle import CalibrationError, DestinationError, ExportError, ExportOptions, export_bundle
 
     try:
-        options = ExportOptions(variants=variants, opset=opset, tolerance=tolerance, allow_degraded=allow_degraded, ort=ort_format, calibration=calibration,
-                                data=data_spec, val_data=val_spec, test_data=test_spec, **({"latency": None} if no_latency else {}))
+        options = ExportOptions(variants=variants, opset=opset, tolerance=tolerance, allow_degraded=allow_degraded, ort=ort_format, search=not no_search, search_budget_s=search_budget,
+                                calibration=calibration, data=data_spec, val_data=val_spec, test_data=test_spec, **({"latency": None} if no_latency else {}))
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     if web is not None:
@@ -67,13 +72,13 @@ def cli(model, out, variants, data_spec, val_spec, test_spec, calibration, ort_f
             raise click.BadParameter(str(exc), param_hint=exc.option) from None
         raise click.UsageError(f"cannot load the data recorded in {model}: {exc} (moved? point at it with --data, --val-data or --test-data)") from None
     except ExportError as exc:
-        for line in exc.report:
+        for line in _not_shown(exc.report):
             click.echo(line, err=True)
         raise click.ClickException(f"export failed, nothing written to {out}: {exc}") from None
     except OSError as exc:
         raise click.ClickException(f"cannot write {out}: {exc.strerror or exc}") from None
 
-    for line in result.report:
+    for line in _not_shown(result.report):
         click.echo(line)
     for name, meta in result.manifest["files"].items():
         click.echo(f"  {name:<28} {meta['bytes']:>9,} bytes")
@@ -92,6 +97,22 @@ def _write_web(bundle: Path, web: Path) -> None:
     except OSError as exc:
         raise click.ClickException(f"cannot write {web}: {exc.strerror or exc}") from None
     click.echo(f"wrote {web}/ (the latent explorer: serve the folder with any static web server, e.g. python -m http.server -d {web} -b 127.0.0.1)")
+
+
+def _not_shown(lines: list[str]) -> list[str]:
+    # The search and timing lines went to stderr as they happened.
+    return [line for line in lines if not line.lstrip().startswith(("search ", "timing ", "recommended "))]
+
+
+def _show_search_as_it_goes() -> None:
+    """The fallback search and the per-graph timing log each step at INFO: shown on stderr as they happen."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    for name in ("vae_edge.export.search", "vae_edge.export.recommend"):
+        logger = logging.getLogger(name)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+        logger.handlers[:] = [handler]
 
 
 def main() -> None:

@@ -73,6 +73,13 @@ def build(ckpt: dict, model, data, model_path: Path, files: dict, variants: dict
             "preprocessing": data.preprocessing,
             # How training cut the data: the validation split calibrated the thresholds, the test split (if any) the gates.
             "split": {"fractions": list(data.split_plan.fractions), "sizes": {"train": len(data.train), "val": len(data.val), "test": len(data.test)}},
+            # Inputs beyond this range (data units) are clipped for the likelihood and scored with the
+            # runtime's out-of-range term (runtime.likelihoods.out_of_range_penalty), never refused.
+            "valid_range": data.valid_range,
+            **({"likelihood_reason": data.likelihood_reason} if data.likelihood_reason else {}),
+            # A series cut into windows: the runtime windows a live stream of time steps the same way.
+            **({"window": data.window} if data.window else {}),
+            **({"columns": list(data.columns)} if data.columns else {}),
             "units": "inputs and outputs of the runtime are in the data's own units; the graphs see (x - offset) / scale",
         },
         "graphs": graph_shapes(model, specs),

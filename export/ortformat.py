@@ -34,6 +34,9 @@ def to_ort(src: Path, dst: Path, *, keep_float16: bool = False) -> None:
             no float16 Gemm) folds its float16 -> float32 casts into the weights, and a float16 graph's
             .ort came out float32-sized (decoder: 125,880 bytes at "all", 67,928 at "extended").
 
+    int8-weights graphs are converted without their SESSION_CONFIG: folding the DequantizeLinear ahead
+    of time would write float32 weights; the .ort keeps int8 weights and dequantizes them on each call.
+
     Raises:
         onnxruntime's own exceptions when the graph cannot be loaded.
     """
@@ -74,9 +77,23 @@ def write_ort(folder: Path, specs: Sequence[GraphSpec], variants: dict[str, dict
         ExportError: a conversion failed, naming it.
     """
     for variant, entry in variants.items():
+        if variant == contract.AUTO:
+            continue
         for spec in specs:
             with step(f"converting {spec.filename(variant)} to ORT format"):
                 to_ort(folder / spec.filename(variant), folder / spec.filename(variant, "ort"), keep_float16=variant in float16)
         entry["ort"] = contract.variant_files(specs, variant, "ort")
+    if contract.AUTO in variants:  # the recommended pair is other variants' files: their ORT copies
+        auto = variants[contract.AUTO]
+        auto["ort"] = {}
+        for spec in (s for s in specs if s.name in auto):
+            if spec.name in auto["from"]:
+                auto["ort"][spec.name] = variants[auto["from"][spec.name]]["ort"][spec.name]
+            else:  # its own composed graph (score)
+                with step(f"converting {spec.filename(contract.AUTO)} to ORT format"):
+                    to_ort(folder / auto[spec.name], folder / spec.filename(contract.AUTO, "ort"))
+                auto["ort"][spec.name] = spec.filename(contract.AUTO, "ort")
+    # One config over every shipped graph, each file once: merging configs by hand breaks kernels.
+    shipped = sorted({e["ort"][spec.name] for e in variants.values() for spec in specs})
     with step(f"writing {REQUIRED_OPERATORS}"):
-        write_required_operators([folder / e["ort"][spec.name] for e in variants.values() for spec in specs], folder / REQUIRED_OPERATORS)
+        write_required_operators([folder / name for name in shipped], folder / REQUIRED_OPERATORS)

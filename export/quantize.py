@@ -10,11 +10,20 @@ Three methods, each the right one for a kind of graph (measured here; docs/quant
   conv graphs.
 - ``fp16`` (onnxconverter-common): float16 weights and arithmetic, float32 inputs and outputs; halves the
   bytes, for devices with half-precision units (no faster on the CPU execution provider).
+- ``weights`` int8 (weight-only): each MatMul/Gemm/Conv weight stored int8 with per-channel scales
+  behind a DequantizeLinear; onnxruntime folds those at load (the contract's SESSION_CONFIG), so the
+  compute is fp32's: a quarter of the bytes at fp32's speed. onnxruntime's own 8-bit MatMulNBits was
+  measured slower than fp32 here (1.3x at batch 1, 1.9x at batch 64 on the digits MLP), and covers
+  MatMul only, not Gemm.
+
+A static or dynamic variant can keep named nodes in float (``nodes_to_exclude``) and calibrate with
+MinMax, Percentile or Entropy: the fallback search (search.py) walks those.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import tempfile
 import warnings
@@ -31,10 +40,14 @@ from vae_edge.runtime.contract import GraphSpec
 
 from .errors import step
 from .graphs import check_graph, has_conv
+from .weightonly import weights_only
 
 log = logging.getLogger(__name__)
 
-METHODS = ("dynamic", "static", "fp16")
+METHODS = ("dynamic", "static", "fp16", "weights")
+CALIBRATIONS = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile, "entropy": CalibrationMethod.Entropy}
+# Nodes whose weights the int8 methods quantize: what the search may keep in float.
+QUANTIZABLE_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 
 
 class QuantizeError(RuntimeError):
@@ -58,12 +71,17 @@ class QuantizeConfig:
     # calibration needs ranges, not statistics: a few hundred samples settle them.
     calibration_batches: int = 8
     calibration_batch_size: int = 64
+    calibrate: str = "minmax"  # static only: one of CALIBRATIONS
+    # Node names (of the float graph) kept in float by the int8 methods: the fallback search's choice.
+    nodes_to_exclude: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ValueError(f"unknown quantization method {self.method!r}; expected one of {', '.join(METHODS)}")
         if self.weight_type not in ("int8", "uint8"):
             raise ValueError(f"unsupported weight type {self.weight_type!r}; expected int8 or uint8")
+        if self.calibrate not in CALIBRATIONS:
+            raise ValueError(f"unknown calibration method {self.calibrate!r}; expected one of {', '.join(CALIBRATIONS)}")
         if self.calibration_batches < 1 or self.calibration_batch_size < 1:
             raise ValueError("calibration_batches and calibration_batch_size must be >= 1")
 
@@ -75,24 +93,40 @@ class QuantizeConfig:
         """One line for the manifest and `vae-run info`."""
         if self.method == "fp16":
             return "float16 weights and arithmetic (onnxconverter-common), float32 inputs and outputs"
+        if self.method == "weights":
+            return "weight-only int8: weights int8 per-channel on disk behind DequantizeLinear, folded to float32 at load; float32 compute"
         channel = " per-channel" if self.per_channel else " per-tensor"
+        # Nodes kept in float are not named here: every graph of a variant states the same method (the
+        # runtime checks each against the manifest); the variant's search entry lists them per graph.
         if self.method == "static":
-            return f"static QDQ quantization: weights {self.weight_type}{channel}, activations uint8 with ranges calibrated ahead of time (MinMax)"
+            calibrated = {"minmax": "MinMax", "percentile": "Percentile", "entropy": "Entropy"}[self.calibrate]
+            return f"static QDQ quantization: weights {self.weight_type}{channel}, activations uint8 with ranges calibrated ahead of time ({calibrated})"
         return f"dynamic quantization: weights {self.weight_type}{channel}, activations uint8 at run time"
 
 
 INT8 = QuantizeConfig()
 INT8_STATIC = QuantizeConfig(method="static")
 FP16 = QuantizeConfig(method="fp16")
+INT8_WEIGHTS = QuantizeConfig(method="weights")
 # Every variant an export can add to fp32, by its name in the contract. int8: MLP graphs (Gemm/MatMul);
-# int8-static: conv graphs; fp16: devices with half-precision units.
-VARIANTS: dict[str, QuantizeConfig] = {"int8": INT8, "int8-static": INT8_STATIC, "fp16": FP16}
+# int8-static: conv graphs; fp16: devices with half-precision units; int8-weights: small files at fp32 speed.
+VARIANTS: dict[str, QuantizeConfig] = {"int8": INT8, "int8-static": INT8_STATIC, "fp16": FP16, "int8-weights": INT8_WEIGHTS}
 assert tuple(VARIANTS) == contract.VARIANTS[1:], "contract.VARIANTS names every variant an exporter writes"
+
+
+def warn_dynamic_on_conv(folder: Path, specs: tuple[GraphSpec, ...], variants: Iterable[str]) -> None:
+    """Log a warning when dynamic int8 is asked of conv graphs (ConvInteger is far slower than fp32)."""
+    conv = {spec.name for spec in specs if has_conv(folder / spec.filename())}
+    for variant in variants:
+        if VARIANTS[variant].method == "dynamic" and conv:
+            log.warning("%s: dynamic int8 turns the %s graph's convolutions into ConvInteger, measured 13x slower than fp32 "
+                        "(docs/quantization.md); int8-static is the variant for conv graphs", variant, " and ".join(sorted(conv)))
 
 
 def write_variants(folder: Path, specs: tuple[GraphSpec, ...], variants: Iterable[str], feeds: dict[str, list[dict]],
                    keep_float: dict[str, Callable[[onnx.ModelProto], list[str]]] | None = None) -> dict[str, dict]:
-    """Quantize each fp32 graph in ``folder`` to each of ``variants``, each result checked by onnx.checker.
+    """Quantize each fp32 graph in ``folder`` to each of ``variants`` as configured (no fallback search:
+    the audio bundle's path; image and vector bundles go through search.py), each checked by onnx.checker.
 
     Args:
         feeds: calibration feeds per graph name, for the static variants.
@@ -104,13 +138,10 @@ def write_variants(folder: Path, specs: tuple[GraphSpec, ...], variants: Iterabl
     Raises:
         ExportError: a quantizer or the checker failed, naming the step.
     """
-    conv = {spec.name for spec in specs if has_conv(folder / spec.filename())}
+    warn_dynamic_on_conv(folder, specs, variants)
     entries: dict[str, dict] = {}
     for variant in variants:
         config = VARIANTS[variant]
-        if config.method == "dynamic" and conv:
-            log.warning("%s: dynamic int8 turns the %s graph's convolutions into ConvInteger, measured 13x slower than fp32 "
-                        "(docs/quantization.md); int8-static is the variant for conv graphs", variant, " and ".join(sorted(conv)))
         for spec in specs:
             with step(f"quantizing {spec.filename()} to {variant}"):
                 quantize(folder / spec.filename(), folder / spec.filename(variant), config=config, calibration=feeds[spec.name] if config.needs_calibration else None,
@@ -130,27 +161,31 @@ def quantize(src: Path, dst: Path, *, config: QuantizeConfig = INT8, calibration
 
     Args:
         config: the method and its options.
+        keep_float: int8 methods only: names the nodes of the prepared graph to leave in float (e.g. an
+            audio front end), besides ``config.nodes_to_exclude``.
         calibration: static only: input feeds (``{input name: array [batch, ...]}``) in the graph's own
             space, as onnxruntime's CalibrationDataReader protocol consumes them; read lazily, at most
             ``config.calibration_batches`` of them.
-        keep_float: int8 methods only: names the nodes of the prepared graph to leave in float (e.g. an
-            audio front end, which 8 bits would ruin).
 
     Raises:
         QuantizeError: a static variant without calibration data.
     """
     src, dst = Path(src), Path(dst)
     if config.method == "fp16":
-        _to_fp16(src, dst)
+        _to_fp16(src, dst, config.nodes_to_exclude)
+    elif config.method == "weights":
+        weights_only(src, dst, QUANTIZABLE_OPS, exclude=config.nodes_to_exclude)
     else:
         with tempfile.TemporaryDirectory() as tmp, _quiet_quantizer():
             prepared = Path(tmp) / "prepared.onnx"
             quant_pre_process(str(src), str(prepared))
-            exclude = keep_float(onnx.load(str(prepared))) if keep_float is not None else []
+            exclude = list(config.nodes_to_exclude) + (keep_float(onnx.load(str(prepared))) if keep_float is not None else [])
             if config.method == "static":
                 _static(prepared, dst, config, calibration, exclude)
             else:
-                quantize_dynamic(str(prepared), str(dst), weight_type=_weight_type(config), per_channel=config.per_channel, nodes_to_exclude=exclude)
+                # Dynamic mode first rewrites each Gemm as a MatMul named "<node>_MatMul" (+ Add): excluded too.
+                quantize_dynamic(str(prepared), str(dst), weight_type=_weight_type(config), per_channel=config.per_channel,
+                                 nodes_to_exclude=[m for n in exclude for m in (n, f"{n}_MatMul")])
     _keep_description(src, dst, config)
 
 
@@ -168,12 +203,33 @@ def _static(prepared: Path, dst: Path, config: QuantizeConfig, calibration: Iter
         per_channel=config.per_channel,
         activation_type=QuantType.QUInt8,
         weight_type=_weight_type(config),
-        calibrate_method=CalibrationMethod.MinMax,
+        calibrate_method=CALIBRATIONS[config.calibrate],
         nodes_to_exclude=exclude,
+        # Percentile and Entropy keep histograms of every activation; the default 2048 bins suffice for
+        # graphs this small, and calibrating in memory avoids onnxruntime's temporary augmented model on disk.
     )
 
 
-def _to_fp16(src: Path, dst: Path) -> None:
+def quantizable_nodes(path: Path) -> list[str]:
+    """Names of the nodes of the float graph at ``path`` that the int8 methods quantize (their weights
+    are initializers): the candidates the fallback search may keep in float."""
+    model = onnx.load(str(path), load_external_data=False)
+    weights = {i.name for i in model.graph.initializer}
+    return [n.name for n in model.graph.node if n.op_type in QUANTIZABLE_OPS and len(n.input) > 1 and n.input[1] in weights]
+
+
+def prepared_nodes(src: Path, config: QuantizeConfig) -> list[str]:
+    """The quantizable nodes of ``src`` by the names ``config``'s quantizer sees: the dynamic and static
+    methods run onnxruntime's pre-processing first, which may fuse and rename nodes."""
+    if config.method in ("fp16", "weights"):
+        return quantizable_nodes(src)
+    with tempfile.TemporaryDirectory() as tmp, _quiet_quantizer():
+        prepared = Path(tmp) / "prepared.onnx"
+        quant_pre_process(str(src), str(prepared))
+        return quantizable_nodes(prepared)
+
+
+def _to_fp16(src: Path, dst: Path, exclude: tuple[str, ...] = ()) -> None:
     from onnxconverter_common import float16
 
     model = onnx.load(str(src))
@@ -181,7 +237,7 @@ def _to_fp16(src: Path, dst: Path) -> None:
     # The converter warns once per weight too small for float16; the accuracy gate measures what that costs.
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        half = float16.convert_float_to_float16(model, keep_io_types=True)
+        half = float16.convert_float_to_float16(model, keep_io_types=True, node_block_list=list(exclude) or None)
     if caught:
         log.info("fp16: %d warnings from onnxconverter-common (e.g. %s)", len(caught), caught[0].message)
     onnx.save_model(half, str(dst))
@@ -238,10 +294,12 @@ class IteratorReader(CalibrationDataReader):
 @contextlib.contextmanager
 def _quiet_quantizer():
     # The quantizer logs advice through the root logger at WARNING; keep a user's console for our report.
+    # Its Percentile and Entropy calibrators also print progress to stdout, where a CLI's output goes.
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)
     try:
-        yield
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
     finally:
         root.setLevel(level)

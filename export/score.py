@@ -48,11 +48,28 @@ def write_score_graphs(folder: Path, variants: dict[str, dict], *, likelihood: s
         entry[SCORE.name] = dst.name
 
 
+def _one_method(encoder: onnx.ModelProto, decoder: onnx.ModelProto) -> None:
+    """merge_models refuses differing metadata: the auto variant pairs graphs made by different methods
+    (and a searched variant may keep other nodes in float in each graph), so both state the pair's."""
+    key = "vae_edge.variant_method"
+    props = [{p.key: p for p in m.metadata_props} for m in (encoder, decoder)]
+    methods = [p[key].value if key in p else None for p in props]
+    if methods[0] != methods[1]:
+        combined = f"encoder: {methods[0]}; decoder: {methods[1]}"
+        for model, found in zip((encoder, decoder), props):
+            if key in found:
+                found[key].value = combined
+            else:
+                entry = model.metadata_props.add()
+                entry.key, entry.value = key, combined
+
+
 def compose_score(encoder_path: Path, decoder_path: Path, *, likelihood: str, shape: list[int], obs_logvar: np.ndarray | None) -> onnx.ModelProto:
     """One graph x -> score from an encoder and a decoder graph (any variant of them); metadata from the encoder."""
     encoder = onnx.load(str(encoder_path))
     decoder = onnx.load(str(decoder_path))
     _same_opsets(encoder, decoder)
+    _one_method(encoder, decoder)
     enc = compose.add_prefix(encoder, _ENC)
     dec = compose.add_prefix(decoder, _DEC)
     x, mu, logvar = _ENC + ENCODER.inputs[0], _ENC + ENCODER.outputs[0], _ENC + ENCODER.outputs[1]

@@ -168,7 +168,9 @@ def write_text_bundle(out: Path, model: SentenceVAE, data: TextData, ckpt: dict,
         ExportError: a variant other than int8 asked for, a graph failing its checks, or a missed gate
             (with the report); ``out`` untouched.
     """
-    unknown = [v for v in options.variants if v != "int8"]
+    # --quantize auto (vae-export's default) means every variant that holds its gate: for text, int8.
+    wanted = ("int8",) if options.auto else options.variants
+    unknown = [v for v in wanted if v != "int8"]
     if unknown:
         raise ExportError(f"text bundles offer the int8 variant only (dynamic quantization), not {', '.join(unknown)}")
     cfg = model.config
@@ -181,7 +183,7 @@ def write_text_bundle(out: Path, model: SentenceVAE, data: TextData, ckpt: dict,
         for spec in SPECS:
             with step(f"exporting the text {spec.name} graph (opset {options.opset})"):
                 export_text_graph(model, spec, tmp / spec.filename(), opset=options.opset, metadata=meta)
-        if "int8" in options.variants:
+        if "int8" in wanted:
             for spec in SPECS:
                 with step(f"quantizing {spec.filename()} to int8"):
                     quantize(tmp / spec.filename(), tmp / spec.filename("int8"), config=INT8)

@@ -103,6 +103,8 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
                 raise CheckpointError(f"{path}: not a readable PyTorch checkpoint (not a torch.save zip archive)")
             f.seek(0)
             ckpt = torch.load(f, map_location="cpu", weights_only=True)
+    except CheckpointError:
+        raise  # already one line naming the file; the broad ValueError clause below would wrap it again
     except FileCheckError as exc:
         raise CheckpointError(f"{path}: no such checkpoint file" if exc.missing else str(exc)) from None
     except pickle.UnpicklingError as exc:

@@ -193,6 +193,15 @@ def _check_fields(mpath: Path, m: dict) -> None:
     pre = data.get("preprocessing")
     need(isinstance(pre, dict) and pre.get("kind") == "affine" and per_feature(pre.get("offset"), shape) is not None and _positive(pre.get("scale"), shape),
          f"data.preprocessing must be {{kind: affine, offset, scale > 0}}, each a number or a list of shape {shape}, got {quote(pre)}")
+    valid = data.get("valid_range")
+    if valid is not None:
+        need(isinstance(valid, dict) and all(per_feature(valid.get(k), shape) is not None for k in ("low", "high")),
+             f"data.valid_range must be {{low, high}}, each a number or a list of shape {shape}, got {quote(valid)}")
+    window = data.get("window")
+    if window is not None:
+        need(isinstance(window, dict) and all(isinstance(window.get(k), int) and not isinstance(window.get(k), bool) and window.get(k) > 0 for k in ("length", "stride"))
+             and len(shape) == 2 and window["length"] == shape[1] and isinstance(window.get("channels"), list) and len(window["channels"]) == shape[0],
+             f"data.window must be {{length, stride, channels}} matching the sample shape {shape}, got {quote(window)}")
     if model["likelihood"] == "gaussian":
         params = model.get("likelihood_params")
         need(isinstance(params, dict) and _positive(params.get("std"), shape),

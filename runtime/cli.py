@@ -27,7 +27,7 @@ from .vae import MAX_MC_SAMPLES, VAE
 from . import audio_cli
 from .audio_vae import AudioVAE
 
-_PRECISION = click.option("--precision", default="fp32", show_default=True, help="Variant to run: fp32, int8, ... (see `vae-run info`).")
+_PRECISION = click.option("--precision", default="fp32", show_default=True, help="Variant to run: fp32, int8, ..., or auto: the pair the exporter recommended per graph (see `vae-run info`).")
 _FORMAT = click.option("--format", "fmt", type=click.Choice(["onnx", "ort"]), default="onnx", show_default=True, help="Graph files to run: .onnx, or the ORT-format files of a bundle exported with `vae-export --ort`.")
 
 
@@ -217,6 +217,18 @@ def info(bundle, as_json):
         q = _section(v, "anomaly_quantiles")
         if q:
             _echo(f"             anomaly-score quantiles (validation): {'  '.join(f'{k} {_num(val)}' for k, val in q.items())}")
+    quantization = _section(m, "quantization")
+    for variant, why in _section(quantization, "left_out").items():
+        _echo(f"left out   {variant}: {why.get('reason') if isinstance(why, dict) else why}")
+    recommended = _section(quantization, "recommended")
+    if recommended:
+        chosen = _section(recommended, "chosen")
+        _echo(f"recommended {', '.join(f'{g} {v}' for g, v in chosen.items())} (--precision auto): {recommended.get('rule', '')}")
+        for graph, entry in _section(recommended, "graphs").items():
+            if isinstance(entry, dict):
+                _echo(f"             {graph}: fastest at batch 1 {entry.get('fastest_batch_1', '?')}, at batch 64 {entry.get('fastest_batch_64', '?')}; in order {', '.join(map(str, entry['order'])) if isinstance(entry.get('order'), list) else '?'}")
+    for line in _readiness_lines(_section(m, "readiness")):
+        _echo(line)
     t = _section(m, "training")
     if t:
         _echo(f"training   test ELBO {_num(t.get('test_elbo'))}, IWAE NLL {_num(t.get('test_iwae_nll'))} (K={t.get('iw_samples')}), {t.get('epochs')} epochs")
@@ -228,6 +240,32 @@ def info(bundle, as_json):
 
 def _echo(line: str) -> None:
     click.echo(one_line(line))
+
+
+def _readiness_lines(section: dict) -> list[str]:
+    """`vae-run info`'s lines for the manifest's ``readiness`` section (export/readiness.py writes it);
+    informative, so a hand-edited entry reads as absent."""
+    out = []
+    files = section.get("files") if isinstance(section.get("files"), dict) else {}
+    for name, f in files.items():
+        if not isinstance(f, dict):
+            continue
+        parts = [f"{f.get('bytes', '?'):,} bytes" if isinstance(f.get("bytes"), int) else "? bytes"]
+        for provider in ("nnapi", "coreml"):
+            p = f.get(provider) if isinstance(f.get(provider), dict) else {}
+            shipped, fixed = (p.get(k) if isinstance(p.get(k), dict) else {} for k in ("as_shipped", "batch_fixed"))
+            if fixed:
+                parts.append(f"{provider} {fixed.get('supported_nodes')}/{fixed.get('nodes')} nodes in {fixed.get('partitions')} partition(s) "
+                             f"with batch fixed: {fixed.get('verdict')} (as shipped: {shipped.get('verdict')})"
+                             + (f", lacks {', '.join(map(str, fixed['unsupported_ops']))}" if isinstance(fixed.get("unsupported_ops"), list) and fixed["unsupported_ops"] else ""))
+        memory = f.get("memory_batch_1")
+        if isinstance(memory, dict):
+            parts.append(f"batch-1 session +{memory.get('session_kib')} KiB resident (process peak {memory.get('process_peak_kib')} KiB)")
+        latency = f.get("latency_us_batch_1")
+        if isinstance(latency, dict):
+            parts.append(f"batch 1 p50 {latency.get('p50')} us, p99 {latency.get('p99')} us")
+        out.append(f"ready      {name}: " + "; ".join(parts))
+    return out
 
 
 def _section(parent: dict, key: str) -> dict:
@@ -355,7 +393,8 @@ def decode(paths, precision, fmt, threads, out, grid):
 @click.option("--samples", type=click.IntRange(1, MAX_MC_SAMPLES), default=None, help="Monte-Carlo draws per sample (default: deterministic, z at the posterior mean).")
 @click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True, help="Seed for --samples.")
 @click.option("--stream", is_flag=True, help="Score row by row, printing one score per line as each batch is done: INPUT.npy rows, or "
-              "comma-separated numbers per line on standard input (INPUT '-' or none).")
+              "comma-separated numbers per line on standard input (INPUT '-' or none). A bundle trained on windows "
+              "takes one time step per row and prints one score per window as soon as it is complete.")
 @click.option("--batch-size", type=click.IntRange(1, MAX_STREAM_BATCH), default=64, show_default=True, help="Rows per batch with --stream (1: answer each line at once).")
 @click.option("--pcm", "pcm_format", type=click.Choice(["s16le", "f32le"]), default="s16le", show_default=True, help="Audio bundles, --stream: raw mono PCM on standard input (arecord -f S16_LE -r RATE -c 1).")
 @click.option("--stride", type=click.FloatRange(min=0, min_open=True), default=None, help="Audio bundles: seconds between windows of long files and streams (default: the training stride, else one window).")
@@ -410,8 +449,12 @@ def _score_stream(paths, precision, fmt, threads, out, samples, batch_size) -> N
     if src is not None and str(src) == "-":
         src = None  # standard input
     vae = _load(bundle, precision, fmt, threads, inputs=(src,))
+    if getattr(vae, "window", None):
+        _score_window_stream(vae, src)
+        return
+    header: list = []
     if src is None:
-        rows = _stdin_rows(vae.shape)
+        rows = _stdin_rows(vae.shape, vae.manifest["data"].get("columns"), header)
     else:
         rows = _read_array(src, mmap=True)
         if rows.ndim <= 1 or rows.shape == vae.shape:  # one sample (flat or shaped): one row
@@ -425,28 +468,54 @@ def _score_stream(paths, precision, fmt, threads, out, samples, batch_size) -> N
             total += len(scores)
             flagged += int((scores > limit).sum()) if limit is not None else 0
     except RowError as exc:
-        where = f"{src}: row {exc.row}" if src is not None else f"line {exc.row + 1}"
+        where = f"{src}: row {exc.row}" if src is not None else f"line {exc.row + 1 + len(header)}"
         raise ValueError(f"{where}: {exc.reason}") from None
     _report_flagged(flagged, total, limit)
 
 
-def _stdin_rows(shape: tuple[int, ...]):
+def _score_window_stream(vae: VAE, src: Path | None) -> None:
+    """A windowed bundle: rows are time steps (stdin lines, or a .npy [T, C]); one score per window, printed as it completes."""
+    header: list = []
+    rows = _stdin_rows((int(vae.shape[0]),), vae.window.get("channels"), header) if src is None else _read_array(src, mmap=True)
+    flagged = total = 0
+    limit = _threshold_or_none(vae)
+    try:
+        for _, s in vae.score_windows(rows):
+            click.echo(f"{s:.6g}")
+            sys.stdout.flush()
+            total += 1
+            flagged += int(limit is not None and s > limit)
+    except RowError as exc:
+        where = f"{src}: row {exc.row}" if src is not None else f"line {exc.row + 1 + len(header)}"
+        raise ValueError(f"{where}: {exc.reason}") from None
+    _report_flagged(flagged, total, limit)
+
+
+def _stdin_rows(shape: tuple[int, ...], columns: list[str] | None = None, header: list | None = None):
     """Rows from standard input, one per line: comma-separated numbers (anything else ends the stream).
+    A first line naming the bundle's ``columns`` (``cat readings.csv |``) is skipped and appended to
+    ``header``, so that the caller can name the line of a row: row + 1 + len(header).
 
     A line is read up to a bound (32 characters per value of a row, plus slack), so a line without a
     newline cannot fill memory."""
     values = int(np.prod(shape))
     limit = 32 * values + 4096
+    row = 0
     for number in itertools.count(1):
         line = sys.stdin.readline(limit + 1)
         if not line:
             return
         if len(line) > limit:
-            raise RowError(number - 1, f"line longer than {limit} characters; a row is {values} comma-separated numbers")
+            raise RowError(row, f"line longer than {limit} characters; a row is {values} comma-separated numbers")
+        if number == 1 and columns and [c.strip() for c in line.split(",")] == list(columns):
+            if header is not None:
+                header.append(line)
+            continue
         try:
             yield np.array(line.split(","), dtype=np.float64)
         except ValueError:
-            raise RowError(number - 1, f"expected comma-separated numbers, got {line.strip()[:40]!r}") from None
+            raise RowError(row, f"expected comma-separated numbers, got {line.strip()[:40]!r}") from None
+        row += 1
 
 
 def _threshold_or_none(vae: VAE) -> float | None:
@@ -534,6 +603,101 @@ def bench(bundle, variants, batches, threads, quick, json_out):
     if json_out is not None:
         atomic_write_bytes(json_out, (json.dumps(result, indent=2) + "\n").encode())
         click.echo(f"wrote {json_out}", err=True)
+
+
+def _read_samples(path: Path, vae: VAE, name: str) -> np.ndarray:
+    """Samples to evaluate: .npy/.npz, or .csv (a header row, then numbers); a bundle trained on windows
+    takes a series [T, C] and cuts it as in training (or windows [n, C, N] as they are)."""
+    from .tables import read_csv, windows
+
+    if path.suffix.lower() == ".csv":
+        columns = vae.manifest["data"].get("columns")
+        x = read_csv(path, columns)[0]
+    else:
+        x = _read_array(path)
+    if vae.window and x.ndim == 2 and x.shape[1] == vae.shape[0]:
+        x = windows(x, int(vae.window["length"]), int(vae.window["stride"]), str(path))
+    elif x.ndim >= 1 and x.shape != vae.shape and x.ndim == 2 and x.shape[1] == int(np.prod(vae.shape)):
+        x = x.reshape(len(x), *vae.shape)  # flat rows of a table
+    return _read_batch_shape(x, vae.shape)
+
+
+def _read_batch_shape(x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    return x[None] if x.shape == tuple(shape) else x
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path), metavar="[BUNDLE] NORMAL ANOMALOUS | [BUNDLE] DATA --labels LABELS")
+@click.option("--labels", type=click.Path(dir_okay=False, path_type=Path), default=None, help="With one DATA file: 0 (normal) or 1 (anomalous) per sample, as .npy or a one-column .csv.")
+@click.option("--false-alarm", "false_alarm", type=click.FloatRange(0, 1), default=None, help="Also pick the threshold that flags at most this fraction of the NORMAL data, and report it.")
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
+@click.option("--roc", type=click.Path(dir_okay=False, path_type=Path), callback=output_path(".png"), help="Also write the ROC curve as a PNG.")
+@_graphs
+@_THREADS
+@_handle_errors
+def evaluate(paths, labels, false_alarm, as_json, roc, precision, fmt, threads):
+    """How well the scores separate ANOMALOUS from NORMAL samples: ROC AUC, average precision, and
+    precision / recall / false-alarm rate at each threshold stored in the bundle."""
+    from . import evaluation
+
+    if labels is None:
+        if len(paths) not in (2, 3):
+            raise click.UsageError(f"expected [BUNDLE] NORMAL ANOMALOUS (or one DATA file with --labels), got {len(paths)} path(s)")
+        bundle, files = (paths[0], paths[1:]) if len(paths) == 3 else (None, paths)
+    else:
+        if len(paths) not in (1, 2):
+            raise click.UsageError(f"expected [BUNDLE] DATA with --labels, got {len(paths)} path(s)")
+        bundle, files = (paths[0], paths[1:]) if len(paths) == 2 else (None, paths)
+    vae = _load(bundle, precision, fmt, threads, inputs=(*files, labels), outputs=(roc,))
+    if labels is None:
+        normal_x, anomalous_x = (_read_samples(f, vae, f.name) for f in files)
+    else:
+        x = _read_samples(files[0], vae, files[0].name)
+        y = _read_labels(labels)
+        if len(y) != len(x):
+            raise ValueError(f"{labels}: {len(y)} labels for {len(x)} samples in {files[0]}")
+        normal_x, anomalous_x = x[y == 0], x[y == 1]
+    normal, anomalous = vae.anomaly_score(normal_x), vae.anomaly_score(anomalous_x)
+    auc = evaluation.roc_auc(normal, anomalous)
+    result = {
+        "bundle": str(vae.path), "precision": precision,
+        "normal_samples": int(len(normal)), "anomalous_samples": int(len(anomalous)),
+        "roc_auc": auc, "average_precision": evaluation.average_precision(normal, anomalous),
+        "thresholds": {name: evaluation.at_threshold(normal, anomalous, value)
+                       for name, value in (vae.manifest["variants"][precision].get("anomaly_quantiles") or {}).items()},
+    }
+    if false_alarm is not None:
+        limit = evaluation.threshold_for_false_alarms(normal, false_alarm)
+        result["false_alarm_target"] = {"rate": false_alarm, **evaluation.at_threshold(normal, anomalous, limit)}
+    if roc is not None:
+        fpr, tpr = evaluation.roc_curve(normal, anomalous)
+        evaluation.save_roc_png(roc, fpr, tpr, auc)
+        click.echo(f"wrote {roc}", err=True)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    click.echo(f"samples    {result['normal_samples']} normal, {result['anomalous_samples']} anomalous ({precision})")
+    click.echo(f"ROC AUC    {auc:.4f}")
+    click.echo(f"avg prec   {result['average_precision']:.4f}")
+    rows = [(f"{name} (validation)", r) for name, r in result["thresholds"].items()]
+    if false_alarm is not None:
+        rows.append((f"false alarms <= {false_alarm:g}", result["false_alarm_target"]))
+    for label, r in rows:
+        p = "n/a" if r["precision"] is None else f"{r['precision']:.3f}"
+        click.echo(f"threshold  {label:<22} {r['threshold']:>10.4g} nats: precision {p}, recall {r['recall']:.3f}, false alarms {r['false_alarm_rate']:.3f}")
+
+
+def _read_labels(path: Path) -> np.ndarray:
+    if path.suffix.lower() == ".csv":
+        from .tables import read_csv
+
+        y = read_csv(path)[0]
+    else:
+        y = _read_array(path)
+    y = np.asarray(y).reshape(-1)
+    if not np.isin(y, (0, 1)).all():
+        raise ValueError(f"{path}: labels must be 0 (normal) or 1 (anomalous), one per sample")
+    return y.astype(np.int64)
 
 
 @cli.command()

@@ -28,7 +28,16 @@ LIKELIHOODS = ("bernoulli", "gaussian")
 FORMATS = ("onnx", "ort")
 BASE_VARIANT = "fp32"  # the graphs as exported from PyTorch; every other variant is derived from them
 # Every variant name an exporter may write, base first (the manifest lists those a bundle has).
-VARIANTS = (BASE_VARIANT, "int8", "int8-static", "fp16")
+# "int8-weights": int8 weights on disk, float compute (DequantizeLinear on each weight, folded at load).
+VARIANTS = (BASE_VARIANT, "int8", "int8-static", "fp16", "int8-weights")
+# The exporter's per-graph recommendation (`vae-export --quantize auto`), listed in the manifest as one
+# more variant whose graphs are other variants' files; its "from" key names the variant of each graph.
+AUTO = "auto"
+# onnxruntime session config entries a variant's graphs need, by the variant that made the graph. Kept
+# here, not in the manifest: a bundle cannot ask the runtime for session settings of its own choosing.
+# int8-weights: onnxruntime's constant folding skips DequantizeLinear unless QDQ handling is off, and the
+# weights would be dequantized on every call (measured 1.5x fp32 at batch 1 on the digits MLP).
+SESSION_CONFIG: dict[str, dict[str, str]] = {"int8-weights": {"session.disable_quant_qdq": "1"}}
 BATCH = "batch"  # name of the dynamic leading axis of every graph input and output
 # Dimension symbols that stay dynamic in the graph (one axis each), besides the batch: a text line's length.
 LENGTH = "length"
@@ -224,6 +233,33 @@ def graph_metadata(*, latent_dim: int, input_shape: Iterable[int], likelihood: s
 def variant_files(specs: Iterable[GraphSpec], variant: str, fmt: str = "onnx") -> dict[str, str]:
     """A variant's graph entries in the manifest: ``{"encoder": "encoder.int8.onnx", ...}``."""
     return {spec.name: spec.filename(variant, fmt) for spec in specs}
+
+
+def graph_variant(entry: Mapping, variant: str, graph: str) -> str:
+    """The variant that made ``graph`` of the manifest entry ``entry`` of ``variant``: itself, or for
+    the auto variant the one its ``from`` names.
+
+    Raises:
+        ValueError: an auto entry that names no known variant for ``graph``.
+    """
+    if variant != AUTO:
+        return variant
+    source = entry.get("from") if isinstance(entry.get("from"), Mapping) else {}
+    made_by = source.get(graph)
+    if made_by not in VARIANTS:
+        raise ValueError(f"variant {AUTO!r} names no known variant for its {graph} graph (its 'from' entry: {made_by!r})")
+    return made_by
+
+
+def session_config(entry: Mapping, variant: str, graph: str) -> dict[str, str]:
+    """onnxruntime session config entries for ``graph`` of ``variant`` (see SESSION_CONFIG). A graph of
+    the auto variant that its ``from`` does not name (the score graph, composed from the chosen encoder
+    and decoder) takes its sources' entries where they all agree, else none."""
+    source = entry.get("from") if isinstance(entry.get("from"), Mapping) else {}
+    if variant == AUTO and graph not in source:
+        configs = [SESSION_CONFIG.get(graph_variant(entry, variant, g), {}) for g in source]
+        return configs[0] if configs and all(c == configs[0] for c in configs) else {}
+    return SESSION_CONFIG.get(graph_variant(entry, variant, graph), {})
 
 
 def file_entry(path: Path) -> dict:

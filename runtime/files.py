@@ -465,11 +465,26 @@ def read_array(path: Path, key: str | None = None, *, mmap: bool = False, max_by
                 return _read_npy(f, size, path, mmap=mmap)
             if magic[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
                 return _read_npz_member(f, path, key, max_bytes)
-            raise ValueError(f"{path}: not a readable .npy/.npz array (cannot read it without unpickling: pickled data or not an array file)")
+            raise ValueError(f"{path}: not a readable .npy/.npz array ({_why_not_an_array(f, size)})")
     except FileCheckError as exc:
         if exc.missing:
             raise ValueError(f"{path}: no such file") from None
         raise ValueError(str(exc).replace("expected a file", "expected a .npy/.npz file")) from None
+
+
+def _why_not_an_array(f, size: int) -> str:
+    # An empty file or a CSV given where an array belongs is a common slip; "pickled data" would mislead.
+    if size == 0:
+        return "the file is empty"
+    head = f.read(512)
+    try:
+        head.decode("utf-8")
+        text = b"\x00" not in head
+    except UnicodeDecodeError as exc:
+        text = len(head) == 512 and exc.start >= 509 and b"\x00" not in head  # a character cut at the 512th byte
+    if text:
+        return "it is text, not an array file"
+    return "cannot read it without unpickling: pickled data or not an array file"
 
 
 def _npy_header(f, where: str) -> tuple[tuple[int, ...], bool, np.dtype]:

@@ -1,4 +1,5 @@
-"""The ELBO's terms in numpy: reconstruction negative log-likelihood per sample and the KL to the prior."""
+"""The anomaly score's terms in numpy: reconstruction negative log-likelihood per sample, the KL to the
+prior, and the out-of-range term (the one place that rule lives; docs/anomaly.md states it)."""
 
 from __future__ import annotations
 
@@ -45,3 +46,39 @@ def gaussian_kl(mu: np.ndarray, logvar: np.ndarray) -> np.ndarray:
     mu = mu.astype(np.float64)
     logvar = logvar.astype(np.float64)
     return 0.5 * (mu**2 + np.exp(logvar) - 1.0 - logvar).sum(axis=1)
+
+
+# The out-of-range rule (docs/anomaly.md). In model space, with per-feature bounds [low, high] (the
+# manifest's data.valid_range mapped through the preprocessing; [0, 1] for a Bernoulli model):
+#   d_i      = max(low_i - x_i, x_i - high_i, 0)                      distance beyond the bound
+#   out_i    = d_i > OUT_OF_RANGE_TOLERANCE                           (rounding in the user's scaling is not out of range)
+#   penalty  = sum_i out_i * (OUT_OF_RANGE_NATS + OUT_OF_RANGE_NATS_PER_UNIT * d_i)
+#   score    = NLL(clip(x, low, high)) + KL(q(z | clip(x, low, high))) + penalty
+# Finite for any finite input, monotone in each value's distance, and at least 1000 nats for any input
+# out of range: above every threshold a model of ordinary data calibrates, so it is flagged.
+OUT_OF_RANGE_TOLERANCE = 1e-4
+OUT_OF_RANGE_NATS = 1000.0
+OUT_OF_RANGE_NATS_PER_UNIT = 1000.0
+
+
+def out_of_range_penalty(xm: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """The out-of-range term per sample (float64 [n], nats): 0 for a sample inside [low, high].
+
+    Args:
+        xm: a batch [n, *shape] in model space, float64 (float32 can overflow for extreme inputs).
+        low, high: the bounds in model space, broadcastable to the sample shape.
+    """
+    d = np.maximum(np.maximum(low - xm, xm - high), 0.0)
+    out = d > OUT_OF_RANGE_TOLERANCE
+    per_element = np.where(out, OUT_OF_RANGE_NATS + OUT_OF_RANGE_NATS_PER_UNIT * d, 0.0)
+    return per_element.reshape(len(xm), -1).sum(axis=1) if len(xm) else np.zeros(0)
+
+
+def model_bounds(likelihood: str, low: np.ndarray, high: np.ndarray, offset: np.ndarray, scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The valid range in model space (float32): data-unit bounds through (x - offset) / scale; a
+    Bernoulli p(x|z) is defined on [0, 1] only, so its bounds never leave it."""
+    lo = (np.asarray(low, np.float64) - offset) / scale
+    hi = (np.asarray(high, np.float64) - offset) / scale
+    if likelihood == "bernoulli":
+        lo, hi = np.maximum(lo, 0.0), np.minimum(hi, 1.0)
+    return lo.astype(np.float32), hi.astype(np.float32)

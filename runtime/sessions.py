@@ -164,6 +164,14 @@ def open_graphs(
     if format not in contract.FORMATS:
         raise ValueError(f"format {quote(format)} is not one of {', '.join(contract.FORMATS)}")
     options = [session_options(threads, optimization, spinning=spinning) for _ in specs]  # one each: save paths differ
+    entry = manifest["variants"][precision]
+    for spec, opts in zip(specs, options):
+        try:
+            config = contract.session_config(entry, precision, spec.name)
+        except ValueError as exc:
+            raise BundleError(f"{root}: {exc}") from None
+        for key, value in config.items():
+            opts.add_session_config_entry(key, value)
     providers = check_providers(providers)
     save_dir = check_save_dir(root, save_optimized)
     paths = [graph_path(root, manifest, precision, spec.name, format) for spec in specs]
@@ -238,7 +246,16 @@ def check_graphs(root: Path, manifest: dict, precision: str, graphs: dict[str, G
         for key, value in facts.items():
             if key in meta and meta[key] != value:
                 raise BundleError(f"{path}: carries {key}={quote(meta[key])}, the manifest says {value}")
-        _check_method(path, meta, precision, entry.get("method"))
+        made_as, method = precision, entry.get("method")
+        if precision == contract.AUTO:  # the recommended pair: each graph is checked as the variant that made it
+            sources = entry.get("from") if isinstance(entry.get("from"), dict) else {}
+            # Not named there: its own graph composed from the pair (score), as their variant where they agree.
+            made_as = sources.get(name) or (next(iter(set(sources.values()))) if len(set(sources.values())) == 1 else contract.AUTO)
+            if made_as not in contract.VARIANTS and made_as != contract.AUTO:
+                raise BundleError(f"{path}: the {precision} variant names no known variant for its {name} graph ({quote(made_as)})")
+            source_entry = manifest["variants"].get(made_as) if made_as != contract.AUTO else None
+            method = source_entry.get("method") if isinstance(source_entry, dict) else None
+        _check_method(path, meta, made_as, method)
         _probe(path, graph, want_in, want_out)
 
 

@@ -45,13 +45,18 @@ def score_batches(
             RowError (``bad_rows="raise"``) while iterating.
     """
     check_int("batch_size", batch_size, minimum=1, maximum=MAX_STREAM_BATCH)
+    iterator = _iterate(rows, bad_rows, "samples")
+    return _Stream(tuple(shape), score, check, skip=bad_rows == "nan").batches(iterator, int(batch_size))
+
+
+def _iterate(rows: object, bad_rows: object, items: str):
+    """``iter(rows)`` once ``bad_rows`` is known good: both are refused at the call, not mid-stream."""
     if bad_rows not in BAD_ROWS:
         raise ValueError(f"bad_rows: expected 'raise' or 'nan', got {quote(bad_rows)}")
     try:
-        iterator = iter(rows)
+        return iter(rows)
     except TypeError:
-        raise ValueError(f"rows: expected an iterable of samples, got {type(rows).__name__}") from None
-    return _Stream(tuple(shape), score, check, skip=bad_rows == "nan").batches(iterator, int(batch_size))
+        raise ValueError(f"rows: expected an iterable of {items}, got {type(rows).__name__}") from None
 
 
 class _Stream:
@@ -131,3 +136,67 @@ class _Stream:
         if good.any():
             scores[good] = self.score(np.stack([row for row, ok in zip(batch, good) if ok]))
         yield scores
+
+
+def score_windows(
+    rows: Iterable[object],
+    *,
+    length: int,
+    stride: int,
+    channels: int,
+    bad_rows: str,
+    score: Callable[[np.ndarray], np.ndarray],
+) -> Iterator[tuple[int, float]]:
+    """Scores of the windows of a live series, as ``VAE.score_windows``: each row is one time step of
+    ``channels`` numbers; a window [channels, length] is scored as soon as its last step arrives, one
+    every ``stride`` steps, as the trainer cut them (trainer.readers.windows).
+
+    Yields:
+        (index of the window's last row, score).
+
+    Raises:
+        ValueError: an unknown ``bad_rows`` or ``rows`` not iterable, at once; RowError
+            (``bad_rows="raise"``) for a step that is not ``channels`` finite numbers.
+    """
+    iterator = _iterate(rows, bad_rows, "time steps")
+    return _windows(iterator, length, stride, channels, bad_rows == "nan", score)
+
+
+def _windows(iterator, length, stride, channels, skip, score) -> Iterator[tuple[int, float]]:
+    from collections import deque
+
+    steps: deque[np.ndarray] = deque(maxlen=length)
+    due = length  # steps still to come before the next window is complete
+    for index, row in enumerate(iterator):
+        try:
+            step = _step(row, channels, index)
+        except RowError as exc:
+            if not skip:
+                raise
+            # A gap in the series: no window spans it; the next starts after it.
+            log.warning("%s; the windows over it are not scored", exc)
+            steps.clear()
+            due = length
+            continue
+        steps.append(step)
+        due -= 1
+        if due <= 0:
+            window = np.stack(steps, axis=1)[None]  # [1, C, N]
+            yield index, float(score(window)[0])
+            due = stride
+
+
+def _step(row: object, channels: int, index: int) -> np.ndarray:
+    try:
+        a = np.asarray(row, dtype=np.float64).reshape(-1)
+    except (ValueError, TypeError) as exc:
+        raise RowError(index, f"expected {channels} numbers, got {quote(row)} ({exc})") from None
+    if a.size != channels:
+        raise RowError(index, f"expected {channels} numbers (one per channel), got {a.size}")
+    if not np.isfinite(a).all():
+        raise RowError(index, "contains NaN or Inf")
+    with np.errstate(over="ignore"):
+        a32 = a.astype(np.float32)
+    if not np.isfinite(a32).all():
+        raise RowError(index, "a value beyond float32's range")
+    return a32

@@ -7,6 +7,7 @@ purpose: it is one class, the public API, one method per thing a user does, each
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import time
@@ -18,16 +19,15 @@ import onnxruntime as ort
 
 from . import contract, streaming
 from .bundle import BundleError, default_bundle_path, per_feature, read_manifest
-from .likelihoods import gaussian_kl, reconstruction_nll
+from .likelihoods import gaussian_kl, model_bounds, out_of_range_penalty, reconstruction_nll
 from .rng import MAX_SEED, Generator
 from .sessions import Bound, Graph, open_graphs
 from .validation import as_batch, as_real_array, check_finite, check_int, one_line, quote
 
-# Tolerance for data that should lie in [0, 1] after preprocessing (Bernoulli): rounding in the user's
-# own scaling must not be an error, a value clearly outside the range must.
-_RANGE_SLACK = 1e-4
+log = logging.getLogger(__name__)
+
 # float32 bit patterns of +0.0 .. 1.0 are the integers 0 .. _ONE_BITS, and every negative number, NaN and
-# Inf lies above them: one max() over the bits checks a Bernoulli input's range and finiteness at once.
+# Inf lies above them: one max() over the bits checks a Bernoulli input against [0, 1] and finiteness at once.
 _ONE_BITS = np.float32(1.0).view(np.uint32)
 # Latent codes beyond this are not codes of anything (the prior is N(0, I)); far larger ones overflow
 # float32 inside the decoder's first layer and come back as NaN.
@@ -76,6 +76,23 @@ class VAE:
         self._shift = bool(np.any(self._offset != 0))
         # Finite float32 data can only overflow on its way into model space through an offset or a scale below 1.
         self._may_overflow = self._shift or bool(np.any(self._scale < 1))
+        self._low, self._high = self._valid_range(manifest)
+        # [0, 1] exactly (every Bernoulli bundle): the one-reduction bit check of _prepare applies.
+        self._unit_range = bool(np.all(self._low == 0) and np.all(self._high == 1))
+        self._bounded = bool(np.isfinite(self._low).any() or np.isfinite(self._high).any())
+        # Windowed series: {"length": N, "stride": S, "channels": [...]}; samples are windows [C, N].
+        self.window: dict | None = manifest["data"].get("window")
+
+    def _valid_range(self, manifest: dict) -> tuple[np.ndarray, np.ndarray]:
+        """The bounds of the out-of-range rule in model space (float32, the sample shape); bundles from
+        before data.valid_range: [0, 1] for Bernoulli, unbounded for Gaussian."""
+        valid = manifest["data"].get("valid_range")
+        shape = list(self.shape)
+        if valid is None:
+            lo, hi = (0.0, 1.0) if self.likelihood == "bernoulli" else (-np.inf, np.inf)
+            return np.full(self.shape, lo, np.float32), np.full(self.shape, hi, np.float32)
+        low, high = model_bounds(self.likelihood, per_feature(valid["low"], shape), per_feature(valid["high"], shape), self._offset, self._scale)
+        return np.ascontiguousarray(np.broadcast_to(low, self.shape)), np.ascontiguousarray(np.broadcast_to(high, self.shape))
 
     # ---------------------------------------------------------------- loading
     @classmethod
@@ -95,7 +112,9 @@ class VAE:
 
         Args:
             path: bundle folder; ``None`` for the default bundle shipped in the package.
-            precision: a variant named in the manifest ("fp32", "int8", ...).
+            precision: a variant named in the manifest ("fp32", "int8", ...), or "auto": the pair the
+                exporter recommends for each graph (timed at export; the manifest's ``recommended``),
+                fp32 where a bundle records no recommendation.
             threads: onnxruntime intra-op threads (``None``: onnxruntime's choice, one per core).
             spinning: let onnxruntime's idle intra-op threads spin between calls (its own default), for
                 the lowest multi-threaded latency on cores nothing else needs. Off by default: on a
@@ -128,6 +147,9 @@ class VAE:
                 if manifest["data"].get("kind") == "text":
                     raise BundleError(f"{root}: a text bundle; open it with vae_edge.runtime.load (a TextVAE)")
                 variants = manifest["variants"]
+                if precision == contract.AUTO and contract.AUTO not in variants:
+                    log.info("%s records no recommended variant; precision 'auto' runs fp32", root)
+                    precision = contract.BASE_VARIANT
                 if not isinstance(precision, str) or precision not in variants:
                     raise ValueError(f"precision {quote(precision)} is not in this bundle; it has {', '.join(variants)}")
                 graphs = open_graphs(root, manifest, precision, contract.variant_graphs(manifest, precision, format), threads=threads, spinning=spinning,
@@ -157,29 +179,35 @@ class VAE:
         self._inputs(x)
 
     # ---------------------------------------------------------------- data units <-> model space
-    def _inputs(self, x: object, name: str = "x") -> tuple[np.ndarray, bool]:
-        """Validate data-unit input and map it into model space: (batch [n, *shape], single sample?)."""
-        xm, single, _ = self._prepare(x, name, None)
+    def _inputs(self, x: object, name: str = "x", penalty: list | None = None) -> tuple[np.ndarray, bool]:
+        """Validate data-unit input and map it into model space: (batch [n, *shape], single sample?).
+        Values beyond the valid range are clipped to it (see :meth:`anomaly_score`), never refused."""
+        xm, single, _ = self._prepare(x, name, None, penalty)
         return xm, single
 
-    def _prepare(self, x: object, name: str, graph: Graph | None) -> tuple[np.ndarray, bool, Bound | None]:
+    def _prepare(self, x: object, name: str, graph: Graph | None, penalty: list | None = None) -> tuple[np.ndarray, bool, Bound | None]:
         """Validate data-unit input and scale it into model space, straight into ``graph``'s bound input
         buffer where this thread has one: (batch [n, *shape], single sample?, the bound call or None).
 
+        Values beyond the valid range are clipped to it; with ``penalty`` (a list) the out-of-range term
+        per sample (likelihoods.out_of_range_penalty) is appended to it, only when some value is out of range.
         One pass scales, one reduction checks NaN, Inf and (Bernoulli) the range; nothing else is allocated.
         """
         a, single = as_batch(x, self.shape, name, finite=False)
         bound = graph.bound(len(a)) if graph is not None else None
         xm = bound.input if bound is not None else np.empty(a.shape, np.float32)
         if self._may_overflow:
-            with np.errstate(over="ignore", invalid="ignore"):  # Inf is refused just below (1.6 us: only where it can arise)
+            with np.errstate(over="ignore", invalid="ignore"):  # an extreme finite value may become Inf here: clipped below
                 self._scale_into(a, xm)
         else:
             self._scale_into(a, xm)
-        if self.likelihood != "bernoulli":
-            check_finite(xm, name)
-        elif xm.size and (bound.input_bits if bound is not None else xm.view(np.uint32)).max() > _ONE_BITS:
-            self._check_range(xm, name)
+        if self._unit_range:
+            if xm.size and (bound.input_bits if bound is not None else xm.view(np.uint32)).max() > _ONE_BITS:
+                self._clip_range(a, xm, name, penalty)
+        else:
+            check_finite(a, name)
+            if self._bounded and xm.size and (np.less(xm, self._low).any() or np.greater(xm, self._high).any()):
+                self._clip_range(a, xm, name, penalty)
         return xm, single, bound
 
     def _scale_into(self, a: np.ndarray, xm: np.ndarray) -> None:
@@ -189,17 +217,17 @@ class VAE:
         else:
             np.divide(a, self._scale, out=xm)
 
-    def _check_range(self, xm: np.ndarray, name: str) -> None:
-        """The exact check behind _prepare's one reduction: NaN or Inf, or values outside [0, 1] beyond
-        _RANGE_SLACK, are refused; those within it (the user's rounding) are clipped in place."""
-        if np.count_nonzero(np.isfinite(xm)) != xm.size:
+    def _clip_range(self, a: np.ndarray, xm: np.ndarray, name: str, penalty: list | None) -> None:
+        """The slow path behind _prepare's check: NaN or Inf in the input is refused; finite values beyond
+        the valid range are scored (their penalty, in float64 from the data units) and clipped in place."""
+        if np.count_nonzero(np.isfinite(a)) != a.size:
             raise ValueError(f"{name}: contains NaN or Inf")
-        lo, hi = float(xm.min()), float(xm.max())
-        if lo < -_RANGE_SLACK or hi > 1 + _RANGE_SLACK:
-            a, b = float(np.min(self._offset)), float(np.max(self._offset + self._scale))
-            got = self._from_model(np.array([lo, hi], np.float32).reshape((2,) + (1,) * len(self.shape)))
-            raise ValueError(f"{name}: values must lie in [{a:g}, {b:g}] for this model, got min {float(got.min()):g}, max {float(got.max()):g}")
-        np.clip(xm, 0.0, 1.0, out=xm)
+        if penalty is not None:
+            x64 = (a.astype(np.float64) - self._offset) / self._scale
+            p = out_of_range_penalty(x64, self._low, self._high)
+            if p.any():
+                penalty.append(p)
+        np.clip(xm, self._low, self._high, out=xm)
 
     def _to_data(self, xm: np.ndarray) -> np.ndarray:
         """A bound output [n, *shape] in model space -> a new array in data units (one pass, two with an offset)."""
@@ -271,7 +299,8 @@ class VAE:
             (mu, logvar), each [n, latent] (or [latent] for one sample), float32.
 
         Raises:
-            ValueError: wrong shape, non-numeric, NaN/Inf, or out of the data's range.
+            ValueError: wrong shape, non-numeric, or NaN/Inf. Values beyond the data's valid range
+                (manifest data.valid_range) are clipped to it.
         """
         xm, single, bound = self._prepare(x, "x", self._encoder)
         mu, logvar = self._encode_model(xm, bound)
@@ -340,6 +369,11 @@ class VAE:
         bundles without it: encoder, decoder and numpy in float64); ``samples=K`` averages it over K
         reparameterised draws instead (a Monte-Carlo estimate of the ELBO, seeded by ``seed``).
 
+        Inputs beyond the valid range (manifest ``data.valid_range``: the format's range, or the train
+        split's min..max widened by a quarter of its span) are scored, never refused: the ELBO is taken
+        at the input clipped to the range, plus 1000 nats per value out of range and 1000 nats per
+        model-space unit beyond its bound (``likelihoods.out_of_range_penalty``; docs/anomaly.md).
+
         Returns:
             float64 [n] (a 0-d value for one sample).
 
@@ -350,12 +384,15 @@ class VAE:
             check_int("samples", samples, minimum=1, maximum=MAX_MC_SAMPLES)
         if seed is not None:  # checked even when unused, so a bad seed never passes silently
             check_int("seed", seed, minimum=0, maximum=MAX_SEED)
+        penalty: list = []
         if samples is None and self._score is not None:
-            xm, single, bound = self._prepare(x, "x", self._score)
+            xm, single, bound = self._prepare(x, "x", self._score, penalty)
             score = self._score_graph(xm, bound)
-            return score[0] if single else score
-        xm, single = self._inputs(x)
-        score = self._score_two_calls(xm, samples, seed)
+        else:
+            xm, single = self._inputs(x, penalty=penalty)
+            score = self._score_two_calls(xm, samples, seed)
+        if penalty:
+            score = score + penalty[0]
         return score[0] if single else score
 
     def _score_graph(self, xm: np.ndarray, bound: Bound | None) -> np.ndarray:
@@ -446,6 +483,29 @@ class VAE:
         For writers that flush once per batch. Raises as :meth:`score_stream`.
         """
         return streaming.score_batches(rows, batch_size, bad_rows=bad_rows, shape=self.shape, score=self.anomaly_score, check=self._inputs)
+
+    def score_windows(self, rows: Iterable[object], *, bad_rows: str = "raise") -> Iterator[tuple[int, float]]:
+        """Anomaly scores of a live multichannel series, for a bundle trained on windows (``vae-train --window``).
+
+        Each row is one time step: one number per channel, in the manifest's ``data.window.channels``
+        order. The rows are windowed as the trainer cut the series (``length`` steps, one window every
+        ``stride`` steps) and each window is scored as soon as its last step arrives.
+
+        Args:
+            bad_rows: "raise" stops at a step that is not one finite number per channel; "nan" logs a
+                warning and treats it as a gap: no window spans it, the next one starts after it.
+
+        Yields:
+            (index of the window's last row, 0 = the first row; its score as :meth:`anomaly_score`).
+
+        Raises:
+            ValueError: the bundle was not trained on windows, or an unknown ``bad_rows``.
+            RowError: with ``bad_rows="raise"``, a bad step (its index); earlier windows have been yielded.
+        """
+        if not self.window:
+            raise ValueError(f"{one_line(str(self.path))}: this bundle was not trained on windows (vae-train --window); score its samples with score_stream")
+        return streaming.score_windows(rows, length=int(self.window["length"]), stride=int(self.window["stride"]),
+                                       channels=int(self.shape[0]), bad_rows=bad_rows, score=self.anomaly_score)
 
     def _nll(self, xm: np.ndarray, mean: np.ndarray) -> np.ndarray:
         return reconstruction_nll(self.likelihood, xm, mean, self._obs_logvar)

@@ -64,6 +64,25 @@ def test_digits(digits) -> np.ndarray:
     return digits.test[:64]
 
 
+@pytest.fixture(scope="session")
+def sensor_bundle(tmp_path_factory):
+    """(bundle, vae-train's output) for an MLP trained as a new user would on a sensor CSV: three
+    channels, windows of 16 steps every 4, no likelihood given; exported with fp32 and int8."""
+    from helpers import invoke, sensor_series, write_csv
+
+    from vae_edge.export.bundle import ExportOptions, export_bundle
+    from vae_edge.trainer.cli import cli as train_main
+
+    folder = tmp_path_factory.mktemp("sensor")
+    path = write_csv(folder / "log.csv", sensor_series(4000))
+    model = folder / "m.pt"
+    result = invoke(train_main, ["--data", f"csv:{path}", "--columns", "temp,pressure,level", "--window", 16, "--stride", 4,
+                                 "--hidden", 64, "--latent", 4, "--epochs", 30, "--batch-size", 32, "--iw-samples", 5, "--out", model, "-q"])
+    assert result.exit_code == 0, result.output
+    export_bundle(model, folder / "bundle", ExportOptions(variants=("int8",), latency=None))
+    return folder / "bundle", result.output
+
+
 # ---------------------------------------------------------------- audio: synthetic WAVs, a tiny model, its bundle
 AUDIO_RATE = 16000
 AUDIO_CLIP = 8000  # 0.5 s clips: 16 frames of hop 512, quick to train

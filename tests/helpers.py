@@ -19,3 +19,21 @@ def one_line_error(result, code, *fragments):
     assert last.startswith("Error"), result.output
     for fragment in fragments:
         assert fragment in last, last
+
+
+def sensor_series(t: int = 400, seed: int = 0):
+    """Three sensor channels [T, 3] in their own units: a temperature sine, a pressure sine at twice its
+    frequency and a noisy level, each with a little measurement noise."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    k = np.arange(t)
+    noise = rng.standard_normal((t, 3)) * [0.1, 1.0, 0.05]
+    return np.stack([20 + 5 * np.sin(k / 8), 1000 + 30 * np.sin(k / 4), np.full(t, 0.5)], axis=1) + noise
+
+
+def write_csv(path, x, header="time,temp,pressure,level", times=True):
+    """``x`` [T, C] as a CSV with a header row (and a leading time column unless ``times`` is False)."""
+    lines = [header] + [",".join([str(i)] * times + [f"{v:.5f}" for v in row]) for i, row in enumerate(x)]
+    path.write_text("\n".join(lines) + "\n")
+    return path

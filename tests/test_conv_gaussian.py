@@ -157,11 +157,16 @@ def test_preprocessing_follows_the_likelihood(digits, digits_gaussian):
     train_x = digits_gaussian.train
     np.testing.assert_allclose(digits_gaussian.offset, train_x.mean(axis=0), atol=1e-5)
     assert digits_gaussian.offset.shape == digits_gaussian.scale.shape == (1, 8, 8)
-    constant = train_x.std(axis=0) == 0  # the digits' corner pixels are always 0
-    assert constant.any() and (digits_gaussian.scale[constant] == 1.0).all()  # centred, never divided by 0
+    # The std is floored at STD_FLOOR of the data's range (0..16): the digits' corner pixels, always or
+    # almost always 0, are centred and divided by 1.6, never by 0 or by a std that makes a 1 a 50-sigma value.
+    from vae_edge.trainer.data import STD_FLOOR
+
+    std = train_x.std(axis=0)
+    floored = std < STD_FLOOR * 16
+    assert (std == 0).any() and np.allclose(digits_gaussian.scale[floored], STD_FLOOR * 16)
     standardised = digits_gaussian.to_model(train_x)
     np.testing.assert_allclose(standardised.mean(axis=0), 0.0, atol=1e-4)
-    np.testing.assert_allclose(standardised.std(axis=0)[~constant], 1.0, atol=1e-4)
+    np.testing.assert_allclose(standardised.std(axis=0)[~floored], 1.0, atol=1e-4)
     pre = digits_gaussian.preprocessing
     assert np.array(pre["offset"]).shape == (1, 8, 8) and isinstance(pre["scale"], list)
     # The test split is standardised with the train statistics, not its own.
@@ -176,8 +181,11 @@ def test_dataset_refuses_an_unknown_likelihood_and_out_of_range_bernoulli_data()
         Dataset("v", "v", x, x, x, "vector", likelihood="poisson")
     with pytest.raises(ValueError, match="outside the range 0..1"):
         Dataset("v", "v", x, x, x, "vector", value_range=(0.0, 1.0))
-    vectors = Dataset("v", "v", x, x, x, "vector")  # no known range: the train split's min and max
-    assert (vectors.offset, vectors.scale) == (0.0, 2.0)
+    # No known range and values beyond [0, 1]: refused for Bernoulli with the reason and the fix.
+    with pytest.raises(ValueError, match="values span 0..2; a Bernoulli model needs a range.*--likelihood gaussian"):
+        Dataset("v", "v", x, x, x, "vector")
+    vectors = Dataset("v", "v", x / 2, x / 2, x / 2, "vector")  # in [0, 1]: the train split's min and max
+    assert (vectors.offset, vectors.scale) == (0.0, 1.0)
 
 
 def test_conv_bundle_matches_pytorch_through_the_runtime(conv_bundle, digits):

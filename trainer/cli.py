@@ -22,11 +22,12 @@ from .config import DEVICES, LR_SCHEDULES, OBJECTIVES, TrainConfig
 DATA_HELP = (
     "Data set: digits (scikit-learn's bundled 8x8 digits) | idx:PATH (MNIST-format IDX images, .gz allowed) | "
     "images:DIR (PNG/JPEG files under DIR, see --size) | npy:PATH (.npy; or PATH.npz:KEY, KEY optional for a one-array .npz) | "
+    "csv:PATH (a header row, then numbers; see --columns, --window) | "
     "audio:DIR (WAV/FLAC files under DIR: log-mel features, see --duration/--window; conv and gaussian unless given) | "
     "text:FILE (UTF-8, one sample a line; trains the sentence VAE, --arch gru)."
 )
 # vae-train option -> VAEConfig field, where the names differ; TrainConfig's fields are options of the same name.
-MODEL_OPTIONS = {"latent": "latent_dim", "hidden": "hidden_dims", "arch": "arch", "likelihood": "likelihood",
+MODEL_OPTIONS = {"latent": "latent_dim", "hidden": "hidden_dims", "arch": "arch",
                  "gaussian_std": "gaussian_std", "channels": "channels", "decoder_style": "decoder_style"}
 TRAIN_OPTIONS = tuple(f.name for f in fields(TrainConfig))
 
@@ -54,8 +55,9 @@ def _train(option: str):
 @click.option("--size", default=None, metavar="HxW", help="Resize images:DIR images to this size (default: their common size).")
 @click.option("--sample-rate", type=click.IntRange(min=1000, max=384000), default=16000, show_default=True, help="audio:DIR: files are resampled to this rate (Hz).")
 @click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None, help="audio:DIR: seconds per clip, one clip per file, cropped or zero-padded (default: the files' common length).")
-@click.option("--window", type=click.FloatRange(min=0, min_open=True), default=None, help="audio:DIR: windows of this many seconds over long recordings.")
-@click.option("--stride", type=click.FloatRange(min=0, min_open=True), default=None, help="audio:DIR: seconds between windows (default: --window).")
+@click.option("--window", type=click.FloatRange(min=0, min_open=True), default=None, help="audio:DIR: windows of this many seconds over long recordings. "
+              "csv:PATH or npy:PATH [T, C]: cut the series into windows [C, N] of this many steps (an integer; conv1d or mlp).")
+@click.option("--stride", type=click.FloatRange(min=0, min_open=True), default=None, help="With --window: seconds (audio:DIR) or steps (a series) between window starts (default: --window, no overlap).")
 @click.option("--mels", type=click.IntRange(min=1), default=64, show_default=True, help="audio:DIR: mel bands of the log-mel front end.")
 @click.option("--n-fft", type=click.IntRange(min=16), default=1024, show_default=True, help="audio:DIR: FFT frame length (samples).")
 @click.option("--hop", type=click.IntRange(min=1), default=512, show_default=True, help="audio:DIR: samples between frames.")
@@ -72,7 +74,8 @@ def _train(option: str):
 @click.option("--iw-train", type=click.IntRange(min=1), default=_train("iw_train"), show_default=True, help="--objective iwae: samples K of the training bound (and of the validation bound early stopping watches).")
 @click.option("--beta", type=click.FloatRange(min=0), default=_train("beta"), show_default=True, help="KL weight (1 = the ELBO; --objective elbo).")
 @click.option("--kl-warmup", type=click.FloatRange(min=0), default=_train("kl_warmup"), show_default=True, help="Epochs over which the KL weight ramps up from 0 (--objective elbo).")
-@click.option("--likelihood", type=click.Choice(LIKELIHOODS), default=_model("likelihood"), show_default=True, help="p(x|z): bernoulli (data scaled to [0, 1]) or gaussian (data standardised per feature).")
+@click.option("--likelihood", type=click.Choice(("auto", *LIKELIHOODS)), default="auto", show_default=True, help="p(x|z): bernoulli (data scaled to [0, 1]) or gaussian (data standardised per feature); auto: bernoulli for data in a fixed range (8-bit images, IDX, values in [0, 1]), else gaussian.")
+@click.option("--columns", default=None, metavar="A,B,...", help="csv:PATH: the columns to read, by header name (default: all).")
 @click.option("--gaussian-std", type=click.FloatRange(min=0, min_open=True), default=_model("gaussian_std"), help="gaussian: fixed std of p(x|z) in standardised units (omitted: learned per feature).")
 @click.option("--patience", type=click.IntRange(min=0), default=_train("patience"), show_default=True, help="Stop after N epochs without a better validation bound and keep the best epoch (0: never; train all --epochs, keep the last).")
 @click.option("--iw-samples", type=click.IntRange(min=1), default=_train("iw_samples"), show_default=True, help="K for the importance-weighted NLL estimate on the test split.")
@@ -159,6 +162,11 @@ def _apply_resume(o: dict, given: set[str]) -> dict | None:
         o["split_text"] = ",".join(f"{f:g}" for f in fractions)
     if "out" not in given:
         o["out"] = o["resume"]
+    recorded = ckpt["data"]
+    if "columns" not in given and recorded.get("columns"):
+        o["columns"] = ",".join(recorded["columns"])
+    if "window" not in given and isinstance(recorded.get("window"), dict):
+        o["window"], o["stride"] = recorded["window"]["length"], recorded["window"]["stride"]
     shape = ckpt["data"].get("shape") or []
     if "size" not in given and o["data_spec"].startswith("images:") and len(shape) == 3:
         o["size"] = f"{shape[1]}x{shape[2]}"
@@ -240,15 +248,25 @@ def _load_data(o: dict, size: tuple[int, int] | None, split, audio=None):
     from .data import DataError, load_data
     from .splits import absolute_spec
 
+    columns = [c.strip() for c in o["columns"].split(",") if c.strip()] if o["columns"] else None
+    window = None
+    if audio is None:  # audio:DIR's --window/--stride are seconds, taken by AudioOptions
+        if o["stride"] is not None and o["window"] is None:
+            raise click.BadParameter("applies with --window only", param_hint="--stride")
+        for name in ("window", "stride"):
+            if o[name] is not None and float(o[name]) != int(o[name]):
+                raise click.BadParameter(f"a series is cut in whole steps, got {o[name]:g}", param_hint=f"--{name}")
+        window = (int(o["window"]), int(o["stride"] or o["window"])) if o["window"] else None
     try:
-        return load_data(absolute_spec(o["data_spec"]), o["likelihood"], size=size, sequences=o["arch"] == "conv1d", split=split, audio=audio)
+        return load_data(absolute_spec(o["data_spec"]), o["likelihood"], size=size, sequences=o["arch"] == "conv1d", split=split, audio=audio,
+                         columns=columns, window=window)
     except DataError as exc:
         raise click.BadParameter(str(exc), param_hint=exc.option) from None
 
 
 def _build_configs(o: dict, data) -> tuple[VAEConfig, TrainConfig]:
     try:
-        model_config = VAEConfig(input_shape=data.shape, **{field: o[option] for option, field in MODEL_OPTIONS.items()})
+        model_config = VAEConfig(input_shape=data.shape, likelihood=data.likelihood, **{field: o[option] for option, field in MODEL_OPTIONS.items()})
         return model_config, TrainConfig(**{k: o[k] for k in TRAIN_OPTIONS})
     except ValueError as exc:  # e.g. a conv stack the data's size cannot take, or --beta with --objective iwae
         raise click.UsageError(str(exc)) from None
@@ -286,7 +304,10 @@ def _report(data, mc: VAEConfig, config: TrainConfig, m: dict, written: list[Pat
     noise = "" if mc.likelihood != "gaussian" else f" (std {mc.gaussian_std:g})" if mc.gaussian_std else " (learned variance)"
     stopped = f", stopped early, kept epoch {m['best_epoch']}" if m["stopped_early"] else ""
     click.echo(f"data      {data.name}: {len(data.train)} train / {len(data.val)} val / {len(data.test)} test, shape {list(data.shape)}")
+    if data.window:
+        click.echo(f"windows   {data.window['length']} steps every {data.window['stride']} of channels {', '.join(data.window['channels'])}, split in time order")
     click.echo(f"model     {mc.arch} {list(data.shape)}, {widths}, latent {mc.latent_dim}, {mc.likelihood}{noise}")
+    click.echo(f"likelihood {mc.likelihood}: {data.likelihood_reason}")
     click.echo(f"train     {objective}; ELBO {m['train_elbo']:.2f} nats/sample after {m['epochs']} epochs{stopped} ({m['epoch_seconds'] * 1000:.0f} ms/epoch on {m['device']} x{m['world_size']})")
     if m["test_samples"]:
         click.echo(f"test      ELBO {m['test_elbo']:.2f} nats/sample (recon {m['test_recon_nll']:.2f} + KL {m['test_kl']:.2f}), IWAE NLL {m['test_iwae_nll']:.2f} (K={m['iw_samples']})")
@@ -307,7 +328,7 @@ def _audio_options(o: dict, given: set[str], ckpt: dict | None = None):
     """audio:DIR's settings (None for other data); its defaults are conv and a Gaussian likelihood, and
     with --resume the checkpoint's, for every option left out."""
     if not o["data_spec"].startswith("audio:"):
-        for name in (n for n in AUDIO_OPTIONS if n in given):
+        for name in (n for n in AUDIO_OPTIONS if n in given and n not in ("window", "stride")):  # those also cut series
             raise click.BadParameter("applies to --data audio:DIR only", param_hint=f"--{name.replace('_', '-')}")
         return None
     from .audio import AudioOptions

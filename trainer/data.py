@@ -2,6 +2,9 @@
 
 The preprocessing chosen here is recorded in model.pt and the bundle manifest so that the exporter and
 the runtime repeat it exactly; a device feeds the same units as the training data.
+
+One file over 300 lines: the Dataset, the likelihood it follows and the loader that cuts its parts are
+one set of rules read together; readers (readers.py) and the split's arithmetic (splits.py) live apart.
 """
 
 from __future__ import annotations
@@ -11,10 +14,19 @@ from pathlib import Path
 
 import numpy as np
 
-from .readers import DataError, RawData, read_idx, read_images, read_npy, split_npz_key
+from .readers import DataError, RawData, read_csv, read_idx, read_images, read_npy, split_npz_key, windows
 from .splits import DEFAULT_FRACTIONS, SPLIT_SEED, SplitError, SplitPlan, absolute_spec, cut, locate, plan, relative_spec
 
-__all__ = ["SPLIT_SEED", "DataError", "Dataset", "data_files", "load_data", "load_recorded", "recorded_specs", "same_preprocessing", "split"]
+__all__ = ["SPLIT_SEED", "DataError", "Dataset", "choose_likelihood", "data_files", "load_data", "load_recorded", "recorded_specs",
+           "same_preprocessing", "split", "split_series"]
+
+# Gaussian standardisation divides each feature by max(std, STD_FLOOR * its range): a feature almost
+# constant over the train split (an edge pixel, an idle sensor) would otherwise turn an ordinary value
+# into tens of standard deviations and a score in the thousands of nats.
+STD_FLOOR = 0.1
+# Gaussian data without a range the format knows: values more than this fraction of a feature's train
+# span beyond its train min..max count as out of range (runtime.likelihoods.out_of_range_penalty).
+RANGE_MARGIN = 0.25
 
 
 @dataclass(frozen=True)
@@ -36,40 +48,75 @@ class Dataset:
     # None: the train split's min and max. Used for Bernoulli scaling and for displaying images.
     value_range: tuple[float, float] | None = None
     likelihood: str = "bernoulli"
+    likelihood_reason: str = ""  # why this likelihood (printed by vae-train, recorded in model.pt)
+    # Windows cut from a series [T, C]: {"length": N, "stride": S, "channels": [names]}; None otherwise.
+    window: dict | None = None
+    columns: tuple[str, ...] | None = None  # csv: the columns read, in order
     # How the parts were made (``SplitPlan``) and the spec each came from ("val"/"test": None when cut from ``spec``).
-    split_plan: SplitPlan = SplitPlan((0.8, 0.1, 0.1))
+    split_plan: SplitPlan = SplitPlan(DEFAULT_FRACTIONS)
     # model input = (x - offset) / scale: floats, or float32 arrays of the sample shape (Gaussian).
     offset: float | np.ndarray = field(init=False)
     scale: float | np.ndarray = field(init=False)
+    # The range inside which inputs are scored by the likelihood alone, in data units (numbers or
+    # arrays of the sample shape); beyond it the runtime adds its out-of-range term.
+    valid_low: float | np.ndarray = field(init=False)
+    valid_high: float | np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
-        lo, hi = self.range
+        if self.likelihood not in ("bernoulli", "gaussian"):
+            raise DataError(f"likelihood must be bernoulli, gaussian or auto, got {self.likelihood!r}")
         if self.likelihood == "bernoulli":
+            if self.value_range is None:
+                _check_unit_range(self.name, self.train, "bernoulli")
+            lo, hi = self.range
             if hi <= lo:
-                raise DataError(f"{self.name}: all values are {lo:g}; a Bernoulli model needs a range to scale to [0, 1]")
-            # Validation and test samples are checked only against a range the format implies (8-bit:
-            # 0..255): against the train split's own min and max, held-out data may well stray a little.
-            parts = (("train", "--data"), ("val", "--val-data"), ("test", "--test-data")) if self.value_range is not None else (("train", "--data"),)
-            for part, option in parts:
-                x = getattr(self, part)
-                if not len(x):
-                    continue
-                t_lo, t_hi = float(x.min()), float(x.max())
-                if t_lo < lo or t_hi > hi:
-                    own = {"val": self.split_plan.val_spec, "test": self.split_plan.test_spec}.get(part)
-                    source = self.spec if part == "train" else own or f"the {part} split of {self.spec}"
-                    raise DataError(f"{source}: values {t_lo:g}..{t_hi:g} lie outside the range {lo:g}..{hi:g}{'' if part == 'train' else ' of the training data'}", option)
+                raise DataError(f"{self.name}: all values are {lo:g}; a Bernoulli model needs a range to scale to [0, 1]; use --likelihood gaussian")
+            self._check_parts_in(lo, hi)
             offset, scale = float(lo), float(hi - lo)
-        elif self.likelihood == "gaussian":
+            low, high = float(lo), float(hi)
+        else:
+            t_min = self.train.min(axis=0).astype(np.float64)
+            t_max = self.train.max(axis=0).astype(np.float64)
+            span = self._feature_span(t_min, t_max)
             mean = self.train.mean(axis=0, dtype=np.float64)
             std = self.train.std(axis=0, dtype=np.float64)
-            # A feature constant over the train split has std 0: it is only centred, never divided by 0.
-            std = np.where(std > 1e-8 * max(1.0, abs(hi), abs(lo)), std, 1.0)
+            floor = STD_FLOOR * span
+            # A feature constant over the train split (span 0 too) is only centred, never divided by 0.
+            std = np.where(floor > 0, np.maximum(std, floor), np.where(std > 0, std, 1.0))
             offset, scale = mean.astype(np.float32), std.astype(np.float32)
-        else:
-            raise DataError(f"likelihood must be bernoulli or gaussian, got {self.likelihood!r}")
+            if self.value_range is not None:
+                low, high = float(self.value_range[0]), float(self.value_range[1])
+            else:
+                low = (t_min - RANGE_MARGIN * span).astype(np.float32)
+                high = (t_max + RANGE_MARGIN * span).astype(np.float32)
         object.__setattr__(self, "offset", offset)
         object.__setattr__(self, "scale", scale)
+        object.__setattr__(self, "valid_low", low)
+        object.__setattr__(self, "valid_high", high)
+
+    def _check_parts_in(self, lo: float, hi: float) -> None:
+        # Validation and test samples are checked only against a range the format implies (8-bit:
+        # 0..255, or [0, 1] chosen for the data): against the train split's own min and max, held-out
+        # data may well stray a little.
+        parts = (("train", "--data"), ("val", "--val-data"), ("test", "--test-data")) if self.value_range is not None else (("train", "--data"),)
+        for part, option in parts:
+            x = getattr(self, part)
+            if not len(x):
+                continue
+            t_lo, t_hi = float(x.min()), float(x.max())
+            if t_lo < lo or t_hi > hi:
+                own = {"val": self.split_plan.val_spec, "test": self.split_plan.test_spec}.get(part)
+                source = self.spec if part == "train" else own or f"the {part} split of {self.spec}"
+                raise DataError(f"{source}: values {t_lo:g}..{t_hi:g} lie outside the range {lo:g}..{hi:g}{'' if part == 'train' else ' of the training data'}", option)
+
+    def _feature_span(self, t_min: np.ndarray, t_max: np.ndarray) -> np.ndarray:
+        """Each feature's range for the std floor: the format's range if known; for windows the channel's
+        span over the whole window (a channel's features share units); else the feature's own train span."""
+        if self.value_range is not None:
+            return np.full(t_min.shape, float(self.value_range[1]) - float(self.value_range[0]))
+        if self.window is not None and t_min.ndim == 2:  # [C, N]
+            return np.broadcast_to((t_max.max(axis=1) - t_min.min(axis=1))[:, None], t_min.shape).copy()
+        return t_max - t_min
 
     def for_likelihood(self, likelihood: str) -> "Dataset":
         """The same data with the preprocessing that ``likelihood`` needs.
@@ -95,6 +142,11 @@ class Dataset:
         """As stored in model.pt and manifest.json (arrays as nested lists of the sample shape)."""
         return {"kind": "affine", "offset": _plain(self.offset), "scale": _plain(self.scale), "formula": "(x - offset) / scale"}
 
+    @property
+    def valid_range(self) -> dict:
+        """As stored in the manifest: data units, numbers or nested lists of the sample shape."""
+        return {"low": _plain(self.valid_low), "high": _plain(self.valid_high)}
+
     def to_model(self, x: np.ndarray) -> np.ndarray:
         """Data units -> what the network sees (float32)."""
         return ((x - self.offset) / self.scale).astype(np.float32)
@@ -115,6 +167,10 @@ class Dataset:
             "kind": self.kind,
             "shape": list(self.shape),
             "preprocessing": self.preprocessing,
+            "valid_range": self.valid_range,
+            "likelihood_reason": self.likelihood_reason,
+            **({"window": self.window} if self.window else {}),
+            **({"columns": list(self.columns)} if self.columns else {}),
             "sizes": {"train": len(self.train), "val": len(self.val), "test": len(self.test)},
             "split_seed": SPLIT_SEED,
             "split": {
@@ -149,6 +205,55 @@ def split(x: np.ndarray, fractions: tuple[float, float, float] = DEFAULT_FRACTIO
     return x[train], x[val], x[test]
 
 
+def _parts(x: np.ndarray, fractions: tuple[float, float, float], *, series: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return split_series(x, fractions) if series else split(x, fractions)
+
+
+def split_series(x: np.ndarray, fractions: tuple[float, float, float] = DEFAULT_FRACTIONS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Windows in time order cut into train / validation / test blocks (by default the first 80 %, the
+    next 10 %, the last 10 %): overlapping windows shuffled across splits would let the test split see
+    its own readings in training.
+
+    Raises:
+        DataError: too few windows for the parts asked for.
+    """
+    n = len(x)
+    n_val = max(1, round(n * fractions[1])) if fractions[1] > 0 else 0
+    n_test = max(1, round(n * fractions[2])) if fractions[2] > 0 else 0
+    n_train = n - n_val - n_test
+    if n_train < 1:
+        raise DataError(f"{n} windows are too few to split {','.join(f'{f:g}' for f in fractions)} with at least one training window; "
+                        "use a shorter --window or --stride", "--split")
+    return x[:n_train], x[n_train : n_train + n_val], x[n_train + n_val :]
+
+
+def _check_unit_range(name: str, x: np.ndarray, asked: str) -> None:
+    lo, hi = float(x.min()), float(x.max())
+    if lo < 0.0 or hi > 1.0:
+        raise DataError(f"{name}: values span {lo:g}..{hi:g}; a Bernoulli model needs a range: data in [0, 1] or a format with a fixed "
+                        f"range (8-bit images, IDX); use --likelihood gaussian (or leave --likelihood out), or scale the data to [0, 1]")
+
+
+def choose_likelihood(x: np.ndarray, value_range: tuple[float, float] | None, asked: str = "auto") -> tuple[str, str]:
+    """The likelihood for these samples and why: Bernoulli for data in a fixed range (the format's, e.g.
+    0..255 for 8-bit images and IDX, or every value in [0, 1]); Gaussian, standardised per feature, otherwise.
+
+    Args:
+        asked: "auto", or a likelihood the user gave (kept as it is, with that as the reason).
+
+    Returns:
+        (likelihood, reason)
+    """
+    if asked != "auto":
+        return asked, f"asked for (--likelihood {asked})"
+    if value_range is not None:
+        return "bernoulli", f"the format's values lie in the fixed range {value_range[0]:g}..{value_range[1]:g}"
+    lo, hi = float(x.min()), float(x.max())
+    if 0.0 <= lo and hi <= 1.0:
+        return "bernoulli", "every value lies in [0, 1]"
+    return "gaussian", f"values span {lo:g}..{hi:g}, no fixed range: standardised per feature"
+
+
 def _digits(spec: str, **_) -> RawData:
     from sklearn.datasets import load_digits  # ships with scikit-learn: no download
 
@@ -164,8 +269,20 @@ def _images(spec: str, *, size: tuple[int, int] | None, **_) -> RawData:
     return read_images(_argument(spec), size)
 
 
-def _npy(spec: str, *, sequences: bool, **_) -> RawData:
-    return read_npy(_argument(spec), sequences=sequences)
+def _npy(spec: str, *, sequences: bool, window=None, **_) -> RawData:
+    return read_npy(_argument(spec), sequences=sequences and window is None)
+
+
+def _csv(spec: str, *, columns=None, **_) -> RawData:
+    return read_csv(_argument(spec), columns)
+
+
+def _windowed(raw: RawData, window: tuple[int, int]) -> RawData:
+    """A series [T, C] (csv:, or npy: [T, C]) as windows [C, N] every S steps."""
+    if raw.kind != "vector":
+        raise DataError(f"{raw.name}: --window cuts a series [T, C] (csv:, or npy: [T, C]); got {raw.kind} samples of shape {list(raw.x.shape[1:])}")
+    length, stride = window
+    return RawData(raw.name, windows(raw.x, length, stride, raw.name), "sequence", raw.value_range, raw.columns)
 
 
 def data_files(spec: str) -> list[Path]:
@@ -180,6 +297,8 @@ def data_files(spec: str) -> list[Path]:
         return [Path(_argument(spec))]
     if kind == "npy":
         return [split_npz_key(_argument(spec))[0]]
+    if kind == "csv":
+        return [Path(_argument(spec))]
     return []
 
 
@@ -190,31 +309,35 @@ def _argument(spec: str) -> str:
     return arg
 
 
-def _audio(spec: str, likelihood: str, *, audio=None, **_) -> Dataset:
+def _audio(spec: str, likelihood: str, audio=None) -> Dataset:
     from .audio import read_audio_dataset
 
     return read_audio_dataset(spec, _argument(spec), likelihood, audio)
 
 
-_SOURCES = {"digits": _digits, "idx": _idx, "images": _images, "npy": _npy, "audio": _audio}
+_SOURCES = {"digits": _digits, "idx": _idx, "images": _images, "npy": _npy, "csv": _csv, "audio": _audio}
 
 
 def load_data(
     spec: str = "digits",
-    likelihood: str = "bernoulli",
+    likelihood: str = "auto",
     *,
     size: tuple[int, int] | None = None,
     sequences: bool = False,
     split: SplitPlan | None = None,
     audio=None,
+    columns: list[str] | None = None,
+    window: tuple[int, int] | None = None,
 ) -> Dataset:
     """Load the data a ``--data`` SPEC names, preprocessed for ``likelihood``.
 
     Args:
         spec: "digits" (scikit-learn's bundled 8x8 digits, the default); "idx:PATH" (an MNIST-format IDX
             file, .gz allowed); "images:DIR" (PNG/JPEG files under DIR, recursively); "npy:PATH" (a .npy
-            file) or "npy:PATH.npz:KEY" (one array of a .npz; KEY optional when it holds one array).
-        likelihood: "bernoulli" (scaled to [0, 1]) or "gaussian" (standardised per feature on the train split).
+            file) or "npy:PATH.npz:KEY" (one array of a .npz; KEY optional when it holds one array);
+            "csv:PATH" (a header row, then numbers: one sample, or one time step with ``window``, per row).
+        likelihood: "auto" (the default: :func:`choose_likelihood`, on the training data), "bernoulli"
+            (scaled to [0, 1]) or "gaussian" (standardised per feature on the train split).
         size: (height, width) that images:DIR resizes every image to; other sources ignore it.
         sequences: an npy:PATH array [N, C, L] is sequences [C, L] (for conv1d), not images [1, H, W];
             other sources ignore it.
@@ -222,6 +345,11 @@ def load_data(
             (``splits.plan``); default 0.8/0.1/0.1 of ``spec``. audio:DIR cuts its own split and ignores it.
         audio: ``trainer.audio.AudioOptions`` for "audio:DIR" (WAV/FLAC files; sample rate, clips, front
             end); other sources ignore it.
+        columns: csv: the columns to read, by header name (default: all); the same for --val-data and
+            --test-data.
+        window: (N, S): the rows are a series [T, C] (csv:, or npy: [T, C]) cut into windows [C, N]
+            every S steps; the split's parts are consecutive blocks in time order (``split_series``), and
+            a --val-data or --test-data series is windowed the same way.
 
     Returns:
         the data split into train/validation/test with a fixed seed (the test split never trains; it
@@ -232,19 +360,24 @@ def load_data(
             and ``option`` naming the option whose data are at fault.
     """
     if isinstance(spec, str) and spec.split(":", 1)[0] == "audio":
-        return _audio(spec, likelihood, audio=audio)
+        if columns:
+            raise DataError(f"--columns applies to csv:PATH data only, not {spec!r}")
+        if window is not None:
+            raise DataError(f"--window applies to a series in csv:PATH or npy:PATH ([T, C]), or to audio:DIR, not {spec!r}")
+        if split is not None and (split.val_spec or split.test_spec or split.fractions != DEFAULT_FRACTIONS):
+            raise DataError(f"{spec}: audio:DIR cuts its own split (by file, 0.8/0.1/0.1); --split, --val-data and --test-data do not apply", "--split")
+        return _audio(spec, likelihood, audio)
     split = split if split is not None else plan()
-    raw = _read(spec, size=size, sequences=sequences)
+    raw = _read(spec, size=size, sequences=sequences, columns=columns, window=window)
     try:
-        train_idx, val_idx, test_idx = cut(len(raw.x), split.fractions)
-    except SplitError as exc:
+        parts = dict(zip(("train", "val", "test"), _parts(raw.x, split.fractions, series=window is not None)))
+    except DataError as exc:
         raise DataError(f"{spec}: {exc}", "--split") from None
-    parts = {"train": raw.x[train_idx], "val": raw.x[val_idx], "test": raw.x[test_idx]}
     for part, other, option in (("val", split.val_spec, "--val-data"), ("test", split.test_spec, "--test-data")):
         if other is None:
             continue
         try:
-            extra = _read(other, size=size, sequences=sequences)
+            extra = _read(other, size=size, sequences=sequences, columns=columns, window=window)
         except DataError as exc:
             raise DataError(str(exc), option) from None
         if extra.x.shape[1:] != raw.x.shape[1:]:
@@ -254,18 +387,35 @@ def load_data(
         parts[part] = extra.x
     if not len(parts["val"]):
         raise DataError(f"the validation set is empty ({split.val_spec or spec} gives it no samples)", "--val-data" if split.val_spec else "--split")
-    return Dataset(raw.name, spec, parts["train"], parts["val"], parts["test"], kind=raw.kind, value_range=raw.value_range, likelihood=likelihood, split_plan=split)
+    chosen, reason = choose_likelihood(raw.x, raw.value_range, likelihood)
+    value_range = raw.value_range
+    if chosen == "bernoulli" and value_range is None:
+        _check_unit_range(raw.name, raw.x, likelihood)  # the whole --data, not the train split: its val/test must fit too
+        value_range = (0.0, 1.0)
+    extra_fields = {}
+    if window is not None:
+        channels = list(raw.columns) if raw.columns else [f"c{i}" for i in range(raw.x.shape[1])]
+        extra_fields["window"] = {"length": window[0], "stride": window[1], "channels": channels}
+    return Dataset(raw.name, spec, parts["train"], parts["val"], parts["test"], kind=raw.kind, value_range=value_range, likelihood=chosen,
+                   likelihood_reason=reason, columns=raw.columns, split_plan=split, **extra_fields)
 
 
-def _read(spec: str, *, size: tuple[int, int] | None, sequences: bool) -> RawData:
-    """A spec's samples, not yet split."""
+def _read(spec: str, *, size: tuple[int, int] | None, sequences: bool, columns: list[str] | None, window: tuple[int, int] | None) -> RawData:
+    """A spec's samples, not yet split (windows when ``window`` is given)."""
     if not isinstance(spec, str):
         raise DataError(f"data spec must be a string such as 'digits', got {spec!r}")
     kind = spec.split(":", 1)[0]
     if kind not in _SOURCES:
-        raise DataError(f"unknown data spec {spec!r}; expected digits, idx:PATH, images:DIR, npy:PATH[.npz:KEY] or audio:DIR")
-    # Each source takes the options that apply to it (size: images:DIR; sequences: npy:) and ignores the rest.
-    return _SOURCES[kind](spec, size=size, sequences=sequences)
+        raise DataError(f"unknown data spec {spec!r}; expected digits, idx:PATH, images:DIR, npy:PATH[.npz:KEY], csv:PATH or audio:DIR")
+    if kind == "audio":
+        raise DataError(f"{spec}: audio:DIR cuts its own split; --val-data and --test-data take the same kind of data as --data")
+    if columns and kind != "csv":
+        raise DataError(f"--columns applies to csv:PATH data only, not {spec!r}")
+    if window is not None and kind not in ("csv", "npy"):
+        raise DataError(f"--window applies to a series in csv:PATH or npy:PATH ([T, C]), or to audio:DIR, not {spec!r}")
+    # Each source takes the options that apply to it (size: images:DIR; sequences: npy:; columns: csv:) and ignores the rest.
+    raw = _SOURCES[kind](spec, size=size, sequences=sequences, columns=columns, window=window)
+    return _windowed(raw, window) if window is not None else raw
 
 
 def recorded_specs(entry: dict, base: Path | None = None) -> dict[str, str | None]:
@@ -283,7 +433,7 @@ def recorded_specs(entry: dict, base: Path | None = None) -> dict[str, str | Non
 
 def load_recorded(entry: dict, *, base: Path | None = None, data: str | None = None, val_data: str | None = None, test_data: str | None = None) -> Dataset:
     """Reload the data a model.pt ``data`` entry describes (for export and --resume): the same specs,
-    split and likelihood, and for images:DIR the same size.
+    split, likelihood (and the reason it was chosen), columns and windows, and for images:DIR the same size.
 
     Args:
         base: model.pt's folder, where data recorded relative to it are looked for when they are no
@@ -310,4 +460,10 @@ def load_recorded(entry: dict, *, base: Path | None = None, data: str | None = N
         from .audio import AudioOptions
 
         audio = AudioOptions(**(entry.get("audio") or {}).get("options", {}))
-    return load_data(spec, entry.get("likelihood", "bernoulli"), size=size, sequences=entry.get("kind") == "sequence", split=split, audio=audio)
+    win = entry.get("window")
+    window = (int(win["length"]), int(win["stride"])) if isinstance(win, dict) and entry.get("kind") != "audio" else None
+    data_set = load_data(spec, entry.get("likelihood", "bernoulli"), size=size, sequences=entry.get("kind") == "sequence", split=split, audio=audio,
+                         columns=entry.get("columns"), window=window)
+    # Reloaded with the resolved likelihood, the reason would read "asked for (--likelihood ...)": keep the recorded one.
+    reason = entry.get("likelihood_reason")
+    return replace(data_set, likelihood_reason=reason) if isinstance(reason, str) and reason else data_set

@@ -1,4 +1,4 @@
-"""Readers for user data: MNIST-format IDX files, folders of PNG/JPEG images, and .npy/.npz arrays.
+"""Readers for user data: MNIST-format IDX files, folders of PNG/JPEG images, .npy/.npz arrays and CSV tables.
 
 Each reader returns a :class:`RawData` (samples in the file's own units, float32) and raises
 :class:`DataError` naming the file and what was expected; ``data.load_data`` splits the samples and
@@ -49,8 +49,9 @@ class RawData:
 
     name: str
     x: np.ndarray  # [N, C, H, W] images or [N, D] vectors, float32, finite
-    kind: str  # "image" or "vector"
+    kind: str  # "image", "sequence" or "vector"
     value_range: tuple[float, float] | None = None
+    columns: tuple[str, ...] | None = None  # csv: header names of the columns read
 
 
 def read_idx(path: str | Path) -> RawData:
@@ -197,6 +198,31 @@ def read_npy(spec_path: str, *, sequences: bool = False) -> RawData:
     if x.ndim == 4:
         return RawData(name, _finite(x, path), "image", value_range)
     raise DataError(f"{path}: array of shape {list(x.shape)}; expected vectors [N, D], images [N, H, W] or [N, C, H, W]")
+
+
+def read_csv(path: str | Path, columns: list[str] | None = None) -> RawData:
+    """A CSV table (runtime.tables.read_csv: a header row, then numbers; ``columns`` picks by name).
+
+    Raises:
+        DataError: as runtime.tables.read_csv, naming the line, column and cell.
+    """
+    from vae_edge.runtime.tables import TableError, read_csv as read_table
+
+    try:
+        x, names = read_table(path, columns)
+    except TableError as exc:
+        raise DataError(str(exc)) from None
+    return RawData(Path(path).name, x, "vector", None, names)
+
+
+def windows(series: np.ndarray, length: int, stride: int, name: str = "series") -> np.ndarray:
+    """runtime.tables.windows, raising DataError."""
+    from vae_edge.runtime.tables import TableError, windows as cut
+
+    try:
+        return cut(series, length, stride, name)
+    except TableError as exc:
+        raise DataError(str(exc)) from None
 
 
 def parse_size(text: str) -> tuple[int, int]:

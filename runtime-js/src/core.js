@@ -10,7 +10,11 @@ import { Generator, checkSeed } from './rng.js';
 
 export { BundleError, InputError };
 
-const RANGE_SLACK = 1e-4; // data just outside a Bernoulli model's [0, 1] from the user's rounding is clipped, not refused
+// The out-of-range rule of runtime/likelihoods.py (OUT_OF_RANGE_*; docs/anomaly.md): values beyond the
+// valid range are clipped for the ELBO and each adds 1000 nats plus 1000 per model-space unit beyond.
+const OUT_OF_RANGE_TOLERANCE = 1e-4; // rounding in the user's scaling is not out of range
+const OUT_OF_RANGE_NATS = 1000.0;
+const OUT_OF_RANGE_NATS_PER_UNIT = 1000.0;
 const PROB_EPS = 1e-7; // probabilities clipped this far from 0 and 1 before log()
 export const MAX_LATENT = 1e6;
 export const MAX_MC_SAMPLES = 100000;
@@ -149,6 +153,33 @@ export class VAE {
       const std = perFeature(manifest.model.likelihood_params.std, this.shape);
       this._obsLogvar = typeof std === 'number' ? new Float64Array(this.size).fill(2 * Math.log(std)) : std.map((s) => 2 * Math.log(s));
     }
+    [this._low, this._high] = this._validRange(manifest);
+    this._bounded = this._low.some(Number.isFinite) || this._high.some(Number.isFinite);
+  }
+
+  // The bounds of the out-of-range rule in model space (float32 per feature), as VAE._valid_range and
+  // likelihoods.model_bounds: data.valid_range through (x - offset) / scale in float64, a Bernoulli
+  // model's kept inside [0, 1]; bundles without it: [0, 1] for Bernoulli, unbounded for Gaussian.
+  _validRange(manifest) {
+    const { size } = this;
+    const valid = manifest.data.valid_range;
+    const bernoulli = this.likelihood === 'bernoulli';
+    if (valid === undefined || valid === null) {
+      return bernoulli ? [new Float32Array(size).fill(0), new Float32Array(size).fill(1)] : [new Float32Array(size).fill(-Infinity), new Float32Array(size).fill(Infinity)];
+    }
+    const [low, high] = ['low', 'high'].map((k) => {
+      const v = perFeature(valid[k], this.shape);
+      return typeof v === 'number' ? new Float64Array(size).fill(v) : v;
+    });
+    const lo = new Float32Array(size);
+    const hi = new Float32Array(size);
+    for (let i = 0; i < size; i++) {
+      const a = (low[i] - this._offset[i]) / this._scale[i];
+      const b = (high[i] - this._offset[i]) / this._scale[i];
+      lo[i] = bernoulli ? Math.max(a, 0) : a;
+      hi[i] = bernoulli ? Math.min(b, 1) : b;
+    }
+    return [lo, hi];
   }
 
   /** @returns {string} */
@@ -157,34 +188,33 @@ export class VAE {
   }
 
   // ---------------------------------------------------------------- data units <-> model space
-  _toModel(x, n) {
+  // Data units -> model space, clipped to the valid range (never refused: asBatch has refused NaN/Inf);
+  // with penalty (an array) the out-of-range term per sample is stored in penalty[0] (Float64Array [n],
+  // in float64 from the data units, as likelihoods.out_of_range_penalty), only when a value is out of range.
+  _toModel(x, n, penalty = null) {
     const xm = new Float32Array(x.length);
-    const { _offset: off, _scale: sc, size } = this;
+    const { _offset: off, _scale: sc, _low: low, _high: high, size } = this;
     for (let i = 0; i < x.length; i++) xm[i] = fround(fround(x[i] - off[i % size]) / sc[i % size]);
-    if (this.likelihood === 'bernoulli' && xm.length) {
-      let lo = Infinity;
-      let hi = -Infinity;
-      for (const v of xm) {
-        if (v < lo) lo = v;
-        if (v > hi) hi = v;
-      }
-      if (lo < -RANGE_SLACK || hi > 1 + RANGE_SLACK) {
-        let a = Infinity;
-        let b = -Infinity;
-        let gotLo = Infinity;
-        let gotHi = -Infinity;
+    if (!this._bounded) return xm;
+    let outside = false;
+    for (let i = 0; i < xm.length && !outside; i++) outside = xm[i] < low[i % size] || xm[i] > high[i % size];
+    if (!outside) return xm;
+    if (penalty !== null) {
+      const p = new Float64Array(n);
+      let any = false;
+      for (let s = 0; s < n; s++) {
+        let total = 0;
         for (let i = 0; i < size; i++) {
-          a = Math.min(a, off[i]);
-          b = Math.max(b, off[i] + sc[i]);
+          const v = (x[s * size + i] - off[i]) / sc[i];
+          const d = Math.max(low[i] - v, v - high[i], 0);
+          if (d > OUT_OF_RANGE_TOLERANCE) total += OUT_OF_RANGE_NATS + OUT_OF_RANGE_NATS_PER_UNIT * d;
         }
-        for (const v of x) {
-          gotLo = Math.min(gotLo, v);
-          gotHi = Math.max(gotHi, v);
-        }
-        throw new InputError(`x: values must lie in [${fmt(a)}, ${fmt(b)}] for this model, got min ${fmt(gotLo)}, max ${fmt(gotHi)}`);
+        p[s] = total;
+        any ||= total !== 0;
       }
-      for (let i = 0; i < xm.length; i++) xm[i] = Math.min(1, Math.max(0, xm[i]));
+      if (any) penalty[0] = p;
     }
+    for (let i = 0; i < xm.length; i++) xm[i] = Math.min(high[i % size], Math.max(low[i % size], xm[i]));
     return xm;
   }
 
@@ -333,7 +363,8 @@ export class VAE {
     if (samples !== undefined && samples !== null) checkInt('samples', samples, 1, MAX_MC_SAMPLES);
     if (seed !== null && seed !== undefined) generator(seed); // checked even when unused
     const { data, n, single } = this._batchX(x);
-    const xm = this._toModel(data, n);
+    const penalty = [];
+    const xm = this._toModel(data, n, penalty);
     const [mu, logvar] = await this._encodeModel(xm, n);
     let nll;
     if (samples === undefined || samples === null) {
@@ -352,7 +383,7 @@ export class VAE {
       for (let i = 0; i < n; i++) nll[i] /= samples;
     }
     const kl = gaussianKl(mu, logvar, n, this.latentDim);
-    const score = nll.map((v, i) => v + kl[i]);
+    const score = nll.map((v, i) => v + kl[i] + (penalty.length ? penalty[0][i] : 0));
     return single ? score[0] : score;
   }
 

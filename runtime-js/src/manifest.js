@@ -97,6 +97,11 @@ export function checkManifest(m, where) {
   const pre = data.preprocessing;
   need(isObject(pre) && pre.kind === 'affine' && perFeature(pre.offset, shape) !== null && positive(pre.scale, shape),
     `data.preprocessing must be {kind: affine, offset, scale > 0}, each a number or a list of shape ${shorten(shape)}, got ${shorten(pre)}`);
+  const valid = data.valid_range;
+  if (valid !== undefined && valid !== null) {
+    need(isObject(valid) && perFeature(valid.low, shape) !== null && perFeature(valid.high, shape) !== null,
+      `data.valid_range must be {low, high}, each a number or a list of shape ${shorten(shape)}, got ${shorten(valid)}`);
+  }
   if (model.likelihood === 'gaussian') {
     const params = model.likelihood_params;
     need(isObject(params) && positive(params.std, shape), `model.likelihood_params.std must be a number > 0 or a list of shape ${shorten(shape)} for a gaussian model, got ${shorten(params)}`);

@@ -2,7 +2,8 @@
 // VAE_EDGE_PARITY names a JSON file written by tests/runtime_js (the Python side): per bundle and
 // variant, inputs and the Python runtime's outputs. fp32 agrees within 1e-5 relative (to each value, or
 // to the output's largest magnitude for values near zero); quantized variants within the tolerance of
-// their conformance set (their accuracy gate). Without VAE_EDGE_PARITY this file is skipped, saying so.
+// their conformance set (their accuracy gate). Each case also holds inputs beyond the valid range (x_out):
+// clipped and scored with the out-of-range penalty on both sides. Without VAE_EDGE_PARITY this file is skipped, saying so.
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -35,22 +36,33 @@ test('parity against the Python runtime', { skip: fixture ? false : 'VAE_EDGE_PA
         anomaly_score: await vae.anomalyScore(x),
         anomaly_score_mc: await vae.anomalyScore(x, { samples: c.calls.anomaly_score_mc.samples, seed: c.calls.anomaly_score_mc.seed }),
       };
+      // Out of the valid range: clipped and scored with the penalty, as the Python runtime does.
+      const xOut = arr(c.inputs.x_out);
+      Object.assign(got, {
+        'out.encode.mu': (await vae.encode(xOut)).mu.data,
+        'out.reconstruct': (await vae.reconstruct(xOut)).data,
+        'out.anomaly_score': await vae.anomalyScore(xOut),
+        'out.anomaly_score_mc': await vae.anomalyScore(xOut, { samples: c.calls.anomaly_score_mc.samples, seed: c.calls.anomaly_score_mc.seed }),
+      });
       for (const [name, want] of Object.entries(c.expected)) {
-        if (name === 'is_anomaly') continue;
+        if (name.endsWith('is_anomaly')) continue;
         const w = want.data;
         const scale = Math.max(...w.map(Math.abs), 1e-3);
-        const key = name === 'anomaly_score_mc' ? 'anomaly_score' : name;
+        const bare = name.replace(/^out\./, '');
+        const key = bare === 'anomaly_score_mc' ? 'anomaly_score' : bare;
         const tol = c.variant === 'fp32' ? { rtol: 1e-5, atol: 1e-5 * scale } : tolerance[key];
         assert.equal(got[name].length, w.length, `${name}: ${got[name].length} values, Python gave ${w.length}`);
         const { worst, at } = excess(got[name], w, tol);
         assert.ok(worst <= 0, `${name}: at ${at} JavaScript ${got[name][at]}, Python ${w[at]} (rtol ${tol.rtol}, atol ${tol.atol})`);
       }
-      const decisions = await vae.isAnomaly(x);
       const limit = vae.threshold(0.99);
-      c.expected.is_anomaly.data.forEach((want, i) => {
-        const nearLimit = Math.abs(got.anomaly_score[i] - limit) <= tolerance.anomaly_score.atol + tolerance.anomaly_score.rtol * limit;
-        assert.ok(decisions[i] === want || nearLimit, `is_anomaly ${i}: JavaScript ${decisions[i]}, Python ${want}`);
-      });
+      for (const [prefix, input] of [['', x], ['out.', xOut]]) {
+        const decisions = await vae.isAnomaly(input);
+        c.expected[`${prefix}is_anomaly`].data.forEach((want, i) => {
+          const nearLimit = Math.abs(got[`${prefix}anomaly_score`][i] - limit) <= tolerance.anomaly_score.atol + tolerance.anomaly_score.rtol * limit;
+          assert.ok(decisions[i] === want || nearLimit, `${prefix}is_anomaly ${i}: JavaScript ${decisions[i]}, Python ${want}`);
+        });
+      }
       await vae.release();
     });
   }

@@ -13,7 +13,8 @@ def test_export_cli_errors(tmp_path, model_path):
     junk.write_bytes(b"\x00" * 100)
     one_line_error(invoke(export_main, [junk, "--out", tmp_path / "b"]), 2, "not a readable PyTorch checkpoint")
     one_line_error(invoke(export_main, [model_path, "--quantize", "int4", "--out", tmp_path / "b"]), 2, "unknown quantization int4")
-    one_line_error(invoke(export_main, [model_path, "--tolerance", "0", "--out", tmp_path / "b"]), 1, "failed its accuracy gate")
+    one_line_error(invoke(export_main, [model_path, "--quantize", "int8", "--tolerance", "0", "--search-budget", "0", "--out", tmp_path / "b"]), 1,
+                   "int8 cannot be brought within its accuracy gate", "best candidate found")
     assert not (tmp_path / "b").exists()
 
 
@@ -22,7 +23,7 @@ def test_export_through_a_symlinked_folder_keeps_the_link(tmp_path, model_path, 
     shutil.copytree(bundle, target)
     link = tmp_path / "link"
     link.symlink_to(target, target_is_directory=True)
-    result = invoke(export_main, [model_path, "--out", link, "--no-latency"])
+    result = invoke(export_main, [model_path, "--out", link, "--quantize", "int8", "--no-latency"])
     assert result.exit_code == 0, result.output
     assert link.is_symlink() and (target / "manifest.json").is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "target"]

@@ -106,3 +106,11 @@ def test_a_model_pt_that_is_not_a_regular_file_is_refused_without_reading(tmp_pa
         path.symlink_to(kind)
     with pytest.raises(CheckpointError, match="named pipe|device"):
         read_checkpoint(path)
+
+
+def test_a_file_that_is_not_a_zip_archive_is_named_once(tmp_path):
+    path = tmp_path / "model.pt"
+    path.write_bytes(b"\x7fELF" + b"\x00" * 200)
+    with pytest.raises(CheckpointError) as info:
+        read_checkpoint(path)
+    assert str(info.value) == f"{path}: not a readable PyTorch checkpoint (not a torch.save zip archive)"

@@ -106,6 +106,22 @@ def test_a_bundle_path_with_a_line_break_is_named_on_one_line(tmp_path, bundle):
     assert "odd\\nname" in str(info.value) and len(str(info.value).splitlines()) == 1
 
 
+def test_the_auto_variant_names_the_variant_of_each_graph_and_its_session_config():
+    from vae_edge.runtime import contract
+
+    auto = {"encoder": "encoder.int8-static.onnx", "decoder": "decoder.int8-weights.onnx", "from": {"encoder": "int8-static", "decoder": "int8-weights"}}
+    assert contract.graph_variant(auto, contract.AUTO, "encoder") == "int8-static"
+    assert contract.session_config(auto, contract.AUTO, "decoder") == {"session.disable_quant_qdq": "1"}
+    assert contract.session_config(auto, contract.AUTO, "encoder") == {}
+    # The composed score graph is the auto variant's own: QDQ handling stays on unless every source agrees.
+    assert contract.session_config(auto, contract.AUTO, "score") == {}
+    same = {**auto, "from": {"encoder": "int8-weights", "decoder": "int8-weights"}}
+    assert contract.session_config(same, contract.AUTO, "score") == {"session.disable_quant_qdq": "1"}
+    assert contract.session_config({}, "int8-weights", "encoder") == {"session.disable_quant_qdq": "1"}
+    with pytest.raises(ValueError, match="names no known variant for its decoder"):
+        contract.graph_variant({"from": {"decoder": "int3"}}, contract.AUTO, "decoder")
+
+
 def test_a_variant_without_an_optional_graph_reads_without_it(bundle):
     m = json.loads((bundle / contract.MANIFEST).read_text())
     m["variants"]["int8"].pop(contract.SCORE.name)

@@ -96,7 +96,10 @@ def test_run_input_errors_exit_2(tmp_path):
     one_line_error(invoke(run_main, ["reconstruct", wrong]), 2, "expected shape [n, 1, 8, 8]", "[3, 5]")
     text = tmp_path / "text.npy"
     text.write_text("1,2,3")
-    one_line_error(invoke(run_main, ["score", text]), 2, "not a readable .npy")
+    one_line_error(invoke(run_main, ["score", text]), 2, "not a readable .npy", "it is text, not an array file")
+    empty = tmp_path / "empty.npy"
+    empty.write_bytes(b"")
+    one_line_error(invoke(run_main, ["score", empty]), 2, "not a readable .npy", "the file is empty")
     pickled = tmp_path / "obj.npy"
     np.save(pickled, np.array([{"a": 1}], dtype=object), allow_pickle=True)
     one_line_error(invoke(run_main, ["encode", pickled]), 2, "not a readable .npy")

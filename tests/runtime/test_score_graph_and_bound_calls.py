@@ -95,9 +95,21 @@ def test_one_reduction_checks_range_and_finiteness_and_the_slow_path_is_exact(bu
     clipped = x.copy()
     clipped[0, 0, 0, 0], clipped[1, 0, 0, 0] = 0.0, 16.0
     np.testing.assert_array_equal(vae.encode(edge)[0], vae.encode(clipped)[0])
-    for value, match in ((np.nan, "NaN or Inf"), (np.inf, "NaN or Inf"), (-np.inf, "NaN or Inf"), (16.5, r"must lie in \[0, 16\]"), (-0.5, r"must lie in \[0, 16\]")):
+    np.testing.assert_allclose(vae.anomaly_score(edge), vae.anomaly_score(clipped), rtol=1e-6)  # within the tolerance: no penalty
+    for value in (np.nan, np.inf, -np.inf):
         bad = x.copy()
         bad[2, 0, 3, 3] = value
         for method in (vae.encode, vae.anomaly_score, vae.reconstruct):
-            with pytest.raises(ValueError, match=match):
+            with pytest.raises(ValueError, match="NaN or Inf"):
                 method(bad)
+    # Out of range is scored, not refused (likelihoods.out_of_range_penalty): clipped for the graphs,
+    # 1000 nats per value out plus 1000 per model unit beyond, through the score graph as through two calls.
+    for value, bound in ((16.5, 16.0), (-0.5, 0.0)):
+        out = x.copy()
+        out[2, 0, 3, 3] = value
+        inside = x.copy()
+        inside[2, 0, 3, 3] = bound
+        np.testing.assert_array_equal(vae.encode(out)[0], vae.encode(inside)[0])
+        expected = vae.anomaly_score(inside) + np.array([0, 0, 1000 + 1000 * 0.5 / 16, 0])
+        np.testing.assert_allclose(vae.anomaly_score(out), expected, rtol=1e-6)
+        np.testing.assert_allclose(vae.anomaly_score(out, samples=1), vae.anomaly_score(inside, samples=1) + expected - vae.anomaly_score(inside), rtol=1e-6)

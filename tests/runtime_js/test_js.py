@@ -21,6 +21,7 @@ import pytest
 
 from vae_edge.runtime import VAE
 from vae_edge.runtime.golden import encode_array
+from vae_edge.runtime.likelihoods import model_bounds
 from vae_edge.runtime.rng import normals
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -63,7 +64,30 @@ def _random_inputs(vae: VAE, seed: int) -> dict[str, np.ndarray]:
     pre = vae.manifest["data"]["preprocessing"]
     offset, scale = (np.asarray(pre[k], np.float64) for k in ("offset", "scale"))
     unit = rng.uniform(0, 1, (N, *vae.shape)) if vae.likelihood == "bernoulli" else rng.standard_normal((N, *vae.shape))
-    return {"x": (unit * scale + offset).astype(np.float32), "z": rng.standard_normal((N, vae.latent_dim)).astype(np.float32)}
+    x = (unit * scale + offset).astype(np.float32)
+    return {"x": x, "z": rng.standard_normal((N, vae.latent_dim)).astype(np.float32), "x_out": _out_of_range(vae, x, rng)}
+
+
+def _out_of_range(vae: VAE, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """x with a tenth of the features of every other sample moved beyond the valid range (up to one
+    model-space unit past a bound, both sides), and a few just past it, within the rounding tolerance."""
+    m = vae.manifest
+    pre, valid = m["data"]["preprocessing"], m["data"].get("valid_range")
+    offset, scale = (np.broadcast_to(np.asarray(pre[k], np.float64), vae.shape) for k in ("offset", "scale"))
+    if valid is None:  # the runtime's fallback: [0, 1] in model space for Bernoulli
+        low, high = np.zeros(vae.shape), np.ones(vae.shape)
+    else:
+        low, high = (np.broadcast_to(np.asarray(b, np.float64), vae.shape) for b in model_bounds(vae.likelihood, valid["low"], valid["high"], offset, scale))
+    xm = ((x - offset) / scale).astype(np.float64)
+    moved = rng.uniform(size=x.shape) < 0.1
+    moved[1::2] = False
+    beyond = rng.uniform(0.01, 1.0, x.shape)
+    above = rng.uniform(size=x.shape) < 0.5
+    xm = np.where(moved, np.where(above, high + beyond, low - beyond), xm)
+    rows = xm[1::4].reshape(len(xm[1::4]), -1)
+    rows[:, ::7] = high.ravel()[::7] + 5e-5  # rounding: clipped, no penalty
+    xm[1::4] = rows.reshape(xm[1::4].shape)
+    return (xm * scale + offset).astype(np.float32)
 
 
 def _parity_case(bundle: Path, variant: str, seed: int) -> dict:
@@ -78,6 +102,13 @@ def _parity_case(bundle: Path, variant: str, seed: int) -> dict:
         "anomaly_score": vae.anomaly_score(x), "anomaly_score_mc": vae.anomaly_score(x, samples=3, seed=seed + 1),
         "is_anomaly": vae.is_anomaly(x),
     }
+    x_out = inputs["x_out"]
+    mu_out, _ = vae.encode(x_out)
+    expected.update({
+        "out.encode.mu": mu_out, "out.reconstruct": vae.reconstruct(x_out), "out.anomaly_score": vae.anomaly_score(x_out),
+        "out.anomaly_score_mc": vae.anomaly_score(x_out, samples=3, seed=seed + 1), "out.is_anomaly": vae.is_anomaly(x_out),
+    })
+    assert (expected["out.anomaly_score"][::2] > 1000).all(), "the out-of-range inputs were not scored out of range"
     return {"bundle": str(bundle), "variant": variant, "calls": calls,
             "inputs": {k: encode_array(v) for k, v in inputs.items()}, "expected": {k: encode_array(np.asarray(v)) for k, v in expected.items()}}
 

@@ -154,11 +154,14 @@ def test_npy_vectors_images_and_npz_keys(tmp_path):
     np.save(tmp_path / "v.npy", vectors)
     raw = read_npy(str(tmp_path / "v.npy"))
     assert raw.kind == "vector" and raw.x.shape == (20, 7)
-    ds = load_data(f"npy:{tmp_path / 'v.npy'}")
-    model_space = ds.to_model(ds.train)
-    assert model_space.min() == 0 and model_space.max() == 1  # Bernoulli scaling by the train split's range
-    gaussian = load_data(f"npy:{tmp_path / 'v.npy'}", "gaussian").to_model(ds.train)
-    np.testing.assert_allclose(gaussian.mean(0), 0, atol=1e-5)
+    ds = load_data(f"npy:{tmp_path / 'v.npy'}")  # float values with no fixed range: Gaussian, standardised
+    assert ds.likelihood == "gaussian" and "no fixed range" in ds.likelihood_reason
+    np.testing.assert_allclose(ds.to_model(ds.train).mean(0), 0, atol=1e-5)
+    with pytest.raises(DataError, match="a Bernoulli model needs a range"):
+        load_data(f"npy:{tmp_path / 'v.npy'}", "bernoulli")
+    np.save(tmp_path / "u.npy", (vectors - vectors.min()) / np.ptp(vectors))
+    unit = load_data(f"npy:{tmp_path / 'u.npy'}")
+    assert unit.likelihood == "bernoulli" and unit.likelihood_reason == "every value lies in [0, 1]"
     np.savez(tmp_path / "two.npz", train=np.zeros((10, 3, 4, 4), np.uint8) + 7, other=np.ones((3, 2)))
     raw = read_npy(f"{tmp_path / 'two.npz'}:train")
     assert raw.kind == "image" and raw.x.shape == (10, 3, 4, 4) and raw.value_range == (0.0, 255.0)
@@ -306,3 +309,14 @@ def test_16_bit_images_share_one_scale(tmp_path):
     assert x[0].max() <= 1 and x[1].min() >= 233
     (tmp_path / "b.png").unlink()
     assert read_images(tmp_path, None).x.max() == 200  # 16-bit data that fit in 8 bits keep their values
+
+
+def test_reloading_recorded_data_keeps_why_the_likelihood_was_chosen(tmp_path):
+    # vae-export reloads the data with the resolved likelihood; the manifest used to say
+    # "asked for (--likelihood gaussian)" for a run that never passed --likelihood.
+    rows = np.random.default_rng(0).standard_normal((40, 3))
+    (tmp_path / "s.csv").write_text("a,b,c\n" + "\n".join(",".join(f"{v:.4f}" for v in r) for r in rows) + "\n")
+    ds = load_data(f"csv:{tmp_path / 's.csv'}")
+    assert ds.likelihood == "gaussian" and "no fixed range" in ds.likelihood_reason
+    again = load_recorded({**ds.describe(), "likelihood": ds.likelihood})  # the entry model.pt records
+    assert again.likelihood == "gaussian" and again.likelihood_reason == ds.likelihood_reason

@@ -46,7 +46,9 @@ def test_options_default_to_the_dataclass_defaults_and_offer_their_choices():
     for option, field in MODEL_OPTIONS.items():
         assert params[option].default == model_defaults[field], option
     assert params["device"].default == "auto" == TrainConfig().device
-    for option, choices in (("arch", (*ARCHS, *TEXT_ARCHS)), ("likelihood", LIKELIHOODS), ("decoder_style", DECODER_STYLES), ("device", DEVICES)):
+    # --likelihood is not VAEConfig's: its default "auto" lets the data choose (data.choose_likelihood).
+    assert params["likelihood"].default == "auto" and tuple(params["likelihood"].type.choices) == ("auto", *LIKELIHOODS)
+    for option, choices in (("arch", (*ARCHS, *TEXT_ARCHS)), ("decoder_style", DECODER_STYLES), ("device", DEVICES)):
         assert tuple(params[option].type.choices) == choices, option
 
 

@@ -1,0 +1,84 @@
+"""csv:PATH, --window/--stride and the likelihood chosen from the data, from vae-train to a windowed stream."""
+
+import numpy as np
+import pytest
+from helpers import invoke, one_line_error, sensor_series, write_csv
+
+from vae_edge.trainer.cli import cli as train_main
+from vae_edge.trainer.data import DataError, load_data
+
+
+def test_csv_columns_windows_and_auto_likelihood(tmp_path):
+    path = write_csv(tmp_path / "s.csv", sensor_series())
+    ds = load_data(f"csv:{path}", columns=["temp", "pressure", "level"], window=(16, 4))
+    assert ds.shape == (3, 16) and ds.kind == "sequence" and ds.columns == ("temp", "pressure", "level")
+    assert ds.likelihood == "gaussian" and "no fixed range" in ds.likelihood_reason
+    assert ds.window == {"length": 16, "stride": 4, "channels": ["temp", "pressure", "level"]}
+    assert len(ds.train) + len(ds.val) + len(ds.test) == (400 - 16) // 4 + 1
+    np.testing.assert_allclose(ds.train[1, :, 0], sensor_series()[4], atol=1e-4)  # window 1 starts at step 4: [C, N]
+    # Split in time order: every validation window comes after every train window.
+    assert ds.describe()["window"]["stride"] == 4 and ds.describe()["columns"] == ["temp", "pressure", "level"]
+    unit = write_csv(tmp_path / "u.csv", np.random.default_rng(0).random((50, 2)), header="a,b", times=False)
+    assert load_data(f"csv:{unit}").likelihood == "bernoulli"
+    with pytest.raises(DataError, match="a Bernoulli model needs a range.*--likelihood gaussian"):
+        load_data(f"csv:{path}", "bernoulli", columns=["temp"])
+
+
+@pytest.mark.parametrize(
+    ("text", "args", "fragments"),
+    [
+        ("a,b\n1,2\n3\n", [], ["line 3 has 1 cells, the header has 2"]),
+        ("a,b\n1,2\n3,warm\n", [], ["line 3, column 'b': 'warm' is not a number", "--columns"]),
+        ("a,b\n1,2\n3,nan\n", [], ["line 3, column 'b': 'nan'", "NaN"]),
+        ("a,b\n1,2\n3,\n", [], ["line 3, column 'b': '' is not a number"]),
+        ("a,b\n1,2\n3,4\n", ["--columns", "a,c"], ["no column 'c'"]),
+        ("a,b\n1,2\n3,4\n5,6\n", ["--window", 8], ["--window 8 is longer than the series (3 rows)"]),
+        ("a,b\n", [], ["header but no rows"]),
+        ("a,b\n1,2\n3,1e39\n", [], ["line 3, column 'b': 1e+39 is beyond float32"]),
+    ],
+)
+def test_bad_csv_is_one_error_exit_2_nothing_written(tmp_path, text, args, fragments):
+    (tmp_path / "bad.csv").write_text(text)
+    out = tmp_path / "m.pt"
+    result = invoke(train_main, ["--data", f"csv:{tmp_path / 'bad.csv'}", *args, "--epochs", 1, "--out", out, "-q"])
+    one_line_error(result, 2, "--data", *fragments)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.csv"]
+
+
+def test_window_options_are_refused_where_they_do_not_apply(tmp_path):
+    out = ["--epochs", 1, "--out", tmp_path / "m.pt", "-q"]
+    one_line_error(invoke(train_main, ["--stride", 2, *out]), 2, "--stride", "with --window only")
+    one_line_error(invoke(train_main, ["--window", 4, *out]), 2, "--window applies to a series")
+    one_line_error(invoke(train_main, ["--columns", "a", *out]), 2, "--columns applies to csv")
+
+
+def test_sensor_csv_trains_exports_and_streams_windows(sensor_bundle):
+    """A new user's path: float sensors in a CSV, no likelihood chosen: train, export, stream; an
+    out-of-range reading is scored and alerted, never refused."""
+    from vae_edge.runtime import VAE
+    from vae_edge.runtime.cli import cli as run_main
+
+    bundle, output = sensor_bundle
+    assert "likelihood gaussian: values span" in output and "windows   16 steps every 4" in output
+    vae = VAE.load(bundle)
+    assert vae.window == {"length": 16, "stride": 4, "channels": ["temp", "pressure", "level"]}
+    live = sensor_series(200, seed=1)
+    live[150, 1] = 5000.0  # a spike far beyond the training range
+    scores = list(vae.score_windows(live))
+    ends = [end for end, _ in scores]
+    assert ends == list(range(15, 200, 4))  # one score per window, as soon as its last step arrives
+    limit = vae.threshold("p99.9")
+    flagged = {end for end, s in scores if s > limit}
+    assert {end for end in ends if end - 15 <= 150 <= end} <= flagged
+    assert np.isfinite([s for _, s in scores]).all()
+    # vae-run score --stream windows stdin lines the same way; a NaN step is one error naming its line.
+    text = "\n".join(",".join(f"{v:.5f}" for v in row) for row in live) + "\n"
+    out = invoke(run_main, ["score", bundle, "-", "--stream"], input=text)
+    assert out.exit_code == 0, out.output
+    np.testing.assert_allclose([float(v) for v in out.stdout.split()], [s for _, s in scores], rtol=1e-4)
+    lines = text.splitlines()
+    lines[30] = "1,nan,2"
+    one_line_error(invoke(run_main, ["score", bundle, "-", "--stream"], input="\n".join(lines) + "\n"), 2, "line 31: contains NaN")
+    gap = list(live[:40])
+    gap[20] = [1.0, np.nan, 2.0]
+    assert [end for end, _ in vae.score_windows(gap, bad_rows="nan")] == [15, 19, 36]  # no window spans row 20
