@@ -20,6 +20,14 @@ def test_csv_columns_windows_and_auto_likelihood(tmp_path):
     assert ds.describe()["window"]["stride"] == 4 and ds.describe()["columns"] == ["temp", "pressure", "level"]
     unit = write_csv(tmp_path / "u.csv", np.random.default_rng(0).random((50, 2)), header="a,b", times=False)
     assert load_data(f"csv:{unit}").likelihood == "bernoulli"
+    # Grey levels saved as floats (the digits' 0..16 in a .npy): Bernoulli over the levels, as the
+    # likelihood figures of the held-out digits are measured; non-integer or negative data stay Gaussian.
+    levels = tmp_path / "levels.npy"
+    np.save(levels, np.random.default_rng(0).integers(0, 17, (40, 8, 8)).astype(np.float32))
+    grey = load_data(f"npy:{levels}")
+    assert (grey.likelihood, grey.value_range, grey.scale) == ("bernoulli", (0.0, 16.0), 16.0) and "whole number in 0..16" in grey.likelihood_reason
+    np.save(levels, np.random.default_rng(0).integers(0, 17, (40, 8, 8)).astype(np.float32) - 1)
+    assert load_data(f"npy:{levels}").likelihood == "gaussian"
     with pytest.raises(DataError, match="a Bernoulli model needs a range.*--likelihood gaussian"):
         load_data(f"csv:{path}", "bernoulli", columns=["temp"])
 
