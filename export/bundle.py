@@ -37,7 +37,7 @@ from .graphs import DEFAULT_OPSET, OPSETS, write_graphs
 from .ortformat import write_ort
 from .quantize import VARIANTS, warn_dynamic_on_conv
 from .recommend import EFFORT as RECOMMEND_EFFORT
-from .recommend import recommend, untimed
+from .recommend import recommend
 from .score import write_score_graphs
 from .search import DEFAULT_BUDGET_S, Judge, search, variant_entry
 
@@ -136,8 +136,8 @@ def export_bundle(model_path: str | os.PathLike, out: str | os.PathLike, options
         report, quantization = _quantize(tmp, traced, options, feeds, Judge(ref, options.tolerance), variants)
         if options.auto:
             recommended, variants[AUTO], lines = recommend(tmp, traced, {v: e for v, e in variants.items()}, contract.sizes(data.shape, model.config.latent_dim),
-                                                         Judge(ref, options.tolerance), effort=options.recommend_effort)
-            quantization["recommended"] = recommended if options.latency is not None else untimed(recommended)
+                                                         Judge(ref, options.tolerance), effort=options.recommend_effort, timed=options.latency is not None)
+            quantization["recommended"] = recommended
             report += lines
         if contract.SCORE in specs:
             write_score_graphs(tmp, variants, likelihood=model.config.likelihood, shape=list(model.config.input_shape), obs_logvar=_obs_logvar(model))

@@ -225,7 +225,9 @@ def info(bundle, as_json):
         _echo(f"recommended {', '.join(f'{g} {v}' for g, v in chosen.items())} (--precision auto): {recommended.get('rule', '')}")
         for graph, entry in _section(recommended, "graphs").items():
             if isinstance(entry, dict):
-                _echo(f"             {graph}: fastest at batch 1 {entry.get('fastest_batch_1', '?')}, at batch 64 {entry.get('fastest_batch_64', '?')}; in order {', '.join(map(str, entry['order'])) if isinstance(entry.get('order'), list) else '?'}")
+                order = f"in order {', '.join(map(str, entry['order'])) if isinstance(entry.get('order'), list) else '?'}"
+                fastest = f"fastest at batch 1 {entry.get('fastest_batch_1', '?')}, at batch 64 {entry.get('fastest_batch_64', '?')}; " if "fastest_batch_1" in entry else ""
+                _echo(f"             {graph}: {fastest}{order}")
     for line in _readiness_lines(_section(m, "readiness")):
         _echo(line)
     t = _section(m, "training")
