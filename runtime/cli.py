@@ -387,7 +387,7 @@ def decode(paths, precision, fmt, threads, out, grid):
 
 
 @cli.command()
-@click.argument("paths", nargs=-1, type=click.Path(path_type=Path), metavar="[BUNDLE] INPUT.npy|-")
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path), metavar="[BUNDLE] INPUT.npy|INPUT.csv|-")
 @_graphs
 @_THREADS
 @_OUT
@@ -402,7 +402,8 @@ def decode(paths, precision, fmt, threads, out, grid):
 @click.option("--per-char", is_flag=True, help="text: nats per character (the line's end counts as one) instead of per line.")
 @_handle_errors
 def score(paths, precision, fmt, threads, out, samples, seed, stream, batch_size, pcm_format, stride, per_char):
-    """Anomaly scores of INPUT: negative ELBO per sample in nats (higher = less like the training data).
+    """Anomaly scores of INPUT (.npy/.npz, or .csv with the training data's columns): negative ELBO per sample
+    in nats (higher = less like the training data); a windowed bundle cuts a series [T, C] as in training.
     Audio bundles: BUNDLE A.wav [B.wav ...], one score per clip (per window for long files), or BUNDLE - --stream.
     Text bundles: BUNDLE FILE, one score per line; BUNDLE [FILE|-] --stream scores lines as they arrive (a log)."""
     if textcli.is_text_bundle(textcli.bundle_of(paths)):
@@ -418,7 +419,7 @@ def score(paths, precision, fmt, threads, out, samples, seed, stream, batch_size
     if str(src) == "-":
         raise click.UsageError("INPUT '-' (standard input) is read with --stream only")
     vae = _load(bundle, precision, fmt, threads, inputs=(src,), outputs=(out,))
-    scores = vae.anomaly_score(_read_batch(src, vae.shape), samples=samples, seed=seed)
+    scores = vae.anomaly_score(_read_samples(src, vae), samples=samples, seed=seed)  # .csv as in training too
     _emit(scores, out)
     _flag_summary(vae, scores)
 
@@ -606,9 +607,10 @@ def bench(bundle, variants, batches, threads, quick, json_out):
         click.echo(f"wrote {json_out}", err=True)
 
 
-def _read_samples(path: Path, vae: VAE, name: str) -> np.ndarray:
-    """Samples to evaluate: .npy/.npz, or .csv (a header row, then numbers); a bundle trained on windows
-    takes a series [T, C] and cuts it as in training (or windows [n, C, N] as they are)."""
+def _read_samples(path: Path, vae: VAE) -> np.ndarray:
+    """Samples to score or evaluate: .npy/.npz, or .csv (a header row, then numbers; the columns the
+    bundle records, picked by name); a bundle trained on windows takes a series [T, C] and cuts it as in
+    training (or windows [n, C, N] as they are)."""
     from .tables import read_csv, windows
 
     if path.suffix.lower() == ".csv":
@@ -651,9 +653,9 @@ def evaluate(paths, labels, false_alarm, as_json, roc, precision, fmt, threads):
         bundle, files = (paths[0], paths[1:]) if len(paths) == 2 else (None, paths)
     vae = _load(bundle, precision, fmt, threads, inputs=(*files, labels), outputs=(roc,))
     if labels is None:
-        normal_x, anomalous_x = (_read_samples(f, vae, f.name) for f in files)
+        normal_x, anomalous_x = (_read_samples(f, vae) for f in files)
     else:
-        x = _read_samples(files[0], vae, files[0].name)
+        x = _read_samples(files[0], vae)
         y = _read_labels(labels)
         if len(y) != len(x):
             raise ValueError(f"{labels}: {len(y)} labels for {len(x)} samples in {files[0]}")

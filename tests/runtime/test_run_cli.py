@@ -179,3 +179,36 @@ def test_run_outputs_are_npy_files_and_stdin_needs_stream(tmp_path, test_digits)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.npy"]
     assert invoke(run_main, ["reconstruct", x, "--out", "/dev/null"]).exit_code == 0
     one_line_error(invoke(run_main, ["score", "-"], input="1,2\n"), 2, "'-' (standard input) is read with --stream only")
+
+
+@pytest.fixture(scope="module")
+def csv_bundle(tmp_path_factory):
+    """(bundle, folder) of a small MLP trained on a CSV table, one sample a row, with --columns."""
+    from helpers import sensor_series, write_csv
+
+    from vae_edge.export.bundle import ExportOptions, export_bundle
+
+    folder = tmp_path_factory.mktemp("table")
+    table = write_csv(folder / "train.csv", sensor_series(400))
+    result = invoke(train_main, ["--data", f"csv:{table}", "--columns", "temp,pressure,level", "--hidden", 16, "--latent", 2,
+                                 "--epochs", 3, "--iw-samples", 2, "--out", folder / "m.pt", "-q"])
+    assert result.exit_code == 0, result.output
+    export_bundle(folder / "m.pt", folder / "bundle", ExportOptions(variants=(), latency=None))
+    return folder / "bundle", folder
+
+
+def test_score_reads_a_csv_of_the_training_columns(csv_bundle, tmp_path):
+    from helpers import sensor_series, write_csv
+
+    from vae_edge.runtime import VAE
+
+    bundle, _ = csv_bundle
+    x = sensor_series(20, seed=1)
+    expected = VAE.load(bundle).anomaly_score(x.astype(np.float32))
+    # Columns in another order, and one more: picked by the names recorded at training.
+    shuffled = write_csv(tmp_path / "new.csv", np.c_[x[:, [2, 0, 1]], np.zeros(len(x))], header="time,level,temp,pressure,extra")
+    result = invoke(run_main, ["score", bundle, shuffled, "--out", tmp_path / "s.npy"])
+    assert result.exit_code == 0, result.output
+    np.testing.assert_allclose(np.load(tmp_path / "s.npy"), expected, rtol=1e-4)
+    missing = write_csv(tmp_path / "missing.csv", x[:, :2], header="time,temp,pressure")
+    one_line_error(invoke(run_main, ["score", bundle, missing]), 2, "missing.csv", "no column 'level'")
