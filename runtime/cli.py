@@ -22,7 +22,7 @@ from .bundle import BundleError, default_bundle_path, describe_latency, read_man
 from .clitools import output_path, run_cli
 from .files import atomic_save_npy, atomic_write_bytes, read_array
 from .streaming import MAX_STREAM_BATCH, RowError
-from .validation import json_text, one_line
+from .validation import as_batch, json_text, one_line
 from .vae import MAX_MC_SAMPLES, VAE
 from . import audio_cli
 from .audio_vae import AudioVAE
@@ -113,9 +113,14 @@ def _check_outputs(vae: VAE, inputs, outputs) -> None:
 
 
 def _read_batch(path: Path, sample_shape: tuple[int, ...]) -> np.ndarray:
-    """Like _read_array; a file holding one sample gets a batch axis, so outputs are always batched."""
-    a = _read_array(path)
-    return a[None] if a.shape == tuple(sample_shape) else a
+    """Like _read_array, checked by _file_batch: a batch [n, *sample_shape], so outputs are always batched."""
+    return _file_batch(_read_array(path), sample_shape, path)
+
+
+def _file_batch(x: np.ndarray, sample_shape: tuple[int, ...], path: Path) -> np.ndarray:
+    """``x`` read from ``path`` as a float32 batch (one sample gets a batch axis). Checked here rather than
+    by the VAE so that a wrong dtype or shape, NaN or Inf is reported against the file, not its argument name."""
+    return as_batch(x, tuple(sample_shape), str(path))[0]
 
 
 def _read_array(path: Path, *, mmap: bool = False) -> np.ndarray:
@@ -622,11 +627,7 @@ def _read_samples(path: Path, vae: VAE) -> np.ndarray:
         x = windows(x, int(vae.window["length"]), int(vae.window["stride"]), str(path))
     elif x.ndim >= 1 and x.shape != vae.shape and x.ndim == 2 and x.shape[1] == int(np.prod(vae.shape)):
         x = x.reshape(len(x), *vae.shape)  # flat rows of a table
-    return _read_batch_shape(x, vae.shape)
-
-
-def _read_batch_shape(x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    return x[None] if x.shape == tuple(shape) else x
+    return _file_batch(x, vae.shape, path)
 
 
 @cli.command()

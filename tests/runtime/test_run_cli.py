@@ -93,7 +93,8 @@ def test_run_usage_errors_exit_2(args, fragments):
 def test_run_input_errors_exit_2(tmp_path):
     wrong = tmp_path / "wrong.npy"
     np.save(wrong, np.zeros((3, 5)))
-    one_line_error(invoke(run_main, ["reconstruct", wrong]), 2, "expected shape [n, 1, 8, 8]", "[3, 5]")
+    for command in ("reconstruct", "encode", "score"):  # the file is named, not the API's argument
+        one_line_error(invoke(run_main, [command, wrong]), 2, f"{wrong}: expected shape [n, 1, 8, 8]", "[3, 5]")
     text = tmp_path / "text.npy"
     text.write_text("1,2,3")
     one_line_error(invoke(run_main, ["score", text]), 2, "not a readable .npy", "it is text, not an array file")
@@ -105,10 +106,13 @@ def test_run_input_errors_exit_2(tmp_path):
     one_line_error(invoke(run_main, ["encode", pickled]), 2, "not a readable .npy")
     nan = tmp_path / "nan.npy"
     np.save(nan, np.full((1, 1, 8, 8), np.nan))
-    one_line_error(invoke(run_main, ["score", nan]), 2, "NaN")
+    one_line_error(invoke(run_main, ["score", nan]), 2, f"{nan}: contains NaN")
     zs = tmp_path / "z.npy"
     np.save(zs, np.zeros((2, 7)))
-    one_line_error(invoke(run_main, ["decode", zs]), 2, "z: expected shape [n, 8]")
+    one_line_error(invoke(run_main, ["decode", zs]), 2, f"{zs}: expected shape [n, 8]")
+    table = tmp_path / "wrong.csv"
+    table.write_text("a,b\n1,2\n")
+    one_line_error(invoke(run_main, ["score", table]), 2, f"{table}: expected shape [n, 1, 8, 8]", "[1, 2]")
 
 
 def test_tampered_bundle_exits_2_naming_the_file(bundle_copy):
