@@ -119,8 +119,12 @@ def _read_batch(path: Path, sample_shape: tuple[int, ...]) -> np.ndarray:
 
 def _file_batch(x: np.ndarray, sample_shape: tuple[int, ...], path: Path) -> np.ndarray:
     """``x`` read from ``path`` as a float32 batch (one sample gets a batch axis). Checked here rather than
-    by the VAE so that a wrong dtype or shape, NaN or Inf is reported against the file, not its argument name."""
-    return as_batch(x, tuple(sample_shape), str(path))[0]
+    by the VAE so that a wrong dtype or shape, NaN or Inf is reported against the file, not its argument name.
+    A file of no samples is refused too: the API returns an empty result, which a command would print as nothing."""
+    batch = as_batch(x, tuple(sample_shape), str(path))[0]
+    if not len(batch):
+        raise ValueError(f"{path}: holds no samples (shape {list(np.shape(x))}); expected at least one sample of shape {list(sample_shape)}")
+    return batch
 
 
 def _read_array(path: Path, *, mmap: bool = False) -> np.ndarray:

@@ -216,3 +216,14 @@ def test_score_reads_a_csv_of_the_training_columns(csv_bundle, tmp_path):
     np.testing.assert_allclose(np.load(tmp_path / "s.npy"), expected, rtol=1e-4)
     missing = write_csv(tmp_path / "missing.csv", x[:, :2], header="time,temp,pressure")
     one_line_error(invoke(run_main, ["score", bundle, missing]), 2, "missing.csv", "no column 'level'")
+
+
+def test_an_input_of_no_samples_is_one_error_line_in_every_command(tmp_path):
+    empty = tmp_path / "empty.npy"
+    np.save(empty, np.zeros((0, 1, 8, 8), np.float32))
+    for command in ("score", "encode", "reconstruct"):
+        one_line_error(invoke(run_main, [command, empty]), 2, f"{empty}: holds no samples (shape [0, 1, 8, 8])", "[1, 8, 8]")
+    latents = tmp_path / "z.npy"
+    np.save(latents, np.zeros((0, 8), np.float32))
+    one_line_error(invoke(run_main, ["decode", latents, "--out", tmp_path / "x.npy"]), 2, "holds no samples")
+    assert not (tmp_path / "x.npy").exists()
