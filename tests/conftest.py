@@ -59,6 +59,25 @@ def bundle_copy(tmp_path, bundle) -> Path:
 
 
 @pytest.fixture(scope="session")
+def digits_gaussian():
+    """The digits standardised per feature for a Gaussian likelihood."""
+    from vae_edge.trainer.data import load_data
+
+    return load_data("digits", likelihood="gaussian")
+
+
+@pytest.fixture(scope="session")
+def gaussian_bundle(tmp_path_factory, digits_gaussian):
+    """(model.pt, bundle) of a small MLP with a learned per-feature Gaussian variance, trained 2 epochs."""
+    from helpers import export_trained
+
+    from vae_edge.models import VAEConfig
+
+    config = VAEConfig(input_shape=digits_gaussian.shape, latent_dim=4, hidden_dims=(32,), likelihood="gaussian")
+    return export_trained(tmp_path_factory.mktemp("mlp-gaussian"), digits_gaussian, config)
+
+
+@pytest.fixture(scope="session")
 def test_digits(digits) -> np.ndarray:
     """Held-out digits in data units (0..16), [n, 1, 8, 8] float32."""
     return digits.test[:64]
