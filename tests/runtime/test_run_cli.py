@@ -109,7 +109,7 @@ def test_run_input_errors_exit_2(tmp_path):
     one_line_error(invoke(run_main, ["score", nan]), 2, f"{nan}: contains NaN")
     zs = tmp_path / "z.npy"
     np.save(zs, np.zeros((2, 7)))
-    one_line_error(invoke(run_main, ["decode", zs]), 2, f"{zs}: expected shape [n, 8]")
+    one_line_error(invoke(run_main, ["decode", zs]), 2, f"{zs}: expected shape [n, 16]")
     table = tmp_path / "wrong.csv"
     table.write_text("a,b\n1,2\n")
     one_line_error(invoke(run_main, ["score", table]), 2, f"{table}: expected shape [n, 1, 8, 8]", "[1, 2]")
@@ -223,7 +223,9 @@ def test_an_input_of_no_samples_is_one_error_line_in_every_command(tmp_path):
     np.save(empty, np.zeros((0, 1, 8, 8), np.float32))
     for command in ("score", "encode", "reconstruct"):
         one_line_error(invoke(run_main, [command, empty]), 2, f"{empty}: holds no samples (shape [0, 1, 8, 8])", "[1, 8, 8]")
+    from vae_edge.runtime import VAE
+
     latents = tmp_path / "z.npy"
-    np.save(latents, np.zeros((0, 8), np.float32))
+    np.save(latents, np.zeros((0, VAE.load().latent_dim), np.float32))
     one_line_error(invoke(run_main, ["decode", latents, "--out", tmp_path / "x.npy"]), 2, "holds no samples")
     assert not (tmp_path / "x.npy").exists()
