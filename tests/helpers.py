@@ -48,5 +48,5 @@ def export_trained(folder, data, config):
     result = train(config, data, TrainConfig(epochs=2, batch_size=64, seed=0, iw_samples=4, quiet=True))
     path = folder / "model.pt"
     save_checkpoint(path, make_checkpoint(result.model, data=data.describe(), metrics=result.metrics))
-    export_bundle(path, folder / "bundle", ExportOptions(latency=None))
+    export_bundle(path, folder / "bundle", ExportOptions(variants=("int8",), latency=None))
     return path, folder / "bundle"
