@@ -109,7 +109,7 @@ def test_export_is_deterministic_and_replaces_an_existing_bundle(tmp_path, model
     m = json.loads((out / "manifest.json").read_text())
     m["files"]["stale.txt"] = contract.file_entry(out / "stale.txt")
     (out / "manifest.json").write_text(json.dumps(m))
-    export_bundle(model_path, out, ExportOptions(latency=None))
+    export_bundle(model_path, out, ExportOptions(variants=("int8",), latency=None))
     assert not (out / "stale.txt").exists()
     assert json.loads((out / "manifest.json").read_text())["latency"]["measured"] is False
     for name in ("encoder.onnx", "decoder.onnx", "encoder.int8.onnx", "decoder.int8.onnx", "manifest.json"):
@@ -135,7 +135,7 @@ def test_a_graph_that_differs_from_pytorch_fails_and_writes_nothing(tmp_path, mo
     shutil.copytree(bundle, out)
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     with pytest.raises(ExportError) as info:
-        export_bundle(model_path, out)
+        export_bundle(model_path, out, ExportOptions(variants=("int8",)))
     message = "\n".join(info.value.report)
     assert re.search(r"✗ fp32 +decoder.x_mean max-abs", message)
     assert re.search(r"✓ fp32 +encoder.mu max-abs", message)  # every check is reported, not just the first failure
@@ -144,11 +144,11 @@ def test_a_graph_that_differs_from_pytorch_fails_and_writes_nothing(tmp_path, mo
 
 
 def test_quantized_gate_fails_unless_degraded_is_allowed(tmp_path, model_path):
-    strict = ExportOptions(tolerance=0.0, latency=None)
+    strict = ExportOptions(variants=("int8",), tolerance=0.0, latency=None)
     with pytest.raises(ExportError, match="allow-degraded"):
         export_bundle(model_path, tmp_path / "strict", strict)
     assert not (tmp_path / "strict").exists()
-    result = export_bundle(model_path, tmp_path / "lenient", ExportOptions(tolerance=0.0, allow_degraded=True, latency=None))
+    result = export_bundle(model_path, tmp_path / "lenient", ExportOptions(variants=("int8",), tolerance=0.0, allow_degraded=True, latency=None))
     assert result.manifest["variants"]["int8"]["accuracy"]["passed"] is False
     assert result.manifest["variants"]["fp32"]["accuracy"]["passed"] is True
 
