@@ -59,6 +59,9 @@ class ExportOptions:
     fp32_atol: float = 1e-4
     score_rtol: float = 1e-4  # runtime anomaly score vs PyTorch negative ELBO, fp32
     ort: bool = False  # also write every graph in ORT format, plus required_operators.config
+    # The fused score graph per variant (one session call per anomaly score; it roughly doubles each
+    # variant's bytes, docs/bundle.md). False: a bundle as before it, scored with the encoder and decoder.
+    score_graph: bool = True
     calibration: str | None = None  # data SPEC for static variants; None: the training data in model.pt
     # How to time each variant for the manifest; None: not timed (a byte-stable bundle, `make bundle`).
     latency: timing.LatencyConfig | None = timing.LatencyConfig()
@@ -124,6 +127,8 @@ def export_bundle(model_path: str | os.PathLike, out: str | os.PathLike, options
         manifest, report = write_audio_bundle(ckpt, model, data, model_path, Path(out), options)
         return ExportResult(Path(out), manifest, report)
     specs = contract.graphs_for(data.kind)
+    if not options.score_graph:
+        specs = tuple(spec for spec in specs if spec is not contract.SCORE)
     feeds, calibrated_on = static_feeds(model, data, [VARIANTS[v] for v in options.methods], options.calibration)
     test_raw = data.test[:MAX_EVAL_SAMPLES]
     bounds = model_bounds(model.config.likelihood, data.valid_low, data.valid_high, np.float64(data.offset), np.float64(data.scale))
