@@ -27,7 +27,7 @@ from .validation import as_batch, as_real_array, check_finite, check_int, one_li
 log = logging.getLogger(__name__)
 
 # float32 bit patterns of +0.0 .. 1.0 are the integers 0 .. _ONE_BITS, and every negative number, NaN and
-# Inf lies above them: one max() over the bits checks a Bernoulli input against [0, 1] and finiteness at once.
+# Inf lies above them: the largest bit pattern checks a Bernoulli input against [0, 1] and finiteness at once.
 _ONE_BITS = np.float32(1.0).view(np.uint32)
 _F32 = np.dtype(np.float32)  # native float32: `a.dtype is _F32` is the cheapest dtype test (0.04 us against 0.07 for ==)
 # Latent codes beyond this are not codes of anything (the prior is N(0, I)); far larger ones overflow
@@ -81,6 +81,10 @@ class VAE:
         self._shift = bool(np.any(self._offset != 0))
         # Finite float32 data can only overflow on its way into model space through an offset or a scale below 1.
         self._may_overflow = self._shift or bool(np.any(self._scale < 1))
+        # ... but not data whose float32 sum of squares is finite (every |x| < 1.9e19) through any
+        # preprocessing a real data set has: then the scaling needs no np.errstate (~1 us per call).
+        f32_max = float(np.finfo(np.float32).max)
+        self._small_is_safe = (math.sqrt(f32_max) + float(np.abs(self._offset).max())) / float(self._scale.min()) < f32_max / 2
         self._low, self._high = self._valid_range(manifest)
         # [0, 1] exactly (every Bernoulli bundle): the one-reduction bit check of _prepare applies.
         self._unit_range = bool(np.all(self._low == 0) and np.all(self._high == 1))
@@ -213,22 +217,34 @@ class VAE:
             a, single = as_batch(x, self.shape, name, finite=False)
             bound = graph.bound(len(a)) if graph is not None else None
             xm = into = bound.input if bound is not None else np.empty(a.shape, np.float32)
-        if self._may_overflow:
-            with np.errstate(over="ignore", invalid="ignore"):  # an extreme finite value may become Inf here: clipped below
-                self._scale_into(a, into)
-        elif self._shift:
-            self._scale_into(a, into)
-        else:
-            np.divide(a, self._scale, out=into)  # _scale_into's common case inline
         if self._unit_range:
+            if self._may_overflow or self._shift:
+                self._scale_checked(a, into, self._may_overflow)
+            else:
+                np.divide(a, self._scale, out=into)  # the common case inline
             bits = bound.flat_bits if bound is not None else xm.view(np.uint32).reshape(-1)
             if bits.size and bits[bits.argmax()] > _ONE_BITS:  # argmax: 0.4 us at batch 1, max() 2 us
                 self._clip_range(a, xm, name, penalty)
         else:
-            check_finite(a, name)
+            # The finiteness check first: one dot product, which also says whether the scaling can overflow.
+            small = float(np.vdot(a, a)) < np.inf
+            if not small:
+                check_finite(a, name)
+            overflow = self._may_overflow and not (small and self._small_is_safe)
+            if overflow or self._shift:
+                self._scale_checked(a, into, overflow)
+            else:
+                np.divide(a, self._scale, out=into)
             if self._bounded and xm.size and (_below(xm, self._low) or _below(self._high, xm)):
                 self._clip_range(a, xm, name, penalty)
         return xm, single, bound
+
+    def _scale_checked(self, a: np.ndarray, into: np.ndarray, may_overflow: bool) -> None:
+        if may_overflow:
+            with np.errstate(over="ignore", invalid="ignore"):  # an extreme finite value may become Inf here: clipped after
+                self._scale_into(a, into)
+        else:
+            self._scale_into(a, into)
 
     def _scale_into(self, a: np.ndarray, xm: np.ndarray) -> None:
         if self._shift:
@@ -566,9 +582,10 @@ class VAE:
 
 
 def _below(a: np.ndarray, b: np.ndarray) -> bool:
-    """Whether some element of ``a`` is below ``b`` (broadcast): one subtraction and argmin, ~3x faster
-    than np.less(a, b).any() at batch 1. A NaN difference (-Inf - -Inf) does not count, as with np.less;
-    argmin stops at the first NaN, so then np.less answers."""
+    """Whether some element of ``a`` is below ``b`` (broadcast): one subtraction and argmin, without
+    numpy's reductions (1.6 against 1.9 us for np.less(a, b).any() on 48 values, load 12). A NaN
+    difference (-Inf - -Inf) does not count, as with np.less; argmin stops at the first NaN, so then
+    np.less answers."""
     d = np.subtract(a, b).reshape(-1)
     if not d.size:
         return False
