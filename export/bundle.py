@@ -76,6 +76,8 @@ def export_bundle(model_path: str | os.PathLike, out: str | os.PathLike, options
         manifest, report = write_audio_bundle(ckpt, model, data, model_path, Path(out), options)
         return ExportResult(Path(out), manifest, report)
     specs = contract.graphs_for(data.kind)
+    if not options.score_graph:
+        specs = tuple(spec for spec in specs if spec is not contract.SCORE)
     feeds, calibrated_on = static_feeds(model, data, [VARIANTS[v] for v in options.methods], options.calibration)
     # The parity checks want held-out samples: the test split, or without one the validation split (said in the report).
     split = "test" if len(data.test) else "validation"

@@ -40,6 +40,7 @@ def _variants(ctx, param, value: str) -> tuple[str, ...]:
 @click.option("--test-data", "test_spec", metavar="SPEC", default=None, help="The test data, when the model was trained with --test-data and they moved.")
 @click.option("--calibration", metavar="SPEC", default=None, help="Data for int8-static calibration, as vae-train's --data (default: the training data recorded in MODEL).")
 @click.option("--ort", "ort_format", is_flag=True, help="Also write every graph in ORT format, and required_operators.config for a minimal onnxruntime build.")
+@click.option("--no-score-graph", is_flag=True, help="Leave out the fused score graphs (score.*.onnx, about half of each variant's bytes): anomaly scores then take the encoder and decoder, two session calls.")
 @click.option("--opset", type=click.IntRange(OPSETS.start, OPSETS.stop - 1), default=_default("opset"), show_default=True, help="ONNX opset of the graphs (torch.onnx writes 18 or newer).")
 @click.option("--tolerance", type=click.FloatRange(min=0), default=_default("tolerance"), show_default=True, help="Largest relative change in reconstruction NLL a quantized variant may show.")
 @click.option("--allow-degraded", is_flag=True, help="Write the bundle even when a quantized variant misses --tolerance.")
@@ -48,7 +49,7 @@ def _variants(ctx, param, value: str) -> tuple[str, ...]:
 @click.option("--no-search", is_flag=True, help="No fallback search: a variant that misses --tolerance fails as built.")
 @click.option("--no-latency", is_flag=True, help="Do not time the variants: the manifest then depends only on the model (a byte-stable bundle, as `make bundle` writes).")
 @click.option("--web", type=click.Path(file_okay=False, path_type=Path), default=None, help="Also write the latent explorer page for the bundle as a static folder (page, runtime, onnxruntime-web wasm, a copy of the bundle).")
-def cli(model, out, variants, data_spec, val_spec, test_spec, calibration, ort_format, opset, tolerance, allow_degraded, search_budget, no_search, no_latency, web):
+def cli(model, out, variants, data_spec, val_spec, test_spec, calibration, ort_format, no_score_graph, opset, tolerance, allow_degraded, search_budget, no_search, no_latency, web):
     """Export MODEL (a model.pt from vae-train) to an ONNX bundle: encoder, decoder, quantized variants and
     manifest.json, each variant checked against PyTorch and timed before anything is written."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -61,7 +62,7 @@ def cli(model, out, variants, data_spec, val_spec, test_spec, calibration, ort_f
 
     try:
         options = export_options(variants=variants, opset=opset, tolerance=tolerance, allow_degraded=allow_degraded, ort_format=ort_format, search_budget=search_budget,
-                                 no_search=no_search, no_latency=no_latency, calibration=calibration, data_spec=data_spec, val_spec=val_spec, test_spec=test_spec)
+                                 no_search=no_search, no_score_graph=no_score_graph, no_latency=no_latency, calibration=calibration, data_spec=data_spec, val_spec=val_spec, test_spec=test_spec)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     if web is not None:
@@ -100,14 +101,14 @@ def cli(model, out, variants, data_spec, val_spec, test_spec, calibration, ort_f
         _write_web(result.path, web)
 
 
-def export_options(*, variants, opset, tolerance, allow_degraded, ort_format, search_budget, no_search, no_latency, calibration,
+def export_options(*, variants, opset, tolerance, allow_degraded, ort_format, search_budget, no_search, no_latency, calibration, no_score_graph,
                    data_spec, val_spec, test_spec) -> ExportOptions:
     """The ExportOptions that vae-export's options ask for (the flags' off state is each field's default).
 
     Raises:
         ValueError: options that do not go together (ExportOptions' checks).
     """
-    return ExportOptions(variants=variants, opset=opset, tolerance=tolerance, allow_degraded=allow_degraded, ort=ort_format, search=not no_search,
+    return ExportOptions(variants=variants, opset=opset, tolerance=tolerance, allow_degraded=allow_degraded, ort=ort_format, score_graph=not no_score_graph, search=not no_search,
                          search_budget_s=search_budget, calibration=calibration, data=data_spec, val_data=val_spec, test_data=test_spec,
                          **({"latency": None} if no_latency else {}))
 

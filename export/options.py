@@ -44,6 +44,9 @@ class ExportOptions:
     fp32_atol: float = 1e-4
     score_rtol: float = 1e-4  # runtime anomaly score vs PyTorch negative ELBO, fp32
     ort: bool = False  # also write every graph in ORT format, plus required_operators.config
+    # The fused score graph per variant (one session call per anomaly score; it roughly doubles each
+    # variant's bytes, docs/bundle.md). False: a bundle as before it, scored with the encoder and decoder.
+    score_graph: bool = True
     calibration: str | None = None  # data SPEC for static variants; None: the training data in model.pt
     # Data that moved since training: specs replacing the training, validation and test data recorded in
     # model.pt (None: the recorded ones, at their absolute path or, when they moved with it, beside model.pt).

@@ -205,3 +205,20 @@ def test_a_failed_export_leaves_no_folders_for_its_bundle(tmp_path):
     with pytest.raises(CheckpointError):
         export_bundle(tmp_path / "model.pt", tmp_path / "new" / "bundle")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]
+
+
+def test_a_bundle_without_score_graphs_is_half_the_bytes_and_scores_the_same(tmp_path, model_path, bundle, test_digits):
+    # ExportOptions(score_graph=False), vae-export --no-score-graph: no score.*.onnx; the runtime scores
+    # it with the encoder and decoder (float64), within float32 rounding of the score graph.
+    from vae_edge.runtime import VAE
+
+    result = export_bundle(model_path, tmp_path / "b", ExportOptions(variants=(), latency=None, score_graph=False))
+    files = result.manifest["files"]
+    assert not any(name.startswith("score") for name in files) and "score" not in result.manifest["variants"]["fp32"]
+    with_score = json.loads((bundle / "manifest.json").read_text())
+    fp32 = ("encoder.onnx", "decoder.onnx")
+    assert sum(files[f]["bytes"] for f in fp32) == sum(with_score["files"][f]["bytes"] for f in fp32)
+    assert with_score["files"]["score.onnx"]["bytes"] > 0.9 * sum(files[f]["bytes"] for f in fp32)
+    without = VAE.load(tmp_path / "b")
+    assert without._score is None
+    np.testing.assert_allclose(without.anomaly_score(test_digits[:16]), VAE.load(bundle).anomaly_score(test_digits[:16]), rtol=2e-6)
