@@ -35,6 +35,7 @@ from . import manifest as manifests
 from . import thresholds
 from .destination import staging
 from .errors import ExportError, step
+from .golden import write_text_golden
 from .graphs import check_graph, set_metadata, strip_node_metadata
 from .quantize import INT8, quantize
 from .validate import LABEL
@@ -223,5 +224,8 @@ def write_text_bundle(out: Path, model: SentenceVAE, data: TextData, ckpt: dict,
         if failed or (degraded and not options.allow_degraded):
             hint = "" if failed else " (--allow-degraded writes it anyway, --tolerance sets the NLL limit)"
             raise ExportError(f"variant {', '.join(failed + degraded)} failed its accuracy gate{hint}", report)
+        manifests.write(tmp, manifest)  # calibrated: the conformance set's runtime run reads its thresholds
+        with step(f"writing the conformance set {contract.GOLDEN}"):
+            write_text_golden(tmp, manifest, ref.lines)
         manifests.write(tmp, manifest)
     return manifest, report
