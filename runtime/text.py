@@ -58,11 +58,14 @@ class TextVAE:
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, precision: str = "fp32", threads: int | None = None, providers: list | None = None,
-             optimization: str = "all") -> "TextVAE":
+             optimization: str = "all", format: str = "onnx") -> "TextVAE":
         """Open a text bundle, verifying every file's sha256 first.
 
+        Args:
+            format: "onnx", or "ort" for the ORT-format copies of a bundle exported with ``vae-export --ort``.
+
         Raises:
-            BundleError: missing, tampered or unreadable bundle, or not a text bundle.
+            BundleError: missing, tampered or unreadable bundle, not a text bundle, or no ``format`` graphs.
             ValueError: unknown precision, provider, optimisation level or thread count.
         """
         root = Path(path)
@@ -71,7 +74,8 @@ class TextVAE:
             raise BundleError(f"{root}: not a text bundle (data kind {manifest['data'].get('kind', contract.DEFAULT_KIND)!r}); open it with vae_edge.runtime.load")
         if not isinstance(precision, str) or precision not in manifest["variants"]:
             raise ValueError(f"precision {precision!r} is not in this bundle; it has {', '.join(manifest['variants'])}")
-        graphs = open_graphs(root, manifest, precision, SPECS, threads=threads, providers=providers, optimization=optimization, check=_check_text_graphs)
+        graphs = open_graphs(root, manifest, precision, SPECS, threads=threads, providers=providers, optimization=optimization, format=format,
+                             check=_check_text_graphs)
         try:
             return cls(root, manifest, precision, graphs)
         except TextError as exc:
