@@ -195,7 +195,10 @@ class TextVAE:
             try:
                 if isinstance(line, (bytes, bytearray)):
                     line = decode_bytes(bytes(line))
-                batch.append((index, self.vocab.check_line(line, index)))
+                line = self.vocab.check_line(line, index)
+                if not line.strip():
+                    raise TextError(f"line {index + 1}: blank (whitespace only); not scored, as blank lines of a file are skipped")
+                batch.append((index, line))
             except TextError as exc:
                 reason = str(exc).removeprefix(f"line {index + 1}: ")
                 if bad_lines == "raise":

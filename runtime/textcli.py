@@ -14,7 +14,7 @@ import numpy as np
 from .bundle import read_manifest
 from .files import atomic_save_npy
 from .text import LineReport, TextVAE
-from .vocab import read_text
+from .vocab import TextError, read_text
 
 
 def is_text_bundle(bundle: Path | None) -> bool:
@@ -136,6 +136,8 @@ def score_stream(vae: TextVAE, src: Path | None, batch_size: int, per_char: bool
             _flush(batch)
             batch = []
     _flush(batch)
+    if not total:  # an empty file (or input) is bad input here as everywhere, not a stream of no scores
+        raise TextError(f"{src if src is not None else 'standard input'}: is empty; expected UTF-8 text, one sample a line")
     _flagged(vae, flagged, total - bad)
     if bad:
         click.echo(f"{bad} of {total} line(s) could not be scored (nan)", err=True)
