@@ -131,8 +131,8 @@ def _export_text(model, ckpt: dict, model_path: Path, out: Path, options: Export
 
     from .text import write_text_bundle
 
-    if options.ort or options.calibration is not None:
-        raise ExportError("--ort and --calibration do not apply to text bundles yet")
+    if options.calibration is not None:
+        raise ExportError("--calibration applies to int8-static, which text bundles do not offer")
     manifest, report = write_text_bundle(out, model, load_text_recorded(ckpt["data"]), ckpt, model_path, options)
     return ExportResult(out, manifest, report)
 

@@ -313,8 +313,8 @@ def sample(bundle, n, seed, temperature, top_k, max_len, greedy, precision, fmt,
     """Draw samples from the prior and decode them (audio bundles: log-mel, --wav DIR for sound, --grid spectrograms;
     text bundles: one line each)."""
     if textcli.is_text_bundle(bundle):
-        textcli.refuse(out=out, grid=grid, format=fmt, wav=wav, normalize=normalize)
-        return textcli.sample(textcli.load(bundle, precision, threads), n, seed, 0.0 if greedy else temperature, top_k, max_len)
+        textcli.refuse(out=out, grid=grid, wav=wav, normalize=normalize)
+        return textcli.sample(textcli.load(bundle, precision, threads, fmt), n, seed, 0.0 if greedy else temperature, top_k, max_len)
     textcli.refuse(top_k=top_k, max_len=max_len, greedy=greedy)
     vae = _load(bundle, precision, fmt, threads, outputs=(out, grid))
     if isinstance(vae, AudioVAE):
@@ -336,8 +336,8 @@ def reconstruct(paths, precision, fmt, threads, out, grid, wav, iterations):
     --wav OUT.wav; text bundles: a UTF-8 file, one line each, greedy decodes printed one a line)."""
     bundle, src = _split(paths, "INPUT.npy")
     if textcli.is_text_bundle(bundle):
-        textcli.refuse(out=out, grid=grid, format=fmt, wav=wav)
-        return textcli.reconstruct(textcli.load(bundle, precision, threads), src)
+        textcli.refuse(out=out, grid=grid, wav=wav)
+        return textcli.reconstruct(textcli.load(bundle, precision, threads, fmt), src)
     vae = _load(bundle, precision, fmt, threads, inputs=(src,), outputs=(out, grid, wav))
     if isinstance(vae, AudioVAE):
         return audio_cli.reconstruct(vae, src, out=out, wav=wav, grid=grid, iterations=iterations)
@@ -365,8 +365,7 @@ def encode(paths, precision, fmt, threads, out, logvar_out):
     file, one line each)."""
     bundle, src = _split(paths, "INPUT.npy")
     if textcli.is_text_bundle(bundle):
-        textcli.refuse(format=fmt)
-        vae = textcli.load(bundle, precision, threads)
+        vae = textcli.load(bundle, precision, threads, fmt)
         _check_outputs(vae, (src,), (out, logvar_out))
         return textcli.encode(vae, src, out, logvar_out)
     vae = _load(bundle, precision, fmt, threads, inputs=(src,), outputs=(out, logvar_out))
@@ -388,8 +387,8 @@ def decode(paths, precision, fmt, threads, out, grid):
     """Decode latent codes Z [n, latent] to the mean of p(x|z), in data units."""
     bundle, src = _split(paths, "Z.npy")
     if textcli.is_text_bundle(bundle):
-        textcli.refuse(out=out, grid=grid, format=fmt)
-        vae = textcli.load(bundle, precision, threads)
+        textcli.refuse(out=out, grid=grid)
+        vae = textcli.load(bundle, precision, threads, fmt)
         return textcli.decode(vae, _read_array(src))
     vae = _load(bundle, precision, fmt, threads, inputs=(src,), outputs=(out, grid))
     x = vae.decode(_read_batch(src, (vae.latent_dim,)))
@@ -417,8 +416,8 @@ def score(paths, precision, fmt, threads, out, samples, seed, stream, batch_size
     Audio bundles: BUNDLE A.wav [B.wav ...], one score per clip (per window for long files), or BUNDLE - --stream.
     Text bundles: BUNDLE FILE, one score per line; BUNDLE [FILE|-] --stream scores lines as they arrive (a log)."""
     if textcli.is_text_bundle(textcli.bundle_of(paths)):
-        textcli.refuse(format=fmt, samples=samples, stride=stride)
-        return textcli.score_command(paths, precision, threads, out, stream, batch_size, per_char, check_outputs=_check_outputs)
+        textcli.refuse(samples=samples, stride=stride)
+        return textcli.score_command(paths, precision, threads, out, stream, batch_size, per_char, check_outputs=_check_outputs, fmt=fmt)
     textcli.refuse(per_char=per_char)
     if paths and audio_cli.is_audio_bundle(paths[0]):
         return _score_audio(paths, precision, threads, out, samples, stream, pcm_format, stride)
@@ -559,8 +558,8 @@ def interpolate(args, steps, precision, fmt, threads, out, grid):
     """Decode a straight path in latent space between two samples: PAIR.npy holding two, or one each in A.npy and B.npy
     (text bundle: between two lines given as arguments, greedy decodes printed one a line)."""
     if len(args) == 3 and textcli.is_text_bundle(Path(args[0])):  # the two ends are lines of text, not files
-        textcli.refuse(out=out, grid=grid, format=fmt)
-        return textcli.interpolate(textcli.load(Path(args[0]), precision, threads), args[1], args[2], steps)
+        textcli.refuse(out=out, grid=grid)
+        return textcli.interpolate(textcli.load(Path(args[0]), precision, threads, fmt), args[1], args[2], steps)
     bundle, sources = _split_interpolate(tuple(Path(a) for a in args))
     if textcli.is_text_bundle(bundle):
         raise click.UsageError("a text bundle interpolates between two lines: BUNDLE 'TEXT A' 'TEXT B'")

@@ -20,7 +20,7 @@ import onnxruntime as ort
 from . import contract, streaming
 from .bundle import BundleError, default_bundle_path, per_feature, read_manifest
 from .likelihoods import gaussian_kl, model_bounds, out_of_range_penalty, reconstruction_nll
-from .rng import MAX_SEED, Generator
+from .rng import MAX_SEED, Generator, generator
 from .sessions import Bound, Graph, open_graphs
 from .validation import as_batch, as_real_array, check_finite, check_int, one_line, quote
 
@@ -596,6 +596,4 @@ def _below(a: np.ndarray, b: np.ndarray) -> bool:
 def _rng(seed: object) -> Generator:
     # The generator every runtime implements bit for bit (runtime/rng.py): the same seed gives the same
     # samples in Python and in JavaScript.
-    if seed is not None:
-        check_int("seed", seed, minimum=0, maximum=MAX_SEED)
-    return Generator(seed)
+    return generator(seed)
