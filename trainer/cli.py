@@ -93,13 +93,13 @@ def cli(ctx, **options):
 
     o = options
     given = {name for name in o if ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)}
-    text = _check_text(o, given)
     ckpt = _apply_resume(o, given)
+    text = _check_text(o, given)
     out, beside_file = _check_outputs(o)
     if text:
         from .textcli import train_text_command
 
-        return train_text_command(o, given, out, beside_file)
+        return train_text_command(o, given, out, beside_file, ckpt)
     audio = _audio_options(o, given, ckpt)  # first: it sets audio's default --arch and --likelihood
     size = _check_options(o, given)
     data = _load_data(o, size, audio)
@@ -122,27 +122,35 @@ def _check_text(o: dict, given: set[str]) -> bool:
         raise click.BadParameter("--arch gru trains on text: give --data text:FILE", param_hint="--arch")
     for name in (n for n in TEXT_OPTIONS if n in given and not text):
         raise click.BadParameter("applies to --data text:FILE only", param_hint=f"--{name.replace('_', '-')}")
-    if text and o["resume"] is not None:
-        raise click.BadParameter("text models cannot be resumed yet; train again", param_hint="--resume")
     return text
 
 
 def _apply_resume(o: dict, given: set[str]) -> dict | None:
     """With --resume: read the checkpoint; options left out take its values, so that
-    `vae-train --resume model.pt` just continues. Returns the checkpoint dict (None without --resume)."""
+    `vae-train --resume model.pt` just continues. Returns the checkpoint dict (None without --resume).
+    For a text checkpoint the recorded options join ``given``: the text command's own defaults apply
+    only to options neither given nor recorded."""
     if o["resume"] is None:
         return None
     from vae_edge.models import CheckpointError, read_checkpoint
 
     from .resume import resume_settings
+    from .textresume import text_resume_settings
 
     try:
         ckpt = read_checkpoint(o["resume"])
     except CheckpointError as exc:
         raise click.BadParameter(str(exc), param_hint="--resume") from None
+    if (ckpt.get("data") or {}).get("kind") == "text":
+        recorded = {k: v for k, v in text_resume_settings(ckpt).items() if k not in given}
+        o.update(recorded)
+        given |= set(recorded)
+        if "out" not in given:
+            o["out"] = o["resume"]
+        return ckpt
     o.update({k: v for k, v in resume_settings(ckpt).items() if k not in given})
     if o["arch"] in TEXT_ARCHS:
-        raise click.BadParameter("text models cannot be resumed yet; train again", param_hint="--resume")
+        raise click.BadParameter("the checkpoint's arch is a text model's, but it records no text data; train again", param_hint="--resume")
     if "out" not in given:
         o["out"] = o["resume"]
     recorded = ckpt["data"]
