@@ -77,6 +77,7 @@ def _train(option: str):
 @click.option("--long-lines", type=click.Choice(["refuse", "cut", "skip"]), default="refuse", show_default=True, help="text: what to do with a line over --max-len (counted and reported).")
 @click.option("--embed", type=click.IntRange(min=1), default=64, show_default=True, help="text: character embedding width.")
 @click.option("--token-dropout", type=click.FloatRange(0, 1, max_open=True), default=0.1, show_default=True, help="text: share of decoder input characters replaced by <unk> (Bowman et al.).")
+@click.option("--token-dropout-epochs", type=click.FloatRange(min=0), default=None, help="text: token dropout in the first N epochs only (0: in all; default: see docs/text.md).")
 @click.option("--free-bits", type=click.FloatRange(min=0), default=0.15, show_default=True, help="text: KL floor per latent dimension, nats (free bits).")
 @click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=_train("seed"), show_default=True)
 @click.option("--device", type=click.Choice(DEVICES), default=_train("device"), show_default=True)
@@ -111,7 +112,7 @@ def cli(ctx, **options):
     _report(data, model_config, result.metrics, written)
 
 
-TEXT_OPTIONS = ("max_len", "long_lines", "embed", "token_dropout", "free_bits")
+TEXT_OPTIONS = ("max_len", "long_lines", "embed", "token_dropout", "token_dropout_epochs", "free_bits")
 
 
 def _check_text(o: dict, given: set[str]) -> bool:

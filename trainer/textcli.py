@@ -13,6 +13,7 @@ NOT_FOR_TEXT = ("size", "channels", "decoder_style", "likelihood", "gaussian_std
 DEFAULT_LATENT = 16
 DEFAULT_HIDDEN = 128
 DEFAULT_PATIENCE = 0
+DEFAULT_TOKEN_DROPOUT_EPOCHS = 0.0
 
 
 def train_text_command(o: dict, given: set[str], out: Path, beside_file: bool, ckpt: dict | None = None) -> None:
@@ -50,7 +51,8 @@ def train_text_command(o: dict, given: set[str], out: Path, beside_file: bool, c
         )
         config = TextTrainConfig(
             epochs=o["epochs"] if "epochs" in given else 20, batch_size=o["batch_size"], lr=o["lr"], beta=o["beta"],
-            kl_warmup=o["kl_warmup"] if "kl_warmup" in given else 3.0, token_dropout=o["token_dropout"], free_bits=o["free_bits"],
+            kl_warmup=o["kl_warmup"] if "kl_warmup" in given else 3.0, token_dropout=o["token_dropout"],
+            token_dropout_epochs=o["token_dropout_epochs"] if "token_dropout_epochs" in given else DEFAULT_TOKEN_DROPOUT_EPOCHS, free_bits=o["free_bits"],
             seed=o["seed"], device=o["device"], iw_samples=o["iw_samples"] if "iw_samples" in given else 100,
             patience=o["patience"] if "patience" in given else DEFAULT_PATIENCE, quiet=o["quiet"],
         )

@@ -9,7 +9,6 @@ import logging
 import math
 from dataclasses import asdict, dataclass, field
 
-import torch
 
 from vae_edge.models.text import SentenceVAE, TextVAEConfig
 
