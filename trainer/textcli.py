@@ -12,7 +12,10 @@ NOT_FOR_TEXT = ("size", "channels", "decoder_style", "likelihood", "gaussian_std
                 "sample_rate", "duration", "window", "stride", "mels", "n_fft", "hop")
 DEFAULT_LATENT = 16
 DEFAULT_HIDDEN = 128
-DEFAULT_PATIENCE = 0
+# Early stopping on the validation bound, at most DEFAULT_EPOCHS: the sentence VAE needs ~30 epochs on
+# 8,000 lines to match a converged language model (docs/text.md), a fixed count fits no corpus size.
+DEFAULT_EPOCHS = 100
+DEFAULT_PATIENCE = 3
 DEFAULT_TOKEN_DROPOUT_EPOCHS = 0.0
 
 
@@ -50,7 +53,7 @@ def train_text_command(o: dict, given: set[str], out: Path, beside_file: bool, c
             embed_dim=o["embed"], hidden_dim=o["hidden"][0] if "hidden" in given else DEFAULT_HIDDEN,
         )
         config = TextTrainConfig(
-            epochs=o["epochs"] if "epochs" in given else 20, batch_size=o["batch_size"], lr=o["lr"], beta=o["beta"],
+            epochs=o["epochs"] if "epochs" in given else DEFAULT_EPOCHS, batch_size=o["batch_size"], lr=o["lr"], beta=o["beta"],
             kl_warmup=o["kl_warmup"] if "kl_warmup" in given else 3.0, token_dropout=o["token_dropout"],
             token_dropout_epochs=o["token_dropout_epochs"] if "token_dropout_epochs" in given else DEFAULT_TOKEN_DROPOUT_EPOCHS, free_bits=o["free_bits"],
             seed=o["seed"], device=o["device"], iw_samples=o["iw_samples"] if "iw_samples" in given else 100,

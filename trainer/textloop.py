@@ -39,7 +39,7 @@ OBJECTIVES = ("elbo", "iwae")
 class TextTrainConfig:
     """Optimisation settings of a text model (the architecture is in TextVAEConfig)."""
 
-    epochs: int = 20
+    epochs: int = 100  # at most: early stopping (patience) ends a run at convergence
     batch_size: int = 64
     lr: float = 1e-3
     beta: float = 1.0
@@ -55,7 +55,7 @@ class TextTrainConfig:
     objective: str = "elbo"
     iw_train: int = 5
     # Stop after this many epochs without a better validation bound, keeping the best epoch (0: never).
-    patience: int = 0
+    patience: int = 3
     seed: int = 0
     device: str = "cpu"
     iw_samples: int = 100
