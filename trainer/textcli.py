@@ -8,8 +8,9 @@ from pathlib import Path
 import click
 
 # vae-train options that mean nothing for a text model: refused when given, not silently ignored.
-NOT_FOR_TEXT = ("size", "channels", "decoder_style", "likelihood", "gaussian_std",
-                "sample_rate", "duration", "window", "stride", "mels", "n_fft", "hop")
+NOT_FOR_TEXT = ("size", "channels", "decoder_style", "likelihood", "gaussian_std", "lr_schedule", "tensorboard",
+                "split_text", "val_spec", "test_spec", "sample_rate", "duration", "window", "stride", "mels", "n_fft", "hop")
+OPTION_NAMES = {"split_text": "--split", "val_spec": "--val-data", "test_spec": "--test-data"}  # where the option is not the field's name
 DEFAULT_LATENT = 16
 DEFAULT_HIDDEN = 128
 # Early stopping on the validation bound, at most DEFAULT_EPOCHS: the sentence VAE needs ~30 epochs on
@@ -17,6 +18,7 @@ DEFAULT_HIDDEN = 128
 DEFAULT_EPOCHS = 100
 DEFAULT_PATIENCE = 3
 DEFAULT_TOKEN_DROPOUT_EPOCHS = 0.0
+DEFAULT_OBJECTIVE = "elbo"  # the measured text defaults are the ELBO's (free bits do not apply to the IW bound)
 
 
 def train_text_command(o: dict, given: set[str], out: Path, beside_file: bool, ckpt: dict | None = None) -> None:
@@ -37,14 +39,16 @@ def train_text_command(o: dict, given: set[str], out: Path, beside_file: bool, c
     from .textloop import TextTrainConfig, train_text
 
     for name in (n for n in NOT_FOR_TEXT if n in given):
-        raise click.BadParameter("does not apply to --data text:FILE", param_hint=f"--{name.replace('_', '-')}")
+        raise click.BadParameter("does not apply to --data text:FILE", param_hint=OPTION_NAMES.get(name, f"--{name.replace('_', '-')}"))
+    if "iw_train" in given and (o["objective"] if "objective" in given else DEFAULT_OBJECTIVE) != "iwae":
+        raise click.BadParameter("applies to --objective iwae only", param_hint="--iw-train")
     if o["arch"] not in TEXT_ARCHS and "arch" in given:
         raise click.BadParameter("--data text:FILE trains the sentence VAE: use --arch gru", param_hint="--arch")
     try:
         data = load_text(o["data_spec"], max_len=o["max_len"], long_lines=o["long_lines"])
     except DataError as exc:
         raise click.BadParameter(str(exc), param_hint="--data") from None
-    if len(o["hidden"]) > 1:
+    if "hidden" in given and len(o["hidden"]) > 1:
         raise click.BadParameter("a GRU has one hidden width", param_hint="--hidden")
     try:
         model_config = TextVAEConfig(
@@ -53,9 +57,10 @@ def train_text_command(o: dict, given: set[str], out: Path, beside_file: bool, c
             embed_dim=o["embed"], hidden_dim=o["hidden"][0] if "hidden" in given else DEFAULT_HIDDEN,
         )
         config = TextTrainConfig(
-            epochs=o["epochs"] if "epochs" in given else DEFAULT_EPOCHS, batch_size=o["batch_size"], lr=o["lr"], beta=o["beta"],
+            epochs=o["epochs"] if "epochs" in given else DEFAULT_EPOCHS, batch_size=o["batch_size"], lr=o["lr"] if "lr" in given else 1e-3, beta=o["beta"],
             kl_warmup=o["kl_warmup"] if "kl_warmup" in given else 3.0, token_dropout=o["token_dropout"],
             token_dropout_epochs=o["token_dropout_epochs"] if "token_dropout_epochs" in given else DEFAULT_TOKEN_DROPOUT_EPOCHS, free_bits=o["free_bits"],
+            objective=o["objective"] if "objective" in given else DEFAULT_OBJECTIVE, iw_train=o["iw_train"],
             seed=o["seed"], device=o["device"], iw_samples=o["iw_samples"] if "iw_samples" in given else 100,
             patience=o["patience"] if "patience" in given else DEFAULT_PATIENCE, quiet=o["quiet"],
         )

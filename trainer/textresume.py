@@ -114,6 +114,8 @@ def text_resume_settings(ckpt: dict) -> dict:
     train_config = (ckpt.get("train_state") or {}).get("train_config") or {}
     data = ckpt.get("data") or {}
     settings = {k: train_config[k] for k in TEXT_TRAIN_OPTIONS if k in train_config}
+    if settings.get("objective") != "iwae":
+        settings.pop("iw_train", None)  # not an option of the ELBO's run (vae-train refuses it there)
     settings.update({"latent": config.get("latent_dim"), "embed": config.get("embed_dim"), "arch": config.get("arch"),
                      "hidden": (config["hidden_dim"],) if "hidden_dim" in config else None,
                      "max_len": (data.get("vocabulary") or {}).get("max_len"),

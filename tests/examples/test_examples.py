@@ -70,9 +70,9 @@ def test_monitor_skips_a_line_of_bytes_that_are_not_text(tmp_path, bundle, test_
 
 def test_monitor_alerts_on_each_injected_sensor_fault_and_on_no_normal_stretch(tmp_path, sensor_bundle):
     """A CSV sensor stream watched in windows: a spike, a drift and a stuck sensor each raise alerts.
-    Normal stretches: measured, this small model (30 epochs) scores 3 of the ~140 wholly normal windows
-    of this stream just above its p99.9 (a 4-window excursion near line 690; docs/anomaly.md), so the
-    check allows at most 4 rather than none."""
+    Normal stretches: measured, this small model (30 epochs, vae-train's default IWAE objective) scores 5
+    of the ~140 wholly normal windows of this stream above its p99.9 (rows 228-243, and four overlapping
+    windows over rows 448-475; docs/anomaly.md), so the check allows at most 6 rather than none."""
     from helpers import sensor_series, write_csv
 
     bundle, _ = sensor_bundle
@@ -89,7 +89,7 @@ def test_monitor_alerts_on_each_injected_sensor_fault_and_on_no_normal_stretch(t
     for name, (start, stop) in faults.items():
         assert any(first < stop and last >= start for first, last in alerts), f"{name} not alerted: {result.stdout}"
     normal_alerts = [(first, last) for first, last in alerts if not any(first < stop and last >= start for start, stop in faults.values())]
-    assert len(normal_alerts) <= 4, normal_alerts
+    assert len(normal_alerts) <= 6, normal_alerts
     assert result.stderr.splitlines()[-1] == f"{(720 - 16) // 4 + 1} windows, {len(alerts)} alerts, 0 skipped"
 
 
