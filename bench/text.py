@@ -39,12 +39,14 @@ def train_pair(spec: str, args) -> dict:
         cfg = TextVAEConfig(vocab_size=data.vocab.size, max_len=args.max_len, latent_dim=args.latent, embed_dim=args.embed,
                             hidden_dim=args.hidden, latent=latent)
         train_cfg = TextTrainConfig(epochs=args.epochs, batch_size=64, kl_warmup=args.kl_warmup, token_dropout=dropout,
-                                    free_bits=args.free_bits, iw_samples=args.iw_samples, quiet=True)
+                                    token_dropout_epochs=args.token_dropout_epochs if latent else 0.0, free_bits=args.free_bits,
+                                    objective=args.objective if latent else "elbo", iw_train=args.iw_train, patience=args.patience,
+                                    iw_samples=args.iw_samples, quiet=True)
         path = args.out / name / "model.pt"
         if args.reuse and path.is_file():  # a model this script trained before, with these settings
             ckpt = read_checkpoint(path)
             # free bits and KL annealing act on the latent only: they do not change the no-latent model.
-            ignored = ("device", "quiet") if latent else ("device", "quiet", "free_bits", "kl_warmup")
+            ignored = ("device", "quiet") if latent else ("device", "quiet", "free_bits", "kl_warmup", "iw_train")
             same = {k: v for k, v in asdict(train_cfg).items() if k not in ignored}
             if ckpt["config"] != cfg.to_dict() or any(ckpt["train_state"]["train_config"].get(k) != v for k, v in same.items()):
                 raise SystemExit(f"{path}: trained with other settings; drop --reuse or the file")
@@ -117,14 +119,18 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--corpus", type=Path, default=None, help="a text file, one sample a line (default: CMU dictionary words)")
     p.add_argument("--lines", type=int, default=30000, help="first N lines of the corpus")
-    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--epochs", type=int, default=40, help="most epochs; early stopping (--patience) ends each model at convergence")
+    p.add_argument("--patience", type=int, default=3, help="stop after N epochs without a better validation bound, keep the best (0: never)")
     p.add_argument("--hidden", type=int, default=128)
     p.add_argument("--embed", type=int, default=64)
     p.add_argument("--latent", type=int, default=16)
     p.add_argument("--max-len", type=int, default=32)
     p.add_argument("--kl-warmup", type=float, default=3.0)
     p.add_argument("--token-dropout", type=float, default=0.1)
+    p.add_argument("--token-dropout-epochs", type=float, default=0.0, help="token dropout in the first N epochs only (0: all)")
     p.add_argument("--free-bits", type=float, default=0.15)
+    p.add_argument("--objective", choices=("elbo", "iwae"), default="elbo", help="the VAE's training objective (the LM's is its likelihood)")
+    p.add_argument("--iw-train", type=int, default=5, help="--objective iwae: samples of the training bound")
     p.add_argument("--iw-samples", type=int, default=100)
     p.add_argument("--out", type=Path, default=Path("build/bench/text"))
     p.add_argument("--reuse", action="store_true", help="keep models already trained in --out with the same settings")
@@ -176,12 +182,12 @@ def report(r: dict) -> str:
         f"{r['date']}, {r['machine'].get('cpu')}, {r['machine'].get('cores')} cores, load {r['machine']['load_average_at_start'][0]:.1f} at start, "
         f"{r['machine']['load_average_at_end'][0]:.1f} at end; corpus {r['corpus']['lines']} lines ({r['corpus']['split']})",
         "",
-        "| model | params | test IW NLL nats/line | nats/char | KL nats/line | active units | greedy exact match | train s |",
-        "|---|---|---|---|---|---|---|---|",
+        "| model | params | test IW NLL nats/line | nats/char | KL nats/line | active units | greedy exact match | epoch kept | train s |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, m in (("sentence VAE", v), ("GRU LM, no latent", lm)):
         rows.append(f"| {name} | {m['parameters']:,} | {m['test_iwae_nll']:.3f} (K={m['iw_samples']}) | {m['test_iwae_nll_per_char']:.4f} | "
-                    f"{m['test_kl']:.2f} | {m['active_units']} | {m['test_exact_match']:.1%} | {m['train_seconds']:.0f} |")
+                    f"{m['test_kl']:.2f} | {m['active_units']} | {m['test_exact_match']:.1%} | {m['best_epoch']} of {m['epochs']} | {m['train_seconds']:.0f} |")
     s, b, sp = r["samples"], r["bundle"], r["speed"]
     rows += ["", f"Of {s['samples']} samples (temperature 1): {s['heldout_real_share']:.1%} are held-out test words, "
              f"{s['copies_train_share']:.1%} copy the train split, {s['distinct_share']:.1%} distinct"

@@ -37,7 +37,7 @@ from .destination import staging
 from .errors import ExportError, step
 from .golden import write_text_golden
 from .graphs import check_graph, set_metadata, strip_node_metadata
-from .ortformat import write_ort
+from .ortformat import REQUIRED_OPERATORS, write_ort, write_required_operators
 from .quantize import INT8, quantize
 from .validate import LABEL
 
@@ -167,6 +167,25 @@ def _gate(tmp: Path, variant: str, ref: _Reference, tolerance: float, fmt: str =
     return vae, lines, accuracy["passed"], accuracy
 
 
+def _leave_out(tmp: Path, entries: dict, manifest: dict, variants: list[str], ort: bool) -> list[str]:
+    """Remove ``variants`` (which missed a gate) from the staged bundle: files, entries, the files section;
+    the manifest's quantization section says why. Returns the report lines."""
+    lines = []
+    for variant in variants:
+        entry = entries.pop(variant)
+        for name in [*contract.variant_files(SPECS, variant).values(), *contract.variant_files(SPECS, variant, "ort").values()]:
+            (tmp / name).unlink(missing_ok=True)
+            manifest["files"].pop(name, None)
+        missed = ", ".join(k for k in ("mean_nll_rel", "greedy_agreement") if k in entry.get("accuracy", {}))
+        manifest["quantization"]["left_out"][variant] = {"reason": "misses its accuracy gate", "accuracy": entry.get("accuracy", {})}
+        lines.append(f"  {variant}: left out (--quantize auto keeps only variants that hold their gate; {missed} in the manifest)")
+    if ort:
+        shipped = sorted({e["ort"][spec.name] for e in entries.values() for spec in SPECS})
+        write_required_operators([tmp / name for name in shipped], tmp / REQUIRED_OPERATORS)
+        manifest["files"] = contract.with_file(manifest["files"], tmp, REQUIRED_OPERATORS)
+    return lines
+
+
 def write_text_bundle(out: Path, model: SentenceVAE, data: TextData, ckpt: dict, model_path: Path, options) -> tuple[dict, list[str]]:
     """Export, gate and calibrate into a staging folder that replaces ``out`` only when every gate passes.
 
@@ -242,6 +261,11 @@ def write_text_bundle(out: Path, model: SentenceVAE, data: TextData, ckpt: dict,
                 entry["anomaly_quantiles"] = {contract.quantile_name(q): float(np.quantile(val, q)) for q in thresholds.QUANTILES}
         manifest["accuracy_reference"] = {"description": "PyTorch on the test split: negative ELBO per line at z = mu, greedy decodes from mu",
                                           "neg_elbo": float(ref.neg_elbo.mean()), "split": "test", "lines": len(ref.lines)}
+        manifest["quantization"] = {"tolerance": options.tolerance, "mode": contract.AUTO if options.auto else "explicit", "left_out": {}}
+        if degraded and options.auto and not failed:
+            # auto asks for every variant that holds its gate (as for images): one that misses is left out
+            report += _leave_out(tmp, entries, manifest, sorted({v.removesuffix(".ort") for v in degraded}), options.ort)
+            degraded = []
         if failed or (degraded and not options.allow_degraded):
             hint = "" if failed else " (--allow-degraded writes it anyway, --tolerance sets the NLL limit)"
             raise ExportError(f"variant {', '.join(failed + degraded)} failed its accuracy gate{hint}", report)

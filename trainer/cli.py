@@ -77,12 +77,13 @@ def _train(option: str):
 @click.option("--likelihood", type=click.Choice(("auto", *LIKELIHOODS)), default="auto", show_default=True, help="p(x|z): bernoulli (data scaled to [0, 1]) or gaussian (data standardised per feature); auto: bernoulli for data in a fixed range (8-bit images, IDX, values in [0, 1], whole-number grey levels 0..255), else gaussian.")
 @click.option("--columns", default=None, metavar="A,B,...", help="csv:PATH: the columns to read, by header name (default: all).")
 @click.option("--gaussian-std", type=click.FloatRange(min=0, min_open=True), default=_model("gaussian_std"), help="gaussian: fixed std of p(x|z) in standardised units (omitted: learned per feature).")
-@click.option("--patience", type=click.IntRange(min=0), default=_train("patience"), show_default=True, help="Stop after N epochs without a better validation bound and keep the best epoch (0: never; train all --epochs, keep the last).")
+@click.option("--patience", type=click.IntRange(min=0), default=_train("patience"), show_default=True, help="Stop after N epochs without a better validation bound and keep the best epoch (0: never; train all --epochs, keep the last; text:FILE: 3 unless given).")
 @click.option("--iw-samples", type=click.IntRange(min=1), default=_train("iw_samples"), show_default=True, help="K for the importance-weighted NLL estimate on the test split.")
 @click.option("--max-len", type=click.IntRange(min=1), default=None, help="text: longest line in characters (default 128); the runtime refuses longer lines.")
 @click.option("--long-lines", type=click.Choice(["refuse", "cut", "skip"]), default="refuse", show_default=True, help="text: what to do with a line over --max-len (counted and reported).")
 @click.option("--embed", type=click.IntRange(min=1), default=64, show_default=True, help="text: character embedding width.")
 @click.option("--token-dropout", type=click.FloatRange(0, 1, max_open=True), default=0.1, show_default=True, help="text: share of decoder input characters replaced by <unk> (Bowman et al.).")
+@click.option("--token-dropout-epochs", type=click.FloatRange(min=0), default=None, help="text: token dropout in the first N epochs only (0: in all; default: see docs/text.md).")
 @click.option("--free-bits", type=click.FloatRange(min=0), default=0.15, show_default=True, help="text: KL floor per latent dimension, nats (free bits).")
 @click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=_train("seed"), show_default=True)
 @click.option("--device", type=click.Choice(DEVICES), default=_train("device"), show_default=True)
@@ -100,14 +101,14 @@ def cli(ctx, **options):
 
     o = options
     given = {name for name in o if ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)}
-    text = _check_text(o, given)
     ckpt = _apply_resume(o, given)
+    text = _check_text(o, given)
     split = _plan_split(o)
     out, beside_file = _check_outputs(o)
     if text:
         from .textcli import train_text_command
 
-        return train_text_command(o, given, out, beside_file)
+        return train_text_command(o, given, out, beside_file, ckpt)
     audio = _audio_options(o, given, ckpt)  # first: it sets audio's default --arch and --likelihood
     size = _check_options(o, given)
     data = _load_data(o, size, split, audio)
@@ -119,7 +120,7 @@ def cli(ctx, **options):
     _report(data, model_config, config, result.metrics, written)
 
 
-TEXT_OPTIONS = ("max_len", "long_lines", "embed", "token_dropout", "free_bits")
+TEXT_OPTIONS = ("max_len", "long_lines", "embed", "token_dropout", "token_dropout_epochs", "free_bits")
 
 
 def _check_text(o: dict, given: set[str]) -> bool:
@@ -130,28 +131,36 @@ def _check_text(o: dict, given: set[str]) -> bool:
         raise click.BadParameter("--arch gru trains on text: give --data text:FILE", param_hint="--arch")
     for name in (n for n in TEXT_OPTIONS if n in given and not text):
         raise click.BadParameter("applies to --data text:FILE only", param_hint=f"--{name.replace('_', '-')}")
-    if text and o["resume"] is not None:
-        raise click.BadParameter("text models cannot be resumed yet; train again", param_hint="--resume")
     return text
 
 
 def _apply_resume(o: dict, given: set[str]) -> dict | None:
     """With --resume: read the checkpoint; options left out take its values, so that
-    `vae-train --resume model.pt` just continues. Returns the checkpoint dict (None without --resume)."""
+    `vae-train --resume model.pt` just continues. Returns the checkpoint dict (None without --resume).
+    For a text checkpoint the recorded options join ``given``: the text command's own defaults apply
+    only to options neither given nor recorded."""
     if o["resume"] is None:
         return None
     from vae_edge.models import CheckpointError, read_checkpoint
 
     from .data import recorded_specs
     from .resume import resume_settings
+    from .textresume import text_resume_settings
 
     try:
         ckpt = read_checkpoint(o["resume"])
     except CheckpointError as exc:
         raise click.BadParameter(str(exc), param_hint="--resume") from None
+    if (ckpt.get("data") or {}).get("kind") == "text":
+        recorded = {k: v for k, v in text_resume_settings(ckpt).items() if k not in given}
+        o.update(recorded)
+        given |= set(recorded)
+        if "out" not in given:
+            o["out"] = o["resume"]
+        return ckpt
     o.update({k: v for k, v in resume_settings(ckpt).items() if k not in given})
     if o["arch"] in TEXT_ARCHS:
-        raise click.BadParameter("text models cannot be resumed yet; train again", param_hint="--resume")
+        raise click.BadParameter("the checkpoint's arch is a text model's, but it records no text data; train again", param_hint="--resume")
     # The recorded data where they are now (beside model.pt when both moved), unless given anew.
     specs = recorded_specs(ckpt["data"], base=o["resume"].parent)
     for key, part in (("data_spec", "train"), ("val_spec", "val"), ("test_spec", "test")):

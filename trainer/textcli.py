@@ -8,14 +8,22 @@ from pathlib import Path
 import click
 
 # vae-train options that mean nothing for a text model: refused when given, not silently ignored.
-NOT_FOR_TEXT = ("size", "channels", "decoder_style", "likelihood", "gaussian_std", "patience", "resume",
-                "sample_rate", "duration", "window", "stride", "mels", "n_fft", "hop")
+NOT_FOR_TEXT = ("size", "channels", "decoder_style", "likelihood", "gaussian_std", "lr_schedule", "tensorboard",
+                "split_text", "val_spec", "test_spec", "sample_rate", "duration", "window", "stride", "mels", "n_fft", "hop")
+OPTION_NAMES = {"split_text": "--split", "val_spec": "--val-data", "test_spec": "--test-data"}  # where the option is not the field's name
 DEFAULT_LATENT = 16
 DEFAULT_HIDDEN = 128
+# Early stopping on the validation bound, at most DEFAULT_EPOCHS: the sentence VAE needs ~30 epochs on
+# 8,000 lines to match a converged language model (docs/text.md), a fixed count fits no corpus size.
+DEFAULT_EPOCHS = 100
+DEFAULT_PATIENCE = 3
+DEFAULT_TOKEN_DROPOUT_EPOCHS = 0.0
+DEFAULT_OBJECTIVE = "elbo"  # the measured text defaults are the ELBO's (free bits do not apply to the IW bound)
 
 
-def train_text_command(o: dict, given: set[str], out: Path, beside_file: bool) -> None:
-    """Train, write model.pt (+ metrics and loss curve) and print the summary.
+def train_text_command(o: dict, given: set[str], out: Path, beside_file: bool, ckpt: dict | None = None) -> None:
+    """Train (or with ``ckpt``, a text checkpoint read for --resume, continue), write model.pt (+ metrics
+    and loss curve) and print the summary.
 
     Raises:
         click.BadParameter / UsageError / ClickException: bad options or data (exit 2), failed training (exit 1).
@@ -26,11 +34,14 @@ def train_text_command(o: dict, given: set[str], out: Path, beside_file: bool) -
     from .curves import output_paths
     from .data import DataError
     from .loop import TrainingError
+    from .resume import ResumeError
     from .textdata import load_text
     from .textloop import TextTrainConfig, train_text
 
     for name in (n for n in NOT_FOR_TEXT if n in given):
-        raise click.BadParameter("does not apply to --data text:FILE", param_hint=f"--{name.replace('_', '-')}")
+        raise click.BadParameter("does not apply to --data text:FILE", param_hint=OPTION_NAMES.get(name, f"--{name.replace('_', '-')}"))
+    if "iw_train" in given and (o["objective"] if "objective" in given else DEFAULT_OBJECTIVE) != "iwae":
+        raise click.BadParameter("applies to --objective iwae only", param_hint="--iw-train")
     if o["arch"] not in TEXT_ARCHS and "arch" in given:
         raise click.BadParameter("--data text:FILE trains the sentence VAE: use --arch gru", param_hint="--arch")
     try:
@@ -46,11 +57,16 @@ def train_text_command(o: dict, given: set[str], out: Path, beside_file: bool) -
             embed_dim=o["embed"], hidden_dim=o["hidden"][0] if "hidden" in given else DEFAULT_HIDDEN,
         )
         config = TextTrainConfig(
-            epochs=o["epochs"] if "epochs" in given else 20, batch_size=o["batch_size"], lr=o["lr"] if "lr" in given else 1e-3, beta=o["beta"],
-            kl_warmup=o["kl_warmup"] if "kl_warmup" in given else 3.0, token_dropout=o["token_dropout"], free_bits=o["free_bits"],
-            seed=o["seed"], device=o["device"], iw_samples=o["iw_samples"] if "iw_samples" in given else 100, quiet=o["quiet"],
+            epochs=o["epochs"] if "epochs" in given else DEFAULT_EPOCHS, batch_size=o["batch_size"], lr=o["lr"] if "lr" in given else 1e-3, beta=o["beta"],
+            kl_warmup=o["kl_warmup"] if "kl_warmup" in given else 3.0, token_dropout=o["token_dropout"],
+            token_dropout_epochs=o["token_dropout_epochs"] if "token_dropout_epochs" in given else DEFAULT_TOKEN_DROPOUT_EPOCHS, free_bits=o["free_bits"],
+            objective=o["objective"] if "objective" in given else DEFAULT_OBJECTIVE, iw_train=o["iw_train"],
+            seed=o["seed"], device=o["device"], iw_samples=o["iw_samples"] if "iw_samples" in given else 100,
+            patience=o["patience"] if "patience" in given else DEFAULT_PATIENCE, quiet=o["quiet"],
         )
-        result = train_text(model_config, data, config, out=out, side_outputs=beside_file)
+        result = train_text(model_config, data, config, out=out, side_outputs=beside_file, resume=ckpt)
+    except ResumeError as exc:
+        raise click.BadParameter(str(exc), param_hint="--resume") from None
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     except (TrainingError, RuntimeError) as exc:
@@ -61,7 +77,8 @@ def train_text_command(o: dict, given: set[str], out: Path, beside_file: bool) -
     click.echo(f"data      {data.name}: {len(data.train)} train / {len(data.val)} val / {len(data.test)} test lines, "
                f"{len(data.vocab.chars)} characters + 4 specials; {data.blank_skipped} blank lines skipped{long}")
     click.echo(f"model     gru sentence VAE: embed {mc.embed_dim}, hidden {mc.hidden_dim}, latent {mc.latent_dim}, max {mc.max_len} characters")
-    click.echo(f"train     ELBO {m['train_elbo']:.2f} nats/line after {m['epochs']} epochs ({m['epoch_seconds']:.1f} s/epoch on {m['device']})")
+    kept = f", epoch {m['best_epoch']} kept (best validation bound){', stopped early' if m['stopped_early'] else ''}" if config.patience else ""
+    click.echo(f"train     ELBO {m['train_elbo']:.2f} nats/line after {m['epochs']} epochs{kept} ({m['epoch_seconds']:.1f} s/epoch on {m['device']})")
     click.echo(f"test      ELBO {m['test_elbo']:.2f} nats/line (recon {m['test_recon_nll']:.2f} + KL {m['test_kl']:.2f}), "
                f"IW NLL {m['test_iwae_nll']:.2f} nats/line, {m['test_iwae_nll_per_char']:.3f} nats/char (K={m['iw_samples']}), "
                f"{m['active_units']}/{mc.latent_dim} active units, greedy exact match {m['test_exact_match']:.1%}")

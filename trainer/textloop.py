@@ -3,8 +3,9 @@
 The three cures for posterior collapse (every z decoding to the same line) are here: KL annealing
 (the KL weight ramps from 0), token dropout (decoder input characters replaced by <unk>, as the paper
 does, not embedding elements dropped) and free bits (Kingma et al., 2016: no pressure on a latent
-dimension whose KL over the batch is under the floor). Evaluation: ELBO, KL, active units (Burda et al.,
-2016), importance-weighted NLL per line and per character, greedy reconstruction exact-match rate.
+dimension whose KL over the batch is under the floor). Objectives: the ELBO, or the importance-weighted
+bound (Burda et al., 2016); early stopping on the validation bound. Evaluation is in texteval.py,
+--resume's state in textresume.py.
 
 One process on one device (no torchrun for text).
 """
@@ -14,30 +15,31 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from vae_edge.models.checkpoint import make_checkpoint, save_checkpoint
-from vae_edge.models.text import BOS, EOS, PAD, UNK, SentenceVAE, TextVAEConfig, build_text_model
-from vae_edge.runtime.vocab import Vocabulary
+from vae_edge.models.text import BOS, PAD, UNK, SentenceVAE, TextVAEConfig, build_text_model
 
 from .curves import output_paths, write_loss_curve, write_metrics
 from .loop import TrainingError, resolve_device
 from .textdata import TextData
+from .texteval import decoder_inputs, encode_split, epoch_metrics, evaluate_text, final_metrics, iw_nll, kl_per_dim
+from .textresume import TextRun, restore_text
 
 log = logging.getLogger(__name__)
 
-MAX_EVAL_LINES = 2000  # test lines for the IW-NLL and exact-match figures at the end of training
+OBJECTIVES = ("elbo", "iwae")
 
 
 @dataclass(frozen=True)
 class TextTrainConfig:
     """Optimisation settings of a text model (the architecture is in TextVAEConfig)."""
 
-    epochs: int = 20
+    epochs: int = 100  # at most: early stopping (patience) ends a run at convergence
     batch_size: int = 64
     lr: float = 1e-3
     beta: float = 1.0
@@ -47,6 +49,13 @@ class TextTrainConfig:
     token_dropout: float = 0.1
     # Free bits per latent dimension, nats (0: plain KL).
     free_bits: float = 0.15
+    # Token dropout acts in the first this many epochs only, 0: in all of them.
+    token_dropout_epochs: float = 0.0
+    # "elbo", or "iwae": the importance-weighted bound with iw_train samples (Burda et al., 2016).
+    objective: str = "elbo"
+    iw_train: int = 5
+    # Stop after this many epochs without a better validation bound, keeping the best epoch (0: never).
+    patience: int = 3
     seed: int = 0
     device: str = "cpu"
     iw_samples: int = 100
@@ -63,6 +72,12 @@ class TextTrainConfig:
                 raise ValueError(f"{name} must be a finite number >= 0, got {value}")
         if not 0 <= self.token_dropout < 1:
             raise ValueError(f"token_dropout must be in [0, 1), got {self.token_dropout}")
+        if not (math.isfinite(self.token_dropout_epochs) and self.token_dropout_epochs >= 0):
+            raise ValueError(f"token_dropout_epochs must be a finite number >= 0, got {self.token_dropout_epochs}")
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
+        if self.iw_train < 1 or self.patience < 0:
+            raise ValueError("iw_train must be >= 1 and patience >= 0")
 
 
 @dataclass
@@ -70,18 +85,6 @@ class TextTrainResult:
     model: SentenceVAE
     metrics: dict
     history: list[dict] = field(default_factory=list)
-
-
-def encode_split(vocab: Vocabulary, lines: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Encoder tokens (N, T) and lengths (N,) of a split, padded to its longest line."""
-    tokens, lengths = vocab.encode(lines)
-    return torch.from_numpy(tokens), torch.from_numpy(lengths)
-
-
-def decoder_inputs(tokens: torch.Tensor) -> torch.Tensor:
-    """<bos> then the line's ids (the encoder tokens shifted right, <eos> turned into padding)."""
-    inputs = torch.cat([torch.full_like(tokens[:, :1], BOS), tokens[:, :-1]], dim=1)
-    return inputs.masked_fill(inputs == EOS, PAD)
 
 
 def drop_tokens(dec_in: torch.Tensor, rate: float, g: torch.Generator) -> torch.Tensor:
@@ -99,32 +102,49 @@ def kl_term(kl: torch.Tensor, free_bits: float) -> torch.Tensor:
     return kl.mean(0).clamp(min=free_bits).sum() if free_bits > 0 else kl.sum(1).mean()
 
 
-def kl_per_dim(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """KL(q(z|x) || N(0, I)) per line and dimension (B, Z)."""
-    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)
+def loss_terms(model: SentenceVAE, tokens, lengths, config: TextTrainConfig, beta: float, g: torch.Generator, dropout: float):
+    """(loss, mean NLL per line, mean KL per line) of one training batch.
 
-
-def loss_terms(model: SentenceVAE, tokens, lengths, config: TextTrainConfig, beta: float, g: torch.Generator):
-    """(loss, mean NLL per line, mean KL per line) of one training batch."""
+    ``objective="iwae"``: minus the importance-weighted bound with ``iw_train`` samples, whose prior term
+    is weighted by ``beta`` during the warm-up (log p(x|z) + beta (log p(z) - log q(z|x))); free bits do
+    not apply to it. NLL and KL are then those of the first sample, for the log.
+    """
     t = int(lengths.max())
     tokens = tokens[:, :t]
-    dec_in = drop_tokens(decoder_inputs(tokens), config.token_dropout, g)
+    dec_in = drop_tokens(decoder_inputs(tokens), dropout, g)
     if not model.config.latent:
         nll = model.line_nll(torch.zeros(len(tokens), model.config.latent_dim, device=tokens.device), dec_in, tokens)
         zero = nll.new_zeros(())
         return nll.mean(), nll.detach().mean(), zero
     mu, logvar = model.encode(tokens, lengths)
+    if config.objective == "iwae":
+        k, b = config.iw_train, len(tokens)
+        eps = torch.randn((k, b, mu.shape[1]), generator=g, device=tokens.device)
+        z = mu + torch.exp(0.5 * logvar) * eps  # (K, B, Z)
+        rep = lambda x: x.unsqueeze(0).expand(k, *x.shape).reshape(k * b, *x.shape[1:])  # noqa: E731
+        nll = model.line_nll(z.reshape(k * b, -1), rep(dec_in), rep(tokens)).view(k, b)
+        log_pz = -0.5 * z.pow(2).sum(-1)  # the log 2 pi terms cancel against log q's
+        log_qz = -0.5 * (eps.pow(2) + logvar).sum(-1)
+        bound = torch.logsumexp(-nll + beta * (log_pz - log_qz), dim=0) - math.log(k)
+        kl = kl_per_dim(mu, logvar).detach().sum(1).mean()
+        return -bound.mean(), nll[0].detach().mean(), kl
     z = model.reparameterize(mu, logvar, g)
     nll = model.line_nll(z, dec_in, tokens)
     kl = kl_per_dim(mu, logvar)
     return nll.mean() + beta * kl_term(kl, config.free_bits), nll.detach().mean(), kl.detach().sum(1).mean()
 
 
-def train_text(model_config: TextVAEConfig, data: TextData, config: TextTrainConfig, *, out: Path | None = None, side_outputs: bool = True) -> TextTrainResult:
+def train_text(model_config: TextVAEConfig, data: TextData, config: TextTrainConfig, *, out: Path | None = None,
+               side_outputs: bool = True, resume: dict | None = None) -> TextTrainResult:
     """Train on ``data.train``; write model.pt (atomically) after every epoch and with the final metrics.
+
+    Args:
+        resume: a checkpoint dict (``models.read_checkpoint``) of an interrupted text run to continue; it
+            then ends where an uninterrupted run would (the noise of each epoch depends on seed and epoch only).
 
     Raises:
         TrainingError: the loss became NaN or Inf.
+        ResumeError: ``resume`` does not fit these settings or has nothing left to train.
         ValueError: bad device.
         OSError: ``out`` cannot be written.
     """
@@ -132,25 +152,26 @@ def train_text(model_config: TextVAEConfig, data: TextData, config: TextTrainCon
     torch.manual_seed(config.seed)
     model = build_text_model(model_config).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    run = restore_text(resume, model, optimizer, model_config, data, config) if resume is not None else TextRun()
     train_tokens, train_lengths = (t.to(device) for t in encode_split(data.vocab, data.train))
     val_tokens, val_lengths = (t.to(device) for t in encode_split(data.vocab, data.val))
-    g = torch.Generator(device=device).manual_seed(config.seed)
     steps_per_epoch = math.ceil(len(data.train) / config.batch_size)
-    history: list[dict] = []
-    epochs = range(config.epochs)
+    epochs = range(run.epoch, config.epochs)
     if not config.quiet:
         from tqdm.auto import tqdm
 
-        epochs = tqdm(epochs, dynamic_ncols=True, mininterval=0.5, desc="epochs", unit="epoch")
+        epochs = tqdm(epochs, dynamic_ncols=True, mininterval=0.5, desc="epochs", unit="epoch", initial=run.epoch, total=config.epochs)
     for epoch in epochs:
         started = time.perf_counter()
         model.train()
+        g = torch.Generator(device=device).manual_seed(_derive_seed(config.seed, epoch))
         order = torch.randperm(len(data.train), generator=g, device=device)
+        dropout = config.token_dropout if config.token_dropout_epochs <= 0 or epoch < config.token_dropout_epochs else 0.0
         totals = np.zeros(3)
         for i, idx in enumerate(order.split(config.batch_size)):
             progress = epoch + i / steps_per_epoch
             beta = config.beta if config.kl_warmup <= 0 else config.beta * min(1.0, progress / config.kl_warmup)
-            loss, nll, kl = loss_terms(model, train_tokens[idx], train_lengths[idx], config, beta, g)
+            loss, nll, kl = loss_terms(model, train_tokens[idx], train_lengths[idx], config, beta, g, dropout)
             if not torch.isfinite(loss):
                 raise TrainingError(f"loss became {loss.item()} at epoch {epoch + 1}, step {i + 1}; stopped, the checkpoint of the last finished epoch is kept; try a lower --lr")
             optimizer.zero_grad(set_to_none=True)
@@ -160,115 +181,48 @@ def train_text(model_config: TextVAEConfig, data: TextData, config: TextTrainCon
             totals += (nll.item() * len(idx), kl.item() * len(idx), len(idx))
         val = evaluate_text(model, val_tokens, val_lengths, seed=config.seed)
         row = {"epoch": epoch + 1, "train_elbo": float(-(totals[0] + totals[1]) / totals[2]), "train_kl": float(totals[1] / totals[2]),
-               "val_elbo": val["elbo"], "val_kl": val["kl"], "beta": float(beta), "seconds": time.perf_counter() - started}
-        history.append(row)
+               "val_elbo": val["elbo"], "val_kl": val["kl"], "val_bound": val_bound(model, val_tokens, val_lengths, config, val),
+               "beta": float(beta), "token_dropout": dropout, "seconds": time.perf_counter() - started}
+        run.record(row, model, keep_best=config.patience > 0)
         if hasattr(epochs, "set_postfix"):
             epochs.set_postfix(train_elbo=f"{row['train_elbo']:.2f}", val_elbo=f"{row['val_elbo']:.2f}", kl=f"{row['val_kl']:.2f}", refresh=False)
+        if config.patience and run.stale >= config.patience:
+            run.stopped_early = True
+            log.info("no better validation bound for %d epochs: stopping at epoch %d, keeping epoch %d", run.stale, run.epoch, run.best_epoch)
         if out is not None:
-            _save(out, side_outputs, model, optimizer, data, config, history, _epoch_metrics(history, device))
+            _save(out, side_outputs, model, optimizer, data, config, run, epoch_metrics(run, device))
+        if run.stopped_early:
+            break
+    if hasattr(epochs, "close"):
+        epochs.close()
+    state = run.state(config, model)
+    if run.best_weights is not None:
+        model.load_state_dict(run.best_weights)
     model.eval()
-    metrics = final_metrics(model, data, config, history, device)
+    metrics = final_metrics(model, data, config, run, device)
     if out is not None:
-        _save(out, side_outputs, model, optimizer, data, config, history, metrics)
-    return TextTrainResult(model.cpu().eval(), metrics, history)
+        _save(out, side_outputs, model, optimizer, data, config, run, metrics, state=state)
+    return TextTrainResult(model.cpu().eval(), metrics, run.history)
 
 
-@torch.no_grad()
-def evaluate_text(model: SentenceVAE, tokens: torch.Tensor, lengths: torch.Tensor, *, seed: int = 0, batch_size: int = 512) -> dict:
-    """Mean ELBO, reconstruction NLL and KL per line (nats), one seeded z per line, no dropout."""
-    model.eval()
-    g = torch.Generator(device=tokens.device).manual_seed(seed)
-    nll_sum = kl_sum = 0.0
-    for tb, lb in zip(tokens.split(batch_size), lengths.split(batch_size)):
-        tb = tb[:, : int(lb.max())]
-        mu, logvar = model.encode(tb, lb)
-        z = model.reparameterize(mu, logvar, g) if model.config.latent else mu
-        nll_sum += model.line_nll(z, decoder_inputs(tb), tb).sum().item()
-        kl_sum += kl_per_dim(mu, logvar).sum().item() if model.config.latent else 0.0
-    n = len(tokens)
-    return {"elbo": -(nll_sum + kl_sum) / n, "nll": nll_sum / n, "kl": kl_sum / n}
+def val_bound(model: SentenceVAE, tokens: torch.Tensor, lengths: torch.Tensor, config: TextTrainConfig, val: dict) -> float:
+    """The validation bound early stopping watches, nats per line (higher is better): the ELBO, or with
+    ``objective="iwae"`` the importance-weighted bound with ``iw_train`` samples."""
+    if config.objective != "iwae" or not model.config.latent:
+        return val["elbo"]
+    return -float(iw_nll(model, tokens, lengths, config.iw_train, seed=config.seed).mean())
 
 
-@torch.no_grad()
-def iw_nll(model: SentenceVAE, tokens: torch.Tensor, lengths: torch.Tensor, k: int, *, seed: int = 0, rows: int = 4096) -> torch.Tensor:
-    """Importance-weighted estimate of -log p(line) per line with K samples of q(z|x) (Burda et al., 2016);
-    the exact NLL for the no-latent model."""
-    model.eval()
-    if not model.config.latent:
-        k = 1
-    g = torch.Generator(device=tokens.device).manual_seed(seed)
-    per_batch = max(1, rows // k)
-    out = []
-    for tb, lb in zip(tokens.split(per_batch), lengths.split(per_batch)):
-        tb = tb[:, : int(lb.max())]
-        b = len(tb)
-        mu, logvar = model.encode(tb, lb)
-        if not model.config.latent:
-            out.append(model.line_nll(mu, decoder_inputs(tb), tb))
-            continue
-        eps = torch.randn((k, b, mu.shape[1]), generator=g, device=tb.device)
-        z = mu + torch.exp(0.5 * logvar) * eps  # (K, B, Z)
-        rep = tb.unsqueeze(0).expand(k, -1, -1).reshape(k * b, -1)
-        log_px = -model.line_nll(z.reshape(k * b, -1), decoder_inputs(rep), rep).view(k, b)
-        log_pz = -0.5 * (z.pow(2) + math.log(2 * math.pi)).sum(-1)
-        log_qz = -0.5 * (eps.pow(2) + logvar + math.log(2 * math.pi)).sum(-1)
-        out.append(-(torch.logsumexp(log_px + log_pz - log_qz, dim=0) - math.log(k)))
-    return torch.cat(out)
-
-
-@torch.no_grad()
-def active_units(model: SentenceVAE, tokens: torch.Tensor, lengths: torch.Tensor, threshold: float = 0.01) -> int:
-    """Latent dimensions whose posterior mean varies across lines (Cov_x E_q[z_u] > 0.01, Burda et al., 2016)."""
-    if not model.config.latent or len(tokens) < 2:
-        return 0
-    mu = torch.cat([model.encode(tb[:, : int(lb.max())], lb)[0] for tb, lb in zip(tokens.split(512), lengths.split(512))])
-    return int((mu.var(0) > threshold).sum())
-
-
-@torch.no_grad()
-def exact_match(model: SentenceVAE, vocab: Vocabulary, lines: list[str]) -> float:
-    """Share of lines that greedy decoding from the posterior mean gives back exactly."""
-    if not model.config.latent or not lines:
-        return 0.0
-    tokens, lengths = encode_split(vocab, lines)
-    hits = 0
-    for tb, lb, chunk in zip(tokens.split(256), lengths.split(256), [lines[i:i + 256] for i in range(0, len(lines), 256)]):
-        mu, _ = model.encode(tb, lb)
-        decoded = model.greedy(mu, vocab.max_len)
-        hits += sum(vocab.text(ids) == line for ids, line in zip(decoded, chunk))
-    return hits / len(lines)
-
-
-def final_metrics(model: SentenceVAE, data: TextData, config: TextTrainConfig, history: list[dict], device) -> dict:
-    """Test figures of the trained model, per line and per character (a line's <eos> counts as a character)."""
-    model.eval()
-    test = data.test[:MAX_EVAL_LINES]
-    tokens, lengths = (t.to(device) for t in encode_split(data.vocab, test))
-    ev = evaluate_text(model, tokens, lengths, seed=config.seed)
-    iw = iw_nll(model, tokens, lengths, config.iw_samples, seed=config.seed)
-    chars = float(lengths.sum())
-    return {
-        **_epoch_metrics(history, device),
-        "test_elbo": ev["elbo"], "test_recon_nll": ev["nll"], "test_kl": ev["kl"],
-        "test_iwae_nll": float(iw.mean()), "test_iwae_nll_per_char": float(iw.sum()) / chars,
-        "iw_samples": config.iw_samples if model.config.latent else 1, "test_lines_evaluated": len(test),
-        "active_units": active_units(model, tokens, lengths),
-        "test_exact_match": exact_match(model.cpu(), data.vocab, test[:500]),
-        "test_unknown_char_share": data.unknown_share("test"),
-    }
-
-
-def _epoch_metrics(history: list[dict], device) -> dict:
-    last = history[-1]
-    return {"epochs": last["epoch"], "train_elbo": last["train_elbo"], "val_elbo": last["val_elbo"], "val_kl": last["val_kl"],
-            "epoch_seconds": float(np.median([r["seconds"] for r in history])), "device": str(device), "world_size": 1}
-
-
-def _save(out: Path, side_outputs: bool, model, optimizer, data: TextData, config: TextTrainConfig, history: list[dict], metrics: dict) -> None:
-    state = {"epoch": history[-1]["epoch"], "train_config": asdict(config), "history": list(history)}
-    ckpt = make_checkpoint(model, data=data.describe(), metrics=metrics, optimizer=optimizer, train_state=state)
+def _save(out: Path, side_outputs: bool, model, optimizer, data: TextData, config: TextTrainConfig, run: TextRun, metrics: dict, *, state: dict | None = None) -> None:
+    state = state if state is not None else run.state(config, model)
+    ckpt = make_checkpoint(model, data=data.describe(), metrics=metrics, optimizer=optimizer, train_state=state, weights=run.weights(model))
     save_checkpoint(out, ckpt)
     if side_outputs:
         metrics_path, curve_path = output_paths(out)
-        write_metrics(metrics_path, history=history, metrics=metrics)
-        write_loss_curve(curve_path, history)
+        write_metrics(metrics_path, history=run.history, metrics=metrics)
+        write_loss_curve(curve_path, run.history)
+
+
+def _derive_seed(*parts: int) -> int:
+    """A 63-bit seed for one (seed, epoch) stream, independent of the others."""
+    return int(np.random.SeedSequence(list(parts)).generate_state(1, np.uint64)[0] >> np.uint64(1))

@@ -54,6 +54,19 @@ def test_a_missed_fp32_gate_writes_nothing(tmp_path, text_model_path, monkeypatc
     assert not out.exists()
 
 
+def test_auto_leaves_out_an_int8_that_misses_its_gate_and_explicit_int8_fails(tmp_path, text_model_path, monkeypatch):
+    monkeypatch.setattr(text_export, "GREEDY_AGREEMENT", 1.01)  # no variant can agree more than always
+    out = tmp_path / "auto"
+    export_bundle(text_model_path, out, ExportOptions(latency=None, ort=True))  # auto, the default
+    m = json.loads((out / "manifest.json").read_text())
+    assert set(m["variants"]) == {"fp32"} and "required_operators.config" in m["files"]
+    assert "int8" in m["quantization"]["left_out"] and m["quantization"]["mode"] == "auto"
+    assert not list(out.glob("*.int8.*")) and all((out / name).exists() for name in m["files"])
+    with pytest.raises(ExportError, match="int8 failed its accuracy gate"):
+        export_bundle(text_model_path, tmp_path / "explicit", ExportOptions(latency=None, variants=("int8",)))
+    assert not (tmp_path / "explicit").exists()
+
+
 def test_text_bundles_refuse_other_variants(tmp_path, text_model_path):
     with pytest.raises(ExportError, match="int8 variant only"):
         export_bundle(text_model_path, tmp_path / "b", ExportOptions(latency=None, variants=("fp16",)))

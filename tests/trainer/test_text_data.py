@@ -86,6 +86,9 @@ def test_vae_train_on_text(tmp_path, text_file):
     (["--data", "text:{f}", "--channels", "8"], "does not apply"),
     (["--data", "text:{f}", "--arch", "mlp"], "use --arch gru"),
     (["--max-len", "5"], "applies to --data text:FILE only"),
+    (["--token-dropout-epochs", "2"], "applies to --data text:FILE only"),
+    (["--data", "text:{f}", "--split", "0.8,0.1,0.1"], "--split"),
+    (["--data", "text:{f}", "--iw-train", "3"], "applies to --objective iwae only"),
     (["--data", "text:{f}", "--max-len", "3"], "more than the limit"),
 ])
 def test_vae_train_text_usage_errors(tmp_path, text_file, args, fragment):

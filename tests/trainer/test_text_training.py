@@ -1,0 +1,79 @@
+"""A text training run as a user relies on it: --resume == uninterrupted, early stopping keeps the best
+epoch, the IWAE objective and token dropout limited to the first epochs."""
+
+import json
+
+import pytest
+import torch
+
+from helpers import invoke, one_line_error
+from vae_edge.models import read_checkpoint
+from vae_edge.models.text import TextVAEConfig
+from vae_edge.trainer.cli import cli as train_main
+from vae_edge.trainer.textdata import load_text
+from vae_edge.trainer.textloop import TextTrainConfig, train_text
+
+
+def tiny(data) -> TextVAEConfig:
+    return TextVAEConfig(vocab_size=data.vocab.size, max_len=16, latent_dim=2, embed_dim=8, hidden_dim=16)
+
+
+def test_text_resume_two_plus_two_epochs_equals_four(tmp_path, text_file):
+    common = ["--data", f"text:{text_file}", "--max-len", 16, "--hidden", 16, "--latent", 2, "--embed", 8, "--batch-size", 32,
+              "--iw-samples", 2, "--kl-warmup", 1, "--token-dropout", 0.2, "--seed", 3, "--quiet"]
+    assert invoke(train_main, [*common, "--epochs", 4, "--out", tmp_path / "straight.pt"]).exit_code == 0
+    assert invoke(train_main, [*common, "--epochs", 2, "--out", tmp_path / "resumed.pt"]).exit_code == 0
+    # Only --epochs is given: data, sizes and text settings come from the checkpoint, --out defaults to it.
+    result = invoke(train_main, ["--resume", tmp_path / "resumed.pt", "--epochs", 4, "--quiet"])
+    assert result.exit_code == 0, result.output
+    a, b = read_checkpoint(tmp_path / "straight.pt"), read_checkpoint(tmp_path / "resumed.pt")
+    assert a["state_dict"].keys() == b["state_dict"].keys()
+    assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
+    assert [r["val_elbo"] for r in a["train_state"]["history"]] == [r["val_elbo"] for r in b["train_state"]["history"]]
+    assert a["metrics"]["test_iwae_nll"] == b["metrics"]["test_iwae_nll"] and b["train_state"]["epoch"] == 4
+    assert b["config"] == a["config"] and b["config"]["hidden_dim"] == 16
+    metrics = json.loads((tmp_path / "resumed.metrics.json").read_text())
+    assert [r["epoch"] for r in metrics["history"]] == [1, 2, 3, 4]
+
+    resumed = tmp_path / "resumed.pt"
+    one_line_error(invoke(train_main, ["--resume", resumed, "--epochs", 4]), 2, "--resume", "trained 4 epochs already")
+    one_line_error(invoke(train_main, ["--resume", resumed, "--epochs", 6, "--token-dropout", 0.3]), 2, "cannot change token_dropout (0.2 -> 0.3)")
+    one_line_error(invoke(train_main, ["--resume", resumed, "--epochs", 6, "--latent", 3]), 2, "model settings differ", "latent_dim (2 -> 3)")
+    other = tmp_path / "other.txt"
+    other.write_text("\n".join(["xyzq", "qqzy", "zyxw"] * 20) + "\n", encoding="utf-8")
+    one_line_error(invoke(train_main, ["--resume", resumed, "--epochs", 6, "--data", f"text:{other}"]), 2, "another vocabulary")
+    assert read_checkpoint(resumed)["train_state"]["epoch"] == 4  # refused runs leave the checkpoint as it was
+
+
+def test_text_early_stopping_keeps_the_best_epoch(tmp_path, text_file):
+    data = load_text(f"text:{text_file}", max_len=16)
+    # A high rate makes validation worsen soon: the run stops and serves the best epoch, not the last.
+    config = TextTrainConfig(epochs=30, batch_size=16, lr=0.05, kl_warmup=0, patience=2, iw_samples=2, quiet=True)
+    result = train_text(tiny(data), data, config, out=tmp_path / "model.pt", side_outputs=False)
+    m, history = result.metrics, result.history
+    best = max(history, key=lambda r: r["val_bound"])
+    assert m["best_epoch"] == best["epoch"] and m["epochs"] == len(history)
+    assert m["stopped_early"] and len(history) == best["epoch"] + 2 < 30
+    ckpt = read_checkpoint(tmp_path / "model.pt")
+    served = {k: v for k, v in result.model.state_dict().items()}
+    assert all(torch.equal(ckpt["state_dict"][k], served[k]) for k in served)
+    # Where --resume would continue (it refuses a run that stopped early), the last epoch's weights, are kept too.
+    assert any(not torch.equal(ckpt["train_state"]["last_state_dict"][k], served[k]) for k in served)
+
+
+def test_text_iwae_objective_and_early_token_dropout(text_file):
+    data = load_text(f"text:{text_file}", max_len=16)
+    config = TextTrainConfig(epochs=3, batch_size=32, kl_warmup=1, objective="iwae", iw_train=3, token_dropout=0.3,
+                             token_dropout_epochs=1, iw_samples=4, quiet=True)
+    result = train_text(tiny(data), data, config)
+    assert [r["token_dropout"] for r in result.history] == [0.3, 0.0, 0.0]
+    # The validation bound of the IWAE objective is its K-sample bound: at least the one-sample ELBO (up to noise).
+    assert all(r["val_bound"] >= r["val_elbo"] - 0.5 for r in result.history)
+    assert result.history[-1]["val_bound"] > result.history[0]["val_bound"]
+    assert result.metrics["test_iwae_nll"] <= -result.metrics["test_elbo"] + 0.5
+
+
+@pytest.mark.parametrize("field, value", [("objective", "bowman"), ("iw_train", 0), ("patience", -1), ("token_dropout_epochs", -1.0)])
+def test_text_train_config_refuses(field, value):
+    with pytest.raises(ValueError, match=field):
+        TextTrainConfig(**{field: value})
