@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .readers import DataError, RawData, read_csv, read_idx, read_images, read_npy, split_npz_key, windows
+from .readers import DataError, RawData, read_csv, read_idx, read_images, read_npy, read_parquet, split_npz_key, windows
 
 __all__ = ["SPLIT_SEED", "DataError", "Dataset", "choose_likelihood", "data_files", "load_data", "load_recorded", "split"]
 
@@ -261,8 +261,12 @@ def _csv(spec: str, likelihood: str, *, columns=None, window=None, **_) -> Datas
     return _from_raw(spec, read_csv(_argument(spec), columns), likelihood, window)
 
 
+def _parquet(spec: str, likelihood: str, *, columns=None, window=None, **_) -> Dataset:
+    return _from_raw(spec, read_parquet(_argument(spec), columns), likelihood, window)
+
+
 def data_files(spec: str) -> list[Path]:
-    """The files a ``--data`` SPEC reads (idx:, npy: and text:; none for digits, and images:DIR is a folder),
+    """The files a ``--data`` SPEC reads (idx:, npy:, csv:, parquet: and text:; none for digits, and images:DIR is a folder),
     so that a tool can refuse to write over them.
 
     Raises:
@@ -273,7 +277,7 @@ def data_files(spec: str) -> list[Path]:
         return [Path(_argument(spec))]
     if kind == "npy":
         return [split_npz_key(_argument(spec))[0]]
-    if kind == "csv":
+    if kind in ("csv", "parquet"):
         return [Path(_argument(spec))]
     return []
 
@@ -291,7 +295,7 @@ def _audio(spec: str, likelihood: str, *, audio=None, **_) -> Dataset:
     return read_audio_dataset(spec, _argument(spec), likelihood, audio)
 
 
-_SOURCES = {"digits": _digits, "idx": _idx, "images": _images, "npy": _npy, "csv": _csv, "audio": _audio}
+_SOURCES = {"digits": _digits, "idx": _idx, "images": _images, "npy": _npy, "csv": _csv, "parquet": _parquet, "audio": _audio}
 
 
 def load_data(spec: str = "digits", likelihood: str = "auto", *, size: tuple[int, int] | None = None, sequences: bool = False, audio=None,
@@ -302,7 +306,8 @@ def load_data(spec: str = "digits", likelihood: str = "auto", *, size: tuple[int
         spec: "digits" (scikit-learn's bundled 8x8 digits, the default); "idx:PATH" (an MNIST-format IDX
             file, .gz allowed); "images:DIR" (PNG/JPEG files under DIR, recursively); "npy:PATH" (a .npy
             file) or "npy:PATH.npz:KEY" (one array of a .npz; KEY optional when it holds one array);
-            "csv:PATH" (a header row, then numbers: one sample, or one time step with ``window``, per row).
+            "csv:PATH" (a header row, then numbers: one sample, or one time step with ``window``, per row);
+            "parquet:PATH" (a Parquet table under the same rules; needs pyarrow).
         likelihood: "auto" (the default: :func:`choose_likelihood`), "bernoulli" (scaled to [0, 1]) or
             "gaussian" (standardised per feature on the train split).
         size: (height, width) that images:DIR resizes every image to; other sources ignore it.
@@ -310,7 +315,7 @@ def load_data(spec: str = "digits", likelihood: str = "auto", *, size: tuple[int
             other sources ignore it.
         audio: ``trainer.audio.AudioOptions`` for "audio:DIR" (WAV/FLAC files; sample rate, clips, front
             end); other sources ignore it.
-        columns: csv: the columns to read, by header name (default: all).
+        columns: csv: and parquet: the columns to read, by name (default: all).
         window: (N, S): the rows are a series [T, C] (csv:, or npy: [T, C]) cut into windows [C, N]
             every S steps, split in time order.
 
@@ -324,11 +329,11 @@ def load_data(spec: str = "digits", likelihood: str = "auto", *, size: tuple[int
         raise DataError(f"data spec must be a string such as 'digits', got {spec!r}")
     kind = spec.split(":", 1)[0]
     if kind not in _SOURCES:
-        raise DataError(f"unknown data spec {spec!r}; expected digits, idx:PATH, images:DIR, npy:PATH[.npz:KEY], csv:PATH or audio:DIR")
-    if columns and kind != "csv":
-        raise DataError(f"--columns applies to csv:PATH data only, not {spec!r}")
-    if window is not None and kind not in ("csv", "npy"):
-        raise DataError(f"--window applies to a series in csv:PATH or npy:PATH ([T, C]), or to audio:DIR, not {spec!r}")
+        raise DataError(f"unknown data spec {spec!r}; expected digits, idx:PATH, images:DIR, npy:PATH[.npz:KEY], csv:PATH, parquet:PATH or audio:DIR")
+    if columns and kind not in ("csv", "parquet"):
+        raise DataError(f"--columns applies to csv:PATH and parquet:PATH data only, not {spec!r}")
+    if window is not None and kind not in ("csv", "parquet", "npy"):
+        raise DataError(f"--window applies to a series in csv:PATH, parquet:PATH or npy:PATH ([T, C]), or to audio:DIR, not {spec!r}")
     # Each source takes the options that apply to it (size: images:DIR; sequences: npy:; audio: audio:DIR;
     # columns, window: csv: and npy:) and ignores the rest.
     return _SOURCES[kind](spec, likelihood, size=size, sequences=sequences, audio=audio, columns=columns, window=window)
