@@ -385,7 +385,7 @@ def decode(paths, precision, fmt, threads, out, grid):
 
 
 @cli.command()
-@click.argument("paths", nargs=-1, type=click.Path(path_type=Path), metavar="[BUNDLE] INPUT.npy|-")
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path), metavar="[BUNDLE] INPUT.npy|INPUT.csv|-")
 @_graphs
 @_THREADS
 @_OUT
@@ -416,7 +416,9 @@ def score(paths, precision, fmt, threads, out, samples, seed, stream, batch_size
     if str(src) == "-":
         raise click.UsageError("INPUT '-' (standard input) is read with --stream only")
     vae = _load(bundle, precision, fmt, threads, inputs=(src,), outputs=(out,))
-    scores = vae.anomaly_score(_read_batch(src, vae.shape), samples=samples, seed=seed)
+    # A CSV is read as evaluate reads it (the bundle's columns; a windowed bundle cuts the series).
+    x = _read_samples(src, vae, "INPUT") if src.suffix.lower() == ".csv" else _read_batch(src, vae.shape)
+    scores = vae.anomaly_score(x, samples=samples, seed=seed)
     _emit(scores, out)
     _flag_summary(vae, scores)
 
@@ -478,8 +480,15 @@ def _score_window_stream(vae: VAE, src: Path | None) -> None:
     rows = _stdin_rows((int(vae.shape[0]),), vae.window.get("channels"), header) if src is None else _read_array(src, mmap=True)
     flagged = total = 0
     limit = _threshold_or_none(vae)
+    seen = [0]
+
+    def counted(steps):
+        for step in steps:
+            seen[0] += 1
+            yield step
+
     try:
-        for _, s in vae.score_windows(rows):
+        for _, s in vae.score_windows(counted(rows)):
             click.echo(f"{s:.6g}")
             sys.stdout.flush()
             total += 1
@@ -487,6 +496,10 @@ def _score_window_stream(vae: VAE, src: Path | None) -> None:
     except RowError as exc:
         where = f"{src}: row {exc.row}" if src is not None else f"line {exc.row + 1 + len(header)}"
         raise ValueError(f"{where}: {exc.reason}") from None
+    length = int(vae.window["length"])
+    if not total and seen[0] < length:
+        # Silence and exit 0 would read as "nothing unusual"; the series was too short to say anything.
+        raise ValueError(f"{src or 'standard input'}: the series ended after {seen[0]} rows, shorter than one window ({length} steps); no window was scored")
     _report_flagged(flagged, total, limit)
 
 
