@@ -86,13 +86,17 @@ def iwae_nll(model, x, k: int = 1000, chunk: int = 100):
     return total / len(x)
 
 
-def run(epochs: int = 100, seed: int = 0, batch_size: int = 64, lr: float = 1e-3, k: int = 1000) -> dict:
-    """Train on the digits' train split and evaluate on its test split."""
-    from vae_edge.trainer.data import load_data  # the same fixed split as vae-train; nothing else shared
+def run(epochs: int = 100, seed: int = 0, batch_size: int = 64, lr: float = 1e-3, k: int = 1000,
+        train: np.ndarray | None = None, test: np.ndarray | None = None) -> dict:
+    """Train on ``train`` and evaluate on ``test`` (arrays in [0, 1], [n, 64]); default: the digits'
+    train and test splits as vae-train cuts them."""
+    if train is None or test is None:
+        from vae_edge.trainer.data import load_data  # the same fixed split as vae-train; nothing else shared
 
-    data = load_data("digits")
-    train_x = torch.from_numpy(data.to_model(data.train)).flatten(1)
-    test_x = torch.from_numpy(data.to_model(data.test)).flatten(1)
+        data = load_data("digits")
+        train, test = data.to_model(data.train), data.to_model(data.test)
+    train_x = torch.from_numpy(np.asarray(train, np.float32)).flatten(1)
+    test_x = torch.from_numpy(np.asarray(test, np.float32)).flatten(1)
     torch.manual_seed(seed)
     model = VAE()
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)

@@ -1,9 +1,16 @@
-"""vae-train against the reference PyTorch VAE (bench/reference_vae.py) on the digits, side by side:
-same split, MLP 64-400-8, Adam 1e-3, batch 64, the same epochs; test ELBO, test IWAE NLL (K = 1000)
-and the median epoch time of each, per seed. Seeds alternate between the two so machine load hits both.
+"""vae-train's defaults against the reference PyTorch VAE (bench/reference_vae.py), side by side on one
+held-out split of the digits: test IWAE NLL (K = 1000), test ELBO and the median epoch time of each, per seed.
 
-    python bench/trainer_vs_reference.py --epochs 100 --seeds 0 1 2
-    python bench/trainer_vs_reference.py --epochs 10 --seeds 0 1 2 3 4 --iw-samples 10 --threads 1   # epoch times
+The split is the one a user with separate train and test files has: a fixed cut of scikit-learn's 1,797
+digits into 1,437 training and 360 test images, saved as .npy. vae-train gets the training file through
+`npy:` with `--split 0.9,0.1,0` (all of it for train + validation, early stopping on the validation part)
+and the test file as `--test-data`, with every other option at its default; the reference (64-400-8,
+Adam 1e-3, batch 64, no validation) trains on all 1,437 for `--reference-epochs`. Seeds alternate between
+the two so that machine load hits both. Each vae-train model is also exported (`vae-export`) and the
+test IWAE NLL measured again through the runtime on its fp32 and int8 graphs (numpy + onnxruntime).
+
+    python bench/trainer_vs_reference.py --seeds 0 1 2
+    python bench/trainer_vs_reference.py --seeds 0 --vae-train-args "--epochs 20" --reference-epochs 20 --iw-samples 10   # a quick look
 """
 
 from __future__ import annotations
@@ -11,8 +18,18 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
+import shlex
 import statistics
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
+
+import numpy as np
+
+TRAIN_SIZE = 1437  # of the 1,797 digits; the other 360 test
+CUT_SEED = 2024
 
 
 def _reference():
@@ -22,42 +39,95 @@ def _reference():
     return module
 
 
-def ours(epochs: int, seed: int, k: int) -> dict:
-    from vae_edge.models import VAEConfig
-    from vae_edge.trainer import TrainConfig, load_data, train
+def held_out_digits(folder: Path) -> tuple[Path, Path]:
+    """The fixed 1,437 / 360 cut of the digits (grey levels 0..16, [n, 8, 8]) as train.npy and test.npy."""
+    from sklearn.datasets import load_digits
 
-    data = load_data("digits")
-    result = train(VAEConfig(input_shape=data.shape, latent_dim=8, hidden_dims=(400,)), data, TrainConfig(epochs=epochs, batch_size=64, lr=1e-3, seed=seed, iw_samples=k, quiet=True))
-    m = result.metrics
-    return {"trainer": "vae-train", "seed": seed, "epochs": epochs, "test_elbo": m["test_elbo"], "test_iwae_nll": m["test_iwae_nll"], "epoch_seconds": m["epoch_seconds"]}
+    x = load_digits().images.astype(np.float32)
+    order = np.random.default_rng(CUT_SEED).permutation(len(x))
+    paths = folder / "digits_train.npy", folder / "digits_test.npy"
+    np.save(paths[0], x[order[:TRAIN_SIZE]])
+    np.save(paths[1], x[order[TRAIN_SIZE:]])
+    return paths
+
+
+def ours(train: Path, test: Path, seed: int, k: int, extra: list[str], folder: Path) -> dict:
+    """`vae-train` at its defaults (plus ``extra``) as a user runs it; its metrics file read back."""
+    out = folder / f"seed{seed}" / "model.pt"
+    command = [str(Path(sys.executable).with_name("vae-train")), "--data", f"npy:{train}", "--split", "0.9,0.1,0", "--test-data", f"npy:{test}",
+               "--seed", str(seed), "--iw-samples", str(k), "--quiet", "--out", str(out), *extra]
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    m = json.loads(out.with_name("model.metrics.json").read_text())["metrics"]
+    return {"trainer": "vae-train (defaults)", "seed": seed, "epochs": m["epochs"], "best_epoch": m["best_epoch"], "test_elbo": m["test_elbo"],
+            "test_iwae_nll": m["test_iwae_nll"], "epoch_seconds": m["epoch_seconds"], **exported(out, test, k)}
+
+
+def bundle_iwae_nll(bundle: Path, x: np.ndarray, k: int, precision: str, *, seed: int = 0) -> float:
+    """Mean importance-weighted NLL (nats) of ``x`` (data units) through a bundle's graphs: encoder for
+    q(z|x), decoder for the Bernoulli p(x|z), the prior N(0, I); K samples each, in numpy."""
+    from vae_edge.runtime import VAE
+
+    vae = VAE.load(bundle, precision=precision, threads=1)
+    xm = vae.normalize(x).reshape(len(x), -1)
+    mu, logvar = vae.encode(x)
+    rng = np.random.default_rng(seed)
+    total = []
+    for i in range(len(x)):
+        eps = rng.standard_normal((k, mu.shape[1])).astype(np.float32)
+        z = mu[i] + np.exp(0.5 * logvar[i]) * eps
+        p = np.clip(vae.normalize(vae.decode(z)).reshape(k, -1).astype(np.float64), 1e-7, 1 - 1e-7)  # decode gives data units
+        log_px = (xm[i] * np.log(p) + (1 - xm[i]) * np.log1p(-p)).sum(1)
+        log_pz = -0.5 * (z.astype(np.float64) ** 2 + np.log(2 * np.pi)).sum(1)
+        log_q = -0.5 * (eps.astype(np.float64) ** 2 + logvar[i] + np.log(2 * np.pi)).sum(1)
+        log_w = log_px + log_pz - log_q
+        total.append(-(np.logaddexp.reduce(log_w) - np.log(k)))
+    return float(np.mean(total))
+
+
+def exported(model: Path, test: Path, k: int) -> dict:
+    """Export ``model`` with vae-export's defaults (fp32 + int8) and measure the test IWAE NLL on both."""
+    bundle = model.with_name("bundle")
+    subprocess.run([str(Path(sys.executable).with_name("vae-export")), str(model), "--out", str(bundle), "--no-latency"], check=True, stdout=subprocess.DEVNULL)
+    x = np.load(test)[:, None]
+    return {f"bundle_{p}_iwae_nll": bundle_iwae_nll(bundle, x, k, p) for p in ("fp32", "int8")}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--reference-epochs", type=int, default=100)
     parser.add_argument("--iw-samples", type=int, default=1000)
-    parser.add_argument("--threads", type=int, default=0, help="torch.set_num_threads for both (0: torch's default)")
+    parser.add_argument("--vae-train-args", default="", help="extra vae-train options, e.g. \"--epochs 20\" (default: none, its defaults)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads for both (vae-train through OMP_NUM_THREADS)")
     args = parser.parse_args()
-    if args.threads:
-        import torch
+    import torch
 
-        torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads)
+    os.environ["OMP_NUM_THREADS"] = str(args.threads)
     reference = _reference()
     rows = []
-    for seed in args.seeds:
-        rows.append(ours(args.epochs, seed, args.iw_samples))
-        rows.append(reference.run(args.epochs, seed, k=args.iw_samples))
-        for row in rows[-2:]:
-            print(json.dumps(row), flush=True)
-    print(f"\n| trainer | test IWAE NLL (K={args.iw_samples}), nats | test ELBO, nats | ms/epoch (median) |")
-    print("|---|---|---|---|")
-    for name in ("vae-train", "reference (pytorch/examples style)"):
+    with tempfile.TemporaryDirectory(prefix="vae-bench-") as tmp:
+        train, test = held_out_digits(Path(tmp))
+        train_x, test_x = np.load(train) / 16.0, np.load(test) / 16.0
+        for seed in args.seeds:
+            rows.append(ours(train, test, seed, args.iw_samples, shlex.split(args.vae_train_args), Path(tmp)))
+            rows.append({**reference.run(args.reference_epochs, seed, k=args.iw_samples, train=train_x, test=test_x), "best_epoch": args.reference_epochs})
+            for row in rows[-2:]:
+                print(json.dumps(row), flush=True)
+    print(f"\n| trainer | test IWAE NLL (K={args.iw_samples}), nats, per seed | mean | test ELBO | epochs (kept) | ms/epoch (median) |")
+    print("|---|---|---|---|---|---|")
+    for name in ("vae-train (defaults)", "reference (pytorch/examples style)"):
         mine = [r for r in rows if r["trainer"] == name]
-        nll = ", ".join(f"{r['test_iwae_nll']:.2f}" for r in mine)
-        elbo = ", ".join(f"{r['test_elbo']:.2f}" for r in mine)
+        nll = " / ".join(f"{r['test_iwae_nll']:.2f}" for r in mine)
+        elbo = " / ".join(f"{r['test_elbo']:.2f}" for r in mine)
+        epochs = " / ".join(f"{r['epochs']} ({r['best_epoch']})" for r in mine)
         ms = statistics.median(r["epoch_seconds"] for r in mine) * 1000
-        print(f"| {name} | {nll} (mean {statistics.mean(r['test_iwae_nll'] for r in mine):.2f}) | {elbo} | {ms:.0f} |")
+        print(f"| {name} | {nll} | {statistics.mean(r['test_iwae_nll'] for r in mine):.2f} | {elbo} | {epochs} | {ms:.0f} |")
+    mine = [r for r in rows if "bundle_fp32_iwae_nll" in r]
+    print(f"\nvae-train's exported bundles, test IWAE NLL (K={args.iw_samples}) through the runtime, per seed:")
+    for p in ("fp32", "int8"):
+        values = [r[f"bundle_{p}_iwae_nll"] for r in mine]
+        print(f"  {p}: {' / '.join(f'{v:.2f}' for v in values)} (mean {statistics.mean(values):.2f})")
 
 
 if __name__ == "__main__":

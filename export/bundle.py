@@ -60,6 +60,11 @@ class ExportOptions:
     score_rtol: float = 1e-4  # runtime anomaly score vs PyTorch negative ELBO, fp32
     ort: bool = False  # also write every graph in ORT format, plus required_operators.config
     calibration: str | None = None  # data SPEC for static variants; None: the training data in model.pt
+    # Data that moved since training: specs replacing the training, validation and test data recorded in
+    # model.pt (None: the recorded ones, at their absolute path or, when they moved with it, beside model.pt).
+    data: str | None = None
+    val_data: str | None = None
+    test_data: str | None = None
     # How to time each variant for the manifest; None: not timed (a byte-stable bundle, `make bundle`).
     latency: timing.LatencyConfig | None = timing.LatencyConfig()
     search: bool = True  # a variant that misses its gate is searched for one that holds (search.py)
@@ -116,7 +121,7 @@ def export_bundle(model_path: str | os.PathLike, out: str | os.PathLike, options
     model = model_from_checkpoint(ckpt, source=str(model_path))
     if ckpt["data"].get("kind") == "text":
         return _export_text(model, ckpt, model_path, Path(out), options)
-    data = load_recorded(ckpt["data"])
+    data = load_recorded(ckpt["data"], base=model_path.parent, data=options.data, val_data=options.val_data, test_data=options.test_data)
     _check_data(model_path, model, data, ckpt["data"].get("preprocessing"))
     if data.kind == "audio":  # PCM-in graphs of their own (export/audio.py), through the same checks
         from .audio import write_audio_bundle
@@ -125,9 +130,13 @@ def export_bundle(model_path: str | os.PathLike, out: str | os.PathLike, options
         return ExportResult(Path(out), manifest, report)
     specs = contract.graphs_for(data.kind)
     feeds, calibrated_on = static_feeds(model, data, [VARIANTS[v] for v in options.methods], options.calibration)
-    test_raw = data.test[:MAX_EVAL_SAMPLES]
+    # The parity checks want held-out samples: the test split, or without one the validation split (said in the report).
+    split = "test" if len(data.test) else "validation"
+    test_raw = (data.test if len(data.test) else data.val)[:MAX_EVAL_SAMPLES]
     bounds = model_bounds(model.config.likelihood, data.valid_low, data.valid_high, np.float64(data.offset), np.float64(data.scale))
     ref = validate.reference(model, data.to_model(test_raw), bounds)
+    notes = [] if len(data.test) else [f"no test split in {model_path.name} (trained with test 0 and no --test-data): "
+                                       f"the accuracy gates use the validation split ({len(test_raw)} samples), which also calibrates the anomaly thresholds"]
 
     with staging(Path(out)) as tmp:
         traced = tuple(spec for spec in specs if spec is not contract.SCORE)  # the score graph is composed from them
@@ -150,8 +159,8 @@ def export_bundle(model_path: str | os.PathLike, out: str | os.PathLike, options
         manifest = manifests.build(ckpt, model, data, model_path, files, variants, specs, options)
         manifest["quantization"] = quantization
         manifests.write(tmp, manifest)  # the gates load each variant through the runtime, which reads it
-        lines, vaes = validate.gate(tmp, manifest, ref, test_raw, options)
-        report += lines
+        lines, vaes = validate.gate(tmp, manifest, ref, test_raw, options, split=split)
+        report = notes + report + lines
         thresholds.calibrate(manifest, vaes, data.val)
         if options.latency is not None:
             report += timing.time_variants(tmp, manifest, options.latency)

@@ -22,6 +22,9 @@ def _variants(ctx, param, value: str) -> tuple[str, ...]:
 @click.option("--quantize", "variants", default="auto", show_default=True, callback=_variants,
               help="'auto' (every variant that holds its gate, and the fastest per graph recommended: --precision auto), or comma-separated variants to add to fp32, or 'none': "
                    "int8 (dynamic; MLP graphs), int8-static (QDQ with calibration; conv graphs), int8-weights (int8 weights, float compute), fp16 (half-precision devices).")
+@click.option("--data", "data_spec", metavar="SPEC", default=None, help="The training data, when they moved since training (default: those recorded in MODEL, at their path or beside MODEL).")
+@click.option("--val-data", "val_spec", metavar="SPEC", default=None, help="The validation data, when the model was trained with --val-data and they moved.")
+@click.option("--test-data", "test_spec", metavar="SPEC", default=None, help="The test data, when the model was trained with --test-data and they moved.")
 @click.option("--calibration", metavar="SPEC", default=None, help="Data for int8-static calibration, as vae-train's --data (default: the training data recorded in MODEL).")
 @click.option("--ort", "ort_format", is_flag=True, help="Also write every graph in ORT format, and required_operators.config for a minimal onnxruntime build.")
 @click.option("--opset", type=click.IntRange(18, 23), default=18, show_default=True, help="ONNX opset of the graphs (torch.onnx writes 18 or newer).")
@@ -32,7 +35,7 @@ def _variants(ctx, param, value: str) -> tuple[str, ...]:
 @click.option("--no-search", is_flag=True, help="No fallback search: a variant that misses --tolerance fails as built.")
 @click.option("--no-latency", is_flag=True, help="Do not time the variants: the manifest then depends only on the model (a byte-stable bundle, as `make bundle` writes).")
 @click.option("--web", type=click.Path(file_okay=False, path_type=Path), default=None, help="Also write the latent explorer page for the bundle as a static folder (page, runtime, onnxruntime-web wasm, a copy of the bundle).")
-def cli(model, out, variants, calibration, ort_format, opset, tolerance, allow_degraded, search_budget, no_search, no_latency, web):
+def cli(model, out, variants, data_spec, val_spec, test_spec, calibration, ort_format, opset, tolerance, allow_degraded, search_budget, no_search, no_latency, web):
     """Export MODEL (a model.pt from vae-train) to an ONNX bundle: encoder, decoder, quantized variants and
     manifest.json, each variant checked against PyTorch and timed before anything is written."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -44,7 +47,8 @@ def cli(model, out, variants, calibration, ort_format, opset, tolerance, allow_d
     from .bundle import CalibrationError, DestinationError, ExportError, ExportOptions, export_bundle
 
     try:
-        options = ExportOptions(variants=variants, opset=opset, tolerance=tolerance, allow_degraded=allow_degraded, ort=ort_format, search=not no_search, search_budget_s=search_budget, calibration=calibration, **({"latency": None} if no_latency else {}))
+        options = ExportOptions(variants=variants, opset=opset, tolerance=tolerance, allow_degraded=allow_degraded, ort=ort_format, search=not no_search, search_budget_s=search_budget,
+                                calibration=calibration, data=data_spec, val_data=val_spec, test_data=test_spec, **({"latency": None} if no_latency else {}))
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     if web is not None:
@@ -63,7 +67,10 @@ def cli(model, out, variants, calibration, ort_format, opset, tolerance, allow_d
     except CalibrationError as exc:
         raise click.BadParameter(str(exc), param_hint="--calibration") from None
     except DataError as exc:
-        raise click.UsageError(f"cannot load the data recorded in {model}: {exc}") from None
+        given = {"--data": data_spec, "--val-data": val_spec, "--test-data": test_spec}
+        if given.get(exc.option):
+            raise click.BadParameter(str(exc), param_hint=exc.option) from None
+        raise click.UsageError(f"cannot load the data recorded in {model}: {exc} (moved? point at it with --data, --val-data or --test-data)") from None
     except ExportError as exc:
         for line in _not_shown(exc.report):
             click.echo(line, err=True)

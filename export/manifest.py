@@ -71,6 +71,8 @@ def build(ckpt: dict, model, data, model_path: Path, files: dict, variants: dict
             "shape": list(data.shape),
             "dtype": "float32",
             "preprocessing": data.preprocessing,
+            # How training cut the data: the validation split calibrated the thresholds, the test split (if any) the gates.
+            "split": {"fractions": list(data.split_plan.fractions), "sizes": {"train": len(data.train), "val": len(data.val), "test": len(data.test)}},
             # Inputs beyond this range (data units) are clipped for the likelihood and scored with the
             # runtime's out-of-range term (runtime.likelihoods.out_of_range_penalty), never refused.
             "valid_range": data.valid_range,

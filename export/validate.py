@@ -157,9 +157,9 @@ def compare_scores(variant: str, scores: np.ndarray, ref: Reference, *, rtol: fl
 
 
 @np.errstate(all="ignore")  # overflow in a broken model shows up as a failed check, not a warning
-def gate(folder: Path, manifest: dict, ref: Reference, test_raw: np.ndarray, options: "ExportOptions") -> tuple[list[str], dict[str, RuntimeVAE]]:
-    """Check every variant (and ORT-format copy) in ``folder`` against PyTorch; fill each one's
-    ``accuracy`` and the manifest's ``accuracy_reference``.
+def gate(folder: Path, manifest: dict, ref: Reference, test_raw: np.ndarray, options: "ExportOptions", *, split: str = "test") -> tuple[list[str], dict[str, RuntimeVAE]]:
+    """Check every variant (and ORT-format copy) in ``folder`` against PyTorch on ``test_raw``, samples
+    of the ``split`` named; fill each one's ``accuracy`` and the manifest's ``accuracy_reference``.
 
     Returns:
         (report lines, variant name -> the runtime VAE on its .onnx graphs).
@@ -185,10 +185,10 @@ def gate(folder: Path, manifest: dict, ref: Reference, test_raw: np.ndarray, opt
             if fmt == "onnx":
                 vaes[variant] = vae
     manifest["accuracy_reference"] = {
-        "description": "PyTorch on the test split; recon_nll and neg_elbo are nats per sample at z = mu",
+        "description": f"PyTorch on the {split} split; recon_nll and neg_elbo are nats per sample at z = mu",
         "recon_nll": float(ref.recon_nll.mean()),
         "neg_elbo": float(ref.neg_elbo.mean()),
-        "split": "test",
+        "split": split,
         "samples": len(test_raw),
     }
     if failed or (degraded and not options.allow_degraded):

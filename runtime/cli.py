@@ -135,15 +135,15 @@ def _emit(array: np.ndarray, out: Path | None) -> None:
     np.savetxt(sys.stdout, rows, delimiter=",", fmt="%.6g")
 
 
-def _results(vae: VAE, array: np.ndarray, out: Path | None, grid: Path | None, *, grid_images: np.ndarray | None = None, per_row: int | None = None) -> None:
+def _results(vae: VAE, array: np.ndarray, out: Path | None, grid: Path | None, *, grid_images: np.ndarray | None = None, per_row: int | None = None, row_labels=None) -> None:
     """Write the PNG grid if asked, then the array to --out, or print it when neither was asked for."""
     if grid is not None:
-        _grid(vae, grid, array if grid_images is None else grid_images, per_row=per_row)
+        _grid(vae, grid, array if grid_images is None else grid_images, per_row=per_row, row_labels=row_labels)
     if out is not None or grid is None:
         _emit(array, out)
 
 
-def _grid(vae: VAE, grid: Path, images: np.ndarray, *, per_row: int | None = None) -> None:
+def _grid(vae: VAE, grid: Path, images: np.ndarray, *, per_row: int | None = None, row_labels=None) -> None:
     if vae.manifest["data"].get("kind") != "image":
         raise ValueError(f"--grid needs image data; this bundle's samples have shape {list(vae.shape)}")
     if not len(images):
@@ -153,8 +153,9 @@ def _grid(vae: VAE, grid: Path, images: np.ndarray, *, per_row: int | None = Non
     if vae.likelihood == "bernoulli":
         shown = vae.normalize(images)  # the model's [0, 1]
     else:  # standardised values are unbounded: show the images' own range in data units as [0, 1]
-        shown = (images - images.min()) / max(float(np.ptp(images)), 1e-12)
-    save_grid(grid, shown, nrow=per_row)
+        # nan-aware: the blank tiles of a short last row are NaN
+        shown = (images - np.nanmin(images)) / max(float(np.nanmax(images) - np.nanmin(images)), 1e-12)
+    save_grid(grid, shown, nrow=per_row, row_labels=row_labels)
     click.echo(f"wrote {grid}", err=True)
 
 
@@ -333,12 +334,12 @@ def reconstruct(paths, precision, fmt, threads, out, grid, wav, iterations):
     x_hat = vae.reconstruct(x)
     pairs = per_row = None
     if grid is not None and np.size(x):
-        from .images import interleave_rows
+        from .images import RECONSTRUCTION_LABELS, interleave_rows
 
         xb, rb = np.reshape(x, (-1, *vae.shape)), np.reshape(x_hat, (-1, *vae.shape))
         per_row = max(1, min(8, len(xb)))
         pairs = interleave_rows(xb, rb, per_row)
-    _results(vae, x_hat, out, grid, grid_images=pairs, per_row=per_row)
+    _results(vae, x_hat, out, grid, grid_images=pairs, per_row=per_row, row_labels=RECONSTRUCTION_LABELS if pairs is not None else None)
 
 
 @cli.command()

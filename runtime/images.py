@@ -5,11 +5,15 @@ from __future__ import annotations
 import io
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from .files import atomic_write_bytes
+
+# Row labels of a grid of interleave_rows(inputs, reconstructions): what each row of tiles shows.
+RECONSTRUCTION_LABELS = ("input", "reconstruction")
 
 
 def grid_array(images: np.ndarray, *, nrow: int | None = None, pad: int = 1, scale: int = 1) -> np.ndarray:
@@ -47,10 +51,14 @@ def grid_array(images: np.ndarray, *, nrow: int | None = None, pad: int = 1, sca
     return out[..., 0] if c == 1 else out
 
 
-def save_grid(path: str | os.PathLike, images: np.ndarray, *, nrow: int | None = None, scale: int | None = None) -> Path:
+def save_grid(
+    path: str | os.PathLike, images: np.ndarray, *, nrow: int | None = None, scale: int | None = None, row_labels: Sequence[str] | None = None
+) -> Path:
     """Write images in [0, 1] as one PNG grid, atomically.
 
     ``scale`` defaults to enough nearest-neighbour upscaling that each tile is at least 48 pixels high.
+    ``row_labels`` are written in a margin left of the rows, repeated in turn (``("input",
+    "reconstruction")`` labels alternate rows); NaN tiles stay blank.
 
     Raises:
         ValueError: not a stack of images.
@@ -64,16 +72,46 @@ def save_grid(path: str | os.PathLike, images: np.ndarray, *, nrow: int | None =
     if scale is None:
         scale = max(1, math.ceil(48 / arr.shape[-2])) if arr.ndim >= 3 and arr.shape[-2] else 1
     pixels = grid_array(arr, nrow=nrow, scale=scale)
+    picture = Image.fromarray(pixels)
+    if row_labels:
+        picture = _label_rows(picture, list(row_labels), tile_height=arr.shape[-2] * scale, pad=scale)
     buf = io.BytesIO()
-    Image.fromarray(pixels).save(buf, format="PNG")
+    picture.save(buf, format="PNG")
     return atomic_write_bytes(path, buf.getvalue())
 
 
+def _label_rows(picture, labels: list[str], *, tile_height: int, pad: int):
+    """The grid with a white margin on its left naming each row of tiles (pad: the upscaled 1-pixel gap)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    try:
+        font = ImageFont.load_default(size=max(10, min(16, tile_height // 3)))
+    except TypeError:  # Pillow < 10.1: one bitmap size
+        font = ImageFont.load_default()
+    probe = ImageDraw.Draw(picture)
+    width = max(probe.textlength(label, font=font) for label in labels) + 12
+    rows = (picture.height - pad) // (tile_height + pad)
+    out = Image.new(picture.mode, (picture.width + int(width), picture.height), "white" if picture.mode == "RGB" else 255)
+    out.paste(picture, (int(width), 0))
+    draw = ImageDraw.Draw(out)
+    for row in range(rows):
+        y = pad + row * (tile_height + pad) + tile_height / 2
+        draw.text((6, y), labels[row % len(labels)], fill="black" if picture.mode == "RGB" else 0, font=font, anchor="lm")
+    return out
+
+
 def interleave_rows(originals: np.ndarray, others: np.ndarray, per_row: int) -> np.ndarray:
-    """Stack so that each row of ``per_row`` originals is followed by the matching row of ``others``."""
+    """Stack so that each row of ``per_row`` originals is followed by the matching row of ``others``.
+
+    A last row shorter than ``per_row`` is filled up with NaN (blank) tiles, so that every other sits
+    right under its original whatever the number of samples.
+    """
+    originals, others = np.asarray(originals, dtype=np.float32), np.asarray(others, dtype=np.float32)
     rows = []
     for start in range(0, len(originals), per_row):
-        rows += [originals[start : start + per_row], others[start : start + per_row]]
+        for part in (originals[start : start + per_row], others[start : start + per_row]):
+            blank = np.full((per_row - len(part), *part.shape[1:]), np.nan, dtype=np.float32)
+            rows += [part, blank]
     return np.concatenate(rows)
 
 

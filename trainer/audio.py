@@ -78,8 +78,8 @@ class AudioDataset(Dataset):
         object.__setattr__(self, "offset", np.broadcast_to(mean, self.shape).astype(np.float32))
         object.__setattr__(self, "scale", np.broadcast_to(std, self.shape).astype(np.float32))
 
-    def describe(self) -> dict:
-        d = super().describe()
+    def describe(self, base=None) -> dict:
+        d = super().describe(base)
         d["audio"] = {"frontend": self.frontend.to_dict(), "options": self.options.to_dict()}
         return d
 

@@ -17,7 +17,7 @@ from click.core import ParameterSource
 from vae_edge.models.config import ARCHS, DECODER_STYLES, LIKELIHOODS, TEXT_ARCHS, VAEConfig
 from vae_edge.runtime.clitools import require_workstation_extras, run_cli, writable
 
-from .config import DEVICES, TrainConfig
+from .config import DEVICES, LR_SCHEDULES, OBJECTIVES, TrainConfig
 
 DATA_HELP = (
     "Data set: digits (scikit-learn's bundled 8x8 digits) | idx:PATH (MNIST-format IDX images, .gz allowed) | "
@@ -49,6 +49,9 @@ def _train(option: str):
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="vae-edge")
 @click.option("--data", "data_spec", default="digits", show_default=True, help=DATA_HELP)
+@click.option("--val-data", "val_spec", default=None, metavar="SPEC", help="Validation data, any --data SPEC (then the split gives validation 0; by default its share goes to training).")
+@click.option("--test-data", "test_spec", default=None, metavar="SPEC", help="Test data, any --data SPEC (then the split gives test 0; by default its share goes to training).")
+@click.option("--split", "split_text", default=None, metavar="TRAIN,VAL,TEST", help="Fractions of --data for each part, summing to 1 [default: 0.8,0.1,0.1, less the parts given by --val-data/--test-data]; 0.9,0.1,0: no test split.")
 @click.option("--size", default=None, metavar="HxW", help="Resize images:DIR images to this size (default: their common size).")
 @click.option("--sample-rate", type=click.IntRange(min=1000, max=384000), default=16000, show_default=True, help="audio:DIR: files are resampled to this rate (Hz).")
 @click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None, help="audio:DIR: seconds per clip, one clip per file, cropped or zero-padded (default: the files' common length).")
@@ -60,18 +63,21 @@ def _train(option: str):
 @click.option("--hop", type=click.IntRange(min=1), default=512, show_default=True, help="audio:DIR: samples between frames.")
 @click.option("--arch", type=click.Choice([*ARCHS, *TEXT_ARCHS]), default=_model("arch"), show_default=True, help="Encoder/decoder architecture: conv for images [C, H, W], conv1d for sequences [C, L] or [L], gru for text:FILE (the default there).")
 @click.option("--latent", type=click.IntRange(min=1), default=_model("latent"), show_default=True, help="Latent dimensions.")
-@click.option("--hidden", type=click.IntRange(min=1), multiple=True, default=_model("hidden"), show_default=True, help="MLP hidden layer width (repeat for more layers).")
+@click.option("--hidden", type=click.IntRange(min=1), multiple=True, default=_model("hidden"), show_default=True, help="MLP hidden layer width (repeat for more layers: --hidden 512 --hidden 512).")
 @click.option("--channels", type=click.IntRange(min=1), multiple=True, default=_model("channels"), show_default=True, help="conv/conv1d: width of each stride-2 layer (repeat; each halves the size).")
 @click.option("--decoder-style", type=click.Choice(DECODER_STYLES), default=_model("decoder_style"), show_default=True, help="conv/conv1d decoder upsampling: sub-pixel (Conv + PixelShuffle; its int8-static variant is the fastest), ConvTranspose, or nearest Upsample + Conv.")
-@click.option("--epochs", type=click.IntRange(min=1), default=_train("epochs"), show_default=True, help="Epochs in all (with --resume: including those already trained).")
+@click.option("--epochs", type=click.IntRange(min=1), default=_train("epochs"), show_default=True, help="Most epochs in all (with --resume: including those already trained); early stopping (--patience) may end sooner.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=_train("batch_size"), show_default=True, help="Samples per step (per process under torchrun).")
-@click.option("--lr", type=click.FloatRange(min=0, max=10, min_open=True), default=_train("lr"), show_default=True, help="Adam learning rate.")
-@click.option("--beta", type=click.FloatRange(min=0), default=_train("beta"), show_default=True, help="KL weight (1 = the ELBO).")
-@click.option("--kl-warmup", type=click.FloatRange(min=0), default=_train("kl_warmup"), show_default=True, help="Epochs over which the KL weight ramps up from 0.")
+@click.option("--lr", type=click.FloatRange(min=0, max=10, min_open=True), default=_train("lr"), show_default=True, help="Adam learning rate (the start of the --lr-schedule).")
+@click.option("--lr-schedule", type=click.Choice(LR_SCHEDULES), default=_train("lr_schedule"), show_default=True, help="cosine: from --lr down to 1% of it over --epochs; constant: --lr throughout.")
+@click.option("--objective", type=click.Choice(OBJECTIVES), default=_train("objective"), show_default=True, help="Train on the importance-weighted bound with --iw-train samples, or on the ELBO (where --beta and --kl-warmup apply).")
+@click.option("--iw-train", type=click.IntRange(min=1), default=_train("iw_train"), show_default=True, help="--objective iwae: samples K of the training bound (and of the validation bound early stopping watches).")
+@click.option("--beta", type=click.FloatRange(min=0), default=_train("beta"), show_default=True, help="KL weight (1 = the ELBO; --objective elbo).")
+@click.option("--kl-warmup", type=click.FloatRange(min=0), default=_train("kl_warmup"), show_default=True, help="Epochs over which the KL weight ramps up from 0 (--objective elbo).")
 @click.option("--likelihood", type=click.Choice(("auto", *LIKELIHOODS)), default="auto", show_default=True, help="p(x|z): bernoulli (data scaled to [0, 1]) or gaussian (data standardised per feature); auto: bernoulli for data in a fixed range (8-bit images, IDX, values in [0, 1]), else gaussian.")
 @click.option("--columns", default=None, metavar="A,B,...", help="csv:PATH, parquet:PATH: the columns to read, by name (default: all).")
 @click.option("--gaussian-std", type=click.FloatRange(min=0, min_open=True), default=_model("gaussian_std"), help="gaussian: fixed std of p(x|z) in standardised units (omitted: learned per feature).")
-@click.option("--patience", type=click.IntRange(min=0), default=_train("patience"), show_default=True, help="Stop after N epochs without a better validation ELBO and keep the best epoch (0: never).")
+@click.option("--patience", type=click.IntRange(min=0), default=_train("patience"), show_default=True, help="Stop after N epochs without a better validation bound and keep the best epoch (0: never; train all --epochs, keep the last).")
 @click.option("--iw-samples", type=click.IntRange(min=1), default=_train("iw_samples"), show_default=True, help="K for the importance-weighted NLL estimate on the test split.")
 @click.option("--max-len", type=click.IntRange(min=1), default=None, help="text: longest line in characters (default 128); the runtime refuses longer lines.")
 @click.option("--long-lines", type=click.Choice(["refuse", "cut", "skip"]), default="refuse", show_default=True, help="text: what to do with a line over --max-len (counted and reported).")
@@ -82,6 +88,7 @@ def _train(option: str):
 @click.option("--device", type=click.Choice(DEVICES), default=_train("device"), show_default=True)
 @click.option("--resume", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Continue the run saved in this model.pt (its settings are the defaults; --out defaults to it).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("model.pt"), show_default=True, help="Checkpoint to write after every epoch; grids, metrics.json and loss curve go beside it.")
+@click.option("--tensorboard", type=click.Path(file_okay=False, path_type=Path), default=None, help="Also log each epoch's bounds and learning rate as TensorBoard events in this folder.")
 @click.option("--quiet", "-q", is_flag=True, default=_train("quiet"), help="No progress report (bars on a terminal, a line every few epochs elsewhere).")
 @click.pass_context
 def cli(ctx, **options):
@@ -95,6 +102,7 @@ def cli(ctx, **options):
     given = {name for name in o if ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)}
     text = _check_text(o, given)
     ckpt = _apply_resume(o, given)
+    split = _plan_split(o)
     out, beside_file = _check_outputs(o)
     if text:
         from .textcli import train_text_command
@@ -102,13 +110,13 @@ def cli(ctx, **options):
         return train_text_command(o, given, out, beside_file)
     audio = _audio_options(o, given, ckpt)  # first: it sets audio's default --arch and --likelihood
     size = _check_options(o, given)
-    data = _load_data(o, size, audio)
+    data = _load_data(o, size, split, audio)
     model_config, config = _build_configs(o, data)
-    result = _run(model_config, data, config, out, beside_file, ckpt)
+    result = _run(model_config, data, config, out, beside_file, ckpt, o["tensorboard"])
     if not is_main_process():
         return
     written = [out, *_write_side_outputs(result, data, config, out)] if beside_file else [out]
-    _report(data, model_config, result.metrics, written)
+    _report(data, model_config, config, result.metrics, written)
 
 
 TEXT_OPTIONS = ("max_len", "long_lines", "embed", "token_dropout", "free_bits")
@@ -134,6 +142,7 @@ def _apply_resume(o: dict, given: set[str]) -> dict | None:
         return None
     from vae_edge.models import CheckpointError, read_checkpoint
 
+    from .data import recorded_specs
     from .resume import resume_settings
 
     try:
@@ -143,6 +152,14 @@ def _apply_resume(o: dict, given: set[str]) -> dict | None:
     o.update({k: v for k, v in resume_settings(ckpt).items() if k not in given})
     if o["arch"] in TEXT_ARCHS:
         raise click.BadParameter("text models cannot be resumed yet; train again", param_hint="--resume")
+    # The recorded data where they are now (beside model.pt when both moved), unless given anew.
+    specs = recorded_specs(ckpt["data"], base=o["resume"].parent)
+    for key, part in (("data_spec", "train"), ("val_spec", "val"), ("test_spec", "test")):
+        if key not in given and specs[part]:
+            o[key] = specs[part]
+    fractions = (ckpt["data"].get("split") or {}).get("fractions")
+    if "split_text" not in given and fractions:
+        o["split_text"] = ",".join(f"{f:g}" for f in fractions)
     if "out" not in given:
         o["out"] = o["resume"]
     recorded = ckpt["data"]
@@ -154,6 +171,20 @@ def _apply_resume(o: dict, given: set[str]) -> dict | None:
     if "size" not in given and o["data_spec"].startswith("images:") and len(shape) == 3:
         o["size"] = f"{shape[1]}x{shape[2]}"
     return ckpt
+
+
+def _plan_split(o: dict):
+    """--split, --val-data and --test-data as a ``splits.SplitPlan`` (specs made absolute)."""
+    from .splits import SplitError, absolute_spec, parse_fractions, plan
+
+    try:
+        return plan(
+            parse_fractions(o["split_text"]) if o["split_text"] is not None else None,
+            val_spec=absolute_spec(o["val_spec"]) if o["val_spec"] else None,
+            test_spec=absolute_spec(o["test_spec"]) if o["test_spec"] else None,
+        )
+    except SplitError as exc:
+        raise click.BadParameter(str(exc), param_hint="--split") from None
 
 
 def _check_outputs(o: dict) -> tuple[Path, bool]:
@@ -175,15 +206,19 @@ def _check_outputs(o: dict) -> tuple[Path, bool]:
     except click.BadParameter as exc:
         exc.param_hint = "--out"  # writable() is called here, not as an option callback: name the option
         raise
-    try:
-        inputs = {os.path.realpath(p): p for p in data_files(o["data_spec"])}
-    except DataError as exc:
-        raise click.BadParameter(str(exc), param_hint="--data") from None
+    inputs = {}
+    for spec, option in ((o["data_spec"], "--data"), (o["val_spec"], "--val-data"), (o["test_spec"], "--test-data")):
+        try:
+            inputs.update({os.path.realpath(p): (option, p) for p in data_files(spec)} if spec else {})
+        except DataError as exc:
+            raise click.BadParameter(str(exc), param_hint=option) from None
     for path in written_paths:
         if os.path.realpath(path) in inputs:
-            raise click.BadParameter(f"{path}: would overwrite the --data file {inputs[os.path.realpath(path)]}", param_hint="--out")
-    if o["data_spec"].startswith("images:") and beside_file and out.resolve().is_relative_to(Path(o["data_spec"][7:]).resolve()):
-        raise click.BadParameter("is inside the images:DIR folder, whose PNG outputs would become training data", param_hint="--out")
+            option, data_path = inputs[os.path.realpath(path)]
+            raise click.BadParameter(f"{path}: would overwrite the {option} file {data_path}", param_hint="--out")
+    for spec, option in ((o["data_spec"], "--data"), (o["val_spec"], "--val-data"), (o["test_spec"], "--test-data")):
+        if spec and spec.startswith("images:") and beside_file and out.resolve().is_relative_to(Path(spec[7:]).resolve()):
+            raise click.BadParameter(f"is inside the images:DIR folder of {option}, whose PNG outputs would become data", param_hint="--out")
     return out, beside_file
 
 
@@ -199,6 +234,8 @@ def _check_options(o: dict, given: set[str]) -> tuple[int, int] | None:
     unused = {"mlp": ("channels", "decoder_style")}.get(o["arch"], ("hidden",))
     for name in (n for n in unused if n in given):
         raise click.BadParameter(f"does not apply to --arch {o['arch']}", param_hint=f"--{name.replace('_', '-')}")
+    if o["objective"] != "iwae" and "iw_train" in given:
+        raise click.BadParameter("applies to --objective iwae only", param_hint="--iw-train")
     if o["size"] and not o["data_spec"].startswith("images:"):
         raise click.BadParameter("applies to --data images:DIR only", param_hint="--size")
     try:
@@ -207,8 +244,9 @@ def _check_options(o: dict, given: set[str]) -> tuple[int, int] | None:
         raise click.BadParameter(str(exc), param_hint="--size") from None
 
 
-def _load_data(o: dict, size: tuple[int, int] | None, audio=None):
+def _load_data(o: dict, size: tuple[int, int] | None, split, audio=None):
     from .data import DataError, load_data
+    from .splits import absolute_spec
 
     columns = [c.strip() for c in o["columns"].split(",") if c.strip()] if o["columns"] else None
     window = None
@@ -220,24 +258,25 @@ def _load_data(o: dict, size: tuple[int, int] | None, audio=None):
                 raise click.BadParameter(f"a series is cut in whole steps, got {o[name]:g}", param_hint=f"--{name}")
         window = (int(o["window"]), int(o["stride"] or o["window"])) if o["window"] else None
     try:
-        return load_data(o["data_spec"], o["likelihood"], size=size, sequences=o["arch"] == "conv1d", audio=audio, columns=columns, window=window)
+        return load_data(absolute_spec(o["data_spec"]), o["likelihood"], size=size, sequences=o["arch"] == "conv1d", split=split, audio=audio,
+                         columns=columns, window=window)
     except DataError as exc:
-        raise click.BadParameter(str(exc), param_hint="--data") from None
+        raise click.BadParameter(str(exc), param_hint=exc.option) from None
 
 
 def _build_configs(o: dict, data) -> tuple[VAEConfig, TrainConfig]:
     try:
         model_config = VAEConfig(input_shape=data.shape, likelihood=data.likelihood, **{field: o[option] for option, field in MODEL_OPTIONS.items()})
         return model_config, TrainConfig(**{k: o[k] for k in TRAIN_OPTIONS})
-    except ValueError as exc:  # e.g. a conv stack the data's size cannot take
+    except ValueError as exc:  # e.g. a conv stack the data's size cannot take, or --beta with --objective iwae
         raise click.UsageError(str(exc)) from None
 
 
-def _run(model_config: VAEConfig, data, config: TrainConfig, out: Path, beside_file: bool, ckpt: dict | None):
+def _run(model_config: VAEConfig, data, config: TrainConfig, out: Path, beside_file: bool, ckpt: dict | None, tensorboard: Path | None):
     from .loop import train
 
     try:
-        return train(model_config, data, config, out=out, side_outputs=beside_file, resume=ckpt)
+        return train(model_config, data, config, out=out, side_outputs=beside_file, resume=ckpt, tensorboard=tensorboard)
     except ValueError as exc:  # bad settings, or a checkpoint that these settings cannot continue
         raise click.UsageError(str(exc)) from None
     except RuntimeError as exc:  # TrainingError, or torch failing (e.g. out of memory, overflow)
@@ -253,13 +292,14 @@ def _write_side_outputs(result, data, config: TrainConfig, out: Path) -> list[Pa
     if data.kind == "image" and data.shape[0] in (1, 3):
         recon_path, samples_path = grid_paths(out)
         written += [
-            reconstruction_grid(result.model, data.to_model(data.test), recon_path, display=data.to_display),
+            reconstruction_grid(result.model, data.to_model(data.test if len(data.test) else data.val), recon_path, display=data.to_display),
             sample_grid(result.model, samples_path, seed=config.seed, display=data.to_display),
         ]
     return written
 
 
-def _report(data, mc: VAEConfig, m: dict, written: list[Path]) -> None:
+def _report(data, mc: VAEConfig, config: TrainConfig, m: dict, written: list[Path]) -> None:
+    objective = f"IWAE bound K={config.iw_train}" if config.objective == "iwae" else "ELBO"
     widths = f"hidden {list(mc.hidden_dims)}" if mc.arch == "mlp" else f"channels {list(mc.channels)} ({mc.decoder_style} decoder)"
     noise = "" if mc.likelihood != "gaussian" else f" (std {mc.gaussian_std:g})" if mc.gaussian_std else " (learned variance)"
     stopped = f", stopped early, kept epoch {m['best_epoch']}" if m["stopped_early"] else ""
@@ -268,8 +308,11 @@ def _report(data, mc: VAEConfig, m: dict, written: list[Path]) -> None:
         click.echo(f"windows   {data.window['length']} steps every {data.window['stride']} of channels {', '.join(data.window['channels'])}, split in time order")
     click.echo(f"model     {mc.arch} {list(data.shape)}, {widths}, latent {mc.latent_dim}, {mc.likelihood}{noise}")
     click.echo(f"likelihood {mc.likelihood}: {data.likelihood_reason}")
-    click.echo(f"train     ELBO {m['train_elbo']:.2f} nats/sample after {m['epochs']} epochs{stopped} ({m['epoch_seconds'] * 1000:.0f} ms/epoch on {m['device']} x{m['world_size']})")
-    click.echo(f"test      ELBO {m['test_elbo']:.2f} nats/sample (recon {m['test_recon_nll']:.2f} + KL {m['test_kl']:.2f}), IWAE NLL {m['test_iwae_nll']:.2f} (K={m['iw_samples']})")
+    click.echo(f"train     {objective}; ELBO {m['train_elbo']:.2f} nats/sample after {m['epochs']} epochs{stopped} ({m['epoch_seconds'] * 1000:.0f} ms/epoch on {m['device']} x{m['world_size']})")
+    if m["test_samples"]:
+        click.echo(f"test      ELBO {m['test_elbo']:.2f} nats/sample (recon {m['test_recon_nll']:.2f} + KL {m['test_kl']:.2f}), IWAE NLL {m['test_iwae_nll']:.2f} (K={m['iw_samples']})")
+    else:
+        click.echo(f"test      none: the split gives test 0 and there is no --test-data, so no test metrics (validation ELBO {m['val_elbo']:.2f} nats/sample)")
     for path in written:
         click.echo(f"wrote     {path}")
 

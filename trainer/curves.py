@@ -1,16 +1,20 @@
-"""Per-epoch outputs beside model.pt: ``<stem>.metrics.json`` and a loss-curve PNG drawn with Pillow."""
+"""Per-epoch outputs beside model.pt: ``<stem>.metrics.json`` and the training curves drawn with matplotlib."""
 
 from __future__ import annotations
 
+import io
 import json
 import math
 from pathlib import Path
 
 from vae_edge.runtime.files import atomic_write_bytes
 
-_SIZE = (640, 400)
-_MARGIN = (64, 24, 24, 40)  # left, top, right, bottom: room for the axis labels
-_COLOURS = {"train_elbo": (31, 119, 180), "val_elbo": (214, 39, 40)}
+# history key -> (legend label, colour); values are bounds on log p(x) (ELBO), drawn negated as losses.
+_SERIES = {
+    "train_elbo": ("train  -ELBO", "tab:blue"),
+    "val_elbo": ("validation  -ELBO", "tab:red"),
+    "val_bound": ("validation  -IW bound", "tab:purple"),
+}
 
 
 def output_paths(model_path: Path) -> tuple[Path, Path]:
@@ -24,63 +28,83 @@ def write_metrics(path: Path, *, history: list[dict], metrics: dict) -> Path:
     return atomic_write_bytes(path, (body + "\n").encode())
 
 
-def write_loss_curve(path: Path, history: list[dict]) -> Path:
-    """Train and validation ELBO (nats per sample) against the epoch, as a PNG.
+def write_loss_curve(path: Path, history: list[dict], *, best_epoch: int | None = None) -> Path:
+    """:func:`curve_figure` as a PNG, written atomically.
 
     Raises:
-        RuntimeError: Pillow is not installed.
+        RuntimeError: matplotlib is not installed.
     """
-    try:
-        from PIL import Image, ImageDraw
-    except ImportError:  # pragma: no cover - depends on the install
-        raise RuntimeError('drawing the loss curve needs Pillow: pip install "vae-edge[train]"') from None
-    import io
-
-    img = Image.new("RGB", _SIZE, "white")
-    draw = ImageDraw.Draw(img)
-    left, top, right, bottom = _MARGIN[0], _MARGIN[1], _SIZE[0] - _MARGIN[2], _SIZE[1] - _MARGIN[3]
-    draw.rectangle((left, top, right, bottom), outline=(0, 0, 0))
-    values = [r[k] for r in history for k in _COLOURS if math.isfinite(r.get(k, math.nan))]
-    if values:
-        lo, hi = min(values), max(values)
-        if hi - lo < 1e-9:
-            lo, hi = lo - 1, hi + 1
-        first, last = history[0]["epoch"], history[-1]["epoch"]
-
-        def xy(epoch: float, value: float) -> tuple[float, float]:
-            fx = 0.5 if last == first else (epoch - first) / (last - first)
-            return left + fx * (right - left), bottom - (value - lo) / (hi - lo) * (bottom - top)
-
-        ticks = (lo, (lo + hi) / 2, hi)
-        for value, label in zip(ticks, tick_labels(ticks)):
-            _, y = xy(first, value)
-            draw.line((left - 4, y, left, y), fill=(0, 0, 0))
-            draw.text((4, y - 6), label, fill=(0, 0, 0))
-        for epoch in (first, last):
-            x, _ = xy(epoch, lo)
-            draw.text((x - 6, bottom + 6), str(epoch), fill=(0, 0, 0))
-        draw.text(((left + right) // 2 - 16, bottom + 20), "epoch", fill=(0, 0, 0))
-        for i, (key, colour) in enumerate(_COLOURS.items()):
-            points = [xy(r["epoch"], r[key]) for r in history if math.isfinite(r.get(key, math.nan))]
-            if len(points) > 1:
-                draw.line(points, fill=colour, width=2)
-            elif points:
-                x, y = points[0]
-                draw.ellipse((x - 2, y - 2, x + 2, y + 2), fill=colour)
-            draw.text((right - 150, bottom - 36 + 14 * i), f"{key.replace('_elbo', '')} ELBO (nats)", fill=colour)
     buf = io.BytesIO()
-    img.save(buf, format="PNG")
+    curve_figure(history, best_epoch=best_epoch).savefig(buf, format="png")
     return atomic_write_bytes(path, buf.getvalue())
 
 
-def tick_labels(values: tuple[float, ...]) -> list[str]:
-    """Axis labels with the fewest decimals (1 to 6) that tell the values apart: a run whose ELBO moves
-    by 0.03 nats gets "-3.88, -3.86, -3.85", not "-3.9, -3.9, -3.8"."""
-    for decimals in range(1, 7):
-        labels = [f"{v:.{decimals}f}" for v in values]
-        if len(set(labels)) == len(labels):
-            break
-    return labels
+def curve_figure(history: list[dict], *, best_epoch: int | None = None):
+    """Training curves as a matplotlib Figure: the negative train and validation bounds (nats per
+    sample, lower is better) against the epoch, and below them the learning rate when it changes.
+
+    The first epochs (loss far above the rest) are left above the top of the axis, so that they do not
+    flatten the part of the run worth reading; a loss spanning more than 1.5x is drawn on a log axis.
+
+    Raises:
+        RuntimeError: matplotlib is not installed.
+    """
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg", force=False)
+        from matplotlib.figure import Figure
+        from matplotlib.ticker import MaxNLocator
+    except ImportError:  # pragma: no cover - depends on the install
+        raise RuntimeError('drawing the training curves needs matplotlib: pip install "vae-edge[train]"') from None
+
+    rates = [r["lr"] for r in history if "lr" in r]
+    show_lr = len(set(rates)) > 1
+    fig = Figure(figsize=(7.0, 5.2 if show_lr else 4.2), dpi=100, layout="constrained")
+    if show_lr:
+        ax, ax_lr = fig.subplots(2, 1, sharex=True, height_ratios=(3, 1))
+    else:
+        ax, ax_lr = fig.subplots(1, 1), None
+    shown: list[float] = []
+    skip = max(1, len(history) // 20)  # the first ~5% of epochs may go off the top
+    for key, (label, colour) in _SERIES.items():
+        points = [(r["epoch"], -r[key]) for r in history if _finite(r.get(key))]
+        if key == "val_bound" and all(abs(r.get("val_bound", 0) - r.get("val_elbo", 0)) < 1e-9 for r in history):
+            continue  # the ELBO objective: its bound is the validation ELBO already drawn
+        if not points:
+            continue
+        xs, ys = zip(*points)
+        ax.plot(xs, ys, color=colour, label=label, linewidth=1.5, marker="o" if len(points) == 1 else None)
+        shown += list(ys[skip:] if len(ys) > skip else ys)
+    if shown:
+        lo, hi = min(shown), max(shown)
+        if lo > 0 and hi / lo > 1.5:
+            ax.set_yscale("log")
+        margin = 0.05 * (hi - lo) or max(abs(hi) * 0.01, 1e-3)
+        ax.set_ylim(lo - margin, hi + margin)
+        if ax.get_yscale() == "log":
+            ax.set_ylim(max(lo - margin, lo / 1.05), hi + margin)
+    if best_epoch:
+        ax.axvline(best_epoch, color="0.4", linestyle=":", linewidth=1, label=f"kept: epoch {best_epoch}")
+    ax.set_ylabel("loss, nats per sample (lower is better)")
+    ax.set_title("training curves")
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="upper right", fontsize="small")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if ax_lr is not None:
+        ax_lr.plot([r["epoch"] for r in history if "lr" in r], rates, color="tab:green", linewidth=1.2)
+        ax_lr.set_ylabel("learning rate")
+        if max(rates) / min(rates) > 10:
+            ax_lr.set_yscale("log")
+        else:  # a narrow range on a log axis gets unreadable minor labels (2.995e-3, ...)
+            ax_lr.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
+        ax_lr.grid(True, alpha=0.3)
+    (ax_lr or ax).set_xlabel("epoch")
+    return fig
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
 
 
 def _plain(value):

@@ -2,6 +2,9 @@
 
 The preprocessing chosen here is recorded in model.pt and the bundle manifest so that the exporter and
 the runtime repeat it exactly; a device feeds the same units as the training data.
+
+One file over 300 lines: the Dataset, the likelihood it follows and the loader that cuts its parts are
+one set of rules read together; readers (readers.py) and the split's arithmetic (splits.py) live apart.
 """
 
 from __future__ import annotations
@@ -12,13 +15,11 @@ from pathlib import Path
 import numpy as np
 
 from .readers import DataError, RawData, read_csv, read_idx, read_images, read_npy, read_parquet, split_npz_key, windows
+from .splits import DEFAULT_FRACTIONS, SPLIT_SEED, SplitError, SplitPlan, absolute_spec, cut, locate, plan, relative_spec
 
-__all__ = ["SPLIT_SEED", "DataError", "Dataset", "choose_likelihood", "data_files", "load_data", "load_recorded", "split"]
+__all__ = ["SPLIT_SEED", "DataError", "Dataset", "choose_likelihood", "data_files", "load_data", "load_recorded", "recorded_specs",
+           "same_preprocessing", "split", "split_series"]
 
-# The split is fixed whatever --seed is: the test set must not move between runs being compared.
-SPLIT_SEED = 0
-VAL_FRACTION = 0.1
-TEST_FRACTION = 0.1
 # Gaussian standardisation divides each feature by max(std, STD_FLOOR * its range): a feature almost
 # constant over the train split (an edge pixel, an idle sensor) would otherwise turn an ordinary value
 # into tens of standard deviations and a score in the thousands of nats.
@@ -51,6 +52,8 @@ class Dataset:
     # Windows cut from a series [T, C]: {"length": N, "stride": S, "channels": [names]}; None otherwise.
     window: dict | None = None
     columns: tuple[str, ...] | None = None  # csv: the columns read, in order
+    # How the parts were made (``SplitPlan``) and the spec each came from ("val"/"test": None when cut from ``spec``).
+    split_plan: SplitPlan = SplitPlan(DEFAULT_FRACTIONS)
     # model input = (x - offset) / scale: floats, or float32 arrays of the sample shape (Gaussian).
     offset: float | np.ndarray = field(init=False)
     scale: float | np.ndarray = field(init=False)
@@ -68,9 +71,7 @@ class Dataset:
             lo, hi = self.range
             if hi <= lo:
                 raise DataError(f"{self.name}: all values are {lo:g}; a Bernoulli model needs a range to scale to [0, 1]; use --likelihood gaussian")
-            t_lo, t_hi = float(self.train.min()), float(self.train.max())
-            if t_lo < lo or t_hi > hi:
-                raise DataError(f"{self.name}: values {t_lo:g}..{t_hi:g} lie outside the range {lo:g}..{hi:g}")
+            self._check_parts_in(lo, hi)
             offset, scale = float(lo), float(hi - lo)
             low, high = float(lo), float(hi)
         else:
@@ -92,6 +93,21 @@ class Dataset:
         object.__setattr__(self, "scale", scale)
         object.__setattr__(self, "valid_low", low)
         object.__setattr__(self, "valid_high", high)
+
+    def _check_parts_in(self, lo: float, hi: float) -> None:
+        # Validation and test samples are checked only against a range the format implies (8-bit:
+        # 0..255, or [0, 1] chosen for the data): against the train split's own min and max, held-out
+        # data may well stray a little.
+        parts = (("train", "--data"), ("val", "--val-data"), ("test", "--test-data")) if self.value_range is not None else (("train", "--data"),)
+        for part, option in parts:
+            x = getattr(self, part)
+            if not len(x):
+                continue
+            t_lo, t_hi = float(x.min()), float(x.max())
+            if t_lo < lo or t_hi > hi:
+                own = {"val": self.split_plan.val_spec, "test": self.split_plan.test_spec}.get(part)
+                source = self.spec if part == "train" else own or f"the {part} split of {self.spec}"
+                raise DataError(f"{source}: values {t_lo:g}..{t_hi:g} lie outside the range {lo:g}..{hi:g}{'' if part == 'train' else ' of the training data'}", option)
 
     def _feature_span(self, t_min: np.ndarray, t_max: np.ndarray) -> np.ndarray:
         """Each feature's range for the std floor: the format's range if known; for windows the channel's
@@ -141,8 +157,10 @@ class Dataset:
         x = x_model * self.scale + self.offset
         return np.clip((x - lo) / max(hi - lo, 1e-12), 0.0, 1.0).astype(np.float32)
 
-    def describe(self) -> dict:
-        """The ``data`` entry of model.pt."""
+    def describe(self, base: Path | None = None) -> dict:
+        """The ``data`` entry of model.pt: specs with absolute paths, and (``base``: model.pt's folder)
+        the same paths relative to it, so that model.pt and its data can move together."""
+        sources = {"train": self.spec, "val": self.split_plan.val_spec, "test": self.split_plan.test_spec}
         return {
             "dataset": self.name,
             "spec": self.spec,
@@ -155,7 +173,18 @@ class Dataset:
             **({"columns": list(self.columns)} if self.columns else {}),
             "sizes": {"train": len(self.train), "val": len(self.val), "test": len(self.test)},
             "split_seed": SPLIT_SEED,
+            "split": {
+                **self.split_plan.describe(),
+                "sources": {part: {"spec": spec, **({"relative": rel} if base is not None and (rel := relative_spec(spec, base)) else {})}
+                            for part, spec in sources.items() if spec},
+            },
         }
+
+
+def same_preprocessing(a: dict, b: dict) -> bool:
+    """Whether two recorded preprocessing entries are the same affine map (up to float32 rounding:
+    statistics round-trip through float64 lists)."""
+    return all(np.allclose(np.asarray(a.get(k), np.float64), np.asarray(b.get(k), np.float64), rtol=1e-6, atol=0) for k in ("offset", "scale"))
 
 
 def _plain(v: float | np.ndarray) -> float | list:
@@ -163,15 +192,39 @@ def _plain(v: float | np.ndarray) -> float | list:
     return float(v) if np.ndim(v) == 0 else np.asarray(v, dtype=np.float64).tolist()
 
 
-def split(x: np.ndarray, *, seed: int = SPLIT_SEED) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Shuffle with a fixed seed and cut into train / validation / test."""
+def split(x: np.ndarray, fractions: tuple[float, float, float] = DEFAULT_FRACTIONS, *, seed: int = SPLIT_SEED) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Shuffle with a fixed seed and cut into train / validation / test (``splits.cut``).
+
+    Raises:
+        DataError: too few samples for the parts asked for.
+    """
+    try:
+        train, val, test = cut(len(x), fractions, seed=seed)
+    except SplitError as exc:
+        raise DataError(str(exc), "--split") from None
+    return x[train], x[val], x[test]
+
+
+def _parts(x: np.ndarray, fractions: tuple[float, float, float], *, series: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return split_series(x, fractions) if series else split(x, fractions)
+
+
+def split_series(x: np.ndarray, fractions: tuple[float, float, float] = DEFAULT_FRACTIONS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Windows in time order cut into train / validation / test blocks (by default the first 80 %, the
+    next 10 %, the last 10 %): overlapping windows shuffled across splits would let the test split see
+    its own readings in training.
+
+    Raises:
+        DataError: too few windows for the parts asked for.
+    """
     n = len(x)
-    n_val, n_test = max(1, round(n * VAL_FRACTION)), max(1, round(n * TEST_FRACTION))
-    if n - n_val - n_test < 1:
-        raise DataError(f"need at least 3 samples to split into train/validation/test, got {n}")
-    order = np.random.default_rng(seed).permutation(n)
-    x = x[order]
-    return x[n_val + n_test :], x[:n_val], x[n_val : n_val + n_test]
+    n_val = max(1, round(n * fractions[1])) if fractions[1] > 0 else 0
+    n_test = max(1, round(n * fractions[2])) if fractions[2] > 0 else 0
+    n_train = n - n_val - n_test
+    if n_train < 1:
+        raise DataError(f"{n} windows are too few to split {','.join(f'{f:g}' for f in fractions)} with at least one training window; "
+                        "use a shorter --window or --stride", "--split")
+    return x[:n_train], x[n_train : n_train + n_val], x[n_train + n_val :]
 
 
 def _check_unit_range(name: str, x: np.ndarray, asked: str) -> None:
@@ -201,68 +254,39 @@ def choose_likelihood(x: np.ndarray, value_range: tuple[float, float] | None, as
     return "gaussian", f"values span {lo:g}..{hi:g}, no fixed range: standardised per feature"
 
 
-def _build(spec: str, raw: RawData, likelihood: str, parts: tuple[np.ndarray, np.ndarray, np.ndarray], **extra) -> Dataset:
-    """A Dataset for a reader's samples split into ``parts``, with the likelihood resolved ("auto")."""
-    chosen, reason = choose_likelihood(raw.x, raw.value_range, likelihood)
-    value_range = raw.value_range
-    if chosen == "bernoulli" and value_range is None:
-        _check_unit_range(raw.name, raw.x, likelihood)  # the whole data, not the train split: val/test must fit too
-        value_range = (0.0, 1.0)
-    train, val, test = parts
-    return Dataset(raw.name, spec, train, val, test, kind=raw.kind, value_range=value_range, likelihood=chosen,
-                   likelihood_reason=reason, columns=raw.columns, **extra)
-
-
-def _digits(spec: str, likelihood: str, **_) -> Dataset:
+def _digits(spec: str, **_) -> RawData:
     from sklearn.datasets import load_digits  # ships with scikit-learn: no download
 
     images = load_digits().images.astype(np.float32)[:, None]  # (1797, 1, 8, 8), grey levels 0..16
-    return _build(spec, RawData("digits", images, "image", (0.0, 16.0)), likelihood, split(images))
+    return RawData("digits", images, "image", (0.0, 16.0))
 
 
-def _from_raw(spec: str, raw: RawData, likelihood: str, window: tuple[int, int] | None = None) -> Dataset:
-    """Split a reader's samples; the range its format implies (8-bit pixels: 0..255) goes along.
-    The likelihood is given here, not after: Bernoulli's checks must not run on data meant for Gaussian.
-    With ``window`` (N, S) a series [T, C] becomes windows [C, N], split in time order (see split_series)."""
-    if window is None:
-        return _build(spec, raw, likelihood, split(raw.x))
+def _idx(spec: str, **_) -> RawData:
+    return read_idx(_argument(spec))
+
+
+def _images(spec: str, *, size: tuple[int, int] | None, **_) -> RawData:
+    return read_images(_argument(spec), size)
+
+
+def _npy(spec: str, *, sequences: bool, window=None, **_) -> RawData:
+    return read_npy(_argument(spec), sequences=sequences and window is None)
+
+
+def _csv(spec: str, *, columns=None, **_) -> RawData:
+    return read_csv(_argument(spec), columns)
+
+
+def _windowed(raw: RawData, window: tuple[int, int]) -> RawData:
+    """A series [T, C] (csv:, or npy: [T, C]) as windows [C, N] every S steps."""
     if raw.kind != "vector":
         raise DataError(f"{raw.name}: --window cuts a series [T, C] (csv:, or npy: [T, C]); got {raw.kind} samples of shape {list(raw.x.shape[1:])}")
     length, stride = window
-    x = windows(raw.x, length, stride, raw.name)
-    channels = list(raw.columns) if raw.columns else [f"c{i}" for i in range(raw.x.shape[1])]
-    cut = RawData(raw.name, x, "sequence", raw.value_range, raw.columns)
-    return _build(spec, cut, likelihood, split_series(x), window={"length": length, "stride": stride, "channels": channels})
+    return RawData(raw.name, windows(raw.x, length, stride, raw.name), "sequence", raw.value_range, raw.columns)
 
 
-def split_series(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Windows in time order cut into train / validation / test blocks (first 80 %, next 10 %, last 10 %):
-    overlapping windows shuffled across splits would let the test split see its own readings in training."""
-    n = len(x)
-    n_val, n_test = max(1, round(n * VAL_FRACTION)), max(1, round(n * TEST_FRACTION))
-    if n - n_val - n_test < 1:
-        raise DataError(f"need at least 3 windows to split into train/validation/test, got {n}; use a shorter --window or --stride")
-    return x[: n - n_val - n_test], x[n - n_val - n_test : n - n_test], x[n - n_test :]
-
-
-def _idx(spec: str, likelihood: str, **_) -> Dataset:
-    return _from_raw(spec, read_idx(_argument(spec)), likelihood)
-
-
-def _images(spec: str, likelihood: str, *, size: tuple[int, int] | None, **_) -> Dataset:
-    return _from_raw(spec, read_images(_argument(spec), size), likelihood)
-
-
-def _npy(spec: str, likelihood: str, *, sequences: bool, window=None, **_) -> Dataset:
-    return _from_raw(spec, read_npy(_argument(spec), sequences=sequences and window is None), likelihood, window)
-
-
-def _csv(spec: str, likelihood: str, *, columns=None, window=None, **_) -> Dataset:
-    return _from_raw(spec, read_csv(_argument(spec), columns), likelihood, window)
-
-
-def _parquet(spec: str, likelihood: str, *, columns=None, window=None, **_) -> Dataset:
-    return _from_raw(spec, read_parquet(_argument(spec), columns), likelihood, window)
+def _parquet(spec: str, *, columns=None, **_) -> RawData:
+    return read_parquet(_argument(spec), columns)
 
 
 def data_files(spec: str) -> list[Path]:
@@ -289,7 +313,7 @@ def _argument(spec: str) -> str:
     return arg
 
 
-def _audio(spec: str, likelihood: str, *, audio=None, **_) -> Dataset:
+def _audio(spec: str, likelihood: str, audio=None) -> Dataset:
     from .audio import read_audio_dataset
 
     return read_audio_dataset(spec, _argument(spec), likelihood, audio)
@@ -298,8 +322,17 @@ def _audio(spec: str, likelihood: str, *, audio=None, **_) -> Dataset:
 _SOURCES = {"digits": _digits, "idx": _idx, "images": _images, "npy": _npy, "csv": _csv, "parquet": _parquet, "audio": _audio}
 
 
-def load_data(spec: str = "digits", likelihood: str = "auto", *, size: tuple[int, int] | None = None, sequences: bool = False, audio=None,
-              columns: list[str] | None = None, window: tuple[int, int] | None = None) -> Dataset:
+def load_data(
+    spec: str = "digits",
+    likelihood: str = "auto",
+    *,
+    size: tuple[int, int] | None = None,
+    sequences: bool = False,
+    split: SplitPlan | None = None,
+    audio=None,
+    columns: list[str] | None = None,
+    window: tuple[int, int] | None = None,
+) -> Dataset:
     """Load the data a ``--data`` SPEC names, preprocessed for ``likelihood``.
 
     Args:
@@ -308,45 +341,123 @@ def load_data(spec: str = "digits", likelihood: str = "auto", *, size: tuple[int
             file) or "npy:PATH.npz:KEY" (one array of a .npz; KEY optional when it holds one array);
             "csv:PATH" (a header row, then numbers: one sample, or one time step with ``window``, per row);
             "parquet:PATH" (a Parquet table under the same rules; needs pyarrow).
-        likelihood: "auto" (the default: :func:`choose_likelihood`), "bernoulli" (scaled to [0, 1]) or
-            "gaussian" (standardised per feature on the train split).
+        likelihood: "auto" (the default: :func:`choose_likelihood`, on the training data), "bernoulli"
+            (scaled to [0, 1]) or "gaussian" (standardised per feature on the train split).
         size: (height, width) that images:DIR resizes every image to; other sources ignore it.
         sequences: an npy:PATH array [N, C, L] is sequences [C, L] (for conv1d), not images [1, H, W];
             other sources ignore it.
+        split: fractions of ``spec`` per part, and the specs of parts that have their own data
+            (``splits.plan``); default 0.8/0.1/0.1 of ``spec``. audio:DIR cuts its own split and ignores it.
         audio: ``trainer.audio.AudioOptions`` for "audio:DIR" (WAV/FLAC files; sample rate, clips, front
             end); other sources ignore it.
-        columns: csv: and parquet: the columns to read, by name (default: all).
+        columns: csv: and parquet: the columns to read, by name (default: all); the same for --val-data
+            and --test-data.
         window: (N, S): the rows are a series [T, C] (csv:, or npy: [T, C]) cut into windows [C, N]
-            every S steps, split in time order.
+            every S steps; the split's parts are consecutive blocks in time order (``split_series``), and
+            a --val-data or --test-data series is windowed the same way.
 
     Returns:
-        the data split into train/validation/test with a fixed seed (the test split never trains).
+        the data split into train/validation/test with a fixed seed (the test split never trains; it
+        may be empty when the split gives it nothing). The preprocessing is fitted on the train split.
 
     Raises:
-        DataError: unknown spec or unusable data, with a message naming the file and what was expected.
+        DataError: unknown spec or unusable data, with a message naming the file and what was expected,
+            and ``option`` naming the option whose data are at fault.
     """
+    if isinstance(spec, str) and spec.split(":", 1)[0] == "audio":
+        if columns:
+            raise DataError(f"--columns applies to csv:PATH and parquet:PATH data only, not {spec!r}")
+        if window is not None:
+            raise DataError(f"--window applies to a series in csv:PATH, parquet:PATH or npy:PATH ([T, C]), or to audio:DIR, not {spec!r}")
+        if split is not None and (split.val_spec or split.test_spec or split.fractions != DEFAULT_FRACTIONS):
+            raise DataError(f"{spec}: audio:DIR cuts its own split (by file, 0.8/0.1/0.1); --split, --val-data and --test-data do not apply", "--split")
+        return _audio(spec, likelihood, audio)
+    split = split if split is not None else plan()
+    raw = _read(spec, size=size, sequences=sequences, columns=columns, window=window)
+    try:
+        parts = dict(zip(("train", "val", "test"), _parts(raw.x, split.fractions, series=window is not None)))
+    except DataError as exc:
+        raise DataError(f"{spec}: {exc}", "--split") from None
+    for part, other, option in (("val", split.val_spec, "--val-data"), ("test", split.test_spec, "--test-data")):
+        if other is None:
+            continue
+        try:
+            extra = _read(other, size=size, sequences=sequences, columns=columns, window=window)
+        except DataError as exc:
+            raise DataError(str(exc), option) from None
+        if extra.x.shape[1:] != raw.x.shape[1:]:
+            raise DataError(f"{other}: samples of shape {list(extra.x.shape[1:])}, the training data's ({spec}) are {list(raw.x.shape[1:])}", option)
+        if extra.kind != raw.kind:
+            raise DataError(f"{other}: {extra.kind} samples, the training data's ({spec}) are {raw.kind} samples", option)
+        parts[part] = extra.x
+    if not len(parts["val"]):
+        raise DataError(f"the validation set is empty ({split.val_spec or spec} gives it no samples)", "--val-data" if split.val_spec else "--split")
+    chosen, reason = choose_likelihood(raw.x, raw.value_range, likelihood)
+    value_range = raw.value_range
+    if chosen == "bernoulli" and value_range is None:
+        _check_unit_range(raw.name, raw.x, likelihood)  # the whole --data, not the train split: its val/test must fit too
+        value_range = (0.0, 1.0)
+    extra_fields = {}
+    if window is not None:
+        channels = list(raw.columns) if raw.columns else [f"c{i}" for i in range(raw.x.shape[1])]
+        extra_fields["window"] = {"length": window[0], "stride": window[1], "channels": channels}
+    return Dataset(raw.name, spec, parts["train"], parts["val"], parts["test"], kind=raw.kind, value_range=value_range, likelihood=chosen,
+                   likelihood_reason=reason, columns=raw.columns, split_plan=split, **extra_fields)
+
+
+def _read(spec: str, *, size: tuple[int, int] | None, sequences: bool, columns: list[str] | None, window: tuple[int, int] | None) -> RawData:
+    """A spec's samples, not yet split (windows when ``window`` is given)."""
     if not isinstance(spec, str):
         raise DataError(f"data spec must be a string such as 'digits', got {spec!r}")
     kind = spec.split(":", 1)[0]
     if kind not in _SOURCES:
         raise DataError(f"unknown data spec {spec!r}; expected digits, idx:PATH, images:DIR, npy:PATH[.npz:KEY], csv:PATH, parquet:PATH or audio:DIR")
+    if kind == "audio":
+        raise DataError(f"{spec}: audio:DIR cuts its own split; --val-data and --test-data take the same kind of data as --data")
     if columns and kind not in ("csv", "parquet"):
         raise DataError(f"--columns applies to csv:PATH and parquet:PATH data only, not {spec!r}")
     if window is not None and kind not in ("csv", "parquet", "npy"):
         raise DataError(f"--window applies to a series in csv:PATH, parquet:PATH or npy:PATH ([T, C]), or to audio:DIR, not {spec!r}")
-    # Each source takes the options that apply to it (size: images:DIR; sequences: npy:; audio: audio:DIR;
-    # columns, window: csv: and npy:) and ignores the rest.
-    return _SOURCES[kind](spec, likelihood, size=size, sequences=sequences, audio=audio, columns=columns, window=window)
+    # Each source takes the options that apply to it (size: images:DIR; sequences: npy:; columns: csv:, parquet:) and ignores the rest.
+    raw = _SOURCES[kind](spec, size=size, sequences=sequences, columns=columns, window=window)
+    return _windowed(raw, window) if window is not None else raw
 
 
-def load_recorded(entry: dict) -> Dataset:
-    """Reload the data a model.pt ``data`` entry describes (for export and --resume): the same spec and
-    likelihood, and for images:DIR the same size.
+def recorded_specs(entry: dict, base: Path | None = None) -> dict[str, str | None]:
+    """The specs a model.pt ``data`` entry names per part ("train", "val", "test"; None: cut from
+    train), each where it is now: at its absolute path, or beside model.pt (``base``, its folder) when
+    the two moved together (``splits.locate``)."""
+    sources = (entry.get("split") or {}).get("sources") or {}
+    specs: dict[str, str | None] = {"train": entry.get("spec", entry.get("dataset", "digits")), "val": None, "test": None}
+    for part, source in sources.items():
+        if part in specs and isinstance(source, dict) and isinstance(source.get("spec"), str):
+            # The training data's spec is the entry's own ``spec``; its source adds only the relative path.
+            specs[part] = locate({**source, "spec": specs["train"]} if part == "train" else source, base)
+    return specs
+
+
+def load_recorded(entry: dict, *, base: Path | None = None, data: str | None = None, val_data: str | None = None, test_data: str | None = None) -> Dataset:
+    """Reload the data a model.pt ``data`` entry describes (for export and --resume): the same specs,
+    split, likelihood (and the reason it was chosen), columns and windows, and for images:DIR the same size.
+
+    Args:
+        base: model.pt's folder, where data recorded relative to it are looked for when they are no
+            longer at their absolute path.
+        data, val_data, test_data: specs that replace the recorded ones (data that moved).
 
     Raises:
         DataError: the data are gone or unusable.
     """
-    spec = entry.get("spec", entry.get("dataset", "digits"))
+    specs = recorded_specs(entry, base)
+    spec = absolute_spec(data) if data else specs["train"]
+    recorded = entry.get("split") or {}
+    val_spec = absolute_spec(val_data) if val_data else specs["val"]
+    test_spec = absolute_spec(test_data) if test_data else specs["test"]
+    fractions = recorded.get("fractions")
+    try:
+        split = plan(tuple(fractions) if fractions else None, val_spec=val_spec, test_spec=test_spec)
+    except SplitError as exc:
+        raise DataError(f"the split recorded in model.pt cannot be made: {exc}", "--split") from None
     shape = list(entry.get("shape") or [])
     size = tuple(shape[-2:]) if isinstance(spec, str) and spec.startswith("images:") and len(shape) == 3 else None
     audio = None
@@ -356,8 +467,8 @@ def load_recorded(entry: dict) -> Dataset:
         audio = AudioOptions(**(entry.get("audio") or {}).get("options", {}))
     win = entry.get("window")
     window = (int(win["length"]), int(win["stride"])) if isinstance(win, dict) and entry.get("kind") != "audio" else None
-    data = load_data(spec, entry.get("likelihood", "bernoulli"), size=size, sequences=entry.get("kind") == "sequence", audio=audio,
-                     columns=entry.get("columns"), window=window)
+    data_set = load_data(spec, entry.get("likelihood", "bernoulli"), size=size, sequences=entry.get("kind") == "sequence", split=split, audio=audio,
+                         columns=entry.get("columns"), window=window)
     # Reloaded with the resolved likelihood, the reason would read "asked for (--likelihood ...)": keep the recorded one.
     reason = entry.get("likelihood_reason")
-    return replace(data, likelihood_reason=reason) if isinstance(reason, str) and reason else data
+    return replace(data_set, likelihood_reason=reason) if isinstance(reason, str) and reason else data_set

@@ -58,7 +58,7 @@ def epoch_metrics(run, ctx) -> dict:
         "train_elbo": last["train_elbo"],
         "val_elbo": last["val_elbo"],
         "best_epoch": run.best_epoch,
-        "best_val_elbo": run.best_val_elbo,
+        "best_val_bound": run.best_val_bound,
         "epoch_seconds": float(np.median([r["seconds"] for r in run.history])),
         "device": str(ctx.device),
         "world_size": ctx.world,
@@ -66,18 +66,21 @@ def epoch_metrics(run, ctx) -> dict:
 
 
 def final_metrics(model: VAE, data: Dataset, config: TrainConfig, ctx, run) -> dict:
-    """Train/val/test ELBO and the test IWAE NLL of the weights being kept, per sample in nats."""
+    """Train/val/test ELBO and the test IWAE NLL of the weights being kept, per sample in nats; the test
+    figures are None when there is no test split (``test_samples`` 0), not figures computed on nothing."""
     model.eval()
     split = {name: ctx.shard(torch.from_numpy(data.to_model(getattr(data, name))).to(ctx.device)) for name in ("train", "val", "test")}
-    test = evaluate_shards(ctx, model, split["test"])
+    has_test = len(data.test) > 0
+    test = evaluate_shards(ctx, model, split["test"]) if has_test else {"elbo": None, "nll": None, "kl": None}
     return {
         "epochs": run.epoch,
         "train_elbo": evaluate_shards(ctx, model, split["train"])["elbo"],
         "val_elbo": evaluate_shards(ctx, model, split["val"])["elbo"],
+        "test_samples": len(data.test),
         "test_elbo": test["elbo"],
         "test_recon_nll": test["nll"],
         "test_kl": test["kl"],
-        "test_iwae_nll": evaluate_iwae_shards(ctx, model, split["test"], config.iw_samples),
+        "test_iwae_nll": evaluate_iwae_shards(ctx, model, split["test"], config.iw_samples) if has_test else None,
         "iw_samples": config.iw_samples,
         "best_epoch": run.best_epoch if config.patience else run.epoch,
         "stopped_early": run.stopped_early,

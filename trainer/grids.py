@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from vae_edge.models import VAE
-from vae_edge.runtime.images import interleave_rows, save_grid
+from vae_edge.runtime.images import RECONSTRUCTION_LABELS, interleave_rows, save_grid
 
 Display = Callable[[np.ndarray], np.ndarray]
 
@@ -20,7 +20,8 @@ def _bernoulli(x: np.ndarray) -> np.ndarray:
 
 @torch.no_grad()
 def reconstruction_grid(model: VAE, x: np.ndarray, path: Path, *, n: int = 32, per_row: int = 8, display: Display = _bernoulli) -> Path:
-    """Rows of originals (model space) each followed by a row of their reconstructions.
+    """Rows of originals (model space: test samples, or validation ones without a test split) each followed by a row of their reconstructions, labelled
+    "input" and "reconstruction" in a margin; a short last row leaves blank tiles, keeping pairs aligned.
 
     Args:
         display: model space -> [0, 1] (``Dataset.to_display``); the default suits a Bernoulli model.
@@ -28,7 +29,7 @@ def reconstruction_grid(model: VAE, x: np.ndarray, path: Path, *, n: int = 32, p
     x = x[:n]
     mu, _ = model.encode(torch.from_numpy(x))
     recon = model.decode(mu).numpy()
-    return save_grid(path, interleave_rows(display(x), display(recon), per_row), nrow=per_row)
+    return save_grid(path, interleave_rows(display(x), display(recon), per_row), nrow=per_row, row_labels=RECONSTRUCTION_LABELS)
 
 
 @torch.no_grad()

@@ -1,5 +1,6 @@
-"""The training loop: Adam on the negative ELBO, seeded and resumable, in one process or under torchrun,
-checkpointed every epoch, stopped early on the validation ELBO, evaluated by ELBO and IWAE at the end.
+"""The training loop: Adam on the importance-weighted bound (or the ELBO) along a cosine learning rate,
+seeded and resumable, in one process or under torchrun, checkpointed every epoch, stopped early on the
+validation bound, evaluated by ELBO and IWAE at the end.
 
 Its parts live beside it: settings in config.py, evaluation in evaluation.py, the resumable state in
 resume.py, progress reporting in progress.py.
@@ -8,6 +9,7 @@ resume.py, progress reporting in progress.py.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,11 +25,13 @@ from . import distributed, objectives
 from .config import DEVICES, TrainConfig
 from .curves import output_paths, write_loss_curve, write_metrics
 from .data import Dataset
-from .evaluation import epoch_metrics, evaluate_shards, final_metrics
+from .evaluation import epoch_metrics, evaluate_iwae_shards, evaluate_shards, final_metrics
 from .progress import Progress
 from .resume import Run, restore
 
 log = logging.getLogger(__name__)
+
+CURVE_SECONDS = 5.0  # the loss-curve PNG is redrawn at most this often (and at the end)
 
 
 class TrainingError(RuntimeError):
@@ -67,6 +71,7 @@ def train(
     out: Path | None = None,
     side_outputs: bool = True,
     resume: dict | None = None,
+    tensorboard: Path | None = None,
 ) -> TrainResult:
     """Train a VAE on ``data`` (fresh, or continued from a checkpoint) and evaluate it on the test split.
 
@@ -80,13 +85,16 @@ def train(
         side_outputs: also write ``<stem>.metrics.json`` and ``<stem>.loss.png`` beside ``out`` every epoch.
         resume: a checkpoint dict (``models.read_checkpoint``) to continue: weights, optimizer, epoch,
             history and early-stopping state; the result equals an uninterrupted run's.
+        tensorboard: a folder to log each epoch's figures to as TensorBoard events (needs the
+            ``tensorboard`` package); None: no events.
 
     Returns:
         the model (eval mode, CPU; the best epoch's weights when ``config.patience``), its optimizer,
         final metrics, one history row per epoch, and the resumable training state.
 
     Raises:
-        ValueError: bad device, or ``data`` preprocessed for another likelihood.
+        ValueError: bad device, ``data`` preprocessed for another likelihood, or ``tensorboard`` without
+            the tensorboard package.
         TrainingError: the loss became NaN or Inf (the checkpoint of the last finished epoch is kept).
         ResumeError: ``resume`` does not fit these settings or has nothing left to train.
         OSError: ``out`` cannot be written.
@@ -94,20 +102,50 @@ def train(
     if data.likelihood != model_config.likelihood:
         raise ValueError(f"the data were preprocessed for a {data.likelihood} model, this one is {model_config.likelihood}")
     ctx = distributed.start(resolve_device(config.device))
+    events = None
     try:
-        return _train(model_config, data, config, ctx, out if ctx.is_main else None, side_outputs, resume)
+        events = _EventLog(tensorboard) if tensorboard is not None and ctx.is_main else None
+        return _train(model_config, data, config, ctx, out if ctx.is_main else None, side_outputs, resume, events)
     finally:
+        if events is not None:
+            events.close()
         distributed.stop(ctx)
 
 
-def _train(model_config, data, config, ctx, out, side_outputs, resume) -> TrainResult:
+class _EventLog:
+    """TensorBoard scalars, one step per epoch (torch.utils.tensorboard; the tensorboard package needed)."""
+
+    def __init__(self, folder: Path):
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            raise ValueError('--tensorboard needs the tensorboard package: pip install "vae-edge[train]" (or tensorboard)') from None
+        self.writer = SummaryWriter(log_dir=str(folder))
+
+    def epoch(self, row: dict) -> None:
+        for key in ("train_elbo", "train_bound", "val_elbo", "val_bound", "lr", "seconds"):
+            if key in row:
+                self.writer.add_scalar(f"{'time' if key == 'seconds' else key.split('_')[0]}/{key}", row[key], row["epoch"])
+        self.writer.flush()
+
+    def final(self, metrics: dict) -> None:
+        for key, value in metrics.items():
+            if key.startswith(("test_", "val_", "train_")) and isinstance(value, float):
+                self.writer.add_scalar(f"final/{key}", value, metrics["epochs"])
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def _train(model_config, data, config, ctx, out, side_outputs, resume, events=None) -> TrainResult:
     torch.manual_seed(config.seed)
     model = build_model(model_config).to(ctx.device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     run = restore(resume, model, optimizer, model_config, data, config) if resume is not None else Run()
     train_x = torch.from_numpy(data.to_model(data.train)).to(ctx.device)
     val_x = ctx.shard(torch.from_numpy(data.to_model(data.val)).to(ctx.device))
-    step = ctx.wrap(_Objective(model))
+    step = ctx.wrap(_Objective(model, config.train_samples))
     # One process is world 1: the sampler then shuffles with a generator seeded by seed + epoch.
     sampler = DistributedSampler(range(len(train_x)), num_replicas=ctx.world, rank=ctx.rank, shuffle=True, seed=config.seed)
 
@@ -116,19 +154,29 @@ def _train(model_config, data, config, ctx, out, side_outputs, resume) -> TrainR
         for epoch in range(run.epoch, config.epochs):
             started = time.perf_counter()
             sampler.set_epoch(epoch)
-            train_elbo = _train_epoch(step, optimizer, train_x, list(sampler), epoch, config, ctx, progress)
+            for group in optimizer.param_groups:
+                group["lr"] = config.lr_at(epoch)
+            train_elbo, train_bound = _train_epoch(step, optimizer, train_x, list(sampler), epoch, config, ctx, progress)
+            val_elbo = evaluate_shards(ctx, model, val_x)["elbo"]
             row = {
                 "epoch": epoch + 1,
                 "train_elbo": train_elbo,
-                "val_elbo": evaluate_shards(ctx, model, val_x)["elbo"],
+                "train_bound": train_bound,
+                "val_elbo": val_elbo,
+                # What early stopping watches: the training objective's bound on the validation split
+                # (seeded alike every epoch, so epochs compare without sampling noise between them).
+                "val_bound": val_elbo if config.train_samples == 1 else -evaluate_iwae_shards(ctx, model, val_x, config.train_samples),
+                "lr": config.lr_at(epoch),
                 "beta": _beta(config, epoch + 1),
                 "seconds": float(time.perf_counter() - started),
             }
             run.record(row, model, keep_best=config.patience > 0)
             progress.epoch_done(row)
+            if events is not None:
+                events.epoch(row)
             if config.patience and run.stale >= config.patience:
                 run.stopped_early = True
-                log.info("no better validation ELBO for %d epochs: stopping at epoch %d, keeping epoch %d", run.stale, run.epoch, run.best_epoch)
+                log.info("no better validation bound for %d epochs: stopping at epoch %d, keeping epoch %d", run.stale, run.epoch, run.best_epoch)
             if out is not None:
                 _save(out, side_outputs, model, optimizer, data, config, run, epoch_metrics(run, ctx))
             if run.stopped_early:
@@ -142,6 +190,8 @@ def _train(model_config, data, config, ctx, out, side_outputs, resume) -> TrainR
     if run.best_weights is not None:
         model.load_state_dict(run.best_weights)
     metrics = final_metrics(model, data, config, ctx, run)
+    if events is not None:
+        events.final(metrics)
     if out is not None:
         _save(out, side_outputs, model, optimizer, data, config, run, metrics, state=state)
     return TrainResult(model.cpu().eval(), optimizer, metrics, run.history, state)
@@ -151,22 +201,26 @@ class _Objective(nn.Module):
     """The training loss as a module's forward: DistributedDataParallel syncs gradients only for
     computations that go through the forward of the module it wraps."""
 
-    def __init__(self, vae: VAE):
+    def __init__(self, vae: VAE, samples: int = 1):
         super().__init__()
         self.vae = vae
+        self.samples = samples  # K of the importance-weighted bound; 1: the (beta-weighted) ELBO
 
     def forward(self, x: torch.Tensor, beta: float, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if self.samples > 1:
+            return objectives.iwae_loss(self.vae, x, self.samples, generator=generator)
         return objectives.loss(self.vae, x, beta=beta, generator=generator)
 
 
-def _train_epoch(step: nn.Module, optimizer, train_x: torch.Tensor, indices: list[int], epoch: int, config: TrainConfig, ctx, progress: Progress) -> float:
-    """One pass over this rank's share of the training split; returns the train ELBO (all ranks)."""
+def _train_epoch(step: nn.Module, optimizer, train_x: torch.Tensor, indices: list[int], epoch: int, config: TrainConfig, ctx, progress: Progress) -> tuple[float, float]:
+    """One pass over this rank's share of the training split; returns the train ELBO and the bound
+    trained on, the negative mean loss (all ranks)."""
     # The noise of epoch e depends only on (seed, e, rank), so a resumed run draws what an uninterrupted one would.
     noise = torch.Generator(device=ctx.device).manual_seed(_derive_seed(config.seed, epoch, ctx.rank))
     order = torch.tensor(indices, device=ctx.device)
     batches = order.split(config.batch_size)
     step.train()
-    totals = np.zeros(2)
+    totals = np.zeros(3)
     for i, idx in enumerate(progress.batches(batches, epoch + 1)):
         loss, nll, kl = step(train_x[idx], _beta(config, epoch + i / len(batches)), noise)
         finite = bool(torch.isfinite(loss))
@@ -176,20 +230,24 @@ def _train_epoch(step: nn.Module, optimizer, train_x: torch.Tensor, indices: lis
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        totals += (nll.item() * len(idx), kl.item() * len(idx))
-    nll_sum, kl_sum, n = ctx.sum([*totals, len(indices)])
-    return float(-(nll_sum + kl_sum) / n)
+        totals += (nll.item() * len(idx), kl.item() * len(idx), loss.item() * len(idx))
+    nll_sum, kl_sum, loss_sum, n = ctx.sum([*totals, len(indices)])
+    return float(-(nll_sum + kl_sum) / n), float(-loss_sum / n)
 
 
 def _save(out: Path, side_outputs: bool, model, optimizer, data: Dataset, config: TrainConfig, run: Run, metrics: dict, *, state: dict | None = None) -> None:
     """model.pt first (atomically), then the metrics file and the loss curve beside it."""
     state = state if state is not None else run.state(config, model)
-    ckpt = make_checkpoint(model, data=data.describe(), metrics=metrics, optimizer=optimizer, train_state=state, weights=run.weights(model))
+    ckpt = make_checkpoint(model, data=data.describe(base=out.parent), metrics=metrics, optimizer=optimizer, train_state=state, weights=run.weights(model))
     save_checkpoint(out, ckpt)
     if side_outputs:
         metrics_path, curve_path = output_paths(out)
         write_metrics(metrics_path, history=run.history, metrics=metrics)
-        write_loss_curve(curve_path, run.history)
+        # Drawing takes longer than a small model's epoch: redraw every few seconds and at the end.
+        if state is None and time.monotonic() - run.curve_drawn < CURVE_SECONDS:
+            return
+        run.curve_drawn = time.monotonic()
+        write_loss_curve(curve_path, run.history, best_epoch=run.best_epoch if config.patience else None)
 
 
 def _derive_seed(*parts: int) -> int:

@@ -55,6 +55,39 @@ def loss(
     return (nll + beta * kl).mean(), nll.detach().mean(), kl.detach().mean()
 
 
+def _log_weights(model: VAE, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """log p(x|z_k) + log p(z_k) - log q(z_k|x) for z_k = mu + sigma * eps_k: (K, B, L) noise -> (K, B)."""
+    kk = len(eps)
+    z = mu + (0.5 * logvar).exp() * eps  # (K, B, L)
+    log2pi = math.log(2 * math.pi)
+    log_q = -0.5 * (eps.pow(2) + logvar + log2pi).sum(-1)  # (K, B)
+    log_p_z = -0.5 * (z.pow(2) + log2pi).sum(-1)
+    xs = x.expand(kk, *x.shape).reshape(kk * len(x), *x.shape[1:])
+    log_p_x = -reconstruction_nll(model, z.reshape(kk * len(x), -1), xs).view(kk, len(x))
+    return log_p_x + log_p_z - log_q
+
+
+def iwae_loss(
+    model: VAE, x: torch.Tensor, k: int, *, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Training loss on the importance-weighted bound (Burda et al., 2016) with K samples: the batch mean
+    of -log (1/K) sum_k w_k. K = 1 is the negative ELBO; a larger K gives a tighter bound and, on the
+    digits, a better test likelihood (docs/training.md).
+
+    Returns:
+        (loss, mean reconstruction NLL, mean KL) as :func:`loss` does, the last two of the first sample
+        for logging (they are the ELBO's terms, which the IW bound does not split into).
+    """
+    mu, logvar = model.encode(x)
+    eps = torch.randn((k, *mu.shape), generator=generator, device=mu.device, dtype=mu.dtype)
+    log_w = _log_weights(model, x, mu, logvar, eps)  # (K, B)
+    bound = torch.logsumexp(log_w, dim=0) - math.log(k)
+    with torch.no_grad():
+        kl = gaussian_kl(mu, logvar)
+        nll = -log_w[0] - kl  # log w_1 = -(recon NLL) - (log q - log p(z)); its mean over q is the ELBO
+    return -bound.mean(), nll.mean(), kl.mean()
+
+
 @torch.no_grad()
 def iwae_nll(model: VAE, x: torch.Tensor, k: int, *, chunk: int = 100, generator: torch.Generator | None = None) -> torch.Tensor:
     """Importance-weighted estimate of -log p(x) per sample with K samples from q(z|x):
@@ -64,18 +97,11 @@ def iwae_nll(model: VAE, x: torch.Tensor, k: int, *, chunk: int = 100, generator
     an upper bound on the NLL that tightens as K grows (K = 1 gives the negative ELBO).
     """
     mu, logvar = model.encode(x)  # (B, L)
-    std = (0.5 * logvar).exp()
-    log2pi = math.log(2 * math.pi)
     total = torch.full((len(x),), -math.inf, device=x.device, dtype=mu.dtype)  # running log sum_k w_k
     for start in range(0, k, chunk):
         kk = min(chunk, k - start)
         eps = torch.randn((kk, *mu.shape), generator=generator, device=mu.device, dtype=mu.dtype)  # (K, B, L)
-        z = mu + std * eps
-        log_q = -0.5 * (eps.pow(2) + logvar + log2pi).sum(-1)  # (K, B)
-        log_p_z = -0.5 * (z.pow(2) + log2pi).sum(-1)
-        xs = x.expand(kk, *x.shape).reshape(kk * len(x), *x.shape[1:])
-        log_p_x = -reconstruction_nll(model, z.reshape(kk * len(x), -1), xs).view(kk, len(x))
-        log_w = log_p_x + log_p_z - log_q  # (K, B)
+        log_w = _log_weights(model, x, mu, logvar, eps)  # (K, B)
         # Accumulate instead of keeping all K weights: memory stays O(chunk * B) for any K.
         total = torch.logaddexp(total, torch.logsumexp(log_w, dim=0))
     return -(total - math.log(k))

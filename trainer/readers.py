@@ -29,7 +29,14 @@ MAX_IMAGE_BYTES = 256 << 20
 
 
 class DataError(ValueError):
-    """The data spec or the data it points to cannot be used."""
+    """The data spec or the data it points to cannot be used.
+
+    ``option`` names the command-line option whose data are at fault (--data, --val-data, --test-data, --split).
+    """
+
+    def __init__(self, message: str, option: str = "--data"):
+        super().__init__(message)
+        self.option = option
 
 
 @dataclass(frozen=True)

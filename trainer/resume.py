@@ -13,12 +13,12 @@ from vae_edge.models import VAE, VAEConfig
 from vae_edge.models.config import LEGACY_DECODER_STYLE
 
 from .config import TrainConfig
-from .data import Dataset
+from .data import Dataset, same_preprocessing
 
 log = logging.getLogger(__name__)
 
 # Settings that must not change between an interrupted run and its continuation.
-RESUME_FIXED = ("batch_size", "lr", "beta", "kl_warmup", "seed", "patience")
+RESUME_FIXED = ("batch_size", "lr", "lr_schedule", "objective", "iw_train", "beta", "kl_warmup", "seed", "patience")
 
 
 class ResumeError(ValueError):
@@ -32,17 +32,18 @@ class Run:
     epoch: int = 0  # epochs finished
     history: list[dict] = field(default_factory=list)
     best_epoch: int = 0
-    best_val_elbo: float = -math.inf
+    best_val_bound: float = -math.inf  # of the training objective (the ELBO for objective "elbo")
     best_weights: dict | None = None  # CPU copy, kept only with early stopping
     stale: int = 0  # epochs since the best one
     stopped_early: bool = False
+    curve_drawn: float = -math.inf  # time.monotonic() of the last loss-curve PNG
 
     def record(self, row: dict, model: VAE, *, keep_best: bool) -> None:
         """Add one epoch's history row; keep the weights when it is the best so far and ``keep_best``."""
         self.epoch = row["epoch"]
         self.history.append(row)
-        if row["val_elbo"] > self.best_val_elbo:
-            self.best_epoch, self.best_val_elbo, self.stale = row["epoch"], row["val_elbo"], 0
+        if row["val_bound"] > self.best_val_bound:
+            self.best_epoch, self.best_val_bound, self.stale = row["epoch"], row["val_bound"], 0
             if keep_best:
                 self.best_weights = cpu_copy(model.state_dict())
         else:
@@ -59,7 +60,7 @@ class Run:
             "train_config": asdict(config),
             "history": list(self.history),
             "best_epoch": self.best_epoch,
-            "best_val_elbo": self.best_val_elbo,
+            "best_val_bound": self.best_val_bound,
             "epochs_without_improvement": self.stale,
             "stopped_early": self.stopped_early,
             "rng": {"torch": torch.get_rng_state()},
@@ -93,8 +94,11 @@ def restore(ckpt: dict, model: VAE, optimizer, model_config: VAEConfig, data: Da
     if differ:
         raise ResumeError(f"the model settings differ from the checkpoint's: {', '.join(differ)}")
     recorded = ckpt.get("data") or {}
-    if recorded.get("spec") != data.spec or list(recorded.get("shape", [])) != list(data.shape):
+    # The data may have moved (another --data): the same shape and preprocessing is what must hold.
+    if list(recorded.get("shape", [])) != list(data.shape):
         raise ResumeError(f"the checkpoint was trained on {recorded.get('spec')!r} {recorded.get('shape')}, not {data.spec!r} {list(data.shape)}")
+    if isinstance(recorded.get("preprocessing"), dict) and not same_preprocessing(recorded["preprocessing"], data.preprocessing):
+        raise ResumeError(f"{data.spec!r} gives another preprocessing than the checkpoint was trained with (other data?)")
     before = ts.get("train_config") or {}
     changed = [f"{k} ({before.get(k)} -> {getattr(config, k)})" for k in RESUME_FIXED if k in before and before[k] != getattr(config, k)]
     if changed:
@@ -115,7 +119,7 @@ def restore(ckpt: dict, model: VAE, optimizer, model_config: VAEConfig, data: Da
         epoch=int(ts["epoch"]),
         history=list(ts["history"]),
         best_epoch=int(ts.get("best_epoch", 0)),
-        best_val_elbo=float(ts.get("best_val_elbo", -math.inf)),
+        best_val_bound=float(ts.get("best_val_bound", ts.get("best_val_elbo", -math.inf))),
         stale=int(ts.get("epochs_without_improvement", 0)),
     )
     if config.patience and run.best_epoch:
@@ -134,7 +138,10 @@ def resume_settings(ckpt: dict) -> dict:
     config = ckpt.get("config") or {}
     train_config = (ckpt.get("train_state") or {}).get("train_config") or {}
     data = ckpt.get("data") or {}
-    settings = {k: train_config[k] for k in ("epochs", "batch_size", "lr", "beta", "kl_warmup", "seed", "iw_samples", "patience") if k in train_config}
+    keys = ("epochs", "batch_size", "lr", "lr_schedule", "objective", "iw_train", "beta", "kl_warmup", "seed", "iw_samples", "patience")
+    settings = {k: train_config[k] for k in keys if k in train_config}
+    if train_config and "objective" not in train_config:  # written before these options: it trained as they then were
+        settings.update(objective="elbo", lr_schedule="constant", iw_train=1)
     settings.update({
         "latent": config.get("latent_dim"), "hidden": tuple(config.get("hidden_dims", ())), "arch": config.get("arch"),
         "likelihood": config.get("likelihood"), "gaussian_std": config.get("gaussian_std"),

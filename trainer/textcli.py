@@ -37,7 +37,7 @@ def train_text_command(o: dict, given: set[str], out: Path, beside_file: bool) -
         data = load_text(o["data_spec"], max_len=o["max_len"], long_lines=o["long_lines"])
     except DataError as exc:
         raise click.BadParameter(str(exc), param_hint="--data") from None
-    if len(o["hidden"]) > 1:
+    if "hidden" in given and len(o["hidden"]) > 1:
         raise click.BadParameter("a GRU has one hidden width", param_hint="--hidden")
     try:
         model_config = TextVAEConfig(
@@ -46,7 +46,7 @@ def train_text_command(o: dict, given: set[str], out: Path, beside_file: bool) -
             embed_dim=o["embed"], hidden_dim=o["hidden"][0] if "hidden" in given else DEFAULT_HIDDEN,
         )
         config = TextTrainConfig(
-            epochs=o["epochs"] if "epochs" in given else 20, batch_size=o["batch_size"], lr=o["lr"], beta=o["beta"],
+            epochs=o["epochs"] if "epochs" in given else 20, batch_size=o["batch_size"], lr=o["lr"] if "lr" in given else 1e-3, beta=o["beta"],
             kl_warmup=o["kl_warmup"] if "kl_warmup" in given else 3.0, token_dropout=o["token_dropout"], free_bits=o["free_bits"],
             seed=o["seed"], device=o["device"], iw_samples=o["iw_samples"] if "iw_samples" in given else 100, quiet=o["quiet"],
         )

@@ -59,9 +59,27 @@ def test_grid_layout_and_scaling(tmp_path):
         grid_array(np.zeros((4, 64)))
 
 
-def test_interleave_rows_pairs_originals_with_reconstructions():
+def test_interleave_rows_pairs_originals_with_reconstructions_in_aligned_rows():
     a, b = np.arange(5)[:, None], -np.arange(5)[:, None]
-    assert interleave_rows(a, b, 2).ravel().tolist() == [0, 1, 0, -1, 2, 3, -2, -3, 4, -4]
+    rows = interleave_rows(a, b, 2).reshape(-1, 2)  # 5 is not a multiple of 2: the last pair of rows is padded
+    assert np.array_equal(rows, [[0, 1], [0, -1], [2, 3], [-2, -3], [4, np.nan], [-4, np.nan]], equal_nan=True)
+
+
+def test_a_labelled_grid_names_its_rows_in_a_margin_and_keeps_blank_tiles_blank(tmp_path):
+    from PIL import Image
+
+    x = np.ones((3, 1, 8, 8), np.float32)
+    plain = save_grid(tmp_path / "plain.png", interleave_rows(x, x, 2), nrow=2)
+    labelled = save_grid(tmp_path / "labelled.png", interleave_rows(x, x, 2), nrow=2, row_labels=("input", "reconstruction"))
+    with Image.open(plain) as p, Image.open(labelled) as q:
+        margin = q.width - p.width
+        assert margin > 40 and q.height == p.height  # room for "reconstruction"
+        grid = np.asarray(p)
+        assert np.array_equal(np.asarray(q)[:, margin:], grid)
+        label = np.asarray(q)[:, :margin]
+        tile = grid.shape[0] // 4  # four rows of tiles: input, reconstruction, input, reconstruction
+        assert all((label[r * tile : (r + 1) * tile] < 128).any() for r in range(4))  # text on every row
+    assert grid[-tile // 2, -tile // 2] == 0 and grid[-tile // 2, tile // 2] == 255  # blank tile, then a white one
 
 
 def test_checking_an_output_leaves_no_folders_and_the_write_makes_them(tmp_path):

@@ -16,7 +16,8 @@ from vae_edge.runtime.bundle import BundleError, default_bundle_path, read_manif
 from vae_edge.runtime.files import atomic_directory
 from vae_edge.runtime.graphcheck import inspect_onnx, ort_control_flow
 
-LATENT, SHAPE = 8, [1, 8, 8]
+# The default bundle's sizes: a replacement graph must fit the manifest it is put under.
+LATENT, SHAPE = read_manifest(default_bundle_path())["model"]["latent_dim"], [1, 8, 8]
 
 
 @pytest.fixture

@@ -108,7 +108,7 @@ def test_run_input_errors_exit_2(tmp_path):
     one_line_error(invoke(run_main, ["score", nan]), 2, "NaN")
     zs = tmp_path / "z.npy"
     np.save(zs, np.zeros((2, 7)))
-    one_line_error(invoke(run_main, ["decode", zs]), 2, "z: expected shape [n, 8]")
+    one_line_error(invoke(run_main, ["decode", zs]), 2, "z: expected shape [n, 16]")
 
 
 def test_tampered_bundle_exits_2_naming_the_file(bundle_copy):

@@ -17,7 +17,7 @@ def test_default_bundle_loads_and_describes_itself():
     vae = VAE.load()
     assert vae.path.name == "default_bundle" and (vae.path / "manifest.json").is_file()
     assert vae.manifest["data"]["dataset"] == "digits"
-    assert vae.shape == (1, 8, 8) and vae.latent_dim == 8
+    assert vae.shape == (1, 8, 8) and vae.latent_dim == 16
     assert set(vae.manifest["variants"]) >= {"fp32", "int8"}
 
 
