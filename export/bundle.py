@@ -22,7 +22,6 @@ import numpy as np
 from vae_edge.models import model_from_checkpoint, read_checkpoint
 from vae_edge.runtime import contract
 from vae_edge.runtime.likelihoods import model_bounds
-from vae_edge.runtime.benchmark import Effort
 from vae_edge.trainer.data import load_recorded
 
 from . import latency as timing
@@ -33,69 +32,17 @@ from .destination import DestinationError, check_destination, staging
 from .errors import CalibrationError, ExportError, step
 from .explorer import explorer_section
 from .golden import write_golden
-from .graphs import DEFAULT_OPSET, OPSETS, write_graphs
+from .graphs import write_graphs
+from .options import AUTO, ExportOptions
 from .ortformat import write_ort
 from .quantize import VARIANTS, warn_dynamic_on_conv
-from .recommend import EFFORT as RECOMMEND_EFFORT
-from .recommend import recommend, untimed
+from .recommend import recommend
 from .score import write_score_graphs
-from .search import DEFAULT_BUDGET_S, Judge, search, variant_entry
+from .search import Judge, search, variant_entry
 
 __all__ = ["CalibrationError", "DestinationError", "ExportError", "ExportOptions", "ExportResult", "VARIANTS", "check_destination", "export_bundle"]
 
 MAX_EVAL_SAMPLES = 2000  # held-out samples used for parity; enough for a stable max-abs
-AUTO = contract.AUTO  # --quantize auto: every method, and the recommended variant per graph
-
-
-@dataclass(frozen=True)
-class ExportOptions:
-    """What to write and how strict to be."""
-
-    variants: tuple[str, ...] = ("int8",)  # or (AUTO,)
-    opset: int = DEFAULT_OPSET
-    # Largest relative change in reconstruction NLL that a quantized variant may show against PyTorch.
-    tolerance: float = 0.02
-    allow_degraded: bool = False  # write the bundle even if a quantized variant misses its gate
-    fp32_atol: float = 1e-4
-    score_rtol: float = 1e-4  # runtime anomaly score vs PyTorch negative ELBO, fp32
-    ort: bool = False  # also write every graph in ORT format, plus required_operators.config
-    calibration: str | None = None  # data SPEC for static variants; None: the training data in model.pt
-    # Data that moved since training: specs replacing the training, validation and test data recorded in
-    # model.pt (None: the recorded ones, at their absolute path or, when they moved with it, beside model.pt).
-    data: str | None = None
-    val_data: str | None = None
-    test_data: str | None = None
-    # How to time each variant for the manifest; None: not timed (a byte-stable bundle, `make bundle`).
-    latency: timing.LatencyConfig | None = timing.LatencyConfig()
-    search: bool = True  # a variant that misses its gate is searched for one that holds (search.py)
-    search_budget_s: float = DEFAULT_BUDGET_S  # per variant
-    recommend_effort: Effort = RECOMMEND_EFFORT  # how long auto times each graph candidate
-
-    @property
-    def auto(self) -> bool:
-        return self.variants == (AUTO,)
-
-    @property
-    def methods(self) -> tuple[str, ...]:
-        """The variants to build: every one for auto."""
-        return tuple(VARIANTS) if self.auto else self.variants
-
-    def __post_init__(self) -> None:
-        if AUTO in self.variants and not self.auto:
-            raise ValueError(f"--quantize {AUTO} builds every variant; it is not combined with others ({', '.join(self.variants)})")
-        if not self.search_budget_s >= 0:
-            raise ValueError(f"search budget must be >= 0 seconds, got {self.search_budget_s}")
-        unknown = [v for v in self.variants if v not in VARIANTS and v != AUTO]
-        if unknown:
-            raise ValueError(f"unknown quantization {', '.join(unknown)}; expected {AUTO}, or some of: {', '.join(VARIANTS)}")
-        if self.opset not in OPSETS:
-            raise ValueError(f"opset must be between {OPSETS.start} and {OPSETS.stop - 1}, got {self.opset}")
-        if not self.tolerance >= 0:
-            raise ValueError(f"tolerance must be >= 0, got {self.tolerance}")
-        if len(set(self.variants)) != len(self.variants):
-            raise ValueError(f"quantization listed twice: {', '.join(self.variants)}")
-        if self.calibration is not None and not any(VARIANTS[v].needs_calibration for v in self.methods):
-            raise ValueError("--calibration is used by int8-static only; add it to --quantize or drop --calibration")
 
 
 @dataclass
@@ -129,6 +76,8 @@ def export_bundle(model_path: str | os.PathLike, out: str | os.PathLike, options
         manifest, report = write_audio_bundle(ckpt, model, data, model_path, Path(out), options)
         return ExportResult(Path(out), manifest, report)
     specs = contract.graphs_for(data.kind)
+    if not options.score_graph:
+        specs = tuple(spec for spec in specs if spec is not contract.SCORE)
     feeds, calibrated_on = static_feeds(model, data, [VARIANTS[v] for v in options.methods], options.calibration)
     # The parity checks want held-out samples: the test split, or without one the validation split (said in the report).
     split = "test" if len(data.test) else "validation"
@@ -145,8 +94,8 @@ def export_bundle(model_path: str | os.PathLike, out: str | os.PathLike, options
         report, quantization = _quantize(tmp, traced, options, feeds, Judge(ref, options.tolerance), variants)
         if options.auto:
             recommended, variants[AUTO], lines = recommend(tmp, traced, {v: e for v, e in variants.items()}, contract.sizes(data.shape, model.config.latent_dim),
-                                                         Judge(ref, options.tolerance), effort=options.recommend_effort)
-            quantization["recommended"] = recommended if options.latency is not None else untimed(recommended)
+                                                         Judge(ref, options.tolerance), effort=options.recommend_effort, timed=options.latency is not None)
+            quantization["recommended"] = recommended
             report += lines
         if contract.SCORE in specs:
             write_score_graphs(tmp, variants, likelihood=model.config.likelihood, shape=list(model.config.input_shape), obs_logvar=_obs_logvar(model))
@@ -182,8 +131,8 @@ def _export_text(model, ckpt: dict, model_path: Path, out: Path, options: Export
 
     from .text import write_text_bundle
 
-    if options.ort or options.calibration is not None:
-        raise ExportError("--ort and --calibration do not apply to text bundles yet")
+    if options.calibration is not None:
+        raise ExportError("--calibration applies to int8-static, which text bundles do not offer")
     manifest, report = write_text_bundle(out, model, load_text_recorded(ckpt["data"]), ckpt, model_path, options)
     return ExportResult(out, manifest, report)
 

@@ -1,13 +1,26 @@
-"""vae-export: model.pt -> bundle folder. Thin: parse, call export_bundle, print the report."""
+"""vae-export: model.pt -> bundle folder. Thin: parse, call export_bundle, print the report.
+
+Option defaults come from ExportOptions (options.py, no torch), the dataclass the options fill, so that
+the command and the library cannot drift apart. Torch loads inside the command.
+"""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import MISSING, fields
 from pathlib import Path
 
 import click
 
 from vae_edge.runtime.clitools import require_workstation_extras, run_cli
+
+from .options import OPSETS, ExportOptions
+
+
+def _default(name: str):
+    """ExportOptions' default for the field ``name``: the option's default."""
+    field = next(f for f in fields(ExportOptions) if f.name == name)
+    return field.default if field.default is not MISSING else field.default_factory()
 
 
 def _variants(ctx, param, value: str) -> tuple[str, ...]:
@@ -19,7 +32,7 @@ def _variants(ctx, param, value: str) -> tuple[str, ...]:
 @click.version_option(package_name="vae-edge")
 @click.argument("model", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("bundle"), show_default=True, help="Bundle folder to write (an earlier bundle there is replaced atomically).")
-@click.option("--quantize", "variants", default="auto", show_default=True, callback=_variants,
+@click.option("--quantize", "variants", default=",".join(_default("variants")) or "none", show_default=True, callback=_variants,
               help="'auto' (every variant that holds its gate, and the fastest per graph recommended: --precision auto), or comma-separated variants to add to fp32, or 'none': "
                    "int8 (dynamic; MLP graphs), int8-static (QDQ with calibration; conv graphs), int8-weights (int8 weights, float compute), fp16 (half-precision devices).")
 @click.option("--data", "data_spec", metavar="SPEC", default=None, help="The training data, when they moved since training (default: those recorded in MODEL, at their path or beside MODEL).")
@@ -27,15 +40,16 @@ def _variants(ctx, param, value: str) -> tuple[str, ...]:
 @click.option("--test-data", "test_spec", metavar="SPEC", default=None, help="The test data, when the model was trained with --test-data and they moved.")
 @click.option("--calibration", metavar="SPEC", default=None, help="Data for int8-static calibration, as vae-train's --data (default: the training data recorded in MODEL).")
 @click.option("--ort", "ort_format", is_flag=True, help="Also write every graph in ORT format, and required_operators.config for a minimal onnxruntime build.")
-@click.option("--opset", type=click.IntRange(18, 23), default=18, show_default=True, help="ONNX opset of the graphs (torch.onnx writes 18 or newer).")
-@click.option("--tolerance", type=click.FloatRange(min=0), default=0.02, show_default=True, help="Largest relative change in reconstruction NLL a quantized variant may show.")
+@click.option("--no-score-graph", is_flag=True, help="Leave out the fused score graphs (score.*.onnx, about half of each variant's bytes): anomaly scores then take the encoder and decoder, two session calls.")
+@click.option("--opset", type=click.IntRange(OPSETS.start, OPSETS.stop - 1), default=_default("opset"), show_default=True, help="ONNX opset of the graphs (torch.onnx writes 18 or newer).")
+@click.option("--tolerance", type=click.FloatRange(min=0), default=_default("tolerance"), show_default=True, help="Largest relative change in reconstruction NLL a quantized variant may show.")
 @click.option("--allow-degraded", is_flag=True, help="Write the bundle even when a quantized variant misses --tolerance.")
-@click.option("--search-budget", type=click.FloatRange(min=0), default=60.0, show_default=True, metavar="SECONDS",
+@click.option("--search-budget", type=click.FloatRange(min=0), default=_default("search_budget_s"), show_default=True, metavar="SECONDS",
               help="Time per variant for the fallback search when it misses --tolerance (calibration methods, nodes kept in float).")
 @click.option("--no-search", is_flag=True, help="No fallback search: a variant that misses --tolerance fails as built.")
 @click.option("--no-latency", is_flag=True, help="Do not time the variants: the manifest then depends only on the model (a byte-stable bundle, as `make bundle` writes).")
 @click.option("--web", type=click.Path(file_okay=False, path_type=Path), default=None, help="Also write the latent explorer page for the bundle as a static folder (page, runtime, onnxruntime-web wasm, a copy of the bundle).")
-def cli(model, out, variants, data_spec, val_spec, test_spec, calibration, ort_format, opset, tolerance, allow_degraded, search_budget, no_search, no_latency, web):
+def cli(model, out, variants, data_spec, val_spec, test_spec, calibration, ort_format, no_score_graph, opset, tolerance, allow_degraded, search_budget, no_search, no_latency, web):
     """Export MODEL (a model.pt from vae-train) to an ONNX bundle: encoder, decoder, quantized variants and
     manifest.json, each variant checked against PyTorch and timed before anything is written."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -44,11 +58,11 @@ def cli(model, out, variants, data_spec, val_spec, test_spec, calibration, ort_f
     from vae_edge.models import CheckpointError
     from vae_edge.trainer.data import DataError
 
-    from .bundle import CalibrationError, DestinationError, ExportError, ExportOptions, export_bundle
+    from .bundle import CalibrationError, DestinationError, ExportError, export_bundle
 
     try:
-        options = ExportOptions(variants=variants, opset=opset, tolerance=tolerance, allow_degraded=allow_degraded, ort=ort_format, search=not no_search, search_budget_s=search_budget,
-                                calibration=calibration, data=data_spec, val_data=val_spec, test_data=test_spec, **({"latency": None} if no_latency else {}))
+        options = export_options(variants=variants, opset=opset, tolerance=tolerance, allow_degraded=allow_degraded, ort_format=ort_format, search_budget=search_budget,
+                                 no_search=no_search, no_score_graph=no_score_graph, no_latency=no_latency, calibration=calibration, data_spec=data_spec, val_spec=val_spec, test_spec=test_spec)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     if web is not None:
@@ -85,6 +99,18 @@ def cli(model, out, variants, data_spec, val_spec, test_spec, calibration, ort_f
     click.echo(f"wrote {result.path}/ ({', '.join(result.manifest['variants'])})")
     if web is not None:
         _write_web(result.path, web)
+
+
+def export_options(*, variants, opset, tolerance, allow_degraded, ort_format, search_budget, no_search, no_latency, calibration, no_score_graph,
+                   data_spec, val_spec, test_spec) -> ExportOptions:
+    """The ExportOptions that vae-export's options ask for (the flags' off state is each field's default).
+
+    Raises:
+        ValueError: options that do not go together (ExportOptions' checks).
+    """
+    return ExportOptions(variants=variants, opset=opset, tolerance=tolerance, allow_degraded=allow_degraded, ort=ort_format, score_graph=not no_score_graph, search=not no_search,
+                         search_budget_s=search_budget, calibration=calibration, data=data_spec, val_data=val_spec, test_data=test_spec,
+                         **({"latency": None} if no_latency else {}))
 
 
 def _write_web(bundle: Path, web: Path) -> None:

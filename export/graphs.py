@@ -22,10 +22,7 @@ from vae_edge.runtime import contract
 from vae_edge.runtime.contract import GraphSpec
 
 from .errors import ExportError, step
-
-DEFAULT_OPSET = 18
-# torch.onnx's dynamo exporter writes opset 18 or newer (asked for less, it warns and writes 18).
-OPSETS = range(18, 24)
+from .options import DEFAULT_OPSET, OPSETS
 
 
 def graph_shapes(model: VAE, specs: tuple[GraphSpec, ...]) -> dict:

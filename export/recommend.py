@@ -1,4 +1,4 @@
-"""`--quantize auto`: the recommended variant of each graph, timed on this machine.
+"""`--quantize auto`: the recommended variant of each graph, timed on this machine (or, untimed, by a fixed preference).
 
 Every graph file of every variant that holds its gate is timed alone through onnxruntime, with the
 runtime's own session options (runtime/sessions.py, one intra-op thread) and interleaved rounds
@@ -7,7 +7,8 @@ relative to fp32's, the worse of the two batches; within ``TIE`` of the fastest 
 A candidate slower than fp32 by more than ``TIE`` at either batch is never recommended. The pairs are
 then judged, best first, by the accuracy gate's own figure, and the first pair that holds becomes the
 bundle's ``auto`` variant (``VAE.load(precision="auto")``); the manifest's ``recommended`` section
-keeps every figure.
+keeps every figure. Untimed (`vae-export --no-latency`), ``UNTIMED_PREFERENCE`` ranks every graph the
+same way, so a byte-stable bundle's choice does not hang on timing noise; ``basis`` records which.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ BATCHES = (1, 64)  # batch 1 (one sample on a device) and a bulk batch
 # this order); ties go to the smaller file.
 TIE = 0.05
 EFFORT = Effort(rounds=5, round_seconds=0.05, warmup_seconds=0.02, max_calls=400)
+# Untimed (`--no-latency`), best first: timings differ run to run, so a byte-stable bundle cannot rest on them.
+UNTIMED_PREFERENCE = ("int8-weights", BASE_VARIANT)
 
 
 def _open(path: Path, variant: str) -> ort.InferenceSession:
@@ -64,13 +67,27 @@ def _feeds(spec: GraphSpec, sizes: Mapping[str, list[int]]) -> dict[int, np.ndar
 
 
 def recommend(folder: Path, specs: Sequence[GraphSpec], variants: Mapping[str, dict], sizes: Mapping[str, list[int]], judge: Judge,
-              *, effort: Effort = EFFORT) -> tuple[dict, dict, list[str]]:
-    """Time each graph of each variant in ``variants`` (those that hold their gate) and pick per graph.
+              *, effort: Effort = EFFORT, timed: bool = True) -> tuple[dict, dict, list[str]]:
+    """Pick per graph among ``variants`` (those that hold their gate): timed, or by ``UNTIMED_PREFERENCE``.
+
+    Args:
+        timed: time every candidate on this machine; False (`vae-export --no-latency`): nothing is
+            timed and the fixed preference decides, so the same model gives the same manifest.
 
     Returns:
         (the manifest's ``recommended`` section, the ``auto`` variant's entry, report lines).
     """
-    section: dict = {"rule": (f"per graph: the fastest relative to fp32 at the worse of batch {BATCHES[0]} and batch {BATCHES[1]} "
+    if timed:
+        section, ranked, lines = _rank_timed(folder, specs, variants, sizes, effort)
+    else:
+        section, ranked, lines = _rank_fixed(folder, specs, variants)
+    return _choose(folder, specs, variants, judge, section, ranked, lines)
+
+
+def _rank_timed(folder: Path, specs: Sequence[GraphSpec], variants: Mapping[str, dict], sizes: Mapping[str, list[int]],
+                effort: Effort) -> tuple[dict, dict[str, list[str]], list[str]]:
+    section: dict = {"basis": "timed",
+                     "rule": (f"per graph: the fastest relative to fp32 at the worse of batch {BATCHES[0]} and batch {BATCHES[1]} "
                               f"(one thread), within {TIE:.0%} the smaller file; never slower than fp32 by more than {TIE:.0%}; "
                               "then the fastest pair that holds the accuracy gate"), "graphs": {}}
     lines: list[str] = []
@@ -111,8 +128,32 @@ def recommend(folder: Path, specs: Sequence[GraphSpec], variants: Mapping[str, d
             lines.append(line := f"  timing {spec.name:<8} {v:<13} batch 1 {row['batch_1_ms'] * 1e3:8.1f} us ({row['batch_1_vs_fp32']:.2f}x fp32), "
                          f"batch {BATCHES[1]} {row[f'batch_{BATCHES[1]}_ms'] * 1e3:8.1f} us ({row[f'batch_{BATCHES[1]}_vs_fp32']:.2f}x), {row['bytes']:,} bytes")
             log.info(line)
+    return section, ranked, lines
+
+
+def _rank_fixed(folder: Path, specs: Sequence[GraphSpec], variants: Mapping[str, dict]) -> tuple[dict, dict[str, list[str]], list[str]]:
+    section: dict = {"basis": "fixed",
+                     "rule": (f"not timed (--no-latency): per graph the first of {', '.join(UNTIMED_PREFERENCE)} that holds its gate "
+                              "(int8-weights runs fp32's arithmetic on weights dequantized at load: fp32's speed in fewer bytes; "
+                              "the speed of the other variants depends on the model and the machine, so they need timing); "
+                              "then the first pair in that order that holds the accuracy gate"), "graphs": {}}
+    ranked: dict[str, list[str]] = {}
+    for spec in specs:
+        order = [v for v in UNTIMED_PREFERENCE if v in variants]
+        ranked[spec.name] = order
+        section["graphs"][spec.name] = {
+            "candidates": {v: {"bytes": (folder / entry[spec.name]).stat().st_size, "eligible": v in order} for v, entry in variants.items()},
+            "order": order,
+        }
+    return section, ranked, []
+
+
+def _choose(folder: Path, specs: Sequence[GraphSpec], variants: Mapping[str, dict], judge: Judge, section: dict,
+            ranked: Mapping[str, list[str]], lines: list[str]) -> tuple[dict, dict, list[str]]:
+    """The first pair, best ranks first (then fewer bytes), that holds the accuracy gate end to end."""
     names = [spec.name for spec in specs]
     pairs = sorted(itertools.product(*(enumerate(ranked[n]) for n in names)), key=lambda p: (sum(i for i, _ in p), sum(section["graphs"][n]["candidates"][v]["bytes"] for n, (_, v) in zip(names, p))))
+    how = "timed per graph on the exporting machine" if section["basis"] == "timed" else "chosen per graph by a fixed preference (not timed)"
     for pair in pairs:
         chosen = {n: v for n, (_, v) in zip(names, pair)}
         files = {n: folder / variants[v][n] for n, v in chosen.items()}
@@ -125,18 +166,8 @@ def recommend(folder: Path, specs: Sequence[GraphSpec], variants: Mapping[str, d
             for n, v in chosen.items():
                 section["graphs"][n]["variant"] = v
             entry = {**{n: variants[v][n] for n, v in chosen.items()}, "from": chosen,
-                     "method": "recommended per graph on the exporting machine: " + ", ".join(f"{n} {v}" for n, v in chosen.items())}
-            lines.append(f"  recommended ({contract.AUTO}): " + ", ".join(f"{n} {v}" for n, v in chosen.items()))
+                     "method": f"recommended, {how}: " + ", ".join(f"{n} {v}" for n, v in chosen.items())}
+            lines.append(f"  recommended ({contract.AUTO}, {section['basis']}): " + ", ".join(f"{n} {v}" for n, v in chosen.items()))
             log.info(lines[-1])
             return section, entry, lines
     raise AssertionError("the fp32 pair always holds")  # fp32 is a candidate of every graph and holds (checked by the gate)
-
-
-def untimed(section: dict) -> dict:
-    """``section`` without its timings, for a byte-stable bundle (`vae-export --no-latency`): the choice,
-    the rule, each candidate's bytes and whether it was eligible stay; the figures went to the report."""
-    graphs = {}
-    for graph, entry in section["graphs"].items():
-        candidates = {v: {k: x for k, x in row.items() if k in ("bytes", "eligible")} for v, row in entry["candidates"].items()}
-        graphs[graph] = {**{k: x for k, x in entry.items() if k not in ("candidates",)}, "candidates": candidates}
-    return {**section, "graphs": graphs, "timings": "not recorded (exported with --no-latency); shown by vae-export as it timed them"}

@@ -35,12 +35,12 @@ from vae_edge.runtime.contract import DECODER, ENCODER, GraphSpec
 from . import quantize as quantizing
 from .errors import step as failing_step
 from .graphs import check_graph
+from .options import DEFAULT_BUDGET_S
 from .quantize import VARIANTS, QuantizeConfig, prepared_nodes
 from .validate import Reference, recon_change
 
 log = logging.getLogger(__name__)
 
-DEFAULT_BUDGET_S = 60.0
 # Calibration methods tried after MinMax for a static variant, in this order.
 CALIBRATION_ORDER = ("minmax", "percentile", "entropy")
 CALIBRATION_NAMES = {"minmax": "MinMax", "percentile": "Percentile", "entropy": "Entropy"}

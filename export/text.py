@@ -35,7 +35,9 @@ from . import manifest as manifests
 from . import thresholds
 from .destination import staging
 from .errors import ExportError, step
+from .golden import write_text_golden
 from .graphs import check_graph, set_metadata, strip_node_metadata
+from .ortformat import write_ort
 from .quantize import INT8, quantize
 from .validate import LABEL
 
@@ -45,6 +47,15 @@ GREEDY_AGREEMENT = 0.9  # int8: share of greedy decodes that must equal PyTorch'
 FP32_LOGPROB_ATOL = 1e-4
 FP32_NLL_RTOL = 1e-4
 LOOP_OPS = {"Loop", "Scan", "If"}
+# Variants the image exporter offers and text bundles do not, and why (measured with onnxruntime 1.32,
+# onnxconverter-common 1.16; docs/text.md).
+UNAVAILABLE = {
+    "fp16": "fp16: onnxconverter-common's float16 teacher-forced decoder crashes onnxruntime on load (a segfault, also with "
+            "its GRU kept float32), and its float16 step graph does not load (a Gemm bound to float and float16)",
+    "int8-static": "int8-static: static quantization needs calibration tensors of the graphs' float inputs; token ids are int64 "
+                   "and dynamic int8 already quantizes every matrix product of the step graph",
+    "int8-weights": "int8-weights: not offered for text (the GRU nodes' weights would stay float32); dynamic int8 is the small variant here",
+}
 
 SPECS = contract.graphs_for("text")
 
@@ -124,9 +135,10 @@ def _check(label: str, what: str, value: float, limit: float | None, *, lower: b
     return f"{'✓' if ok else '✗'} {label:<{LABEL}} {what:<38} {value:+.3e}{bound}", ok
 
 
-def _gate(tmp: Path, variant: str, ref: _Reference, tolerance: float) -> tuple[TextVAE, list[str], bool, dict]:
-    vae = TextVAE.load(tmp, precision=variant, threads=1)
+def _gate(tmp: Path, variant: str, ref: _Reference, tolerance: float, fmt: str = "onnx") -> tuple[TextVAE, list[str], bool, dict]:
+    vae = TextVAE.load(tmp, precision=variant, threads=1, format=fmt)
     fp32 = variant == "fp32"
+    label = variant if fmt == "onnx" else f"{variant}.ort"
     lines, results = [], []
     mu, _ = vae.encode(ref.lines)
     inputs, targets = vae.vocab.decoder_io(ref.tokens, None)
@@ -141,14 +153,14 @@ def _gate(tmp: Path, variant: str, ref: _Reference, tolerance: float) -> tuple[T
     agree = float(np.mean([a == b for a, b in zip(greedy, ref.greedy)]))
     mu_err = float(np.abs(mu - ref.mu).max())
     if fp32:
-        results += [_check(variant, "encoder mu max |diff|", mu_err, None),
-                    _check(variant, "per-token log-prob max |diff|", lp_err, FP32_LOGPROB_ATOL),
-                    _check(variant, "line NLL max relative change", nll_rel, FP32_NLL_RTOL),
-                    _check(variant, "greedy decodes equal to PyTorch", agree, 1.0, lower=True)]
+        results += [_check(label, "encoder mu max |diff|", mu_err, None),
+                    _check(label, "per-token log-prob max |diff|", lp_err, FP32_LOGPROB_ATOL),
+                    _check(label, "line NLL max relative change", nll_rel, FP32_NLL_RTOL),
+                    _check(label, "greedy decodes equal to PyTorch", agree, 1.0, lower=True)]
     else:
-        results += [_check(variant, "per-token log-prob max |diff|", lp_err, None),
-                    _check(variant, "mean line NLL relative change", mean_rel, tolerance),
-                    _check(variant, "greedy decodes equal to PyTorch", agree, GREEDY_AGREEMENT, lower=True)]
+        results += [_check(label, "per-token log-prob max |diff|", lp_err, None),
+                    _check(label, "mean line NLL relative change", mean_rel, tolerance),
+                    _check(label, "greedy decodes equal to PyTorch", agree, GREEDY_AGREEMENT, lower=True)]
     lines = [line for line, _ in results]
     accuracy = {"encoder_mu_max_abs": mu_err, "token_logprob_max_abs": lp_err, "line_nll_max_rel": nll_rel, "mean_nll_rel": mean_rel,
                 "greedy_agreement": agree, "neg_elbo": float(scores.mean()), "lines": len(ref.lines), "passed": all(ok for _, ok in results)}
@@ -172,7 +184,8 @@ def write_text_bundle(out: Path, model: SentenceVAE, data: TextData, ckpt: dict,
     wanted = ("int8",) if options.auto else options.variants
     unknown = [v for v in wanted if v != "int8"]
     if unknown:
-        raise ExportError(f"text bundles offer the int8 variant only (dynamic quantization), not {', '.join(unknown)}")
+        raise ExportError("text bundles offer the int8 variant only (dynamic quantization); "
+                          + "; ".join(UNAVAILABLE.get(v, f"{v}: not for text") for v in unknown))
     cfg = model.config
     meta = {contract.META_SCHEMA: contract.SCHEMA, contract.META_LATENT_DIM: str(cfg.latent_dim), contract.META_DATASET: data.name,
             "vae_edge.kind": "text", "vae_edge.vocabulary": json.dumps(data.vocab.describe(), ensure_ascii=False)}
@@ -190,6 +203,8 @@ def write_text_bundle(out: Path, model: SentenceVAE, data: TextData, ckpt: dict,
                     check_graph(tmp / spec.filename("int8"))
             entries["int8"] = {**contract.variant_files(SPECS, "int8"), "method": INT8.describe(),
                                "quantized_ops": {spec.name: quantized_ops(tmp / spec.filename("int8")) for spec in SPECS}}
+        if options.ort:
+            write_ort(tmp, SPECS, entries, float16=[])
         files = contract.files_section(tmp)
         sizes = contract.text_sizes(cfg.latent_dim, cfg.hidden_dim, cfg.vocab_size)
         manifest = {
@@ -216,6 +231,13 @@ def write_text_bundle(out: Path, model: SentenceVAE, data: TextData, ckpt: dict,
                 entry["accuracy"] = accuracy
                 if not ok:
                     (failed if variant == base else degraded).append(variant)
+            if "ort" in entry:  # the ORT-format copies are gated as the graphs they were made from
+                with step(f"gating the text {variant} graphs in ORT format"):
+                    _, lines, ort_ok, entry["ort"]["accuracy"] = _gate(tmp, variant, ref, options.tolerance, "ort")
+                    report += lines
+                    if not ort_ok:
+                        (failed if variant == base else degraded).append(f"{variant}.ort")
+            with step(f"calibrating the text {variant} anomaly scores"):
                 val = vae.anomaly_score(data.val[:MAX_CALIBRATION_LINES])
                 entry["anomaly_quantiles"] = {contract.quantile_name(q): float(np.quantile(val, q)) for q in thresholds.QUANTILES}
         manifest["accuracy_reference"] = {"description": "PyTorch on the test split: negative ELBO per line at z = mu, greedy decodes from mu",
@@ -223,5 +245,8 @@ def write_text_bundle(out: Path, model: SentenceVAE, data: TextData, ckpt: dict,
         if failed or (degraded and not options.allow_degraded):
             hint = "" if failed else " (--allow-degraded writes it anyway, --tolerance sets the NLL limit)"
             raise ExportError(f"variant {', '.join(failed + degraded)} failed its accuracy gate{hint}", report)
+        manifests.write(tmp, manifest)  # calibrated: the conformance set's runtime run reads its thresholds
+        with step(f"writing the conformance set {contract.GOLDEN}"):
+            write_text_golden(tmp, manifest, ref.lines)
         manifests.write(tmp, manifest)
     return manifest, report

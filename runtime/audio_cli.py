@@ -41,15 +41,16 @@ def read_clips(vae: AudioVAE, paths: list[Path], stride: float | None = None) ->
     Returns:
         (PCM [k, samples], (file, start seconds) per clip).
 
+    Digital silence is read like any sound (a stream's silent window is scored too): a dead microphone
+    is an anomaly to report, and the front end's log floor keeps its features finite.
+
     Raises:
-        AudioError: unreadable or wrong-rate WAV, digital silence, or (not padding) shorter than one clip.
+        AudioError: unreadable or wrong-rate WAV, or (not padding) shorter than one clip.
     """
     clips, where = [], []
     pads = vae.manifest["data"]["audio"].get("clips") == "pad"
     for path in paths:
         pcm, _ = read_wav(path, sample_rate=vae.sample_rate)
-        if not pcm.any():
-            raise AudioError(f"{path}: is digital silence (every sample 0); nothing to hear")
         if pads:
             clip = np.zeros(vae.samples, np.float32)
             clip[: min(len(pcm), vae.samples)] = pcm[: vae.samples]

@@ -22,7 +22,7 @@ from .bundle import BundleError, default_bundle_path, describe_latency, read_man
 from .clitools import output_path, run_cli
 from .files import atomic_save_npy, atomic_write_bytes, read_array
 from .streaming import MAX_STREAM_BATCH, RowError
-from .validation import json_text, one_line
+from .validation import as_batch, json_text, one_line
 from .vae import MAX_MC_SAMPLES, VAE
 from . import audio_cli
 from .audio_vae import AudioVAE
@@ -113,9 +113,18 @@ def _check_outputs(vae: VAE, inputs, outputs) -> None:
 
 
 def _read_batch(path: Path, sample_shape: tuple[int, ...]) -> np.ndarray:
-    """Like _read_array; a file holding one sample gets a batch axis, so outputs are always batched."""
-    a = _read_array(path)
-    return a[None] if a.shape == tuple(sample_shape) else a
+    """Like _read_array, checked by _file_batch: a batch [n, *sample_shape], so outputs are always batched."""
+    return _file_batch(_read_array(path), sample_shape, path)
+
+
+def _file_batch(x: np.ndarray, sample_shape: tuple[int, ...], path: Path) -> np.ndarray:
+    """``x`` read from ``path`` as a float32 batch (one sample gets a batch axis). Checked here rather than
+    by the VAE so that a wrong dtype or shape, NaN or Inf is reported against the file, not its argument name.
+    A file of no samples is refused too: the API returns an empty result, which a command would print as nothing."""
+    batch = as_batch(x, tuple(sample_shape), str(path))[0]
+    if not len(batch):
+        raise ValueError(f"{path}: holds no samples (shape {list(np.shape(x))}); expected at least one sample of shape {list(sample_shape)}")
+    return batch
 
 
 def _read_array(path: Path, *, mmap: bool = False) -> np.ndarray:
@@ -226,7 +235,9 @@ def info(bundle, as_json):
         _echo(f"recommended {', '.join(f'{g} {v}' for g, v in chosen.items())} (--precision auto): {recommended.get('rule', '')}")
         for graph, entry in _section(recommended, "graphs").items():
             if isinstance(entry, dict):
-                _echo(f"             {graph}: fastest at batch 1 {entry.get('fastest_batch_1', '?')}, at batch 64 {entry.get('fastest_batch_64', '?')}; in order {', '.join(map(str, entry['order'])) if isinstance(entry.get('order'), list) else '?'}")
+                order = f"in order {', '.join(map(str, entry['order'])) if isinstance(entry.get('order'), list) else '?'}"
+                fastest = f"fastest at batch 1 {entry.get('fastest_batch_1', '?')}, at batch 64 {entry.get('fastest_batch_64', '?')}; " if "fastest_batch_1" in entry else ""
+                _echo(f"             {graph}: {fastest}{order}")
     for line in _readiness_lines(_section(m, "readiness")):
         _echo(line)
     t = _section(m, "training")
@@ -302,8 +313,8 @@ def sample(bundle, n, seed, temperature, top_k, max_len, greedy, precision, fmt,
     """Draw samples from the prior and decode them (audio bundles: log-mel, --wav DIR for sound, --grid spectrograms;
     text bundles: one line each)."""
     if textcli.is_text_bundle(bundle):
-        textcli.refuse(out=out, grid=grid, format=fmt, wav=wav, normalize=normalize)
-        return textcli.sample(textcli.load(bundle, precision, threads), n, seed, 0.0 if greedy else temperature, top_k, max_len)
+        textcli.refuse(out=out, grid=grid, wav=wav, normalize=normalize)
+        return textcli.sample(textcli.load(bundle, precision, threads, fmt), n, seed, 0.0 if greedy else temperature, top_k, max_len)
     textcli.refuse(top_k=top_k, max_len=max_len, greedy=greedy)
     vae = _load(bundle, precision, fmt, threads, outputs=(out, grid))
     if isinstance(vae, AudioVAE):
@@ -325,8 +336,8 @@ def reconstruct(paths, precision, fmt, threads, out, grid, wav, iterations):
     --wav OUT.wav; text bundles: a UTF-8 file, one line each, greedy decodes printed one a line)."""
     bundle, src = _split(paths, "INPUT.npy")
     if textcli.is_text_bundle(bundle):
-        textcli.refuse(out=out, grid=grid, format=fmt, wav=wav)
-        return textcli.reconstruct(textcli.load(bundle, precision, threads), src)
+        textcli.refuse(out=out, grid=grid, wav=wav)
+        return textcli.reconstruct(textcli.load(bundle, precision, threads, fmt), src)
     vae = _load(bundle, precision, fmt, threads, inputs=(src,), outputs=(out, grid, wav))
     if isinstance(vae, AudioVAE):
         return audio_cli.reconstruct(vae, src, out=out, wav=wav, grid=grid, iterations=iterations)
@@ -354,8 +365,7 @@ def encode(paths, precision, fmt, threads, out, logvar_out):
     file, one line each)."""
     bundle, src = _split(paths, "INPUT.npy")
     if textcli.is_text_bundle(bundle):
-        textcli.refuse(format=fmt)
-        vae = textcli.load(bundle, precision, threads)
+        vae = textcli.load(bundle, precision, threads, fmt)
         _check_outputs(vae, (src,), (out, logvar_out))
         return textcli.encode(vae, src, out, logvar_out)
     vae = _load(bundle, precision, fmt, threads, inputs=(src,), outputs=(out, logvar_out))
@@ -377,8 +387,8 @@ def decode(paths, precision, fmt, threads, out, grid):
     """Decode latent codes Z [n, latent] to the mean of p(x|z), in data units."""
     bundle, src = _split(paths, "Z.npy")
     if textcli.is_text_bundle(bundle):
-        textcli.refuse(out=out, grid=grid, format=fmt)
-        vae = textcli.load(bundle, precision, threads)
+        textcli.refuse(out=out, grid=grid)
+        vae = textcli.load(bundle, precision, threads, fmt)
         return textcli.decode(vae, _read_array(src))
     vae = _load(bundle, precision, fmt, threads, inputs=(src,), outputs=(out, grid))
     x = vae.decode(_read_batch(src, (vae.latent_dim,)))
@@ -401,12 +411,13 @@ def decode(paths, precision, fmt, threads, out, grid):
 @click.option("--per-char", is_flag=True, help="text: nats per character (the line's end counts as one) instead of per line.")
 @_handle_errors
 def score(paths, precision, fmt, threads, out, samples, seed, stream, batch_size, pcm_format, stride, per_char):
-    """Anomaly scores of INPUT: negative ELBO per sample in nats (higher = less like the training data).
+    """Anomaly scores of INPUT (.npy/.npz, or .csv with the training data's columns): negative ELBO per sample
+    in nats (higher = less like the training data); a windowed bundle cuts a series [T, C] as in training.
     Audio bundles: BUNDLE A.wav [B.wav ...], one score per clip (per window for long files), or BUNDLE - --stream.
     Text bundles: BUNDLE FILE, one score per line; BUNDLE [FILE|-] --stream scores lines as they arrive (a log)."""
     if textcli.is_text_bundle(textcli.bundle_of(paths)):
-        textcli.refuse(format=fmt, samples=samples, stride=stride)
-        return textcli.score_command(paths, precision, threads, out, stream, batch_size, per_char, check_outputs=_check_outputs)
+        textcli.refuse(samples=samples, stride=stride)
+        return textcli.score_command(paths, precision, threads, out, stream, batch_size, per_char, check_outputs=_check_outputs, fmt=fmt)
     textcli.refuse(per_char=per_char)
     if paths and audio_cli.is_audio_bundle(paths[0]):
         return _score_audio(paths, precision, threads, out, samples, stream, pcm_format, stride)
@@ -417,9 +428,7 @@ def score(paths, precision, fmt, threads, out, samples, seed, stream, batch_size
     if str(src) == "-":
         raise click.UsageError("INPUT '-' (standard input) is read with --stream only")
     vae = _load(bundle, precision, fmt, threads, inputs=(src,), outputs=(out,))
-    # A CSV is read as evaluate reads it (the bundle's columns; a windowed bundle cuts the series).
-    x = _read_samples(src, vae, "INPUT") if src.suffix.lower() == ".csv" else _read_batch(src, vae.shape)
-    scores = vae.anomaly_score(x, samples=samples, seed=seed)
+    scores = vae.anomaly_score(_read_samples(src, vae), samples=samples, seed=seed)  # .csv as in training too
     _emit(scores, out)
     _flag_summary(vae, scores)
 
@@ -560,8 +569,8 @@ def interpolate(args, steps, precision, fmt, threads, out, grid):
     """Decode a straight path in latent space between two samples: PAIR.npy holding two, or one each in A.npy and B.npy
     (text bundle: between two lines given as arguments, greedy decodes printed one a line)."""
     if len(args) == 3 and textcli.is_text_bundle(Path(args[0])):  # the two ends are lines of text, not files
-        textcli.refuse(out=out, grid=grid, format=fmt)
-        return textcli.interpolate(textcli.load(Path(args[0]), precision, threads), args[1], args[2], steps)
+        textcli.refuse(out=out, grid=grid)
+        return textcli.interpolate(textcli.load(Path(args[0]), precision, threads, fmt), args[1], args[2], steps)
     bundle, sources = _split_interpolate(tuple(Path(a) for a in args))
     if textcli.is_text_bundle(bundle):
         raise click.UsageError("a text bundle interpolates between two lines: BUNDLE 'TEXT A' 'TEXT B'")
@@ -618,9 +627,10 @@ def bench(bundle, variants, batches, threads, quick, json_out):
         click.echo(f"wrote {json_out}", err=True)
 
 
-def _read_samples(path: Path, vae: VAE, name: str) -> np.ndarray:
-    """Samples to evaluate: .npy/.npz, or .csv (a header row, then numbers); a bundle trained on windows
-    takes a series [T, C] and cuts it as in training (or windows [n, C, N] as they are)."""
+def _read_samples(path: Path, vae: VAE) -> np.ndarray:
+    """Samples to score or evaluate: .npy/.npz, or .csv (a header row, then numbers; the columns the
+    bundle records, picked by name); a bundle trained on windows takes a series [T, C] and cuts it as in
+    training (or windows [n, C, N] as they are)."""
     from .tables import read_csv, windows
 
     if path.suffix.lower() == ".csv":
@@ -632,11 +642,7 @@ def _read_samples(path: Path, vae: VAE, name: str) -> np.ndarray:
         x = windows(x, int(vae.window["length"]), int(vae.window["stride"]), str(path))
     elif x.ndim >= 1 and x.shape != vae.shape and x.ndim == 2 and x.shape[1] == int(np.prod(vae.shape)):
         x = x.reshape(len(x), *vae.shape)  # flat rows of a table
-    return _read_batch_shape(x, vae.shape)
-
-
-def _read_batch_shape(x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    return x[None] if x.shape == tuple(shape) else x
+    return _file_batch(x, vae.shape, path)
 
 
 @cli.command()
@@ -663,9 +669,9 @@ def evaluate(paths, labels, false_alarm, as_json, roc, precision, fmt, threads):
         bundle, files = (paths[0], paths[1:]) if len(paths) == 2 else (None, paths)
     vae = _load(bundle, precision, fmt, threads, inputs=(*files, labels), outputs=(roc,))
     if labels is None:
-        normal_x, anomalous_x = (_read_samples(f, vae, f.name) for f in files)
+        normal_x, anomalous_x = (_read_samples(f, vae) for f in files)
     else:
-        x = _read_samples(files[0], vae, files[0].name)
+        x = _read_samples(files[0], vae)
         y = _read_labels(labels)
         if len(y) != len(x):
             raise ValueError(f"{labels}: {len(y)} labels for {len(x)} samples in {files[0]}")

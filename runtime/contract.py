@@ -285,6 +285,10 @@ GOLDEN = "golden.json"
 GOLDEN_FORMAT = "vae-edge/golden/1"
 # The calls it records, in order; every runtime implements them with the same arguments.
 GOLDEN_OUTPUTS = ("encode.mu", "encode.logvar", "decode", "reconstruct", "sample", "interpolate", "anomaly_score", "threshold", "is_anomaly")
+# A text bundle's set (its golden file says "kind": "text"): lines in, lines and scores out; generated lines
+# are compared exactly, sampled ones at two settings (all ids at T = 1; top k at another temperature).
+GOLDEN_TEXT_OUTPUTS = ("encode.mu", "encode.logvar", "decode", "reconstruct", "sample", "sample.top_k", "interpolate",
+                       "anomaly_score", "anomaly_score.per_char", "threshold", "is_anomaly")
 
 
 def graph_bytes(files: Mapping[str, object], graphs: Mapping[str, object], specs: Iterable[GraphSpec]) -> int:

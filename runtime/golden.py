@@ -5,7 +5,8 @@ manifest's hashes; ``vae-run selftest`` (here) and ``vae-edge-js selftest`` (run
 every output of every shipped variant and compare within the tolerances stored beside them.
 
 Arrays are ``{"shape": [...], "data": [flat, row-major]}``; float32 values are written as their
-shortest float32 decimal, so a float32 parse of the text gives back the exact bits.
+shortest float32 decimal, so a float32 parse of the text gives back the exact bits. A text bundle's set
+(``"kind": "text"``) has lines for inputs, and lines among its outputs (dtype "str"), compared exactly.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from .bundle import BundleError, read_manifest, verify_files
-from .contract import GOLDEN, GOLDEN_FORMAT as FORMAT, GOLDEN_OUTPUTS as OUTPUTS
+from .contract import GOLDEN, GOLDEN_FORMAT as FORMAT, GOLDEN_OUTPUTS as OUTPUTS, GOLDEN_TEXT_OUTPUTS as TEXT_OUTPUTS
 
-__all__ = ["FORMAT", "GOLDEN", "OUTPUTS", "Mismatch", "compare", "decode_array", "encode_array", "outputs_of", "read_golden", "selftest"]
+__all__ = ["FORMAT", "GOLDEN", "OUTPUTS", "TEXT_OUTPUTS", "Mismatch", "compare", "decode_array", "encode_array", "outputs_of", "read_golden", "selftest"]
 
 
 @dataclass(frozen=True)
@@ -36,8 +37,11 @@ class Mismatch:
 
 
 def encode_array(a: np.ndarray) -> dict:
-    """An array as the golden file stores it (float32 as shortest float32 decimals, float64 as repr, bool as bool)."""
+    """An array as the golden file stores it (float32 as shortest float32 decimals, float64 as repr, bool as
+    bool, lines of text as strings)."""
     a = np.asarray(a)
+    if a.dtype.kind == "U":
+        return {"shape": list(a.shape), "dtype": "str", "data": [str(v) for v in a.ravel()]}
     if a.dtype == np.bool_:
         data = [bool(v) for v in a.ravel()]
     elif a.dtype == np.float32:
@@ -54,14 +58,18 @@ def decode_array(entry: dict, where: str) -> np.ndarray:
         BundleError: the entry is not one.
     """
     try:
-        dtype = {"float32": np.float32, "float64": np.float64, "bool": np.bool_}[entry["dtype"]]
+        dtype = {"float32": np.float32, "float64": np.float64, "bool": np.bool_, "str": np.str_}[entry["dtype"]]
+        if dtype is np.str_ and not all(isinstance(v, str) for v in entry["data"]):
+            raise ValueError("a str entry holds a value that is not a string")
         return np.asarray(entry["data"], dtype=dtype).reshape(entry["shape"])
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise BundleError(f"{where}: not an array entry ({exc})") from None
 
 
 def outputs_of(vae, golden: dict) -> dict[str, np.ndarray]:
-    """Every golden output computed by ``vae`` (a loaded runtime VAE) from the golden file's inputs."""
+    """Every golden output computed by ``vae`` (a loaded runtime VAE, or TextVAE for a text set) from the golden file's inputs."""
+    if golden.get("kind") == "text":
+        return text_outputs_of(vae, golden)
     x = decode_array(golden["inputs"]["x"], "inputs.x")
     z = decode_array(golden["inputs"]["z"], "inputs.z")
     calls = golden["calls"]
@@ -79,12 +87,41 @@ def outputs_of(vae, golden: dict) -> dict[str, np.ndarray]:
     }
 
 
+def text_outputs_of(vae, golden: dict) -> dict[str, np.ndarray]:
+    """The outputs of a text set (``TEXT_OUTPUTS``), computed by a TextVAE from its lines and latent codes."""
+    lines = [str(v) for v in decode_array(golden["inputs"]["lines"], "inputs.lines").ravel()]
+    z = decode_array(golden["inputs"]["z"], "inputs.z")
+    calls = golden["calls"]
+    draws = {name: calls[name] for name in ("sample", "sample.top_k")}
+    mu, logvar = vae.encode(lines)
+    q = calls["threshold"]["quantile"]
+    return {
+        "encode.mu": mu,
+        "encode.logvar": logvar,
+        "decode": np.asarray(vae.decode(z), np.str_),
+        "reconstruct": np.asarray(vae.reconstruct(lines), np.str_),
+        **{name: np.asarray(vae.sample(int(c["n"]), seed=int(c["seed"]), temperature=float(c["temperature"]), top_k=c.get("top_k")), np.str_)
+           for name, c in draws.items()},
+        "interpolate": np.asarray(vae.interpolate(lines[0], lines[1], steps=int(calls["interpolate"]["steps"])), np.str_),
+        "anomaly_score": np.asarray(vae.anomaly_score(lines), np.float64),
+        "anomaly_score.per_char": np.asarray(vae.anomaly_score(lines, per="char"), np.float64),
+        "threshold": np.asarray(vae.threshold(q), np.float64),
+        "is_anomaly": np.asarray(vae.is_anomaly(lines, q)),
+    }
+
+
 def compare(variant: str, output: str, got: np.ndarray, want: np.ndarray, tolerance: dict, *, scores=None, threshold=None) -> Mismatch | None:
     """None if ``got`` reproduces ``want``: |got - want| <= atol + rtol * |want| element-wise; booleans
-    exactly, except a decision whose score lies within the score tolerance of the threshold."""
+    exactly, except a decision whose score lies within the score tolerance of the threshold; lines of text exactly."""
     got = np.asarray(got)
     if got.shape != want.shape:
         return Mismatch(variant, output, f"shape {list(got.shape)}, expected {list(want.shape)}")
+    if want.dtype.kind == "U":
+        differ = [i for i, (g, w) in enumerate(zip(got.ravel().tolist(), want.ravel().tolist())) if g != w]
+        if differ:
+            i = differ[0]
+            return Mismatch(variant, output, f"{len(differ)} of {want.size} lines differ; line {i} is {got.ravel()[i]!r}, expected {want.ravel()[i]!r}")
+        return None
     if want.dtype == np.bool_:
         differ = got.astype(bool) != want
         if scores is not None and threshold is not None and differ.any():
@@ -132,19 +169,22 @@ def selftest(path: str | os.PathLike, **load_options) -> tuple[list[str], list[M
     Raises:
         BundleError: as :func:`read_golden`, or a variant that does not load.
     """
-    from .vae import VAE
+    from . import load
 
     manifest = read_manifest(path)
     golden = read_golden(path, manifest)
+    text = golden.get("kind") == "text"
+    if text != (manifest["data"].get("kind") == "text"):
+        raise BundleError(f"{Path(path) / GOLDEN}: is a {'text' if text else 'non-text'} set, the manifest's data is {manifest['data'].get('kind')!r}")
     lines: list[str] = []
     mismatches: list[Mismatch] = []
     for variant, expected in golden["variants"].items():
         if variant not in manifest["variants"]:
             raise BundleError(f"{Path(path) / GOLDEN}: records variant {variant!r}, which the manifest lacks")
-        vae = VAE.load(path, precision=variant, **load_options)
+        vae = load(path, precision=variant, **load_options)
         got = outputs_of(vae, golden)
         tol = expected["tolerance"]
-        for output in OUTPUTS:
+        for output in TEXT_OUTPUTS if text else OUTPUTS:
             want = decode_array(expected["outputs"][output], f"{GOLDEN}: {variant} {output}")
             tolerance = tol.get(output, tol["default"])
             extra = {}

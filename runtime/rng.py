@@ -2,33 +2,49 @@
 
 SplitMix64 used as a counter-based generator: the k-th 64-bit word of seed s is
 ``mix(s + (k + 1) * GAMMA mod 2**64)``, so a whole batch is one vectorised numpy expression and any
-language with 64-bit integers (JavaScript's BigInt) reproduces it. Uniforms take the top 53 bits;
-normals come from the Box-Muller transform in float64, pairs of words (2i, 2i+1) giving normals 2i and
-2i+1. Runtimes cast the normals to float32 before use, which hides last-bit differences between
+language with 64-bit integers (JavaScript's BigInt) reproduces it. Uniforms take the top 53 bits
+(``(w >> 11) * 2**-53``, in [0, 1)); normals come from the Box-Muller transform in float64, pairs of
+words (2i, 2i+1) giving normals 2i and 2i+1. A :class:`Generator` hands out normals and uniforms from
+one stream in the order they are asked for (a normal after an odd number of words starts at the next pair). Runtimes cast the normals to float32 before use, which hides last-bit differences between
 libms' log/cos/sin (float64 results 1 ulp apart round to the same float32 except with probability ~2^-29).
 docs/javascript.md states the algorithm.
 """
 
 from __future__ import annotations
 
+import math
 import secrets
 
 import numpy as np
 
+from .validation import check_int
+
 GAMMA = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
+_S30, _S27, _S31 = np.uint64(30), np.uint64(27), np.uint64(31)
 MAX_SEED = 2**64 - 1
 
 
 def words(seed: int, count: int, start: int = 0) -> np.ndarray:
     """Words ``start .. start + count - 1`` of the stream for ``seed`` (uint64 [count])."""
-    k = np.arange(start + 1, start + count + 1, dtype=np.uint64)
-    with np.errstate(over="ignore"):  # arithmetic modulo 2**64 is the algorithm
-        z = np.uint64(seed) + k * GAMMA
-        z = (z ^ (z >> np.uint64(30))) * _M1
-        z = (z ^ (z >> np.uint64(27))) * _M2
-    return z ^ (z >> np.uint64(31))
+    # In place, and without np.errstate: arithmetic modulo 2**64 is the algorithm, and numpy does not
+    # check integer arrays for overflow (only scalars). Per call at batch 1 (text sampling draws twice a
+    # line) the context manager and the temporaries cost more than the arithmetic.
+    z = np.arange(start + 1, start + count + 1, dtype=np.uint64)
+    z *= GAMMA
+    z += np.uint64(seed)
+    z ^= z >> _S30
+    z *= _M1
+    z ^= z >> _S27
+    z *= _M2
+    z ^= z >> _S31
+    return z
+
+
+def uniforms(seed: int, count: int, start: int = 0) -> np.ndarray:
+    """Uniforms ``start .. start + count - 1`` of ``seed``'s stream (float64 in [0, 1)): the top 53 bits of each word."""
+    return (words(seed, count, start) >> np.uint64(11)).astype(np.float64) * 2.0**-53
 
 
 def normals(seed: int, count: int, start: int = 0) -> np.ndarray:
@@ -48,18 +64,36 @@ def normals(seed: int, count: int, start: int = 0) -> np.ndarray:
 
 
 class Generator:
-    """Standard normals from one seed, drawn in order (as numpy's ``standard_normal``)."""
+    """Standard normals and uniforms from one seed, drawn in order (as numpy's ``standard_normal`` and ``random``)."""
 
     def __init__(self, seed: int | None = None):
         self.seed = secrets.randbits(64) if seed is None else int(seed)
-        self._drawn = 0  # normals handed out so far; an even count keeps Box-Muller pairs aligned
+        self._drawn = 0  # words used so far; normals start at an even word, keeping Box-Muller pairs aligned
 
     def standard_normal(self, shape: tuple[int, ...] | int) -> np.ndarray:
         """float64 normals of ``shape``, the next ones in the stream, row-major."""
         shape = (shape,) if isinstance(shape, int) else tuple(shape)
-        count = int(np.prod(shape)) if shape else 1
+        count = math.prod(shape)
         start = self._drawn + (self._drawn & 1)
         drawn = normals(self.seed, count, start)
         self._drawn = start + count
         return drawn.reshape(shape)
 
+    def random(self, shape: tuple[int, ...] | int) -> np.ndarray:
+        """float64 uniforms in [0, 1) of ``shape``, one word each, the next ones in the stream, row-major."""
+        shape = (shape,) if isinstance(shape, int) else tuple(shape)
+        count = math.prod(shape)
+        drawn = uniforms(self.seed, count, self._drawn)
+        self._drawn += count
+        return drawn.reshape(shape)
+
+
+def generator(seed: object) -> Generator:
+    """The Generator for ``seed`` (None: 64 fresh random bits), the seed checked first.
+
+    Raises:
+        ValueError: ``seed`` is not an integer in [0, MAX_SEED].
+    """
+    if seed is not None:
+        check_int("seed", seed, minimum=0, maximum=MAX_SEED)
+    return Generator(seed)

@@ -47,23 +47,49 @@ class Bound:
     its own before this thread calls the graph again at this batch size.
     """
 
-    __slots__ = ("input", "input_bits", "outputs", "_binding", "_run", "_options", "_name")
+    __slots__ = ("input", "first_input", "flat", "flat_bits", "outputs", "firsts", "_call")
 
     def __init__(self, graph: "Graph", n: int):
         self.input = np.empty((n, *graph._in_dims), np.float32)
-        self.input_bits = self.input.view(np.uint32)  # the same memory as integers, for checks on the bits
+        # A single sample is written through this view of the first row: a ufunc or copy into [*shape] is
+        # ~0.5 us faster at batch 1 than one that broadcasts [*shape] into [1, *shape].
+        self.first_input = self.input[0]
+        self.flat = self.input.reshape(-1)  # the same memory, flat, and as integers for checks on the bits:
+        self.flat_bits = self.flat.view(np.uint32)  # e.g. the largest as bits[bits.argmax()], 5x bits.max() at batch 1
         self.outputs = [np.empty((n, *dims), np.float32) for dims in graph._out_dims]
+        # views of the first sample of each output, made once: a single sample's result is copied from them
+        self.firsts = [out[0] for out in self.outputs]
+        self._call = graph.bind({graph.input: self.input}, dict(zip(graph.outputs, self.outputs)))
+
+    def __call__(self) -> list[np.ndarray]:
+        """Run the graph on ``input``; returns ``outputs``.
+
+        Raises:
+            RuntimeError: onnxruntime failed; one line naming the graph.
+        """
+        self._call()
+        return self.outputs
+
+
+class BoundCall:
+    """A graph call on arrays bound to the session once (inputs read, outputs written in place at every
+    call). The arrays must outlive it and stay where they are; the caller fills and reads them."""
+
+    __slots__ = ("_binding", "_run", "_options", "_name")
+
+    def __init__(self, graph: "Graph", inputs: dict[str, np.ndarray], outputs: dict[str, np.ndarray]):
         binding = graph.session.io_binding()
-        binding.bind_input(graph.input, "cpu", 0, np.float32, list(self.input.shape), self.input.ctypes.data)
-        for name, out in zip(graph.outputs, self.outputs):
-            binding.bind_output(name, "cpu", 0, np.float32, list(out.shape), out.ctypes.data)
+        for name, a in inputs.items():
+            binding.bind_input(name, "cpu", 0, a.dtype, list(a.shape), a.ctypes.data)
+        for name, a in outputs.items():
+            binding.bind_output(name, "cpu", 0, a.dtype, list(a.shape), a.ctypes.data)
         self._binding = binding._iobinding
         self._run = graph.session._sess.run_with_iobinding
         self._options = graph._bound_options
         self._name = graph.spec.name
 
-    def __call__(self) -> list[np.ndarray]:
-        """Run the graph on ``input``; returns ``outputs``.
+    def __call__(self) -> None:
+        """Run the graph.
 
         Raises:
             RuntimeError: onnxruntime failed; one line naming the graph.
@@ -74,7 +100,14 @@ class Bound:
             raise
         except Exception as exc:  # onnxruntime's own exception types derive from Exception only
             raise RuntimeError(f"onnxruntime failed running the {self._name}: {_first_line(exc)}") from None
-        return self.outputs
+
+
+class _Calls(threading.local):
+    """Per thread: {batch size: Bound}; __init__ runs once in each thread that looks, so the lookup of a
+    bound call is one attribute and one dict access, with no default to test for."""
+
+    def __init__(self) -> None:
+        self.calls: dict[int, Bound] = {}
 
 
 class Graph:
@@ -95,29 +128,35 @@ class Graph:
         self.outputs = [o.name for o in session.get_outputs()]
         self._run = direct_run(session)
         self._options = ort.RunOptions()
-        self._bindable = _bindable(session)
-        if self._bindable:
-            self._in_dims = [int(d) for d in session.get_inputs()[0].shape[1:]]
-            self._out_dims = [[int(d) for d in o.shape[1:]] for o in session.get_outputs()]
+        # Whether arrays in host memory can be bound to the session (:meth:`bind`): the CPU provider alone,
+        # onnxruntime's C++ IOBinding call reachable.
+        self.can_bind = session.get_providers() == ["CPUExecutionProvider"] and callable(getattr(getattr(session, "_sess", None), "run_with_iobinding", None))
+        self._bindable = self.can_bind and _fixed_float(session)
+        if self.can_bind:
             # onnxruntime 1.32 looks up "gpu_graph_id" in the RunOptions of every bound run and, when it is
             # absent, throws and catches a C++ exception inside (tens of us); naming it avoids that.
             self._bound_options = ort.RunOptions()
             self._bound_options.add_run_config_entry("gpu_graph_id", "0")
-        self._local = threading.local()  # per thread: {batch size: Bound}
+        if self._bindable:
+            self._in_dims = [int(d) for d in session.get_inputs()[0].shape[1:]]
+            self._out_dims = [[int(d) for d in o.shape[1:]] for o in session.get_outputs()]
+        self.local = _Calls()  # per thread, .calls: {batch size: Bound}; read directly by hot paths
 
     def bound(self, n: int) -> Bound | None:
         """This thread's pre-bound call at batch size ``n``, made on first use; None where there is none
         (another provider, a graph with dynamic sizes beyond the batch, ``n`` of 0 or above
         MAX_BOUND_BATCH, or BOUND_SIZES sizes already bound on this thread)."""
-        if not self._bindable or not 0 < n <= MAX_BOUND_BATCH:
-            return None
-        calls = getattr(self._local, "calls", None)
-        if calls is None:
-            calls = self._local.calls = {}
-        call = calls.get(n)
-        if call is None and len(calls) < BOUND_SIZES:
-            call = calls[n] = Bound(self, n)
+        call = self.local.calls.get(n)  # the hit, first: ~0.1 us of a ~5 us call
+        if call is None and self._bindable and 0 < n <= MAX_BOUND_BATCH and len(self.local.calls) < BOUND_SIZES:
+            call = self.local.calls[n] = Bound(self, n)
         return call
+
+    def bind(self, inputs: dict[str, np.ndarray], outputs: dict[str, np.ndarray]) -> BoundCall:
+        """A call of this graph on ``inputs`` and ``outputs`` (name -> C-contiguous array of the graph's
+        type), bound once; only where :attr:`can_bind`."""
+        if not self.can_bind:
+            raise ValueError(f"the {self.spec.name} graph runs on {self.session.get_providers()}; arrays are bound on the CPU provider alone")
+        return BoundCall(self, inputs, outputs)
 
     def run(self, feed: dict) -> list[np.ndarray]:
         """Outputs of the graph for ``feed`` (input name -> checked float32 array), in spec order.
@@ -184,11 +223,8 @@ def open_graphs(
     return graphs
 
 
-def _bindable(session: ort.InferenceSession) -> bool:
-    """Whether :class:`Bound` can run this session: the CPU provider alone (buffers live in host memory),
-    onnxruntime's C++ IOBinding call reachable, and float32 tensors of fixed size beyond the batch."""
-    if session.get_providers() != ["CPUExecutionProvider"] or not callable(getattr(getattr(session, "_sess", None), "run_with_iobinding", None)):
-        return False
+def _fixed_float(session: ort.InferenceSession) -> bool:
+    """Whether :class:`Bound` can run this (bindable) session: one input, float32 tensors of fixed size beyond the batch."""
     args = [*session.get_inputs(), *session.get_outputs()]
     return len(session.get_inputs()) == 1 and all(a.type == "tensor(float)" and all(isinstance(d, int) for d in a.shape[1:]) for a in args)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,8 +19,10 @@ import numpy as np
 
 from . import contract
 from .bundle import BundleError, read_manifest
-from .sessions import Graph, open_graphs
+from .rng import Generator, generator
+from .sessions import BOUND_SIZES, Graph, open_graphs
 from .streaming import MAX_STREAM_BATCH
+from .textgen import Stepper
 from .vocab import BOS, EOS, PAD, TextError, Vocabulary, decode_bytes
 
 log = logging.getLogger(__name__)
@@ -51,18 +54,18 @@ class TextVAE:
         self.latent_dim = int(manifest["model"]["latent_dim"])
         self.hidden_dim = int(manifest["model"]["config"]["hidden_dim"])
         self.max_len = self.vocab.max_len
-        # The generation loop calls decoder_step once per character: its bare run, without Graph.run's
-        # error wrapping (inputs are made here, not given by the caller).
-        step = graphs["decoder_step"]
-        self._step, self._step_outputs, self._options = step._run, step.outputs, step._options
+        self._local = threading.local()  # per thread: {batch size: Stepper}, the generation loop's bound arrays
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, precision: str = "fp32", threads: int | None = None, providers: list | None = None,
-             optimization: str = "all") -> "TextVAE":
+             optimization: str = "all", format: str = "onnx") -> "TextVAE":
         """Open a text bundle, verifying every file's sha256 first.
 
+        Args:
+            format: "onnx", or "ort" for the ORT-format copies of a bundle exported with ``vae-export --ort``.
+
         Raises:
-            BundleError: missing, tampered or unreadable bundle, or not a text bundle.
+            BundleError: missing, tampered or unreadable bundle, not a text bundle, or no ``format`` graphs.
             ValueError: unknown precision, provider, optimisation level or thread count.
         """
         root = Path(path)
@@ -71,7 +74,8 @@ class TextVAE:
             raise BundleError(f"{root}: not a text bundle (data kind {manifest['data'].get('kind', contract.DEFAULT_KIND)!r}); open it with vae_edge.runtime.load")
         if not isinstance(precision, str) or precision not in manifest["variants"]:
             raise ValueError(f"precision {precision!r} is not in this bundle; it has {', '.join(manifest['variants'])}")
-        graphs = open_graphs(root, manifest, precision, SPECS, threads=threads, providers=providers, optimization=optimization, check=_check_text_graphs)
+        graphs = open_graphs(root, manifest, precision, SPECS, threads=threads, providers=providers, optimization=optimization, format=format,
+                             check=_check_text_graphs)
         try:
             return cls(root, manifest, precision, graphs)
         except TextError as exc:
@@ -120,7 +124,7 @@ class TextVAE:
         z = np.asarray(z, dtype=np.float32)
         if z.ndim != 2 or z.shape[1] != self.latent_dim or not np.isfinite(z).all():
             raise ValueError(f"z must be a finite array of shape (n, {self.latent_dim}), got {list(z.shape)}")
-        return self._generate(z, temperature, top_k, np.random.default_rng(seed), self._max_len(max_len))
+        return self._generate(z, temperature, top_k, generator(seed), self._max_len(max_len))
 
     def reconstruct(self, lines: Iterable[str]) -> list[str]:
         """Each line encoded to its posterior mean and decoded greedily."""
@@ -129,14 +133,16 @@ class TextVAE:
 
     def sample(self, n: int, *, seed: int | None = None, temperature: float = 1.0, top_k: int | None = None, max_len: int | None = None) -> list[str]:
         """``n`` lines from z ~ N(0, I); characters drawn at ``temperature`` (0: greedy) from the ``top_k``
-        most likely (None: all). Same seed, same lines.
+        most likely (None: all). Same seed, same lines: z and the draws come from the SplitMix64 stream of
+        ``seed`` (runtime/rng.py, as every modality's ``sample``): n x latent normals, then per line
+        ``max_len`` uniforms, one per character position.
 
         Raises:
-            ValueError: n, temperature, top_k or max_len out of range.
+            ValueError: n, seed, temperature, top_k or max_len out of range.
         """
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 0 <= n <= MAX_SAMPLES:
             raise ValueError(f"n must be an integer in 0..{MAX_SAMPLES}, got {n!r}")
-        rng = np.random.default_rng(seed)
+        rng = generator(seed)
         z = rng.standard_normal((int(n), self.latent_dim)).astype(np.float32)
         return self._generate(z, temperature, top_k, rng, self._max_len(max_len)) if n else []
 
@@ -189,7 +195,10 @@ class TextVAE:
             try:
                 if isinstance(line, (bytes, bytearray)):
                     line = decode_bytes(bytes(line))
-                batch.append((index, self.vocab.check_line(line, index)))
+                line = self.vocab.check_line(line, index)
+                if not line.strip():
+                    raise TextError(f"line {index + 1}: blank (whitespace only); not scored, as blank lines of a file are skipped")
+                batch.append((index, line))
             except TextError as exc:
                 reason = str(exc).removeprefix(f"line {index + 1}: ")
                 if bad_lines == "raise":
@@ -215,7 +224,7 @@ class TextVAE:
             raise ValueError(f"max_len must be an integer in 1..{self.max_len} (the model's limit), got {max_len!r}")
         return int(max_len)
 
-    def _generate(self, z: np.ndarray, temperature: float, top_k: int | None, rng: np.random.Generator | None, max_len: int) -> list[str]:
+    def _generate(self, z: np.ndarray, temperature: float, top_k: int | None, rng: Generator | None, max_len: int) -> list[str]:
         """One decoder_step call per character for each chunk of lines; lines stop at <eos> or max_len."""
         if not (isinstance(temperature, (int, float)) and np.isfinite(temperature) and temperature >= 0):
             raise ValueError(f"temperature must be a finite number >= 0, got {temperature!r}")
@@ -224,24 +233,25 @@ class TextVAE:
             raise ValueError(f"top_k must be an integer in 1..{vocab_size}, got {top_k!r}")
         return [line for i in range(0, len(z), CHUNK) for line in self._generate_chunk(z[i : i + CHUNK], temperature, top_k, rng, max_len)]
 
-    def _generate_chunk(self, z: np.ndarray, temperature: float, top_k: int | None, rng: np.random.Generator | None, max_len: int) -> list[str]:
-        n = len(z)
-        token = np.full(n, BOS, dtype=np.int64)
-        state = np.zeros((n, self.hidden_dim), dtype=np.float32)
-        out = np.full((n, max_len), EOS, dtype=np.int64)
-        done = np.zeros(n, dtype=bool)
-        step, names, options = self._step, self._step_outputs, self._options
-        for t in range(max_len):
-            logits, state = step(names, {"z": z, "token": token, "state": state}, options)
-            logits[:, : BOS + 1] = -np.inf  # <pad> (0) and <bos> (1) are never generated
-            token = _pick(logits, temperature, top_k, rng)
-            out[:, t] = token
-            done |= token == EOS
-            if done.all():
-                break
+    def _generate_chunk(self, z: np.ndarray, temperature: float, top_k: int | None, rng: Generator | None, max_len: int) -> list[str]:
+        greedy = temperature == 0 or rng is None
+        u = None if greedy else rng.random((len(z), max_len))
+        out = self._stepper(len(z)).run(z, max_len, temperature, top_k, u)
         # A row goes on being generated after its <eos> while others have not ended: cut at the first.
         ends = np.where((out == EOS).any(axis=1), (out == EOS).argmax(axis=1), max_len)
         return [self.vocab.text(row[:end]) for row, end in zip(out, ends)]
+
+    def _stepper(self, n: int) -> Stepper:
+        """This thread's decoder_step arrays for batch size ``n``, made on first use (BOUND_SIZES sizes kept)."""
+        steppers = getattr(self._local, "steppers", None)
+        if steppers is None:
+            steppers = self._local.steppers = {}
+        stepper = steppers.get(n)
+        if stepper is None:
+            stepper = Stepper(self._graphs["decoder_step"], n, self.latent_dim, self.hidden_dim, self.vocab.size)
+            if len(steppers) < BOUND_SIZES:
+                steppers[n] = stepper
+        return stepper
 
     def __repr__(self) -> str:
         return f"TextVAE({str(self.path)!r}, precision={self.precision!r}, latent_dim={self.latent_dim}, vocabulary={len(self.vocab.chars)} characters)"
@@ -267,16 +277,3 @@ def _check_text_graphs(root: Path, manifest: dict, precision: str, graphs: dict[
             raise BundleError(f"{path}: carries latent_dim {meta[contract.META_LATENT_DIM]}, the manifest says {cfg['latent_dim']}")
         if "vae_edge.vocabulary" in meta and json.loads(meta["vae_edge.vocabulary"]).get("chars") != vocab["chars"]:
             raise BundleError(f"{path}: was exported with another vocabulary than the manifest lists")
-
-
-def _pick(logits: np.ndarray, temperature: float, top_k: int | None, rng: np.random.Generator | None) -> np.ndarray:
-    """Next token per row: argmax at temperature 0, else a draw from softmax(logits / T) over the top k,
-    by the Gumbel-max trick (argmax of logits / T plus Gumbel noise is distributed as that softmax):
-    one uniform draw per vocabulary entry and a handful of numpy calls per step."""
-    if temperature == 0 or rng is None:
-        return logits.argmax(axis=1)
-    if top_k is not None and top_k < logits.shape[1]:
-        kth = np.partition(logits, -top_k, axis=1)[:, -top_k][:, None]
-        logits = np.where(logits >= kth, logits, -np.inf)
-    gumbel = -np.log(-np.log(rng.random(logits.shape)))
-    return (logits.astype(np.float64) / temperature + gumbel).argmax(axis=1)

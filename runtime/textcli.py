@@ -14,7 +14,7 @@ import numpy as np
 from .bundle import read_manifest
 from .files import atomic_save_npy
 from .text import LineReport, TextVAE
-from .vocab import read_text
+from .vocab import TextError, read_text
 
 
 def is_text_bundle(bundle: Path | None) -> bool:
@@ -27,14 +27,14 @@ def is_text_bundle(bundle: Path | None) -> bool:
         return False
 
 
-def load(bundle: Path, precision: str, threads: int | None) -> TextVAE:
-    return TextVAE.load(bundle, precision=precision, threads=threads)
+def load(bundle: Path, precision: str, threads: int | None, fmt: str = "onnx") -> TextVAE:
+    return TextVAE.load(bundle, precision=precision, threads=threads, format=fmt)
 
 
 def refuse(**options) -> None:
-    """Options that mean nothing for text (``--grid``; ``--format ort``) are refused, not ignored."""
+    """Options that mean nothing for text (``--grid``, ``--wav``, ...) are refused, not ignored."""
     for name, value in options.items():
-        if value not in (None, False, "onnx"):
+        if value not in (None, False):
             raise click.UsageError(f"--{name.replace('_', '-')} does not apply to a text bundle")
 
 
@@ -46,12 +46,12 @@ def bundle_of(paths: tuple[Path, ...]) -> Path | None:
 
 
 def score_command(paths: tuple[Path, ...], precision: str, threads: int | None, out: Path | None, stream: bool, batch_size: int,
-                  per_char: bool, *, check_outputs) -> None:
+                  per_char: bool, *, check_outputs, fmt: str = "onnx") -> None:
     """vae-run score on a text bundle: BUNDLE INPUT.txt, or BUNDLE [INPUT.txt|-] --stream."""
     bundle, src = Path(paths[0]), (Path(paths[1]) if len(paths) == 2 else None)
     if src is None and not stream:
         raise click.UsageError("expected BUNDLE INPUT.txt (or --stream to read standard input)")
-    vae = load(bundle, precision, threads)
+    vae = load(bundle, precision, threads, fmt)
     if stream:
         if out is not None:
             raise click.UsageError("--stream prints one score per line; use it without --out (or redirect the output)")
@@ -136,6 +136,8 @@ def score_stream(vae: TextVAE, src: Path | None, batch_size: int, per_char: bool
             _flush(batch)
             batch = []
     _flush(batch)
+    if not total:  # an empty file (or input) is bad input here as everywhere, not a stream of no scores
+        raise TextError(f"{src if src is not None else 'standard input'}: is empty; expected UTF-8 text, one sample a line")
     _flagged(vae, flagged, total - bad)
     if bad:
         click.echo(f"{bad} of {total} line(s) could not be scored (nan)", err=True)

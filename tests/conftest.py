@@ -37,14 +37,14 @@ def model_path(trained) -> Path:
 
 @pytest.fixture(scope="session")
 def bundle(tmp_path_factory, model_path) -> Path:
-    """The small model exported with fp32 and int8 variants as `make bundle` does it (reproducible: no
-    latency figures, a fixed timestamp); read-only for tests: copy before altering."""
+    """The small model exported with fp32 and int8, reproducibly as `make bundle` exports (no latency
+    figures, a fixed timestamp); read-only for tests: copy before altering."""
     from vae_edge.export.bundle import ExportOptions, export_bundle
 
     out = tmp_path_factory.mktemp("export") / "bundle"
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("SOURCE_DATE_EPOCH", "0")
-        export_bundle(model_path, out, ExportOptions(latency=None))
+        export_bundle(model_path, out, ExportOptions(variants=("int8",), latency=None))
     return out
 
 
@@ -56,6 +56,25 @@ def bundle_copy(tmp_path, bundle) -> Path:
     dst = tmp_path / "bundle"
     shutil.copytree(bundle, dst)
     return dst
+
+
+@pytest.fixture(scope="session")
+def digits_gaussian():
+    """The digits standardised per feature for a Gaussian likelihood."""
+    from vae_edge.trainer.data import load_data
+
+    return load_data("digits", likelihood="gaussian")
+
+
+@pytest.fixture(scope="session")
+def gaussian_bundle(tmp_path_factory, digits_gaussian):
+    """(model.pt, bundle) of a small MLP with a learned per-feature Gaussian variance, trained 2 epochs."""
+    from helpers import export_trained
+
+    from vae_edge.models import VAEConfig
+
+    config = VAEConfig(input_shape=digits_gaussian.shape, latent_dim=4, hidden_dims=(32,), likelihood="gaussian")
+    return export_trained(tmp_path_factory.mktemp("mlp-gaussian"), digits_gaussian, config)
 
 
 @pytest.fixture(scope="session")

@@ -37,3 +37,16 @@ def write_csv(path, x, header="time,temp,pressure,level", times=True):
     lines = [header] + [",".join([str(i)] * times + [f"{v:.5f}" for v in row]) for i, row in enumerate(x)]
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def export_trained(folder, data, config):
+    """Train the model ``config`` briefly on ``data`` (2 epochs), save ``folder``/model.pt and export it
+    with fp32 + int8, untimed, to ``folder``/bundle: (model.pt, bundle)."""
+    from vae_edge.export.bundle import ExportOptions, export_bundle
+    from vae_edge.trainer import TrainConfig, make_checkpoint, save_checkpoint, train
+
+    result = train(config, data, TrainConfig(epochs=2, batch_size=64, seed=0, iw_samples=4, quiet=True))
+    path = folder / "model.pt"
+    save_checkpoint(path, make_checkpoint(result.model, data=data.describe(), metrics=result.metrics))
+    export_bundle(path, folder / "bundle", ExportOptions(variants=("int8",), latency=None))
+    return path, folder / "bundle"

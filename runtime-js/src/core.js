@@ -5,7 +5,7 @@
 // likelihoods), so outputs agree within float rounding. One file: the VAE class and the array checks
 // it needs are read together.
 import { BundleError, InputError } from './errors.js';
-import { GRAPHS, MANIFEST, checkManifest, findQuantile, perFeature, safeMember, shorten } from './manifest.js';
+import { GRAPHS, MANIFEST, OPTIONAL_GRAPHS, checkManifest, findQuantile, perFeature, safeMember, shorten } from './manifest.js';
 import { Generator, checkSeed } from './rng.js';
 
 export { BundleError, InputError };
@@ -67,10 +67,12 @@ export async function openBundle(ort, source, options = {}) {
     throw new InputError(`precision ${shorten(precision)} is not in this bundle; it has ${Object.keys(manifest.variants).join(', ')}`);
   }
   checkVersion(ort, manifest, source.where);
-  const wanted = GRAPHS.map((g) => manifest.variants[precision][g]);
+  // The encoder and decoder, and the score graph where the variant names one (one session call per score).
+  const graphs = [...GRAPHS, ...OPTIONAL_GRAPHS.filter((g) => typeof manifest.variants[precision][g] === 'string')];
+  const wanted = graphs.map((g) => manifest.variants[precision][g]);
   const kept = await verifyFiles(source, manifest, wanted);
   const sessions = [];
-  for (const [i, graph] of GRAPHS.entries()) {
+  for (const [i, graph] of graphs.entries()) {
     const name = wanted[i];
     try {
       sessions.push(await ort.InferenceSession.create(kept.get(name), {
@@ -80,15 +82,16 @@ export async function openBundle(ort, source, options = {}) {
       throw new BundleError(`${source.name(name)}: onnxruntime cannot load it as the ${graph} (${firstLine(err)})`);
     }
   }
-  const [encoder, decoder] = sessions;
-  const want = { encoder: [1, 2], decoder: [1, 1] };
-  for (const [graph, session] of [['encoder', encoder], ['decoder', decoder]]) {
+  const [encoder, decoder, score = null] = sessions;
+  const want = { encoder: [1, 2], decoder: [1, 1], score: [1, 1] };
+  for (const [graph, session] of [['encoder', encoder], ['decoder', decoder], ['score', score]]) {
+    if (session === null) continue;
     const [ins, outs] = want[graph];
     if (session.inputNames.length !== ins || session.outputNames.length !== outs) {
       throw new BundleError(`${source.name(manifest.variants[precision][graph])}: takes ${session.inputNames.length} input(s) and gives ${session.outputNames.length}, a ${graph} takes ${ins} and gives ${outs}`);
     }
   }
-  return new VAE({ ort, manifest, path: source.where, precision, encoder, decoder, serialize });
+  return new VAE({ ort, manifest, path: source.where, precision, encoder, decoder, score, serialize });
 }
 
 /**
@@ -132,7 +135,7 @@ export function firstLine(err) {
 
 /** Encode, decode, sample, reconstruct and score with an exported bundle (data units in and out). */
 export class VAE {
-  constructor({ ort, manifest, path, precision, encoder, decoder, serialize = false }) {
+  constructor({ ort, manifest, path, precision, encoder, decoder, score = null, serialize = false }) {
     this.ort = ort;
     this.manifest = manifest;
     this.path = path;
@@ -143,6 +146,7 @@ export class VAE {
     this.size = this.shape.reduce((a, b) => a * b, 1);
     this._encoder = encoder;
     this._decoder = decoder;
+    this._score = score; // null: the bundle has no score graph; scores take the encoder, the decoder and float64 here
     // serialize: one run at a time (onnxruntime-web's wasm sessions); onnxruntime-node's are safe to share
     this._queue = serialize ? Promise.resolve() : null;
     const pre = manifest.data.preprocessing;
@@ -354,6 +358,9 @@ export class VAE {
   /**
    * Negative ELBO per sample in nats: reconstruction NLL + KL(q(z|x) || N(0, I)); higher is less like the
    * training data. Deterministic (z at the posterior mean) unless samples: K Monte-Carlo draws, seeded.
+   * The deterministic score is one call of the bundle's score graph where it has one (float32, as the
+   * Python runtime's; a non-finite result, float32 overflow, is taken again the two-call way), else the
+   * encoder, the decoder and float64 arithmetic here.
    * @param {unknown} x
    * @param {{samples?: number, seed?: number|bigint}} [options]
    * @returns {Promise<Float64Array|number>} [n] (a number for one sample)
@@ -365,6 +372,14 @@ export class VAE {
     const { data, n, single } = this._batchX(x);
     const penalty = [];
     const xm = this._toModel(data, n, penalty);
+    const add = (nats) => {
+      const score = nats.map((v, i) => v + (penalty.length ? penalty[0][i] : 0));
+      return single ? score[0] : score;
+    };
+    if ((samples === undefined || samples === null) && this._score !== null && n > 0) {
+      const [fused] = await this._run('score graph', this._score, xm, n, this.shape);
+      if (fused.every(Number.isFinite)) return add(Float64Array.from(fused));
+    }
     const [mu, logvar] = await this._encodeModel(xm, n);
     let nll;
     if (samples === undefined || samples === null) {
@@ -383,8 +398,7 @@ export class VAE {
       for (let i = 0; i < n; i++) nll[i] /= samples;
     }
     const kl = gaussianKl(mu, logvar, n, this.latentDim);
-    const score = nll.map((v, i) => v + kl[i] + (penalty.length ? penalty[0][i] : 0));
-    return single ? score[0] : score;
+    return add(nll.map((v, i) => v + kl[i]));
   }
 
   /**
@@ -437,7 +451,7 @@ export class VAE {
 
   /** Release the onnxruntime sessions. */
   async release() {
-    await Promise.all([this._encoder.release?.(), this._decoder.release?.()]);
+    await Promise.all([this._encoder.release?.(), this._decoder.release?.(), this._score?.release?.()]);
   }
 }
 

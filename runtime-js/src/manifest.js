@@ -5,6 +5,9 @@ import { BundleError } from './errors.js';
 export const SCHEMA = 'vae-edge/bundle/1';
 export const MANIFEST = 'manifest.json';
 export const GRAPHS = ['encoder', 'decoder'];
+// Graphs a variant may also name (runtime/contract.py's optional specs): the fused score graph,
+// x -> negative ELBO at z = mu in one session call; bundles exported before it lack it.
+export const OPTIONAL_GRAPHS = ['score'];
 export const LIKELIHOODS = ['bernoulli', 'gaussian'];
 // The data kinds whose bundles hold an encoder and a decoder (runtime/contract.py's MODALITIES that this
 // runtime implements); a manifest without data.kind predates it and holds those two graphs.
@@ -115,6 +118,10 @@ export function checkManifest(m, where) {
     for (const graph of GRAPHS) {
       need(typeof entry[graph] === 'string', `variant "${variant}" names no ${graph} graph`);
       need(entry[graph] in m.files, `variant "${variant}" uses "${entry[graph]}", which the files list lacks`);
+    }
+    for (const graph of OPTIONAL_GRAPHS) {
+      if (entry[graph] === undefined) continue;
+      need(typeof entry[graph] === 'string' && entry[graph] in m.files, `variant "${variant}" names ${shorten(entry[graph])} as its ${graph} graph, which the files list lacks`);
     }
     const q = entry.anomaly_quantiles ?? {};
     need(isObject(q) && Object.values(q).every(isNumber), `variants["${variant}"].anomaly_quantiles must map names to numbers`);

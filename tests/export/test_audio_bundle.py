@@ -141,12 +141,11 @@ def _bad_files(folder, good):
         w.setnchannels(2), w.setsampwidth(1), w.setframerate(RATE), w.writeframes(bytes(2 * CLIP))
     write_wav(folder / "rate.wav", np.full(CLIP, 0.1), 8000)
     write_wav(folder / "short.wav", np.full(CLIP // 2, 0.1), RATE)
-    write_wav(folder / "silence.wav", np.zeros(CLIP), RATE)
     raw = good.read_bytes()
     bad.update({"header.wav": raw[:30], "data.wav": raw[: len(raw) // 2]})
     for name, data in bad.items():
         (folder / name).write_bytes(data)
-    return ["notaudio.wav", "stereo8.wav", "rate.wav", "short.wav", "silence.wav", "header.wav", "data.wav"]
+    return ["notaudio.wav", "stereo8.wav", "rate.wav", "short.wav", "header.wav", "data.wav"]
 
 
 def test_bad_audio_inputs_get_one_error_line_exit_2_and_nothing_written(audio_bundle, audio_folder, tmp_path):
@@ -159,6 +158,17 @@ def test_bad_audio_inputs_get_one_error_line_exit_2_and_nothing_written(audio_bu
             errors = [line for line in r.output.splitlines() if line.startswith("Error:")]
             assert len(errors) == 1 and "Traceback" not in r.output, (name, r.output)
             assert not (tmp_path / "o.npy").exists() and not (tmp_path / "o.wav").exists()
+
+
+def test_a_silent_wav_is_scored_and_flagged_as_a_silent_stream_window_is(audio_bundle, vae, tmp_path):
+    silent = write_wav(tmp_path / "silence.wav", np.zeros(CLIP), RATE)
+    r = CliRunner().invoke(cli, ["score", str(audio_bundle), str(silent), "--out", str(tmp_path / "s.npy")])
+    assert r.exit_code == 0, r.output
+    (line,) = [line for line in r.output.splitlines() if line.startswith(str(silent))]
+    assert line.endswith("ANOMALY")
+    score = np.load(tmp_path / "s.npy")
+    assert score.shape == (1,) and np.isfinite(score[0]) and score[0] > vae.threshold(0.99)
+    np.testing.assert_allclose(score[0], vae.anomaly_score(np.zeros(CLIP, np.float32)), rtol=1e-5)
 
 
 def test_a_stream_shorter_than_one_window_is_an_error(audio_bundle):

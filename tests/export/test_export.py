@@ -109,7 +109,7 @@ def test_export_is_deterministic_and_replaces_an_existing_bundle(tmp_path, model
     m = json.loads((out / "manifest.json").read_text())
     m["files"]["stale.txt"] = contract.file_entry(out / "stale.txt")
     (out / "manifest.json").write_text(json.dumps(m))
-    export_bundle(model_path, out, ExportOptions(latency=None))
+    export_bundle(model_path, out, ExportOptions(variants=("int8",), latency=None))
     assert not (out / "stale.txt").exists()
     assert json.loads((out / "manifest.json").read_text())["latency"]["measured"] is False
     for name in ("encoder.onnx", "decoder.onnx", "encoder.int8.onnx", "decoder.int8.onnx", "manifest.json"):
@@ -135,7 +135,7 @@ def test_a_graph_that_differs_from_pytorch_fails_and_writes_nothing(tmp_path, mo
     shutil.copytree(bundle, out)
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     with pytest.raises(ExportError) as info:
-        export_bundle(model_path, out)
+        export_bundle(model_path, out, ExportOptions(variants=("int8",)))
     message = "\n".join(info.value.report)
     assert re.search(r"✗ fp32 +decoder.x_mean max-abs", message)
     assert re.search(r"✓ fp32 +encoder.mu max-abs", message)  # every check is reported, not just the first failure
@@ -144,11 +144,11 @@ def test_a_graph_that_differs_from_pytorch_fails_and_writes_nothing(tmp_path, mo
 
 
 def test_quantized_gate_fails_unless_degraded_is_allowed(tmp_path, model_path):
-    strict = ExportOptions(tolerance=0.0, latency=None)
+    strict = ExportOptions(variants=("int8",), tolerance=0.0, latency=None)
     with pytest.raises(ExportError, match="allow-degraded"):
         export_bundle(model_path, tmp_path / "strict", strict)
     assert not (tmp_path / "strict").exists()
-    result = export_bundle(model_path, tmp_path / "lenient", ExportOptions(tolerance=0.0, allow_degraded=True, latency=None))
+    result = export_bundle(model_path, tmp_path / "lenient", ExportOptions(variants=("int8",), tolerance=0.0, allow_degraded=True, latency=None))
     assert result.manifest["variants"]["int8"]["accuracy"]["passed"] is False
     assert result.manifest["variants"]["fp32"]["accuracy"]["passed"] is True
 
@@ -205,3 +205,20 @@ def test_a_failed_export_leaves_no_folders_for_its_bundle(tmp_path):
     with pytest.raises(CheckpointError):
         export_bundle(tmp_path / "model.pt", tmp_path / "new" / "bundle")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]
+
+
+def test_a_bundle_without_score_graphs_is_half_the_bytes_and_scores_the_same(tmp_path, model_path, bundle, test_digits):
+    # ExportOptions(score_graph=False), vae-export --no-score-graph: no score.*.onnx; the runtime scores
+    # it with the encoder and decoder (float64), within float32 rounding of the score graph.
+    from vae_edge.runtime import VAE
+
+    result = export_bundle(model_path, tmp_path / "b", ExportOptions(variants=(), latency=None, score_graph=False))
+    files = result.manifest["files"]
+    assert not any(name.startswith("score") for name in files) and "score" not in result.manifest["variants"]["fp32"]
+    with_score = json.loads((bundle / "manifest.json").read_text())
+    fp32 = ("encoder.onnx", "decoder.onnx")
+    assert sum(files[f]["bytes"] for f in fp32) == sum(with_score["files"][f]["bytes"] for f in fp32)
+    assert with_score["files"]["score.onnx"]["bytes"] > 0.9 * sum(files[f]["bytes"] for f in fp32)
+    without = VAE.load(tmp_path / "b")
+    assert without._score is None
+    np.testing.assert_allclose(without.anomaly_score(test_digits[:16]), VAE.load(bundle).anomaly_score(test_digits[:16]), rtol=2e-6)

@@ -38,3 +38,24 @@ def test_export_refuses_non_finite_weights_as_bad_input(tmp_path, model_path):
     torch.save(ckpt, bad)
     one_line_error(invoke(export_main, [bad, "--out", tmp_path / "b"]), 2, "NaN or Inf", "decoder.out.bias")
     one_line_error(invoke(export_main, [model_path, "--out", "/proc/b"]), 2, "cannot write there")
+
+
+def test_vae_export_without_options_asks_for_export_options_defaults(tmp_path):
+    # The command's defaults are read from ExportOptions: `vae-export MODEL` and export_bundle(MODEL, OUT) agree.
+    from vae_edge.export.bundle import ExportOptions
+    from vae_edge.export.cli import export_options
+
+    model = tmp_path / "model.pt"
+    model.write_bytes(b"")
+    params = export_main.make_context("vae-export", [str(model)]).params
+    asked = export_options(**{k: v for k, v in params.items() if k not in ("model", "out", "web")})
+    assert asked == ExportOptions()
+    assert asked.variants == ("auto",)  # the documented default (docs/cli.md)
+
+
+def test_vae_export_reads_its_defaults_without_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, vae_edge.export.cli; print(sorted(m for m in ('torch', 'onnx') if m in sys.modules))"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"

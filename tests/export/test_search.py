@@ -105,7 +105,8 @@ def test_auto_leaves_out_what_misses_its_gate_and_recommends_a_pair_the_runtime_
         candidates = recommended["graphs"][graph]["candidates"]
         assert set(candidates) == set(m["variants"]) - {"auto"}
         assert candidates[made_by]["eligible"] and candidates[made_by]["bytes"] == (out / auto[graph]).stat().st_size
-    assert "not recorded" in recommended["timings"]  # --no-latency: a byte-stable manifest, the choice kept
+        assert made_by == "fp32"  # --no-latency: the fixed preference, int8-weights left out
+    assert recommended["basis"] == "fixed"
     assert auto["accuracy"]["passed"] is True
     vae = VAE.load(out, precision="auto")
     assert vae.precision == "auto" and vae.reconstruct(test_digits[:4]).shape == (4, *vae.shape)

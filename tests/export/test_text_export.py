@@ -58,3 +58,33 @@ def test_text_bundles_refuse_other_variants(tmp_path, text_model_path):
     with pytest.raises(ExportError, match="int8 variant only"):
         export_bundle(text_model_path, tmp_path / "b", ExportOptions(latency=None, variants=("fp16",)))
     assert not (tmp_path / "b").exists()
+
+
+def test_ort_format_copies_are_gated_and_run(tmp_path, text_model_path):
+    from click.testing import CliRunner
+
+    from vae_edge.runtime import TextVAE
+    from vae_edge.runtime.cli import cli as run_main
+
+    out = tmp_path / "bundle"
+    result = export_bundle(text_model_path, out, ExportOptions(latency=None, allow_degraded=True, ort=True))
+    m = result.manifest
+    for variant in ("fp32", "int8"):
+        entry = m["variants"][variant]
+        assert set(entry["ort"]) >= {"encoder", "decoder", "decoder_step"} and all(entry["ort"][g] in m["files"] for g in ("encoder", "decoder", "decoder_step"))
+        assert entry["ort"]["accuracy"]["lines"] > 0
+    assert m["variants"]["fp32"]["ort"]["accuracy"]["passed"] is True
+    assert "required_operators.config" in m["files"]
+    assert any(line.split()[1:2] == ["fp32.ort"] for line in result.report), result.report
+    lines = ["bako", "rimesa"]
+    onnx_vae, ort_vae = TextVAE.load(out, threads=1), TextVAE.load(out, threads=1, format="ort")
+    np.testing.assert_allclose(ort_vae.anomaly_score(lines), onnx_vae.anomaly_score(lines), rtol=1e-5)
+    assert ort_vae.sample(6, seed=1) == onnx_vae.sample(6, seed=1)
+    run = CliRunner().invoke(run_main, ["sample", str(out), "-n", "3", "--seed", "1", "--format", "ort"])
+    assert run.exit_code == 0 and run.stdout.splitlines() == onnx_vae.sample(3, seed=1), run.output
+
+
+def test_fp16_is_refused_with_the_reason(tmp_path, text_model_path):
+    with pytest.raises(ExportError, match="fp16: .*crashes onnxruntime"):
+        export_bundle(text_model_path, tmp_path / "b", ExportOptions(latency=None, variants=("int8", "fp16")))
+    assert not (tmp_path / "b").exists()

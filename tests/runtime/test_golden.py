@@ -64,3 +64,40 @@ def test_selftest_refuses_a_tampered_golden_file_and_a_bundle_without_one(bundle
     (bundle_copy / "manifest.json").write_text(json.dumps(manifest))
     result = CliRunner().invoke(cli, ["selftest", str(bundle_copy)])
     assert result.exit_code == 2 and "has no golden.json" in result.output and "re-export" in result.output
+
+
+# ---------------------------------------------------------------- text bundles
+def test_a_text_bundle_records_lines_and_scores(text_bundle):
+    from vae_edge.runtime import TextVAE
+    from vae_edge.runtime.golden import TEXT_OUTPUTS
+
+    manifest = json.loads((text_bundle / "manifest.json").read_text())
+    golden = read_golden(text_bundle, manifest)
+    assert golden["kind"] == "text" and set(golden["variants"]) == set(manifest["variants"])
+    lines = decode_array(golden["inputs"]["lines"], "lines").tolist()
+    assert len(lines) == 4 and all(isinstance(line, str) and line for line in lines)
+    for entry in golden["variants"].values():
+        assert set(entry["outputs"]) == set(TEXT_OUTPUTS)
+    fp32 = golden["variants"]["fp32"]["outputs"]
+    vae = TextVAE.load(text_bundle, threads=1)
+    assert fp32["reconstruct"]["dtype"] == "str" and fp32["reconstruct"]["data"] == vae.reconstruct(lines)
+    assert fp32["sample.top_k"]["data"] == vae.sample(4, seed=8, temperature=0.8, top_k=5)
+    np.testing.assert_array_equal(decode_array(fp32["anomaly_score"], "s"), vae.anomaly_score(lines))
+
+
+def test_selftest_passes_on_a_text_bundle_and_names_a_line_that_differs(tmp_path, text_bundle):
+    import shutil
+
+    result = CliRunner().invoke(cli, ["selftest", str(text_bundle), "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    assert "✓ int8 sample.top_k" in result.output and "selftest passed: 22 outputs" in result.output
+    copy = tmp_path / "bundle"
+    shutil.copytree(text_bundle, copy)
+    golden = json.loads((copy / GOLDEN).read_text())
+    golden["variants"]["fp32"]["outputs"]["reconstruct"]["data"][1] += "x"  # as if this runtime decoded differently
+    (copy / GOLDEN).write_text(json.dumps(golden))
+    _rehash(copy, GOLDEN)
+    result = CliRunner().invoke(cli, ["selftest", str(copy)])
+    assert result.exit_code == 1
+    assert "✗ fp32 reconstruct: 1 of 4 lines differ; line 1 is" in result.output
+    assert "1 of 22 outputs differ from the conformance set: fp32 reconstruct" in result.output

@@ -93,7 +93,8 @@ def test_run_usage_errors_exit_2(args, fragments):
 def test_run_input_errors_exit_2(tmp_path):
     wrong = tmp_path / "wrong.npy"
     np.save(wrong, np.zeros((3, 5)))
-    one_line_error(invoke(run_main, ["reconstruct", wrong]), 2, "expected shape [n, 1, 8, 8]", "[3, 5]")
+    for command in ("reconstruct", "encode", "score"):  # the file is named, not the API's argument
+        one_line_error(invoke(run_main, [command, wrong]), 2, f"{wrong}: expected shape [n, 1, 8, 8]", "[3, 5]")
     text = tmp_path / "text.npy"
     text.write_text("1,2,3")
     one_line_error(invoke(run_main, ["score", text]), 2, "not a readable .npy", "it is text, not an array file")
@@ -105,10 +106,13 @@ def test_run_input_errors_exit_2(tmp_path):
     one_line_error(invoke(run_main, ["encode", pickled]), 2, "not a readable .npy")
     nan = tmp_path / "nan.npy"
     np.save(nan, np.full((1, 1, 8, 8), np.nan))
-    one_line_error(invoke(run_main, ["score", nan]), 2, "NaN")
+    one_line_error(invoke(run_main, ["score", nan]), 2, f"{nan}: contains NaN")
     zs = tmp_path / "z.npy"
     np.save(zs, np.zeros((2, 7)))
-    one_line_error(invoke(run_main, ["decode", zs]), 2, "z: expected shape [n, 16]")
+    one_line_error(invoke(run_main, ["decode", zs]), 2, f"{zs}: expected shape [n, 16]")
+    table = tmp_path / "wrong.csv"
+    table.write_text("a,b\n1,2\n")
+    one_line_error(invoke(run_main, ["score", table]), 2, f"{table}: expected shape [n, 1, 8, 8]", "[1, 2]")
 
 
 def test_tampered_bundle_exits_2_naming_the_file(bundle_copy):
@@ -179,3 +183,49 @@ def test_run_outputs_are_npy_files_and_stdin_needs_stream(tmp_path, test_digits)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.npy"]
     assert invoke(run_main, ["reconstruct", x, "--out", "/dev/null"]).exit_code == 0
     one_line_error(invoke(run_main, ["score", "-"], input="1,2\n"), 2, "'-' (standard input) is read with --stream only")
+
+
+@pytest.fixture(scope="module")
+def csv_bundle(tmp_path_factory):
+    """(bundle, folder) of a small MLP trained on a CSV table, one sample a row, with --columns."""
+    from helpers import sensor_series, write_csv
+
+    from vae_edge.export.bundle import ExportOptions, export_bundle
+
+    folder = tmp_path_factory.mktemp("table")
+    table = write_csv(folder / "train.csv", sensor_series(400))
+    result = invoke(train_main, ["--data", f"csv:{table}", "--columns", "temp,pressure,level", "--hidden", 16, "--latent", 2,
+                                 "--epochs", 3, "--iw-samples", 2, "--out", folder / "m.pt", "-q"])
+    assert result.exit_code == 0, result.output
+    export_bundle(folder / "m.pt", folder / "bundle", ExportOptions(variants=(), latency=None))
+    return folder / "bundle", folder
+
+
+def test_score_reads_a_csv_of_the_training_columns(csv_bundle, tmp_path):
+    from helpers import sensor_series, write_csv
+
+    from vae_edge.runtime import VAE
+
+    bundle, _ = csv_bundle
+    x = sensor_series(20, seed=1)
+    expected = VAE.load(bundle).anomaly_score(x.astype(np.float32))
+    # Columns in another order, and one more: picked by the names recorded at training.
+    shuffled = write_csv(tmp_path / "new.csv", np.c_[x[:, [2, 0, 1]], np.zeros(len(x))], header="time,level,temp,pressure,extra")
+    result = invoke(run_main, ["score", bundle, shuffled, "--out", tmp_path / "s.npy"])
+    assert result.exit_code == 0, result.output
+    np.testing.assert_allclose(np.load(tmp_path / "s.npy"), expected, rtol=1e-4)
+    missing = write_csv(tmp_path / "missing.csv", x[:, :2], header="time,temp,pressure")
+    one_line_error(invoke(run_main, ["score", bundle, missing]), 2, "missing.csv", "no column 'level'")
+
+
+def test_an_input_of_no_samples_is_one_error_line_in_every_command(tmp_path):
+    empty = tmp_path / "empty.npy"
+    np.save(empty, np.zeros((0, 1, 8, 8), np.float32))
+    for command in ("score", "encode", "reconstruct"):
+        one_line_error(invoke(run_main, [command, empty]), 2, f"{empty}: holds no samples (shape [0, 1, 8, 8])", "[1, 8, 8]")
+    from vae_edge.runtime import VAE
+
+    latents = tmp_path / "z.npy"
+    np.save(latents, np.zeros((0, VAE.load().latent_dim), np.float32))
+    one_line_error(invoke(run_main, ["decode", latents, "--out", tmp_path / "x.npy"]), 2, "holds no samples")
+    assert not (tmp_path / "x.npy").exists()

@@ -4,6 +4,7 @@ thread and batch size): same results as the two-call path and as unbound session
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import onnxruntime as ort
@@ -113,3 +114,79 @@ def test_one_reduction_checks_range_and_finiteness_and_the_slow_path_is_exact(bu
         expected = vae.anomaly_score(inside) + np.array([0, 0, 1000 + 1000 * 0.5 / 16, 0])
         np.testing.assert_allclose(vae.anomaly_score(out), expected, rtol=1e-6)
         np.testing.assert_allclose(vae.anomaly_score(out, samples=1), vae.anomaly_score(inside, samples=1) + expected - vae.anomaly_score(inside), rtol=1e-6)
+
+
+def _one_by_one(vae: VAE, x: np.ndarray) -> list[np.ndarray]:
+    """encode, decode, reconstruct and anomaly_score of each sample of ``x`` on its own (the fast path)."""
+    rows = []
+    for sample in x:
+        mu, logvar = vae.encode(sample)
+        rows.append([mu, logvar, vae.decode(mu), vae.reconstruct(sample), vae.anomaly_score(sample)])
+    return [np.stack(column) for column in zip(*rows)]
+
+
+def _batched(vae: VAE, x: np.ndarray) -> list[np.ndarray]:
+    mu, logvar = vae.encode(x)
+    return [mu, logvar, vae.decode(mu), vae.reconstruct(x), vae.anomaly_score(x)]
+
+
+@pytest.mark.parametrize("which", ["digits", "sensor"])
+def test_single_float32_samples_match_the_batch_and_are_the_callers_own(bundle, sensor_bundle, test_digits, which):
+    # Single float32 samples take the inline fast path (bound batch-1 calls, no as_batch); a batch of 1 in
+    # float64 or a non-contiguous view takes the general one: all agree with the batch, bit for bit
+    # (digits: a scale only; the sensor bundle: Gaussian, an offset and a finite valid range).
+    vae = VAE.load(bundle if which == "digits" else sensor_bundle[0], threads=1)
+    if which == "digits":
+        x = test_digits[:6].astype(np.float32)
+    else:
+        rng = np.random.default_rng(0)
+        x = (vae._offset + vae._scale * rng.standard_normal((6, *vae.shape))).astype(np.float32)
+    want = _batched(vae, x)
+    for got, expected in zip(_one_by_one(vae, x), want):
+        np.testing.assert_array_equal(got, expected)
+    assert isinstance(vae.anomaly_score(x[0]), np.float64) and vae.anomaly_score(x[0]).shape == ()
+    for other in (x[:1].astype(np.float64), np.asfortranarray(x[:1]), x[:1].tolist()):
+        np.testing.assert_array_equal(vae.anomaly_score(other), want[4][:1])
+        np.testing.assert_array_equal(vae.encode(other)[0], want[0][:1])
+    # Results of single samples are new arrays, never a bound buffer a later call overwrites.
+    first = _one_by_one(vae, x[:1])
+    kept = [a.copy() for a in first]
+    _one_by_one(vae, x[1:2])
+    for got, expected in zip(first, kept):
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_single_samples_refuse_and_clip_as_batches_do(bundle, test_digits):
+    vae = VAE.load(bundle, threads=1)
+    x = test_digits[0].astype(np.float32)
+    for value in (np.nan, np.inf, -np.inf):
+        bad = x.copy()
+        bad[0, 1, 1] = value
+        for method in (vae.encode, vae.anomaly_score, vae.reconstruct):
+            with pytest.raises(ValueError, match="NaN or Inf"):
+                method(bad)
+    out, inside = x.copy(), x.copy()
+    out[0, 2, 2], inside[0, 2, 2] = 17.0, 16.0
+    np.testing.assert_array_equal(vae.encode(out)[0], vae.encode(inside)[0])
+    np.testing.assert_allclose(vae.anomaly_score(out), vae.anomaly_score(inside) + 1000 + 1000 / 16, rtol=1e-6)
+    np.testing.assert_array_equal(vae.anomaly_score(out), vae.anomaly_score(out[None])[0])
+    z = np.zeros(vae.latent_dim, np.float32)
+    for value, message in ((np.nan, "NaN or Inf"), (np.inf, "NaN or Inf"), (2e6, "within ±1e"), (-2e6, "within ±1e")):
+        bad = z.copy()
+        bad[1] = value
+        for codes in (bad, np.tile(bad, (3, 1)), np.tile(bad, (40, 1))):  # Python floats, and (320 values) a dot product
+            with pytest.raises(ValueError, match=message):
+                vae.decode(codes)
+    edge = np.full(vae.latent_dim, 1e6, np.float32) / np.sqrt(np.float32(vae.latent_dim)) * np.float32(0.999)
+    np.testing.assert_array_equal(vae.decode(edge), vae.decode(edge[None])[0])  # within the bound: decoded
+
+
+def test_sixteen_threads_scoring_single_samples_match_serial(bundle, test_digits):
+    vae = VAE.load(bundle)
+    x = test_digits[:32].astype(np.float32)
+    serial = _one_by_one(vae, x)
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        results = list(pool.map(lambda i: _one_by_one(vae, x[i % 32 : i % 32 + 1]), range(128)))
+    for i, got in enumerate(results):
+        for g, want in zip(got, serial):
+            np.testing.assert_array_equal(g[0], want[i % 32])

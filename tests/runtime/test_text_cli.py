@@ -63,3 +63,47 @@ def test_empty_line_to_interpolate_and_image_options_refused(text_bundle):
     assert invoke(["interpolate", text_bundle, "", "bako"]).exit_code == 2
     result = invoke(["sample", text_bundle, "--grid", "x.png"])
     assert result.exit_code == 2 and "does not apply to a text bundle" in result.output
+
+
+def test_an_empty_stream_is_an_error_and_blank_stream_lines_are_reported(tmp_path, text_bundle):
+    empty = tmp_path / "empty.log"
+    empty.write_bytes(b"")
+    for args, kwargs in (([empty], {}), ([], {"input": b""})):
+        result = invoke(["score", text_bundle, *args, "--stream"], **kwargs)
+        assert result.exit_code == 2, result.output
+        assert result.output.strip().splitlines()[-1].startswith("Error") and "is empty" in result.output
+    result = invoke(["score", text_bundle, "--stream", "--batch-size", "2"], input=b"bako\n   \nrime\n")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[1] == "nan" and "line 2: blank (whitespace only)" in result.stderr
+
+
+@pytest.mark.parametrize("content, fragment", [
+    (b"\x00\x01\x02binary\n", "binary"),
+    (b"", "is empty"),
+    (b"\n  \n", "no text in it"),
+    (b"bako\n" + b"x" * 100 + b"\n", "more than the limit"),
+    (b"bako\ncaf\xe9\n", "not valid UTF-8"),
+])
+def test_the_installed_command_gives_one_error_line_and_exit_2(tmp_path, text_bundle, content, fragment):
+    """End to end, as a user runs it: the console script in its own process, no traceback, one line."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    src = tmp_path / "bad.txt"
+    src.write_bytes(content)
+    vae_run = Path(sys.executable).with_name("vae-run")
+    done = subprocess.run([str(vae_run), "score", str(text_bundle), str(src)], capture_output=True, text=True)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith("Error: ") and fragment in done.stderr, done.stderr
+
+
+def test_an_empty_string_to_score_or_interpolate_is_refused(text_bundle):
+    from vae_edge.runtime import TextVAE
+    from vae_edge.runtime.vocab import TextError
+
+    vae = TextVAE.load(text_bundle, threads=1)
+    with pytest.raises(TextError, match="empty string"):
+        vae.anomaly_score(["bako", ""])
+    result = invoke(["interpolate", text_bundle, "bako", ""])
+    assert result.exit_code == 2 and "line 2: empty string" in result.output

@@ -9,7 +9,9 @@ import torch
 
 from vae_edge.models import load_model
 from vae_edge.runtime import VAE, TextVAE, load
+from vae_edge.runtime.rng import Generator, normals
 from vae_edge.runtime.text import LineReport
+from vae_edge.runtime.vocab import EOS
 from vae_edge.runtime.vocab import TextError
 
 
@@ -37,11 +39,34 @@ def test_sample_same_seed_same_lines(vae):
     assert len(vae.sample(5, seed=0, max_len=3)[0]) <= 3
 
 
-def test_top_1_and_temperature_0_are_greedy(vae):
+def test_top_1_and_temperature_0_are_greedy_from_the_shared_generator(vae):
     greedy = vae.sample(8, seed=1, temperature=0)
     assert vae.sample(8, seed=1, top_k=1) == greedy
-    z = np.random.default_rng(1).standard_normal((8, vae.latent_dim)).astype(np.float32)
+    # z is the first 8 x latent normals of seed 1's SplitMix64 stream, as in every modality's sample()
+    z = normals(1, 8 * vae.latent_dim).reshape(8, vae.latent_dim).astype(np.float32)
     assert vae.decode(z) == greedy
+
+
+@pytest.mark.parametrize("top_k", [None, 6])
+def test_the_draws_are_the_uniforms_after_z(vae, top_k):
+    """Line i's character t is drawn with uniform i * max_len + t after the n x latent normals of z, and
+    batch 1 (a path of its own) draws what the batch does."""
+    n, max_len = 5, vae.max_len
+    g = Generator(11)
+    z = g.standard_normal((n, vae.latent_dim)).astype(np.float32)
+    u = g.random((n, max_len))
+    drawn = vae.sample(n, seed=11, temperature=0.8, top_k=top_k)
+    single = []
+    for i in range(n):
+        ids = list(vae._stepper(1).run(z[i : i + 1], max_len, 0.8, top_k, u[i : i + 1])[0])
+        single.append(vae.vocab.text(ids[: ids.index(EOS)] if EOS in ids else ids))
+    assert single == drawn
+
+
+def test_a_bad_seed_is_refused(vae):
+    for seed in (-1, 2**64, 1.5):
+        with pytest.raises(ValueError, match="seed"):
+            vae.sample(1, seed=seed)
 
 
 def test_reconstruct_and_scores_match_pytorch(vae, text_model_path):

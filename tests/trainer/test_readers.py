@@ -241,7 +241,7 @@ def test_model_trained_on_resized_images_exports(tmp_path):
     out = tmp_path / "m.pt"
     args = ["--data", f"images:{tmp_path / 'imgs'}", "--size", "4x4", "--epochs", 1, "--hidden", 8, "--latent", 2, "--iw-samples", 2, "--quiet", "--out", out]
     assert invoke(train_main, args).exit_code == 0
-    export_bundle(out, tmp_path / "bundle", ExportOptions(latency=None))
+    export_bundle(out, tmp_path / "bundle", ExportOptions(variants=("int8",), latency=None))
     assert json.loads((tmp_path / "bundle" / "manifest.json").read_text())["data"]["shape"] == [1, 4, 4]
 
 

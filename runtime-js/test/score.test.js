@@ -1,0 +1,73 @@
+// anomalyScore takes one session call, of the bundle's score graph, where the variant names one (as the
+// Python runtime does), and the encoder + decoder where it does not (bundles exported before it):
+// the same scores within float32 rounding, the out-of-range penalty added either way.
+import assert from 'node:assert/strict';
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { test } from 'node:test';
+import { load } from '../src/node.js';
+import { DEFAULT_BUNDLE, excess } from './helpers.js';
+
+// Counts the runs of each of the VAE's real sessions (it wraps run; the session still runs).
+function countRuns(vae) {
+  const counts = { encoder: 0, decoder: 0, score: 0 };
+  for (const graph of Object.keys(counts)) {
+    const session = vae[`_${graph}`];
+    if (session === null) continue;
+    const run = session.run.bind(session);
+    session.run = (...args) => {
+      counts[graph] += 1;
+      return run(...args);
+    };
+  }
+  return counts;
+}
+
+function digits(n, seed) {
+  const data = new Float32Array(n * 64);
+  let s = seed;
+  for (let i = 0; i < data.length; i++) {
+    s = (s * 1103515245 + 12345) % 2147483648;
+    data[i] = Math.round((s / 2147483648) * 16);
+  }
+  return { data, shape: [n, 1, 8, 8] };
+}
+
+test('a score is one call of the score graph; Monte-Carlo scores and bundles without it take the encoder and decoder', async () => {
+  const copy = mkdtempSync(path.join(tmpdir(), 'vae-edge-js-score-'));
+  try {
+    cpSync(DEFAULT_BUNDLE, copy, { recursive: true });
+    const manifest = JSON.parse(readFileSync(path.join(copy, 'manifest.json'), 'utf8'));
+    for (const entry of Object.values(manifest.variants)) {
+      delete manifest.files[entry.score];
+      delete entry.score;
+    }
+    writeFileSync(path.join(copy, 'manifest.json'), JSON.stringify(manifest));
+    const x = digits(16, 7);
+    const out = { data: x.data.slice(), shape: x.shape };
+    out.data[3] = 20; // beyond the valid range 0..16: clipped, with the penalty
+    for (const precision of ['fp32', 'int8']) {
+      const fused = await load(DEFAULT_BUNDLE, { precision });
+      const twoCalls = await load(copy, { precision });
+      assert.notEqual(fused._score, null);
+      assert.equal(twoCalls._score, null);
+      const counts = countRuns(fused);
+      const a = await fused.anomalyScore(x);
+      assert.deepEqual(counts, { encoder: 0, decoder: 0, score: 1 });
+      const single = await fused.anomalyScore({ data: x.data.slice(0, 64), shape: [1, 8, 8] });
+      assert.equal(single, (await fused.anomalyScore({ data: x.data.slice(0, 64), shape: [1, 1, 8, 8] }))[0]); // int8 quantizes per batch: a batch of one
+      await fused.anomalyScore(x, { samples: 2, seed: 1 });
+      assert.deepEqual(counts, { encoder: 1, decoder: 2, score: 3 });
+      const b = await twoCalls.anomalyScore(x);
+      const { worst, at } = excess(a, b, { rtol: 1e-5, atol: 1e-4 });
+      assert.ok(worst <= 0, `${precision} at ${at}: score graph ${a[at]}, two calls ${b[at]}`);
+      const [pa, pb] = [await fused.anomalyScore(out), await twoCalls.anomalyScore(out)];
+      assert.ok(pa[0] - a[0] > 1000 && Math.abs((pa[0] - a[0]) - (pb[0] - b[0])) < 1e-2, `penalty: ${pa[0] - a[0]} against ${pb[0] - b[0]}`);
+      await fused.release();
+      await twoCalls.release();
+    }
+  } finally {
+    rmSync(copy, { recursive: true, force: true });
+  }
+});
