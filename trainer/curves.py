@@ -81,9 +81,8 @@ def curve_figure(history: list[dict], *, best_epoch: int | None = None):
         if lo > 0 and hi / lo > 1.5:
             ax.set_yscale("log")
         margin = 0.05 * (hi - lo) or max(abs(hi) * 0.01, 1e-3)
-        ax.set_ylim(lo - margin, hi + margin)
-        if ax.get_yscale() == "log":
-            ax.set_ylim(max(lo - margin, lo / 1.05), hi + margin)
+        # On a log axis the bottom must stay above 0 (a wide span's margin would cross it).
+        ax.set_ylim(max(lo - margin, lo / 1.05) if ax.get_yscale() == "log" else lo - margin, hi + margin)
     if best_epoch:
         ax.axvline(best_epoch, color="0.4", linestyle=":", linewidth=1, label=f"kept: epoch {best_epoch}")
     ax.set_ylabel("loss, nats per sample (lower is better)")

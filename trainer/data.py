@@ -230,7 +230,7 @@ def split_series(x: np.ndarray, fractions: tuple[float, float, float] = DEFAULT_
 def _check_unit_range(name: str, x: np.ndarray, asked: str) -> None:
     lo, hi = float(x.min()), float(x.max())
     if lo < 0.0 or hi > 1.0:
-        raise DataError(f"{name}: values span {lo:g}..{hi:g}; a Bernoulli model needs a range: data in [0, 1] or a format with a fixed "
+        raise DataError(f"{name}: values span {lo:g}..{hi:g}; a Bernoulli model needs a range: data in [0, 1], whole-number levels 0..255 or a format with a fixed "
                         f"range (8-bit images, IDX); use --likelihood gaussian (or leave --likelihood out), or scale the data to [0, 1]")
 
 
@@ -251,7 +251,19 @@ def choose_likelihood(x: np.ndarray, value_range: tuple[float, float] | None, as
     lo, hi = float(x.min()), float(x.max())
     if 0.0 <= lo and hi <= 1.0:
         return "bernoulli", "every value lies in [0, 1]"
+    if (levels := grey_levels(x)) is not None:
+        return "bernoulli", f"every value is a whole number in 0..{levels:g} (grey levels, as the digits' 0..16): scaled by 0..{levels:g}"
     return "gaussian", f"values span {lo:g}..{hi:g}, no fixed range: standardised per feature"
+
+
+def grey_levels(x: np.ndarray) -> float | None:
+    """The top level of data that are whole numbers from 0 to at most 255 (grey levels saved as floats,
+    such as the digits' 0..16 in a .npy), or None: such data have a fixed range, the levels, and a
+    Bernoulli model scales them by 0..that top level."""
+    lo, hi = float(x.min()), float(x.max())
+    if lo < 0.0 or lo == hi or not 1.0 < hi <= 255.0 or not np.array_equal(x, np.round(x)):  # constant data have no levels
+        return None
+    return hi
 
 
 def _digits(spec: str, **_) -> RawData:
@@ -395,8 +407,11 @@ def load_data(
     chosen, reason = choose_likelihood(raw.x, raw.value_range, likelihood)
     value_range = raw.value_range
     if chosen == "bernoulli" and value_range is None:
-        _check_unit_range(raw.name, raw.x, likelihood)  # the whole --data, not the train split: its val/test must fit too
-        value_range = (0.0, 1.0)
+        if (levels := grey_levels(raw.x)) is not None:
+            value_range = (0.0, levels)
+        else:
+            _check_unit_range(raw.name, raw.x, likelihood)  # the whole --data, not the train split: its val/test must fit too
+            value_range = (0.0, 1.0)
     extra_fields = {}
     if window is not None:
         channels = list(raw.columns) if raw.columns else [f"c{i}" for i in range(raw.x.shape[1])]

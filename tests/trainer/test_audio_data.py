@@ -64,6 +64,16 @@ def test_split_is_by_file_so_windows_of_one_recording_stay_together(tmp_path):
     assert len(data.test) % 4 == 0 and len(data.val) % 4 == 0  # whole files of 4 windows each
 
 
+def test_a_split_of_its_own_is_refused_not_ignored(tmp_path):
+    from vae_edge.trainer.splits import plan
+
+    _write(tmp_path / "a.wav", _tone(1.0))
+    for split in (plan((0.9, 0.1, 0.0)), plan(test_spec="npy:elsewhere.npy")):
+        with pytest.raises(DataError, match="audio:DIR cuts its own split") as info:
+            load_data(f"audio:{tmp_path}", "gaussian", split=split)
+        assert info.value.option == "--split"
+
+
 @pytest.mark.parametrize("setup, match", [
     (lambda d: (d / "a.wav").write_bytes(b"not audio at all"), "not a readable WAV/FLAC"),
     (lambda d: _write(d / "a.wav", np.zeros(8000)), "digital silence"),

@@ -20,8 +20,36 @@ def test_csv_columns_windows_and_auto_likelihood(tmp_path):
     assert ds.describe()["window"]["stride"] == 4 and ds.describe()["columns"] == ["temp", "pressure", "level"]
     unit = write_csv(tmp_path / "u.csv", np.random.default_rng(0).random((50, 2)), header="a,b", times=False)
     assert load_data(f"csv:{unit}").likelihood == "bernoulli"
+    # Grey levels saved as floats (the digits' 0..16 in a .npy): Bernoulli over the levels, as the
+    # likelihood figures of the held-out digits are measured; non-integer or negative data stay Gaussian.
+    levels = tmp_path / "levels.npy"
+    np.save(levels, np.random.default_rng(0).integers(0, 17, (40, 8, 8)).astype(np.float32))
+    grey = load_data(f"npy:{levels}")
+    assert (grey.likelihood, grey.value_range, grey.scale) == ("bernoulli", (0.0, 16.0), 16.0) and "whole number in 0..16" in grey.likelihood_reason
+    np.save(levels, np.random.default_rng(0).integers(0, 17, (40, 8, 8)).astype(np.float32) - 1)
+    assert load_data(f"npy:{levels}").likelihood == "gaussian"
     with pytest.raises(DataError, match="a Bernoulli model needs a range.*--likelihood gaussian"):
         load_data(f"csv:{path}", "bernoulli", columns=["temp"])
+
+
+def test_windows_follow_the_split_in_time_order_and_a_val_series_is_windowed_alike(tmp_path):
+    from vae_edge.trainer.splits import plan
+
+    series = sensor_series(400)
+    path = write_csv(tmp_path / "s.csv", series)
+    n = (400 - 16) // 4 + 1
+    ds = load_data(f"csv:{path}", columns=["temp", "pressure", "level"], window=(16, 4), split=plan((0.7, 0.3, 0.0)))
+    assert (len(ds.train), len(ds.val), len(ds.test)) == (n - round(0.3 * n), round(0.3 * n), 0)
+    # Consecutive blocks: the first validation window starts one stride after the last train window.
+    np.testing.assert_allclose(ds.val[0, :, 0], series[4 * len(ds.train)], atol=1e-4)
+    assert ds.describe()["split"]["fractions"] == [0.7, 0.3, 0.0]
+    val_path = write_csv(tmp_path / "v.csv", sensor_series(100, seed=1))
+    own = load_data(f"csv:{path}", columns=["temp", "pressure", "level"], window=(16, 4), split=plan(val_spec=f"csv:{val_path}"))
+    assert own.val.shape == ((100 - 16) // 4 + 1, 3, 16) and len(own.train) + len(own.test) == n
+    short = write_csv(tmp_path / "short.csv", sensor_series(100)[:, :2], header="time,temp,pressure")
+    with pytest.raises(DataError, match=r"samples of shape \[3, 16\], the training data.s \(csv:.*\) are \[4, 16\]") as info:
+        load_data(f"csv:{path}", window=(16, 4), split=plan(val_spec=f"csv:{short}"))
+    assert info.value.option == "--val-data"
 
 
 @pytest.mark.parametrize(

@@ -217,6 +217,20 @@ def test_training_curves_have_axis_titles_and_the_first_epochs_do_not_flatten_th
     path = write_loss_curve(tmp_path / "m.loss.png", history[:1])  # one epoch: a point, no crash
     assert Image.open(path).size[0] > 0
 
+def test_a_wide_loss_span_is_drawn_on_a_log_axis_whose_bottom_stays_above_zero():
+    import warnings
+
+    from vae_edge.trainer.curves import curve_figure
+
+    # A loss spanning ~20x after the first epochs (a bad learning rate can do this): the 5 % margin
+    # below the lowest loss would cross 0, which a log axis refuses with a warning.
+    history = [{"epoch": e, "train_elbo": -(40 + 20 / e), "val_elbo": -(45 + 20000 / e), "lr": 1e-3} for e in range(1, 41)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ax = curve_figure(history).axes[0]
+    assert ax.get_yscale() == "log" and 0 < ax.get_ylim()[0] < 40.5
+
+
 def test_progress_off_a_terminal_is_a_few_plain_lines(digits, capsys):
     cfg = VAEConfig(input_shape=digits.shape, latent_dim=2, hidden_dims=(16,))
     train(cfg, digits, TrainConfig(epochs=3, iw_samples=2))  # pytest's captured stderr is not a terminal
