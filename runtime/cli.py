@@ -481,6 +481,8 @@ def _score_stream(paths, precision, fmt, threads, out, samples, batch_size) -> N
     except RowError as exc:
         where = f"{src}: row {exc.row}" if src is not None else f"line {exc.row + 1 + len(header)}"
         raise ValueError(f"{where}: {exc.reason}") from None
+    if not total:  # as for text and windowed streams: silence and exit 0 would read as "nothing unusual"
+        raise ValueError(f"{src or 'standard input'}: is empty; expected rows of {int(np.prod(vae.shape))} comma-separated numbers")
     _report_flagged(flagged, total, limit)
 
 

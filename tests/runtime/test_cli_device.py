@@ -71,6 +71,13 @@ def test_stream_usage_errors_exit_2(tmp_path):
     one_line_error(invoke(run_main, ["score", "--stream", tmp_path / "none.npy"]), 2, "none.npy: no such file")
 
 
+def test_an_empty_stream_is_one_error_not_silence(tmp_path):
+    one_line_error(invoke(run_main, ["score", "--stream"], input=""), 2, "standard input: is empty")
+    empty = tmp_path / "empty.npy"
+    np.save(empty, np.zeros((0, 64), np.float32))
+    one_line_error(invoke(run_main, ["score", "--stream", str(empty)]), 2, "empty")
+
+
 def test_a_pipe_sees_each_batch_before_the_input_ends(test_digits):
     """A sensor writes one line; with --batch-size 1 its score must come back while stdin is still open."""
     script = Path(sys.executable).parent / "vae-run"
