@@ -29,10 +29,9 @@ import numpy as np
 SEEDS = (0, 1, 2)
 TRAIN_FRACTION = 0.7
 DIGIT_ANOMALIES = 300
-# vae-train as a new user runs it: its defaults (MLP 400-8, 100 epochs, likelihood auto); only the
-# IWAE estimate at the end is cut short (it does not change the model). Measured on breast-cancer seeds
-# 0 and 1, fp32 AUC: defaults 0.9588 / 0.9565, hidden 64 latent 4 150 epochs 0.9530 / 0.9565, hidden 32
-# latent 2 0.9471 / 0.9536, fixed --gaussian-std 1 0.9596 / 0.9569 (2026-12-01, loaded machine).
+# vae-train as a new user runs it: its defaults (since issue 12: MLP 400-400-16, IWAE K=5, lr 3e-3
+# cosine, up to 300 epochs with early stopping on validation; likelihood auto); only the IWAE estimate
+# at the end is cut short (it does not change the model). Figures and what was tried: docs/anomaly.md.
 VAE_ARGS = ("--iw-samples", "50")
 
 

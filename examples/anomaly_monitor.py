@@ -10,7 +10,12 @@ For each reading it prints nothing if the reading looks like the training data, 
     ALERT line 12: score 41.3 nats > p99 27.6
 
 on standard output if it scores above the threshold calibrated at export (``--quantile``, the same
-rule as ``VAE.is_anomaly``). A CSV header line naming the bundle's columns is skipped. A reading
+rule as ``VAE.is_anomaly``), or above ``--threshold NATS``: a threshold chosen for a target false-alarm
+rate on a long recording of normal readings (``vae-run evaluate BUNDLE normal.csv faults.csv
+--false-alarm 0.0001``). The export's quantiles come from the validation split, and a high one of few
+samples (p99.9 of 100 windows is their maximum) flags more than its share of a long stream; a
+recording of normal operation many times longer than the stretch watched between reviews gives a
+threshold no normal stretch is likely to cross. A CSV header line naming the bundle's columns is skipped. A reading
 beyond the training range is scored (high) and alerted, never skipped. A garbled reading is reported
 on standard error and skipped: a monitor must not stop on one bad line. At the end (or on Ctrl-C) a
 summary goes to standard error.
@@ -32,6 +37,7 @@ from __future__ import annotations
 import argparse
 import io
 import logging
+import math
 import sys
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -60,14 +66,21 @@ def readings(lines: Iterable[str], line_numbers: deque, columns: list[str] | Non
             yield None
 
 
-def monitor(vae: VAE, lines: Iterable[str], counts: dict, *, quantile: float = 0.99, batch_size: int = 1, out=sys.stdout) -> None:
+def alert_limit(vae: VAE, quantile: float, threshold: float | None) -> tuple[float, str]:
+    """(the score above which to alert, its name): ``threshold`` when given, else the bundle's
+    calibrated ``quantile`` (which fails now, before reading anything, if the bundle has none)."""
+    if threshold is not None:
+        return float(threshold), "threshold"
+    return vae.threshold(quantile), f"p{quantile * 100:g}"
+
+
+def monitor(vae: VAE, lines: Iterable[str], counts: dict, *, quantile: float = 0.99, threshold: float | None = None, batch_size: int = 1, out=sys.stdout) -> None:
     """Score every reading in ``lines``; write one ALERT line per anomaly to ``out``.
 
     ``counts`` (readings, alerts, skipped) is updated as readings arrive, so it is right even when the
     monitor is interrupted.
     """
-    limit = vae.threshold(quantile)  # fails now, before reading anything, if the bundle has no calibration
-    name = f"p{quantile * 100:g}"
+    limit, name = alert_limit(vae, quantile, threshold)
     line_numbers: deque[int] = deque()
     columns = vae.manifest["data"].get("columns")
     scores = vae.score_stream(readings(lines, line_numbers, list(columns) if columns else None), batch_size=batch_size, bad_rows="nan")
@@ -100,10 +113,9 @@ def steps(lines: Iterable[str], line_numbers: list, channels: list[str], counts:
             yield None
 
 
-def monitor_windows(vae: VAE, lines: Iterable[str], counts: dict, *, quantile: float = 0.99, out=sys.stdout) -> None:
+def monitor_windows(vae: VAE, lines: Iterable[str], counts: dict, *, quantile: float = 0.99, threshold: float | None = None, out=sys.stdout) -> None:
     """Score each window of a multichannel stream as soon as it is complete; one ALERT line per anomaly."""
-    limit = vae.threshold(quantile)
-    name = f"p{quantile * 100:g}"
+    limit, name = alert_limit(vae, quantile, threshold)
     length = int(vae.window["length"])
     line_numbers: list[int] = []
     for end, score in vae.score_windows(steps(lines, line_numbers, list(vae.window["channels"]), counts), bad_rows="nan"):
@@ -120,13 +132,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bundle", help="bundle folder (default: the one shipped with vae-edge)")
     parser.add_argument("--precision", default="fp32", help="variant to run, e.g. int8 (default: fp32)")
     parser.add_argument("--quantile", type=float, default=0.99, help="alert above this calibrated quantile (default: 0.99)")
+    parser.add_argument("--threshold", type=float, default=None, metavar="NATS",
+                        help="alert above this score instead, e.g. the one `vae-run evaluate --false-alarm RATE` picks on normal readings")
     parser.add_argument("--batch-size", type=int, default=1, help="readings scored together; 1 answers each line at once (default: 1)")
     args = parser.parse_args(argv)
     logging.basicConfig(format="warning: %(message)s", level=logging.WARNING)  # the runtime names each bad reading
 
     try:
         vae = VAE.load(args.bundle, precision=args.precision, threads=1)  # one core: leave the rest to the device
-        vae.threshold(args.quantile)
+        if args.threshold is not None and not math.isfinite(args.threshold):
+            raise ValueError(f"--threshold must be a finite number of nats, got {args.threshold}")
+        alert_limit(vae, args.quantile, args.threshold)
         # Bytes that are not UTF-8 (a glitch on a serial line) become U+FFFD: that line is then one garbled
         # reading, skipped like any other, instead of an exception that would stop the monitor.
         source = open(args.file, "rb") if args.file else sys.stdin.buffer
@@ -141,9 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with lines:
             if vae.window:
-                monitor_windows(vae, lines, counts, quantile=args.quantile)
+                monitor_windows(vae, lines, counts, quantile=args.quantile, threshold=args.threshold)
             else:
-                monitor(vae, lines, counts, quantile=args.quantile, batch_size=args.batch_size)
+                monitor(vae, lines, counts, quantile=args.quantile, threshold=args.threshold, batch_size=args.batch_size)
     except KeyboardInterrupt:
         pass
     except ValueError as exc:  # e.g. --batch-size 0

@@ -493,8 +493,15 @@ def _score_window_stream(vae: VAE, src: Path | None) -> None:
     rows = _stdin_rows((int(vae.shape[0]),), vae.window.get("channels"), header) if src is None else _read_array(src, mmap=True)
     flagged = total = 0
     limit = _threshold_or_none(vae)
+    seen = [0]
+
+    def counted(steps):
+        for step in steps:
+            seen[0] += 1
+            yield step
+
     try:
-        for _, s in vae.score_windows(rows):
+        for _, s in vae.score_windows(counted(rows)):
             click.echo(f"{s:.6g}")
             sys.stdout.flush()
             total += 1
@@ -502,6 +509,10 @@ def _score_window_stream(vae: VAE, src: Path | None) -> None:
     except RowError as exc:
         where = f"{src}: row {exc.row}" if src is not None else f"line {exc.row + 1 + len(header)}"
         raise ValueError(f"{where}: {exc.reason}") from None
+    length = int(vae.window["length"])
+    if not total and seen[0] < length:
+        # Silence and exit 0 would read as "nothing unusual"; the series was too short to say anything.
+        raise ValueError(f"{src or 'standard input'}: the series ended after {seen[0]} rows, shorter than one window ({length} steps); no window was scored")
     _report_flagged(flagged, total, limit)
 
 

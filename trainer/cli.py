@@ -22,7 +22,7 @@ from .config import DEVICES, LR_SCHEDULES, OBJECTIVES, TrainConfig
 DATA_HELP = (
     "Data set: digits (scikit-learn's bundled 8x8 digits) | idx:PATH (MNIST-format IDX images, .gz allowed) | "
     "images:DIR (PNG/JPEG files under DIR, see --size) | npy:PATH (.npy; or PATH.npz:KEY, KEY optional for a one-array .npz) | "
-    "csv:PATH (a header row, then numbers; see --columns, --window) | "
+    "csv:PATH (a header row, then numbers; see --columns, --window) | parquet:PATH (a Parquet table, the same rules) | "
     "audio:DIR (WAV/FLAC files under DIR: log-mel features, see --duration/--window; conv and gaussian unless given) | "
     "text:FILE (UTF-8, one sample a line; trains the sentence VAE, --arch gru)."
 )
@@ -56,7 +56,7 @@ def _train(option: str):
 @click.option("--sample-rate", type=click.IntRange(min=1000, max=384000), default=16000, show_default=True, help="audio:DIR: files are resampled to this rate (Hz).")
 @click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None, help="audio:DIR: seconds per clip, one clip per file, cropped or zero-padded (default: the files' common length).")
 @click.option("--window", type=click.FloatRange(min=0, min_open=True), default=None, help="audio:DIR: windows of this many seconds over long recordings. "
-              "csv:PATH or npy:PATH [T, C]: cut the series into windows [C, N] of this many steps (an integer; conv1d or mlp).")
+              "csv:PATH, parquet:PATH or npy:PATH [T, C]: cut the series into windows [C, N] of this many steps (an integer; conv1d or mlp).")
 @click.option("--stride", type=click.FloatRange(min=0, min_open=True), default=None, help="With --window: seconds (audio:DIR) or steps (a series) between window starts (default: --window, no overlap).")
 @click.option("--mels", type=click.IntRange(min=1), default=64, show_default=True, help="audio:DIR: mel bands of the log-mel front end.")
 @click.option("--n-fft", type=click.IntRange(min=16), default=1024, show_default=True, help="audio:DIR: FFT frame length (samples).")
@@ -75,7 +75,7 @@ def _train(option: str):
 @click.option("--beta", type=click.FloatRange(min=0), default=_train("beta"), show_default=True, help="KL weight (1 = the ELBO; --objective elbo).")
 @click.option("--kl-warmup", type=click.FloatRange(min=0), default=_train("kl_warmup"), show_default=True, help="Epochs over which the KL weight ramps up from 0 (--objective elbo).")
 @click.option("--likelihood", type=click.Choice(("auto", *LIKELIHOODS)), default="auto", show_default=True, help="p(x|z): bernoulli (data scaled to [0, 1]) or gaussian (data standardised per feature); auto: bernoulli for data in a fixed range (8-bit images, IDX, values in [0, 1], whole-number grey levels 0..255), else gaussian.")
-@click.option("--columns", default=None, metavar="A,B,...", help="csv:PATH: the columns to read, by header name (default: all).")
+@click.option("--columns", default=None, metavar="A,B,...", help="csv:PATH, parquet:PATH: the columns to read, by name (default: all).")
 @click.option("--gaussian-std", type=click.FloatRange(min=0, min_open=True), default=_model("gaussian_std"), help="gaussian: fixed std of p(x|z) in standardised units (omitted: learned per feature).")
 @click.option("--patience", type=click.IntRange(min=0), default=_train("patience"), show_default=True, help="Stop after N epochs without a better validation bound and keep the best epoch (0: never; train all --epochs, keep the last; text:FILE: 3 unless given).")
 @click.option("--iw-samples", type=click.IntRange(min=1), default=_train("iw_samples"), show_default=True, help="K for the importance-weighted NLL estimate on the test split.")

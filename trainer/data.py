@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .readers import DataError, RawData, read_csv, read_idx, read_images, read_npy, split_npz_key, windows
+from .readers import DataError, RawData, read_csv, read_idx, read_images, read_npy, read_parquet, split_npz_key, windows
 from .splits import DEFAULT_FRACTIONS, SPLIT_SEED, SplitError, SplitPlan, absolute_spec, cut, locate, plan, relative_spec
 
 __all__ = ["SPLIT_SEED", "DataError", "Dataset", "choose_likelihood", "data_files", "load_data", "load_recorded", "recorded_specs",
@@ -297,8 +297,12 @@ def _windowed(raw: RawData, window: tuple[int, int]) -> RawData:
     return RawData(raw.name, windows(raw.x, length, stride, raw.name), "sequence", raw.value_range, raw.columns)
 
 
+def _parquet(spec: str, *, columns=None, **_) -> RawData:
+    return read_parquet(_argument(spec), columns)
+
+
 def data_files(spec: str) -> list[Path]:
-    """The files a ``--data`` SPEC reads (idx:, npy: and text:; none for digits, and images:DIR is a folder),
+    """The files a ``--data`` SPEC reads (idx:, npy:, csv:, parquet: and text:; none for digits, and images:DIR is a folder),
     so that a tool can refuse to write over them.
 
     Raises:
@@ -309,7 +313,7 @@ def data_files(spec: str) -> list[Path]:
         return [Path(_argument(spec))]
     if kind == "npy":
         return [split_npz_key(_argument(spec))[0]]
-    if kind == "csv":
+    if kind in ("csv", "parquet"):
         return [Path(_argument(spec))]
     return []
 
@@ -327,7 +331,7 @@ def _audio(spec: str, likelihood: str, audio=None) -> Dataset:
     return read_audio_dataset(spec, _argument(spec), likelihood, audio)
 
 
-_SOURCES = {"digits": _digits, "idx": _idx, "images": _images, "npy": _npy, "csv": _csv, "audio": _audio}
+_SOURCES = {"digits": _digits, "idx": _idx, "images": _images, "npy": _npy, "csv": _csv, "parquet": _parquet, "audio": _audio}
 
 
 def load_data(
@@ -347,7 +351,8 @@ def load_data(
         spec: "digits" (scikit-learn's bundled 8x8 digits, the default); "idx:PATH" (an MNIST-format IDX
             file, .gz allowed); "images:DIR" (PNG/JPEG files under DIR, recursively); "npy:PATH" (a .npy
             file) or "npy:PATH.npz:KEY" (one array of a .npz; KEY optional when it holds one array);
-            "csv:PATH" (a header row, then numbers: one sample, or one time step with ``window``, per row).
+            "csv:PATH" (a header row, then numbers: one sample, or one time step with ``window``, per row);
+            "parquet:PATH" (a Parquet table under the same rules; needs pyarrow).
         likelihood: "auto" (the default: :func:`choose_likelihood`, on the training data), "bernoulli"
             (scaled to [0, 1]) or "gaussian" (standardised per feature on the train split).
         size: (height, width) that images:DIR resizes every image to; other sources ignore it.
@@ -357,8 +362,8 @@ def load_data(
             (``splits.plan``); default 0.8/0.1/0.1 of ``spec``. audio:DIR cuts its own split and ignores it.
         audio: ``trainer.audio.AudioOptions`` for "audio:DIR" (WAV/FLAC files; sample rate, clips, front
             end); other sources ignore it.
-        columns: csv: the columns to read, by header name (default: all); the same for --val-data and
-            --test-data.
+        columns: csv: and parquet: the columns to read, by name (default: all); the same for --val-data
+            and --test-data.
         window: (N, S): the rows are a series [T, C] (csv:, or npy: [T, C]) cut into windows [C, N]
             every S steps; the split's parts are consecutive blocks in time order (``split_series``), and
             a --val-data or --test-data series is windowed the same way.
@@ -373,9 +378,9 @@ def load_data(
     """
     if isinstance(spec, str) and spec.split(":", 1)[0] == "audio":
         if columns:
-            raise DataError(f"--columns applies to csv:PATH data only, not {spec!r}")
+            raise DataError(f"--columns applies to csv:PATH and parquet:PATH data only, not {spec!r}")
         if window is not None:
-            raise DataError(f"--window applies to a series in csv:PATH or npy:PATH ([T, C]), or to audio:DIR, not {spec!r}")
+            raise DataError(f"--window applies to a series in csv:PATH, parquet:PATH or npy:PATH ([T, C]), or to audio:DIR, not {spec!r}")
         if split is not None and (split.val_spec or split.test_spec or split.fractions != DEFAULT_FRACTIONS):
             raise DataError(f"{spec}: audio:DIR cuts its own split (by file, 0.8/0.1/0.1); --split, --val-data and --test-data do not apply", "--split")
         return _audio(spec, likelihood, audio)
@@ -426,14 +431,14 @@ def _read(spec: str, *, size: tuple[int, int] | None, sequences: bool, columns: 
         raise DataError(f"data spec must be a string such as 'digits', got {spec!r}")
     kind = spec.split(":", 1)[0]
     if kind not in _SOURCES:
-        raise DataError(f"unknown data spec {spec!r}; expected digits, idx:PATH, images:DIR, npy:PATH[.npz:KEY], csv:PATH or audio:DIR")
+        raise DataError(f"unknown data spec {spec!r}; expected digits, idx:PATH, images:DIR, npy:PATH[.npz:KEY], csv:PATH, parquet:PATH or audio:DIR")
     if kind == "audio":
         raise DataError(f"{spec}: audio:DIR cuts its own split; --val-data and --test-data take the same kind of data as --data")
-    if columns and kind != "csv":
-        raise DataError(f"--columns applies to csv:PATH data only, not {spec!r}")
-    if window is not None and kind not in ("csv", "npy"):
-        raise DataError(f"--window applies to a series in csv:PATH or npy:PATH ([T, C]), or to audio:DIR, not {spec!r}")
-    # Each source takes the options that apply to it (size: images:DIR; sequences: npy:; columns: csv:) and ignores the rest.
+    if columns and kind not in ("csv", "parquet"):
+        raise DataError(f"--columns applies to csv:PATH and parquet:PATH data only, not {spec!r}")
+    if window is not None and kind not in ("csv", "parquet", "npy"):
+        raise DataError(f"--window applies to a series in csv:PATH, parquet:PATH or npy:PATH ([T, C]), or to audio:DIR, not {spec!r}")
+    # Each source takes the options that apply to it (size: images:DIR; sequences: npy:; columns: csv:, parquet:) and ignores the rest.
     raw = _SOURCES[kind](spec, size=size, sequences=sequences, columns=columns, window=window)
     return _windowed(raw, window) if window is not None else raw
 

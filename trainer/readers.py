@@ -1,4 +1,4 @@
-"""Readers for user data: MNIST-format IDX files, folders of PNG/JPEG images, .npy/.npz arrays and CSV tables.
+"""Readers for user data: MNIST-format IDX files, folders of PNG/JPEG images, .npy/.npz arrays, CSV and Parquet tables.
 
 Each reader returns a :class:`RawData` (samples in the file's own units, float32) and raises
 :class:`DataError` naming the file and what was expected; ``data.load_data`` splits the samples and
@@ -213,6 +213,63 @@ def read_csv(path: str | Path, columns: list[str] | None = None) -> RawData:
     except TableError as exc:
         raise DataError(str(exc)) from None
     return RawData(Path(path).name, x, "vector", None, names)
+
+
+# A Parquet file is read whole (then decoded by pyarrow): the same bound as a CSV's.
+MAX_PARQUET_BYTES = 1 << 30
+
+
+def read_parquet(path: str | Path, columns: list[str] | None = None) -> RawData:
+    """A Parquet table (pyarrow, in the ``train`` extra) under the CSV rules: every column, or the
+    ``columns`` picked by name in that order, must hold numbers (int, float or bool); a null, NaN or
+    Inf cell is refused. One row per sample (or time step, with ``--window``).
+
+    Raises:
+        DataError: missing or unreadable file, not Parquet, no rows, an unknown or non-numeric column
+            (named, with its type), or a null/NaN/Inf cell (naming its row and column).
+    """
+    path = Path(path)
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise DataError(f"{path}: reading Parquet needs pyarrow: pip install 'vae-edge[train]'") from None
+    raw = _read_bytes(path, MAX_PARQUET_BYTES)
+    try:
+        table = pq.read_table(pa.BufferReader(raw))
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise DataError(f"{path}: not a readable Parquet file ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+    header = list(table.column_names)
+    if columns:
+        missing = [c for c in columns if c not in header]
+        if missing:
+            raise DataError(f"{path}: no column {missing[0]!r}; the table has {', '.join(map(repr, header))}")
+        picks = list(columns)
+    else:
+        picks = header
+    if not picks or table.num_rows == 0:
+        raise DataError(f"{path}: holds no rows of data" if picks else f"{path}: holds no columns")
+    x = np.empty((table.num_rows, len(picks)), np.float64)
+    for j, name in enumerate(picks):
+        col = table.column(name)
+        kind = col.type
+        if not (pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind)):
+            hint = "" if columns else "; pick the numeric columns with --columns"
+            raise DataError(f"{path}: column {name!r} holds {kind}, not numbers{hint}")
+        if col.null_count:
+            row = int(np.flatnonzero(col.is_null().to_numpy(zero_copy_only=False))[0])
+            raise DataError(f"{path}: row {row + 1}, column {name!r}: an empty (null) cell; NaN, Inf and null cells are not data")
+        x[:, j] = col.to_numpy().astype(np.float64)
+    bad = ~np.isfinite(x)
+    if bad.any():
+        i, j = np.argwhere(bad)[0]
+        raise DataError(f"{path}: row {i + 1}, column {picks[j]!r}: {x[i, j]:g}; NaN, Inf and null cells are not data")
+    with np.errstate(over="ignore"):
+        x32 = np.ascontiguousarray(x, dtype=np.float32)
+    if not np.isfinite(x32).all():
+        i, j = np.argwhere(~np.isfinite(x32))[0]
+        raise DataError(f"{path}: row {i + 1}, column {picks[j]!r}: {x[i, j]:g} is beyond float32's range")
+    return RawData(path.name, x32, "vector", None, tuple(picks))
 
 
 def windows(series: np.ndarray, length: int, stride: int, name: str = "series") -> np.ndarray:

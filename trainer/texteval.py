@@ -101,7 +101,7 @@ def exact_match(model: SentenceVAE, vocab: Vocabulary, lines: list[str]) -> floa
 
 
 def final_metrics(model: SentenceVAE, data: TextData, config, run, device) -> dict:
-    """Test figures of the trained model (``config``: its TextTrainConfig, ``run``: its TextRun), per line and per character (a line's <eos> counts as a character)."""
+    """Test figures of the trained model (``config``: its TextTrainConfig, ``run``: its Run), per line and per character (a line's <eos> counts as a character)."""
     model.eval()
     test = data.test[:MAX_EVAL_LINES]
     tokens, lengths = (t.to(device) for t in encode_split(data.vocab, test))

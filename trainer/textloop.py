@@ -26,9 +26,10 @@ from vae_edge.models.text import BOS, PAD, UNK, SentenceVAE, TextVAEConfig, buil
 
 from .curves import output_paths, write_loss_curve, write_metrics
 from .loop import TrainingError, resolve_device
+from .resume import Run
 from .textdata import TextData
 from .texteval import decoder_inputs, encode_split, epoch_metrics, evaluate_text, final_metrics, iw_nll, kl_per_dim
-from .textresume import TextRun, restore_text
+from .textresume import restore_text
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +153,7 @@ def train_text(model_config: TextVAEConfig, data: TextData, config: TextTrainCon
     torch.manual_seed(config.seed)
     model = build_text_model(model_config).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    run = restore_text(resume, model, optimizer, model_config, data, config) if resume is not None else TextRun()
+    run = restore_text(resume, model, optimizer, model_config, data, config) if resume is not None else Run()
     train_tokens, train_lengths = (t.to(device) for t in encode_split(data.vocab, data.train))
     val_tokens, val_lengths = (t.to(device) for t in encode_split(data.vocab, data.val))
     steps_per_epoch = math.ceil(len(data.train) / config.batch_size)
@@ -213,7 +214,7 @@ def val_bound(model: SentenceVAE, tokens: torch.Tensor, lengths: torch.Tensor, c
     return -float(iw_nll(model, tokens, lengths, config.iw_train, seed=config.seed).mean())
 
 
-def _save(out: Path, side_outputs: bool, model, optimizer, data: TextData, config: TextTrainConfig, run: TextRun, metrics: dict, *, state: dict | None = None) -> None:
+def _save(out: Path, side_outputs: bool, model, optimizer, data: TextData, config: TextTrainConfig, run: Run, metrics: dict, *, state: dict | None = None) -> None:
     state = state if state is not None else run.state(config, model)
     ckpt = make_checkpoint(model, data=data.describe(), metrics=metrics, optimizer=optimizer, train_state=state, weights=run.weights(model))
     save_checkpoint(out, ckpt)

@@ -1,18 +1,15 @@
-"""The state of a text run that model.pt keeps, so that ``vae-train --resume`` continues an interrupted
-sentence-VAE run (and ends where an uninterrupted one would), and that early stopping decides on.
-The image trainer's twin (trainer/resume.py) checks a VAEConfig and image data; this one a
-TextVAEConfig and the text's vocabulary."""
+"""``vae-train --resume`` of a sentence-VAE run: the checks and the restore of a text checkpoint (its
+TextVAEConfig, the text's vocabulary, the fixed settings). The run's progress, which early stopping
+decides on and model.pt keeps, is the image trainer's :class:`~vae_edge.trainer.resume.Run`."""
 
 from __future__ import annotations
 
 import logging
 import math
-from dataclasses import asdict, dataclass, field
-
 
 from vae_edge.models.text import SentenceVAE, TextVAEConfig
 
-from .resume import ResumeError, cpu_copy
+from .resume import ResumeError, Run, cpu_copy
 from .textdata import TextData
 
 log = logging.getLogger(__name__)
@@ -25,46 +22,7 @@ TEXT_TRAIN_OPTIONS = ("epochs", "batch_size", "lr", "beta", "kl_warmup", "token_
                       "objective", "iw_train", "seed", "iw_samples", "patience")
 
 
-@dataclass
-class TextRun:
-    """Progress of a text run: epochs done, history, and the best epoch by the validation bound."""
-
-    epoch: int = 0
-    history: list[dict] = field(default_factory=list)
-    best_epoch: int = 0
-    best_val_bound: float = -math.inf
-    best_weights: dict | None = None  # CPU copy, kept only with early stopping
-    stale: int = 0  # epochs since the best one
-    stopped_early: bool = False
-
-    def record(self, row: dict, model: SentenceVAE, *, keep_best: bool) -> None:
-        """Add one epoch's row; keep the weights when its ``val_bound`` is the best so far and ``keep_best``."""
-        self.epoch = row["epoch"]
-        self.history.append(row)
-        if row["val_bound"] > self.best_val_bound:
-            self.best_epoch, self.best_val_bound, self.stale = row["epoch"], row["val_bound"], 0
-            if keep_best:
-                self.best_weights = cpu_copy(model.state_dict())
-        else:
-            self.stale += 1
-
-    def weights(self, model: SentenceVAE) -> dict:
-        """The weights model.pt serves: the best epoch's under early stopping, else the latest."""
-        return self.best_weights if self.best_weights is not None else cpu_copy(model.state_dict())
-
-    def state(self, config, model: SentenceVAE) -> dict:
-        """model.pt's ``train_state``: plain data and tensors only (``torch.load(weights_only=True)``)."""
-        state = {
-            "epoch": self.epoch, "train_config": asdict(config), "history": list(self.history),
-            "best_epoch": self.best_epoch, "best_val_bound": self.best_val_bound,
-            "epochs_without_improvement": self.stale, "stopped_early": self.stopped_early,
-        }
-        if self.best_weights is not None and self.best_epoch != self.epoch:
-            state["last_state_dict"] = cpu_copy(model.state_dict())  # where --resume continues from
-        return state
-
-
-def restore_text(ckpt: dict, model: SentenceVAE, optimizer, model_config: TextVAEConfig, data: TextData, config) -> TextRun:
+def restore_text(ckpt: dict, model: SentenceVAE, optimizer, model_config: TextVAEConfig, data: TextData, config) -> Run:
     """Load a text checkpoint's weights and optimizer into ``model`` and ``optimizer``.
 
     Returns:
@@ -100,7 +58,7 @@ def restore_text(ckpt: dict, model: SentenceVAE, optimizer, model_config: TextVA
         optimizer.load_state_dict(ckpt["optimizer"])
     except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as exc:
         raise ResumeError(f"the checkpoint's training state cannot be restored ({(str(exc).strip().splitlines() or [type(exc).__name__])[0]})") from None
-    run = TextRun(epoch=int(ts["epoch"]), history=list(ts["history"]), best_epoch=int(ts.get("best_epoch", 0)),
+    run = Run(epoch=int(ts["epoch"]), history=list(ts["history"]), best_epoch=int(ts.get("best_epoch", 0)),
                   best_val_bound=float(ts.get("best_val_bound", -math.inf)), stale=int(ts.get("epochs_without_improvement", 0)))
     if config.patience and run.best_epoch:
         run.best_weights = cpu_copy(ckpt["state_dict"])  # with patience, state_dict holds the best epoch

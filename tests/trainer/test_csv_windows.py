@@ -124,3 +124,23 @@ def test_a_csv_test_file_is_read_by_the_training_data_column_names(tmp_path):
     with pytest.raises(DataError, match=r"other.csv: columns time, temp, pressure, flow; the training data.s .* are time, temp, pressure, level") as info:
         load_data(f"csv:{path}", split=plan(test_spec=f"csv:{other}"))
     assert info.value.option == "--test-data"
+
+
+def test_score_reads_a_csv_as_evaluate_does_and_a_short_stream_is_an_error(tmp_path, sensor_bundle):
+    """vae-run score BUNDLE readings.csv cuts the CSV's series into the bundle's windows (it used to say
+    'not a readable .npy'); a stream that ends before one window is complete is one error, not silence."""
+    from vae_edge.runtime import VAE
+    from vae_edge.runtime.cli import cli as run_main
+
+    bundle, _ = sensor_bundle
+    series = sensor_series(100, seed=2)
+    path = write_csv(tmp_path / "r.csv", series, header="temp,pressure,level", times=False)
+    out = tmp_path / "s.npy"
+    result = invoke(run_main, ["score", bundle, path, "--out", out])
+    assert result.exit_code == 0, result.output
+    np.testing.assert_allclose(np.load(out), [s for _, s in VAE.load(bundle).score_windows(series)], rtol=1e-5)
+    short = "temp,pressure,level\n" + "".join(",".join(f"{v:.5f}" for v in row) + "\n" for row in series[:10])
+    one_line_error(invoke(run_main, ["score", bundle, "-", "--stream"], input=short), 2, "ended after 10 rows, shorter than one window (16 steps)")
+    (tmp_path / "bad.csv").write_text("temp,pressure,level\n1,2,3\n4,warm,6\n")
+    one_line_error(invoke(run_main, ["score", bundle, tmp_path / "bad.csv", "--out", tmp_path / "t.npy"]), 2, "line 3, column 'pressure': 'warm' is not a number")
+    assert not (tmp_path / "t.npy").exists()
