@@ -21,13 +21,16 @@ def explorer_section(vae, val: np.ndarray) -> dict:
     if latent > 2:
         centred = mu - mean
         _, s, vt = np.linalg.svd(centred, full_matrices=False)
-        k = min(MAX_DIRECTIONS, latent)
+        # A validation split of n samples has at most n directions (vt is [min(n, latent), latent]).
+        k = min(MAX_DIRECTIONS, len(vt))
         directions = vt[:k]
         # An eigenvector's sign is arbitrary: fix it so the largest component is positive (stable output).
         signs = np.sign(directions[np.arange(k), np.abs(directions).argmax(axis=1)])
         directions = directions * signs[:, None]
         var = s[:k] ** 2 / max(len(mu) - 1, 1)
-        explained = (s[:k] ** 2 / float((s**2).sum())).tolist()
+        total = float((s**2).sum())
+        # One sample (or identical ones) has no spread: 0 explained, not 0/0 (NaN is not JSON).
+        explained = (s[:k] ** 2 / total if total > 0 else np.zeros(k)).tolist()
         method = "PCA of the validation split's posterior means"
     else:
         directions = np.eye(latent)

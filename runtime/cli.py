@@ -241,7 +241,10 @@ def info(bundle, as_json):
     for line in _readiness_lines(_section(m, "readiness")):
         _echo(line)
     t = _section(m, "training")
-    if t:
+    if t and t.get("test_elbo") is None and "val_elbo" in t:
+        # Trained with a test fraction of 0 and no --test-data: there are no test figures to show.
+        _echo(f"training   no test split: validation ELBO {_num(t.get('val_elbo'))}, {t.get('epochs')} epochs")
+    elif t:
         _echo(f"training   test ELBO {_num(t.get('test_elbo'))}, IWAE NLL {_num(t.get('test_iwae_nll'))} (K={t.get('iw_samples')}), {t.get('epochs')} epochs")
     p = _section(m, "provenance")
     if p:

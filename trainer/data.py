@@ -401,6 +401,11 @@ def load_data(
             raise DataError(f"{other}: samples of shape {list(extra.x.shape[1:])}, the training data's ({spec}) are {list(raw.x.shape[1:])}", option)
         if extra.kind != raw.kind:
             raise DataError(f"{other}: {extra.kind} samples, the training data's ({spec}) are {raw.kind} samples", option)
+        if raw.columns and extra.columns and extra.columns != raw.columns:
+            # Columns are matched by header name, as vae-run score reads a CSV: a reordered header must not swap features.
+            if set(extra.columns) != set(raw.columns):
+                raise DataError(f"{other}: columns {', '.join(extra.columns)}; the training data's ({spec}) are {', '.join(raw.columns)}", option)
+            extra = _read(other, size=size, sequences=sequences, columns=list(raw.columns), window=window)
         parts[part] = extra.x
     if not len(parts["val"]):
         raise DataError(f"the validation set is empty ({split.val_spec or spec} gives it no samples)", "--val-data" if split.val_spec else "--split")

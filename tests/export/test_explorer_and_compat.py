@@ -28,3 +28,18 @@ def test_explorer_directions_are_orthonormal_principal_axes(bundle):
     mu, _ = VAE.load(bundle, threads=1).encode(load_data("digits").val)
     np.testing.assert_allclose(ex["latent_mean"], mu.mean(axis=0), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(ex["direction_std"][0], (mu - mu.mean(axis=0)).dot(d[0]).std(ddof=1), rtol=1e-5)
+
+
+def test_explorer_section_of_a_validation_split_smaller_than_the_directions(bundle):
+    # --split 0.999,0.001,0 leaves 1 or 2 validation samples: fewer than the 6 directions wanted.
+    from vae_edge.export.explorer import explorer_section
+    from vae_edge.runtime import VAE
+    from vae_edge.trainer.data import load_data
+
+    vae = VAE.load(bundle, threads=1)
+    val = load_data("digits").val
+    for n in (1, 2):
+        ex = explorer_section(vae, val[:n])
+        assert ex["samples"] == n and len(ex["directions"]) == n
+        assert np.isfinite(ex["explained_variance_ratio"]).all()
+        json.dumps(ex, allow_nan=False)

@@ -169,6 +169,18 @@ def test_info_survives_odd_informative_sections(bundle_copy):
     assert result.exit_code == 0, result.output
 
 
+def test_info_of_a_bundle_trained_without_a_test_split_says_so(bundle_copy):
+    # --split 0.9,0.1,0 and no --test-data: the training section's test figures are null.
+    path = bundle_copy / "manifest.json"
+    m = json.loads(path.read_text())
+    m["training"].update(test_samples=0, test_elbo=None, test_recon_nll=None, test_kl=None, test_iwae_nll=None, val_elbo=-27.7)
+    path.write_text(json.dumps(m))
+    result = invoke(run_main, ["info", bundle_copy])
+    assert result.exit_code == 0, result.output
+    line = next(x for x in result.output.splitlines() if x.startswith("training"))
+    assert "None" not in line and "no test split: validation ELBO -27.7" in line
+
+
 def test_a_file_of_the_bundle_given_for_the_bundle_is_named_as_such(bundle):
     # It used to say "no such bundle folder" about a manifest.json that is right there.
     one_line_error(invoke(run_main, ["info", bundle / "manifest.json"]), 2, "manifest.json: is a file; expected the bundle folder", str(bundle))

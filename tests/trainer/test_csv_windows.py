@@ -112,6 +112,20 @@ def test_sensor_csv_trains_exports_and_streams_windows(sensor_bundle):
     assert [end for end, _ in vae.score_windows(gap, bad_rows="nan")] == [15, 19, 36]  # no window spans row 20
 
 
+def test_a_csv_test_file_is_read_by_the_training_data_column_names(tmp_path):
+    from vae_edge.trainer.splits import plan
+
+    series = sensor_series(100)
+    path = write_csv(tmp_path / "s.csv", series)
+    swapped = write_csv(tmp_path / "swapped.csv", series[:40, ::-1], header="time,level,pressure,temp")
+    ds = load_data(f"csv:{path}", split=plan(test_spec=f"csv:{swapped}"))
+    np.testing.assert_allclose(ds.test[:, 1:], series[:40], atol=1e-4)  # temp, pressure, level: by name, not position
+    other = write_csv(tmp_path / "other.csv", series[:40], header="time,temp,pressure,flow")
+    with pytest.raises(DataError, match=r"other.csv: columns time, temp, pressure, flow; the training data.s .* are time, temp, pressure, level") as info:
+        load_data(f"csv:{path}", split=plan(test_spec=f"csv:{other}"))
+    assert info.value.option == "--test-data"
+
+
 def test_score_reads_a_csv_as_evaluate_does_and_a_short_stream_is_an_error(tmp_path, sensor_bundle):
     """vae-run score BUNDLE readings.csv cuts the CSV's series into the bundle's windows (it used to say
     'not a readable .npy'); a stream that ends before one window is complete is one error, not silence."""
