@@ -72,15 +72,11 @@ class Run:
         return state
 
 
-def restore(ckpt: dict, model: VAE, optimizer, model_config: VAEConfig, data: Dataset, config: TrainConfig) -> Run:
-    """Load a checkpoint's weights, optimizer and RNG state into ``model`` and ``optimizer``.
-
-    Returns:
-        the run's progress as the checkpoint recorded it.
+def resumable_state(ckpt: dict, config) -> dict:
+    """model.pt's ``train_state``, when a run can continue from it with ``config`` (its ``epochs``).
 
     Raises:
-        ResumeError: the checkpoint holds no training state, has nothing left to train, or was trained
-            with other model settings, data or fixed settings (:data:`RESUME_FIXED`).
+        ResumeError: no training state, a run that stopped early, or nothing left to train.
     """
     ts = ckpt.get("train_state") or {}
     if "epoch" not in ts or "history" not in ts or not ckpt.get("optimizer"):
@@ -89,22 +85,36 @@ def restore(ckpt: dict, model: VAE, optimizer, model_config: VAEConfig, data: Da
         raise ResumeError(f"training stopped early at epoch {ts['epoch']} (best epoch {ts.get('best_epoch')}); there is nothing to resume")
     if ts["epoch"] >= config.epochs:
         raise ResumeError(f"the checkpoint has trained {ts['epoch']} epochs already; ask for more with --epochs")
-    saved = VAEConfig.from_dict(dict(ckpt["config"])).to_dict()
+    return ts
+
+
+def check_settings(saved: dict, model_config, ts: dict, config, fixed: tuple[str, ...]) -> None:
+    """The model settings (``saved``: the checkpoint's config as a dict) and the ``fixed`` training
+    settings must be the checkpoint's.
+
+    Raises:
+        ResumeError: naming each setting that differs, with its old and new value.
+    """
     differ = [f"{k} ({saved[k]} -> {v})" for k, v in model_config.to_dict().items() if saved.get(k) != v]
     if differ:
         raise ResumeError(f"the model settings differ from the checkpoint's: {', '.join(differ)}")
-    recorded = ckpt.get("data") or {}
-    # The data may have moved (another --data): the same shape and preprocessing is what must hold.
-    if list(recorded.get("shape", [])) != list(data.shape):
-        raise ResumeError(f"the checkpoint was trained on {recorded.get('spec')!r} {recorded.get('shape')}, not {data.spec!r} {list(data.shape)}")
-    if isinstance(recorded.get("preprocessing"), dict) and not same_preprocessing(recorded["preprocessing"], data.preprocessing):
-        raise ResumeError(f"{data.spec!r} gives another preprocessing than the checkpoint was trained with (other data?)")
     before = ts.get("train_config") or {}
-    changed = [f"{k} ({before.get(k)} -> {getattr(config, k)})" for k in RESUME_FIXED if k in before and before[k] != getattr(config, k)]
+    changed = [f"{k} ({before.get(k)} -> {getattr(config, k)})" for k in fixed if k in before and before[k] != getattr(config, k)]
     if changed:
         raise ResumeError(f"cannot change {', '.join(changed)} when resuming")
-    # read_checkpoint checked every entry's type and the weights' shapes; what only torch can tell (an
-    # optimizer state for other parameters, a generator state it will not take) is a ResumeError too.
+
+
+def load_training_state(ckpt: dict, ts: dict, model, optimizer, config) -> Run:
+    """Load the weights to continue from, the optimizer and the RNG state into ``model`` and
+    ``optimizer``.
+
+    Returns:
+        the run's progress as the checkpoint recorded it.
+
+    Raises:
+        ResumeError: what only torch can tell (an optimizer state for other parameters, a generator
+            state it will not take); read_checkpoint checked every entry's type and the weights' shapes.
+    """
     try:
         model.load_state_dict(ts.get("last_state_dict") or ckpt["state_dict"])
         optimizer.load_state_dict(ckpt["optimizer"])
@@ -124,6 +134,28 @@ def restore(ckpt: dict, model: VAE, optimizer, model_config: VAEConfig, data: Da
     )
     if config.patience and run.best_epoch:
         run.best_weights = cpu_copy(ckpt["state_dict"])  # with patience, state_dict holds the best epoch
+    return run
+
+
+def restore(ckpt: dict, model: VAE, optimizer, model_config: VAEConfig, data: Dataset, config: TrainConfig) -> Run:
+    """Load a checkpoint's weights, optimizer and RNG state into ``model`` and ``optimizer``.
+
+    Returns:
+        the run's progress as the checkpoint recorded it.
+
+    Raises:
+        ResumeError: the checkpoint holds no training state, has nothing left to train, or was trained
+            with other model settings, data or fixed settings (:data:`RESUME_FIXED`).
+    """
+    ts = resumable_state(ckpt, config)
+    recorded = ckpt.get("data") or {}
+    # The data may have moved (another --data): the same shape and preprocessing is what must hold.
+    if list(recorded.get("shape", [])) != list(data.shape):
+        raise ResumeError(f"the checkpoint was trained on {recorded.get('spec')!r} {recorded.get('shape')}, not {data.spec!r} {list(data.shape)}")
+    if isinstance(recorded.get("preprocessing"), dict) and not same_preprocessing(recorded["preprocessing"], data.preprocessing):
+        raise ResumeError(f"{data.spec!r} gives another preprocessing than the checkpoint was trained with (other data?)")
+    check_settings(VAEConfig.from_dict(dict(ckpt["config"])).to_dict(), model_config, ts, config, RESUME_FIXED)
+    run = load_training_state(ckpt, ts, model, optimizer, config)
     log.info("resuming after epoch %d of %d", run.epoch, config.epochs)
     return run
 

@@ -5,11 +5,10 @@ decides on and model.pt keeps, is the image trainer's :class:`~vae_edge.trainer.
 from __future__ import annotations
 
 import logging
-import math
 
 from vae_edge.models.text import SentenceVAE, TextVAEConfig
 
-from .resume import ResumeError, Run, cpu_copy
+from .resume import ResumeError, Run, check_settings, load_training_state, resumable_state
 from .textdata import TextData
 
 log = logging.getLogger(__name__)
@@ -32,13 +31,7 @@ def restore_text(ckpt: dict, model: SentenceVAE, optimizer, model_config: TextVA
         ResumeError: no training state, nothing left to train, or other model settings, vocabulary or
             fixed settings (:data:`TEXT_RESUME_FIXED`).
     """
-    ts = ckpt.get("train_state") or {}
-    if "epoch" not in ts or "history" not in ts or not ckpt.get("optimizer"):
-        raise ResumeError("the checkpoint holds no training state to resume (optimizer, epoch)")
-    if ts.get("stopped_early"):
-        raise ResumeError(f"training stopped early at epoch {ts['epoch']} (best epoch {ts.get('best_epoch')}); there is nothing to resume")
-    if ts["epoch"] >= config.epochs:
-        raise ResumeError(f"the checkpoint has trained {ts['epoch']} epochs already; ask for more with --epochs")
+    ts = resumable_state(ckpt, config)
     vocab = (ckpt.get("data") or {}).get("vocabulary") or {}
     if list(vocab.get("chars") or []) != list(data.vocab.chars) or vocab.get("max_len") != data.vocab.max_len:
         raise ResumeError(f"{data.spec!r} gives another vocabulary than the checkpoint was trained with (other data?)")
@@ -46,22 +39,8 @@ def restore_text(ckpt: dict, model: SentenceVAE, optimizer, model_config: TextVA
         saved = TextVAEConfig.from_dict(dict(ckpt.get("config") or {})).to_dict()
     except (TypeError, ValueError) as exc:
         raise ResumeError(f"the checkpoint is not a text model's ({exc})") from None
-    differ = [f"{k} ({saved[k]} -> {v})" for k, v in model_config.to_dict().items() if saved.get(k) != v]
-    if differ:
-        raise ResumeError(f"the model settings differ from the checkpoint's: {', '.join(differ)}")
-    before = ts.get("train_config") or {}
-    changed = [f"{k} ({before[k]} -> {getattr(config, k)})" for k in TEXT_RESUME_FIXED if k in before and before[k] != getattr(config, k)]
-    if changed:
-        raise ResumeError(f"cannot change {', '.join(changed)} when resuming")
-    try:
-        model.load_state_dict(ts.get("last_state_dict") or ckpt["state_dict"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-    except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as exc:
-        raise ResumeError(f"the checkpoint's training state cannot be restored ({(str(exc).strip().splitlines() or [type(exc).__name__])[0]})") from None
-    run = Run(epoch=int(ts["epoch"]), history=list(ts["history"]), best_epoch=int(ts.get("best_epoch", 0)),
-                  best_val_bound=float(ts.get("best_val_bound", -math.inf)), stale=int(ts.get("epochs_without_improvement", 0)))
-    if config.patience and run.best_epoch:
-        run.best_weights = cpu_copy(ckpt["state_dict"])  # with patience, state_dict holds the best epoch
+    check_settings(saved, model_config, ts, config, TEXT_RESUME_FIXED)
+    run = load_training_state(ckpt, ts, model, optimizer, config)
     log.info("resuming text training after epoch %d of %d", run.epoch, config.epochs)
     return run
 
