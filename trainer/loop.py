@@ -8,7 +8,6 @@ resume.py, progress reporting in progress.py.
 
 from __future__ import annotations
 
-import logging
 import math
 import time
 from dataclasses import dataclass, field
@@ -29,7 +28,6 @@ from .evaluation import epoch_metrics, evaluate_iwae_shards, evaluate_shards, fi
 from .progress import Progress
 from .resume import Run, restore
 
-log = logging.getLogger(__name__)
 
 CURVE_SECONDS = 5.0  # the loss-curve PNG is redrawn at most this often (and at the end)
 
@@ -174,9 +172,7 @@ def _train(model_config, data, config, ctx, out, side_outputs, resume, events=No
             progress.epoch_done(row)
             if events is not None:
                 events.epoch(row)
-            if config.patience and run.stale >= config.patience:
-                run.stopped_early = True
-                log.info("no better validation bound for %d epochs: stopping at epoch %d, keeping epoch %d", run.stale, run.epoch, run.best_epoch)
+            run.check_patience(config.patience)
             if out is not None:
                 _save(out, side_outputs, model, optimizer, data, config, run, epoch_metrics(run, ctx))
             if run.stopped_early:

@@ -49,6 +49,14 @@ class Run:
         else:
             self.stale += 1
 
+    def check_patience(self, patience: int) -> bool:
+        """Early stopping: marks the run stopped once ``patience`` (> 0) epochs gave no better validation
+        bound; returns whether it is stopped."""
+        if patience and self.stale >= patience and not self.stopped_early:
+            self.stopped_early = True
+            log.info("no better validation bound for %d epochs: stopping at epoch %d, keeping epoch %d", self.stale, self.epoch, self.best_epoch)
+        return self.stopped_early
+
     def weights(self, model: VAE) -> dict:
         """The weights model.pt serves: the best epoch's under early stopping, else the latest."""
         return self.best_weights if self.best_weights is not None else cpu_copy(model.state_dict())

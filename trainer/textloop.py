@@ -12,7 +12,6 @@ One process on one device (no torchrun for text).
 
 from __future__ import annotations
 
-import logging
 import math
 import time
 from dataclasses import dataclass, field
@@ -31,7 +30,6 @@ from .textdata import TextData
 from .texteval import decoder_inputs, encode_split, epoch_metrics, evaluate_text, final_metrics, iw_nll, kl_per_dim
 from .textresume import restore_text
 
-log = logging.getLogger(__name__)
 
 OBJECTIVES = ("elbo", "iwae")
 
@@ -187,9 +185,7 @@ def train_text(model_config: TextVAEConfig, data: TextData, config: TextTrainCon
         run.record(row, model, keep_best=config.patience > 0)
         if hasattr(epochs, "set_postfix"):
             epochs.set_postfix(train_elbo=f"{row['train_elbo']:.2f}", val_elbo=f"{row['val_elbo']:.2f}", kl=f"{row['val_kl']:.2f}", refresh=False)
-        if config.patience and run.stale >= config.patience:
-            run.stopped_early = True
-            log.info("no better validation bound for %d epochs: stopping at epoch %d, keeping epoch %d", run.stale, run.epoch, run.best_epoch)
+        run.check_patience(config.patience)
         if out is not None:
             _save(out, side_outputs, model, optimizer, data, config, run, epoch_metrics(run, device))
         if run.stopped_early:
