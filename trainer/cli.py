@@ -117,6 +117,8 @@ def cli(ctx, **options):
     if not is_main_process():
         return
     written = [out, *_write_side_outputs(result, data, config, out)] if beside_file else [out]
+    if o["tensorboard"] is not None:
+        written.append(o["tensorboard"])  # the events folder, written by the loop
     _report(data, model_config, config, result.metrics, written)
 
 
