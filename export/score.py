@@ -6,9 +6,10 @@ score graphs quantize exactly what the two-call path quantizes), the decoder fed
 a float32 tail computing the likelihood's NLL plus KL(q(z|x) || N(0, I)). Nothing in the tail is quantized.
 
 A Bernoulli NLL is taken from the logits, the input of the decoder's final Sigmoid, as PyTorch's
-binary_cross_entropy_with_logits does: from float32 probabilities, log(1 - p) near p = 1 loses what
-rounding p cost (p = 0.998 is held to 6e-8, 3e-5 of 1 - p), which put a trained model's fp32 score 1.2e-4
-from PyTorch's. Where the decoder's output is not a Sigmoid of its logits (int8-static quantizes the
+binary_cross_entropy_with_logits does. onnxruntime's float32 Sigmoid is accurate to about 1.7e-7 absolute,
+not relative (p = 2.1756e-6 for PyTorch's 2.1411e-6 at logit -13.05; onnxruntime 1.32), so log p near 0,
+and log(1 - p) near 1, lose what no arithmetic on the probabilities recovers: a trained model's fp32 score
+was 1.18e-4 from PyTorch's (gate 1e-4), from the logits 2.6e-7. Where the decoder's output is not a Sigmoid of its logits (int8-static quantizes the
 probabilities after it), the tail falls back to the runtime's numpy rule on probabilities clipped by
 likelihoods.PROB_EPS (runtime/likelihoods.py). A Gaussian NLL uses the model's variance. The exporter's score gate then checks it
 against PyTorch's negative ELBO through the runtime, as it checks every variant.
