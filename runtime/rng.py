@@ -22,7 +22,9 @@ from .validation import check_int
 GAMMA = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
-_S30, _S27, _S31 = np.uint64(30), np.uint64(27), np.uint64(31)
+_S30, _S27, _S31, _S11 = np.uint64(30), np.uint64(27), np.uint64(31), np.uint64(11)
+_SCALE = 2.0**-53
+_TAU = 2.0 * np.pi  # theta = _TAU * u2, the product Box-Muller's 2.0 * np.pi * u2 evaluates first
 MAX_SEED = 2**64 - 1
 
 
@@ -42,25 +44,31 @@ def words(seed: int, count: int, start: int = 0) -> np.ndarray:
     return z
 
 
+def _unit(w: np.ndarray) -> np.ndarray:
+    """Words -> their top 53 bits times 2**-53: float64 in [0, 1)."""
+    return (w >> _S11).astype(np.float64) * _SCALE
+
+
 def uniforms(seed: int, count: int, start: int = 0) -> np.ndarray:
     """Uniforms ``start .. start + count - 1`` of ``seed``'s stream (float64 in [0, 1)): the top 53 bits of each word."""
-    return (words(seed, count, start) >> np.uint64(11)).astype(np.float64) * 2.0**-53
+    return _unit(words(seed, count, start))
+
+
+def _box_muller(unit: np.ndarray, count: int) -> np.ndarray:
+    """``count`` normals from ``unit`` (an even number of :func:`_unit` values, pairs (2i, 2i + 1))."""
+    # unit + 2**-53 is exactly ((w >> 11) + 1) * 2**-53: (0, 1], so log(u1) is finite
+    r = np.sqrt(-2.0 * np.log(unit[0::2] + _SCALE))
+    theta = _TAU * unit[1::2]
+    out = np.empty(len(unit))
+    out[0::2] = r * np.cos(theta)
+    out[1::2] = r * np.sin(theta)
+    return out[:count]
 
 
 def normals(seed: int, count: int, start: int = 0) -> np.ndarray:
     """Normals ``start .. start + count - 1`` of ``seed``'s stream (float64; ``start`` even): Box-Muller
     on the word pairs (start, start + 1), ... ."""
-    pairs = (count + 1) // 2
-    w = words(seed, 2 * pairs, start)
-    scale = 2.0**-53
-    u1 = ((w[0::2] >> np.uint64(11)).astype(np.float64) + 1.0) * scale  # (0, 1]: log(u1) is finite
-    u2 = (w[1::2] >> np.uint64(11)).astype(np.float64) * scale  # [0, 1)
-    r = np.sqrt(-2.0 * np.log(u1))
-    theta = 2.0 * np.pi * u2
-    out = np.empty(2 * pairs)
-    out[0::2] = r * np.cos(theta)
-    out[1::2] = r * np.sin(theta)
-    return out[:count]
+    return _box_muller(_unit(words(seed, 2 * ((count + 1) // 2), start)), count)
 
 
 class Generator:
@@ -78,6 +86,16 @@ class Generator:
         drawn = normals(self.seed, count, start)
         self._drawn = start + count
         return drawn.reshape(shape)
+
+    def normal_then_random(self, normal_shape: tuple[int, ...], uniform_shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+        """``standard_normal(normal_shape)`` then ``random(uniform_shape)``, the same numbers, from one
+        run of the word arithmetic (at batch 1 of text sampling the calls cost more than the arithmetic)."""
+        n, m = math.prod(normal_shape), math.prod(uniform_shape)
+        start = self._drawn + (self._drawn & 1)
+        even = n + (n & 1)  # normals come in whole pairs; after an odd count the next draw starts at the pair's second word
+        unit = _unit(words(self.seed, max(even, n + m), start))
+        self._drawn = start + n + m
+        return _box_muller(unit[:even], n).reshape(normal_shape), unit[n : n + m].reshape(uniform_shape)
 
     def random(self, shape: tuple[int, ...] | int) -> np.ndarray:
         """float64 uniforms in [0, 1) of ``shape``, one word each, the next ones in the stream, row-major."""

@@ -143,8 +143,14 @@ class TextVAE:
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 0 <= n <= MAX_SAMPLES:
             raise ValueError(f"n must be an integer in 0..{MAX_SAMPLES}, got {n!r}")
         rng = generator(seed)
-        z = rng.standard_normal((int(n), self.latent_dim)).astype(np.float32)
-        return self._generate(z, temperature, top_k, rng, self._max_len(max_len)) if n else []
+        max_len = self._max_len(max_len)
+        n = int(n)
+        if 0 < n <= CHUNK and temperature != 0:  # one chunk: z and its uniforms from one run of the generator
+            self._check_pick(temperature, top_k)
+            z, u = rng.normal_then_random((n, self.latent_dim), (n, max_len))
+            return self._generate_chunk(z.astype(np.float32), temperature, top_k, u, max_len)
+        z = rng.standard_normal((n, self.latent_dim)).astype(np.float32)
+        return self._generate(z, temperature, top_k, rng, max_len) if n else []
 
     def interpolate(self, a: str, b: str, steps: int = 8) -> list[str]:
         """Greedy decodes along the straight line between the posterior means of ``a`` and ``b``, both ends included."""
@@ -224,18 +230,25 @@ class TextVAE:
             raise ValueError(f"max_len must be an integer in 1..{self.max_len} (the model's limit), got {max_len!r}")
         return int(max_len)
 
-    def _generate(self, z: np.ndarray, temperature: float, top_k: int | None, rng: Generator | None, max_len: int) -> list[str]:
-        """One decoder_step call per character for each chunk of lines; lines stop at <eos> or max_len."""
+    def _check_pick(self, temperature: float, top_k: int | None) -> None:
         if not (isinstance(temperature, (int, float)) and np.isfinite(temperature) and temperature >= 0):
             raise ValueError(f"temperature must be a finite number >= 0, got {temperature!r}")
         vocab_size = self.vocab.size
         if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or not 1 <= top_k <= vocab_size):
             raise ValueError(f"top_k must be an integer in 1..{vocab_size}, got {top_k!r}")
-        return [line for i in range(0, len(z), CHUNK) for line in self._generate_chunk(z[i : i + CHUNK], temperature, top_k, rng, max_len)]
 
-    def _generate_chunk(self, z: np.ndarray, temperature: float, top_k: int | None, rng: Generator | None, max_len: int) -> list[str]:
+    def _generate(self, z: np.ndarray, temperature: float, top_k: int | None, rng: Generator | None, max_len: int) -> list[str]:
+        """One decoder_step call per character for each chunk of lines; lines stop at <eos> or max_len.
+        Chunk by chunk, each chunk's uniforms are the next of ``rng`` (None, or temperature 0: greedy)."""
+        self._check_pick(temperature, top_k)
         greedy = temperature == 0 or rng is None
-        u = None if greedy else rng.random((len(z), max_len))
+        return [line for i in range(0, len(z), CHUNK)
+                for line in self._generate_chunk(z[i : i + CHUNK], temperature, top_k, None if greedy else rng.random((len(z[i : i + CHUNK]), max_len)), max_len)]
+
+    def _generate_chunk(self, z: np.ndarray, temperature: float, top_k: int | None, u: np.ndarray | None, max_len: int) -> list[str]:
+        """Lines from ``z`` (at most CHUNK rows), greedy where ``u`` is None, else drawn with ``u`` (n, max_len)."""
+        if len(z) == 1:
+            return [self.vocab.text(self._stepper(1).run_one(z, max_len, temperature, top_k, u))]
         out = self._stepper(len(z)).run(z, max_len, temperature, top_k, u)
         # A row goes on being generated after its <eos> while others have not ended: cut at the first.
         ends = np.where((out == EOS).any(axis=1), (out == EOS).argmax(axis=1), max_len)

@@ -127,6 +127,8 @@ class Vocabulary:
             raise TextError("a vocabulary is a list of distinct single characters")
         self.max_len = int(max_len)
         self._ids = {c: i + len(SPECIALS) for i, c in enumerate(self.chars)}
+        # id -> what text() shows for it: the character, U+FFFD for <unk>, nothing for the other specials
+        self._shown = ["\ufffd" if i == UNK else "" for i in range(len(SPECIALS))] + self.chars
 
     @classmethod
     def build(cls, lines: Iterable[str], max_len: int) -> "Vocabulary":
@@ -198,11 +200,5 @@ class Vocabulary:
 
     def text(self, ids: Iterable[int]) -> str:
         """A string from generated ids (specials other than <unk> are dropped; <unk> shows as U+FFFD)."""
-        out = []
-        for i in ids:
-            i = int(i)
-            if i >= len(SPECIALS) and i - len(SPECIALS) < len(self.chars):
-                out.append(self.chars[i - len(SPECIALS)])
-            elif i == UNK:
-                out.append("\ufffd")
-        return "".join(out)
+        table = self._shown
+        return "".join([table[i] if 0 <= i < len(table) else "" for i in map(int, ids)])
