@@ -7,7 +7,7 @@ language with 64-bit integers (JavaScript's BigInt) reproduces it. Uniforms take
 words (2i, 2i+1) giving normals 2i and 2i+1. A :class:`Generator` hands out normals and uniforms from
 one stream in the order they are asked for (a normal after an odd number of words starts at the next pair). Runtimes cast the normals to float32 before use, which hides last-bit differences between
 libms' log/cos/sin (float64 results 1 ulp apart round to the same float32 except with probability ~2^-29).
-docs/javascript.md states the algorithm.
+Text sampling takes its words by row instead (:func:`rows`). docs/javascript.md states the algorithm.
 """
 
 from __future__ import annotations
@@ -71,6 +71,32 @@ def normals(seed: int, count: int, start: int = 0) -> np.ndarray:
     return _box_muller(_unit(words(seed, 2 * ((count + 1) // 2), start)), count)
 
 
+def block_size(normal_count: int, uniform_stride: int) -> int:
+    """Words per row of :func:`rows`: the normals (a whole number of pairs), then ``uniform_stride``
+    uniforms, rounded up to even so that every row's normals start at an even word."""
+    size = normal_count + (normal_count & 1) + uniform_stride
+    return size + (size & 1)
+
+
+def rows(seed: int, first: int, count: int, normal_count: int, uniform_count: int, uniform_stride: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows ``first .. first + count - 1`` of ``seed``'s stream cut into one block of
+    :func:`block_size` words per row (row r: words r x size ...): each row's ``normal_count`` normals
+    from the start of its block, then its first ``uniform_count`` (<= ``uniform_stride``) uniforms from
+    word ``normal_count`` rounded up to even.
+
+    What a row draws depends on its index alone, not on how many rows are drawn with it: row 0 of
+    ``count`` rows is row 0 of one (text sampling: ``sample(1)`` is the first line of ``sample(n)``).
+
+    Returns:
+        normals (count, normal_count) and uniforms (count, uniform_count), float64.
+    """
+    size = block_size(normal_count, uniform_stride)
+    even = normal_count + (normal_count & 1)
+    unit = _unit(words(seed, count * size, first * size)).reshape(count, size)
+    normals = _box_muller(unit[:, :even].reshape(-1), count * even).reshape(count, even)[:, :normal_count]
+    return normals, unit[:, even : even + uniform_count]
+
+
 class Generator:
     """Standard normals and uniforms from one seed, drawn in order (as numpy's ``standard_normal`` and ``random``)."""
 
@@ -86,16 +112,6 @@ class Generator:
         drawn = normals(self.seed, count, start)
         self._drawn = start + count
         return drawn.reshape(shape)
-
-    def normal_then_random(self, normal_shape: tuple[int, ...], uniform_shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
-        """``standard_normal(normal_shape)`` then ``random(uniform_shape)``, the same numbers, from one
-        run of the word arithmetic (at batch 1 of text sampling the calls cost more than the arithmetic)."""
-        n, m = math.prod(normal_shape), math.prod(uniform_shape)
-        start = self._drawn + (self._drawn & 1)
-        even = n + (n & 1)  # normals come in whole pairs; after an odd count the next draw starts at the pair's second word
-        unit = _unit(words(self.seed, max(even, n + m), start))
-        self._drawn = start + n + m
-        return _box_muller(unit[:even], n).reshape(normal_shape), unit[n : n + m].reshape(uniform_shape)
 
     def random(self, shape: tuple[int, ...] | int) -> np.ndarray:
         """float64 uniforms in [0, 1) of ``shape``, one word each, the next ones in the stream, row-major."""
