@@ -45,6 +45,31 @@ def test_text_resume_two_plus_two_epochs_equals_four(tmp_path, text_file):
     assert read_checkpoint(resumed)["train_state"]["epoch"] == 4  # refused runs leave the checkpoint as it was
 
 
+def test_text_resume_finds_the_text_beside_a_moved_model(tmp_path, text_file, monkeypatch):
+    """As image runs: model.pt records the text's absolute path and the path relative to model.pt's
+    folder, so --resume (and the export's reload) finds a relative --data from any folder, and finds
+    the text again when model.pt and its text moved together."""
+    import shutil
+
+    from vae_edge.trainer.textdata import load_text_recorded
+
+    project = tmp_path / "project"
+    (project / "run").mkdir(parents=True)
+    shutil.copy(text_file, project / "words.txt")
+    monkeypatch.chdir(project)
+    common = ["--max-len", 16, "--hidden", 8, "--latent", 2, "--embed", 4, "--batch-size", 64, "--iw-samples", 1, "--quiet"]
+    assert invoke(train_main, ["--data", "text:words.txt", *common, "--epochs", 1, "--out", "run/model.pt"]).exit_code == 0
+    data = read_checkpoint(project / "run" / "model.pt")["data"]
+    assert data["spec"] == f"text:{project / 'words.txt'}" and data["relative"] == "text:../words.txt"
+    moved = tmp_path / "elsewhere"
+    shutil.move(project, moved)
+    monkeypatch.chdir(tmp_path)
+    result = invoke(train_main, ["--resume", "elsewhere/run/model.pt", "--epochs", 2, "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert read_checkpoint(moved / "run" / "model.pt")["train_state"]["epoch"] == 2
+    assert load_text_recorded(data, base=moved / "run").spec == f"text:{moved / 'words.txt'}"
+
+
 def test_text_early_stopping_keeps_the_best_epoch(tmp_path, text_file):
     data = load_text(f"text:{text_file}", max_len=16)
     # A high rate makes validation worsen soon: the run stops and serves the best epoch, not the last.
