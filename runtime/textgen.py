@@ -48,6 +48,8 @@ class Stepper:
         if graph.can_bind:
             self._calls = [graph.bind({"z": self.z, "token": self.token, "state": self.states[i]},
                                       {"logits": self.logits, "next_state": self.states[1 - i]}) for i in (0, 1)]
+            run, even, options = self._calls[0].parts()
+            self._parts = (run, even, self._calls[1].parts()[1], options)  # for run_one: run(even or odd binding, options)
 
     def step(self, t: int) -> None:
         """decoder_step on ``z``, ``token`` and ``states[t % 2]``.
@@ -140,8 +142,7 @@ class Stepper:
                     break
                 ids.append(k)
             return ids
-        run, even, options = self._calls[0].parts()
-        odd = self._calls[1].parts()[1]
+        run, even, odd, options = self._parts
         row, w = self._row, self._flat
         draws = None if u is None else u[0].tolist()  # Python floats: u x total as draw() computes it
         scaled = temperature != 1
