@@ -3,6 +3,7 @@ modality is text. Lines in, lines out: one output line per input line, scores on
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from collections.abc import Iterator
@@ -152,13 +153,12 @@ def _flush(batch: list) -> None:
 
 
 def _incoming(source: BinaryIO) -> Iterator[bytes]:
-    """Raw lines of ``source`` as they arrive; TextVAE.score_stream decodes each on its own, so one bad
-    line is reported in its place instead of ending the stream. A file is closed at the end."""
-    if source is sys.stdin.buffer:
-        yield from source
-        return
-    with source:
-        yield from source
+    """Raw lines of ``source`` as they arrive, a byte-order mark starting it dropped; TextVAE.score_stream
+    decodes each on its own, so one bad line is reported in its place instead of ending the stream. A
+    file is closed at the end."""
+    with contextlib.nullcontext(source) if source is sys.stdin.buffer else source:  # standard input stays open
+        for number, line in enumerate(source):
+            yield line.removeprefix(b"\xef\xbb\xbf") if number == 0 else line
 
 
 def _flagged(vae: TextVAE, flagged: int, total: int) -> None:

@@ -22,6 +22,7 @@ NORMALIZATION = {
     "unicode": "NFC",
     "line_end": "one trailing \\n or \\r\\n removed; nothing else stripped",
     "blank": "lines of whitespace only are skipped (and counted) when reading a file",
+    "bom": "a byte-order mark (U+FEFF) starting a file or stream is dropped",
     "case": "kept",
     "unknown": "characters not in the vocabulary map to <unk>",
 }
@@ -118,7 +119,7 @@ def read_text(path: str | os.PathLike, *, max_len: int | None = None, long_lines
             data = stream.read()
         except OSError as exc:
             raise TextError(f"{path}: unreadable ({exc.strerror or exc})") from None
-    text = decode_bytes(data, str(path))
+    text = decode_bytes(data, str(path)).removeprefix("\ufeff")  # as editors on Windows write UTF-8
     lines, blank, long = [], 0, 0
     for number, raw in enumerate(text.splitlines(keepends=True), start=1):
         line = normalize(raw)

@@ -36,11 +36,17 @@ def test_interpolate_between_two_lines(text_bundle):
     assert len(result.stdout.splitlines()) == 4
 
 
-def test_score_stream_one_score_per_incoming_line(text_bundle):
+def test_score_stream_one_score_per_incoming_line(tmp_path, text_bundle):
     result = invoke(["score", text_bundle, "--stream", "--batch-size", "1"], input=b"bako\n\xff\n\nrime\n")
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines()[1:3] == ["nan", "nan"]
     assert "line 2: not valid UTF-8" in result.stderr and "line 3: empty" in result.stderr
+    # a byte-order mark starting a file (as Windows editors write UTF-8) is not part of its first line
+    marked = tmp_path / "marked.txt"
+    marked.write_bytes(b"\xef\xbb\xbfbako\nrime\n")
+    first = result.stdout.splitlines()[0]
+    assert invoke(["score", text_bundle, "--stream"], input=marked.read_bytes()).stdout.splitlines()[0] == first
+    assert invoke(["score", text_bundle, marked]).stdout.splitlines()[0] == first
 
 
 @pytest.mark.parametrize("content, fragment", [
