@@ -94,7 +94,11 @@ def _train(option: str):
 @click.pass_context
 def cli(ctx, **options):
     """Train a VAE and write MODEL.pt, plus PNG grids of test reconstructions and samples, a loss curve
-    and a metrics file beside it. Distributed: torchrun --nproc_per_node=N -m vae_edge.trainer ..."""
+    and a metrics file beside it. Distributed: torchrun --nproc_per_node=N -m vae_edge.trainer ...
+
+    Under 1000 training samples (--arch mlp), the options left out take the small-data settings instead
+    of the defaults shown: --hidden 0 --latent 4 --objective elbo --lr 0.01 --batch-size 32 --epochs 300
+    --patience 0 (printed, and recorded in model.pt)."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     require_workstation_extras("vae-train")
     from .distributed import is_main_process
@@ -293,7 +297,8 @@ def _apply_size_rule(o: dict, given: set[str], data, ckpt: dict | None):
     chosen = {k: v for k, v in settings.items() if k not in given}
     o.update(chosen)
     if chosen:
-        reason += ": " + ", ".join(f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, tuple) else v}" for k, v in chosen.items())
+        shown = {k: (" ".join(map(str, v)) or "0") if isinstance(v, tuple) else v for k, v in chosen.items()}  # () is --hidden 0
+        reason += ": " + ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in shown.items())
     if kept := [k for k in settings if k not in chosen]:
         reason += "; " + ", ".join(f"--{k.replace('_', '-')}" for k in kept) + " as given"
     return replace(data, settings_reason=reason)
