@@ -48,7 +48,12 @@ def test_resume_one_plus_one_epochs_equals_two(tmp_path):
     assert [r["epoch"] for r in metrics["history"]] == [1, 2] and metrics["metrics"]["test_elbo"] == b["metrics"]["test_elbo"]
 
     one_line_error(invoke(train_main, ["--resume", tmp_path / "resumed.pt", "--epochs", 2]), 2, "trained 2 epochs already")
-    one_line_error(invoke(train_main, ["--resume", tmp_path / "resumed.pt", "--epochs", 3, "--lr", 0.1]), 2, "cannot change lr (0.003 -> 0.1)")
+    # 120 training rows: the options left out follow the small-data rule (config.size_settings); those given win.
+    assert b["train_state"]["train_config"]["objective"] == "elbo" and b["train_state"]["train_config"]["lr"] == 0.01
+    assert b["data"]["settings_reason"] == a["data"]["settings_reason"] == (
+        "small-data settings, because 120 training samples (< 1000): --objective elbo, --lr 0.01, --patience 0; "
+        "--hidden, --latent, --batch-size, --epochs as given")
+    one_line_error(invoke(train_main, ["--resume", tmp_path / "resumed.pt", "--epochs", 3, "--lr", 0.1]), 2, "cannot change lr (0.01 -> 0.1)")
     one_line_error(invoke(train_main, ["--resume", tmp_path / "resumed.pt", "--epochs", 3, "--latent", 5]), 2, "model settings differ", "latent_dim (2 -> 5)")
     (tmp_path / "junk.pt").write_bytes(b"junk")
     one_line_error(invoke(train_main, ["--resume", tmp_path / "junk.pt"]), 2, "--resume", "not a readable PyTorch checkpoint")
