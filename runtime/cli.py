@@ -406,7 +406,7 @@ def decode(paths, precision, fmt, threads, out, grid):
 @click.option("--samples", type=click.IntRange(1, MAX_MC_SAMPLES), default=None, help="Monte-Carlo draws per sample (default: deterministic, z at the posterior mean).")
 @click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True, help="Seed for --samples.")
 @click.option("--stream", is_flag=True, help="Score row by row, printing one score per line as each batch is done: INPUT.npy rows, or "
-              "comma-separated numbers per line on standard input (INPUT '-' or none). A bundle trained on windows "
+              "comma-separated numbers per line of INPUT.csv or standard input (INPUT '-' or none). A bundle trained on windows "
               "takes one time step per row and prints one score per window as soon as it is complete.")
 @click.option("--batch-size", type=click.IntRange(1, MAX_STREAM_BATCH), default=64, show_default=True, help="Rows per batch with --stream (1: answer each line at once).")
 @click.option("--pcm", "pcm_format", type=click.Choice(["s16le", "f32le"]), default="s16le", show_default=True, help="Audio bundles, --stream: raw mono PCM on standard input (arecord -f S16_LE -r RATE -c 1).")
@@ -459,7 +459,7 @@ def _score_stream(paths, precision, fmt, threads, out, samples, batch_size) -> N
         raise click.UsageError("--stream scores deterministically; --samples is for whole files")
     if out is not None:
         raise click.UsageError("--stream prints one score per line; use it without --out (or redirect the output)")
-    bundle, src = _split(paths, "INPUT.npy|-") if paths else (None, None)
+    bundle, src = _split(paths, "INPUT.npy|INPUT.csv|-") if paths else (None, None)
     if src is not None and str(src) == "-":
         src = None  # standard input
     vae = _load(bundle, precision, fmt, threads, inputs=(src,))
@@ -467,8 +467,8 @@ def _score_stream(paths, precision, fmt, threads, out, samples, batch_size) -> N
         _score_window_stream(vae, src)
         return
     header: list = []
-    if src is None:
-        rows = _stdin_rows(vae.shape, vae.manifest["data"].get("columns"), header)
+    if src is None or _is_csv(src):
+        rows = _text_rows(src, vae.shape, vae.manifest["data"].get("columns"), header)
     else:
         rows = _read_array(src, mmap=True)
         if rows.ndim <= 1 or rows.shape == vae.shape:  # one sample (flat or shaped): one row
@@ -482,8 +482,7 @@ def _score_stream(paths, precision, fmt, threads, out, samples, batch_size) -> N
             total += len(scores)
             flagged += int((scores > limit).sum()) if limit is not None else 0
     except RowError as exc:
-        where = f"{src}: row {exc.row}" if src is not None else f"line {exc.row + 1 + len(header)}"
-        raise ValueError(f"{where}: {exc.reason}") from None
+        raise ValueError(f"{_row_place(src, exc.row, header)}: {exc.reason}") from None
     if not total:  # as for text and windowed streams: silence and exit 0 would read as "nothing unusual"
         raise ValueError(f"{src or 'standard input'}: is empty; expected rows of {int(np.prod(vae.shape))} comma-separated numbers")
     _report_flagged(flagged, total, limit)
@@ -492,7 +491,10 @@ def _score_stream(paths, precision, fmt, threads, out, samples, batch_size) -> N
 def _score_window_stream(vae: VAE, src: Path | None) -> None:
     """A windowed bundle: rows are time steps (stdin lines, or a .npy [T, C]); one score per window, printed as it completes."""
     header: list = []
-    rows = _stdin_rows((int(vae.shape[0]),), vae.window.get("channels"), header) if src is None else _read_array(src, mmap=True)
+    if src is None or _is_csv(src):
+        rows = _text_rows(src, (int(vae.shape[0]),), vae.window.get("channels"), header)
+    else:
+        rows = _read_array(src, mmap=True)
     flagged = total = 0
     limit = _threshold_or_none(vae)
     seen = [0]
@@ -509,8 +511,7 @@ def _score_window_stream(vae: VAE, src: Path | None) -> None:
             total += 1
             flagged += int(limit is not None and s > limit)
     except RowError as exc:
-        where = f"{src}: row {exc.row}" if src is not None else f"line {exc.row + 1 + len(header)}"
-        raise ValueError(f"{where}: {exc.reason}") from None
+        raise ValueError(f"{_row_place(src, exc.row, header)}: {exc.reason}") from None
     length = int(vae.window["length"])
     if not total and seen[0] < length:
         # Silence and exit 0 would read as "nothing unusual"; the series was too short to say anything.
@@ -518,7 +519,32 @@ def _score_window_stream(vae: VAE, src: Path | None) -> None:
     _report_flagged(flagged, total, limit)
 
 
-def _stdin_rows(shape: tuple[int, ...], columns: list[str] | None = None, header: list | None = None):
+def _is_csv(path: Path) -> bool:
+    return path.suffix.lower() == ".csv"
+
+
+def _row_place(src: Path | None, row: int, header: list) -> str:
+    """Where a bad row of a stream is: a line of standard input or of a .csv (counting the header), else an .npy row."""
+    if src is None:
+        return f"line {row + 1 + len(header)}"
+    return f"{src}: line {row + 1 + len(header)}" if _is_csv(src) else f"{src}: row {row}"
+
+
+def _text_rows(src: Path | None, shape: tuple[int, ...], columns: list[str] | None, header: list):
+    """Rows of standard input (``src`` None) or of a .csv file read the same way, line by line, so that
+    ``score B readings.csv --stream`` is ``score B - --stream < readings.csv``."""
+    if src is None:
+        return _stdin_rows(shape, columns, header)
+    if not src.is_file():
+        raise ValueError(f"{src}: no such file" if not src.exists() else f"{src}: is not a file; expected a .csv of rows")
+
+    def rows():
+        with open(src, encoding="utf-8", errors="replace", newline=None) as f:
+            yield from _stdin_rows(shape, columns, header, f)
+    return rows()
+
+
+def _stdin_rows(shape: tuple[int, ...], columns: list[str] | None = None, header: list | None = None, stream=None):
     """Rows from standard input, one per line: comma-separated numbers (anything else ends the stream).
     A first line naming the bundle's ``columns`` (``cat readings.csv |``) is skipped and appended to
     ``header``, so that the caller can name the line of a row: row + 1 + len(header).
@@ -529,7 +555,7 @@ def _stdin_rows(shape: tuple[int, ...], columns: list[str] | None = None, header
     limit = 32 * values + 4096
     row = 0
     for number in itertools.count(1):
-        line = sys.stdin.readline(limit + 1)
+        line = (stream or sys.stdin).readline(limit + 1)
         if not line:
             return
         if len(line) > limit:

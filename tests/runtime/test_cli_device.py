@@ -175,3 +175,19 @@ def test_stream_skips_a_header_naming_the_bundles_columns(sensor_bundle):
     rows[30] = "1,nan,2"  # line 32 with the header before it
     one_line_error(invoke(run_main, ["score", bundle, "-", "--stream"], input="temp,pressure,level\n" + "\n".join(rows) + "\n"), 2, "line 32: contains NaN")
     one_line_error(invoke(run_main, ["score", bundle, "-", "--stream"], input="a,b,c\n" + "\n".join(rows) + "\n"), 2, "line 1: expected comma-separated numbers")
+
+
+def test_stream_reads_a_csv_file_as_it_reads_standard_input(tmp_path, sensor_bundle):
+    # `score B readings.csv --stream` used to refuse the file: "not a readable .npy/.npz array (it is text)".
+    from helpers import sensor_series
+
+    bundle, _ = sensor_bundle
+    rows = _lines(sensor_series(40, seed=1)).splitlines()
+    text = "temp,pressure,level\n" + "\n".join(rows) + "\n"
+    (tmp_path / "r.csv").write_text(text)
+    piped = invoke(run_main, ["score", bundle, "-", "--stream"], input=text)
+    result = invoke(run_main, ["score", bundle, tmp_path / "r.csv", "--stream", "--batch-size", 1])
+    assert result.exit_code == 0 and result.stdout == piped.stdout and len(result.stdout.split()) == 7, result.output
+    rows[30] = "1,nan,2"
+    (tmp_path / "r.csv").write_text("temp,pressure,level\n" + "\n".join(rows) + "\n")
+    one_line_error(invoke(run_main, ["score", bundle, tmp_path / "r.csv", "--stream"]), 2, "r.csv: line 32: contains NaN")
