@@ -699,6 +699,9 @@ def evaluate(paths, labels, false_alarm, as_json, roc, precision, fmt, threads):
     if labels is None:
         if len(paths) not in (2, 3):
             raise click.UsageError(f"expected [BUNDLE] NORMAL ANOMALOUS (or one DATA file with --labels), got {len(paths)} path(s)")
+        if len(paths) == 2 and Path(paths[0]).is_dir():  # else "BUNDLE: is a folder; expected ... .npy", which hides the cause
+            raise click.UsageError(f"expected [BUNDLE] NORMAL ANOMALOUS, got the bundle {paths[0]} and one file; "
+                                   "add the ANOMALOUS file (or give --labels)")
         bundle, files = (paths[0], paths[1:]) if len(paths) == 3 else (None, paths)
     else:
         if len(paths) not in (1, 2):

@@ -58,3 +58,7 @@ def test_evaluate_cli_text_json_roc_and_labels(tmp_path, test_digits):
     one_line_error(invoke(run_main, ["evaluate", tmp_path / "x.npy", "--labels", tmp_path / "y3.npy", "--roc", tmp_path / "nowhere" / "roc.png"]), 2, "labels must be 0")
     assert not (tmp_path / "nowhere").exists()
     one_line_error(invoke(run_main, ["evaluate", tmp_path / "n.npy"]), 2, "NORMAL ANOMALOUS")
+    # BUNDLE NORMAL without ANOMALOUS used to read the bundle as NORMAL: "is a folder; expected ... .npy".
+    from vae_edge.runtime.bundle import default_bundle_path
+
+    one_line_error(invoke(run_main, ["evaluate", default_bundle_path(), tmp_path / "n.npy"]), 2, "add the ANOMALOUS file")
