@@ -38,6 +38,7 @@ import argparse
 import io
 import logging
 import math
+import os
 import sys
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -162,6 +163,9 @@ def main(argv: list[str] | None = None) -> int:
                 monitor(vae, lines, counts, quantile=args.quantile, threshold=args.threshold, batch_size=args.batch_size)
     except KeyboardInterrupt:
         pass
+    except BrokenPipeError:  # the reader went away (`... | head`): stop quietly, as vae-run does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes at exit
+        return 1
     except ValueError as exc:  # e.g. --batch-size 0
         print(f"Error: {exc}", file=sys.stderr)
         return 2

@@ -43,6 +43,17 @@ def test_monitor_reads_a_file_with_a_given_bundle_in_batches(tmp_path, bundle, t
     assert result.stderr.splitlines()[-1].startswith("23 readings")
 
 
+def test_monitor_ends_quietly_when_its_reader_goes_away(tmp_path):
+    # `anomaly_monitor.py | head` used to end with "Error: reading FILE failed: [Errno 32] Broken pipe".
+    readings = tmp_path / "r.csv"
+    readings.write_text(_lines(np.full((3000, 64), 16.0)))  # 3000 alerts: more than a pipe's buffer holds
+    proc = subprocess.Popen([sys.executable, str(MONITOR), readings], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().startswith("ALERT line 1:")
+    proc.stdout.close()
+    assert proc.wait(timeout=120) == 1
+    assert proc.stderr.read() == ""
+
+
 def test_monitor_refuses_bad_options_in_one_line(tmp_path, bundle):
     for args, fragment in (
         (["--quantile", 0.98], "quantile 0.98 is not calibrated"),
