@@ -87,7 +87,10 @@ def bundle_iwae_nll(bundle: Path, x: np.ndarray, k: int, precision: str, *, seed
 def exported(model: Path, test: Path, k: int) -> dict:
     """Export ``model`` with vae-export's defaults (fp32 + int8) and measure the test IWAE NLL on both."""
     bundle = model.with_name("bundle")
-    subprocess.run([str(Path(sys.executable).with_name("vae-export")), str(model), "--out", str(bundle), "--no-latency"], check=True, stdout=subprocess.DEVNULL)
+    done = subprocess.run([str(Path(sys.executable).with_name("vae-export")), str(model), "--out", str(bundle), "--no-latency"],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if done.returncode:  # a failed export gate is a finding to report beside the PyTorch figure, not a reason to lose the run
+        return {"export_error": (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1]}
     x = np.load(test)[:, None]
     return {f"bundle_{p}_iwae_nll": bundle_iwae_nll(bundle, x, k, p) for p in ("fp32", "int8")}
 
@@ -127,9 +130,12 @@ def main() -> None:
         epochs = " / ".join(f"{r['epochs']} ({r['best_epoch']})" for r in mine)
         ms = statistics.median(r["epoch_seconds"] for r in mine) * 1000
         print(f"| {name} | {nll} | {statistics.mean(r['test_iwae_nll'] for r in mine):.2f} | {elbo} | {epochs} | {ms:.0f} |")
+    for r in rows:
+        if "export_error" in r:
+            print(f"\nseed {r['seed']}: vae-export failed: {r['export_error']}")
     mine = [r for r in rows if "bundle_fp32_iwae_nll" in r]
     print(f"\nvae-train's exported bundles, test IWAE NLL (K={args.iw_samples}) through the runtime, per seed:")
-    for p in ("fp32", "int8"):
+    for p in ("fp32", "int8") if mine else ():
         values = [r[f"bundle_{p}_iwae_nll"] for r in mine]
         print(f"  {p}: {' / '.join(f'{v:.2f}' for v in values)} (mean {statistics.mean(values):.2f})")
 

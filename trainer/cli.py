@@ -78,6 +78,7 @@ def _train(option: str):
 @click.option("--columns", default=None, metavar="A,B,...", help="csv:PATH, parquet:PATH: the columns to read, by name (default: all).")
 @click.option("--gaussian-std", type=click.FloatRange(min=0, min_open=True), default=_model("gaussian_std"), help="gaussian: fixed std of p(x|z) in standardised units (omitted: learned per feature).")
 @click.option("--patience", type=click.IntRange(min=0), default=_train("patience"), show_default=True, help="Stop after N epochs without a better validation bound and keep the best epoch (0: never; train all --epochs, keep the last; text:FILE: 3 unless given).")
+@click.option("--ema", type=click.FloatRange(0, 1, max_open=True), default=_train("ema"), show_default=True, metavar="DECAY", help="Keep an exponential moving average of the weights with this decay per step (e.g. 0.999): validated, kept and served instead of the raw weights (0: none).")
 @click.option("--iw-samples", type=click.IntRange(min=1), default=_train("iw_samples"), show_default=True, help="K for the importance-weighted NLL estimate on the test split.")
 @click.option("--max-len", type=click.IntRange(min=1), default=None, help="text: longest line in characters (default 128); the runtime refuses longer lines.")
 @click.option("--long-lines", type=click.Choice(["refuse", "cut", "skip"]), default="refuse", show_default=True, help="text: what to do with a line over --max-len (counted and reported).")

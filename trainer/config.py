@@ -42,6 +42,9 @@ class TrainConfig:
     iw_samples: int = 1000  # K of the importance-weighted NLL estimate at the end
     # Stop after this many epochs without a better validation bound and keep the best weights (0: never stop early).
     patience: int = 50
+    # Decay of an exponential moving average of the weights (trainer/averaging.py), updated every step; the
+    # average is what validation measures, early stopping keeps and model.pt serves. 0: no average, the raw weights.
+    ema: float = 0.0
     quiet: bool = False  # no progress report on stderr
 
     def __post_init__(self) -> None:
@@ -55,6 +58,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be a finite number >= 0, got {value}")
         if self.iw_samples < 1:
             raise ValueError("iw_samples must be >= 1")
+        if not (0 <= self.ema < 1):
+            raise ValueError(f"ema must be in [0, 1), got {self.ema}")
         if self.patience < 0:
             raise ValueError("patience must be >= 0")
         if self.objective not in OBJECTIVES:

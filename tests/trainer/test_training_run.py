@@ -79,15 +79,24 @@ def test_early_stopping_keeps_the_best_epoch(tmp_path, noise):
         train(cfg, noise, TrainConfig(epochs=300, batch_size=16, lr=3e-3, patience=3, iw_samples=5, quiet=True), resume=ckpt)
 
 
-def test_resume_with_early_stopping_state_equals_uninterrupted(tmp_path, noise):
+@pytest.mark.parametrize("ema", [0.0, 0.9])
+def test_resume_with_early_stopping_state_equals_uninterrupted(tmp_path, noise, ema):
     cfg = VAEConfig(input_shape=noise.shape, latent_dim=4, hidden_dims=(32,))
-    tc = TrainConfig(epochs=4, batch_size=16, lr=3e-3, patience=50, iw_samples=5, quiet=True)
+    # A constant rate, so that the 2-epoch first run trains its epochs as the 4-epoch one does (see above).
+    tc = TrainConfig(epochs=4, batch_size=16, lr=3e-3, lr_schedule="constant", patience=50, iw_samples=5, ema=ema, quiet=True)
     straight = train(cfg, noise, tc)
     train(cfg, noise, TrainConfig(**{**tc.__dict__, "epochs": 2}), out=tmp_path / "m.pt")
     resumed = train(cfg, noise, tc, resume=read_checkpoint(tmp_path / "m.pt"))
     assert_same_state(straight.model.state_dict(), resumed.model.state_dict())
     assert straight.metrics["best_epoch"] == resumed.metrics["best_epoch"]
     assert straight.state.keys() == resumed.state.keys()
+    # The served weights are what was validated: with ema, the average at the best epoch, not the raw weights.
+    best = max(straight.history, key=lambda r: r["val_bound"])
+    assert evaluate(straight.model, torch.from_numpy(noise.to_model(noise.val)))["elbo"] == best["val_elbo"]
+    if ema:
+        raw = straight.state["last_state_dict"]
+        assert any(not torch.equal(raw[k], v) for k, v in straight.model.state_dict().items())
+        assert_same_state(straight.state["weight_average"]["state_dict"], resumed.state["weight_average"]["state_dict"])
 
 
 def test_checkpoint_survives_a_kill_during_saving(tmp_path):
