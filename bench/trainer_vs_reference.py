@@ -16,6 +16,7 @@ test IWAE NLL measured again through the runtime on its fp32 and int8 graphs (nu
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import os
@@ -103,6 +104,7 @@ def main() -> None:
     parser.add_argument("--vae-train-args", default="", help="extra vae-train options, e.g. \"--epochs 20\" (default: none, its defaults)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads for both (vae-train through OMP_NUM_THREADS)")
     parser.add_argument("--no-reference", action="store_true", help="vae-train only (comparing vae-train settings: one process per seed)")
+    parser.add_argument("--keep", type=Path, default=None, metavar="DIR", help="write the data, models and bundles under DIR and keep them (default: a temporary folder)")
     args = parser.parse_args()
     import torch
 
@@ -110,7 +112,9 @@ def main() -> None:
     os.environ["OMP_NUM_THREADS"] = str(args.threads)
     reference = _reference()
     rows = []
-    with tempfile.TemporaryDirectory(prefix="vae-bench-") as tmp:
+    if args.keep is not None:
+        args.keep.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="vae-bench-") if args.keep is None else contextlib.nullcontext(str(args.keep)) as tmp:
         train, test = held_out_digits(Path(tmp))
         train_x, test_x = np.load(train) / 16.0, np.load(test) / 16.0
         for seed in args.seeds:
