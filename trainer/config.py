@@ -27,13 +27,13 @@ class TrainConfig:
     # A ceiling: early stopping (patience) may end the run before it, keeping the best epoch.
     epochs: int = 300
     batch_size: int = 64  # per process: under torchrun one step sees world_size * batch_size samples
-    lr: float = 3e-3
+    lr: float = 6e-3
     # One of LR_SCHEDULES. cosine: from lr down to LR_FLOOR * lr over ``epochs``; constant: lr throughout.
     lr_schedule: str = "cosine"
     # One of OBJECTIVES. "iwae": the importance-weighted bound with ``iw_train`` samples (Burda et al., 2016),
     # tighter than the ELBO and a better test likelihood; "elbo": the single-sample ELBO (beta, kl_warmup apply).
     objective: str = "iwae"
-    iw_train: int = 5
+    iw_train: int = 10
     beta: float = 1.0
     # KL weight ramps linearly from 0 to beta over this many epochs (0: no warm-up); avoids early posterior collapse.
     kl_warmup: float = 0.0
@@ -41,10 +41,10 @@ class TrainConfig:
     device: str = "auto"  # one of DEVICES; "auto": CUDA when present, else CPU
     iw_samples: int = 1000  # K of the importance-weighted NLL estimate at the end
     # Stop after this many epochs without a better validation bound and keep the best weights (0: never stop early).
-    patience: int = 50
+    patience: int = 100
     # Decay of an exponential moving average of the weights (trainer/averaging.py), updated every step; the
     # average is what validation measures, early stopping keeps and model.pt serves. 0: no average, the raw weights.
-    ema: float = 0.0
+    ema: float = 0.998
     quiet: bool = False  # no progress report on stderr
 
     def __post_init__(self) -> None:
