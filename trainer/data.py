@@ -49,6 +49,8 @@ class Dataset:
     value_range: tuple[float, float] | None = None
     likelihood: str = "bernoulli"
     likelihood_reason: str = ""  # why this likelihood (printed by vae-train, recorded in model.pt)
+    # Why vae-train's settings left out have their values (trainer.config.size_settings: the train split's size).
+    settings_reason: str = ""
     # Windows cut from a series [T, C]: {"length": N, "stride": S, "channels": [names]}; None otherwise.
     window: dict | None = None
     columns: tuple[str, ...] | None = None  # csv: the columns read, in order
@@ -169,6 +171,7 @@ class Dataset:
             "preprocessing": self.preprocessing,
             "valid_range": self.valid_range,
             "likelihood_reason": self.likelihood_reason,
+            **({"settings_reason": self.settings_reason} if self.settings_reason else {}),
             **({"window": self.window} if self.window else {}),
             **({"columns": list(self.columns)} if self.columns else {}),
             "sizes": {"train": len(self.train), "val": len(self.val), "test": len(self.test)},
@@ -489,6 +492,6 @@ def load_recorded(entry: dict, *, base: Path | None = None, data: str | None = N
     window = (int(win["length"]), int(win["stride"])) if isinstance(win, dict) and entry.get("kind") != "audio" else None
     data_set = load_data(spec, entry.get("likelihood", "bernoulli"), size=size, sequences=entry.get("kind") == "sequence", split=split, audio=audio,
                          columns=entry.get("columns"), window=window)
-    # Reloaded with the resolved likelihood, the reason would read "asked for (--likelihood ...)": keep the recorded one.
-    reason = entry.get("likelihood_reason")
-    return replace(data_set, likelihood_reason=reason) if isinstance(reason, str) and reason else data_set
+    # Reloaded with the resolved likelihood, the reason would read "asked for (--likelihood ...)": keep the recorded ones.
+    reasons = {k: v for k in ("likelihood_reason", "settings_reason") if isinstance(v := entry.get(k), str) and v}
+    return replace(data_set, **reasons) if reasons else data_set

@@ -47,7 +47,12 @@ def test_resume_two_plus_two_epochs_equals_four(tmp_path):
     assert [r["epoch"] for r in metrics["history"]] == [1, 2, 3, 4] and metrics["metrics"]["test_elbo"] == b["metrics"]["test_elbo"]
 
     one_line_error(invoke(train_main, ["--resume", tmp_path / "resumed.pt", "--epochs", 4]), 2, "trained 4 epochs already")
-    one_line_error(invoke(train_main, ["--resume", tmp_path / "resumed.pt", "--epochs", 6, "--lr", 0.1]), 2, "cannot change lr (0.006 -> 0.1)")
+    # 120 training rows: the options left out follow the small-data rule (config.size_settings); those given win.
+    assert b["train_state"]["train_config"]["objective"] == "elbo" and b["train_state"]["train_config"]["lr"] == 0.01
+    assert b["data"]["settings_reason"] == a["data"]["settings_reason"] == (
+        "small-data settings, because 120 training samples (< 1000): --objective elbo, --lr 0.01, --patience 0, --ema 0.0; "
+        "--hidden, --latent, --batch-size, --epochs as given")
+    one_line_error(invoke(train_main, ["--resume", tmp_path / "resumed.pt", "--epochs", 6, "--lr", 0.1]), 2, "cannot change lr (0.01 -> 0.1)")
     one_line_error(invoke(train_main, ["--resume", tmp_path / "resumed.pt", "--epochs", 6, "--latent", 5]), 2, "model settings differ", "latent_dim (2 -> 5)")
     (tmp_path / "junk.pt").write_bytes(b"junk")
     one_line_error(invoke(train_main, ["--resume", tmp_path / "junk.pt"]), 2, "--resume", "not a readable PyTorch checkpoint")
