@@ -11,7 +11,7 @@ from vae_edge.models import read_checkpoint
 from vae_edge.models.text import TextVAEConfig
 from vae_edge.trainer.cli import cli as train_main
 from vae_edge.trainer.textdata import load_text
-from vae_edge.trainer.textloop import TextTrainConfig, train_text
+from vae_edge.trainer.textloop import TextTrainConfig, epoch_passes, train_text
 
 
 def tiny(data) -> TextVAEConfig:
@@ -20,7 +20,7 @@ def tiny(data) -> TextVAEConfig:
 
 def test_text_resume_two_plus_two_epochs_equals_four(tmp_path, text_file):
     common = ["--data", f"text:{text_file}", "--max-len", 16, "--hidden", 16, "--latent", 2, "--embed", 8, "--batch-size", 32,
-              "--iw-samples", 2, "--kl-warmup", 1, "--token-dropout", 0.2, "--seed", 3, "--quiet"]
+              "--iw-samples", 2, "--kl-warmup", 1, "--token-dropout", 0.2, "--seed", 3, "--min-epoch-steps", 20, "--quiet"]
     assert invoke(train_main, [*common, "--epochs", 4, "--out", tmp_path / "straight.pt"]).exit_code == 0
     assert invoke(train_main, [*common, "--epochs", 2, "--out", tmp_path / "resumed.pt"]).exit_code == 0
     # Only --epochs is given: data, sizes and text settings come from the checkpoint, --out defaults to it.
@@ -38,6 +38,7 @@ def test_text_resume_two_plus_two_epochs_equals_four(tmp_path, text_file):
     resumed = tmp_path / "resumed.pt"
     one_line_error(invoke(train_main, ["--resume", resumed, "--epochs", 4]), 2, "--resume", "trained 4 epochs already")
     one_line_error(invoke(train_main, ["--resume", resumed, "--epochs", 6, "--token-dropout", 0.3]), 2, "cannot change token_dropout (0.2 -> 0.3)")
+    one_line_error(invoke(train_main, ["--resume", resumed, "--epochs", 6, "--min-epoch-steps", 5]), 2, "cannot change min_epoch_steps (20 -> 5)")
     one_line_error(invoke(train_main, ["--resume", resumed, "--epochs", 6, "--latent", 3]), 2, "model settings differ", "latent_dim (2 -> 3)")
     other = tmp_path / "other.txt"
     other.write_text("\n".join(["xyzq", "qqzy", "zyxw"] * 20) + "\n", encoding="utf-8")
@@ -48,7 +49,7 @@ def test_text_resume_two_plus_two_epochs_equals_four(tmp_path, text_file):
 def test_text_early_stopping_keeps_the_best_epoch(tmp_path, text_file):
     data = load_text(f"text:{text_file}", max_len=16)
     # A high rate makes validation worsen soon: the run stops and serves the best epoch, not the last.
-    config = TextTrainConfig(epochs=30, batch_size=16, lr=0.05, kl_warmup=0, patience=2, iw_samples=2, quiet=True)
+    config = TextTrainConfig(epochs=30, batch_size=16, min_epoch_steps=1, lr=0.05, kl_warmup=0, patience=2, iw_samples=2, quiet=True)
     result = train_text(tiny(data), data, config, out=tmp_path / "model.pt", side_outputs=False)
     m, history = result.metrics, result.history
     best = max(history, key=lambda r: r["val_bound"])
@@ -63,17 +64,21 @@ def test_text_early_stopping_keeps_the_best_epoch(tmp_path, text_file):
 
 def test_text_iwae_objective_and_early_token_dropout(text_file):
     data = load_text(f"text:{text_file}", max_len=16)
-    config = TextTrainConfig(epochs=3, batch_size=32, kl_warmup=1, objective="iwae", iw_train=3, token_dropout=0.3,
+    config = TextTrainConfig(epochs=3, batch_size=32, min_epoch_steps=25, kl_warmup=1, objective="iwae", iw_train=3, token_dropout=0.3,
                              token_dropout_epochs=1, iw_samples=4, quiet=True)
     result = train_text(tiny(data), data, config)
     assert [r["token_dropout"] for r in result.history] == [0.3, 0.0, 0.0]
+    # 318 train lines are 10 steps of 32: an epoch of at least 25 steps is 3 passes; 24,000 lines need one.
+    assert [r["passes"] for r in result.history] == [3, 3, 3] and result.metrics["passes_per_epoch"] == 3
+    assert epoch_passes(24000, TextTrainConfig()) == 1 and epoch_passes(800, TextTrainConfig()) == 8
     # The validation bound of the IWAE objective is its K-sample bound: at least the one-sample ELBO (up to noise).
     assert all(r["val_bound"] >= r["val_elbo"] - 0.5 for r in result.history)
     assert result.history[-1]["val_bound"] > result.history[0]["val_bound"]
     assert result.metrics["test_iwae_nll"] <= -result.metrics["test_elbo"] + 0.5
 
 
-@pytest.mark.parametrize("field, value", [("objective", "bowman"), ("iw_train", 0), ("patience", -1), ("token_dropout_epochs", -1.0)])
+@pytest.mark.parametrize("field, value", [("objective", "bowman"), ("iw_train", 0), ("patience", -1), ("token_dropout_epochs", -1.0),
+                                          ("min_epoch_steps", 0)])
 def test_text_train_config_refuses(field, value):
     with pytest.raises(ValueError, match=field):
         TextTrainConfig(**{field: value})
