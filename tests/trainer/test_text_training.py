@@ -1,5 +1,6 @@
 """A text training run as a user relies on it: --resume == uninterrupted, early stopping keeps the best
-epoch, the IWAE objective and token dropout limited to the first epochs."""
+epoch, the IWAE objective and token dropout limited to the first epochs, an epoch of several passes over a
+small train split."""
 
 import json
 
@@ -12,6 +13,7 @@ from vae_edge.models.text import TextVAEConfig
 from vae_edge.trainer.cli import cli as train_main
 from vae_edge.trainer.textdata import load_text
 from vae_edge.trainer.textloop import TextTrainConfig, epoch_passes, train_text
+from vae_edge.trainer.textresume import text_resume_settings
 
 
 def tiny(data) -> TextVAEConfig:
@@ -44,6 +46,9 @@ def test_text_resume_two_plus_two_epochs_equals_four(tmp_path, text_file):
     other.write_text("\n".join(["xyzq", "qqzy", "zyxw"] * 20) + "\n", encoding="utf-8")
     one_line_error(invoke(train_main, ["--resume", resumed, "--epochs", 6, "--data", f"text:{other}"]), 2, "another vocabulary")
     assert read_checkpoint(resumed)["train_state"]["epoch"] == 4  # refused runs leave the checkpoint as it was
+    # A checkpoint written before --min-epoch-steps went over its data once an epoch: it resumes so.
+    assert text_resume_settings({"train_state": {"train_config": {"epochs": 4}}})["min_epoch_steps"] == 1
+    assert text_resume_settings(read_checkpoint(resumed))["min_epoch_steps"] == 20
 
 
 def test_text_early_stopping_keeps_the_best_epoch(tmp_path, text_file):
