@@ -125,7 +125,7 @@ def main() -> None:
     p.add_argument("--hidden", type=int, default=128)
     p.add_argument("--embed", type=int, default=64)
     p.add_argument("--latent", type=int, default=16)
-    p.add_argument("--max-len", type=int, default=32)
+    p.add_argument("--max-len", type=int, default=128, help="longest line in characters (vae-train's default; longer lines are refused)")
     p.add_argument("--kl-warmup", type=float, default=3.0)
     p.add_argument("--token-dropout", type=float, default=0.1)
     p.add_argument("--token-dropout-epochs", type=float, default=0.0, help="token dropout in the first N epochs only (0: all)")
