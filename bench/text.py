@@ -20,14 +20,16 @@ import torch
 
 from vae_edge.export.bundle import ExportOptions, export_bundle
 from vae_edge.models import load_model, read_checkpoint
-from vae_edge.models.text import BOS, EOS, PAD, TextVAEConfig
+from vae_edge.models.text import TextVAEConfig
 from vae_edge.runtime.benchmark import machine_info
 from vae_edge.runtime.text import TextVAE
 from vae_edge.trainer.textdata import cmudict_words, load_text
 from vae_edge.trainer.textloop import TextTrainConfig, train_text
 
+from .textgen import report as speed_report
+from .textgen import speed
+
 SAMPLES = 1000
-SPEED_LINES = 200
 
 
 def train_pair(spec: str, args) -> dict:
@@ -75,44 +77,6 @@ def sample_figures(vae: TextVAE, data, dictionary: set[str]) -> dict:
     if dictionary:
         figures["new_real_word_share"] = float(np.mean([s in dictionary and s not in train for s in lines]))
     return figures
-
-
-@torch.no_grad()
-def torch_generate(model, z: torch.Tensor, max_len: int, g: torch.Generator) -> list[int]:
-    """PyTorch eager, batch 1: the same loop the runtime runs, one decoder step per character."""
-    token = torch.full((1,), BOS, dtype=torch.long)
-    state = torch.zeros(1, model.config.hidden_dim)
-    ids = []
-    for _ in range(max_len):
-        logits, state = model.decoder.step(z, token, state)
-        logits[:, [PAD, BOS]] = -float("inf")
-        token = torch.multinomial(torch.softmax(logits, -1), 1, generator=g)[:, 0]
-        if int(token) == EOS:
-            break
-        ids.append(int(token))
-    return ids
-
-
-def speed(model_pt: Path, bundle: Path, lines: int) -> dict:
-    """Seconds per generated line at batch 1, one thread: runtime fp32 and int8 vs PyTorch eager."""
-    torch.set_num_threads(1)
-    model = load_model(model_pt)
-    out = {}
-    g = torch.Generator().manual_seed(0)
-    zs = torch.randn(lines, model.config.latent_dim, generator=g)
-    torch_generate(model, zs[:1], model.config.max_len, g)  # warm-up
-    started = time.perf_counter()
-    chars = sum(len(torch_generate(model, zs[i : i + 1], model.config.max_len, g)) for i in range(lines))
-    out["pytorch"] = {"s_per_line": (time.perf_counter() - started) / lines, "chars_per_line": chars / lines}
-    for precision in ("fp32", "int8"):
-        vae = TextVAE.load(bundle, precision=precision, threads=1)
-        vae.sample(1, seed=0)
-        started = time.perf_counter()
-        chars = sum(len(vae.sample(1, seed=i)[0]) for i in range(lines))
-        out[precision] = {"s_per_line": (time.perf_counter() - started) / lines, "chars_per_line": chars / lines}
-    for precision in ("fp32", "int8"):
-        out[precision]["speedup_vs_pytorch"] = out["pytorch"]["s_per_line"] / out[precision]["s_per_line"]
-    return out
 
 
 def main() -> None:
@@ -170,7 +134,7 @@ def main() -> None:
         "samples": sample_figures(fp32, data, dictionary),
         "interpolations": [fp32.interpolate(a, b, steps=6) for a, b in zip(data.test[:3], data.test[3:6])],
         "reconstructions": list(zip(data.test[:10], fp32.reconstruct(data.test[:10]))),
-        "speed": speed(args.out / "vae" / "model.pt", bundle, SPEED_LINES),
+        "speed": speed(args.out / "vae" / "model.pt", bundle),
     }
     (args.out / "results.json").write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     print(report(result))
@@ -195,10 +159,7 @@ def report(r: dict) -> str:
              + (f", {s['new_real_word_share']:.1%} real dictionary words not in train." if "new_real_word_share" in s else "."),
              "", f"int8 vs fp32 on {min(2000, r['corpus']['split']['test'])} test lines: negative ELBO relative change {b['int8_neg_elbo_rel_change_test']:.2%}, "
              f"greedy decodes equal {b['int8_greedy_agreement_test']:.1%}; bytes {b['bytes']}.",
-             "", "| generation, batch 1, 1 thread | ms per line | chars per line | vs PyTorch eager |", "|---|---|---|---|"]
-    for name in ("pytorch", "fp32", "int8"):
-        e = sp[name]
-        rows.append(f"| {name} | {e['s_per_line'] * 1e3:.2f} | {e['chars_per_line']:.1f} | {e.get('speedup_vs_pytorch', 1.0):.1f}x |")
+             "", "Generation (bench/textgen.py):", "", speed_report(sp)]
     return "\n".join(rows)
 
 

@@ -133,7 +133,7 @@ def _export_text(model, ckpt: dict, model_path: Path, out: Path, options: Export
 
     if options.calibration is not None:
         raise ExportError("--calibration applies to int8-static, which text bundles do not offer")
-    manifest, report = write_text_bundle(out, model, load_text_recorded(ckpt["data"]), ckpt, model_path, options)
+    manifest, report = write_text_bundle(out, model, load_text_recorded(ckpt["data"], base=model_path.parent), ckpt, model_path, options)
     return ExportResult(out, manifest, report)
 
 

@@ -3,9 +3,15 @@ onnxruntime call (contract.SCORE).
 
 It is composed, not traced: that variant's own encoder and decoder graphs (so int8, int8-static and fp16
 score graphs quantize exactly what the two-call path quantizes), the decoder fed the encoder's mu, then
-a float32 tail computing what the runtime's numpy computes (runtime/likelihoods.py): the likelihood's
-NLL (Bernoulli on probabilities clipped by likelihoods.PROB_EPS, or Gaussian with the model's variance)
-plus KL(q(z|x) || N(0, I)). Nothing in the tail is quantized. The exporter's score gate then checks it
+a float32 tail computing the likelihood's NLL plus KL(q(z|x) || N(0, I)). Nothing in the tail is quantized.
+
+A Bernoulli NLL is taken from the logits, the input of the decoder's final Sigmoid, as PyTorch's
+binary_cross_entropy_with_logits does. onnxruntime's float32 Sigmoid is accurate to about 1.7e-7 absolute,
+not relative (p = 2.1756e-6 for PyTorch's 2.1411e-6 at logit -13.05; onnxruntime 1.32), so log p near 0,
+and log(1 - p) near 1, lose what no arithmetic on the probabilities recovers: a trained model's fp32 score
+was 1.18e-4 from PyTorch's (gate 1e-4), from the logits 2.6e-7. Where the decoder's output is not a Sigmoid of its logits (int8-static quantizes the
+probabilities after it), the tail falls back to the runtime's numpy rule on probabilities clipped by
+likelihoods.PROB_EPS (runtime/likelihoods.py). A Gaussian NLL uses the model's variance. The exporter's score gate then checks it
 against PyTorch's negative ELBO through the runtime, as it checks every variant.
 """
 
@@ -76,9 +82,16 @@ def compose_score(encoder_path: Path, decoder_path: Path, *, likelihood: str, sh
     mean = _DEC + DECODER.outputs[0]
     both = compose.merge_models(enc, dec, io_map=[(mu, _DEC + DECODER.inputs[0])], outputs=[mu, logvar, mean])
     graph = both.graph
-    nodes, inits = _tail(x, mu, logvar, mean, likelihood=likelihood, shape=shape, obs_logvar=obs_logvar)
+    logits = _sigmoid_input(graph, mean) if likelihood == "bernoulli" else None
+    nodes, inits = _tail(x, mu, logvar, mean, logits, likelihood=likelihood, shape=shape, obs_logvar=obs_logvar)
     graph.node.extend(nodes)
     graph.initializer.extend(inits)
+    if logits is not None:  # the decoder's Sigmoid (and an fp16 graph's Cast after it) now feed nothing
+        dead = mean
+        while dead != logits:
+            node = next(n for n in graph.node if dead in n.output)
+            graph.node.remove(node)
+            dead = node.input[0]
     graph.input[0].name = SCORE.inputs[0]  # the input keeps its shape; renamed where it is used
     for node in graph.node:
         node.input[:] = [SCORE.inputs[0] if name == x else name for name in node.input]
@@ -92,18 +105,45 @@ def compose_score(encoder_path: Path, decoder_path: Path, *, likelihood: str, sh
     return both
 
 
-def _tail(x: str, mu: str, logvar: str, mean: str, *, likelihood: str, shape: list[int], obs_logvar: np.ndarray | None):
-    """Nodes and constants: score = NLL(x | mean) + KL(mu, logvar), float32 [batch]."""
+def _sigmoid_input(graph: onnx.GraphProto, mean: str) -> str | None:
+    """The logits the decoder's output is the Sigmoid of; None when the output is anything else (a
+    quantized probability). fp16 graphs end in Cast(Sigmoid(logits)) to float32."""
+    producers = {out: n for n in graph.node for out in n.output}
+    node = producers.get(mean)
+    if node is not None and node.op_type == "Cast" and len(node.input) == 1:
+        node = producers.get(node.input[0])
+    if node is None or node.op_type != "Sigmoid" or node.domain not in ("", "ai.onnx"):
+        return None
+    return node.input[0]
+
+
+def _tail(x: str, mu: str, logvar: str, mean: str, logits: str | None, *, likelihood: str, shape: list[int], obs_logvar: np.ndarray | None):
+    """Nodes and constants: score = NLL(x | mean, or the Bernoulli's ``logits``) + KL(mu, logvar), float32 [batch]."""
     axes = list(range(1, len(shape) + 1))
     consts: dict[str, np.ndarray] = {"sample_axes": np.array(axes, np.int64), "latent_axes": np.array([1], np.int64), "one": np.float32(1.0), "half": np.float32(0.5)}
     t = lambda name: _TAIL + name  # noqa: E731
     nodes = []
 
     def node(op: str, inputs: list[str], output: str, **attrs) -> str:
-        nodes.append(helper.make_node(op, [i if i in (x, mu, logvar, mean) else t(i) for i in inputs], [t(output)], name=t(output), **attrs))
+        nodes.append(helper.make_node(op, [i if i in (x, mu, logvar, mean, logits) else t(i) for i in inputs], [t(output)], name=t(output), **attrs))
         return output
 
-    if likelihood == "bernoulli":
+    if likelihood == "bernoulli" and logits is not None:
+        # BCE with logits l, as PyTorch: max(l, 0) - x l + log(1 + exp(-|l|)). exp(-|l|) is in (0, 1], so
+        # nothing overflows, and rounding 1 + exp(-|l|) costs at most 6e-8 nats per element; float32
+        # logits (Cast: fp16 graphs compute them in float16)
+        node("Cast", [logits], "l", to=TensorProto.FLOAT)
+        node("Relu", ["l"], "l_pos")
+        node("Mul", [x, "l"], "x_l")
+        node("Abs", ["l"], "l_abs")
+        node("Neg", ["l_abs"], "l_neg_abs")
+        node("Exp", ["l_neg_abs"], "e")
+        node("Add", ["one", "e"], "one_e")
+        node("Log", ["one_e"], "log_one_e")
+        node("Sub", ["l_pos", "x_l"], "bce_a")
+        node("Add", ["bce_a", "log_one_e"], "bce")
+        node("ReduceSum", ["bce", "sample_axes"], "nll", keepdims=0)
+    elif likelihood == "bernoulli":
         # -(x log p + (1 - x) log(1 - p)), p clipped away from 0 and 1 as the runtime's numpy does
         consts |= {"eps": np.float32(PROB_EPS), "one_minus_eps": np.float32(1.0 - PROB_EPS)}
         node("Clip", [mean, "eps", "one_minus_eps"], "p")

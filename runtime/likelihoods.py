@@ -10,7 +10,11 @@ PROB_EPS = 1e-7
 
 
 def bernoulli_nll(x: np.ndarray, p: np.ndarray) -> np.ndarray:
-    """-log p(x|z) per sample for a Bernoulli (binary cross-entropy, summed over elements), float64 [n]."""
+    """-log p(x|z) per sample for a Bernoulli (binary cross-entropy, summed over elements), float64 [n].
+
+    From probabilities, the decoder graph's contract: float64 here cannot restore what onnxruntime's
+    float32 Sigmoid lost near 0 and 1 (the score graph takes the logits instead; docs/bundle.md).
+    """
     p = np.clip(p.astype(np.float64), PROB_EPS, 1.0 - PROB_EPS)
     x = x.astype(np.float64)
     bce = -(x * np.log(p) + (1.0 - x) * np.log1p(-p))

@@ -7,7 +7,7 @@ language with 64-bit integers (JavaScript's BigInt) reproduces it. Uniforms take
 words (2i, 2i+1) giving normals 2i and 2i+1. A :class:`Generator` hands out normals and uniforms from
 one stream in the order they are asked for (a normal after an odd number of words starts at the next pair). Runtimes cast the normals to float32 before use, which hides last-bit differences between
 libms' log/cos/sin (float64 results 1 ulp apart round to the same float32 except with probability ~2^-29).
-docs/javascript.md states the algorithm.
+Text sampling takes its words by row instead (:func:`rows`). docs/javascript.md states the algorithm.
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ from .validation import check_int
 GAMMA = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
-_S30, _S27, _S31 = np.uint64(30), np.uint64(27), np.uint64(31)
+_S30, _S27, _S31, _S11 = np.uint64(30), np.uint64(27), np.uint64(31), np.uint64(11)
+_SCALE = 2.0**-53
+_TAU = 2.0 * np.pi  # theta = _TAU * u2, the product Box-Muller's 2.0 * np.pi * u2 evaluates first
 MAX_SEED = 2**64 - 1
 
 
@@ -42,25 +44,57 @@ def words(seed: int, count: int, start: int = 0) -> np.ndarray:
     return z
 
 
+def _unit(w: np.ndarray) -> np.ndarray:
+    """Words -> their top 53 bits times 2**-53: float64 in [0, 1)."""
+    return (w >> _S11).astype(np.float64) * _SCALE
+
+
 def uniforms(seed: int, count: int, start: int = 0) -> np.ndarray:
     """Uniforms ``start .. start + count - 1`` of ``seed``'s stream (float64 in [0, 1)): the top 53 bits of each word."""
-    return (words(seed, count, start) >> np.uint64(11)).astype(np.float64) * 2.0**-53
+    return _unit(words(seed, count, start))
+
+
+def _box_muller(unit: np.ndarray, count: int) -> np.ndarray:
+    """``count`` normals from ``unit`` (an even number of :func:`_unit` values, pairs (2i, 2i + 1))."""
+    # unit + 2**-53 is exactly ((w >> 11) + 1) * 2**-53: (0, 1], so log(u1) is finite
+    r = np.sqrt(-2.0 * np.log(unit[0::2] + _SCALE))
+    theta = _TAU * unit[1::2]
+    out = np.empty(len(unit))
+    out[0::2] = r * np.cos(theta)
+    out[1::2] = r * np.sin(theta)
+    return out[:count]
 
 
 def normals(seed: int, count: int, start: int = 0) -> np.ndarray:
     """Normals ``start .. start + count - 1`` of ``seed``'s stream (float64; ``start`` even): Box-Muller
     on the word pairs (start, start + 1), ... ."""
-    pairs = (count + 1) // 2
-    w = words(seed, 2 * pairs, start)
-    scale = 2.0**-53
-    u1 = ((w[0::2] >> np.uint64(11)).astype(np.float64) + 1.0) * scale  # (0, 1]: log(u1) is finite
-    u2 = (w[1::2] >> np.uint64(11)).astype(np.float64) * scale  # [0, 1)
-    r = np.sqrt(-2.0 * np.log(u1))
-    theta = 2.0 * np.pi * u2
-    out = np.empty(2 * pairs)
-    out[0::2] = r * np.cos(theta)
-    out[1::2] = r * np.sin(theta)
-    return out[:count]
+    return _box_muller(_unit(words(seed, 2 * ((count + 1) // 2), start)), count)
+
+
+def block_size(normal_count: int, uniform_stride: int) -> int:
+    """Words per row of :func:`rows`: the normals (a whole number of pairs), then ``uniform_stride``
+    uniforms, rounded up to even so that every row's normals start at an even word."""
+    size = normal_count + (normal_count & 1) + uniform_stride
+    return size + (size & 1)
+
+
+def rows(seed: int, first: int, count: int, normal_count: int, uniform_count: int, uniform_stride: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows ``first .. first + count - 1`` of ``seed``'s stream cut into one block of
+    :func:`block_size` words per row (row r: words r x size ...): each row's ``normal_count`` normals
+    from the start of its block, then its first ``uniform_count`` (<= ``uniform_stride``) uniforms from
+    word ``normal_count`` rounded up to even.
+
+    What a row draws depends on its index alone, not on how many rows are drawn with it: row 0 of
+    ``count`` rows is row 0 of one (text sampling: ``sample(1)`` is the first line of ``sample(n)``).
+
+    Returns:
+        normals (count, normal_count) and uniforms (count, uniform_count), float64.
+    """
+    size = block_size(normal_count, uniform_stride)
+    even = normal_count + (normal_count & 1)
+    unit = _unit(words(seed, count * size, first * size)).reshape(count, size)
+    normals = _box_muller(unit[:, :even].reshape(-1), count * even).reshape(count, even)[:, :normal_count]
+    return normals, unit[:, even : even + uniform_count]
 
 
 class Generator:

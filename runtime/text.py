@@ -19,7 +19,7 @@ import numpy as np
 
 from . import contract
 from .bundle import BundleError, read_manifest
-from .rng import Generator, generator
+from .rng import generator, rows
 from .sessions import BOUND_SIZES, Graph, open_graphs
 from .streaming import MAX_STREAM_BATCH
 from .textgen import Stepper
@@ -124,27 +124,27 @@ class TextVAE:
         z = np.asarray(z, dtype=np.float32)
         if z.ndim != 2 or z.shape[1] != self.latent_dim or not np.isfinite(z).all():
             raise ValueError(f"z must be a finite array of shape (n, {self.latent_dim}), got {list(z.shape)}")
-        return self._generate(z, temperature, top_k, generator(seed), self._max_len(max_len))
+        return self._generate(z, len(z), temperature, top_k, generator(seed).seed, self._max_len(max_len))
 
     def reconstruct(self, lines: Iterable[str]) -> list[str]:
         """Each line encoded to its posterior mean and decoded greedily."""
         mu, _ = self.encode(lines)
-        return self._generate(mu, 0.0, None, None, self.max_len)
+        return self._generate(mu, len(mu), 0.0, None, None, self.max_len)
 
     def sample(self, n: int, *, seed: int | None = None, temperature: float = 1.0, top_k: int | None = None, max_len: int | None = None) -> list[str]:
         """``n`` lines from z ~ N(0, I); characters drawn at ``temperature`` (0: greedy) from the ``top_k``
         most likely (None: all). Same seed, same lines: z and the draws come from the SplitMix64 stream of
-        ``seed`` (runtime/rng.py, as every modality's ``sample``): n x latent normals, then per line
-        ``max_len`` uniforms, one per character position.
+        ``seed`` (runtime/rng.py, as every modality's ``sample``), a block of words per line (its latent
+        normals, then one uniform per character position up to the model's max length), so line i is the
+        same whatever ``n`` (``sample(1)`` is the first line of ``sample(n)``, as for images) and a smaller
+        ``max_len`` cuts the same lines; z does not depend on ``temperature`` or ``top_k``.
 
         Raises:
             ValueError: n, seed, temperature, top_k or max_len out of range.
         """
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 0 <= n <= MAX_SAMPLES:
             raise ValueError(f"n must be an integer in 0..{MAX_SAMPLES}, got {n!r}")
-        rng = generator(seed)
-        z = rng.standard_normal((int(n), self.latent_dim)).astype(np.float32)
-        return self._generate(z, temperature, top_k, rng, self._max_len(max_len)) if n else []
+        return self._generate(None, int(n), temperature, top_k, generator(seed).seed, self._max_len(max_len))
 
     def interpolate(self, a: str, b: str, steps: int = 8) -> list[str]:
         """Greedy decodes along the straight line between the posterior means of ``a`` and ``b``, both ends included."""
@@ -152,7 +152,7 @@ class TextVAE:
             raise ValueError(f"steps must be an integer in 2..10000, got {steps!r}")
         mu, _ = self.encode([a, b])
         t = np.linspace(0.0, 1.0, int(steps), dtype=np.float32)[:, None]
-        return self._generate((1 - t) * mu[0] + t * mu[1], 0.0, None, None, self.max_len)
+        return self._generate((1 - t) * mu[0] + t * mu[1], int(steps), 0.0, None, None, self.max_len)
 
     def anomaly_score(self, lines: Iterable[str], *, per: str = "line") -> np.ndarray:
         """Negative ELBO at the posterior mean (reconstruction NLL + KL), nats per line, or per character
@@ -224,18 +224,37 @@ class TextVAE:
             raise ValueError(f"max_len must be an integer in 1..{self.max_len} (the model's limit), got {max_len!r}")
         return int(max_len)
 
-    def _generate(self, z: np.ndarray, temperature: float, top_k: int | None, rng: Generator | None, max_len: int) -> list[str]:
-        """One decoder_step call per character for each chunk of lines; lines stop at <eos> or max_len."""
+    def _check_pick(self, temperature: float, top_k: int | None) -> None:
         if not (isinstance(temperature, (int, float)) and np.isfinite(temperature) and temperature >= 0):
             raise ValueError(f"temperature must be a finite number >= 0, got {temperature!r}")
         vocab_size = self.vocab.size
         if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or not 1 <= top_k <= vocab_size):
             raise ValueError(f"top_k must be an integer in 1..{vocab_size}, got {top_k!r}")
-        return [line for i in range(0, len(z), CHUNK) for line in self._generate_chunk(z[i : i + CHUNK], temperature, top_k, rng, max_len)]
 
-    def _generate_chunk(self, z: np.ndarray, temperature: float, top_k: int | None, rng: Generator | None, max_len: int) -> list[str]:
-        greedy = temperature == 0 or rng is None
-        u = None if greedy else rng.random((len(z), max_len))
+    def _generate(self, z: np.ndarray | None, n: int, temperature: float, top_k: int | None, seed: int | None, max_len: int) -> list[str]:
+        """``n`` lines, one decoder_step call per character for each chunk of lines; lines stop at <eos> or
+        max_len. ``z`` None: z drawn too (sample). Greedy where ``seed`` is None or ``temperature`` 0.
+
+        Line i's numbers are row i of ``seed``'s stream (runtime/rng.py: rows): its z (sample), then one
+        uniform per character position up to the model's max_len, whatever ``n`` and ``max_len`` are.
+        """
+        self._check_pick(temperature, top_k)
+        draw = seed is not None and temperature != 0
+        latent = self.latent_dim if z is None else 0
+        lines: list[str] = []
+        for first in range(0, n, CHUNK):
+            count = min(CHUNK, n - first)
+            u = None
+            if z is None or draw:
+                normals, u = rows(seed, first, count, latent, max_len if draw else 0, self.max_len)
+            chunk = normals.astype(np.float32) if z is None else z[first : first + count]
+            lines += self._generate_chunk(chunk, temperature, top_k, u if draw else None, max_len)
+        return lines
+
+    def _generate_chunk(self, z: np.ndarray, temperature: float, top_k: int | None, u: np.ndarray | None, max_len: int) -> list[str]:
+        """Lines from ``z`` (at most CHUNK rows), greedy where ``u`` is None, else drawn with ``u`` (n, max_len)."""
+        if len(z) == 1:
+            return [self.vocab.text(self._stepper(1).run_one(z, max_len, temperature, top_k, u))]
         out = self._stepper(len(z)).run(z, max_len, temperature, top_k, u)
         # A row goes on being generated after its <eos> while others have not ended: cut at the first.
         ends = np.where((out == EOS).any(axis=1), (out == EOS).argmax(axis=1), max_len)

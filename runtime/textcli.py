@@ -3,9 +3,11 @@ modality is text. Lines in, lines out: one output line per input line, scores on
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from collections.abc import Iterator
+from typing import BinaryIO
 from pathlib import Path
 
 import click
@@ -14,7 +16,7 @@ import numpy as np
 from .bundle import read_manifest
 from .files import atomic_save_npy
 from .text import LineReport, TextVAE
-from .vocab import TextError, read_text
+from .vocab import TextError, open_text, read_text
 
 
 def is_text_bundle(bundle: Path | None) -> bool:
@@ -124,7 +126,8 @@ def score_stream(vae: TextVAE, src: Path | None, batch_size: int, per_char: bool
     limit = vae.threshold(0.99)
     flagged = total = bad = 0
     batch: list[float | LineReport] = []
-    for item in vae.score_stream(_incoming(src), batch_size, bad_lines="report"):
+    source = sys.stdin.buffer if src is None else open_text(src)  # a missing file is bad input, said before any score
+    for item in vae.score_stream(_incoming(source), batch_size, bad_lines="report"):
         batch.append(item)
         total += 1
         if isinstance(item, LineReport):
@@ -149,14 +152,13 @@ def _flush(batch: list) -> None:
         sys.stdout.flush()  # a pipe sees each batch's scores now
 
 
-def _incoming(src: Path | None) -> Iterator[bytes]:
-    """Raw lines of ``src`` (None: standard input) as they arrive; TextVAE.score_stream decodes each on its
-    own, so one bad line is reported in its place instead of ending the stream."""
-    if src is None:
-        yield from sys.stdin.buffer
-        return
-    with open(src, "rb") as stream:
-        yield from stream
+def _incoming(source: BinaryIO) -> Iterator[bytes]:
+    """Raw lines of ``source`` as they arrive, a byte-order mark starting it dropped; TextVAE.score_stream
+    decodes each on its own, so one bad line is reported in its place instead of ending the stream. A
+    file is closed at the end."""
+    with contextlib.nullcontext(source) if source is sys.stdin.buffer else source:  # standard input stays open
+        for number, line in enumerate(source):
+            yield line.removeprefix(b"\xef\xbb\xbf") if number == 0 else line
 
 
 def _flagged(vae: TextVAE, flagged: int, total: int) -> None:

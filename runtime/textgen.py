@@ -48,6 +48,8 @@ class Stepper:
         if graph.can_bind:
             self._calls = [graph.bind({"z": self.z, "token": self.token, "state": self.states[i]},
                                       {"logits": self.logits, "next_state": self.states[1 - i]}) for i in (0, 1)]
+            run, even, options = self._calls[0].parts()
+            self._parts = (run, even, self._calls[1].parts()[1], options)  # for run_one: run(even or odd binding, options)
 
     def step(self, t: int) -> None:
         """decoder_step on ``z``, ``token`` and ``states[t % 2]``.
@@ -110,6 +112,63 @@ class Stepper:
         np.exp(w, out=w)
         np.add.accumulate(w, out=w)
         self.token[0] = w.searchsorted(u * w[-1], side="right") + FIRST
+
+    def run_one(self, z: np.ndarray, max_len: int, temperature: float, top_k: int | None, u: np.ndarray | None) -> list[int]:
+        """:meth:`run` at batch 1 (a Stepper made for n = 1): the ids of the line, up to its <eos> (not
+        included), from ``z`` (1, latent) and ``u`` (1, max_len) or None.
+
+        The same steps and the same arithmetic as :meth:`step` then :meth:`greedy` or :meth:`draw`, written
+        out in one loop: the interactive case, where a line of ~8 characters took ~300 us of which the
+        step graph ~130 (docs/text.md, "Generation speed") and method calls, out-array writes and
+        per-step numpy scalars much of the rest.
+
+        Raises:
+            RuntimeError: onnxruntime failed; one line naming the graph.
+        """
+        np.copyto(self.z, z)
+        token = self.token
+        token[0] = BOS
+        self.states[0].fill(0.0)  # decoder_step ignores the state at <bos>; zeros keep the buffers clean
+        if self._calls is None or top_k is not None:  # no binding, or top-k's partition: the general pick
+            ids = []
+            for t in range(max_len):
+                self.step(t)
+                if u is None:
+                    self.greedy()
+                else:
+                    self.draw(u[:, t], temperature, top_k)
+                k = int(token[0])
+                if k == EOS:
+                    break
+                ids.append(k)
+            return ids
+        run, even, odd, options = self._parts
+        row, w = self._row, self._flat
+        draws = None if u is None else u[0].tolist()  # Python floats: u x total as draw() computes it
+        scaled = temperature != 1
+        subtract, maximum, divide, exp, accumulate = np.subtract, np.maximum.reduce, np.divide, np.exp, np.add.accumulate
+        ids = []
+        for t in range(max_len):
+            try:
+                run(odd if t & 1 else even, options)
+            except MemoryError:
+                raise
+            except Exception as exc:  # onnxruntime's own exception types derive from Exception only
+                raise self._calls[0].failed(exc) from None
+            if draws is None:
+                k = int(row.argmax()) + FIRST
+            else:  # _draw_one's arithmetic, bit for bit
+                subtract(row, maximum(row), w)
+                if scaled:
+                    divide(w, temperature, w)
+                exp(w, w)
+                accumulate(w, 0, None, w)
+                k = int(w.searchsorted(draws[t] * w[-1], "right")) + FIRST
+            token[0] = k
+            if k == EOS:
+                break
+            ids.append(k)
+        return ids
 
     def run(self, z: np.ndarray, max_len: int, temperature: float, top_k: int | None, u: np.ndarray | None) -> np.ndarray:
         """Ids (n, max_len) generated from ``z``, <eos>-filled after each row's end; greedy where ``u`` is None,

@@ -6,8 +6,10 @@ the device. numpy only.
 from __future__ import annotations
 
 import os
+import re
 import unicodedata
 from collections.abc import Iterable
+from typing import BinaryIO
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,11 +22,16 @@ NORMALIZATION = {
     "unicode": "NFC",
     "line_end": "one trailing \\n or \\r\\n removed; nothing else stripped",
     "blank": "lines of whitespace only are skipped (and counted) when reading a file",
+    "bom": "a byte-order mark (U+FEFF) starting a file or stream is dropped",
     "case": "kept",
     "unknown": "characters not in the vocabulary map to <unk>",
 }
 # Bytes that never occur in text: a file holding them is binary, whatever it decodes to.
 _BINARY = frozenset(range(0, 32)) - {9, 10, 12, 13}
+# What a line given as a string may not hold, as a line of a file cannot: those control characters, a
+# line feed inside it, or a lone surrogate (undecodable bytes as Python smuggles them through
+# sys.argv and os.fsdecode, U+DC80 + byte).
+_NOT_IN_A_LINE = re.compile("[" + "".join(f"\\x{b:02x}" for b in sorted(_BINARY)) + "\\n\\ud800-\\udfff]")
 
 
 class TextError(ValueError):
@@ -74,6 +81,23 @@ def decode_bytes(data: bytes, source: str | None = None) -> str:
         raise TextError(f"{source}: line {line} is not valid UTF-8 (byte 0x{data[exc.start]:02x}); expected UTF-8 text") from None
 
 
+def open_text(path: str | os.PathLike) -> BinaryIO:
+    """``path`` opened for reading bytes (a text file, one sample a line, read whole or line by line).
+
+    Raises:
+        TextError: a folder, no such file, or unreadable.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise TextError(f"{path}: is a folder; expected a text file, one sample a line")
+    try:
+        return open(path, "rb")
+    except FileNotFoundError:
+        raise TextError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise TextError(f"{path}: unreadable ({exc.strerror or exc})") from None
+
+
 def read_text(path: str | os.PathLike, *, max_len: int | None = None, long_lines: str = "refuse",
               hint: str = "raise the limit, or cut or skip long lines") -> TextFile:
     """Read a UTF-8 text file, one sample a line, normalised.
@@ -90,15 +114,12 @@ def read_text(path: str | os.PathLike, *, max_len: int | None = None, long_lines
     if long_lines not in ("refuse", "cut", "skip"):
         raise TextError(f"long_lines must be refuse, cut or skip, got {long_lines!r}")
     path = Path(path)
-    if path.is_dir():
-        raise TextError(f"{path}: is a folder; expected a text file, one sample a line")
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise TextError(f"{path}: no such file") from None
-    except OSError as exc:
-        raise TextError(f"{path}: unreadable ({exc.strerror or exc})") from None
-    text = decode_bytes(data, str(path))
+    with open_text(path) as stream:
+        try:
+            data = stream.read()
+        except OSError as exc:
+            raise TextError(f"{path}: unreadable ({exc.strerror or exc})") from None
+    text = decode_bytes(data, str(path)).removeprefix("\ufeff")  # as editors on Windows write UTF-8
     lines, blank, long = [], 0, 0
     for number, raw in enumerate(text.splitlines(keepends=True), start=1):
         line = normalize(raw)
@@ -127,6 +148,8 @@ class Vocabulary:
             raise TextError("a vocabulary is a list of distinct single characters")
         self.max_len = int(max_len)
         self._ids = {c: i + len(SPECIALS) for i, c in enumerate(self.chars)}
+        # id -> what text() shows for it: the character, U+FFFD for <unk>, nothing for the other specials
+        self._shown = ["\ufffd" if i == UNK else "" for i in range(len(SPECIALS))] + self.chars
 
     @classmethod
     def build(cls, lines: Iterable[str], max_len: int) -> "Vocabulary":
@@ -167,7 +190,8 @@ class Vocabulary:
         """``line`` normalised, if it can be encoded.
 
         Raises:
-            TextError: not a string, empty, or longer than max_len.
+            TextError: not a string, empty, holding what a line of a text file cannot (binary control
+                characters, a line feed, undecodable bytes), or longer than max_len.
         """
         where = "" if index is None else f"line {index + 1}: "
         if not isinstance(line, str):
@@ -175,6 +199,13 @@ class Vocabulary:
         line = normalize(line)
         if not line:
             raise TextError(f"{where}empty string; there is nothing to score or encode")
+        bad = _NOT_IN_A_LINE.search(line)
+        if bad is not None:
+            c = ord(bad.group())
+            if 0xDC80 <= c <= 0xDCFF:
+                raise TextError(f"{where}not valid UTF-8 (byte 0x{c - 0xDC00:02x})")
+            what = "a line feed inside it" if c == 10 else "a lone surrogate" if c >= 0xD800 else f"binary data (U+{c:04X})"
+            raise TextError(f"{where}holds {what}; expected one line of text")
         if len(line) > self.max_len:
             raise TextError(f"{where}{len(line)} characters, more than this model's limit of {self.max_len}")
         return line
@@ -198,11 +229,5 @@ class Vocabulary:
 
     def text(self, ids: Iterable[int]) -> str:
         """A string from generated ids (specials other than <unk> are dropped; <unk> shows as U+FFFD)."""
-        out = []
-        for i in ids:
-            i = int(i)
-            if i >= len(SPECIALS) and i - len(SPECIALS) < len(self.chars):
-                out.append(self.chars[i - len(SPECIALS)])
-            elif i == UNK:
-                out.append("\ufffd")
-        return "".join(out)
+        table = self._shown
+        return "".join([table[i] if 0 <= i < len(table) else "" for i in map(int, ids)])

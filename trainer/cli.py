@@ -153,7 +153,7 @@ def _apply_resume(o: dict, given: set[str]) -> dict | None:
     except CheckpointError as exc:
         raise click.BadParameter(str(exc), param_hint="--resume") from None
     if (ckpt.get("data") or {}).get("kind") == "text":
-        recorded = {k: v for k, v in text_resume_settings(ckpt).items() if k not in given}
+        recorded = {k: v for k, v in text_resume_settings(ckpt, base=o["resume"].parent).items() if k not in given}
         o.update(recorded)
         given |= set(recorded)
         if "out" not in given:

@@ -19,7 +19,7 @@ DEFAULT_FRACTIONS = (0.8, 0.1, 0.1)
 PARTS = ("train", "val", "test")
 _NAMES = {"train": "training", "val": "validation", "test": "test"}
 # Data specs whose argument is a path (the rest, such as "digits", name no file).
-_PATH_KINDS = ("idx", "images", "npy", "csv")
+_PATH_KINDS = ("idx", "images", "npy", "csv", "text")
 
 
 class SplitError(ValueError):

@@ -3,6 +3,7 @@ and a character vocabulary built on the train split only (held-out characters be
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import numpy as np
 from vae_edge.runtime.vocab import TextError, Vocabulary, read_text
 
 from .data import SPLIT_SEED, DataError, split
+from .splits import absolute_spec, locate, relative_spec, spec_path
 
 DEFAULT_MAX_LEN = 128
 LONG_LINES = ("refuse", "cut", "skip")
@@ -31,11 +33,15 @@ class TextData:
     long_policy: str
     kind: str = "text"
 
-    def describe(self) -> dict:
-        """The ``data`` entry of model.pt (and, less the file, of the manifest)."""
+    def describe(self, base: Path | None = None) -> dict:
+        """The ``data`` entry of model.pt (and, less the file, of the manifest): the spec with its absolute
+        path and (``base``: model.pt's folder) the same path relative to it, as image runs record theirs,
+        so that model.pt and its text can move together (:func:`load_text_recorded`, ``--resume``)."""
+        relative = relative_spec(self.spec, base) if base is not None else None
         return {
             "dataset": self.name,
             "spec": self.spec,
+            **({"relative": relative} if relative else {}),
             "kind": "text",
             "vocabulary": self.vocab.describe(),
             "sizes": {"train": len(self.train), "val": len(self.val), "test": len(self.test)},
@@ -63,6 +69,8 @@ def load_text(spec: str, *, max_len: int | None = None, long_lines: str = "refus
     kind, _, arg = spec.partition(":")
     if kind != "text" or not arg:
         raise DataError(f"data spec {spec!r} names no file; expected text:FILE")
+    spec = absolute_spec(spec)  # recorded so: a model.pt must not depend on the folder it was trained from
+    arg = spec.partition(":")[2]
     max_len = DEFAULT_MAX_LEN if max_len is None else int(max_len)
     if max_len < 1:
         raise DataError(f"the maximum line length must be >= 1, got {max_len}")
@@ -103,16 +111,28 @@ def write_cmudict_words(path: str | Path, n: int | None = None) -> Path:
     return atomic_write_bytes(path, ("\n".join(words) + "\n").encode("utf-8"))
 
 
-def load_text_recorded(entry: dict) -> TextData:
-    """Reload the text a model.pt ``data`` entry names, with its reading rules, and check the vocabulary
-    is the one the model was trained with.
+def recorded_text_spec(entry: dict, base: Path | None = None) -> str:
+    """The ``text:FILE`` a model.pt ``data`` entry names, where it is now: at its absolute path, or beside
+    model.pt (``base``, its folder) when the two moved together, as for image runs (``splits.locate``).
+    A relative path (recorded as given, by runs before paths were made absolute) is looked for from the
+    current folder, then from model.pt's."""
+    spec, relative = entry.get("spec", ""), entry.get("relative")
+    arg = spec_path(spec)
+    if relative is None and arg is not None and not os.path.isabs(arg):
+        relative = spec
+    return locate({"spec": spec, "relative": relative}, base)
+
+
+def load_text_recorded(entry: dict, base: Path | None = None) -> TextData:
+    """Reload the text a model.pt ``data`` entry names (:func:`recorded_text_spec`; ``base``: model.pt's
+    folder), with its reading rules, and check the vocabulary is the one the model was trained with.
 
     Raises:
         DataError: the file is gone, unusable, or now gives another vocabulary.
     """
     vocab = entry.get("vocabulary") or {}
     reading = entry.get("reading") or {}
-    data = load_text(entry.get("spec", ""), max_len=vocab.get("max_len"), long_lines=reading.get("long_line_policy", "refuse"))
+    data = load_text(recorded_text_spec(entry, base), max_len=vocab.get("max_len"), long_lines=reading.get("long_line_policy", "refuse"))
     if data.vocab.chars != list(vocab.get("chars") or []):
         raise DataError(f"{data.spec}: its train split now gives another vocabulary than the model was trained with (the file changed?)")
     return data

@@ -222,7 +222,7 @@ def val_bound(model: SentenceVAE, tokens: torch.Tensor, lengths: torch.Tensor, c
 
 def _save(out: Path, side_outputs: bool, model, optimizer, data: TextData, config: TextTrainConfig, run: Run, metrics: dict, *, state: dict | None = None) -> None:
     state = state if state is not None else run.state(config, model)
-    ckpt = make_checkpoint(model, data=data.describe(), metrics=metrics, optimizer=optimizer, train_state=state, weights=run.weights(model))
+    ckpt = make_checkpoint(model, data=data.describe(base=out.parent), metrics=metrics, optimizer=optimizer, train_state=state, weights=run.weights(model))
     save_checkpoint(out, ckpt)
     if side_outputs:
         metrics_path, curve_path = output_paths(out)

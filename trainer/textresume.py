@@ -5,11 +5,12 @@ decides on and model.pt keeps, is the image trainer's :class:`~vae_edge.trainer.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from vae_edge.models.text import SentenceVAE, TextVAEConfig
 
 from .resume import ResumeError, Run, check_settings, load_training_state, resumable_state
-from .textdata import TextData
+from .textdata import TextData, recorded_text_spec
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +46,9 @@ def restore_text(ckpt: dict, model: SentenceVAE, optimizer, model_config: TextVA
     return run
 
 
-def text_resume_settings(ckpt: dict) -> dict:
-    """The settings a text checkpoint was trained with, by vae-train option name, for --resume to default to."""
+def text_resume_settings(ckpt: dict, base: Path | None = None) -> dict:
+    """The settings a text checkpoint was trained with, by vae-train option name, for --resume to default to;
+    its text where it is now (``base``: model.pt's folder; :func:`~vae_edge.trainer.textdata.recorded_text_spec`)."""
     config = ckpt.get("config") or {}
     train_config = (ckpt.get("train_state") or {}).get("train_config") or {}
     data = ckpt.get("data") or {}
@@ -57,5 +59,6 @@ def text_resume_settings(ckpt: dict) -> dict:
     settings.update({"latent": config.get("latent_dim"), "embed": config.get("embed_dim"), "arch": config.get("arch"),
                      "hidden": (config["hidden_dim"],) if "hidden_dim" in config else None,
                      "max_len": (data.get("vocabulary") or {}).get("max_len"),
-                     "long_lines": (data.get("reading") or {}).get("long_line_policy"), "data_spec": data.get("spec")})
+                     "long_lines": (data.get("reading") or {}).get("long_line_policy"),
+                     "data_spec": recorded_text_spec(data, base) if data.get("spec") else None})
     return {k: v for k, v in settings.items() if v is not None}

@@ -222,3 +222,29 @@ def test_a_bundle_without_score_graphs_is_half_the_bytes_and_scores_the_same(tmp
     without = VAE.load(tmp_path / "b")
     assert without._score is None
     np.testing.assert_allclose(without.anomaly_score(test_digits[:16]), VAE.load(bundle).anomaly_score(test_digits[:16]), rtol=2e-6)
+
+
+def test_a_saturated_decoder_passes_the_fp32_score_gate_from_logits(tmp_path, digits):
+    # A decoder at p ~ 2e-6 and 1 - 2e-6 (logits +-13) on pixels with grey levels strictly inside
+    # (0, 1): from onnxruntime's probabilities the score was 1.6e-4 from PyTorch (gate 1e-4) and the
+    # export failed. The score graph takes the Sigmoid's logits; the two-call numpy path has only the
+    # probabilities and is allowed their error.
+    from vae_edge.export.validate import probability_error, reference
+    from vae_edge.models import VAE as TorchVAE
+    from vae_edge.models import VAEConfig
+    from vae_edge.trainer import make_checkpoint, save_checkpoint
+
+    torch.manual_seed(0)
+    model = TorchVAE(VAEConfig(input_shape=digits.shape, latent_dim=2, hidden_dims=(8,)))
+    x = torch.from_numpy(np.asarray(digits.train, np.float32)).flatten(1)
+    with torch.no_grad():
+        model.decoder.out.weight.zero_()
+        model.decoder.out.bias.copy_(13.0 * torch.sign(x.mean(0) - 0.3))
+    path = tmp_path / "model.pt"
+    save_checkpoint(path, make_checkpoint(model, data=digits.describe(), metrics={}))
+    fused = export_bundle(path, tmp_path / "fused", ExportOptions(variants=(), latency=None, search=False))
+    assert fused.manifest["variants"]["fp32"]["accuracy"]["score_max_rel_diff"] < 1e-5
+    two_calls = export_bundle(path, tmp_path / "two", ExportOptions(variants=(), latency=None, search=False, score_graph=False))
+    figure = two_calls.manifest["variants"]["fp32"]["accuracy"]["score_max_rel_diff"]
+    ref = reference(model.eval(), np.asarray(digits.test, np.float32))
+    assert 1e-4 < figure < 1e-4 + (probability_error(ref) / np.abs(ref.neg_elbo)).max()

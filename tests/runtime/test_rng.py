@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vae_edge.runtime.rng import MAX_SEED, Generator, normals, words
+from vae_edge.runtime.rng import MAX_SEED, Generator, block_size, normals, rows, uniforms, words
 
 
 def test_words_are_splitmix64():
@@ -30,6 +30,18 @@ def test_generator_draws_in_order_and_keeps_pairs_aligned():
     np.testing.assert_array_equal(second, whole[6:9])
     third = g.standard_normal(1)  # 9 drawn: the next starts at the next pair, 10
     np.testing.assert_array_equal(third, normals(9, 12)[10:11])
+
+
+def test_rows_take_blocks_of_their_own():
+    """Row r of rows() is words r x size ..., whatever rows are drawn with it; odd counts keep pairs even."""
+    size = block_size(5, 6)  # 5 normals (3 pairs) + 6 uniforms, made even
+    assert size == 12
+    z, u = rows(9, 0, 4, 5, 4, 6)
+    z2, u2 = rows(9, 2, 1, 5, 4, 6)
+    np.testing.assert_array_equal(z2, z[2:3])
+    np.testing.assert_array_equal(u2, u[2:3])
+    np.testing.assert_array_equal(z[3], normals(9, 5, 3 * size))
+    np.testing.assert_array_equal(u[3], uniforms(9, 4, 3 * size + 6))
 
 
 def test_sample_uses_it_and_checks_the_seed(bundle):

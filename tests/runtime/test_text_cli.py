@@ -36,11 +36,17 @@ def test_interpolate_between_two_lines(text_bundle):
     assert len(result.stdout.splitlines()) == 4
 
 
-def test_score_stream_one_score_per_incoming_line(text_bundle):
+def test_score_stream_one_score_per_incoming_line(tmp_path, text_bundle):
     result = invoke(["score", text_bundle, "--stream", "--batch-size", "1"], input=b"bako\n\xff\n\nrime\n")
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines()[1:3] == ["nan", "nan"]
     assert "line 2: not valid UTF-8" in result.stderr and "line 3: empty" in result.stderr
+    # a byte-order mark starting a file (as Windows editors write UTF-8) is not part of its first line
+    marked = tmp_path / "marked.txt"
+    marked.write_bytes(b"\xef\xbb\xbfbako\nrime\n")
+    first = result.stdout.splitlines()[0]
+    assert invoke(["score", text_bundle, "--stream"], input=marked.read_bytes()).stdout.splitlines()[0] == first
+    assert invoke(["score", text_bundle, marked]).stdout.splitlines()[0] == first
 
 
 @pytest.mark.parametrize("content, fragment", [
@@ -75,6 +81,9 @@ def test_an_empty_stream_is_an_error_and_blank_stream_lines_are_reported(tmp_pat
     result = invoke(["score", text_bundle, "--stream", "--batch-size", "2"], input=b"bako\n   \nrime\n")
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines()[1] == "nan" and "line 2: blank (whitespace only)" in result.stderr
+    for missing, fragment in ((tmp_path / "nowhere.log", "no such file"), (tmp_path, "is a folder")):  # reading, not writing
+        result = invoke(["score", text_bundle, missing, "--stream"])
+        assert result.exit_code == 2 and result.output.strip().splitlines()[-1].startswith("Error") and fragment in result.output, result.output
 
 
 @pytest.mark.parametrize("content, fragment", [
@@ -107,3 +116,31 @@ def test_an_empty_string_to_score_or_interpolate_is_refused(text_bundle):
         vae.anomaly_score(["bako", ""])
     result = invoke(["interpolate", text_bundle, "bako", ""])
     assert result.exit_code == 2 and "line 2: empty string" in result.output
+    # what a line of a file cannot hold, a line given on the command line cannot either: undecodable
+    # bytes (Python's surrogate escapes in sys.argv), binary control characters, a line feed
+    for line, fragment in (("caf\udce9", "not valid UTF-8 (byte 0xe9)"), ("a\x01b", "binary data"), ("a\nb", "line feed")):
+        result = invoke(["interpolate", text_bundle, "bako", line])
+        last = result.output.strip().splitlines()[-1]
+        assert result.exit_code == 2 and last.startswith("Error") and fragment in last, result.output
+        with pytest.raises(TextError, match=fragment.replace("(", r"\(").replace(")", r"\)")):
+            vae.anomaly_score([line])
+
+
+def test_the_commands_load_no_torch(tmp_path, text_bundle):
+    """vae-run on a text bundle, good and bad input, and the API's load(), in a process of its own: torch,
+    onnx and PIL never imported."""
+    import subprocess
+    import sys
+
+    log = tmp_path / "app.log"
+    log.write_bytes(b"bako\n\xff\n" + b"x" * 100 + b"\n")
+    code = ("import sys; from vae_edge.runtime.cli import cli\n"
+            "b, log = sys.argv[1:]\n"
+            "for args in (['sample', b, '-n', '3'], ['score', b, log, '--stream'], ['interpolate', b, 'bako', 'caf\\udce9']):\n"
+            "    try: cli.main(args, standalone_mode=False)\n"
+            "    except Exception as exc: print('refused', type(exc).__name__)\n"
+            "from vae_edge.runtime import load; load(b).anomaly_score(['bako'])\n"
+            "assert not {'torch', 'onnx', 'PIL'} & set(sys.modules), sorted(sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", code, str(text_bundle), str(log)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert len(done.stdout.splitlines()) == 3 + 3 + 1 and "refused" in done.stdout.splitlines()[-1], done.stdout

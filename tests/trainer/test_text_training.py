@@ -3,6 +3,7 @@ epoch, the IWAE objective and token dropout limited to the first epochs, an epoc
 small train split."""
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -20,24 +21,39 @@ def tiny(data) -> TextVAEConfig:
     return TextVAEConfig(vocab_size=data.vocab.size, max_len=16, latent_dim=2, embed_dim=8, hidden_dim=16)
 
 
-def test_text_resume_two_plus_two_epochs_equals_four(tmp_path, text_file):
-    common = ["--data", f"text:{text_file}", "--max-len", 16, "--hidden", 16, "--latent", 2, "--embed", 8, "--batch-size", 32,
+def test_text_resume_two_plus_two_epochs_equals_four(tmp_path, text_file, monkeypatch):
+    """2 + 2 resumed epochs give the weights of 4; and, as for image runs, model.pt records the text's
+    absolute path and its path relative to model.pt's folder, so --resume (and the export's reload)
+    finds a relative --data from another folder after model.pt and its text moved together."""
+    from vae_edge.trainer.textdata import load_text_recorded
+
+    project = tmp_path / "project"
+    (project / "run").mkdir(parents=True)
+    shutil.copy(text_file, project / "words.txt")
+    common = ["--max-len", 16, "--hidden", 16, "--latent", 2, "--embed", 8, "--batch-size", 32,
               "--iw-samples", 2, "--kl-warmup", 1, "--token-dropout", 0.2, "--seed", 3, "--min-epoch-steps", 20, "--quiet"]
-    assert invoke(train_main, [*common, "--epochs", 4, "--out", tmp_path / "straight.pt"]).exit_code == 0
-    assert invoke(train_main, [*common, "--epochs", 2, "--out", tmp_path / "resumed.pt"]).exit_code == 0
+    assert invoke(train_main, ["--data", f"text:{text_file}", *common, "--epochs", 4, "--out", tmp_path / "straight.pt"]).exit_code == 0
+    monkeypatch.chdir(project)
+    assert invoke(train_main, ["--data", "text:words.txt", *common, "--epochs", 2, "--out", "run/resumed.pt"]).exit_code == 0
+    data = read_checkpoint(project / "run" / "resumed.pt")["data"]
+    assert data["spec"] == f"text:{project / 'words.txt'}" and data["relative"] == "text:../words.txt"
+    moved = tmp_path / "elsewhere"
+    shutil.move(project, moved)
+    monkeypatch.chdir(tmp_path)
+    assert load_text_recorded(data, base=moved / "run").spec == f"text:{moved / 'words.txt'}"
     # Only --epochs is given: data, sizes and text settings come from the checkpoint, --out defaults to it.
-    result = invoke(train_main, ["--resume", tmp_path / "resumed.pt", "--epochs", 4, "--quiet"])
+    result = invoke(train_main, ["--resume", "elsewhere/run/resumed.pt", "--epochs", 4, "--quiet"])
     assert result.exit_code == 0, result.output
-    a, b = read_checkpoint(tmp_path / "straight.pt"), read_checkpoint(tmp_path / "resumed.pt")
+    resumed = moved / "run" / "resumed.pt"
+    a, b = read_checkpoint(tmp_path / "straight.pt"), read_checkpoint(resumed)
     assert a["state_dict"].keys() == b["state_dict"].keys()
     assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
     assert [r["val_elbo"] for r in a["train_state"]["history"]] == [r["val_elbo"] for r in b["train_state"]["history"]]
     assert a["metrics"]["test_iwae_nll"] == b["metrics"]["test_iwae_nll"] and b["train_state"]["epoch"] == 4
     assert b["config"] == a["config"] and b["config"]["hidden_dim"] == 16
-    metrics = json.loads((tmp_path / "resumed.metrics.json").read_text())
+    metrics = json.loads((moved / "run" / "resumed.metrics.json").read_text())
     assert [r["epoch"] for r in metrics["history"]] == [1, 2, 3, 4]
 
-    resumed = tmp_path / "resumed.pt"
     one_line_error(invoke(train_main, ["--resume", resumed, "--epochs", 4]), 2, "--resume", "trained 4 epochs already")
     one_line_error(invoke(train_main, ["--resume", resumed, "--epochs", 6, "--token-dropout", 0.3]), 2, "cannot change token_dropout (0.2 -> 0.3)")
     one_line_error(invoke(train_main, ["--resume", resumed, "--epochs", 6, "--min-epoch-steps", 5]), 2, "cannot change min_epoch_steps (20 -> 5)")
