@@ -29,9 +29,10 @@ import numpy as np
 SEEDS = (0, 1, 2)
 TRAIN_FRACTION = 0.7
 DIGIT_ANOMALIES = 300
-# vae-train as a new user runs it: its defaults (since issue 12: MLP 400-400-16, IWAE K=5, lr 3e-3
-# cosine, up to 300 epochs with early stopping on validation; likelihood auto); only the IWAE estimate
-# at the end is cut short (it does not change the model). Figures and what was tried: docs/anomaly.md.
+# vae-train as a new user runs it: no settings given, so these training splits (100 to 250 rows) get its
+# small-data settings (trainer.config.size_settings: a linear VAE, latent 4, ELBO, lr 0.01, batch 32, 300
+# epochs; likelihood auto); only the IWAE estimate at the end is cut short (it does not change the model).
+# Figures and what was tried: docs/anomaly.md.
 VAE_ARGS = ("--iw-samples", "50")
 
 

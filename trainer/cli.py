@@ -63,7 +63,7 @@ def _train(option: str):
 @click.option("--hop", type=click.IntRange(min=1), default=512, show_default=True, help="audio:DIR: samples between frames.")
 @click.option("--arch", type=click.Choice([*ARCHS, *TEXT_ARCHS]), default=_model("arch"), show_default=True, help="Encoder/decoder architecture: conv for images [C, H, W], conv1d for sequences [C, L] or [L], gru for text:FILE (the default there).")
 @click.option("--latent", type=click.IntRange(min=1), default=_model("latent"), show_default=True, help="Latent dimensions.")
-@click.option("--hidden", type=click.IntRange(min=1), multiple=True, default=_model("hidden"), show_default=True, help="MLP hidden layer width (repeat for more layers: --hidden 512 --hidden 512).")
+@click.option("--hidden", type=click.IntRange(min=0), multiple=True, default=_model("hidden"), show_default=True, help="MLP hidden layer width (repeat for more layers: --hidden 512 --hidden 512; --hidden 0: none, a linear encoder and decoder).")
 @click.option("--channels", type=click.IntRange(min=1), multiple=True, default=_model("channels"), show_default=True, help="conv/conv1d: width of each stride-2 layer (repeat; each halves the size).")
 @click.option("--decoder-style", type=click.Choice(DECODER_STYLES), default=_model("decoder_style"), show_default=True, help="conv/conv1d decoder upsampling: sub-pixel (Conv + PixelShuffle; its int8-static variant is the fastest), ConvTranspose, or nearest Upsample + Conv.")
 @click.option("--epochs", type=click.IntRange(min=1), default=_train("epochs"), show_default=True, help="Most epochs in all (with --resume: including those already trained); early stopping (--patience) may end sooner.")
@@ -95,7 +95,11 @@ def _train(option: str):
 @click.pass_context
 def cli(ctx, **options):
     """Train a VAE and write MODEL.pt, plus PNG grids of test reconstructions and samples, a loss curve
-    and a metrics file beside it. Distributed: torchrun --nproc_per_node=N -m vae_edge.trainer ..."""
+    and a metrics file beside it. Distributed: torchrun --nproc_per_node=N -m vae_edge.trainer ...
+
+    Under 1000 training samples (--arch mlp), the options left out take the small-data settings instead
+    of the defaults shown: --hidden 0 --latent 4 --objective elbo --lr 0.01 --batch-size 32 --epochs 300
+    --patience 0 (printed, and recorded in model.pt)."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     require_workstation_extras("vae-train")
     from .distributed import is_main_process
@@ -113,11 +117,14 @@ def cli(ctx, **options):
     audio = _audio_options(o, given, ckpt)  # first: it sets audio's default --arch and --likelihood
     size = _check_options(o, given)
     data = _load_data(o, size, split, audio)
+    data = _apply_size_rule(o, given, data, ckpt)
     model_config, config = _build_configs(o, data)
     result = _run(model_config, data, config, out, beside_file, ckpt, o["tensorboard"])
     if not is_main_process():
         return
     written = [out, *_write_side_outputs(result, data, config, out)] if beside_file else [out]
+    if o["tensorboard"] is not None:
+        written.append(o["tensorboard"])  # the events folder, written by the loop
     _report(data, model_config, config, result.metrics, written)
 
 
@@ -244,6 +251,10 @@ def _check_options(o: dict, given: set[str]) -> tuple[int, int] | None:
     unused = {"mlp": ("channels", "decoder_style")}.get(o["arch"], ("hidden",))
     for name in (n for n in unused if n in given):
         raise click.BadParameter(f"does not apply to --arch {o['arch']}", param_hint=f"--{name.replace('_', '-')}")
+    if 0 in o["hidden"]:
+        if len(o["hidden"]) > 1:
+            raise click.BadParameter("0 means no hidden layer and stands alone (--hidden 0)", param_hint="--hidden")
+        o["hidden"] = ()
     if o["objective"] != "iwae" and "iw_train" in given:
         raise click.BadParameter("applies to --objective iwae only", param_hint="--iw-train")
     if o["size"] and not o["data_spec"].startswith("images:"):
@@ -272,6 +283,28 @@ def _load_data(o: dict, size: tuple[int, int] | None, split, audio=None):
                          columns=columns, window=window)
     except DataError as exc:
         raise click.BadParameter(str(exc), param_hint=exc.option) from None
+
+
+def _apply_size_rule(o: dict, given: set[str], data, ckpt: dict | None):
+    """The settings left out follow the training split's size (``config.size_settings``); options given
+    win, and --resume keeps the checkpoint's settings and recorded reason. Returns ``data`` with the reason."""
+    from dataclasses import replace
+
+    from .config import size_settings
+
+    if ckpt is not None:
+        return replace(data, settings_reason=(ckpt.get("data") or {}).get("settings_reason") or "those of the checkpoint (--resume)")
+    settings, reason = size_settings(len(data.train), o["arch"])
+    if "iw_train" in given:  # --iw-train asks for the IWAE bound
+        settings.pop("objective", None)
+    chosen = {k: v for k, v in settings.items() if k not in given}
+    o.update(chosen)
+    if chosen:
+        shown = {k: (" ".join(map(str, v)) or "0") if isinstance(v, tuple) else v for k, v in chosen.items()}  # () is --hidden 0
+        reason += ": " + ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in shown.items())
+    if kept := [k for k in settings if k not in chosen]:
+        reason += "; " + ", ".join(f"--{k.replace('_', '-')}" for k in kept) + " as given"
+    return replace(data, settings_reason=reason)
 
 
 def _build_configs(o: dict, data) -> tuple[VAEConfig, TrainConfig]:
@@ -310,7 +343,7 @@ def _write_side_outputs(result, data, config: TrainConfig, out: Path) -> list[Pa
 
 def _report(data, mc: VAEConfig, config: TrainConfig, m: dict, written: list[Path]) -> None:
     objective = f"IWAE bound K={config.iw_train}" if config.objective == "iwae" else "ELBO"
-    widths = f"hidden {list(mc.hidden_dims)}" if mc.arch == "mlp" else f"channels {list(mc.channels)} ({mc.decoder_style} decoder)"
+    widths = (f"hidden {list(mc.hidden_dims)}" if mc.hidden_dims else "no hidden layer (linear)") if mc.arch == "mlp" else f"channels {list(mc.channels)} ({mc.decoder_style} decoder)"
     noise = "" if mc.likelihood != "gaussian" else f" (std {mc.gaussian_std:g})" if mc.gaussian_std else " (learned variance)"
     stopped = f", stopped early, kept epoch {m['best_epoch']}" if m["stopped_early"] else ""
     click.echo(f"data      {data.name}: {len(data.train)} train / {len(data.val)} val / {len(data.test)} test, shape {list(data.shape)}")
@@ -318,6 +351,7 @@ def _report(data, mc: VAEConfig, config: TrainConfig, m: dict, written: list[Pat
         click.echo(f"windows   {data.window['length']} steps every {data.window['stride']} of channels {', '.join(data.window['channels'])}, split in time order")
     click.echo(f"model     {mc.arch} {list(data.shape)}, {widths}, latent {mc.latent_dim}, {mc.likelihood}{noise}")
     click.echo(f"likelihood {mc.likelihood}: {data.likelihood_reason}")
+    click.echo(f"settings  {data.settings_reason}")
     click.echo(f"train     {objective}; ELBO {m['train_elbo']:.2f} nats/sample after {m['epochs']} epochs{stopped} ({m['epoch_seconds'] * 1000:.0f} ms/epoch on {m['device']} x{m['world_size']})")
     if m["test_samples"]:
         click.echo(f"test      ELBO {m['test_elbo']:.2f} nats/sample (recon {m['test_recon_nll']:.2f} + KL {m['test_kl']:.2f}), IWAE NLL {m['test_iwae_nll']:.2f} (K={m['iw_samples']})")

@@ -189,7 +189,10 @@ def resume_settings(ckpt: dict) -> dict:
     })
     if "spec" in data:
         settings["data_spec"] = data["spec"]
-    return {k: v for k, v in settings.items() if v not in (None, ())}
+    kept = {k: v for k, v in settings.items() if v not in (None, ())}
+    if config.get("arch", "mlp") == "mlp" and config.get("hidden_dims") == []:  # a linear MLP (--hidden 0)
+        kept["hidden"] = ()
+    return kept
 
 
 def cpu_copy(state_dict: dict) -> dict:

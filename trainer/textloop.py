@@ -23,7 +23,7 @@ import torch
 from vae_edge.models.checkpoint import make_checkpoint, save_checkpoint
 from vae_edge.models.text import BOS, PAD, UNK, SentenceVAE, TextVAEConfig, build_text_model
 
-from .curves import output_paths, write_loss_curve, write_metrics
+from .curves import write_side_outputs
 from .loop import TrainingError, resolve_device
 from .resume import Run
 from .textdata import TextData
@@ -221,14 +221,12 @@ def val_bound(model: SentenceVAE, tokens: torch.Tensor, lengths: torch.Tensor, c
 
 
 def _save(out: Path, side_outputs: bool, model, optimizer, data: TextData, config: TextTrainConfig, run: Run, metrics: dict, *, state: dict | None = None) -> None:
-    state = state if state is not None else run.state(config, model)
+    final = state is not None
+    state = state if final else run.state(config, model)
     ckpt = make_checkpoint(model, data=data.describe(base=out.parent), metrics=metrics, optimizer=optimizer, train_state=state, weights=run.weights(model))
     save_checkpoint(out, ckpt)
     if side_outputs:
-        metrics_path, curve_path = output_paths(out)
-        write_metrics(metrics_path, history=run.history, metrics=metrics)
-        write_loss_curve(curve_path, run.history)
-
+        write_side_outputs(out, run, metrics, final=final)
 
 def _derive_seed(*parts: int) -> int:
     """A 63-bit seed for one (seed, epoch) stream, independent of the others."""

@@ -172,12 +172,12 @@ def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(digits, tmp_
 
     cfg = VAEConfig(input_shape=digits.shape, latent_dim=2, hidden_dims=(8,))
     out = tmp_path / "model.pt"
-    train(cfg, digits, TrainConfig(epochs=2, batch_size=256, iw_samples=2, quiet=True), out=out)
+    train(cfg, digits, TrainConfig(epochs=2, batch_size=256, iw_samples=2, quiet=True), out=out, side_outputs=False)
     good = out.read_bytes()
     # The same run continued on a poisoned training split: epoch 3's first batch gives a NaN loss.
     poisoned = replace(digits, train=np.full_like(digits.train, np.nan))
     with pytest.raises(TrainingError, match="nan at epoch 3, step 1"):
-        train(cfg, poisoned, TrainConfig(epochs=4, batch_size=256, iw_samples=2, quiet=True), out=out, resume=read_checkpoint(out))
+        train(cfg, poisoned, TrainConfig(epochs=4, batch_size=256, iw_samples=2, quiet=True), out=out, side_outputs=False, resume=read_checkpoint(out))
     assert out.read_bytes() == good
     assert read_checkpoint(out)["train_state"]["epoch"] == 2
     with pytest.raises(TrainingError, match="loss became (nan|inf)"):
@@ -253,3 +253,18 @@ def test_progress_lines_thin_out_on_long_runs_and_keep_the_last_epoch():
     quiet = io.StringIO()
     Progress(first=0, total=3, enabled=False, stream=quiet).epoch_done({"epoch": 1, "train_elbo": 0, "val_elbo": 0, "seconds": 0})
     assert quiet.getvalue() == ""
+
+
+def test_the_size_rule_picks_small_data_settings_below_the_threshold_and_the_defaults_above():
+    from vae_edge.trainer.config import SMALL_DATA, SMALL_DATA_SAMPLES, size_settings
+
+    settings, reason = size_settings(SMALL_DATA_SAMPLES - 1, "mlp")
+    assert settings == SMALL_DATA and reason == f"small-data settings, because {SMALL_DATA_SAMPLES - 1} training samples (< {SMALL_DATA_SAMPLES})"
+    # The large branch changes nothing: the configured defaults apply as they are.
+    assert size_settings(SMALL_DATA_SAMPLES, "mlp") == ({}, f"the defaults, because {SMALL_DATA_SAMPLES} training samples (>= {SMALL_DATA_SAMPLES})")
+    assert size_settings(10, "conv")[0] == {} and "--arch mlp only" in size_settings(10, "conv")[1]
+    # The small-data values make a valid run: a linear encoder and decoder (no hidden layer) included.
+    TrainConfig(**{k: SMALL_DATA[k] for k in ("objective", "lr", "batch_size", "epochs", "patience")})
+    model = build_model(VAEConfig(input_shape=(5,), likelihood="gaussian", hidden_dims=SMALL_DATA["hidden"], latent_dim=SMALL_DATA["latent"]))
+    mu, logvar = model.encode(torch.zeros(2, 5))
+    assert mu.shape == logvar.shape == (2, SMALL_DATA["latent"]) and model.decode(mu).shape == (2, 5)
