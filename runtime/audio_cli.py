@@ -141,9 +141,16 @@ def score(vae: AudioVAE, paths: list[Path], *, out: Path | None, stride: float |
 
 
 def score_stream(vae: AudioVAE, src: Path | None, *, fmt: str, stride: float | None, quantile: float) -> None:
-    """vae-run score --stream: raw PCM from standard input (or a file), one line per window as soon as it is complete."""
+    """vae-run score --stream: raw PCM from standard input (or a file), one line per window as soon as it is complete.
+
+    Raises:
+        AudioError: a missing or unreadable source, or a stream that ends before one window is complete
+            (an empty one included: silence and exit 0 would read as "nothing unusual", as for table streams).
+    """
     limit = _threshold(vae, quantile)
-    blocks = _raw_blocks(sys.stdin.buffer if src is None else src.open("rb"), fmt)
+    name = "standard input" if src is None else str(src)
+    received = [0]  # samples read, for the error when no window completes
+    blocks = _raw_blocks(sys.stdin.buffer if src is None else _open_source(src), fmt, received)
     flagged = total = 0
     for start, s in vae.score_windows(blocks, stride=stride):
         flag = "  ANOMALY" if limit is not None and s > limit else ""
@@ -151,14 +158,31 @@ def score_stream(vae: AudioVAE, src: Path | None, *, fmt: str, stride: float | N
         sys.stdout.flush()  # a pipe sees each window's score now
         total += 1
         flagged += bool(flag)
+    if total == 0 and received[0] == 0:
+        raise AudioError(f"{name}: is empty; expected raw mono {fmt} PCM at {vae.sample_rate} Hz, at least one window "
+                         f"({vae.frontend.seconds:g} s = {vae.samples} samples)")
     if total == 0:
-        raise AudioError(f"the stream ended before one window was complete ({vae.frontend.seconds:g} s = {vae.samples} samples)")
+        raise AudioError(f"{name}: the stream ended after {received[0]} samples, before one window was complete "
+                         f"({vae.frontend.seconds:g} s = {vae.samples} samples)")
     if limit is not None:
         click.echo(f"{flagged} of {total} windows above the validation p{quantile * 100:g} ({limit:.2f} nats)", err=True)
 
 
-def _raw_blocks(stream, fmt: str) -> Iterator[np.ndarray]:
-    """PCM samples from a binary stream, a block at a time (a partial sample waits for the next read)."""
+def _open_source(src: Path):
+    """A raw PCM file or a named pipe (a recorder writing into it): opened as it is, not read whole."""
+    try:
+        return src.open("rb")
+    except FileNotFoundError:
+        raise AudioError(f"{src}: no such file") from None
+    except IsADirectoryError:
+        raise AudioError(f"{src}: is a folder; expected raw PCM ('-' for standard input)") from None
+    except OSError as exc:
+        raise AudioError(f"{src}: cannot read ({exc.strerror or exc})") from None
+
+
+def _raw_blocks(stream, fmt: str, received: list[int]) -> Iterator[np.ndarray]:
+    """PCM samples from a binary stream, a block at a time (a partial sample waits for the next read);
+    ``received[0]`` counts the samples yielded."""
     width = 2 if fmt == "s16le" else 4
     rest = b""
     with stream:
@@ -168,6 +192,7 @@ def _raw_blocks(stream, fmt: str) -> Iterator[np.ndarray]:
                 break
             raw, cut = rest + raw, (len(rest) + len(raw)) // width * width
             rest = raw[cut:]
+            received[0] += cut // width
             yield decode_pcm(raw[:cut], fmt)
 
 

@@ -632,12 +632,18 @@ def bench(bundle, variants, batches, threads, quick, json_out):
         click.echo(f"wrote {json_out}", err=True)
 
 
+PARQUET_SUFFIXES = (".parquet", ".pq")  # what vae-train's parquet:PATH reads (pyarrow, a workstation extra)
+
+
 def _read_samples(path: Path, vae: VAE) -> np.ndarray:
     """Samples to score or evaluate: .npy/.npz, or .csv (a header row, then numbers; the columns the
     bundle records, picked by name); a bundle trained on windows takes a series [T, C] and cuts it as in
     training (or windows [n, C, N] as they are)."""
     from .tables import read_csv, windows
 
+    if path.suffix.lower() in PARQUET_SUFFIXES:
+        raise ValueError(f"{path}: a Parquet table; vae-run reads samples from .npy/.npz or .csv (a header row, then numbers): "
+                         "the device never reads Parquet, convert it to CSV on the workstation")
     if path.suffix.lower() == ".csv":
         columns = vae.manifest["data"].get("columns")
         x = read_csv(path, columns)[0]

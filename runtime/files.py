@@ -477,6 +477,8 @@ def _why_not_an_array(f, size: int) -> str:
     if size == 0:
         return "the file is empty"
     head = f.read(512)
+    if head.startswith(b"PAR1"):
+        return "it is a Parquet table, not an array file"
     try:
         head.decode("utf-8")
         text = b"\x00" not in head

@@ -86,6 +86,7 @@ def _train(option: str):
 @click.option("--token-dropout", type=click.FloatRange(0, 1, max_open=True), default=0.1, show_default=True, help="text: share of decoder input characters replaced by <unk> (Bowman et al.).")
 @click.option("--token-dropout-epochs", type=click.FloatRange(min=0), default=None, help="text: token dropout in the first N epochs only (0: in all; default: see docs/text.md).")
 @click.option("--free-bits", type=click.FloatRange(min=0), default=0.15, show_default=True, help="text: KL floor per latent dimension, nats (free bits).")
+@click.option("--min-epoch-steps", type=click.IntRange(min=1), default=100, show_default=True, help="text: an epoch is at least N steps; a smaller train split is gone over several times per epoch.")
 @click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=_train("seed"), show_default=True)
 @click.option("--device", type=click.Choice(DEVICES), default=_train("device"), show_default=True)
 @click.option("--resume", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Continue the run saved in this model.pt (its settings are the defaults; --out defaults to it).")
@@ -123,10 +124,12 @@ def cli(ctx, **options):
     if not is_main_process():
         return
     written = [out, *_write_side_outputs(result, data, config, out)] if beside_file else [out]
+    if o["tensorboard"] is not None:
+        written.append(o["tensorboard"])  # the events folder, written by the loop
     _report(data, model_config, config, result.metrics, written)
 
 
-TEXT_OPTIONS = ("max_len", "long_lines", "embed", "token_dropout", "token_dropout_epochs", "free_bits")
+TEXT_OPTIONS = ("max_len", "long_lines", "embed", "token_dropout", "token_dropout_epochs", "free_bits", "min_epoch_steps")
 
 
 def _check_text(o: dict, given: set[str]) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import time
 from pathlib import Path
 
 from vae_edge.runtime.files import atomic_write_bytes
@@ -15,6 +16,23 @@ _SERIES = {
     "val_elbo": ("validation  -ELBO", "tab:red"),
     "val_bound": ("validation  -IW bound", "tab:purple"),
 }
+
+
+# Drawing takes longer than a small model's epoch: the curve is redrawn at most this often, and at the end.
+CURVE_SECONDS = 5.0
+
+
+def write_side_outputs(out: Path, run, metrics: dict, *, final: bool, best_epoch: int | None = None) -> None:
+    """The metrics file beside model.pt every time; the loss curve at most every CURVE_SECONDS and when ``final``.
+
+    ``run`` is the trainer's :class:`~vae_edge.trainer.resume.Run` (its history and when the curve was last drawn).
+    """
+    metrics_path, curve_path = output_paths(out)
+    write_metrics(metrics_path, history=run.history, metrics=metrics)
+    if not final and time.monotonic() - run.curve_drawn < CURVE_SECONDS:
+        return
+    run.curve_drawn = time.monotonic()
+    write_loss_curve(curve_path, run.history, best_epoch=best_epoch)
 
 
 def output_paths(model_path: Path) -> tuple[Path, Path]:

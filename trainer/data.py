@@ -208,14 +208,20 @@ def split(x: np.ndarray, fractions: tuple[float, float, float] = DEFAULT_FRACTIO
     return x[train], x[val], x[test]
 
 
-def _parts(x: np.ndarray, fractions: tuple[float, float, float], *, series: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    return split_series(x, fractions) if series else split(x, fractions)
+def _parts(x: np.ndarray, fractions: tuple[float, float, float], *, window: tuple[int, int] | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return split_series(x, fractions, window=window) if window is not None else split(x, fractions)
 
 
-def split_series(x: np.ndarray, fractions: tuple[float, float, float] = DEFAULT_FRACTIONS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def split_series(x: np.ndarray, fractions: tuple[float, float, float] = DEFAULT_FRACTIONS, *,
+                 window: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Windows in time order cut into train / validation / test blocks (by default the first 80 %, the
     next 10 %, the last 10 %): overlapping windows shuffled across splits would let the test split see
     its own readings in training.
+
+    With ``window`` (length, stride) and stride < length, the windows that would share readings with
+    the block before them are dropped at each boundary (ceil(length / stride) - 1 windows), so that no
+    reading is in two parts; they are taken from the training block, and validation and test keep the
+    sizes their fractions give.
 
     Raises:
         DataError: too few windows for the parts asked for.
@@ -223,11 +229,16 @@ def split_series(x: np.ndarray, fractions: tuple[float, float, float] = DEFAULT_
     n = len(x)
     n_val = max(1, round(n * fractions[1])) if fractions[1] > 0 else 0
     n_test = max(1, round(n * fractions[2])) if fractions[2] > 0 else 0
-    n_train = n - n_val - n_test
+    gap = -(-window[0] // window[1]) - 1 if window is not None else 0  # windows straddling one boundary
+    val_gap, test_gap = (gap if n_val else 0), (gap if n_test else 0)
+    n_train = n - n_val - n_test - val_gap - test_gap
     if n_train < 1:
-        raise DataError(f"{n} windows are too few to split {','.join(f'{f:g}' for f in fractions)} with at least one training window; "
+        dropped = f" (after dropping the {val_gap + test_gap} windows that straddle a boundary)" if val_gap + test_gap else ""
+        raise DataError(f"{n} windows are too few to split {','.join(f'{f:g}' for f in fractions)} with at least one training window{dropped}; "
                         "use a shorter --window or --stride", "--split")
-    return x[:n_train], x[n_train : n_train + n_val], x[n_train + n_val :]
+    val_start = n_train + val_gap
+    test_start = val_start + n_val + test_gap
+    return x[:n_train], x[val_start : val_start + n_val], x[test_start:]
 
 
 def _check_unit_range(name: str, x: np.ndarray, asked: str) -> None:
@@ -368,8 +379,9 @@ def load_data(
         columns: csv: and parquet: the columns to read, by name (default: all); the same for --val-data
             and --test-data.
         window: (N, S): the rows are a series [T, C] (csv:, or npy: [T, C]) cut into windows [C, N]
-            every S steps; the split's parts are consecutive blocks in time order (``split_series``), and
-            a --val-data or --test-data series is windowed the same way.
+            every S steps; the split's parts are consecutive blocks in time order, without the windows
+            that straddle a boundary (``split_series``), and a --val-data or --test-data series is
+            windowed the same way.
 
     Returns:
         the data split into train/validation/test with a fixed seed (the test split never trains; it
@@ -390,7 +402,7 @@ def load_data(
     split = split if split is not None else plan()
     raw = _read(spec, size=size, sequences=sequences, columns=columns, window=window)
     try:
-        parts = dict(zip(("train", "val", "test"), _parts(raw.x, split.fractions, series=window is not None)))
+        parts = dict(zip(("train", "val", "test"), _parts(raw.x, split.fractions, window=window)))
     except DataError as exc:
         raise DataError(f"{spec}: {exc}", "--split") from None
     for part, other, option in (("val", split.val_spec, "--val-data"), ("test", split.test_spec, "--test-data")):

@@ -24,14 +24,13 @@ from vae_edge.models import VAE, VAEConfig, build_model, make_checkpoint, save_c
 from . import distributed, objectives
 from .averaging import WeightAverage
 from .config import DEVICES, TrainConfig
-from .curves import output_paths, write_loss_curve, write_metrics
+from .curves import write_side_outputs
 from .data import Dataset
 from .evaluation import epoch_metrics, evaluate_iwae_shards, evaluate_shards, final_metrics
 from .progress import Progress
 from .resume import Run, restore
 
 
-CURVE_SECONDS = 5.0  # the loss-curve PNG is redrawn at most this often (and at the end)
 
 
 class TrainingError(RuntimeError):
@@ -241,18 +240,12 @@ def _train_epoch(step: nn.Module, optimizer, train_x: torch.Tensor, indices: lis
 
 def _save(out: Path, side_outputs: bool, model, optimizer, data: Dataset, config: TrainConfig, run: Run, metrics: dict, *, state: dict | None = None) -> None:
     """model.pt first (atomically), then the metrics file and the loss curve beside it."""
-    state = state if state is not None else run.state(config, model)
+    final = state is not None
+    state = state if final else run.state(config, model)
     ckpt = make_checkpoint(model, data=data.describe(base=out.parent), metrics=metrics, optimizer=optimizer, train_state=state, weights=run.weights(model))
     save_checkpoint(out, ckpt)
     if side_outputs:
-        metrics_path, curve_path = output_paths(out)
-        write_metrics(metrics_path, history=run.history, metrics=metrics)
-        # Drawing takes longer than a small model's epoch: redraw every few seconds and at the end.
-        if state is None and time.monotonic() - run.curve_drawn < CURVE_SECONDS:
-            return
-        run.curve_drawn = time.monotonic()
-        write_loss_curve(curve_path, run.history, best_epoch=run.best_epoch if config.patience else None)
-
+        write_side_outputs(out, run, metrics, final=final, best_epoch=run.best_epoch if config.patience else None)
 
 def _derive_seed(*parts: int) -> int:
     """A 63-bit seed for one (seed, epoch, rank) stream, independent of the others."""

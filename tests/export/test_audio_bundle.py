@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from helpers import one_line_error
 
 from vae_edge.runtime.audio_vae import AudioVAE
 from vae_edge.runtime.cli import cli
@@ -171,6 +172,12 @@ def test_a_silent_wav_is_scored_and_flagged_as_a_silent_stream_window_is(audio_b
     np.testing.assert_allclose(score[0], vae.anomaly_score(np.zeros(CLIP, np.float32)), rtol=1e-5)
 
 
-def test_a_stream_shorter_than_one_window_is_an_error(audio_bundle):
+def test_a_stream_shorter_than_one_window_is_an_error(audio_bundle, tmp_path):
     r = CliRunner().invoke(cli, ["score", str(audio_bundle), "-", "--stream"], input=bytes(1000))
-    assert r.exit_code == 2 and "before one window was complete" in r.output
+    one_line_error(r, 2, "standard input: the stream ended after 500 samples, before one window was complete")
+    # An empty stream is an error too, as for image and table streams; so is a source that is not there.
+    one_line_error(CliRunner().invoke(cli, ["score", str(audio_bundle), "-", "--stream"], input=b""), 2, "standard input: is empty", "s16le PCM")
+    (tmp_path / "empty.raw").write_bytes(b"")
+    for src, fragment in (("empty.raw", "is empty"), ("missing.raw", "no such file"), (".", "is a folder")):
+        path = tmp_path / src
+        one_line_error(CliRunner().invoke(cli, ["score", str(audio_bundle), str(path), "--stream"]), 2, f"{path}: {fragment}")

@@ -38,10 +38,11 @@ def test_evaluate_cli_text_json_roc_and_labels(tmp_path, test_digits):
     normal, odd = test_digits[:32], np.clip(test_digits[32:64][..., ::-1].transpose(0, 1, 3, 2) * 1.5, 0, 16)
     np.save(tmp_path / "n.npy", normal)
     np.save(tmp_path / "a.npy", odd)
-    result = invoke(run_main, ["evaluate", tmp_path / "n.npy", tmp_path / "a.npy", "--false-alarm", 0.05, "--roc", tmp_path / "roc.png"])
+    result = invoke(run_main, ["evaluate", tmp_path / "n.npy", tmp_path / "a.npy", "--false-alarm", 0.05, "--roc", tmp_path / "plots" / "roc.png"])
     assert result.exit_code == 0, result.output
     assert "ROC AUC" in result.output and "p99 (validation)" in result.output and "false alarms <= 0.05" in result.output
-    assert (tmp_path / "roc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # A missing folder is made when the file is written, as for every output (docs/cli.md).
+    assert (tmp_path / "plots" / "roc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     result = invoke(run_main, ["evaluate", tmp_path / "n.npy", tmp_path / "a.npy", "--json"])
     assert result.exit_code == 0, result.output
     got = json.loads(result.stdout)
@@ -53,5 +54,7 @@ def test_evaluate_cli_text_json_roc_and_labels(tmp_path, test_digits):
     assert got["roc_auc"] == labelled["roc_auc"] and 0 <= got["roc_auc"] <= 1
     assert set(got["thresholds"]) == {"p50", "p90", "p95", "p99", "p99.9"}
     np.save(tmp_path / "y3.npy", np.r_[np.zeros(32), np.full(32, 2)])
-    one_line_error(invoke(run_main, ["evaluate", tmp_path / "x.npy", "--labels", tmp_path / "y3.npy"]), 2, "labels must be 0")
+    # A refused run leaves no folder behind: none is made before the file is written.
+    one_line_error(invoke(run_main, ["evaluate", tmp_path / "x.npy", "--labels", tmp_path / "y3.npy", "--roc", tmp_path / "nowhere" / "roc.png"]), 2, "labels must be 0")
+    assert not (tmp_path / "nowhere").exists()
     one_line_error(invoke(run_main, ["evaluate", tmp_path / "n.npy"]), 2, "NORMAL ANOMALOUS")

@@ -98,6 +98,11 @@ def test_run_input_errors_exit_2(tmp_path):
     text = tmp_path / "text.npy"
     text.write_text("1,2,3")
     one_line_error(invoke(run_main, ["score", text]), 2, "not a readable .npy", "it is text, not an array file")
+    parquet = tmp_path / "x.parquet"
+    parquet.write_bytes(b"PAR1" + bytes(8) + b"PAR1")  # what vae-train reads with pyarrow; the device does not
+    for args in (["score", parquet], ["evaluate", parquet, "--labels", parquet]):
+        one_line_error(invoke(run_main, args), 2, f"{parquet}: a Parquet table", "reads samples from .npy/.npz or .csv")
+    one_line_error(invoke(run_main, ["score", parquet.rename(tmp_path / "x.npy")]), 2, "not a readable .npy", "it is a Parquet table")
     empty = tmp_path / "empty.npy"
     empty.write_bytes(b"")
     one_line_error(invoke(run_main, ["score", empty]), 2, "not a readable .npy", "the file is empty")

@@ -14,7 +14,7 @@ def test_csv_columns_windows_and_auto_likelihood(tmp_path):
     assert ds.shape == (3, 16) and ds.kind == "sequence" and ds.columns == ("temp", "pressure", "level")
     assert ds.likelihood == "gaussian" and "no fixed range" in ds.likelihood_reason
     assert ds.window == {"length": 16, "stride": 4, "channels": ["temp", "pressure", "level"]}
-    assert len(ds.train) + len(ds.val) + len(ds.test) == (400 - 16) // 4 + 1
+    assert len(ds.train) + len(ds.val) + len(ds.test) == (400 - 16) // 4 + 1 - 2 * 3  # less 3 windows straddling each boundary
     np.testing.assert_allclose(ds.train[1, :, 0], sensor_series()[4], atol=1e-4)  # window 1 starts at step 4: [C, N]
     # Split in time order: every validation window comes after every train window.
     assert ds.describe()["window"]["stride"] == 4 and ds.describe()["columns"] == ["temp", "pressure", "level"]
@@ -39,13 +39,20 @@ def test_windows_follow_the_split_in_time_order_and_a_val_series_is_windowed_ali
     path = write_csv(tmp_path / "s.csv", series)
     n = (400 - 16) // 4 + 1
     ds = load_data(f"csv:{path}", columns=["temp", "pressure", "level"], window=(16, 4), split=plan((0.7, 0.3, 0.0)))
-    assert (len(ds.train), len(ds.val), len(ds.test)) == (n - round(0.3 * n), round(0.3 * n), 0)
-    # Consecutive blocks: the first validation window starts one stride after the last train window.
-    np.testing.assert_allclose(ds.val[0, :, 0], series[4 * len(ds.train)], atol=1e-4)
+    # Validation keeps its fraction; the 3 windows (16 steps every 4) that would share readings with
+    # both blocks are dropped from training's end, so the first validation window starts one stride
+    # after the last training reading.
+    assert (len(ds.train), len(ds.val), len(ds.test)) == (n - round(0.3 * n) - 3, round(0.3 * n), 0)
+    np.testing.assert_allclose(ds.val[0, :, 0], series[4 * (len(ds.train) + 3)], atol=1e-4)
+    # No reading is in two parts: the time column says which rows each window holds.
+    steps = load_data(f"csv:{path}", columns=["time"], window=(16, 4))
+    rows = [set(part[:, 0].ravel().tolist()) for part in (steps.train, steps.val, steps.test)]
+    assert not (rows[0] & rows[1] or rows[1] & rows[2] or rows[0] & rows[2]) and all(rows)
+    assert max(rows[0]) + 1 == min(rows[1]) and max(rows[1]) + 1 == min(rows[2])  # and no reading is lost (16 = 4 strides)
     assert ds.describe()["split"]["fractions"] == [0.7, 0.3, 0.0]
     val_path = write_csv(tmp_path / "v.csv", sensor_series(100, seed=1))
     own = load_data(f"csv:{path}", columns=["temp", "pressure", "level"], window=(16, 4), split=plan(val_spec=f"csv:{val_path}"))
-    assert own.val.shape == ((100 - 16) // 4 + 1, 3, 16) and len(own.train) + len(own.test) == n
+    assert own.val.shape == ((100 - 16) // 4 + 1, 3, 16) and len(own.train) + len(own.test) == n - 3  # one boundary left
     short = write_csv(tmp_path / "short.csv", sensor_series(100)[:, :2], header="time,temp,pressure")
     with pytest.raises(DataError, match=r"samples of shape \[3, 16\], the training data.s \(csv:.*\) are \[4, 16\]") as info:
         load_data(f"csv:{path}", window=(16, 4), split=plan(val_spec=f"csv:{short}"))

@@ -13,8 +13,10 @@ from vae_edge.trainer.config import DEVICES, TrainConfig
 
 def test_train_cli_writes_checkpoint_and_grids(tmp_path):
     out = tmp_path / "m" / "model.pt"
-    result = invoke(train_main, ["--epochs", 2, "--hidden", 16, "--latent", 2, "--iw-samples", 5, "--quiet", "--out", out])
+    events = tmp_path / "tb"
+    result = invoke(train_main, ["--epochs", 2, "--hidden", 16, "--latent", 2, "--iw-samples", 5, "--quiet", "--out", out, "--tensorboard", events])
     assert result.exit_code == 0, result.output
+    assert f"wrote     {events}\n" in result.output and any(p.name.startswith("events.out.tfevents") for p in events.iterdir())
     assert "test      ELBO" in result.output and "IWAE NLL" in result.output
     assert "settings  the defaults, because 1437 training samples (>= 1000)" in result.output
     assert out.is_file() and (out.parent / "model.samples.png").is_file() and (out.parent / "model.reconstructions.png").is_file()

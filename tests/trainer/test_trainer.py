@@ -172,12 +172,12 @@ def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(digits, tmp_
 
     cfg = VAEConfig(input_shape=digits.shape, latent_dim=2, hidden_dims=(8,))
     out = tmp_path / "model.pt"
-    train(cfg, digits, TrainConfig(epochs=2, batch_size=256, iw_samples=2, quiet=True), out=out)
+    train(cfg, digits, TrainConfig(epochs=2, batch_size=256, iw_samples=2, quiet=True), out=out, side_outputs=False)
     good = out.read_bytes()
     # The same run continued on a poisoned training split: epoch 3's first batch gives a NaN loss.
     poisoned = replace(digits, train=np.full_like(digits.train, np.nan))
     with pytest.raises(TrainingError, match="nan at epoch 3, step 1"):
-        train(cfg, poisoned, TrainConfig(epochs=4, batch_size=256, iw_samples=2, quiet=True), out=out, resume=read_checkpoint(out))
+        train(cfg, poisoned, TrainConfig(epochs=4, batch_size=256, iw_samples=2, quiet=True), out=out, side_outputs=False, resume=read_checkpoint(out))
     assert out.read_bytes() == good
     assert read_checkpoint(out)["train_state"]["epoch"] == 2
     with pytest.raises(TrainingError, match="loss became (nan|inf)"):
