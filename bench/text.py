@@ -40,7 +40,7 @@ def train_pair(spec: str, args) -> dict:
     for name, latent, dropout in (("vae", True, args.token_dropout), ("lm", False, 0.0)):
         cfg = TextVAEConfig(vocab_size=data.vocab.size, max_len=args.max_len, latent_dim=args.latent, embed_dim=args.embed,
                             hidden_dim=args.hidden, latent=latent)
-        train_cfg = TextTrainConfig(epochs=args.epochs, batch_size=64, kl_warmup=args.kl_warmup, token_dropout=dropout,
+        train_cfg = TextTrainConfig(epochs=args.epochs, batch_size=64, min_epoch_steps=args.min_epoch_steps, kl_warmup=args.kl_warmup, token_dropout=dropout,
                                     token_dropout_epochs=args.token_dropout_epochs if latent else 0.0, free_bits=args.free_bits,
                                     objective=args.objective if latent else "elbo", iw_train=args.iw_train, patience=args.patience,
                                     iw_samples=args.iw_samples, quiet=True)
@@ -85,10 +85,11 @@ def main() -> None:
     p.add_argument("--lines", type=int, default=30000, help="first N lines of the corpus")
     p.add_argument("--epochs", type=int, default=40, help="most epochs; early stopping (--patience) ends each model at convergence")
     p.add_argument("--patience", type=int, default=3, help="stop after N epochs without a better validation bound, keep the best (0: never)")
+    p.add_argument("--min-epoch-steps", type=int, default=100, help="an epoch is at least N steps (several passes over a small train split), for both models")
     p.add_argument("--hidden", type=int, default=128)
     p.add_argument("--embed", type=int, default=64)
     p.add_argument("--latent", type=int, default=16)
-    p.add_argument("--max-len", type=int, default=32)
+    p.add_argument("--max-len", type=int, default=128, help="longest line in characters (vae-train's default; longer lines are refused)")
     p.add_argument("--kl-warmup", type=float, default=3.0)
     p.add_argument("--token-dropout", type=float, default=0.1)
     p.add_argument("--token-dropout-epochs", type=float, default=0.0, help="token dropout in the first N epochs only (0: all)")

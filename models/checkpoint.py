@@ -301,6 +301,11 @@ def _check_train_state(ts: object, weights: dict, need) -> None:
         last = ts["last_state_dict"]
         need(isinstance(last, dict) and set(last) == set(weights) and all(isinstance(v, torch.Tensor) and v.shape == weights[k].shape for k, v in last.items()),
              "train_state.last_state_dict must have the names and shapes of state_dict")
+    if "weight_average" in ts:
+        avg = ts["weight_average"]
+        need(isinstance(avg, dict) and _is_int(avg.get("steps"), 0) and isinstance(avg.get("state_dict"), dict)
+             and set(avg["state_dict"]) == set(weights) and all(isinstance(v, torch.Tensor) and v.shape == weights[k].shape for k, v in avg["state_dict"].items()),
+             "train_state.weight_average must hold a step count and a state_dict with the names and shapes of state_dict")
 
 
 def _why(exc: Exception) -> str:

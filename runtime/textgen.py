@@ -130,18 +130,8 @@ class Stepper:
         token[0] = BOS
         self.states[0].fill(0.0)  # decoder_step ignores the state at <bos>; zeros keep the buffers clean
         if self._calls is None or top_k is not None:  # no binding, or top-k's partition: the general pick
-            ids = []
-            for t in range(max_len):
-                self.step(t)
-                if u is None:
-                    self.greedy()
-                else:
-                    self.draw(u[:, t], temperature, top_k)
-                k = int(token[0])
-                if k == EOS:
-                    break
-                ids.append(k)
-            return ids
+            row = self.run(z, max_len, temperature, top_k, u)[0]
+            return row[:int(np.argmax(row == EOS)) if (row == EOS).any() else max_len].tolist()
         run, even, odd, options = self._parts
         row, w = self._row, self._flat
         draws = None if u is None else u[0].tolist()  # Python floats: u x total as draw() computes it

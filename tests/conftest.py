@@ -176,7 +176,7 @@ def text_model_path(tmp_path_factory, text_file) -> Path:
     data = load_text(f"text:{text_file}", max_len=16)
     path = tmp_path_factory.mktemp("text-model") / "model.pt"
     config = TextVAEConfig(vocab_size=data.vocab.size, max_len=16, latent_dim=4, embed_dim=16, hidden_dim=32)
-    train_text(config, data, TextTrainConfig(epochs=4, batch_size=32, kl_warmup=1, iw_samples=4, quiet=True), out=path, side_outputs=False)
+    train_text(config, data, TextTrainConfig(epochs=4, batch_size=32, min_epoch_steps=1, kl_warmup=1, iw_samples=4, quiet=True), out=path, side_outputs=False)
     return path
 
 

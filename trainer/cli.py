@@ -78,6 +78,7 @@ def _train(option: str):
 @click.option("--columns", default=None, metavar="A,B,...", help="csv:PATH, parquet:PATH: the columns to read, by name (default: all).")
 @click.option("--gaussian-std", type=click.FloatRange(min=0, min_open=True), default=_model("gaussian_std"), help="gaussian: fixed std of p(x|z) in standardised units (omitted: learned per feature).")
 @click.option("--patience", type=click.IntRange(min=0), default=_train("patience"), show_default=True, help="Stop after N epochs without a better validation bound and keep the best epoch (0: never; train all --epochs, keep the last; text:FILE: 3 unless given).")
+@click.option("--ema", type=click.FloatRange(0, 1, max_open=True), default=_train("ema"), show_default=True, metavar="DECAY", help="Keep an exponential moving average of the weights with this decay per step (e.g. 0.999): validated, kept and served instead of the raw weights (0: none).")
 @click.option("--iw-samples", type=click.IntRange(min=1), default=_train("iw_samples"), show_default=True, help="K for the importance-weighted NLL estimate on the test split.")
 @click.option("--max-len", type=click.IntRange(min=1), default=None, help="text: longest line in characters (default 128); the runtime refuses longer lines.")
 @click.option("--long-lines", type=click.Choice(["refuse", "cut", "skip"]), default="refuse", show_default=True, help="text: what to do with a line over --max-len (counted and reported).")
@@ -85,6 +86,7 @@ def _train(option: str):
 @click.option("--token-dropout", type=click.FloatRange(0, 1, max_open=True), default=0.1, show_default=True, help="text: share of decoder input characters replaced by <unk> (Bowman et al.).")
 @click.option("--token-dropout-epochs", type=click.FloatRange(min=0), default=None, help="text: token dropout in the first N epochs only (0: in all; default: see docs/text.md).")
 @click.option("--free-bits", type=click.FloatRange(min=0), default=0.15, show_default=True, help="text: KL floor per latent dimension, nats (free bits).")
+@click.option("--min-epoch-steps", type=click.IntRange(min=1), default=100, show_default=True, help="text: an epoch is at least N steps; a smaller train split is gone over several times per epoch.")
 @click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=_train("seed"), show_default=True)
 @click.option("--device", type=click.Choice(DEVICES), default=_train("device"), show_default=True)
 @click.option("--resume", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Continue the run saved in this model.pt (its settings are the defaults; --out defaults to it).")
@@ -127,7 +129,7 @@ def cli(ctx, **options):
     _report(data, model_config, config, result.metrics, written)
 
 
-TEXT_OPTIONS = ("max_len", "long_lines", "embed", "token_dropout", "token_dropout_epochs", "free_bits")
+TEXT_OPTIONS = ("max_len", "long_lines", "embed", "token_dropout", "token_dropout_epochs", "free_bits", "min_epoch_steps")
 
 
 def _check_text(o: dict, given: set[str]) -> bool:

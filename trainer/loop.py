@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from torch.utils.data import DistributedSampler
 from vae_edge.models import VAE, VAEConfig, build_model, make_checkpoint, save_checkpoint
 
 from . import distributed, objectives
+from .averaging import WeightAverage
 from .config import DEVICES, TrainConfig
 from .curves import write_side_outputs
 from .data import Dataset
@@ -140,6 +142,8 @@ def _train(model_config, data, config, ctx, out, side_outputs, resume, events=No
     model = build_model(model_config).to(ctx.device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     run = restore(resume, model, optimizer, model_config, data, config) if resume is not None else Run()
+    if config.ema:
+        run.average = WeightAverage(model, config.ema, ((resume or {}).get("train_state") or {}).get("weight_average"))
     train_x = torch.from_numpy(data.to_model(data.train)).to(ctx.device)
     val_x = ctx.shard(torch.from_numpy(data.to_model(data.val)).to(ctx.device))
     step = ctx.wrap(_Objective(model, config.train_samples))
@@ -153,21 +157,22 @@ def _train(model_config, data, config, ctx, out, side_outputs, resume, events=No
             sampler.set_epoch(epoch)
             for group in optimizer.param_groups:
                 group["lr"] = config.lr_at(epoch)
-            train_elbo, train_bound = _train_epoch(step, optimizer, train_x, list(sampler), epoch, config, ctx, progress)
-            val_elbo = evaluate_shards(ctx, model, val_x)["elbo"]
-            row = {
-                "epoch": epoch + 1,
-                "train_elbo": train_elbo,
-                "train_bound": train_bound,
-                "val_elbo": val_elbo,
-                # What early stopping watches: the training objective's bound on the validation split
-                # (seeded alike every epoch, so epochs compare without sampling noise between them).
-                "val_bound": val_elbo if config.train_samples == 1 else -evaluate_iwae_shards(ctx, model, val_x, config.train_samples),
-                "lr": config.lr_at(epoch),
-                "beta": _beta(config, epoch + 1),
-                "seconds": float(time.perf_counter() - started),
-            }
-            run.record(row, model, keep_best=config.patience > 0)
+            train_elbo, train_bound = _train_epoch(step, optimizer, train_x, list(sampler), epoch, config, ctx, progress, run.average)
+            with run.average.applied(model) if run.average else nullcontext():  # validation and the best epoch's copy: of the average
+                val_elbo = evaluate_shards(ctx, model, val_x)["elbo"]
+                row = {
+                    "epoch": epoch + 1,
+                    "train_elbo": train_elbo,
+                    "train_bound": train_bound,
+                    "val_elbo": val_elbo,
+                    # What early stopping watches: the training objective's bound on the validation split
+                    # (seeded alike every epoch, so epochs compare without sampling noise between them).
+                    "val_bound": val_elbo if config.train_samples == 1 else -evaluate_iwae_shards(ctx, model, val_x, config.train_samples),
+                    "lr": config.lr_at(epoch),
+                    "beta": _beta(config, epoch + 1),
+                    "seconds": float(time.perf_counter() - started),
+                }
+                run.record(row, model, keep_best=config.patience > 0)
             progress.epoch_done(row)
             if events is not None:
                 events.epoch(row)
@@ -182,8 +187,8 @@ def _train(model_config, data, config, ctx, out, side_outputs, resume, events=No
     if not ctx.in_sync(model):
         raise TrainingError("the processes ended with different weights; distributed training is broken here")
     state = run.state(config, model)
-    if run.best_weights is not None:
-        model.load_state_dict(run.best_weights)
+    if run.best_weights is not None or run.average is not None:
+        model.load_state_dict(run.weights(model))
     metrics = final_metrics(model, data, config, ctx, run)
     if events is not None:
         events.final(metrics)
@@ -207,9 +212,10 @@ class _Objective(nn.Module):
         return objectives.loss(self.vae, x, beta=beta, generator=generator)
 
 
-def _train_epoch(step: nn.Module, optimizer, train_x: torch.Tensor, indices: list[int], epoch: int, config: TrainConfig, ctx, progress: Progress) -> tuple[float, float]:
-    """One pass over this rank's share of the training split; returns the train ELBO and the bound
-    trained on, the negative mean loss (all ranks)."""
+def _train_epoch(step: nn.Module, optimizer, train_x: torch.Tensor, indices: list[int], epoch: int, config: TrainConfig, ctx, progress: Progress,
+                 average: WeightAverage | None = None) -> tuple[float, float]:
+    """One pass over this rank's share of the training split (``average`` updated after every step);
+    returns the train ELBO and the bound trained on, the negative mean loss (all ranks)."""
     # The noise of epoch e depends only on (seed, e, rank), so a resumed run draws what an uninterrupted one would.
     noise = torch.Generator(device=ctx.device).manual_seed(_derive_seed(config.seed, epoch, ctx.rank))
     order = torch.tensor(indices, device=ctx.device)
@@ -225,6 +231,8 @@ def _train_epoch(step: nn.Module, optimizer, train_x: torch.Tensor, indices: lis
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if average is not None:
+            average.update()
         totals += (nll.item() * len(idx), kl.item() * len(idx), loss.item() * len(idx))
     nll_sum, kl_sum, loss_sum, n = ctx.sum([*totals, len(indices)])
     return float(-(nll_sum + kl_sum) / n), float(-loss_sum / n)

@@ -12,13 +12,14 @@ import torch
 from vae_edge.models import VAE, VAEConfig
 from vae_edge.models.config import LEGACY_DECODER_STYLE
 
+from .averaging import WeightAverage
 from .config import TrainConfig
 from .data import Dataset, same_preprocessing
 
 log = logging.getLogger(__name__)
 
 # Settings that must not change between an interrupted run and its continuation.
-RESUME_FIXED = ("batch_size", "lr", "lr_schedule", "objective", "iw_train", "beta", "kl_warmup", "seed", "patience")
+RESUME_FIXED = ("batch_size", "lr", "lr_schedule", "objective", "iw_train", "beta", "kl_warmup", "seed", "patience", "ema")
 
 
 class ResumeError(ValueError):
@@ -37,6 +38,7 @@ class Run:
     stale: int = 0  # epochs since the best one
     stopped_early: bool = False
     curve_drawn: float = -math.inf  # time.monotonic() of the last loss-curve PNG
+    average: WeightAverage | None = None  # with TrainConfig.ema: the averaged weights, which validation measures
 
     def record(self, row: dict, model: VAE, *, keep_best: bool) -> None:
         """Add one epoch's history row; keep the weights when it is the best so far and ``keep_best``."""
@@ -58,8 +60,10 @@ class Run:
         return self.stopped_early
 
     def weights(self, model: VAE) -> dict:
-        """The weights model.pt serves: the best epoch's under early stopping, else the latest."""
-        return self.best_weights if self.best_weights is not None else cpu_copy(model.state_dict())
+        """The weights model.pt serves: the best epoch's under early stopping, else the latest (averaged with ``ema``)."""
+        if self.best_weights is not None:
+            return self.best_weights
+        return self.average.weights() if self.average is not None else cpu_copy(model.state_dict())
 
     def state(self, config: TrainConfig, model: VAE) -> dict:
         """model.pt's ``train_state``: plain data and tensors only (``torch.load(weights_only=True)``)."""
@@ -75,8 +79,10 @@ class Run:
         }
         if torch.cuda.is_available() and next(model.parameters()).is_cuda:
             state["rng"]["cuda"] = torch.cuda.get_rng_state_all()
-        if self.best_weights is not None and self.best_epoch != self.epoch:
-            state["last_state_dict"] = cpu_copy(model.state_dict())  # where --resume continues from
+        if self.average is not None or (self.best_weights is not None and self.best_epoch != self.epoch):
+            state["last_state_dict"] = cpu_copy(model.state_dict())  # where --resume continues from: not the served weights
+        if self.average is not None:
+            state["weight_average"] = self.average.state()
         return state
 
 
@@ -178,7 +184,7 @@ def resume_settings(ckpt: dict) -> dict:
     config = ckpt.get("config") or {}
     train_config = (ckpt.get("train_state") or {}).get("train_config") or {}
     data = ckpt.get("data") or {}
-    keys = ("epochs", "batch_size", "lr", "lr_schedule", "objective", "iw_train", "beta", "kl_warmup", "seed", "iw_samples", "patience")
+    keys = ("epochs", "batch_size", "lr", "lr_schedule", "objective", "iw_train", "beta", "kl_warmup", "seed", "iw_samples", "patience", "ema")
     settings = {k: train_config[k] for k in keys if k in train_config}
     if train_config and "objective" not in train_config:  # written before these options: it trained as they then were
         settings.update(objective="elbo", lr_schedule="constant", iw_train=1)

@@ -9,7 +9,7 @@ import click
 
 # vae-train options that mean nothing for a text model: refused when given, not silently ignored.
 NOT_FOR_TEXT = ("size", "channels", "decoder_style", "likelihood", "gaussian_std", "lr_schedule", "tensorboard",
-                "split_text", "val_spec", "test_spec", "sample_rate", "duration", "window", "stride", "mels", "n_fft", "hop")
+                "split_text", "val_spec", "test_spec", "ema", "sample_rate", "duration", "window", "stride", "mels", "n_fft", "hop")
 OPTION_NAMES = {"split_text": "--split", "val_spec": "--val-data", "test_spec": "--test-data"}  # where the option is not the field's name
 DEFAULT_LATENT = 16
 DEFAULT_HIDDEN = 128
@@ -57,7 +57,7 @@ def train_text_command(o: dict, given: set[str], out: Path, beside_file: bool, c
             embed_dim=o["embed"], hidden_dim=o["hidden"][0] if "hidden" in given else DEFAULT_HIDDEN,
         )
         config = TextTrainConfig(
-            epochs=o["epochs"] if "epochs" in given else DEFAULT_EPOCHS, batch_size=o["batch_size"], lr=o["lr"] if "lr" in given else 1e-3, beta=o["beta"],
+            epochs=o["epochs"] if "epochs" in given else DEFAULT_EPOCHS, batch_size=o["batch_size"], min_epoch_steps=o["min_epoch_steps"], lr=o["lr"] if "lr" in given else 1e-3, beta=o["beta"],
             kl_warmup=o["kl_warmup"] if "kl_warmup" in given else 3.0, token_dropout=o["token_dropout"],
             token_dropout_epochs=o["token_dropout_epochs"] if "token_dropout_epochs" in given else DEFAULT_TOKEN_DROPOUT_EPOCHS, free_bits=o["free_bits"],
             objective=o["objective"] if "objective" in given else DEFAULT_OBJECTIVE, iw_train=o["iw_train"],
@@ -77,8 +77,10 @@ def train_text_command(o: dict, given: set[str], out: Path, beside_file: bool, c
     click.echo(f"data      {data.name}: {len(data.train)} train / {len(data.val)} val / {len(data.test)} test lines, "
                f"{len(data.vocab.chars)} characters + 4 specials; {data.blank_skipped} blank lines skipped{long}")
     click.echo(f"model     gru sentence VAE: embed {mc.embed_dim}, hidden {mc.hidden_dim}, latent {mc.latent_dim}, max {mc.max_len} characters")
+    passes = m.get("passes_per_epoch", 1)
+    passes = f" of {passes} passes each" if passes > 1 else ""
     kept = f", epoch {m['best_epoch']} kept (best validation bound){', stopped early' if m['stopped_early'] else ''}" if config.patience else ""
-    click.echo(f"train     ELBO {m['train_elbo']:.2f} nats/line after {m['epochs']} epochs{kept} ({m['epoch_seconds']:.1f} s/epoch on {m['device']})")
+    click.echo(f"train     ELBO {m['train_elbo']:.2f} nats/line after {m['epochs']} epochs{passes}{kept} ({m['epoch_seconds']:.1f} s/epoch on {m['device']})")
     click.echo(f"test      ELBO {m['test_elbo']:.2f} nats/line (recon {m['test_recon_nll']:.2f} + KL {m['test_kl']:.2f}), "
                f"IW NLL {m['test_iwae_nll']:.2f} nats/line, {m['test_iwae_nll_per_char']:.3f} nats/char (K={m['iw_samples']}), "
                f"{m['active_units']}/{mc.latent_dim} active units, greedy exact match {m['test_exact_match']:.1%}")

@@ -123,5 +123,5 @@ def epoch_metrics(run, device) -> dict:
     """model.pt's ``metrics`` while training; ``best_epoch`` is the one model.pt serves under early stopping."""
     last = run.history[-1]
     return {"epochs": run.epoch, "train_elbo": last["train_elbo"], "val_elbo": last["val_elbo"], "val_kl": last["val_kl"],
-            "best_epoch": run.best_epoch, "best_val_bound": run.best_val_bound, "stopped_early": run.stopped_early,
+            "passes_per_epoch": int(last.get("passes", 1)), "best_epoch": run.best_epoch, "best_val_bound": run.best_val_bound, "stopped_early": run.stopped_early,
             "epoch_seconds": float(np.median([r["seconds"] for r in run.history])), "device": str(device), "world_size": 1}

@@ -40,6 +40,10 @@ class TextTrainConfig:
 
     epochs: int = 100  # at most: early stopping (patience) ends a run at convergence
     batch_size: int = 64
+    # An epoch is at least this many steps: on a train split smaller than batch_size * min_epoch_steps
+    # lines, one epoch goes over it several times (passes), so that warm-up, patience and the epoch cap
+    # mean enough optimisation on a small corpus too (800 lines at batch 64 are 13 steps a pass).
+    min_epoch_steps: int = 100
     lr: float = 1e-3
     beta: float = 1.0
     # KL weight ramps linearly from 0 to beta over this many epochs (Bowman et al.'s annealing).
@@ -61,8 +65,8 @@ class TextTrainConfig:
     quiet: bool = False
 
     def __post_init__(self) -> None:
-        if self.epochs < 1 or self.batch_size < 1 or self.iw_samples < 1:
-            raise ValueError("epochs, batch_size and iw_samples must be >= 1")
+        if self.epochs < 1 or self.batch_size < 1 or self.iw_samples < 1 or self.min_epoch_steps < 1:
+            raise ValueError("epochs, batch_size, min_epoch_steps and iw_samples must be >= 1")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError(f"lr must be a positive number, got {self.lr}")
         for name in ("beta", "kl_warmup", "free_bits"):
@@ -154,7 +158,8 @@ def train_text(model_config: TextVAEConfig, data: TextData, config: TextTrainCon
     run = restore_text(resume, model, optimizer, model_config, data, config) if resume is not None else Run()
     train_tokens, train_lengths = (t.to(device) for t in encode_split(data.vocab, data.train))
     val_tokens, val_lengths = (t.to(device) for t in encode_split(data.vocab, data.val))
-    steps_per_epoch = math.ceil(len(data.train) / config.batch_size)
+    passes = epoch_passes(len(data.train), config)
+    steps_per_epoch = passes * math.ceil(len(data.train) / config.batch_size)
     epochs = range(run.epoch, config.epochs)
     if not config.quiet:
         from tqdm.auto import tqdm
@@ -164,10 +169,10 @@ def train_text(model_config: TextVAEConfig, data: TextData, config: TextTrainCon
         started = time.perf_counter()
         model.train()
         g = torch.Generator(device=device).manual_seed(_derive_seed(config.seed, epoch))
-        order = torch.randperm(len(data.train), generator=g, device=device)
+        batches = [b for _ in range(passes) for b in torch.randperm(len(data.train), generator=g, device=device).split(config.batch_size)]
         dropout = config.token_dropout if config.token_dropout_epochs <= 0 or epoch < config.token_dropout_epochs else 0.0
         totals = np.zeros(3)
-        for i, idx in enumerate(order.split(config.batch_size)):
+        for i, idx in enumerate(batches):
             progress = epoch + i / steps_per_epoch
             beta = config.beta if config.kl_warmup <= 0 else config.beta * min(1.0, progress / config.kl_warmup)
             loss, nll, kl = loss_terms(model, train_tokens[idx], train_lengths[idx], config, beta, g, dropout)
@@ -181,7 +186,7 @@ def train_text(model_config: TextVAEConfig, data: TextData, config: TextTrainCon
         val = evaluate_text(model, val_tokens, val_lengths, seed=config.seed)
         row = {"epoch": epoch + 1, "train_elbo": float(-(totals[0] + totals[1]) / totals[2]), "train_kl": float(totals[1] / totals[2]),
                "val_elbo": val["elbo"], "val_kl": val["kl"], "val_bound": val_bound(model, val_tokens, val_lengths, config, val),
-               "beta": float(beta), "token_dropout": dropout, "seconds": time.perf_counter() - started}
+               "beta": float(beta), "token_dropout": dropout, "passes": passes, "seconds": time.perf_counter() - started}
         run.record(row, model, keep_best=config.patience > 0)
         if hasattr(epochs, "set_postfix"):
             epochs.set_postfix(train_elbo=f"{row['train_elbo']:.2f}", val_elbo=f"{row['val_elbo']:.2f}", kl=f"{row['val_kl']:.2f}", refresh=False)
@@ -200,6 +205,11 @@ def train_text(model_config: TextVAEConfig, data: TextData, config: TextTrainCon
     if out is not None:
         _save(out, side_outputs, model, optimizer, data, config, run, metrics, state=state)
     return TextTrainResult(model.cpu().eval(), metrics, run.history)
+
+
+def epoch_passes(train_lines: int, config: TextTrainConfig) -> int:
+    """Passes over the train split in one epoch: enough for ``config.min_epoch_steps`` steps."""
+    return max(1, math.ceil(config.min_epoch_steps / math.ceil(train_lines / config.batch_size)))
 
 
 def val_bound(model: SentenceVAE, tokens: torch.Tensor, lengths: torch.Tensor, config: TextTrainConfig, val: dict) -> float:

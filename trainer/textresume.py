@@ -16,10 +16,10 @@ log = logging.getLogger(__name__)
 
 # Settings that must not change between an interrupted text run and its continuation.
 TEXT_RESUME_FIXED = ("batch_size", "lr", "beta", "kl_warmup", "token_dropout", "token_dropout_epochs", "free_bits",
-                     "objective", "iw_train", "seed", "patience")
+                     "objective", "iw_train", "seed", "patience", "min_epoch_steps")
 # vae-train option -> TextTrainConfig field that --resume takes from the checkpoint when the option is left out.
 TEXT_TRAIN_OPTIONS = ("epochs", "batch_size", "lr", "beta", "kl_warmup", "token_dropout", "token_dropout_epochs", "free_bits",
-                      "objective", "iw_train", "seed", "iw_samples", "patience")
+                      "objective", "iw_train", "seed", "iw_samples", "patience", "min_epoch_steps")
 
 
 def restore_text(ckpt: dict, model: SentenceVAE, optimizer, model_config: TextVAEConfig, data: TextData, config) -> Run:
@@ -53,6 +53,7 @@ def text_resume_settings(ckpt: dict, base: Path | None = None) -> dict:
     train_config = (ckpt.get("train_state") or {}).get("train_config") or {}
     data = ckpt.get("data") or {}
     settings = {k: train_config[k] for k in TEXT_TRAIN_OPTIONS if k in train_config}
+    settings.setdefault("min_epoch_steps", 1)  # a checkpoint from before the setting went over its data once an epoch
     if settings.get("objective") != "iwae":
         settings.pop("iw_train", None)  # not an option of the ELBO's run (vae-train refuses it there)
     settings.update({"latent": config.get("latent_dim"), "embed": config.get("embed_dim"), "arch": config.get("arch"),

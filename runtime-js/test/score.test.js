@@ -60,7 +60,10 @@ test('a score is one call of the score graph; Monte-Carlo scores and bundles wit
       await fused.anomalyScore(x, { samples: 2, seed: 1 });
       assert.deepEqual(counts, { encoder: 1, decoder: 2, score: 3 });
       const b = await twoCalls.anomalyScore(x);
-      const { worst, at } = excess(a, b, { rtol: 1e-5, atol: 1e-4 });
+      // The score graph reads the decoder's logits; two calls read its float32 probabilities, whose
+      // Sigmoid is exact to ~1.7e-7 absolute only (docs/bundle.md): on these random digits the two
+      // differ by up to ~1.1e-4 relative, as in Python's gate for bundles without a score graph.
+      const { worst, at } = excess(a, b, { rtol: 1e-3, atol: 1e-4 });
       assert.ok(worst <= 0, `${precision} at ${at}: score graph ${a[at]}, two calls ${b[at]}`);
       const [pa, pb] = [await fused.anomalyScore(out), await twoCalls.anomalyScore(out)];
       assert.ok(pa[0] - a[0] > 1000 && Math.abs((pa[0] - a[0]) - (pb[0] - b[0])) < 1e-2, `penalty: ${pa[0] - a[0]} against ${pb[0] - b[0]}`);

@@ -50,6 +50,7 @@ EDITS = {
     "data.kind a list": ("data.kind", ["image"]),
     "state_dict holding a number": ("state_dict.encoder_dummy", 3),
     "last_state_dict mis-shaped": ("train_state.last_state_dict", {"w": torch.zeros(2)}),
+    "weight_average mis-shaped": ("train_state.weight_average", {"steps": 3, "state_dict": {"w": torch.zeros(2)}}),
 }
 
 

@@ -51,7 +51,7 @@ def test_resume_one_plus_one_epochs_equals_two(tmp_path):
     # 120 training rows: the options left out follow the small-data rule (config.size_settings); those given win.
     assert b["train_state"]["train_config"]["objective"] == "elbo" and b["train_state"]["train_config"]["lr"] == 0.01
     assert b["data"]["settings_reason"] == a["data"]["settings_reason"] == (
-        "small-data settings, because 120 training samples (< 1000): --objective elbo, --lr 0.01, --patience 0; "
+        "small-data settings, because 120 training samples (< 1000): --objective elbo, --lr 0.01, --patience 0, --ema 0.0; "
         "--hidden, --latent, --batch-size, --epochs as given")
     one_line_error(invoke(train_main, ["--resume", tmp_path / "resumed.pt", "--epochs", 3, "--lr", 0.1]), 2, "cannot change lr (0.01 -> 0.1)")
     one_line_error(invoke(train_main, ["--resume", tmp_path / "resumed.pt", "--epochs", 3, "--latent", 5]), 2, "model settings differ", "latent_dim (2 -> 5)")
@@ -74,7 +74,7 @@ def test_early_stopping_keeps_the_best_epoch(tmp_path, noise):
     result = train(cfg, noise, tc, out=out, side_outputs=False)  # the loss curve, redrawn each epoch, is tested elsewhere
     history, m = result.history, result.metrics
     assert m["stopped_early"] and len(history) < 200
-    best = max(history, key=lambda r: r["val_elbo"])
+    best = max(history, key=lambda r: r["val_bound"])  # what early stopping watches
     assert m["best_epoch"] == best["epoch"] and len(history) == best["epoch"] + 3
     ckpt = read_checkpoint(out)
     # The served weights are the best epoch's: they reproduce its validation ELBO exactly.
@@ -85,15 +85,24 @@ def test_early_stopping_keeps_the_best_epoch(tmp_path, noise):
         train(cfg, noise, TrainConfig(epochs=300, batch_size=16, lr=3e-3, patience=3, iw_samples=5, quiet=True), resume=ckpt)
 
 
-def test_resume_with_early_stopping_state_equals_uninterrupted(tmp_path, noise):
+@pytest.mark.parametrize("ema", [0.0, 0.9])
+def test_resume_with_early_stopping_state_equals_uninterrupted(tmp_path, noise, ema):
     cfg = VAEConfig(input_shape=noise.shape, latent_dim=4, hidden_dims=(32,))
-    tc = TrainConfig(epochs=4, batch_size=16, lr=3e-3, patience=50, iw_samples=5, quiet=True)
+    # A constant rate, so that the 2-epoch first run trains its epochs as the 4-epoch one does (see above).
+    tc = TrainConfig(epochs=4, batch_size=16, lr=3e-3, lr_schedule="constant", patience=50, iw_samples=5, ema=ema, quiet=True)
     straight = train(cfg, noise, tc)
     train(cfg, noise, TrainConfig(**{**tc.__dict__, "epochs": 2}), out=tmp_path / "m.pt", side_outputs=False)
     resumed = train(cfg, noise, tc, resume=read_checkpoint(tmp_path / "m.pt"))
     assert_same_state(straight.model.state_dict(), resumed.model.state_dict())
     assert straight.metrics["best_epoch"] == resumed.metrics["best_epoch"]
     assert straight.state.keys() == resumed.state.keys()
+    # The served weights are what was validated: with ema, the average at the best epoch, not the raw weights.
+    best = max(straight.history, key=lambda r: r["val_bound"])
+    assert evaluate(straight.model, torch.from_numpy(noise.to_model(noise.val)))["elbo"] == best["val_elbo"]
+    if ema:
+        raw = straight.state["last_state_dict"]
+        assert any(not torch.equal(raw[k], v) for k, v in straight.model.state_dict().items())
+        assert_same_state(straight.state["weight_average"]["state_dict"], resumed.state["weight_average"]["state_dict"])
 
 
 def test_checkpoint_survives_a_kill_during_saving(tmp_path):
