@@ -134,15 +134,17 @@ def _rank_timed(folder: Path, specs: Sequence[GraphSpec], variants: Mapping[str,
 def _rank_fixed(folder: Path, specs: Sequence[GraphSpec], variants: Mapping[str, dict]) -> tuple[dict, dict[str, list[str]], list[str]]:
     section: dict = {"basis": "fixed",
                      "rule": (f"not timed (--no-latency): per graph the first of {', '.join(UNTIMED_PREFERENCE)} that holds its gate "
-                              "(int8-weights runs fp32's arithmetic on weights dequantized at load: fp32's speed in fewer bytes; "
+                              "(int8-weights runs fp32's arithmetic on weights dequantized at load: fp32's speed in fewer bytes, "
+                              "so it comes first only where its file is smaller, not on models whose quantization parameters outweigh their weights; "
                               "the speed of the other variants depends on the model and the machine, so they need timing); "
                               "then the first pair in that order that holds the accuracy gate"), "graphs": {}}
     ranked: dict[str, list[str]] = {}
     for spec in specs:
-        order = [v for v in UNTIMED_PREFERENCE if v in variants]
+        size = {v: (folder / entry[spec.name]).stat().st_size for v, entry in variants.items()}
+        order = sorted((v for v in UNTIMED_PREFERENCE if v in variants), key=lambda v: (v != BASE_VARIANT and size[v] >= size.get(BASE_VARIANT, size[v] + 1)))
         ranked[spec.name] = order
         section["graphs"][spec.name] = {
-            "candidates": {v: {"bytes": (folder / entry[spec.name]).stat().st_size, "eligible": v in order} for v, entry in variants.items()},
+            "candidates": {v: {"bytes": size[v], "eligible": v in order} for v, entry in variants.items()},
             "order": order,
         }
     return section, ranked, []

@@ -21,3 +21,17 @@ def test_untimed_auto_follows_the_fixed_preference_and_records_it(model_path, tm
         assert all(set(row) == {"bytes", "eligible"} for row in entry["candidates"].values())  # no timings
     assert m["variants"]["auto"]["from"] == {"encoder": "int8-weights", "decoder": "int8-weights"}
     assert "fixed preference (not timed)" in m["variants"]["auto"]["method"]
+
+
+def test_untimed_preference_puts_fp32_first_where_int8_weights_is_not_smaller(tmp_path):
+    from types import SimpleNamespace
+
+    from vae_edge.export.recommend import _rank_fixed
+
+    for name, size in {"e.onnx": 100, "e.w.onnx": 40, "d.onnx": 100, "d.w.onnx": 110}.items():
+        (tmp_path / name).write_bytes(b"x" * size)
+    variants = {"fp32": {"encoder": "e.onnx", "decoder": "d.onnx"}, "int8-weights": {"encoder": "e.w.onnx", "decoder": "d.w.onnx"}}
+    specs = [SimpleNamespace(name="encoder"), SimpleNamespace(name="decoder")]
+    section, ranked, _ = _rank_fixed(tmp_path, specs, variants)
+    assert ranked == {"encoder": ["int8-weights", "fp32"], "decoder": ["fp32", "int8-weights"]}  # a tiny decoder: more bytes quantized
+    assert section["graphs"]["decoder"]["candidates"]["int8-weights"]["bytes"] == 110
