@@ -125,13 +125,14 @@ class Stepper:
         Raises:
             RuntimeError: onnxruntime failed; one line naming the graph.
         """
+        if self._calls is None or top_k is not None:  # no binding, or top-k's partition: the general pick
+            row = self.run(z, max_len, temperature, top_k, u)[0]
+            ends = np.flatnonzero(row == EOS)
+            return row[: ends[0] if len(ends) else max_len].tolist()
         np.copyto(self.z, z)
         token = self.token
         token[0] = BOS
         self.states[0].fill(0.0)  # decoder_step ignores the state at <bos>; zeros keep the buffers clean
-        if self._calls is None or top_k is not None:  # no binding, or top-k's partition: the general pick
-            row = self.run(z, max_len, temperature, top_k, u)[0]
-            return row[:int(np.argmax(row == EOS)) if (row == EOS).any() else max_len].tolist()
         run, even, odd, options = self._parts
         row, w = self._row, self._flat
         draws = None if u is None else u[0].tolist()  # Python floats: u x total as draw() computes it
