@@ -1,6 +1,6 @@
 """An exponential moving average of the weights (Polyak averaging), updated after every optimizer step:
 what the validation bound is measured on, what early stopping keeps, and what model.pt serves when
-``TrainConfig.weight_average`` is set. The raw weights keep training underneath."""
+``TrainConfig.ema`` is set. The raw weights keep training underneath."""
 
 from __future__ import annotations
 
@@ -21,7 +21,8 @@ class WeightAverage:
         device = next(model.parameters()).device
         self.average = {k: v.detach().to(device).clone() for k, v in source.items()}
         live = model.state_dict()
-        self._pairs = [(self.average[k], live[k]) for k in self.average if live[k].is_floating_point()]
+        floats = [k for k in self.average if live[k].is_floating_point()]
+        self._averages, self._weights = [self.average[k] for k in floats], [live[k] for k in floats]
         self._copied = [(self.average[k], live[k]) for k in self.average if not live[k].is_floating_point()]
 
     @torch.no_grad()
@@ -29,8 +30,7 @@ class WeightAverage:
         """Fold the model's current weights in (call after ``optimizer.step()``)."""
         decay = min(self.decay, (1 + self.steps) / (10 + self.steps))
         self.steps += 1
-        averages, weights = zip(*self._pairs)
-        torch._foreach_lerp_(list(averages), list(weights), 1.0 - decay)
+        torch._foreach_lerp_(self._averages, self._weights, 1.0 - decay)
         for average, weight in self._copied:
             average.copy_(weight)
 
