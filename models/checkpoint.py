@@ -194,7 +194,7 @@ def _check_config(config: dict, need) -> VAEConfig | TextVAEConfig:
             v = config[key]
             need(isinstance(v, (list, tuple)) and all(_is_int(d, 1) for d in v), f"config.{key} must be a list of positive integers, got {_show(v)}")
     need(_is_int(config.get("latent_dim", 8), 1), f"config.latent_dim must be a positive integer, got {_show(config.get('latent_dim'))}")
-    for key in ("arch", "likelihood", "decoder_style"):
+    for key in ("arch", "likelihood", "decoder_style", "activation"):
         need(isinstance(config.get(key, ""), str), f"config.{key} must be a string, got {_show(config.get(key))}")
     std = config.get("gaussian_std")
     need(std is None or _is_number(std), f"config.gaussian_std must be a number or null, got {_show(std)}")

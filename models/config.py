@@ -9,6 +9,8 @@ ARCHS = ("mlp", "conv", "conv1d")
 TEXT_ARCHS = ("gru",)  # the sentence VAE's, configured by models/text.py's TextVAEConfig
 LIKELIHOODS = ("bernoulli", "gaussian")
 DECODER_STYLES = ("subpixel", "transpose", "upsample")
+# The MLP's hidden nonlinearity; each exports as one standard ONNX op (Relu, Elu, Sigmoid * x, Tanh, Softplus).
+ACTIVATIONS = ("relu", "elu", "silu", "tanh", "softplus")
 LEGACY_DECODER_STYLE = "transpose"  # the only style before the field existed
 
 
@@ -44,6 +46,8 @@ class VAEConfig:
     # (docs/quantization.md, "Decoder style"), its int8-static decoder ran batch 64 in 1.7 ms against 15.8 for
     # the transpose decoder's fastest (fp32), at equal accuracy (test negative ELBO 268.9 vs 268.4 nats).
     decoder_style: str = "subpixel"
+    # MLP only: the nonlinearity after each hidden Linear (one of ACTIVATIONS); the conv models use ReLU.
+    activation: str = "relu"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "input_shape", tuple(int(d) for d in self.input_shape))
@@ -68,6 +72,10 @@ class VAEConfig:
             object.__setattr__(self, "gaussian_std", float(std))
         if self.decoder_style not in DECODER_STYLES:
             raise ValueError(f"decoder_style must be one of {', '.join(DECODER_STYLES)}, got {self.decoder_style!r}")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {self.activation!r}")
+        if self.arch != "mlp" and self.activation != "relu":
+            raise ValueError(f"activation applies to arch 'mlp' only (arch {self.arch!r} uses relu), got {self.activation!r}")
         if self.arch in ("conv", "conv1d"):
             self._check_conv_shape()
 

@@ -9,10 +9,13 @@ from .config import VAEConfig
 from .likelihood import decoder_mean
 
 
-def _mlp(sizes: list[int]) -> nn.Sequential:
+ACTIVATION_MODULES = {"relu": nn.ReLU, "elu": nn.ELU, "silu": nn.SiLU, "tanh": nn.Tanh, "softplus": nn.Softplus}
+
+
+def _mlp(sizes: list[int], activation: str) -> nn.Sequential:
     layers: list[nn.Module] = []
     for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
-        layers += [nn.Linear(fan_in, fan_out), nn.ReLU()]
+        layers += [nn.Linear(fan_in, fan_out), ACTIVATION_MODULES[activation]()]
     return nn.Sequential(*layers)
 
 
@@ -21,7 +24,7 @@ class MLPEncoder(nn.Module):
 
     def __init__(self, config: VAEConfig):
         super().__init__()
-        self.body = _mlp([config.input_size, *config.hidden_dims])
+        self.body = _mlp([config.input_size, *config.hidden_dims], config.activation)
         width = config.hidden_dims[-1] if config.hidden_dims else config.input_size
         self.mu = nn.Linear(width, config.latent_dim)
         self.logvar = nn.Linear(width, config.latent_dim)
@@ -39,7 +42,7 @@ class MLPDecoder(nn.Module):
         self.config = config
         self.input_shape = config.input_shape
         hidden = list(reversed(config.hidden_dims))
-        self.body = _mlp([config.latent_dim, *hidden])
+        self.body = _mlp([config.latent_dim, *hidden], config.activation)
         self.out = nn.Linear(hidden[-1] if hidden else config.latent_dim, config.input_size)
 
     def logits(self, z: torch.Tensor) -> torch.Tensor:

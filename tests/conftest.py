@@ -68,12 +68,13 @@ def digits_gaussian():
 
 @pytest.fixture(scope="session")
 def gaussian_bundle(tmp_path_factory, digits_gaussian):
-    """(model.pt, bundle) of a small MLP with a learned per-feature Gaussian variance, trained 2 epochs."""
+    """(model.pt, bundle) of a small MLP with a learned per-feature Gaussian variance and ELU hidden units
+    (the one non-ReLU MLP the export tests see), trained 2 epochs."""
     from helpers import export_trained
 
     from vae_edge.models import VAEConfig
 
-    config = VAEConfig(input_shape=digits_gaussian.shape, latent_dim=4, hidden_dims=(32,), likelihood="gaussian")
+    config = VAEConfig(input_shape=digits_gaussian.shape, latent_dim=4, hidden_dims=(32,), likelihood="gaussian", activation="elu")
     return export_trained(tmp_path_factory.mktemp("mlp-gaussian"), digits_gaussian, config)
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
-from vae_edge.models.config import ARCHS, DECODER_STYLES, LIKELIHOODS, TEXT_ARCHS, VAEConfig
+from vae_edge.models.config import ACTIVATIONS, ARCHS, DECODER_STYLES, LIKELIHOODS, TEXT_ARCHS, VAEConfig
 from vae_edge.runtime.clitools import require_workstation_extras, run_cli, writable
 
 from .config import DEVICES, LR_SCHEDULES, OBJECTIVES, TrainConfig
@@ -28,7 +28,8 @@ DATA_HELP = (
 )
 # vae-train option -> VAEConfig field, where the names differ; TrainConfig's fields are options of the same name.
 MODEL_OPTIONS = {"latent": "latent_dim", "hidden": "hidden_dims", "arch": "arch",
-                 "gaussian_std": "gaussian_std", "channels": "channels", "decoder_style": "decoder_style"}
+                 "gaussian_std": "gaussian_std", "channels": "channels", "decoder_style": "decoder_style",
+                 "activation": "activation"}
 TRAIN_OPTIONS = tuple(f.name for f in fields(TrainConfig))
 
 
@@ -66,9 +67,11 @@ def _train(option: str):
 @click.option("--hidden", type=click.IntRange(min=0), multiple=True, default=_model("hidden"), show_default=True, help="MLP hidden layer width (repeat for more layers: --hidden 512 --hidden 512; --hidden 0: none, a linear encoder and decoder).")
 @click.option("--channels", type=click.IntRange(min=1), multiple=True, default=_model("channels"), show_default=True, help="conv/conv1d: width of each stride-2 layer (repeat; each halves the size).")
 @click.option("--decoder-style", type=click.Choice(DECODER_STYLES), default=_model("decoder_style"), show_default=True, help="conv/conv1d decoder upsampling: sub-pixel (Conv + PixelShuffle; its int8-static variant is the fastest), ConvTranspose, or nearest Upsample + Conv.")
+@click.option("--activation", type=click.Choice(ACTIVATIONS), default=_model("activation"), show_default=True, help="MLP: the nonlinearity after each hidden layer (conv/conv1d use relu).")
 @click.option("--epochs", type=click.IntRange(min=1), default=_train("epochs"), show_default=True, help="Most epochs in all (with --resume: including those already trained); early stopping (--patience) may end sooner.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=_train("batch_size"), show_default=True, help="Samples per step (per process under torchrun).")
 @click.option("--lr", type=click.FloatRange(min=0, max=10, min_open=True), default=_train("lr"), show_default=True, help="Adam learning rate (the start of the --lr-schedule).")
+@click.option("--weight-decay", type=click.FloatRange(min=0), default=_train("weight_decay"), show_default=True, help="Decoupled weight decay (AdamW: each step shrinks every weight by lr x this); 0: plain Adam.")
 @click.option("--lr-schedule", type=click.Choice(LR_SCHEDULES), default=_train("lr_schedule"), show_default=True, help="cosine: from --lr down to 1% of it over --epochs; constant: --lr throughout.")
 @click.option("--objective", type=click.Choice(OBJECTIVES), default=_train("objective"), show_default=True, help="Train on the importance-weighted bound with --iw-train samples, or on the ELBO (where --beta and --kl-warmup apply).")
 @click.option("--iw-train", type=click.IntRange(min=1), default=_train("iw_train"), show_default=True, help="--objective iwae: samples K of the training bound (and of the validation bound early stopping watches).")
@@ -249,7 +252,7 @@ def _check_options(o: dict, given: set[str]) -> tuple[int, int] | None:
     from .data import DataError
     from .readers import parse_size
 
-    unused = {"mlp": ("channels", "decoder_style")}.get(o["arch"], ("hidden",))
+    unused = {"mlp": ("channels", "decoder_style")}.get(o["arch"], ("hidden", "activation"))
     for name in (n for n in unused if n in given):
         raise click.BadParameter(f"does not apply to --arch {o['arch']}", param_hint=f"--{name.replace('_', '-')}")
     if 0 in o["hidden"]:
@@ -344,7 +347,7 @@ def _write_side_outputs(result, data, config: TrainConfig, out: Path) -> list[Pa
 
 def _report(data, mc: VAEConfig, config: TrainConfig, m: dict, written: list[Path]) -> None:
     objective = f"IWAE bound K={config.iw_train}" if config.objective == "iwae" else "ELBO"
-    widths = (f"hidden {list(mc.hidden_dims)}" if mc.hidden_dims else "no hidden layer (linear)") if mc.arch == "mlp" else f"channels {list(mc.channels)} ({mc.decoder_style} decoder)"
+    widths = (f"hidden {list(mc.hidden_dims)} {mc.activation}" if mc.hidden_dims else "no hidden layer (linear)") if mc.arch == "mlp" else f"channels {list(mc.channels)} ({mc.decoder_style} decoder)"
     noise = "" if mc.likelihood != "gaussian" else f" (std {mc.gaussian_std:g})" if mc.gaussian_std else " (learned variance)"
     stopped = f", stopped early, kept epoch {m['best_epoch']}" if m["stopped_early"] else ""
     click.echo(f"data      {data.name}: {len(data.train)} train / {len(data.val)} val / {len(data.test)} test, shape {list(data.shape)}")

@@ -28,6 +28,9 @@ class TrainConfig:
     epochs: int = 300
     batch_size: int = 64  # per process: under torchrun one step sees world_size * batch_size samples
     lr: float = 6e-3
+    # Decoupled weight decay (torch.optim.AdamW: each step shrinks the weights by lr * weight_decay);
+    # 0: plain Adam, no decay.
+    weight_decay: float = 0.0
     # One of LR_SCHEDULES. cosine: from lr down to LR_FLOOR * lr over ``epochs``; constant: lr throughout.
     lr_schedule: str = "cosine"
     # One of OBJECTIVES. "iwae": the importance-weighted bound with ``iw_train`` samples (Burda et al., 2016),
@@ -52,7 +55,7 @@ class TrainConfig:
             raise ValueError("epochs and batch_size must be >= 1")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError(f"lr must be a positive number, got {self.lr}")
-        for name in ("beta", "kl_warmup"):
+        for name in ("beta", "kl_warmup", "weight_decay"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value}")

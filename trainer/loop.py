@@ -1,4 +1,4 @@
-"""The training loop: Adam on the importance-weighted bound (or the ELBO) along a cosine learning rate,
+"""The training loop: Adam (AdamW with weight decay) on the importance-weighted bound (or the ELBO) along a cosine learning rate,
 seeded and resumable, in one process or under torchrun, checkpointed every epoch, stopped early on the
 validation bound, evaluated by ELBO and IWAE at the end.
 
@@ -60,6 +60,14 @@ def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda: no CUDA device is available on this machine")
     return torch.device(name)
+
+
+def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """Adam, or AdamW (decoupled decay of every parameter) when ``config.weight_decay`` > 0; the rate
+    is set per epoch by the loop (``config.lr_at``)."""
+    if config.weight_decay:
+        return torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.Adam(model.parameters(), lr=config.lr)
 
 
 def train(
@@ -140,7 +148,7 @@ class _EventLog:
 def _train(model_config, data, config, ctx, out, side_outputs, resume, events=None) -> TrainResult:
     torch.manual_seed(config.seed)
     model = build_model(model_config).to(ctx.device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    optimizer = make_optimizer(model, config)
     run = restore(resume, model, optimizer, model_config, data, config) if resume is not None else Run()
     if config.ema:
         run.average = WeightAverage(model, config.ema, ((resume or {}).get("train_state") or {}).get("weight_average"))

@@ -19,7 +19,7 @@ from .data import Dataset, same_preprocessing
 log = logging.getLogger(__name__)
 
 # Settings that must not change between an interrupted run and its continuation.
-RESUME_FIXED = ("batch_size", "lr", "lr_schedule", "objective", "iw_train", "beta", "kl_warmup", "seed", "patience", "ema")
+RESUME_FIXED = ("batch_size", "lr", "weight_decay", "lr_schedule", "objective", "iw_train", "beta", "kl_warmup", "seed", "patience", "ema")
 
 
 class ResumeError(ValueError):
@@ -168,6 +168,8 @@ def restore(ckpt: dict, model: VAE, optimizer, model_config: VAEConfig, data: Da
         raise ResumeError(f"the checkpoint was trained on {recorded.get('spec')!r} {recorded.get('shape')}, not {data.spec!r} {list(data.shape)}")
     if isinstance(recorded.get("preprocessing"), dict) and not same_preprocessing(recorded["preprocessing"], data.preprocessing):
         raise ResumeError(f"{data.spec!r} gives another preprocessing than the checkpoint was trained with (other data?)")
+    if isinstance(ts.get("train_config"), dict):  # saved before --weight-decay existed: trained without decay
+        ts = {**ts, "train_config": {"weight_decay": 0.0, **ts["train_config"]}}
     check_settings(VAEConfig.from_dict(dict(ckpt["config"])).to_dict(), model_config, ts, config, RESUME_FIXED)
     run = load_training_state(ckpt, ts, model, optimizer, config)
     log.info("resuming after epoch %d of %d", run.epoch, config.epochs)
@@ -184,7 +186,7 @@ def resume_settings(ckpt: dict) -> dict:
     config = ckpt.get("config") or {}
     train_config = (ckpt.get("train_state") or {}).get("train_config") or {}
     data = ckpt.get("data") or {}
-    keys = ("epochs", "batch_size", "lr", "lr_schedule", "objective", "iw_train", "beta", "kl_warmup", "seed", "iw_samples", "patience", "ema")
+    keys = ("epochs", "batch_size", "lr", "weight_decay", "lr_schedule", "objective", "iw_train", "beta", "kl_warmup", "seed", "iw_samples", "patience", "ema")
     settings = {k: train_config[k] for k in keys if k in train_config}
     if train_config and "objective" not in train_config:  # written before these options: it trained as they then were
         settings.update(objective="elbo", lr_schedule="constant", iw_train=1)
@@ -192,6 +194,7 @@ def resume_settings(ckpt: dict) -> dict:
         "latent": config.get("latent_dim"), "hidden": tuple(config.get("hidden_dims", ())), "arch": config.get("arch"),
         "likelihood": config.get("likelihood"), "gaussian_std": config.get("gaussian_std"),
         "channels": tuple(config.get("channels", ())), "decoder_style": config.get("decoder_style", LEGACY_DECODER_STYLE if config else None),
+        "activation": config.get("activation"),
     })
     if "spec" in data:
         settings["data_spec"] = data["spec"]

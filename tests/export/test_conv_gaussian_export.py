@@ -58,6 +58,11 @@ def test_gaussian_bundle_takes_raw_units_and_matches_pytorch_on_standardised_dat
     meta = {p.key: p.value for p in onnx.load(str(bundle / "decoder.onnx")).metadata_props}
     assert json.loads(meta["vae_edge.likelihood_params"]) == params
     assert manifest["variants"]["int8"]["accuracy"]["passed"]
+    # --activation elu: recorded, rebuilt by load_model, and exported as the standard Elu op in every graph.
+    assert manifest["model"]["config"]["activation"] == "elu" and isinstance(model.encoder.body[1], torch.nn.ELU)
+    for name in ("encoder.onnx", "decoder.onnx", "encoder.int8.onnx", "decoder.int8.onnx"):
+        ops = {n.op_type for n in onnx.load(str(bundle / name)).graph.node}
+        assert "Elu" in ops and "Relu" not in ops, name
 
 
 @pytest.mark.parametrize(("arch", "shape", "style"), [("conv1d", (32,), "upsample"), ("conv1d", (3, 16), "transpose"), ("conv1d", (2, 16), "subpixel"), ("conv", (1, 8, 8), "subpixel")])

@@ -7,10 +7,12 @@ from vae_edge.models import CheckpointError, VAEConfig, build_model, load_model,
 
 
 def test_config_round_trips_through_a_plain_dict():
-    cfg = VAEConfig(input_shape=(1, 8, 8), latent_dim=3, hidden_dims=(32, 16))
+    cfg = VAEConfig(input_shape=(1, 8, 8), latent_dim=3, hidden_dims=(32, 16), activation="tanh")
     d = cfg.to_dict()
-    assert d["input_shape"] == [1, 8, 8] and d["hidden_dims"] == [32, 16]
+    assert d["input_shape"] == [1, 8, 8] and d["hidden_dims"] == [32, 16] and d["activation"] == "tanh"
     assert VAEConfig.from_dict(d) == cfg
+    # A config saved before the option existed was ReLU's.
+    assert VAEConfig.from_dict({k: v for k, v in d.items() if k != "activation"}).activation == "relu"
 
 
 @pytest.mark.parametrize(
@@ -22,6 +24,8 @@ def test_config_round_trips_through_a_plain_dict():
         {"input_shape": (4,), "hidden_dims": (0,)},
         {"input_shape": (4,), "arch": "transformer"},
         {"input_shape": (4,), "likelihood": "poisson"},
+        {"input_shape": (4,), "activation": "gelu"},
+        {"input_shape": (1, 8, 8), "arch": "conv", "activation": "tanh"},  # the conv models are ReLU's
     ],
 )
 def test_config_refuses_invalid_values(kwargs):

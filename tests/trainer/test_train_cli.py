@@ -5,7 +5,7 @@ from dataclasses import fields
 import pytest
 from helpers import invoke, one_line_error
 
-from vae_edge.models.config import ARCHS, DECODER_STYLES, LIKELIHOODS, TEXT_ARCHS, VAEConfig
+from vae_edge.models.config import ACTIVATIONS, ARCHS, DECODER_STYLES, LIKELIHOODS, TEXT_ARCHS, VAEConfig
 from vae_edge.trainer.cli import MODEL_OPTIONS
 from vae_edge.trainer.cli import cli as train_main
 from vae_edge.trainer.config import DEVICES, TrainConfig
@@ -31,6 +31,9 @@ def test_train_cli_writes_checkpoint_and_grids(tmp_path):
         (["--arch", "resnet"], ["--arch"]),
         (["--lr", "-1"], ["--lr"]),
         (["--hidden", "0", "--hidden", "8"], ["--hidden", "stands alone"]),
+        (["--arch", "conv", "--activation", "tanh"], ["--activation", "does not apply to --arch conv"]),
+        (["--activation", "gelu"], ["--activation"]),
+        (["--weight-decay", "-1"], ["--weight-decay"]),
     ],
 )
 def test_train_usage_errors_exit_2(args, fragments):
@@ -52,7 +55,7 @@ def test_options_default_to_the_dataclass_defaults_and_offer_their_choices():
     assert params["device"].default == "auto" == TrainConfig().device
     # --likelihood is not VAEConfig's: its default "auto" lets the data choose (data.choose_likelihood).
     assert params["likelihood"].default == "auto" and tuple(params["likelihood"].type.choices) == ("auto", *LIKELIHOODS)
-    for option, choices in (("arch", (*ARCHS, *TEXT_ARCHS)), ("decoder_style", DECODER_STYLES), ("device", DEVICES)):
+    for option, choices in (("arch", (*ARCHS, *TEXT_ARCHS)), ("decoder_style", DECODER_STYLES), ("device", DEVICES), ("activation", ACTIVATIONS)):
         assert tuple(params[option].type.choices) == choices, option
 
 

@@ -195,7 +195,7 @@ def test_device_resolution():
             resolve_device("cuda")
 
 
-@pytest.mark.parametrize("bad", [{"epochs": 0}, {"lr": 0.0}, {"lr": float("nan")}, {"beta": -1.0}, {"iw_samples": 0}, {"device": "tpu"}])
+@pytest.mark.parametrize("bad", [{"epochs": 0}, {"lr": 0.0}, {"lr": float("nan")}, {"beta": -1.0}, {"weight_decay": -1e-3}, {"iw_samples": 0}, {"device": "tpu"}])
 def test_train_config_refuses_bad_values(bad):
     with pytest.raises(ValueError):
         TrainConfig(**bad)

@@ -31,7 +31,8 @@ def test_resume_one_plus_one_epochs_equals_two(tmp_path):
     # A constant rate: a first run asked for 1 epoch has its own cosine (the rate is a function of epoch
     # and --epochs alone, so a run killed at epoch 1 of 2 resumes on the 2-epoch curve). One epoch each
     # side of the cut: the CLI redraws the loss curve every epoch.
-    common = ["--data", f"npy:{tmp_path / 'x.npy'}", "--batch-size", 16, "--hidden", 16, "--latent", 2, "--iw-samples", 5, "--seed", 3, "--lr-schedule", "constant", "--quiet"]
+    common = ["--data", f"npy:{tmp_path / 'x.npy'}", "--batch-size", 16, "--hidden", 16, "--latent", 2, "--iw-samples", 5, "--seed", 3, "--lr-schedule", "constant", "--quiet",
+              "--weight-decay", 0.01, "--activation", "tanh"]  # both come back from the checkpoint: else the states would differ
     assert invoke(train_main, [*common, "--epochs", 2, "--out", tmp_path / "straight.pt"]).exit_code == 0
     assert invoke(train_main, [*common, "--epochs", 1, "--out", tmp_path / "resumed.pt"]).exit_code == 0
     # Only --epochs is given: everything else comes from the checkpoint, and --out defaults to it.
@@ -44,6 +45,8 @@ def test_resume_one_plus_one_epochs_equals_two(tmp_path):
         assert_same_state(state, b["optimizer"]["state"][k])
     assert [r["val_elbo"] for r in a["train_state"]["history"]] == [r["val_elbo"] for r in b["train_state"]["history"]]
     assert a["metrics"]["test_iwae_nll"] == b["metrics"]["test_iwae_nll"] and b["train_state"]["epoch"] == 2
+    assert b["train_state"]["train_config"]["weight_decay"] == 0.01 and b["config"]["activation"] == "tanh"
+    assert all(g["weight_decay"] == 0.01 and g["decoupled_weight_decay"] for g in b["optimizer"]["param_groups"])  # AdamW's
     metrics = json.loads((tmp_path / "resumed.metrics.json").read_text())
     assert [r["epoch"] for r in metrics["history"]] == [1, 2] and metrics["metrics"]["test_elbo"] == b["metrics"]["test_elbo"]
 
