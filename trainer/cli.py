@@ -74,7 +74,8 @@ def _train(option: str):
 @click.option("--weight-decay", type=click.FloatRange(min=0), default=_train("weight_decay"), show_default=True, help="Decoupled weight decay (AdamW: each step shrinks every weight by lr x this); 0: plain Adam.")
 @click.option("--lr-schedule", type=click.Choice(LR_SCHEDULES), default=_train("lr_schedule"), show_default=True, help="cosine: from --lr down to 1% of it over --epochs; constant: --lr throughout.")
 @click.option("--objective", type=click.Choice(OBJECTIVES), default=_train("objective"), show_default=True, help="Train on the importance-weighted bound with --iw-train samples, or on the ELBO (where --beta and --kl-warmup apply).")
-@click.option("--iw-train", type=click.IntRange(min=1), default=_train("iw_train"), show_default=True, help="--objective iwae: samples K of the training bound (and of the validation bound early stopping watches).")
+@click.option("--iw-train", type=click.IntRange(min=1), default=_train("iw_train"), show_default=True, help="--objective iwae: samples K of the training bound.")
+@click.option("--iw-val", type=click.IntRange(min=1), default=_train("iw_val"), show_default=True, help="--objective iwae: samples K of the validation bound early stopping watches (at least --iw-train; a tight bound, since the K of training falls late in a run while the likelihood still rises).")
 @click.option("--beta", type=click.FloatRange(min=0), default=_train("beta"), show_default=True, help="KL weight (1 = the ELBO; --objective elbo).")
 @click.option("--kl-warmup", type=click.FloatRange(min=0), default=_train("kl_warmup"), show_default=True, help="Epochs over which the KL weight ramps up from 0 (--objective elbo).")
 @click.option("--likelihood", type=click.Choice(("auto", *LIKELIHOODS)), default="auto", show_default=True, help="p(x|z): bernoulli (data scaled to [0, 1]) or gaussian (data standardised per feature); auto: bernoulli for data in a fixed range (8-bit images, IDX, values in [0, 1], whole-number grey levels 0..255), else gaussian.")
@@ -259,8 +260,9 @@ def _check_options(o: dict, given: set[str]) -> tuple[int, int] | None:
         if len(o["hidden"]) > 1:
             raise click.BadParameter("0 means no hidden layer and stands alone (--hidden 0)", param_hint="--hidden")
         o["hidden"] = ()
-    if o["objective"] != "iwae" and "iw_train" in given:
-        raise click.BadParameter("applies to --objective iwae only", param_hint="--iw-train")
+    for name in ("iw_train", "iw_val"):
+        if o["objective"] != "iwae" and name in given:
+            raise click.BadParameter("applies to --objective iwae only", param_hint=f"--{name.replace('_', '-')}")
     if o["size"] and not o["data_spec"].startswith("images:"):
         raise click.BadParameter("applies to --data images:DIR only", param_hint="--size")
     try:
@@ -299,7 +301,7 @@ def _apply_size_rule(o: dict, given: set[str], data, ckpt: dict | None):
     if ckpt is not None:
         return replace(data, settings_reason=(ckpt.get("data") or {}).get("settings_reason") or "those of the checkpoint (--resume)")
     settings, reason = size_settings(len(data.train), o["arch"])
-    if "iw_train" in given:  # --iw-train asks for the IWAE bound
+    if "iw_train" in given or "iw_val" in given:  # --iw-train / --iw-val ask for the IWAE bound
         settings.pop("objective", None)
     chosen = {k: v for k, v in settings.items() if k not in given}
     o.update(chosen)

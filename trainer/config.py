@@ -37,6 +37,10 @@ class TrainConfig:
     # tighter than the ELBO and a better test likelihood; "elbo": the single-sample ELBO (beta, kl_warmup apply).
     objective: str = "iwae"
     iw_train: int = 10
+    # K of the validation bound that early stopping watches (objective "iwae"; at least iw_train). Not
+    # iw_train itself: as training goes on, q(z|x) widens and the K = 10 bound falls while the likelihood
+    # (K = 1000) still rises, so stopping on it keeps an epoch too early (docs/training.md, third round).
+    iw_val: int = 100
     beta: float = 1.0
     # KL weight ramps linearly from 0 to beta over this many epochs (0: no warm-up); avoids early posterior collapse.
     kl_warmup: float = 0.0
@@ -69,8 +73,8 @@ class TrainConfig:
             raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
-        if self.iw_train < 1:
-            raise ValueError("iw_train must be >= 1")
+        if self.iw_train < 1 or self.iw_val < 1:
+            raise ValueError("iw_train and iw_val must be >= 1")
         if self.objective == "iwae" and (self.beta != 1.0 or self.kl_warmup):
             raise ValueError("beta and kl_warmup weight the ELBO's KL term, which the iwae objective does not have; use objective 'elbo'")
         if self.device not in DEVICES:
@@ -78,8 +82,13 @@ class TrainConfig:
 
     @property
     def train_samples(self) -> int:
-        """K of the training bound (and of the validation bound that early stopping watches); 1 is the ELBO."""
+        """K of the training bound; 1 is the ELBO."""
         return self.iw_train if self.objective == "iwae" else 1
+
+    @property
+    def val_samples(self) -> int:
+        """K of the validation bound that early stopping watches: 1 (the ELBO) for objective "elbo"."""
+        return max(self.iw_train, self.iw_val) if self.objective == "iwae" else 1
 
     def lr_at(self, epoch: int) -> float:
         """The learning rate of epoch ``epoch`` (0-based): a function of the epoch alone, so --resume needs no scheduler state."""

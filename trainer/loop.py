@@ -173,9 +173,9 @@ def _train(model_config, data, config, ctx, out, side_outputs, resume, events=No
                     "train_elbo": train_elbo,
                     "train_bound": train_bound,
                     "val_elbo": val_elbo,
-                    # What early stopping watches: the training objective's bound on the validation split
-                    # (seeded alike every epoch, so epochs compare without sampling noise between them).
-                    "val_bound": val_elbo if config.train_samples == 1 else -evaluate_iwae_shards(ctx, model, val_x, config.train_samples),
+                    # What early stopping watches: the importance-weighted bound with K = val_samples on the
+                    # validation split (seeded alike every epoch, so epochs compare without sampling noise between them).
+                    "val_bound": val_elbo if config.val_samples == 1 else -evaluate_iwae_shards(ctx, model, val_x, config.val_samples),
                     "lr": config.lr_at(epoch),
                     "beta": _beta(config, epoch + 1),
                     "seconds": float(time.perf_counter() - started),

@@ -91,6 +91,8 @@ def test_vae_train_on_text(tmp_path, text_file):
     (["--token-dropout-epochs", "2"], "applies to --data text:FILE only"),
     (["--data", "text:{f}", "--split", "0.8,0.1,0.1"], "--split"),
     (["--data", "text:{f}", "--iw-train", "3"], "applies to --objective iwae only"),
+    (["--data", "text:{f}", "--iw-val", "3"], "does not apply"),
+    (["--objective", "elbo", "--iw-val", "3"], "applies to --objective iwae only"),
     (["--data", "text:{f}", "--max-len", "3"], "more than the limit"),
 ])
 def test_vae_train_text_usage_errors(tmp_path, text_file, args, fragment):

@@ -195,10 +195,20 @@ def test_device_resolution():
             resolve_device("cuda")
 
 
-@pytest.mark.parametrize("bad", [{"epochs": 0}, {"lr": 0.0}, {"lr": float("nan")}, {"beta": -1.0}, {"weight_decay": -1e-3}, {"iw_samples": 0}, {"device": "tpu"}])
+@pytest.mark.parametrize("bad", [{"epochs": 0}, {"lr": 0.0}, {"lr": float("nan")}, {"beta": -1.0}, {"weight_decay": -1e-3}, {"iw_samples": 0}, {"iw_val": 0}, {"device": "tpu"}])
 def test_train_config_refuses_bad_values(bad):
     with pytest.raises(ValueError):
         TrainConfig(**bad)
+
+
+def test_the_validation_bound_is_a_tight_one_and_the_elbo_for_the_elbo_objective():
+    assert TrainConfig().val_samples == 100 and TrainConfig(iw_val=5).val_samples == TrainConfig().iw_train
+    assert TrainConfig(iw_train=200).val_samples == 200
+    assert TrainConfig(objective="elbo").val_samples == 1
+    from vae_edge.trainer.resume import resume_settings
+
+    # a checkpoint written before --iw-val watched the bound of --iw-train's K, and resumes so
+    assert resume_settings({"train_state": {"train_config": {"objective": "iwae", "iw_train": 5}}})["iw_val"] == 1
 
 
 def test_training_curves_have_axis_titles_and_the_first_epochs_do_not_flatten_the_rest(tmp_path):
