@@ -175,8 +175,10 @@ def _litert_targets(result: dict, models: dict, row) -> list[dict]:
         add("digits decode batch 1: runtime <= 1.05x the best bare onnxruntime path", f"{r['median_s'] / bare['median_s']:.2f}x ({r['median_s'] * 1e6:.1f} vs {bare['median_s'] * 1e6:.1f} us, {bare['engine']})", r["median_s"] <= 1.05 * bare["median_s"], r["noisy"] or bare["noisy"])
     else:
         add("LiteRT side by side", f"skipped: {litert.get('skipped', 'not run')}", False)
-    for name in (n for n in models if n.startswith("conv28")):
-        if "int8-static" in models[name]["variants"]:
-            f, q = row(name, "decode", 64, "fp32"), row(name, "decode", 64, "int8-static")
-            add(f"{name} decode batch 64: int8-static faster than fp32", f"{format_seconds(q['median_s'])} vs {format_seconds(f['median_s'])}", q["median_s"] < f["median_s"], q.get("noisy") or f.get("noisy"))
+    # The goal is for the conv VAE vae-train makes (conv28, the default decoder style); the other styles'
+    # int8-static rows are in their tables, where they show why the default is what it is.
+    if "conv28" in models and "int8-static" in models["conv28"]["variants"]:
+        f, q = row("conv28", "decode", 64, "fp32"), row("conv28", "decode", 64, "int8-static")
+        add("conv28 (default decoder style) decode batch 64: int8-static faster than fp32", f"{format_seconds(q['median_s'])} vs {format_seconds(f['median_s'])}",
+            q["median_s"] < f["median_s"], q.get("noisy") or f.get("noisy"))
     return out

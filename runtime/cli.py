@@ -20,6 +20,7 @@ from . import contract, textcli
 from .benchmark import BATCH_SIZES, MAX_BATCH, NOISY_SPREAD
 from .bundle import BundleError, default_bundle_path, describe_latency, read_manifest
 from .clitools import output_path, run_cli
+from .rng import MAX_SEED
 from .files import atomic_save_npy, atomic_write_bytes, read_array
 from .streaming import MAX_STREAM_BATCH, RowError
 from .validation import as_batch, json_text, one_line
@@ -298,8 +299,8 @@ def _num(value: object) -> str:
 
 @cli.command()
 @click.argument("bundle", required=False, type=click.Path(path_type=Path))
-@click.option("-n", "--num", "n", type=click.IntRange(min=0), default=16, show_default=True, help="How many samples.")
-@click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=None, help="Same seed, same samples (default: fresh randomness).")
+@click.option("-n", "--num", "n", type=click.IntRange(min=1), default=16, show_default=True, help="How many samples.")
+@click.option("--seed", type=click.IntRange(0, MAX_SEED), default=None, help="Same seed, same samples (default: fresh randomness).")
 @click.option("--temperature", type=click.FloatRange(min=0, max=1e6, min_open=True), default=1.0, show_default=True, help="Scale of the prior's standard deviation (text: of the character distribution).")
 @click.option("--top-k", type=click.IntRange(min=1), default=None, help="text: draw each character from the k most likely only.")
 @click.option("--max-len", type=click.IntRange(min=1), default=None, help="text: stop lines at this many characters (default: the model's limit).")
@@ -404,7 +405,7 @@ def decode(paths, precision, fmt, threads, out, grid):
 @_THREADS
 @_OUT
 @click.option("--samples", type=click.IntRange(1, MAX_MC_SAMPLES), default=None, help="Monte-Carlo draws per sample (default: deterministic, z at the posterior mean).")
-@click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True, help="Seed for --samples.")
+@click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True, help="Seed for --samples.")
 @click.option("--stream", is_flag=True, help="Score row by row, printing one score per line as each batch is done: INPUT.npy rows, or "
               "comma-separated numbers per line of INPUT.csv or standard input (INPUT '-' or none). A bundle trained on windows "
               "takes one time step per row and prints one score per window as soon as it is complete.")

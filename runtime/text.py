@@ -150,7 +150,14 @@ class TextVAE:
         """Greedy decodes along the straight line between the posterior means of ``a`` and ``b``, both ends included."""
         if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or not 2 <= steps <= 10_000:
             raise ValueError(f"steps must be an integer in 2..10000, got {steps!r}")
-        mu, _ = self.encode([a, b])
+        try:
+            mu, _ = self.encode([a, b])
+        except TextError as exc:  # "line 1" would point into a file the caller never gave: name the argument
+            message = str(exc)
+            for line, name in (("line 1: ", "the first text: "), ("line 2: ", "the second text: ")):
+                if message.startswith(line):
+                    message = name + message.removeprefix(line)
+            raise TextError(message) from None
         t = np.linspace(0.0, 1.0, int(steps), dtype=np.float32)[:, None]
         return self._generate((1 - t) * mu[0] + t * mu[1], int(steps), 0.0, None, None, self.max_len)
 

@@ -4,6 +4,7 @@ modality is text. Lines in, lines out: one output line per input line, scores on
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import sys
 from collections.abc import Iterator
@@ -127,7 +128,7 @@ def score_stream(vae: TextVAE, src: Path | None, batch_size: int, per_char: bool
     flagged = total = bad = 0
     batch: list[float | LineReport] = []
     source = sys.stdin.buffer if src is None else open_text(src)  # a missing file is bad input, said before any score
-    for item in vae.score_stream(_incoming(source), batch_size, bad_lines="report"):
+    for item in vae.score_stream(_incoming(source, vae.max_len), batch_size, bad_lines="report"):
         batch.append(item)
         total += 1
         if isinstance(item, LineReport):
@@ -152,13 +153,35 @@ def _flush(batch: list) -> None:
         sys.stdout.flush()  # a pipe sees each batch's scores now
 
 
-def _incoming(source: BinaryIO) -> Iterator[bytes]:
+def _incoming(source: BinaryIO, max_chars: int) -> Iterator[bytes]:
     """Raw lines of ``source`` as they arrive, a byte-order mark starting it dropped; TextVAE.score_stream
     decodes each on its own, so one bad line is reported in its place instead of ending the stream. A
-    file is closed at the end."""
+    line is read up to a bound (4 bytes a character, over ``max_chars``), so that a stream with no line
+    feed (``/dev/zero``, a binary file) cannot fill memory: an overlong line's first part stands for it,
+    reported as too long (or binary), and the rest is skipped unkept. A file is closed at the end."""
+    bound = 4 * max_chars + 8  # UTF-8 is at most 4 bytes a character; + BOM and CR LF
     with contextlib.nullcontext(source) if source is sys.stdin.buffer else source:  # standard input stays open
-        for number, line in enumerate(source):
+        for number in itertools.count():
+            line = source.readline(bound)
+            if not line:
+                return
+            if len(line) == bound and not line.endswith(b"\n"):
+                rest = line
+                while rest and not rest.endswith(b"\n"):
+                    rest = source.readline(bound)
+                line = _whole_characters(line)
             yield line.removeprefix(b"\xef\xbb\xbf") if number == 0 else line
+
+
+def _whole_characters(part: bytes) -> bytes:
+    """``part`` less a UTF-8 character cut at its end, so that the cut is not reported as invalid UTF-8."""
+    for cut in range(4):
+        try:
+            (part[: len(part) - cut]).decode("utf-8")
+            return part[: len(part) - cut]
+        except UnicodeDecodeError:
+            continue
+    return part  # invalid before the cut: reported as such
 
 
 def _flagged(vae: TextVAE, flagged: int, total: int) -> None:

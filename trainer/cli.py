@@ -353,7 +353,7 @@ def _report(data, mc: VAEConfig, config: TrainConfig, m: dict, written: list[Pat
     click.echo(f"model     {mc.arch} {list(data.shape)}, {widths}, latent {mc.latent_dim}, {mc.likelihood}{noise}")
     click.echo(f"likelihood {mc.likelihood}: {data.likelihood_reason}")
     click.echo(f"settings  {data.settings_reason}")
-    click.echo(f"train     {objective}; ELBO {m['train_elbo']:.2f} nats/sample after {m['epochs']} epochs{stopped} ({m['epoch_seconds'] * 1000:.0f} ms/epoch on {m['device']} x{m['world_size']})")
+    click.echo(f"train     {objective}; ELBO {m['train_elbo']:.2f} nats/sample after {m['epochs']} epoch{'' if m['epochs'] == 1 else 's'}{stopped} ({m['epoch_seconds'] * 1000:.0f} ms/epoch on {m['device']} x{m['world_size']})")
     if m["test_samples"]:
         click.echo(f"test      ELBO {m['test_elbo']:.2f} nats/sample (recon {m['test_recon_nll']:.2f} + KL {m['test_kl']:.2f}), IWAE NLL {m['test_iwae_nll']:.2f} (K={m['iw_samples']})")
     else:

@@ -9,6 +9,7 @@ one set of rules read together; readers (readers.py) and the split's arithmetic 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -16,6 +17,11 @@ import numpy as np
 
 from .readers import DataError, RawData, read_csv, read_idx, read_images, read_npy, read_parquet, split_npz_key, windows
 from .splits import DEFAULT_FRACTIONS, SPLIT_SEED, SplitError, SplitPlan, absolute_spec, cut, locate, plan, relative_spec
+
+log = logging.getLogger(__name__)
+
+# Under this many validation samples vae-train warns: early stopping and the bundle's anomaly thresholds rest on them.
+FEW_VALIDATION = 10
 
 __all__ = ["SPLIT_SEED", "DataError", "Dataset", "choose_likelihood", "data_files", "load_data", "load_recorded", "recorded_specs",
            "same_preprocessing", "split", "split_series"]
@@ -424,6 +430,9 @@ def load_data(
         parts[part] = extra.x
     if not len(parts["val"]):
         raise DataError(f"the validation set is empty ({split.val_spec or spec} gives it no samples)", "--val-data" if split.val_spec else "--split")
+    if len(parts["val"]) < FEW_VALIDATION:
+        log.warning("the validation set has %d sample%s: early stopping and the anomaly thresholds vae-export calibrates rest on %s; "
+                    "give it more with --split or --val-data", len(parts["val"]), "" if len(parts["val"]) == 1 else "s", "it" if len(parts["val"]) == 1 else "them")
     chosen, reason = choose_likelihood(raw.x, raw.value_range, likelihood)
     value_range = raw.value_range
     if chosen == "bernoulli" and value_range is None:

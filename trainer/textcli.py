@@ -80,7 +80,7 @@ def train_text_command(o: dict, given: set[str], out: Path, beside_file: bool, c
     passes = m.get("passes_per_epoch", 1)
     passes = f" of {passes} passes each" if passes > 1 else ""
     kept = f", epoch {m['best_epoch']} kept (best validation bound){', stopped early' if m['stopped_early'] else ''}" if config.patience else ""
-    click.echo(f"train     ELBO {m['train_elbo']:.2f} nats/line after {m['epochs']} epochs{passes}{kept} ({m['epoch_seconds']:.1f} s/epoch on {m['device']})")
+    click.echo(f"train     ELBO {m['train_elbo']:.2f} nats/line after {m['epochs']} epoch{'' if m['epochs'] == 1 else 's'}{passes}{kept} ({m['epoch_seconds']:.1f} s/epoch on {m['device']})")
     click.echo(f"test      ELBO {m['test_elbo']:.2f} nats/line (recon {m['test_recon_nll']:.2f} + KL {m['test_kl']:.2f}), "
                f"IW NLL {m['test_iwae_nll']:.2f} nats/line, {m['test_iwae_nll_per_char']:.3f} nats/char (K={m['iw_samples']}), "
                f"{m['active_units']}/{mc.latent_dim} active units, greedy exact match {m['test_exact_match']:.1%}")

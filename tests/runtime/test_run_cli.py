@@ -79,6 +79,8 @@ def test_npz_with_one_array_is_accepted(tmp_path, test_digits):
     [
         (["info", "nowhere"], ["no such bundle folder"]),
         (["sample", "-n", "-1"], ["-1"]),
+        (["sample", "-n", "0"], ["0 is not in the range x>=1"]),
+        (["sample", "--seed", str(2**64)], ["18446744073709551616"]),
         (["sample", "--precision", "int4"], ["precision 'int4'", "fp32, int8"]),
         (["reconstruct"], ["expected [BUNDLE] INPUT.npy"]),
         (["reconstruct", "missing.npy"], ["missing.npy: no such file"]),

@@ -47,6 +47,11 @@ def test_score_stream_one_score_per_incoming_line(tmp_path, text_bundle):
     first = result.stdout.splitlines()[0]
     assert invoke(["score", text_bundle, "--stream"], input=marked.read_bytes()).stdout.splitlines()[0] == first
     assert invoke(["score", text_bundle, marked]).stdout.splitlines()[0] == first
+    # a line with no end in sight is read only up to a bound and reported as too long, not kept whole
+    # (/dev/zero would fill memory); a character cut at the bound is not taken for invalid UTF-8
+    result = invoke(["score", text_bundle, "--stream", "--batch-size", "1"], input=b"bako\n" + "\u00e9".encode() * 50_000 + b"\nrime\n")
+    assert result.exit_code == 0 and result.stdout.splitlines()[1] == "nan" and len(result.stdout.splitlines()) == 3, result.output
+    assert "line 2: " in result.stderr and "more than this model's limit" in result.stderr, result.stderr
 
 
 @pytest.mark.parametrize("content, fragment", [
@@ -115,7 +120,7 @@ def test_an_empty_string_to_score_or_interpolate_is_refused(text_bundle):
     with pytest.raises(TextError, match="empty string"):
         vae.anomaly_score(["bako", ""])
     result = invoke(["interpolate", text_bundle, "bako", ""])
-    assert result.exit_code == 2 and "line 2: empty string" in result.output
+    assert result.exit_code == 2 and "the second text: empty string" in result.output
     # what a line of a file cannot hold, a line given on the command line cannot either: undecodable
     # bytes (Python's surrogate escapes in sys.argv), binary control characters, a line feed
     for line, fragment in (("caf\udce9", "not valid UTF-8 (byte 0xe9)"), ("a\x01b", "binary data"), ("a\nb", "line feed")):

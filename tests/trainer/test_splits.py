@@ -141,3 +141,14 @@ def test_own_files_for_every_part_are_recorded_and_found_again_after_moving(tmp_
     # The preprocessing check stays: other data under the old name are refused.
     np.save(alone / "train.npy", np.load(alone / "train.npy") * 2)
     one_line_error(invoke(export_main, [moved / "run" / "model.pt", "--out", tmp_path / "b3", *where]), 1, "another preprocessing")
+
+
+def test_a_tiny_validation_set_is_warned_about(files, caplog):
+    from vae_edge.trainer.data import load_data
+
+    data = load_data(f"npy:{files}/train.npy", "auto", split=plan((0.99, 0.01, 0.0)))
+    assert len(data.val) == 3
+    assert "the validation set has 3 samples" in caplog.text and "--val-data" in caplog.text
+    caplog.clear()
+    load_data(f"npy:{files}/train.npy", "auto", split=plan((0.9, 0.1, 0.0)))
+    assert "validation set" not in caplog.text

@@ -79,7 +79,7 @@ def test_vae_train_on_text(tmp_path, text_file):
     assert result.exit_code == 0, result.output
     assert "2 blank lines skipped" in result.output and "active units" in result.output
     # 318 train lines are 5 steps of 64: one epoch of at least --min-epoch-steps (100) goes over them 20 times.
-    assert "after 1 epochs of 20 passes each" in result.output
+    assert "after 1 epoch of 20 passes each" in result.output
     assert out.is_file()
 
 
