@@ -39,7 +39,7 @@ class TrainConfig:
     iw_train: int = 10
     # K of the validation bound that early stopping watches (objective "iwae"; at least iw_train). Not
     # iw_train itself: as training goes on, q(z|x) widens and the K = 10 bound falls while the likelihood
-    # (K = 1000) still rises, so stopping on it keeps an epoch too early (docs/training.md, third round).
+    # (K = 1000) still rises, so stopping on it keeps an epoch too early (docs/training.md, third round (c)).
     iw_val: int = 100
     beta: float = 1.0
     # KL weight ramps linearly from 0 to beta over this many epochs (0: no warm-up); avoids early posterior collapse.
