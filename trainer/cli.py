@@ -299,7 +299,10 @@ def _apply_size_rule(o: dict, given: set[str], data, ckpt: dict | None):
     from .config import size_settings
 
     if ckpt is not None:
-        return replace(data, settings_reason=(ckpt.get("data") or {}).get("settings_reason") or "those of the checkpoint (--resume)")
+        recorded = ckpt.get("data") or {}
+        # Reloaded with the checkpoint's likelihood, the reason would read "asked for (--likelihood ...)": keep the recorded one.
+        kept = {"likelihood_reason": r} if isinstance(r := recorded.get("likelihood_reason"), str) and r else {}
+        return replace(data, settings_reason=recorded.get("settings_reason") or "those of the checkpoint (--resume)", **kept)
     settings, reason = size_settings(len(data.train), o["arch"])
     if "iw_train" in given or "iw_val" in given:  # --iw-train / --iw-val ask for the IWAE bound
         settings.pop("objective", None)

@@ -56,6 +56,8 @@ def test_resume_one_plus_one_epochs_equals_two(tmp_path):
     assert b["data"]["settings_reason"] == a["data"]["settings_reason"] == (
         "small-data settings, because 120 training samples (< 1000): --objective elbo, --lr 0.01, --patience 0, --ema 0.0; "
         "--hidden, --latent, --batch-size, --epochs as given")
+    # The reason the likelihood was chosen survives the resume (reloaded, it would read "asked for (--likelihood ...)").
+    assert b["data"]["likelihood_reason"] == a["data"]["likelihood_reason"] == "the format's values lie in the fixed range 0..255"
     one_line_error(invoke(train_main, ["--resume", tmp_path / "resumed.pt", "--epochs", 3, "--lr", 0.1]), 2, "cannot change lr (0.01 -> 0.1)")
     one_line_error(invoke(train_main, ["--resume", tmp_path / "resumed.pt", "--epochs", 3, "--latent", 5]), 2, "model settings differ", "latent_dim (2 -> 5)")
     (tmp_path / "junk.pt").write_bytes(b"junk")
