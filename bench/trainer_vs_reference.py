@@ -119,15 +119,26 @@ def exported(model: Path, test: Path, k: int) -> dict:
     return {f"bundle_{p}_iwae_nll": bundle_iwae_nll(bundle, x, k, p) for p in ("fp32", "int8")}
 
 
+def _non_negative(text: str) -> int:
+    """An int >= 0 (numpy's seeds), else argparse's one-line usage error instead of numpy's traceback."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text}")
+    return value
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])  # the first paragraph: its first line ends mid-sentence
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--reference-epochs", type=int, default=100)
     parser.add_argument("--iw-samples", type=int, default=1000)
     parser.add_argument("--vae-train-args", default="", help="extra vae-train options, e.g. \"--epochs 20\" (default: none, its defaults)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads for both (vae-train through OMP_NUM_THREADS)")
     parser.add_argument("--no-reference", action="store_true", help="vae-train only (comparing vae-train settings: one process per seed)")
-    parser.add_argument("--cut-seed", type=int, default=CUT_SEED, help=f"seed of the 1,437 / 360 cut of the digits (default {CUT_SEED}, the cut the defaults were chosen on)")
+    parser.add_argument("--cut-seed", type=_non_negative, default=CUT_SEED, help=f"seed of the 1,437 / 360 cut of the digits (default {CUT_SEED}, the cut the defaults were chosen on)")
     parser.add_argument("--keep", type=Path, default=None, metavar="DIR", help="write the data, models and bundles under DIR and keep them (default: a temporary folder)")
     args = parser.parse_args()
     import torch

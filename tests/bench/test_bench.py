@@ -63,3 +63,16 @@ def test_pytorch_rows_are_chained_to_litert_through_the_runtime(tmp_path, model_
     # 4x the runtime here, the runtime 2x LiteRT there: 8x LiteRT, and marked as chained
     assert rows["pytorch"]["vs_litert_fp32"] == pytest.approx(8.0) and rows["pytorch"]["chained"] is True
     assert "torchscript" not in rows  # not timed here: no row rather than a made-up one
+
+
+def test_trainer_vs_reference_refuses_a_negative_cut_seed_in_one_line(monkeypatch, capsys):
+    """--cut-seed seeds numpy's generator: a negative one was numpy's traceback, after torch's import."""
+    from bench.trainer_vs_reference import main
+
+    for bad in ("-1", "x"):
+        monkeypatch.setattr("sys.argv", ["trainer_vs_reference.py", "--cut-seed", bad])
+        with pytest.raises(SystemExit) as exc:
+            main()
+        assert exc.value.code == 2
+        err = capsys.readouterr().err
+        assert err.strip().splitlines()[-1] == f"trainer_vs_reference.py: error: argument --cut-seed: expected an integer >= 0, got {bad}"
