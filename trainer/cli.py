@@ -104,7 +104,7 @@ def cli(ctx, **options):
 
     Under 1000 training samples (--arch mlp), the options left out take the small-data settings instead
     of the defaults shown: --hidden 0 --latent 4 --objective elbo --lr 0.01 --batch-size 32 --epochs 300
-    --patience 0 (printed, and recorded in model.pt)."""
+    --patience 0 --ema 0 (printed, and recorded in model.pt)."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     require_workstation_extras("vae-train")
     from .distributed import is_main_process
