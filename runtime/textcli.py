@@ -128,12 +128,13 @@ def score_stream(vae: TextVAE, src: Path | None, batch_size: int, per_char: bool
     flagged = total = bad = 0
     batch: list[float | LineReport] = []
     source = sys.stdin.buffer if src is None else open_text(src)  # a missing file is bad input, said before any score
-    for item in vae.score_stream(_incoming(source, vae.max_len), batch_size, bad_lines="report"):
+    cut: set[int] = set()  # lines read only up to the bound: the report's length is that of their first part
+    for item in vae.score_stream(_incoming(source, vae.max_len, cut), batch_size, bad_lines="report"):
         batch.append(item)
         total += 1
         if isinstance(item, LineReport):
             bad += 1
-            click.echo(f"line {item.index + 1}: {item.reason}", err=True)
+            click.echo(f"line {item.index + 1}: {item.reason}" + (" (the first part of a longer line: the rest was read past, not kept)" if item.index in cut else ""), err=True)
         elif item > limit:
             flagged += 1
         if len(batch) >= batch_size:
@@ -153,12 +154,13 @@ def _flush(batch: list) -> None:
         sys.stdout.flush()  # a pipe sees each batch's scores now
 
 
-def _incoming(source: BinaryIO, max_chars: int) -> Iterator[bytes]:
+def _incoming(source: BinaryIO, max_chars: int, cut: set[int]) -> Iterator[bytes]:
     """Raw lines of ``source`` as they arrive, a byte-order mark starting it dropped; TextVAE.score_stream
     decodes each on its own, so one bad line is reported in its place instead of ending the stream. A
     line is read up to a bound (4 bytes a character, over ``max_chars``), so that a stream with no line
     feed (``/dev/zero``, a binary file) cannot fill memory: an overlong line's first part stands for it,
-    reported as too long (or binary), and the rest is skipped unkept. A file is closed at the end."""
+    reported as too long (or binary), and the rest is skipped unkept; its number goes into ``cut``. A
+    file is closed at the end."""
     bound = 4 * max_chars + 8  # UTF-8 is at most 4 bytes a character; + BOM and CR LF
     with contextlib.nullcontext(source) if source is sys.stdin.buffer else source:  # standard input stays open
         for number in itertools.count():
@@ -170,6 +172,7 @@ def _incoming(source: BinaryIO, max_chars: int) -> Iterator[bytes]:
                 while rest and not rest.endswith(b"\n"):
                     rest = source.readline(bound)
                 line = _whole_characters(line)
+                cut.add(number)
             yield line.removeprefix(b"\xef\xbb\xbf") if number == 0 else line
 
 

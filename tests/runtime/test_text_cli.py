@@ -52,6 +52,7 @@ def test_score_stream_one_score_per_incoming_line(tmp_path, text_bundle):
     result = invoke(["score", text_bundle, "--stream", "--batch-size", "1"], input=b"bako\n" + "\u00e9".encode() * 50_000 + b"\nrime\n")
     assert result.exit_code == 0 and result.stdout.splitlines()[1] == "nan" and len(result.stdout.splitlines()) == 3, result.output
     assert "line 2: " in result.stderr and "more than this model's limit" in result.stderr, result.stderr
+    assert "the first part of a longer line" in result.stderr  # its count of characters is the part read, not the line's
 
 
 @pytest.mark.parametrize("content, fragment", [
