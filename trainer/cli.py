@@ -260,9 +260,14 @@ def _check_options(o: dict, given: set[str]) -> tuple[int, int] | None:
         if len(o["hidden"]) > 1:
             raise click.BadParameter("0 means no hidden layer and stands alone (--hidden 0)", param_hint="--hidden")
         o["hidden"] = ()
+        if "activation" in given:
+            raise click.BadParameter("applies after hidden layers, and --hidden 0 has none", param_hint="--activation")
     for name in ("iw_train", "iw_val"):
         if o["objective"] != "iwae" and name in given:
             raise click.BadParameter("applies to --objective iwae only", param_hint=f"--{name.replace('_', '-')}")
+    if "iw_val" in given and o["iw_val"] < o["iw_train"]:
+        raise click.BadParameter(f"{o['iw_val']} is below --iw-train {o['iw_train']}: the validation bound is at least as tight as the training one",
+                                 param_hint="--iw-val")
     if o["size"] and not o["data_spec"].startswith("images:"):
         raise click.BadParameter("applies to --data images:DIR only", param_hint="--size")
     try:
@@ -351,7 +356,7 @@ def _write_side_outputs(result, data, config: TrainConfig, out: Path) -> list[Pa
 
 
 def _report(data, mc: VAEConfig, config: TrainConfig, m: dict, written: list[Path]) -> None:
-    objective = f"IWAE bound K={config.iw_train}" if config.objective == "iwae" else "ELBO"
+    objective = f"IWAE bound K={config.iw_train} (validation bound K={config.val_samples})" if config.objective == "iwae" else "ELBO"
     widths = (f"hidden {list(mc.hidden_dims)} {mc.activation}" if mc.hidden_dims else "no hidden layer (linear)") if mc.arch == "mlp" else f"channels {list(mc.channels)} ({mc.decoder_style} decoder)"
     noise = "" if mc.likelihood != "gaussian" else f" (std {mc.gaussian_std:g})" if mc.gaussian_std else " (learned variance)"
     stopped = f", stopped early, kept epoch {m['best_epoch']}" if m["stopped_early"] else ""

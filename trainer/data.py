@@ -431,7 +431,7 @@ def load_data(
     if not len(parts["val"]):
         raise DataError(f"the validation set is empty ({split.val_spec or spec} gives it no samples)", "--val-data" if split.val_spec else "--split")
     if len(parts["val"]) < FEW_VALIDATION:
-        log.warning("the validation set has %d sample%s: early stopping and the anomaly thresholds vae-export calibrates rest on %s; "
+        log.warning("the validation set has %d sample%s: the anomaly thresholds vae-export calibrates (and early stopping, where on) rest on %s; "
                     "give it more with --split or --val-data", len(parts["val"]), "" if len(parts["val"]) == 1 else "s", "it" if len(parts["val"]) == 1 else "them")
     chosen, reason = choose_likelihood(raw.x, raw.value_range, likelihood)
     value_range = raw.value_range

@@ -18,6 +18,7 @@ def test_train_cli_writes_checkpoint_and_grids(tmp_path):
     assert result.exit_code == 0, result.output
     assert f"wrote     {events}\n" in result.output and any(p.name.startswith("events.out.tfevents") for p in events.iterdir())
     assert "test      ELBO" in result.output and "IWAE NLL" in result.output
+    assert "train     IWAE bound K=10 (validation bound K=100)" in result.output  # the bound early stopping watches is named
     assert "settings  the defaults, because 1437 training samples (>= 1000)" in result.output
     assert out.is_file() and (out.parent / "model.samples.png").is_file() and (out.parent / "model.reconstructions.png").is_file()
     assert sorted(p.name for p in out.parent.iterdir()) == ["model.loss.png", "model.metrics.json", "model.pt", "model.reconstructions.png", "model.samples.png"]
@@ -34,6 +35,8 @@ def test_train_cli_writes_checkpoint_and_grids(tmp_path):
         (["--arch", "conv", "--activation", "tanh"], ["--activation", "does not apply to --arch conv"]),
         (["--activation", "gelu"], ["--activation"]),
         (["--weight-decay", "-1"], ["--weight-decay"]),
+        (["--hidden", "0", "--activation", "silu"], ["--activation", "--hidden 0 has none"]),
+        (["--iw-train", "20", "--iw-val", "10"], ["--iw-val", "below --iw-train 20"]),
     ],
 )
 def test_train_usage_errors_exit_2(args, fragments):
