@@ -199,7 +199,7 @@ def info(bundle, as_json):
     _echo(f"bundle     {where}")
     _echo(f"schema     {m['schema']}, opset {m.get('opset')}")
     noise = f" (std {_affine(model['likelihood_params']['std'])})" if model["likelihood"] == "gaussian" else ""
-    _echo(f"model      {model.get('arch')}, latent {model['latent_dim']}, {model['likelihood']} likelihood{noise}")
+    _echo(f"model      {model.get('arch')}{_layers(model)}, latent {model['latent_dim']}, {model['likelihood']} likelihood{noise}")
     _echo(f"data       {d.get('dataset')}: {d.get('kind')} samples {d['shape']}; graphs see (x - {_affine(pre['offset'])}) / {_affine(pre['scale'])}")
     for graph, spec in _section(m, "graphs").items():
         if not isinstance(spec, dict):
@@ -287,6 +287,23 @@ def _section(parent: dict, key: str) -> dict:
     """An optional, informative manifest section; anything but an object reads as absent."""
     value = parent.get(key)
     return value if isinstance(value, dict) else {}
+
+
+def _layers(model: dict) -> str:
+    """' 400-400 relu' (mlp) or ' channels 32-64, subpixel decoder' (conv), from the manifest's model
+    config; '' where it does not say (a bundle of an older exporter)."""
+    cfg = model.get("config")
+    if not isinstance(cfg, dict):
+        return ""
+
+    def widths(key: str) -> str | None:
+        return "-".join(map(str, cfg[key])) if isinstance(cfg.get(key), list) and cfg[key] else None
+
+    if model.get("arch") == "mlp":
+        return f" {widths('hidden_dims')} {cfg.get('activation', 'relu')}" if widths("hidden_dims") else " linear (no hidden layer)"
+    if widths("channels"):
+        return f" channels {widths('channels')}, {cfg.get('decoder_style', 'transpose')} decoder"
+    return ""
 
 
 def _shape(value: object) -> str:
