@@ -132,9 +132,9 @@ def _non_negative(text: str) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])  # the first paragraph: its first line ends mid-sentence
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--reference-epochs", type=int, default=100)
-    parser.add_argument("--iw-samples", type=int, default=1000)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds, one run of each trainer per seed (default: 0 1 2)")
+    parser.add_argument("--reference-epochs", type=int, default=100, help="epochs of the reference VAE (default: 100)")
+    parser.add_argument("--iw-samples", type=int, default=1000, help="K of the test importance-weighted NLL (default: 1000)")
     parser.add_argument("--vae-train-args", default="", help="extra vae-train options, e.g. \"--epochs 20\" (default: none, its defaults)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads for both (vae-train through OMP_NUM_THREADS)")
     parser.add_argument("--no-reference", action="store_true", help="vae-train only (comparing vae-train settings: one process per seed)")
