@@ -302,12 +302,11 @@ def _apply_size_rule(o: dict, given: set[str], data, ckpt: dict | None):
     from dataclasses import replace
 
     from .config import size_settings
+    from .data import with_recorded_reasons
 
     if ckpt is not None:
-        recorded = ckpt.get("data") or {}
-        # Reloaded with the checkpoint's likelihood, the reason would read "asked for (--likelihood ...)": keep the recorded one.
-        kept = {"likelihood_reason": r} if isinstance(r := recorded.get("likelihood_reason"), str) and r else {}
-        return replace(data, settings_reason=recorded.get("settings_reason") or "those of the checkpoint (--resume)", **kept)
+        data = with_recorded_reasons(data, ckpt.get("data") or {})
+        return data if data.settings_reason else replace(data, settings_reason="those of the checkpoint (--resume)")
     settings, reason = size_settings(len(data.train), o["arch"])
     if "iw_train" in given or "iw_val" in given:  # --iw-train / --iw-val ask for the IWAE bound
         settings.pop("objective", None)

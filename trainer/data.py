@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 FEW_VALIDATION = 10
 
 __all__ = ["SPLIT_SEED", "DataError", "Dataset", "choose_likelihood", "data_files", "load_data", "load_recorded", "recorded_specs",
-           "same_preprocessing", "split", "split_series"]
+           "same_preprocessing", "split", "split_series", "with_recorded_reasons"]
 
 # Gaussian standardisation divides each feature by max(std, STD_FLOOR * its range): a feature almost
 # constant over the train split (an edge pixel, an idle sensor) would otherwise turn an ordinary value
@@ -513,6 +513,11 @@ def load_recorded(entry: dict, *, base: Path | None = None, data: str | None = N
     window = (int(win["length"]), int(win["stride"])) if isinstance(win, dict) and entry.get("kind") != "audio" else None
     data_set = load_data(spec, entry.get("likelihood", "bernoulli"), size=size, sequences=entry.get("kind") == "sequence", split=split, audio=audio,
                          columns=entry.get("columns"), window=window)
-    # Reloaded with the resolved likelihood, the reason would read "asked for (--likelihood ...)": keep the recorded ones.
+    return with_recorded_reasons(data_set, entry)
+
+
+def with_recorded_reasons(data_set: Dataset, entry: dict) -> Dataset:
+    """``data_set`` with the likelihood and settings reasons that model.pt's data ``entry`` recorded:
+    reloaded with the resolved likelihood, the reason would read "asked for (--likelihood ...)"."""
     reasons = {k: v for k in ("likelihood_reason", "settings_reason") if isinstance(v := entry.get(k), str) and v}
     return replace(data_set, **reasons) if reasons else data_set

@@ -31,8 +31,6 @@ from .progress import Progress
 from .resume import Run, restore
 
 
-
-
 class TrainingError(RuntimeError):
     """Training could not produce a usable model (e.g. the loss became NaN)."""
 
@@ -254,6 +252,7 @@ def _save(out: Path, side_outputs: bool, model, optimizer, data: Dataset, config
     save_checkpoint(out, ckpt)
     if side_outputs:
         write_side_outputs(out, run, metrics, final=final, best_epoch=run.best_epoch if config.patience else None)
+
 
 def _derive_seed(*parts: int) -> int:
     """A 63-bit seed for one (seed, epoch, rank) stream, independent of the others."""
