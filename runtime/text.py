@@ -150,14 +150,13 @@ class TextVAE:
         """Greedy decodes along the straight line between the posterior means of ``a`` and ``b``, both ends included."""
         if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or not 2 <= steps <= 10_000:
             raise ValueError(f"steps must be an integer in 2..10000, got {steps!r}")
-        try:
-            mu, _ = self.encode([a, b])
-        except TextError as exc:  # "line 1" would point into a file the caller never gave: name the argument
-            message = str(exc)
-            for line, name in (("line 1: ", "the first text: "), ("line 2: ", "the second text: ")):
-                if message.startswith(line):
-                    message = name + message.removeprefix(line)
-            raise TextError(message) from None
+        ends = []
+        for name, text in (("the first text", a), ("the second text", b)):  # named as arguments, not as lines of a file
+            try:
+                ends.append(self.vocab.check_line(text))
+            except TextError as exc:
+                raise TextError(f"{name}: {exc}") from None
+        mu, _ = self.encode(ends)
         t = np.linspace(0.0, 1.0, int(steps), dtype=np.float32)[:, None]
         return self._generate((1 - t) * mu[0] + t * mu[1], int(steps), 0.0, None, None, self.max_len)
 
