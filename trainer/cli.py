@@ -17,7 +17,7 @@ from click.core import ParameterSource
 from vae_edge.models.config import ACTIVATIONS, ARCHS, DECODER_STYLES, LIKELIHOODS, TEXT_ARCHS, VAEConfig
 from vae_edge.runtime.clitools import require_workstation_extras, run_cli, writable
 
-from .config import DEVICES, LR_SCHEDULES, OBJECTIVES, TrainConfig
+from .config import DEVICES, IW_GRADIENTS, LR_SCHEDULES, OBJECTIVES, TrainConfig
 
 DATA_HELP = (
     "Data set: digits (scikit-learn's bundled 8x8 digits) | idx:PATH (MNIST-format IDX images, .gz allowed) | "
@@ -76,6 +76,7 @@ def _train(option: str):
 @click.option("--objective", type=click.Choice(OBJECTIVES), default=_train("objective"), show_default=True, help="Train on the importance-weighted bound with --iw-train samples, or on the ELBO (where --beta and --kl-warmup apply).")
 @click.option("--iw-train", type=click.IntRange(min=1), default=_train("iw_train"), show_default=True, help="--objective iwae: samples K of the training bound.")
 @click.option("--iw-val", type=click.IntRange(min=1), default=_train("iw_val"), show_default=True, help="--objective iwae: samples K of the validation bound early stopping watches (at least --iw-train; a tight bound, since the K of training falls late in a run while the likelihood still rises).")
+@click.option("--iw-gradient", type=click.Choice(IW_GRADIENTS), default=_train("iw_gradient"), show_default=True, help="--objective iwae: the encoder's gradient estimator: the bound's own, or dreg, the doubly reparameterised one (Tucker et al., 2019), whose noise does not grow with K.")
 @click.option("--beta", type=click.FloatRange(min=0), default=_train("beta"), show_default=True, help="KL weight (1 = the ELBO; --objective elbo).")
 @click.option("--kl-warmup", type=click.FloatRange(min=0), default=_train("kl_warmup"), show_default=True, help="Epochs over which the KL weight ramps up from 0 (--objective elbo).")
 @click.option("--likelihood", type=click.Choice(("auto", *LIKELIHOODS)), default="auto", show_default=True, help="p(x|z): bernoulli (data scaled to [0, 1]) or gaussian (data standardised per feature); auto: bernoulli for data in a fixed range (8-bit images, IDX, values in [0, 1], whole-number grey levels 0..255), else gaussian.")
@@ -262,7 +263,7 @@ def _check_options(o: dict, given: set[str]) -> tuple[int, int] | None:
         o["hidden"] = ()
         if "activation" in given:
             raise click.BadParameter("applies after hidden layers, and --hidden 0 has none", param_hint="--activation")
-    for name in ("iw_train", "iw_val"):
+    for name in ("iw_train", "iw_val", "iw_gradient"):
         if o["objective"] != "iwae" and name in given:
             raise click.BadParameter("applies to --objective iwae only", param_hint=f"--{name.replace('_', '-')}")
     if "iw_val" in given and o["iw_val"] < o["iw_train"]:
@@ -308,7 +309,7 @@ def _apply_size_rule(o: dict, given: set[str], data, ckpt: dict | None):
         data = with_recorded_reasons(data, ckpt.get("data") or {})
         return data if data.settings_reason else replace(data, settings_reason="those of the checkpoint (--resume)")
     settings, reason = size_settings(len(data.train), o["arch"])
-    if "iw_train" in given or "iw_val" in given:  # --iw-train / --iw-val ask for the IWAE bound
+    if given & {"iw_train", "iw_val", "iw_gradient"}:  # --iw-train / --iw-val / --iw-gradient ask for the IWAE bound
         settings.pop("objective", None)
     chosen = {k: v for k, v in settings.items() if k not in given}
     o.update(chosen)

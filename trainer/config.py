@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 DEVICES = ("auto", "cpu", "cuda")
 OBJECTIVES = ("iwae", "elbo")
+# Gradient estimators of the IWAE bound: the bound's own, or the doubly reparameterised one (Tucker et al., 2019).
+IW_GRADIENTS = ("standard", "dreg")
 LR_SCHEDULES = ("cosine", "constant")
 # The cosine schedule ends at this fraction of lr, not at 0: the last epochs still move the weights.
 LR_FLOOR = 0.01
@@ -41,6 +43,8 @@ class TrainConfig:
     # iw_train itself: as training goes on, q(z|x) widens and the K = 10 bound falls while the likelihood
     # (K = 1000) still rises, so stopping on it keeps an epoch too early (docs/training.md, third round (c)).
     iw_val: int = 100
+    # One of IW_GRADIENTS (objective "iwae"): how the encoder's gradient of the bound is estimated.
+    iw_gradient: str = "standard"
     beta: float = 1.0
     # KL weight ramps linearly from 0 to beta over this many epochs (0: no warm-up); avoids early posterior collapse.
     kl_warmup: float = 0.0
@@ -71,6 +75,8 @@ class TrainConfig:
             raise ValueError("patience must be >= 0")
         if self.objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
+        if self.iw_gradient not in IW_GRADIENTS:
+            raise ValueError(f"iw_gradient must be one of {', '.join(IW_GRADIENTS)}, got {self.iw_gradient!r}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
         if self.iw_train < 1 or self.iw_val < 1:

@@ -152,7 +152,7 @@ def _train(model_config, data, config, ctx, out, side_outputs, resume, events=No
         run.average = WeightAverage(model, config.ema, ((resume or {}).get("train_state") or {}).get("weight_average"))
     train_x = torch.from_numpy(data.to_model(data.train)).to(ctx.device)
     val_x = ctx.shard(torch.from_numpy(data.to_model(data.val)).to(ctx.device))
-    step = ctx.wrap(_Objective(model, config.train_samples))
+    step = ctx.wrap(_Objective(model, config.train_samples, config.iw_gradient))
     # One process is world 1: the sampler then shuffles with a generator seeded by seed + epoch.
     sampler = DistributedSampler(range(len(train_x)), num_replicas=ctx.world, rank=ctx.rank, shuffle=True, seed=config.seed)
 
@@ -207,14 +207,15 @@ class _Objective(nn.Module):
     """The training loss as a module's forward: DistributedDataParallel syncs gradients only for
     computations that go through the forward of the module it wraps."""
 
-    def __init__(self, vae: VAE, samples: int = 1):
+    def __init__(self, vae: VAE, samples: int = 1, gradient: str = "standard"):
         super().__init__()
         self.vae = vae
         self.samples = samples  # K of the importance-weighted bound; 1: the (beta-weighted) ELBO
+        self.gradient = gradient  # the IW bound's gradient estimator (objectives.iwae_loss)
 
     def forward(self, x: torch.Tensor, beta: float, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if self.samples > 1:
-            return objectives.iwae_loss(self.vae, x, self.samples, generator=generator)
+            return objectives.iwae_loss(self.vae, x, self.samples, generator=generator, gradient=self.gradient)
         return objectives.loss(self.vae, x, beta=beta, generator=generator)
 
 

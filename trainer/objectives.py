@@ -55,12 +55,23 @@ def loss(
     return (nll + beta * kl).mean(), nll.detach().mean(), kl.detach().mean()
 
 
-def _log_weights(model: VAE, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-    """log p(x|z_k) + log p(z_k) - log q(z_k|x) for z_k = mu + sigma * eps_k: (K, B, L) noise -> (K, B)."""
+def _log_weights(model: VAE, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor,
+                 *, path_only: bool = False, on_z=None) -> torch.Tensor:
+    """log p(x|z_k) + log p(z_k) - log q(z_k|x) for z_k = mu + sigma * eps_k: (K, B, L) noise -> (K, B).
+
+    ``path_only``: log q is evaluated with q's parameters held fixed, so that the encoder's gradient flows
+    through the sample z alone (the doubly reparameterised estimator's requirement; the value is the same).
+    ``on_z``: a gradient hook on z, called in the backward pass with the gradient that reaches z.
+    """
     kk = len(eps)
     z = mu + (0.5 * logvar).exp() * eps  # (K, B, L)
+    if on_z is not None:
+        z.register_hook(on_z)
     log2pi = math.log(2 * math.pi)
-    log_q = -0.5 * (eps.pow(2) + logvar + log2pi).sum(-1)  # (K, B)
+    if path_only:
+        log_q = -0.5 * ((z - mu.detach()).pow(2) * torch.exp(-logvar.detach()) + logvar.detach() + log2pi).sum(-1)
+    else:
+        log_q = -0.5 * (eps.pow(2) + logvar + log2pi).sum(-1)  # (K, B)
     log_p_z = -0.5 * (z.pow(2) + log2pi).sum(-1)
     xs = x.expand(kk, *x.shape).reshape(kk * len(x), *x.shape[1:])
     log_p_x = -reconstruction_nll(model, z.reshape(kk * len(x), -1), xs).view(kk, len(x))
@@ -68,11 +79,17 @@ def _log_weights(model: VAE, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Te
 
 
 def iwae_loss(
-    model: VAE, x: torch.Tensor, k: int, *, generator: torch.Generator | None = None
+    model: VAE, x: torch.Tensor, k: int, *, generator: torch.Generator | None = None, gradient: str = "standard"
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Training loss on the importance-weighted bound (Burda et al., 2016) with K samples: the batch mean
     of -log (1/K) sum_k w_k. K = 1 is the negative ELBO; a larger K gives a tighter bound and, on the
     digits, a better test likelihood (docs/training.md).
+
+    Args:
+        gradient: "standard", the bound's own gradient; or "dreg", the doubly reparameterised estimator
+            (Tucker et al., 2019): the same decoder gradient and, for the encoder, sum_k w~_k^2 d log w_k / dz
+            dz/dphi (w~ the normalised weights), which drops the score-function term whose noise grows with K.
+            The loss's value is the same bound either way.
 
     Returns:
         (loss, mean reconstruction NLL, mean KL) as :func:`loss` does, the last two of the first sample
@@ -80,11 +97,20 @@ def iwae_loss(
     """
     mu, logvar = model.encode(x)
     eps = torch.randn((k, *mu.shape), generator=generator, device=mu.device, dtype=mu.dtype)
-    log_w = _log_weights(model, x, mu, logvar, eps)  # (K, B)
+    dreg = gradient == "dreg" and torch.is_grad_enabled()
+    weights: list[torch.Tensor] = []  # the normalised weights, known once log w is: the hook runs in backward
+    on_z = (lambda g: g * weights[0].unsqueeze(-1)) if dreg else None
+    log_w = _log_weights(model, x, mu, logvar, eps, path_only=dreg, on_z=on_z)  # (K, B)
     bound = torch.logsumexp(log_w, dim=0) - math.log(k)
     with torch.no_grad():
         kl = gaussian_kl(mu, logvar)
         nll = -log_w[0] - kl  # log w_1 = -(recon NLL) - (log q - log p(z)); its mean over q is the ELBO
+    if dreg:
+        weights.append(torch.softmax(log_w.detach(), dim=0))
+        # d/dtheta of sum_k w~_k log w_k is the bound's decoder gradient; the encoder's, through z alone,
+        # takes one more factor w~_k from the hook. The value stays the bound's.
+        surrogate = (weights[0] * log_w).sum(0)
+        return -(bound.detach() + surrogate - surrogate.detach()).mean(), nll.mean(), kl.mean()
     return -bound.mean(), nll.mean(), kl.mean()
 
 

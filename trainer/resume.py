@@ -19,7 +19,7 @@ from .data import Dataset, same_preprocessing
 log = logging.getLogger(__name__)
 
 # Settings that must not change between an interrupted run and its continuation.
-RESUME_FIXED = ("batch_size", "lr", "weight_decay", "lr_schedule", "objective", "iw_train", "iw_val", "beta", "kl_warmup", "seed", "patience", "ema")
+RESUME_FIXED = ("batch_size", "lr", "weight_decay", "lr_schedule", "objective", "iw_train", "iw_val", "iw_gradient", "beta", "kl_warmup", "seed", "patience", "ema")
 
 
 class ResumeError(ValueError):
@@ -186,7 +186,7 @@ def resume_settings(ckpt: dict) -> dict:
     config = ckpt.get("config") or {}
     train_config = (ckpt.get("train_state") or {}).get("train_config") or {}
     data = ckpt.get("data") or {}
-    keys = ("epochs", "batch_size", "lr", "weight_decay", "lr_schedule", "objective", "iw_train", "iw_val", "beta", "kl_warmup", "seed", "iw_samples", "patience", "ema")
+    keys = ("epochs", "batch_size", "lr", "weight_decay", "lr_schedule", "objective", "iw_train", "iw_val", "iw_gradient", "beta", "kl_warmup", "seed", "iw_samples", "patience", "ema")
     settings = {k: train_config[k] for k in keys if k in train_config}
     if train_config and "iw_val" not in train_config:  # written before --iw-val: its validation bound used --iw-train's K
         settings["iw_val"] = 1

@@ -37,6 +37,8 @@ def test_train_cli_writes_checkpoint_and_grids(tmp_path):
         (["--weight-decay", "-1"], ["--weight-decay"]),
         (["--hidden", "0", "--activation", "silu"], ["--activation", "--hidden 0 has none"]),
         (["--iw-train", "20", "--iw-val", "10"], ["--iw-val", "below --iw-train 20"]),
+        (["--objective", "elbo", "--iw-gradient", "dreg"], ["--iw-gradient", "--objective iwae only"]),
+        (["--iw-gradient", "reinforce"], ["--iw-gradient"]),
     ],
 )
 def test_train_usage_errors_exit_2(args, fragments):
