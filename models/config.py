@@ -12,6 +12,9 @@ DECODER_STYLES = ("subpixel", "transpose", "upsample")
 # The MLP's hidden nonlinearity; each exports as one standard ONNX op (Relu, Elu, Sigmoid * x, Tanh, Softplus).
 ACTIVATIONS = ("relu", "elu", "silu", "tanh", "softplus")
 LEGACY_DECODER_STYLE = "transpose"  # the only style before the field existed
+# p(z): "standard" N(0, I); "vamp", the VampPrior (Tomczak & Welling, 2018): an equal-weight mixture of the
+# encoder's q(z|u_c) at prior_components learned pseudo-inputs u_c.
+PRIORS = ("standard", "vamp")
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,9 @@ class VAEConfig:
     decoder_style: str = "subpixel"
     # MLP only: the nonlinearity after each hidden Linear (one of ACTIVATIONS); the conv models use ReLU.
     activation: str = "relu"
+    # One of PRIORS; "vamp" needs prior_components >= 1 (0 with "standard").
+    prior: str = "standard"
+    prior_components: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "input_shape", tuple(int(d) for d in self.input_shape))
@@ -76,6 +82,11 @@ class VAEConfig:
             raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {self.activation!r}")
         if self.arch != "mlp" and self.activation != "relu":
             raise ValueError(f"activation applies to arch 'mlp' only (arch {self.arch!r} uses relu), got {self.activation!r}")
+        if self.prior not in PRIORS:
+            raise ValueError(f"prior must be one of {', '.join(PRIORS)}, got {self.prior!r}")
+        object.__setattr__(self, "prior_components", int(self.prior_components))
+        if (self.prior == "vamp") != (self.prior_components > 0) or self.prior_components < 0:
+            raise ValueError(f"prior 'vamp' needs prior_components >= 1 and prior 'standard' 0, got {self.prior!r} with {self.prior_components}")
         if self.arch in ("conv", "conv1d"):
             self._check_conv_shape()
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -27,6 +29,50 @@ class VAE(nn.Module):
         self.decoder = decoder_cls(config)
         # Gaussian p(x|z) variance: beside the decoder so that the decoder graph stays z -> x_mean.
         self.noise = ObservationNoise(config) if config.likelihood == "gaussian" else None
+        # VampPrior pseudo-inputs, unconstrained: model space through a sigmoid for Bernoulli data (in
+        # [0, 1]), as they are for Gaussian (standardised) data. init_prior() places them on training samples.
+        self.pseudo_inputs = nn.Parameter(torch.zeros(config.prior_components, *config.input_shape)) if config.prior == "vamp" else None
+
+    @torch.no_grad()
+    def init_prior(self, x: torch.Tensor) -> None:
+        """Place the pseudo-inputs on ``x`` (prior_components model-space samples); no-op for the standard prior."""
+        if self.pseudo_inputs is None:
+            return
+        if self.config.likelihood == "bernoulli":
+            x = torch.logit(x.clamp(0.05, 0.95))
+        self.pseudo_inputs.copy_(x.to(self.pseudo_inputs))
+
+    def prior_components(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The VampPrior's components (mu_c, logvar_c), each (C, latent): the encoder at the pseudo-inputs;
+        None for the standard prior. Exported as numbers (the bundle's prior): fixed once training ends."""
+        if self.pseudo_inputs is None:
+            return None
+        u = torch.sigmoid(self.pseudo_inputs) if self.config.likelihood == "bernoulli" else self.pseudo_inputs
+        return self.encode(u)
+
+    def log_prior(self, z: torch.Tensor) -> torch.Tensor:
+        """log p(z) for z (..., latent) -> (...): N(0, I), or the mixture (1/C) sum_c N(z; mu_c, e^logvar_c)."""
+        log2pi = math.log(2 * math.pi)
+        parts = self.prior_components()
+        if parts is None:
+            return -0.5 * (z.pow(2) + log2pi).sum(-1)
+        mu_c, logvar_c = parts
+        d = z.unsqueeze(-2) - mu_c  # (..., C, L)
+        log_n = -0.5 * (d.pow(2) * torch.exp(-logvar_c) + logvar_c + log2pi).sum(-1)  # (..., C)
+        return torch.logsumexp(log_n, dim=-1) - math.log(len(mu_c))
+
+    def kl_to_prior(self, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+        """KL(q(z|x) || p(z)) per sample, (B, latent) -> (B,): exact for N(0, I); for the VampPrior the
+        variational bound of Hershey & Olsen (2007), -log (1/C) sum_c exp(-KL(q || N(mu_c, e^logvar_c))),
+        which is >= the KL (Jensen) and exact when q is one of the components; analytic, so the score stays
+        one deterministic pass (the runtimes compute the same formula)."""
+        parts = self.prior_components()
+        if parts is None:
+            return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=1)
+        mu_c, logvar_c = parts
+        m, lv = mu.unsqueeze(1), logvar.unsqueeze(1)  # (B, 1, L) against (C, L)
+        kl_c = 0.5 * (logvar_c - lv + (lv.exp() + (m - mu_c).pow(2)) * torch.exp(-logvar_c) - 1.0).sum(-1)  # (B, C)
+        return -(torch.logsumexp(-kl_c, dim=1) - math.log(len(mu_c)))
 
     def observation_logvar(self) -> torch.Tensor | None:
         """log sigma^2 of a Gaussian p(x|z) per feature (*input_shape); None for Bernoulli."""

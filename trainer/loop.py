@@ -146,6 +146,10 @@ class _EventLog:
 def _train(model_config, data, config, ctx, out, side_outputs, resume, events=None) -> TrainResult:
     torch.manual_seed(config.seed)
     model = build_model(model_config).to(ctx.device)
+    if resume is None and model_config.prior == "vamp":  # the pseudo-inputs start on training samples (seeded)
+        order = torch.randperm(len(data.train), generator=torch.Generator().manual_seed(config.seed))
+        picks = order[torch.arange(model_config.prior_components) % len(order)].numpy()
+        model.init_prior(torch.from_numpy(data.to_model(data.train[picks])).to(ctx.device))
     optimizer = make_optimizer(model, config)
     run = restore(resume, model, optimizer, model_config, data, config) if resume is not None else Run()
     if config.ema:

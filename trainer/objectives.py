@@ -12,7 +12,7 @@ from vae_edge.models import VAE
 
 
 def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """KL(N(mu, exp(logvar)) || N(0, I)) per sample: (B, latent) -> (B,)."""
+    """KL(N(mu, exp(logvar)) || N(0, I)) per sample: (B, latent) -> (B,). A model's own prior: VAE.kl_to_prior."""
     return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=1)
 
 
@@ -37,7 +37,7 @@ def elbo_terms(
     """(reconstruction NLL, KL) per sample, with one reparameterised z (or z = mu when ``mean_path``)."""
     mu, logvar = model.encode(x)
     z = mu if mean_path else model.reparameterize(mu, logvar, generator)
-    return reconstruction_nll(model, z, x), gaussian_kl(mu, logvar)
+    return reconstruction_nll(model, z, x), model.kl_to_prior(mu, logvar)
 
 
 def loss(
@@ -72,7 +72,7 @@ def _log_weights(model: VAE, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Te
         log_q = -0.5 * ((z - mu.detach()).pow(2) * torch.exp(-logvar.detach()) + logvar.detach() + log2pi).sum(-1)
     else:
         log_q = -0.5 * (eps.pow(2) + logvar + log2pi).sum(-1)  # (K, B)
-    log_p_z = -0.5 * (z.pow(2) + log2pi).sum(-1)
+    log_p_z = model.log_prior(z)
     xs = x.expand(kk, *x.shape).reshape(kk * len(x), *x.shape[1:])
     log_p_x = -reconstruction_nll(model, z.reshape(kk * len(x), -1), xs).view(kk, len(x))
     return log_p_x + log_p_z - log_q
@@ -103,7 +103,7 @@ def iwae_loss(
     log_w = _log_weights(model, x, mu, logvar, eps, path_only=dreg, on_z=on_z)  # (K, B)
     bound = torch.logsumexp(log_w, dim=0) - math.log(k)
     with torch.no_grad():
-        kl = gaussian_kl(mu, logvar)
+        kl = model.kl_to_prior(mu, logvar)
         nll = -log_w[0] - kl  # log w_1 = -(recon NLL) - (log q - log p(z)); its mean over q is the ELBO
     if dreg:
         weights.append(torch.softmax(log_w.detach(), dim=0))
