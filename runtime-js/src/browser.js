@@ -6,7 +6,7 @@ import { GOLDEN, parseGolden, runGolden } from './golden.js';
 import { MANIFEST, checkManifest } from './manifest.js';
 
 export { BundleError, InputError, VAE, ort };
-export { Generator, normals } from './rng.js';
+export { Generator, normals, uniforms } from './rng.js';
 
 /**
  * Where onnxruntime-web finds its wasm files, and its threads (one by default: no cross-origin isolation needed).

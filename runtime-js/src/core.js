@@ -6,6 +6,7 @@
 // it needs are read together.
 import { BundleError, InputError } from './errors.js';
 import { GRAPHS, MANIFEST, OPTIONAL_GRAPHS, checkManifest, findQuantile, perFeature, safeMember, shorten } from './manifest.js';
+import { LOG_2PI, logPriorOf, mixtureKl, mixturePrior, sampleMixture } from './prior.js';
 import { Generator, checkSeed } from './rng.js';
 
 export { BundleError, InputError };
@@ -18,7 +19,6 @@ const OUT_OF_RANGE_NATS_PER_UNIT = 1000.0;
 const PROB_EPS = 1e-7; // probabilities clipped this far from 0 and 1 before log()
 export const MAX_LATENT = 1e6;
 export const MAX_MC_SAMPLES = 100000;
-const LOG_2PI = Math.log(2 * Math.PI);
 const fround = Math.fround;
 
 /**
@@ -159,6 +159,7 @@ export class VAE {
     }
     [this._low, this._high] = this._validRange(manifest);
     this._bounded = this._low.some(Number.isFinite) || this._high.some(Number.isFinite);
+    this._prior = mixturePrior(manifest.model.prior, this.latentDim); // null: N(0, I)
   }
 
   // The bounds of the out-of-range rule in model space (float32 per feature), as VAE._valid_range and
@@ -311,8 +312,10 @@ export class VAE {
   }
 
   /**
-   * n samples from the prior, z ~ N(0, temperature^2 I), decoded; the same seed gives the same samples
-   * (in Python too: the generator is runtime/rng.py's).
+   * n samples from the prior, decoded; the same seed gives the same samples (in Python too: the generator
+   * is runtime/rng.py's). N(0, I): z = temperature * normal. A VampPrior (manifest model.prior): n
+   * uniforms pick the components c = min(floor(u C), C - 1), then n x latent normals give
+   * z = mu_c + temperature * exp(0.5 logvar_c) * normal, in float64, cast to float32.
    * @param {number} n
    * @param {{seed?: number|bigint, temperature?: number}} [options]
    * @returns {Promise<Tensor>} [n, *shape]
@@ -322,9 +325,15 @@ export class VAE {
     const { seed, temperature = 1.0 } = options ?? {};
     if (typeof temperature !== 'number' || !(temperature > 0 && temperature <= 1e6)) throw new InputError(`temperature: expected a number in (0, 1e6], got ${shorten(temperature)}`);
     const rng = generator(seed);
-    const eps = rng.standardNormal(n * this.latentDim);
-    const z = new Float32Array(eps.length);
-    for (let i = 0; i < eps.length; i++) z[i] = fround(eps[i] * temperature);
+    const prior = this._prior;
+    let z;
+    if (prior === null) {
+      const eps = rng.standardNormal(n * this.latentDim);
+      z = new Float32Array(eps.length);
+      for (let i = 0; i < eps.length; i++) z[i] = fround(eps[i] * temperature);
+    } else {
+      z = sampleMixture(rng, prior, n, temperature);
+    }
     return this._shaped(this._fromModel(await this._decodeModel(z, n)), n, false);
   }
 
@@ -356,8 +365,9 @@ export class VAE {
   }
 
   /**
-   * Negative ELBO per sample in nats: reconstruction NLL + KL(q(z|x) || N(0, I)); higher is less like the
-   * training data. Deterministic (z at the posterior mean) unless samples: K Monte-Carlo draws, seeded.
+   * Negative ELBO per sample in nats: reconstruction NLL + KL(q(z|x) || p(z)); higher is less like the
+   * training data. p(z) is N(0, I), or the bundle's VampPrior, whose KL is the variational bound of
+   * Hershey & Olsen (2007) in float64 (the score graph computes the same in float32). Deterministic (z at the posterior mean) unless samples: K Monte-Carlo draws, seeded.
    * The deterministic score is one call of the bundle's score graph where it has one (float32, as the
    * Python runtime's; a non-finite result, float32 overflow, is taken again the two-call way), else the
    * encoder, the decoder and float64 arithmetic here.
@@ -397,7 +407,7 @@ export class VAE {
       }
       for (let i = 0; i < n; i++) nll[i] /= samples;
     }
-    const kl = gaussianKl(mu, logvar, n, this.latentDim);
+    const kl = this._prior === null ? gaussianKl(mu, logvar, n, this.latentDim) : mixtureKl(mu, logvar, n, this._prior);
     return add(nll.map((v, i) => v + kl[i]));
   }
 
@@ -422,6 +432,18 @@ export class VAE {
     const limit = this.threshold(quantile);
     const scores = await this.anomalyScore(x);
     return typeof scores === 'number' ? scores > limit : Array.from(scores, (s) => s > limit);
+  }
+
+  /**
+   * log p(z) in float64 for latents z [n, latent] (or [latent]): N(0, I), or the VampPrior's mixture
+   * logsumexp_c log N(z; mu_c, exp(logvar_c)) - log C. For importance-weighted evaluation.
+   * @param {unknown} z
+   * @returns {Float64Array|number} [n] (a number for z [latent])
+   */
+  logPrior(z) {
+    const { data, n, single } = asBatch(z, [this.latentDim], 'z');
+    const out = logPriorOf(data, n, this.latentDim, this._prior);
+    return single ? out[0] : out;
   }
 
   _nll(xm, mean, n) {

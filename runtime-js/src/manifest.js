@@ -12,6 +12,9 @@ export const LIKELIHOODS = ['bernoulli', 'gaussian'];
 // The data kinds whose bundles hold an encoder and a decoder (runtime/contract.py's MODALITIES that this
 // runtime implements); a manifest without data.kind predates it and holds those two graphs.
 export const KINDS = ['image', 'vector', 'sequence'];
+// Priors a manifest may give in model.prior (absent: N(0, I)): the VampPrior's mixture of C diagonal
+// Gaussians, the encoder at its pseudo-inputs, stored as numbers (it lives outside the graphs).
+export const PRIORS = ['vamp'];
 
 const isObject = (v) => v !== null && typeof v === 'object' && !Array.isArray(v);
 const isNumber = (v) => typeof v === 'number' && Number.isFinite(v);
@@ -95,6 +98,7 @@ export function checkManifest(m, where) {
   need(KINDS.includes(kind), `data kind ${shorten(kind)} is not one this runtime knows (${KINDS.join(', ')})`);
   need(isPositiveInt(model.latent_dim), `model.latent_dim must be a positive integer, got ${shorten(model.latent_dim)}`);
   need(LIKELIHOODS.includes(model.likelihood), `model.likelihood ${shorten(model.likelihood)} is not one this runtime knows (${LIKELIHOODS.join(', ')})`);
+  if (model.prior !== undefined && model.prior !== null) checkPrior(model.prior, model.latent_dim, need);
   const shape = data.shape;
   need(Array.isArray(shape) && shape.length > 0 && shape.every(isPositiveInt), `data.shape must be a list of positive integers, got ${shorten(shape)}`);
   const pre = data.preprocessing;
@@ -127,6 +131,19 @@ export function checkManifest(m, where) {
     need(isObject(q) && Object.values(q).every(isNumber), `variants["${variant}"].anomaly_quantiles must map names to numbers`);
   }
   return m;
+}
+
+// model.prior: {kind: "vamp", components: C >= 1, mu: C rows of latent_dim numbers, logvar: the same}.
+function checkPrior(prior, latent, need) {
+  need(isObject(prior), `model.prior must be an object {kind, components, mu, logvar}, got ${shorten(prior)}`);
+  need(PRIORS.includes(prior.kind), `model.prior.kind ${shorten(prior.kind)} is not one this runtime knows (${PRIORS.join(', ')})`);
+  const C = prior.components;
+  need(isPositiveInt(C), `model.prior.components must be a positive integer, got ${shorten(C)}`);
+  for (const key of ['mu', 'logvar']) {
+    const rows = prior[key];
+    const ok = Array.isArray(rows) && rows.length === C && rows.every((row) => Array.isArray(row) && row.length === latent && row.every(isNumber));
+    need(ok, `model.prior.${key} must be ${C} rows (components) of ${latent} finite numbers (latent_dim), got ${shorten(rows)}`);
+  }
 }
 
 /** "p99.9" -> 0.999; null for a name not of that form. */

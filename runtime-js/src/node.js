@@ -8,7 +8,7 @@ import { GOLDEN, parseGolden, runGolden } from './golden.js';
 import { MANIFEST, checkManifest } from './manifest.js';
 
 export { BundleError, InputError, VAE };
-export { Generator, normals } from './rng.js';
+export { Generator, normals, uniforms } from './rng.js';
 
 /**
  * The files of a bundle folder, refusing links that leave it.

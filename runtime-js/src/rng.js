@@ -1,7 +1,7 @@
 // The sampling generator every vae-edge runtime implements bit for bit (Python: runtime/rng.py).
 //
 // SplitMix64 used as a counter-based generator: word k of seed s is mix(s + (k + 1) * GAMMA mod 2^64).
-// Uniforms take the top 53 bits; normals come from Box-Muller in float64 on word pairs (2i, 2i + 1):
+// Uniforms take the top 53 bits, one word each; normals come from Box-Muller in float64 on word pairs (2i, 2i + 1):
 // u1 = (w >> 11 + 1) * 2^-53 in (0, 1], u2 = (w >> 11) * 2^-53 in [0, 1), r = sqrt(-2 ln u1),
 // normal 2i = r cos(2 pi u2), normal 2i + 1 = r sin(2 pi u2). Runtimes cast normals to float32 before use.
 
@@ -71,7 +71,21 @@ export function normals(seed, count, start = 0) {
   return out.subarray(0, count);
 }
 
-/** Standard normals from one seed, drawn in order (as Python's Generator.standard_normal). */
+/**
+ * Uniforms start .. start + count - 1 of seed's stream, float64 in [0, 1): the top 53 bits of each word.
+ * @param {bigint} seed
+ * @param {number} count
+ * @param {number} [start]
+ * @returns {Float64Array}
+ */
+export function uniforms(seed, count, start = 0) {
+  const w = words(seed, count, start);
+  const out = new Float64Array(count);
+  for (let i = 0; i < count; i++) out[i] = Number(w[i] >> 11n) * TWO_M53;
+  return out;
+}
+
+/** Standard normals and uniforms from one seed, drawn in order (as Python's Generator.standard_normal and random). */
 export class Generator {
   /** @param {number|bigint|undefined|null} [seed] omitted: 64 random bits */
   constructor(seed) {
@@ -94,6 +108,17 @@ export class Generator {
     const start = this.drawn + (this.drawn & 1);
     const out = normals(this.seed, count, start);
     this.drawn = start + count;
+    return out;
+  }
+
+  /**
+   * The next count uniforms (float64 in [0, 1)), one word each.
+   * @param {number} count
+   * @returns {Float64Array}
+   */
+  random(count) {
+    const out = uniforms(this.seed, count, this.drawn);
+    this.drawn += count;
     return out;
   }
 }
