@@ -435,13 +435,14 @@ export class VAE {
   }
 
   /**
-   * log p(z) in float64 for latents z [n, latent] (or [latent]): N(0, I), or the VampPrior's mixture
-   * logsumexp_c log N(z; mu_c, exp(logvar_c)) - log C. For importance-weighted evaluation.
+   * log p(z) in float64 for latents z [n, latent] (or [latent]; read as float32, as every latent code):
+   * N(0, I), or the VampPrior's mixture logsumexp_c log N(z; mu_c, exp(logvar_c)) - log C. For
+   * importance-weighted evaluation. Refuses z as decode does (shape, NaN/Inf, beyond ±1e6).
    * @param {unknown} z
    * @returns {Float64Array|number} [n] (a number for z [latent])
    */
   logPrior(z) {
-    const { data, n, single } = asBatch(z, [this.latentDim], 'z');
+    const { data, n, single } = asBatch(z, [this.latentDim], 'z', MAX_LATENT);
     const out = logPriorOf(data, n, this.latentDim, this._prior);
     return single ? out[0] : out;
   }

@@ -98,7 +98,7 @@ export function checkManifest(m, where) {
   need(KINDS.includes(kind), `data kind ${shorten(kind)} is not one this runtime knows (${KINDS.join(', ')})`);
   need(isPositiveInt(model.latent_dim), `model.latent_dim must be a positive integer, got ${shorten(model.latent_dim)}`);
   need(LIKELIHOODS.includes(model.likelihood), `model.likelihood ${shorten(model.likelihood)} is not one this runtime knows (${LIKELIHOODS.join(', ')})`);
-  if (model.prior !== undefined && model.prior !== null) checkPrior(model.prior, model.latent_dim, need);
+  checkPrior(model, need);
   const shape = data.shape;
   need(Array.isArray(shape) && shape.length > 0 && shape.every(isPositiveInt), `data.shape must be a list of positive integers, got ${shorten(shape)}`);
   const pre = data.preprocessing;
@@ -133,16 +133,29 @@ export function checkManifest(m, where) {
   return m;
 }
 
-// model.prior: {kind: "vamp", components: C >= 1, mu: C rows of latent_dim numbers, logvar: the same}.
-function checkPrior(prior, latent, need) {
-  need(isObject(prior), `model.prior must be an object {kind, components, mu, logvar}, got ${shorten(prior)}`);
-  need(PRIORS.includes(prior.kind), `model.prior.kind ${shorten(prior.kind)} is not one this runtime knows (${PRIORS.join(', ')})`);
+// model.prior: absent (or null) for N(0, I), else {kind: "vamp", components: C >= 1, mu: C rows of
+// latent_dim numbers, logvar: the same}. model.config, where it names a prior, must agree (the Python
+// runtime's read_prior): a VampPrior model's bundle without its components would sample and score under
+// the wrong prior.
+function checkPrior(model, need) {
+  const { prior } = model;
+  const config = isObject(model.config) ? model.config : {};
+  const named = config.prior ?? 'standard';
+  if (prior === undefined || prior === null) {
+    need(named === 'standard', `model.config names the prior ${shorten(named)} but the manifest has no model.prior (its components)`);
+    return;
+  }
+  const kind = isObject(prior) ? prior.kind : prior;
+  need(isObject(prior) && PRIORS.includes(kind), `model.prior.kind ${shorten(kind)} is not one this runtime knows (${PRIORS.join(', ')}; absent: N(0, I))`);
   const C = prior.components;
   need(isPositiveInt(C), `model.prior.components must be a positive integer, got ${shorten(C)}`);
+  need(named === kind && (config.prior_components ?? C) === C,
+    `model.prior (${kind}, ${C} components) differs from model.config (prior ${shorten(named)}, prior_components ${shorten(config.prior_components ?? null)})`);
+  const latent = model.latent_dim;
   for (const key of ['mu', 'logvar']) {
     const rows = prior[key];
     const ok = Array.isArray(rows) && rows.length === C && rows.every((row) => Array.isArray(row) && row.length === latent && row.every(isNumber));
-    need(ok, `model.prior.${key} must be ${C} rows (components) of ${latent} finite numbers (latent_dim), got ${shorten(rows)}`);
+    need(ok, `model.prior.${key} must be ${C} rows (components) of ${latent} finite numbers (latent_dim)`);
   }
 }
 

@@ -22,6 +22,7 @@ let copy;
 async function withPrior(prior) {
   const manifest = structuredClone(good);
   manifest.model.prior = prior;
+  manifest.model.config = { ...manifest.model.config, prior: 'vamp', prior_components: prior.components };
   for (const entry of Object.values(manifest.variants)) {
     delete manifest.files[entry.score];
     delete entry.score;
@@ -37,17 +38,21 @@ before(() => {
 
 after(() => rmSync(copy, { recursive: true, force: true }));
 
-test('a malformed model.prior is refused on load with one line naming the field', () => {
-  const check = (prior) => () => checkManifest({ ...good, model: { ...good.model, prior } }, 'm.json');
+test('a malformed model.prior, or one model.config contradicts, is refused on load with one line naming the field', () => {
+  const vamp = (C) => ({ ...good.model.config, prior: 'vamp', prior_components: C });
+  const check = (prior, config = vamp(prior?.components ?? 2)) => () => checkManifest({ ...good, model: { ...good.model, config, prior } }, 'm.json');
   const ok = { kind: 'vamp', components: 2, mu: rows(2, () => 0), logvar: rows(2, () => 0) };
   assert.equal(check(ok)().model.prior, ok);
-  assert.equal(check(null)().model.prior, null); // as absent: N(0, I)
-  assert.throws(check([1]), /^BundleError: m.json: model.prior must be an object \{kind, components, mu, logvar\}, got \[1\]$/);
-  assert.throws(check({ ...ok, kind: 'flow' }), /^BundleError: m.json: model.prior.kind "flow" is not one this runtime knows \(vamp\)$/);
+  assert.equal(check(null, good.model.config)().model.prior, null); // as absent: N(0, I)
+  assert.throws(check([1]), /^BundleError: m.json: model.prior.kind \[1\] is not one this runtime knows \(vamp; absent: N\(0, I\)\)$/);
+  assert.throws(check({ ...ok, kind: 'flow' }), /^BundleError: m.json: model.prior.kind "flow" is not one this runtime knows/);
   assert.throws(check({ ...ok, components: 0 }), /model.prior.components must be a positive integer, got 0$/);
-  assert.throws(check({ ...ok, components: 3 }), new RegExp(`model.prior.mu must be 3 rows \\(components\\) of ${L} finite numbers \\(latent_dim\\)`));
+  assert.throws(check({ ...ok, components: 3 }), new RegExp(`model.prior.mu must be 3 rows \\(components\\) of ${L} finite numbers \\(latent_dim\\)$`));
   assert.throws(check({ ...ok, logvar: [ok.logvar[0], ok.logvar[1].slice(1)] }), /model.prior.logvar must be 2 rows/);
   assert.throws(check({ ...ok, mu: [ok.mu[0], [...ok.mu[1].slice(1), 'x']] }), /model.prior.mu must be 2 rows/);
+  assert.throws(check(undefined, vamp(2)), /^BundleError: m.json: model.config names the prior "vamp" but the manifest has no model.prior \(its components\)$/);
+  assert.throws(check(ok, vamp(3)), /model.prior \(vamp, 2 components\) differs from model.config \(prior "vamp", prior_components 3\)$/);
+  assert.throws(check(ok, good.model.config), /differs from model.config \(prior "standard"/);
 });
 
 test('sample: n uniforms choose the components, then the normals; z = mu_c + T exp(0.5 logvar_c) eps', async () => {

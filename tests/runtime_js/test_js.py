@@ -22,7 +22,7 @@ import pytest
 from vae_edge.runtime import VAE
 from vae_edge.runtime.golden import encode_array
 from vae_edge.runtime.likelihoods import model_bounds
-from vae_edge.runtime.rng import normals
+from vae_edge.runtime.rng import Generator, normals
 
 ROOT = Path(__file__).resolve().parents[2]
 JS = ROOT / "runtime-js"
@@ -56,6 +56,36 @@ def conv_gaussian_bundle(tmp_path_factory):
     save_checkpoint(folder / "model.pt", make_checkpoint(result.model, data=data.describe(), metrics=result.metrics))
     export_bundle(folder / "model.pt", folder / "bundle", ExportOptions(variants=("int8-static", "fp16"), latency=None, allow_degraded=True))
     return folder / "bundle"
+
+
+@pytest.fixture(scope="module")
+def vamp_bundle(tmp_path_factory, digits):
+    """A tiny MLP with a VampPrior (C = 4 components in the manifest's model.prior), fp32 + int8: the
+    mixture sampling, KL and log density that both runtimes must compute alike."""
+    _need_node()
+    from vae_edge.export.bundle import ExportOptions, export_bundle
+    from vae_edge.models import VAEConfig
+    from vae_edge.trainer import TrainConfig, make_checkpoint, save_checkpoint, train
+
+    folder = tmp_path_factory.mktemp("vamp")
+    config = VAEConfig(input_shape=digits.shape, latent_dim=3, hidden_dims=(16,), prior="vamp", prior_components=4)
+    result = train(config, digits, TrainConfig(epochs=2, batch_size=64, seed=0, iw_samples=4, quiet=True))
+    save_checkpoint(folder / "model.pt", make_checkpoint(result.model, data=digits.describe(), metrics=result.metrics))
+    export_bundle(folder / "model.pt", folder / "bundle", ExportOptions(variants=("int8",), latency=None, allow_degraded=True))
+    return folder / "bundle"
+
+
+def _prior_latents(vae: VAE, n: int, seed: int, temperature: float) -> np.ndarray:
+    """The float32 z that sample(n, seed, temperature) decodes, by the contract's draw order: N(0, I) takes
+    n x latent normals times the temperature; a VampPrior n uniforms for the components, then the normals,
+    z = mu_c + temperature * exp(0.5 logvar_c) * eps in float64."""
+    g, prior = Generator(seed), vae.manifest["model"].get("prior")
+    if prior is None:
+        return (g.standard_normal((n, vae.latent_dim)) * temperature).astype(np.float32)
+    mu, logvar = (np.asarray(prior[k], np.float64) for k in ("mu", "logvar"))
+    c = np.minimum(np.floor(g.random(n) * len(mu)).astype(np.int64), len(mu) - 1)
+    eps = g.standard_normal((n, vae.latent_dim))
+    return (mu[c] + temperature * np.exp(0.5 * logvar[c]) * eps).astype(np.float32)
 
 
 def _random_inputs(vae: VAE, seed: int) -> dict[str, np.ndarray]:
@@ -94,11 +124,15 @@ def _parity_case(bundle: Path, variant: str, seed: int) -> dict:
     vae = VAE.load(bundle, precision=variant, threads=1)
     inputs = _random_inputs(vae, seed)
     x, z = inputs["x"], inputs["z"]
-    calls = {"sample": {"n": N, "seed": seed}, "interpolate": {"steps": 10}, "anomaly_score_mc": {"samples": 3, "seed": seed + 1}}
+    calls = {"sample": {"n": N, "seed": seed, "temperature": 0.8}, "interpolate": {"steps": 10}, "anomaly_score_mc": {"samples": 3, "seed": seed + 1}}
     mu, logvar = vae.encode(x)
+    # The JavaScript runtime must draw these very latents (bit for bit); this runtime decodes them.
+    inputs["z_sample"] = _prior_latents(vae, N, seed, 0.8)
+    drawn = vae.sample(N, seed=seed, temperature=0.8)
+    assert np.array_equal(drawn, vae.decode(inputs["z_sample"])), "sample() did not decode the contract's latents"
     expected = {
         "encode.mu": mu, "encode.logvar": logvar, "decode": vae.decode(z), "reconstruct": vae.reconstruct(x),
-        "sample": vae.sample(N, seed=seed), "interpolate": vae.interpolate(x[0], x[1], steps=10),
+        "sample": drawn, "interpolate": vae.interpolate(x[0], x[1], steps=10), "log_prior": vae.log_prior(z),
         "anomaly_score": vae.anomaly_score(x), "anomaly_score_mc": vae.anomaly_score(x, samples=3, seed=seed + 1),
         "is_anomaly": vae.is_anomaly(x),
     }
@@ -113,10 +147,14 @@ def _parity_case(bundle: Path, variant: str, seed: int) -> dict:
             "inputs": {k: encode_array(v) for k, v in inputs.items()}, "expected": {k: encode_array(np.asarray(v)) for k, v in expected.items()}}
 
 
-def test_node_runs_conformance_sets_api_checks_and_parity(tmp_path, bundle, conv_gaussian_bundle):
+def test_node_runs_conformance_sets_api_checks_and_parity(tmp_path, bundle, conv_gaussian_bundle, vamp_bundle):
     node = _need_node()
-    bundles = [bundle, conv_gaussian_bundle, ROOT / "runtime" / "default_bundle"]
-    cases = [_parity_case(b, v, seed) for seed, b in enumerate(bundles[:2]) for v in json.loads((b / "manifest.json").read_text())["variants"]]
+    parity = [bundle, conv_gaussian_bundle, vamp_bundle]
+    bundles = [*parity, ROOT / "runtime" / "default_bundle"]
+    cases = [_parity_case(b, v, seed) for seed, b in enumerate(parity) for v in json.loads((b / "manifest.json").read_text())["variants"]]
+    prior = json.loads((vamp_bundle / "manifest.json").read_text())["model"].get("prior")
+    assert prior is not None and prior["kind"] == "vamp" and prior["components"] == 4, "the VampPrior bundle carries no model.prior"
+
     fixture = tmp_path / "parity.json"
     fixture.write_text(json.dumps(cases))
     env = {**os.environ, "VAE_EDGE_PARITY": str(fixture), "VAE_EDGE_BUNDLES": os.pathsep.join(map(str, bundles))}
