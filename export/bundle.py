@@ -71,6 +71,8 @@ def export_bundle(model_path: str | os.PathLike, out: str | os.PathLike, options
     data = load_recorded(ckpt["data"], base=model_path.parent, data=options.data, val_data=options.val_data, test_data=options.test_data)
     _check_data(model_path, model, data, ckpt["data"].get("preprocessing"))
     if data.kind == "audio":  # PCM-in graphs of their own (export/audio.py), through the same checks
+        if model.config.prior != "standard":
+            raise ExportError(f"{model_path}: an audio bundle's runtime scores and samples under N(0, I); this model has the prior {model.config.prior!r}")
         from .audio import write_audio_bundle
 
         manifest, report = write_audio_bundle(ckpt, model, data, model_path, Path(out), options)
@@ -98,7 +100,8 @@ def export_bundle(model_path: str | os.PathLike, out: str | os.PathLike, options
             quantization["recommended"] = recommended
             report += lines
         if contract.SCORE in specs:
-            write_score_graphs(tmp, variants, likelihood=model.config.likelihood, shape=list(model.config.input_shape), obs_logvar=_obs_logvar(model))
+            write_score_graphs(tmp, variants, likelihood=model.config.likelihood, shape=list(model.config.input_shape), obs_logvar=_obs_logvar(model),
+                               prior=manifests.prior_arrays(manifests.prior_block(model)))
         if options.ort:
             write_ort(tmp, specs, variants, float16=[v for v in variants if v in VARIANTS and VARIANTS[v].method == "fp16"])
         for variant in variants:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+import torch
 
 from vae_edge.runtime import contract
 from vae_edge.runtime.files import atomic_write_bytes
@@ -36,6 +37,24 @@ def likelihood_params(model) -> dict | None:
         return {"variance": "fixed", "std": cfg.gaussian_std}
     std = np.exp(0.5 * model.observation_logvar().detach().double().numpy())
     return {"variance": "learned", "std": std.tolist()}
+
+
+def prior_block(model) -> dict | None:
+    """The manifest's ``model.prior`` for a VampPrior model (None for N(0, I)): its components
+    (mu_c, logvar_c) in eval mode, each value the Python float of the float32 one, exactly representable,
+    so every runtime and the score graph read the same numbers. Fixed once training ends, and shared by
+    every variant: part of the model, not of a graph."""
+    with torch.no_grad():
+        parts = model.prior_components()
+    if parts is None:
+        return None
+    mu, logvar = (p.detach().cpu().float().numpy() for p in parts)
+    return {"kind": model.config.prior, "components": len(mu), "mu": mu.tolist(), "logvar": logvar.tolist()}
+
+
+def prior_arrays(block: dict | None) -> tuple[np.ndarray, np.ndarray] | None:
+    """(mu, logvar) float32 [C, latent] of a :func:`prior_block` (None for N(0, I))."""
+    return None if block is None else (np.asarray(block["mu"], np.float32), np.asarray(block["logvar"], np.float32))
 
 
 def graph_metadata(model, data) -> dict[str, str]:
@@ -63,6 +82,7 @@ def build(ckpt: dict, model, data, model_path: Path, files: dict, variants: dict
         "model": {
             "arch": cfg.arch, "latent_dim": cfg.latent_dim, "likelihood": cfg.likelihood,
             **({"likelihood_params": params} if (params := likelihood_params(model)) is not None else {}),
+            **({"prior": prior} if (prior := prior_block(model)) is not None else {}),
             "config": cfg.to_dict(),
         },
         "data": {

@@ -3,7 +3,9 @@ onnxruntime call (contract.SCORE).
 
 It is composed, not traced: that variant's own encoder and decoder graphs (so int8, int8-static and fp16
 score graphs quantize exactly what the two-call path quantizes), the decoder fed the encoder's mu, then
-a float32 tail computing the likelihood's NLL plus KL(q(z|x) || N(0, I)). Nothing in the tail is quantized.
+a float32 tail computing the likelihood's NLL plus KL(q(z|x) || p(z)): N(0, I)'s closed form, or for a
+VampPrior the Hershey-Olsen bound over its components, which the tail holds as constants (the same
+numbers as the manifest's model.prior). Nothing in the tail is quantized.
 
 A Bernoulli NLL is taken from the logits, the input of the decoder's final Sigmoid, as PyTorch's
 binary_cross_entropy_with_logits does. onnxruntime's float32 Sigmoid is accurate to about 1.7e-7 absolute,
@@ -34,12 +36,14 @@ from .graphs import check_graph
 _ENC, _DEC, _TAIL = "enc_", "dec_", "score_"  # name prefixes: the two graphs' tensor names may coincide
 
 
-def write_score_graphs(folder: Path, variants: dict[str, dict], *, likelihood: str, shape: list[int], obs_logvar: np.ndarray | None) -> None:
+def write_score_graphs(folder: Path, variants: dict[str, dict], *, likelihood: str, shape: list[int], obs_logvar: np.ndarray | None,
+                       prior: tuple[np.ndarray, np.ndarray] | None = None) -> None:
     """Compose ``score.<variant>.onnx`` in ``folder`` for every variant entry, and name it in the entry.
 
     Args:
         variants: the manifest's variant entries (graph files by name); each gains its "score" file.
         obs_logvar: Gaussian only, log sigma^2 of p(x|z) in model space (a number or the sample shape).
+        prior: a VampPrior's (mu_c, logvar_c), float32 [C, latent]; None for N(0, I).
 
     Raises:
         ExportError: the composition or its check failed, naming the step.
@@ -47,7 +51,7 @@ def write_score_graphs(folder: Path, variants: dict[str, dict], *, likelihood: s
     for variant, entry in variants.items():
         dst = folder / SCORE.filename(variant)
         with step(f"composing {dst.name}"):
-            proto = compose_score(folder / entry[ENCODER.name], folder / entry[DECODER.name], likelihood=likelihood, shape=shape, obs_logvar=obs_logvar)
+            proto = compose_score(folder / entry[ENCODER.name], folder / entry[DECODER.name], likelihood=likelihood, shape=shape, obs_logvar=obs_logvar, prior=prior)
             onnx.save_model(proto, str(dst))
         with step(f"onnx.checker on {dst.name}"):
             check_graph(dst)
@@ -70,7 +74,8 @@ def _one_method(encoder: onnx.ModelProto, decoder: onnx.ModelProto) -> None:
                 entry.key, entry.value = key, combined
 
 
-def compose_score(encoder_path: Path, decoder_path: Path, *, likelihood: str, shape: list[int], obs_logvar: np.ndarray | None) -> onnx.ModelProto:
+def compose_score(encoder_path: Path, decoder_path: Path, *, likelihood: str, shape: list[int], obs_logvar: np.ndarray | None,
+                  prior: tuple[np.ndarray, np.ndarray] | None = None) -> onnx.ModelProto:
     """One graph x -> score from an encoder and a decoder graph (any variant of them); metadata from the encoder."""
     encoder = onnx.load(str(encoder_path))
     decoder = onnx.load(str(decoder_path))
@@ -83,7 +88,7 @@ def compose_score(encoder_path: Path, decoder_path: Path, *, likelihood: str, sh
     both = compose.merge_models(enc, dec, io_map=[(mu, _DEC + DECODER.inputs[0])], outputs=[mu, logvar, mean])
     graph = both.graph
     logits = _sigmoid_input(graph, mean) if likelihood == "bernoulli" else None
-    nodes, inits = _tail(x, mu, logvar, mean, logits, likelihood=likelihood, shape=shape, obs_logvar=obs_logvar)
+    nodes, inits = _tail(x, mu, logvar, mean, logits, likelihood=likelihood, shape=shape, obs_logvar=obs_logvar, prior=prior)
     graph.node.extend(nodes)
     graph.initializer.extend(inits)
     if logits is not None:  # the decoder's Sigmoid (and an fp16 graph's Cast after it) now feed nothing
@@ -117,8 +122,10 @@ def _sigmoid_input(graph: onnx.GraphProto, mean: str) -> str | None:
     return node.input[0]
 
 
-def _tail(x: str, mu: str, logvar: str, mean: str, logits: str | None, *, likelihood: str, shape: list[int], obs_logvar: np.ndarray | None):
-    """Nodes and constants: score = NLL(x | mean, or the Bernoulli's ``logits``) + KL(mu, logvar), float32 [batch]."""
+def _tail(x: str, mu: str, logvar: str, mean: str, logits: str | None, *, likelihood: str, shape: list[int], obs_logvar: np.ndarray | None,
+          prior: tuple[np.ndarray, np.ndarray] | None = None):
+    """Nodes and constants: score = NLL(x | mean, or the Bernoulli's ``logits``) + KL(mu, logvar) to N(0, I)
+    or to the VampPrior ``prior`` (mu_c, logvar_c), float32 [batch]."""
     axes = list(range(1, len(shape) + 1))
     consts: dict[str, np.ndarray] = {"sample_axes": np.array(axes, np.int64), "latent_axes": np.array([1], np.int64), "one": np.float32(1.0), "half": np.float32(0.5)}
     t = lambda name: _TAIL + name  # noqa: E731
@@ -167,16 +174,45 @@ def _tail(x: str, mu: str, logvar: str, mean: str, logits: str | None, *, likeli
         node("Add", ["sum_scaled", "log_norm"], "nll")
     else:
         raise ValueError(f"cannot compose a score graph for likelihood {likelihood!r} (variance given: {obs_logvar is not None})")
-    # KL(N(mu, e^logvar) || N(0, I)) = 0.5 sum(mu^2 + e^logvar - 1 - logvar)
-    node("Mul", [mu, mu], "mu_sq")
-    node("Exp", [logvar], "var")
-    node("Add", ["mu_sq", "var"], "kl_a")
-    node("Sub", ["kl_a", "one"], "kl_b")
-    node("Sub", ["kl_b", logvar], "kl_c")
-    node("ReduceSum", ["kl_c", "latent_axes"], "kl_sum", keepdims=0)
-    node("Mul", ["kl_sum", "half"], "kl")
+    if prior is None:
+        # KL(N(mu, e^logvar) || N(0, I)) = 0.5 sum(mu^2 + e^logvar - 1 - logvar)
+        node("Mul", [mu, mu], "mu_sq")
+        node("Exp", [logvar], "var")
+        node("Add", ["mu_sq", "var"], "kl_a")
+        node("Sub", ["kl_a", "one"], "kl_b")
+        node("Sub", ["kl_b", logvar], "kl_c")
+        node("ReduceSum", ["kl_c", "latent_axes"], "kl_sum", keepdims=0)
+        node("Mul", ["kl_sum", "half"], "kl")
+    else:
+        _vamp_kl(node, consts, mu, logvar, prior)
     nodes.append(helper.make_node("Add", [t("nll"), t("kl")], [SCORE.outputs[0]], name=t("score")))
     return nodes, [numpy_helper.from_array(np.asarray(v), t(k)) for k, v in consts.items()]
+
+
+def _vamp_kl(node, consts: dict, mu: str, logvar: str, prior: tuple[np.ndarray, np.ndarray]) -> None:
+    """The VampPrior's KL term into the tail as "kl" [batch]: the Hershey-Olsen bound
+    KL = log C - logsumexp_c(-kl_c), kl_c = 0.5 sum_l (logvar_cl - logvar_l + (e^logvar_l + (mu_l - mu_cl)^2) e^-logvar_cl - 1),
+    the components constants [1, C, L] against mu and logvar unsqueezed to [batch, 1, L]. onnxruntime's
+    ReduceLogSumExp subtracts the maximum first, as torch.logsumexp does."""
+    mu_c, logvar_c = (np.asarray(a, np.float32) for a in prior)
+    consts |= {"prior_mu": mu_c[None], "prior_logvar": logvar_c[None], "prior_inv_var": np.exp(-logvar_c.astype(np.float64)).astype(np.float32)[None],
+               "latent_unsqueeze": np.array([1], np.int64), "component_latent_axes": np.array([2], np.int64),
+               "component_axes": np.array([1], np.int64), "log_components": np.float32(math.log(len(mu_c)))}
+    node("Unsqueeze", [mu, "latent_unsqueeze"], "mu_1")
+    node("Unsqueeze", [logvar, "latent_unsqueeze"], "logvar_1")
+    node("Exp", ["logvar_1"], "var_1")
+    node("Sub", ["mu_1", "prior_mu"], "mu_diff")
+    node("Mul", ["mu_diff", "mu_diff"], "mu_diff_sq")
+    node("Add", ["var_1", "mu_diff_sq"], "kl_a")
+    node("Mul", ["kl_a", "prior_inv_var"], "kl_b")
+    node("Sub", ["prior_logvar", "logvar_1"], "kl_log_ratio")
+    node("Add", ["kl_log_ratio", "kl_b"], "kl_c")
+    node("Sub", ["kl_c", "one"], "kl_d")
+    node("ReduceSum", ["kl_d", "component_latent_axes"], "kl_sum", keepdims=0)  # [batch, C]
+    node("Mul", ["kl_sum", "half"], "kl_per_component")
+    node("Neg", ["kl_per_component"], "neg_kl")
+    node("ReduceLogSumExp", ["neg_kl", "component_axes"], "log_mixture", keepdims=0)  # [batch]
+    node("Sub", ["log_components", "log_mixture"], "kl")
 
 
 def _same_opsets(a: onnx.ModelProto, b: onnx.ModelProto) -> None:

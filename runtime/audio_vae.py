@@ -65,6 +65,8 @@ class AudioVAE:
         manifest = read_manifest(root)
         if manifest["data"].get("kind") != "audio" or not isinstance(manifest["data"].get("audio"), dict):
             raise BundleError(f"{root}: not an audio bundle (data.kind is {manifest['data'].get('kind')!r}); load it with vae_edge.runtime.load")
+        if manifest["model"].get("prior") is not None:  # vae-export writes none: audio scores and samples under N(0, I)
+            raise BundleError(f"{root}: an audio bundle with a model.prior; this runtime's audio VAE has the prior N(0, I) only")
         if not isinstance(precision, str) or precision not in manifest["variants"]:
             raise ValueError(f"precision {precision!r} is not in this bundle; it has {', '.join(manifest['variants'])}")
         graphs = open_graphs(root, manifest, precision, SPECS, threads=threads, providers=providers, optimization=optimization,

@@ -21,6 +21,7 @@ from . import contract
 from .contract import LIKELIHOODS, MANIFEST, SCHEMA
 from .files import FileCheckError, open_regular, read_regular
 from .graphcheck import CONTROL_FLOW, FLOAT16, GraphFormatError, inspect_onnx, ort_control_flow
+from .likelihoods import MixturePrior
 from .validation import one_line, quote
 
 
@@ -172,6 +173,42 @@ def per_feature(value: object, shape: list[int]) -> np.ndarray | None:
     return arr if list(arr.shape) == list(shape) and np.isfinite(arr).all() else None
 
 
+def read_prior(mpath: Path | str, model: dict) -> MixturePrior | None:
+    """The model's prior as the manifest states it: None for N(0, I) (no ``model.prior``), or the
+    VampPrior's components ``{"kind": "vamp", "components": C, "mu": [C rows], "logvar": [C rows]}``,
+    each row ``model.latent_dim`` finite numbers. ``model.config`` (where it names a prior) must agree:
+    a bundle of a VampPrior model without its components would score and sample under the wrong prior.
+
+    Raises:
+        BundleError: naming the manifest and what is wrong with the prior.
+    """
+    block = model.get("prior")
+    config = model.get("config") if isinstance(model.get("config"), dict) else {}
+    named = config.get("prior", "standard")
+    if block is None:
+        if named != "standard":
+            raise BundleError(f"{mpath}: model.config names the prior {quote(named)} but the manifest has no model.prior (its components)")
+        return None
+    if not isinstance(block, dict) or block.get("kind") not in contract.PRIOR_KINDS:
+        kind = block.get("kind") if isinstance(block, dict) else block
+        raise BundleError(f"{mpath}: model.prior.kind {quote(kind)} is not one this runtime knows ({', '.join(contract.PRIOR_KINDS)}; absent: N(0, I))")
+    count = block.get("components")
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise BundleError(f"{mpath}: model.prior.components must be a positive integer, got {quote(count)}")
+    if named != block["kind"] or config.get("prior_components", count) != count:
+        raise BundleError(f"{mpath}: model.prior ({block['kind']}, {count} components) differs from model.config "
+                          f"(prior {quote(named)}, prior_components {quote(config.get('prior_components'))})")
+    latent = model["latent_dim"]
+    parts = []
+    for key in ("mu", "logvar"):
+        value = block.get(key)
+        arr = per_feature(value, [count, latent]) if isinstance(value, list) else None
+        if arr is None:
+            raise BundleError(f"{mpath}: model.prior.{key} must be {count} rows (components) of {latent} finite numbers (latent_dim)")
+        parts.append(arr)
+    return MixturePrior(*parts)
+
+
 def _positive(value: object, shape: list[int]) -> bool:
     arr = per_feature(value, shape)
     return arr is not None and bool((arr > 0).all())
@@ -188,6 +225,7 @@ def _check_fields(mpath: Path, m: dict) -> None:
     latent = model.get("latent_dim")
     need(isinstance(latent, int) and not isinstance(latent, bool) and latent > 0, f"model.latent_dim must be a positive integer, got {latent!r}")
     need(model.get("likelihood") in LIKELIHOODS, f"model.likelihood {model.get('likelihood')!r} is not one this runtime knows ({', '.join(LIKELIHOODS)})")
+    read_prior(mpath, model)
     shape = data.get("shape")
     need(isinstance(shape, list) and bool(shape) and all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape), f"data.shape must be a list of positive integers, got {shape!r}")
     pre = data.get("preprocessing")

@@ -199,7 +199,7 @@ def info(bundle, as_json):
     _echo(f"bundle     {where}")
     _echo(f"schema     {m['schema']}, opset {m.get('opset')}")
     noise = f" (std {_affine(model['likelihood_params']['std'])})" if model["likelihood"] == "gaussian" else ""
-    _echo(f"model      {model.get('arch')}{_layers(model)}, latent {model['latent_dim']}, {model['likelihood']} likelihood{noise}")
+    _echo(f"model      {model.get('arch')}{_layers(model)}, latent {model['latent_dim']}, {model['likelihood']} likelihood{noise}, {_prior(model)}")
     _echo(f"data       {d.get('dataset')}: {d.get('kind')} samples {d['shape']}; graphs see (x - {_affine(pre['offset'])}) / {_affine(pre['scale'])}")
     for graph, spec in _section(m, "graphs").items():
         if not isinstance(spec, dict):
@@ -304,6 +304,12 @@ def _layers(model: dict) -> str:
     if widths("channels"):
         return f" channels {widths('channels')}, {cfg.get('decoder_style', 'transpose')} decoder"
     return ""
+
+
+def _prior(model: dict) -> str:
+    """'prior N(0, I)' or 'prior vamp, C components' (model.prior, checked on load)."""
+    prior = model.get("prior")
+    return "prior N(0, I)" if prior is None else f"prior {prior['kind']}, {prior['components']} components"
 
 
 def _shape(value: object) -> str:

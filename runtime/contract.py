@@ -23,6 +23,9 @@ from .files import sha256_file
 SCHEMA = "vae-edge/bundle/1"
 MANIFEST = "manifest.json"
 LIKELIHOODS = ("bernoulli", "gaussian")
+# manifest model.prior's kinds; a bundle without model.prior has the prior N(0, I). "vamp": the VampPrior's
+# components as numbers (the prior lives outside the graphs; runtime.bundle.read_prior reads it).
+PRIOR_KINDS = ("vamp",)
 # "onnx": the .onnx graphs every bundle has; "ort": ONNX Runtime's ORT format (`vae-export --ort`), which a
 # minimal onnxruntime build loads; a variant lists those under its optional "ort" key.
 FORMATS = ("onnx", "ort")

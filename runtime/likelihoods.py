@@ -1,7 +1,11 @@
 """The anomaly score's terms in numpy: reconstruction negative log-likelihood per sample, the KL to the
-prior, and the out-of-range term (the one place that rule lives; docs/anomaly.md states it)."""
+prior (N(0, I), or a bundle's VampPrior: :class:`MixturePrior`), the prior's log density, and the
+out-of-range term (the one place that rule lives; docs/anomaly.md states it)."""
 
 from __future__ import annotations
+
+import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -53,6 +57,61 @@ def gaussian_kl(mu: np.ndarray, logvar: np.ndarray) -> np.ndarray:
     # the right answer, read as "fails" by the gate and as "anomalous" by a score; no warning to print.
     with np.errstate(over="ignore"):
         return 0.5 * (mu**2 + np.exp(logvar) - 1.0 - logvar).sum(axis=1)
+
+
+@dataclass(frozen=True)
+class MixturePrior:
+    """A VampPrior as a bundle states it (manifest ``model.prior``): the equal-weight mixture
+    (1/C) sum_c N(mu_c, exp(logvar_c)), each of ``mu`` and ``logvar`` float64 [C, latent] holding the
+    manifest's float32 values exactly."""
+
+    mu: np.ndarray
+    logvar: np.ndarray
+
+    @property
+    def components(self) -> int:
+        return len(self.mu)
+
+
+def _logsumexp(a: np.ndarray, axis: int) -> np.ndarray:
+    """log sum exp over ``axis``, shifted by the maximum; -inf where every term is -inf (no warning)."""
+    top = a.max(axis=axis, keepdims=True)
+    top = np.where(np.isfinite(top), top, 0.0)
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        return np.log(np.exp(a - top).sum(axis=axis)) + np.squeeze(top, axis)
+
+
+def prior_kl(mu: np.ndarray, logvar: np.ndarray, prior: MixturePrior | None = None) -> np.ndarray:
+    """The anomaly score's KL term per sample, float64 [n], for q(z|x) = N(mu, exp(logvar)), [n, latent].
+
+    ``prior`` None: KL(q || N(0, I)), :func:`gaussian_kl` exactly. A :class:`MixturePrior`: the
+    variational bound of Hershey & Olsen (2007), -log (1/C) sum_c exp(-KL(q || N(mu_c, exp(logvar_c)))),
+    which is at least the true KL (the KL to a mixture has no closed form) and is what PyTorch's
+    ``VAE.kl_to_prior`` and the score graph compute.
+    """
+    if prior is None:
+        return gaussian_kl(mu, logvar)
+    m = mu.astype(np.float64)[:, None, :]  # [n, 1, L] against [C, L]
+    lv = logvar.astype(np.float64)[:, None, :]
+    with np.errstate(over="ignore", invalid="ignore"):  # as gaussian_kl: a broken graph's overflow is +inf, not a warning
+        kl_c = 0.5 * (prior.logvar - lv + (np.exp(lv) + (m - prior.mu) ** 2) * np.exp(-prior.logvar) - 1.0).sum(axis=2)  # [n, C]
+    if not len(kl_c):
+        return np.zeros(0)
+    return -(_logsumexp(-kl_c, 1) - math.log(prior.components))
+
+
+def log_prior(z: np.ndarray, prior: MixturePrior | None = None) -> np.ndarray:
+    """log p(z) per latent code, float64 [n] for z [n, latent]: N(0, I), or the mixture
+    logsumexp_c[-0.5 sum_l ((z_l - mu_cl)^2 exp(-logvar_cl) + logvar_cl + log 2 pi)] - log C."""
+    z = z.astype(np.float64)
+    log2pi = math.log(2.0 * math.pi)
+    if prior is None:
+        return -0.5 * (z**2 + log2pi).sum(axis=1)
+    d = z[:, None, :] - prior.mu  # [n, C, L]
+    log_n = -0.5 * (d**2 * np.exp(-prior.logvar) + prior.logvar + log2pi).sum(axis=2)
+    if not len(log_n):
+        return np.zeros(0)
+    return _logsumexp(log_n, 1) - math.log(prior.components)
 
 
 # The out-of-range rule (docs/anomaly.md). In model space, with per-feature bounds [low, high] (the

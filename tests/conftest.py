@@ -79,6 +79,17 @@ def gaussian_bundle(tmp_path_factory, digits_gaussian):
 
 
 @pytest.fixture(scope="session")
+def vamp_bundle(tmp_path_factory, digits):
+    """(model.pt, bundle) of a tiny MLP with a VampPrior of 4 components, trained 2 epochs, fp32 + int8."""
+    from helpers import export_trained
+
+    from vae_edge.models import VAEConfig
+
+    config = VAEConfig(input_shape=digits.shape, latent_dim=3, hidden_dims=(16,), prior="vamp", prior_components=4)
+    return export_trained(tmp_path_factory.mktemp("mlp-vamp"), digits, config)
+
+
+@pytest.fixture(scope="session")
 def test_digits(digits) -> np.ndarray:
     """Held-out digits in data units (0..16), [n, 1, 8, 8] float32."""
     return digits.test[:64]

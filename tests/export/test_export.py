@@ -43,6 +43,28 @@ def test_bundle_layout_and_manifest(bundle, model_path):
         q = m["variants"][variant]["anomaly_quantiles"]
         assert q["p50"] < q["p95"] < q["p99"] <= q["p99.9"]
     assert m["provenance"]["source"] == model_path.name and len(m["provenance"]["weights_sha256"]) == 64
+    assert "prior" not in m["model"] and m["model"]["config"]["prior"] == "standard"  # N(0, I): no prior entry
+
+
+def test_a_vamp_model_exports_its_prior_as_float32_numbers(vamp_bundle):
+    model_path, bundle = vamp_bundle
+    m = json.loads((bundle / "manifest.json").read_text())
+    prior = m["model"]["prior"]
+    assert prior["kind"] == "vamp" and prior["components"] == 4
+    assert m["model"]["config"]["prior"] == "vamp" and m["model"]["config"]["prior_components"] == 4
+    with torch.no_grad():
+        mu, logvar = load_model(model_path).prior_components()
+    for key, want in (("mu", mu), ("logvar", logvar)):
+        got = np.array(prior[key])
+        assert got.shape == (4, 3)
+        np.testing.assert_array_equal(got, want.numpy().astype(np.float64))  # the float32 values, exactly
+        np.testing.assert_array_equal(got.astype(np.float32).astype(np.float64), got)
+    for variant in ("fp32", "int8"):  # every variant through the gates, its score graph holding the same components
+        assert m["variants"][variant]["accuracy"]["passed"] is True
+        consts = {i.name: onnx.numpy_helper.to_array(i) for i in onnx.load(str(bundle / m["variants"][variant]["score"])).graph.initializer}
+        np.testing.assert_array_equal(consts["score_prior_mu"][0], mu.numpy())
+        np.testing.assert_array_equal(consts["score_prior_logvar"][0], logvar.numpy())
+    assert m["variants"]["fp32"]["accuracy"]["score_max_rel_diff"] < 1e-5
 
 
 def test_graphs_are_valid_deterministic_and_carry_metadata(bundle):

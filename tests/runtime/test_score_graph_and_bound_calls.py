@@ -11,21 +11,31 @@ import onnxruntime as ort
 import pytest
 
 from vae_edge.runtime import VAE
-from vae_edge.runtime.likelihoods import gaussian_kl, reconstruction_nll
+from vae_edge.runtime.bundle import read_prior
+from vae_edge.runtime.likelihoods import prior_kl, reconstruction_nll
 from vae_edge.runtime.sessions import BOUND_SIZES, MAX_BOUND_BATCH
 
 
 def _two_call_score(vae: VAE, x: np.ndarray) -> np.ndarray:
-    """The score as bundles without a score graph compute it: encoder, decoder at mu, numpy in float64."""
+    """The score as bundles without a score graph compute it: encoder, decoder at mu, numpy in float64
+    (the KL to the manifest's prior: N(0, I) or a VampPrior's components)."""
     xm = vae.normalize(x)
     mu, logvar = (vae.session("encoder").run(None, {"x": xm}))
     mean = vae.session("decoder").run(None, {"z": mu})[0]
-    return reconstruction_nll(vae.likelihood, xm, mean) + gaussian_kl(mu, logvar)
+    return reconstruction_nll(vae.likelihood, xm, mean) + prior_kl(mu, logvar, read_prior("manifest", vae.manifest["model"]))
+
+
+@pytest.fixture(params=["standard", "vamp"])
+def scored(request) -> tuple:
+    """(model.pt, bundle) with the prior N(0, I) or a VampPrior."""
+    if request.param == "vamp":
+        return request.getfixturevalue("vamp_bundle")
+    return request.getfixturevalue("model_path"), request.getfixturevalue("bundle")
 
 
 @pytest.mark.parametrize("precision", ["fp32", "int8"])
-def test_the_score_graph_gives_the_two_call_score(bundle, test_digits, precision):
-    vae = VAE.load(bundle, precision=precision)
+def test_the_score_graph_gives_the_two_call_score(scored, test_digits, precision):
+    vae = VAE.load(scored[1], precision=precision)
     assert "score" in vae.manifest["variants"][precision]
     x = test_digits[:32].astype(np.float32)
     np.testing.assert_allclose(vae.anomaly_score(x), _two_call_score(vae, x), rtol=2e-6)
@@ -33,17 +43,20 @@ def test_the_score_graph_gives_the_two_call_score(bundle, test_digits, precision
 
 
 @pytest.mark.parametrize("batch", [1, 3])
-def test_the_score_graph_matches_pytorch_negative_elbo(bundle, model_path, batch):
+def test_the_score_graph_matches_pytorch_negative_elbo(scored, batch):
     import torch
 
     from vae_edge.models import load_model
     from vae_edge.trainer import objectives
 
+    model_path, bundle = scored
     x = np.random.default_rng(batch).random((batch, 1, 8, 8), dtype=np.float32)
     with torch.no_grad():
         recon, kl = objectives.elbo_terms(load_model(model_path), torch.from_numpy(x), mean_path=True)
     (score,) = ort.InferenceSession(str(bundle / "score.onnx"), providers=["CPUExecutionProvider"]).run(None, {"x": x})
     np.testing.assert_allclose(score, (recon + kl).numpy(), rtol=1e-5)
+    # the two-call path, float64 numpy on the same graphs' outputs, within the same tolerance
+    np.testing.assert_allclose(_two_call_score(VAE.load(bundle), x * np.float32(16.0)), (recon + kl).numpy(), rtol=1e-5)
 
 
 def test_a_bundle_without_score_graphs_is_scored_with_two_calls(bundle, bundle_copy, test_digits):
