@@ -116,7 +116,7 @@ SMALL_DATA: dict = {"hidden": (), "latent": 4, "objective": "elbo", "lr": 1e-2, 
 SMALL_DATA_ARCHS = ("mlp",)  # measured on the MLP only: conv and conv1d keep the defaults
 
 # VampPrior (--prior vamp): pseudo-inputs of the mixture, measured on the digits (docs/training.md, fourth round).
-DEFAULT_PRIOR_COMPONENTS = 100
+DEFAULT_PRIOR_COMPONENTS = 30
 
 
 def auto_prior(arch: str, likelihood: str, n_train: int) -> tuple[str, str]:

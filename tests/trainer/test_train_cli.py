@@ -20,7 +20,7 @@ def test_train_cli_writes_checkpoint_and_grids(tmp_path):
     assert "test      ELBO" in result.output and "IWAE NLL" in result.output
     assert "train     IWAE bound K=10 (validation bound K=100)" in result.output  # the bound early stopping watches is named
     assert "settings  the defaults, because 1437 training samples (>= 1000)" in result.output
-    assert "prior     vamp, 100 pseudo-inputs: auto, an MLP on Bernoulli data with 1437 training samples" in result.output
+    assert "prior     vamp, 30 pseudo-inputs: auto, an MLP on Bernoulli data with 1437 training samples" in result.output
     assert out.is_file() and (out.parent / "model.samples.png").is_file() and (out.parent / "model.reconstructions.png").is_file()
     assert sorted(p.name for p in out.parent.iterdir()) == ["model.loss.png", "model.metrics.json", "model.pt", "model.reconstructions.png", "model.samples.png"]
 
