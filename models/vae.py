@@ -57,9 +57,23 @@ class VAE(nn.Module):
         if parts is None:
             return -0.5 * (z.pow(2) + log2pi).sum(-1)
         mu_c, logvar_c = parts
-        d = z.unsqueeze(-2) - mu_c  # (..., C, L)
-        log_n = -0.5 * (d.pow(2) * torch.exp(-logvar_c) + logvar_c + log2pi).sum(-1)  # (..., C)
+        # sum_l (z_l - mu_cl)^2 / var_cl expanded into two matrix products: (..., L) @ (L, C), not a
+        # (..., C, L) difference (the validation bound's K = 100 draws times 100 components)
+        inv_var = torch.exp(-logvar_c)  # (C, L)
+        quad = z.pow(2) @ inv_var.T - 2 * (z @ (mu_c * inv_var).T) + (mu_c.pow(2) * inv_var).sum(-1)  # (..., C)
+        log_n = -0.5 * (quad + logvar_c.sum(-1) + z.shape[-1] * log2pi)
         return torch.logsumexp(log_n, dim=-1) - math.log(len(mu_c))
+
+    def sample_prior(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """n latents from p(z), (n, latent): N(0, I), or a uniformly chosen component of the mixture each."""
+        parts = self.prior_components()
+        dev = next(self.parameters()).device
+        if parts is None:
+            return torch.randn((n, self.config.latent_dim), generator=generator, device=dev)
+        mu_c, logvar_c = parts
+        c = torch.randint(len(mu_c), (n,), generator=generator, device=dev)
+        eps = torch.randn((n, self.config.latent_dim), generator=generator, device=dev)
+        return mu_c[c] + torch.exp(0.5 * logvar_c[c]) * eps
 
     def kl_to_prior(self, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
         """KL(q(z|x) || p(z)) per sample, (B, latent) -> (B,): exact for N(0, I); for the VampPrior the

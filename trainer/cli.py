@@ -14,10 +14,10 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
-from vae_edge.models.config import ACTIVATIONS, ARCHS, DECODER_STYLES, LIKELIHOODS, TEXT_ARCHS, VAEConfig
+from vae_edge.models.config import ACTIVATIONS, ARCHS, DECODER_STYLES, LIKELIHOODS, PRIORS, TEXT_ARCHS, VAEConfig
 from vae_edge.runtime.clitools import require_workstation_extras, run_cli, writable
 
-from .config import DEVICES, IW_GRADIENTS, LR_SCHEDULES, OBJECTIVES, TrainConfig
+from .config import DEFAULT_PRIOR_COMPONENTS, DEVICES, IW_GRADIENTS, LR_SCHEDULES, OBJECTIVES, TrainConfig, auto_prior
 
 DATA_HELP = (
     "Data set: digits (scikit-learn's bundled 8x8 digits) | idx:PATH (MNIST-format IDX images, .gz allowed) | "
@@ -29,7 +29,7 @@ DATA_HELP = (
 # vae-train option -> VAEConfig field, where the names differ; TrainConfig's fields are options of the same name.
 MODEL_OPTIONS = {"latent": "latent_dim", "hidden": "hidden_dims", "arch": "arch",
                  "gaussian_std": "gaussian_std", "channels": "channels", "decoder_style": "decoder_style",
-                 "activation": "activation"}
+                 "activation": "activation", "prior": "prior", "prior_components": "prior_components"}
 TRAIN_OPTIONS = tuple(f.name for f in fields(TrainConfig))
 
 
@@ -68,6 +68,8 @@ def _train(option: str):
 @click.option("--channels", type=click.IntRange(min=1), multiple=True, default=_model("channels"), show_default=True, help="conv/conv1d: width of each stride-2 layer (repeat; each halves the size).")
 @click.option("--decoder-style", type=click.Choice(DECODER_STYLES), default=_model("decoder_style"), show_default=True, help="conv/conv1d decoder upsampling: sub-pixel (Conv + PixelShuffle; its int8-static variant is the fastest), ConvTranspose, or nearest Upsample + Conv.")
 @click.option("--activation", type=click.Choice(ACTIVATIONS), default=_model("activation"), show_default=True, help="MLP: the nonlinearity after each hidden layer (conv/conv1d use relu).")
+@click.option("--prior", type=click.Choice(("auto", *PRIORS)), default="auto", show_default=True, help="p(z): standard N(0, I), or vamp, the VampPrior (a mixture of q(z|u) at learned pseudo-inputs u; Tomczak & Welling, 2018); auto: vamp for an MLP on Bernoulli data with 1000 or more training samples (measured on the digits: docs/training.md), else standard.")
+@click.option("--prior-components", type=click.IntRange(min=1), default=DEFAULT_PRIOR_COMPONENTS, show_default=True, help="--prior vamp: the number of pseudo-inputs (mixture components).")
 @click.option("--epochs", type=click.IntRange(min=1), default=_train("epochs"), show_default=True, help="Most epochs in all (with --resume: including those already trained); early stopping (--patience) may end sooner.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=_train("batch_size"), show_default=True, help="Samples per step (per process under torchrun).")
 @click.option("--lr", type=click.FloatRange(min=0, max=10, min_open=True), default=_train("lr"), show_default=True, help="Adam learning rate (the start of the --lr-schedule).")
@@ -124,6 +126,7 @@ def cli(ctx, **options):
     size = _check_options(o, given)
     data = _load_data(o, size, split, audio)
     data = _apply_size_rule(o, given, data, ckpt)
+    prior_reason = _resolve_prior(o, given, data)
     model_config, config = _build_configs(o, data)
     result = _run(model_config, data, config, out, beside_file, ckpt, o["tensorboard"])
     if not is_main_process():
@@ -131,7 +134,21 @@ def cli(ctx, **options):
     written = [out, *_write_side_outputs(result, data, config, out)] if beside_file else [out]
     if o["tensorboard"] is not None:
         written.append(o["tensorboard"])  # the events folder, written by the loop
-    _report(data, model_config, config, result.metrics, written)
+    _report(data, model_config, config, result.metrics, written, prior_reason)
+
+
+def _resolve_prior(o: dict, given: set[str], data) -> str:
+    """--prior auto as standard or vamp for these data (``config.auto_prior``), and --prior-components
+    as VAEConfig's (0 for the standard prior). Returns why, for the report."""
+    if o["prior"] == "auto":
+        o["prior"], reason = auto_prior(o["arch"], data.likelihood, len(data.train))
+    else:
+        reason = "as given" if "prior" in given else "that of the checkpoint (--resume)"
+    if o["prior"] != "vamp":
+        if "prior_components" in given:
+            raise click.BadParameter(f"applies to --prior vamp only (the prior is {o['prior']}: {reason})", param_hint="--prior-components")
+        o["prior_components"] = 0
+    return reason
 
 
 TEXT_OPTIONS = ("max_len", "long_lines", "embed", "token_dropout", "token_dropout_epochs", "free_bits", "min_epoch_steps")
@@ -355,7 +372,7 @@ def _write_side_outputs(result, data, config: TrainConfig, out: Path) -> list[Pa
     return written
 
 
-def _report(data, mc: VAEConfig, config: TrainConfig, m: dict, written: list[Path]) -> None:
+def _report(data, mc: VAEConfig, config: TrainConfig, m: dict, written: list[Path], prior_reason: str) -> None:
     objective = f"IWAE bound K={config.iw_train} (validation bound K={config.val_samples})" if config.objective == "iwae" else "ELBO"
     widths = (f"hidden {list(mc.hidden_dims)} {mc.activation}" if mc.hidden_dims else "no hidden layer (linear)") if mc.arch == "mlp" else f"channels {list(mc.channels)} ({mc.decoder_style} decoder)"
     noise = "" if mc.likelihood != "gaussian" else f" (std {mc.gaussian_std:g})" if mc.gaussian_std else " (learned variance)"
@@ -365,6 +382,7 @@ def _report(data, mc: VAEConfig, config: TrainConfig, m: dict, written: list[Pat
         click.echo(f"windows   {data.window['length']} steps every {data.window['stride']} of channels {', '.join(data.window['channels'])}, split in time order")
     click.echo(f"model     {mc.arch} {list(data.shape)}, {widths}, latent {mc.latent_dim}, {mc.likelihood}{noise}")
     click.echo(f"likelihood {mc.likelihood}: {data.likelihood_reason}")
+    click.echo(f"prior     {f'vamp, {mc.prior_components} pseudo-inputs' if mc.prior == 'vamp' else 'N(0, I)'}: {prior_reason}")
     click.echo(f"settings  {data.settings_reason}")
     click.echo(f"train     {objective}; ELBO {m['train_elbo']:.2f} nats/sample after {m['epochs']} epoch{'' if m['epochs'] == 1 else 's'}{stopped} ({m['epoch_seconds'] * 1000:.0f} ms/epoch on {m['device']} x{m['world_size']})")
     if m["test_samples"]:

@@ -44,7 +44,7 @@ class TrainConfig:
     # (K = 1000) still rises, so stopping on it keeps an epoch too early (docs/training.md, third round (c)).
     iw_val: int = 100
     # One of IW_GRADIENTS (objective "iwae"): how the encoder's gradient of the bound is estimated.
-    iw_gradient: str = "standard"
+    iw_gradient: str = "dreg"
     beta: float = 1.0
     # KL weight ramps linearly from 0 to beta over this many epochs (0: no warm-up); avoids early posterior collapse.
     kl_warmup: float = 0.0
@@ -114,6 +114,18 @@ SMALL_DATA_SAMPLES = 1000
 SMALL_DATA: dict = {"hidden": (), "latent": 4, "objective": "elbo", "lr": 1e-2, "batch_size": 32, "epochs": 300, "patience": 0,
               "ema": 0.0}  # measured without the weight average (--ema), which the digits-size defaults add
 SMALL_DATA_ARCHS = ("mlp",)  # measured on the MLP only: conv and conv1d keep the defaults
+
+# VampPrior (--prior vamp): pseudo-inputs of the mixture, measured on the digits (docs/training.md, fourth round).
+DEFAULT_PRIOR_COMPONENTS = 30
+
+
+def auto_prior(arch: str, likelihood: str, n_train: int) -> tuple[str, str]:
+    """vae-train's --prior auto: the VampPrior where it was measured to pay (an MLP on Bernoulli data of
+    digits size), N(0, I) elsewhere. Returns (prior, why)."""
+    if arch == "mlp" and likelihood == "bernoulli" and n_train >= SMALL_DATA_SAMPLES:
+        return "vamp", f"auto, an MLP on Bernoulli data with {n_train} training samples (>= {SMALL_DATA_SAMPLES}): the VampPrior, measured better on the digits"
+    why = f"{n_train} training samples (< {SMALL_DATA_SAMPLES})" if n_train < SMALL_DATA_SAMPLES else f"--arch {arch}" if arch != "mlp" else f"{likelihood} data"
+    return "standard", f"auto, N(0, I) for {why}: the VampPrior is measured for MLPs on Bernoulli data of digits size only"
 
 
 def size_settings(n_train: int, arch: str) -> tuple[dict, str]:

@@ -36,7 +36,7 @@ def reconstruction_grid(model: VAE, x: np.ndarray, path: Path, *, n: int = 32, p
 def sample_grid(model: VAE, path: Path, *, n: int = 64, seed: int = 0, display: Display = _bernoulli) -> Path:
     """Means of p(x|z) for z drawn from the prior with a fixed seed (``display`` as in reconstruction_grid)."""
     g = torch.Generator().manual_seed(seed)
-    z = torch.randn((n, model.config.latent_dim), generator=g)
+    z = model.sample_prior(n, g)
     return save_grid(path, display(model.decode(z).numpy()), nrow=8)
 
 

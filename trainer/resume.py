@@ -197,6 +197,8 @@ def resume_settings(ckpt: dict) -> dict:
         "likelihood": config.get("likelihood"), "gaussian_std": config.get("gaussian_std"),
         "channels": tuple(config.get("channels", ())), "decoder_style": config.get("decoder_style", LEGACY_DECODER_STYLE if config else None),
         "activation": config.get("activation"),
+        # Before the field existed every model had the standard prior; --prior auto must not pick another.
+        **({"prior": config.get("prior", "standard"), "prior_components": config.get("prior_components", 0)} if config else {}),
     })
     if "spec" in data:
         settings["data_spec"] = data["spec"]

@@ -9,7 +9,7 @@ import click
 
 # vae-train options that mean nothing for a text model: refused when given, not silently ignored.
 NOT_FOR_TEXT = ("size", "channels", "decoder_style", "likelihood", "gaussian_std", "lr_schedule", "tensorboard",
-                "split_text", "val_spec", "test_spec", "ema", "iw_val", "iw_gradient", "weight_decay", "activation", "sample_rate", "duration", "window", "stride", "mels", "n_fft", "hop")
+                "split_text", "val_spec", "test_spec", "ema", "iw_val", "iw_gradient", "prior", "prior_components", "weight_decay", "activation", "sample_rate", "duration", "window", "stride", "mels", "n_fft", "hop")
 OPTION_NAMES = {"split_text": "--split", "val_spec": "--val-data", "test_spec": "--test-data"}  # where the option is not the field's name
 DEFAULT_LATENT = 16
 DEFAULT_HIDDEN = 128

@@ -8,7 +8,7 @@ from helpers import invoke, one_line_error
 from vae_edge.models.config import ACTIVATIONS, ARCHS, DECODER_STYLES, LIKELIHOODS, TEXT_ARCHS, VAEConfig
 from vae_edge.trainer.cli import MODEL_OPTIONS
 from vae_edge.trainer.cli import cli as train_main
-from vae_edge.trainer.config import DEVICES, TrainConfig
+from vae_edge.trainer.config import DEFAULT_PRIOR_COMPONENTS, DEVICES, TrainConfig
 
 
 def test_train_cli_writes_checkpoint_and_grids(tmp_path):
@@ -20,6 +20,7 @@ def test_train_cli_writes_checkpoint_and_grids(tmp_path):
     assert "test      ELBO" in result.output and "IWAE NLL" in result.output
     assert "train     IWAE bound K=10 (validation bound K=100)" in result.output  # the bound early stopping watches is named
     assert "settings  the defaults, because 1437 training samples (>= 1000)" in result.output
+    assert "prior     vamp, 30 pseudo-inputs: auto, an MLP on Bernoulli data with 1437 training samples" in result.output
     assert out.is_file() and (out.parent / "model.samples.png").is_file() and (out.parent / "model.reconstructions.png").is_file()
     assert sorted(p.name for p in out.parent.iterdir()) == ["model.loss.png", "model.metrics.json", "model.pt", "model.reconstructions.png", "model.samples.png"]
 
@@ -39,6 +40,9 @@ def test_train_cli_writes_checkpoint_and_grids(tmp_path):
         (["--iw-train", "20", "--iw-val", "10"], ["--iw-val", "below --iw-train 20"]),
         (["--objective", "elbo", "--iw-gradient", "dreg"], ["--iw-gradient", "--objective iwae only"]),
         (["--iw-gradient", "reinforce"], ["--iw-gradient"]),
+        (["--prior", "standard", "--prior-components", "10"], ["--prior-components", "applies to --prior vamp only"]),
+        (["--prior", "flow"], ["--prior"]),
+        (["--prior-components", "0"], ["--prior-components"]),
     ],
 )
 def test_train_usage_errors_exit_2(args, fragments):
@@ -56,7 +60,11 @@ def test_options_default_to_the_dataclass_defaults_and_offer_their_choices():
         assert params[f.name].default == f.default, f.name
     model_defaults = {f.name: f.default for f in fields(VAEConfig)}
     for option, field in MODEL_OPTIONS.items():
-        assert params[option].default == model_defaults[field], option
+        if option not in ("prior", "prior_components"):
+            assert params[option].default == model_defaults[field], option
+    # --prior auto lets the data choose (config.auto_prior); the component count applies to vamp (VAEConfig: 0 for standard).
+    assert params["prior"].default == "auto" and tuple(params["prior"].type.choices) == ("auto", "standard", "vamp")
+    assert params["prior_components"].default == DEFAULT_PRIOR_COMPONENTS
     assert params["device"].default == "auto" == TrainConfig().device
     # --likelihood is not VAEConfig's: its default "auto" lets the data choose (data.choose_likelihood).
     assert params["likelihood"].default == "auto" and tuple(params["likelihood"].type.choices) == ("auto", *LIKELIHOODS)

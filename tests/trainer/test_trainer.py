@@ -292,6 +292,41 @@ def test_progress_lines_thin_out_on_long_runs_and_keep_the_last_epoch():
     assert quiet.getvalue() == ""
 
 
+def test_auto_prior_takes_the_vampprior_only_where_it_was_measured():
+    from vae_edge.trainer.config import SMALL_DATA_SAMPLES, auto_prior
+
+    assert auto_prior("mlp", "bernoulli", SMALL_DATA_SAMPLES)[0] == "vamp"
+    for args in (("mlp", "bernoulli", SMALL_DATA_SAMPLES - 1), ("conv", "bernoulli", 5000), ("mlp", "gaussian", 5000)):
+        prior, why = auto_prior(*args)
+        assert prior == "standard" and why.startswith("auto, N(0, I) for "), args
+
+
+def test_vampprior_density_bound_and_samples():
+    """log p(z) is the mixture's (checked against torch.distributions), the KL term is the bound
+    -log mean_c exp(-KL(q || c)) >= the Monte-Carlo KL, exact when q is one of the components, and
+    samples come from the mixture."""
+    torch.manual_seed(0)
+    model = build_model(VAEConfig(input_shape=(6,), latent_dim=2, hidden_dims=(8,), prior="vamp", prior_components=3)).eval()
+    model.init_prior(torch.rand(3, 6))
+    with torch.no_grad():
+        mu_c, logvar_c = model.prior_components()
+        mix = torch.distributions.MixtureSameFamily(torch.distributions.Categorical(torch.ones(3)),
+                                                    torch.distributions.Independent(torch.distributions.Normal(mu_c, (0.5 * logvar_c).exp()), 1))
+        z = torch.randn(50, 2) * 2
+        torch.testing.assert_close(model.log_prior(z), mix.log_prob(z), rtol=1e-5, atol=1e-5)
+        mu, logvar = model.encode(torch.rand(4, 6))
+        q = torch.distributions.Normal(mu, (0.5 * logvar).exp())
+        zs = q.sample((20000,))
+        mc = (q.log_prob(zs).sum(-1) - mix.log_prob(zs)).mean(0)
+        assert (model.kl_to_prior(mu, logvar) >= mc - 0.02).all()
+        # q equal to a component, and the components far apart: the bound is that component's share, log C
+        far = build_model(VAEConfig(input_shape=(6,), latent_dim=2, hidden_dims=(8,), prior="vamp", prior_components=3))
+        kl_same = far.kl_to_prior(*far.prior_components())
+        assert (kl_same >= 0).all() and (kl_same <= torch.log(torch.tensor(3.0)) + 1e-5).all()
+        draws = model.sample_prior(4000, torch.Generator().manual_seed(1))
+        torch.testing.assert_close(draws.mean(0), mu_c.mean(0), rtol=0, atol=0.1)
+
+
 def test_the_size_rule_picks_small_data_settings_below_the_threshold_and_the_defaults_above():
     from vae_edge.trainer.config import SMALL_DATA, SMALL_DATA_SAMPLES, size_settings
 
