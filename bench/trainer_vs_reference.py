@@ -88,7 +88,8 @@ def last_epoch_iwae_nll(model: Path, test: Path, k: int) -> float:
 
 def bundle_iwae_nll(bundle: Path, x: np.ndarray, k: int, precision: str, *, seed: int = 0) -> float:
     """Mean importance-weighted NLL (nats) of ``x`` (data units) through a bundle's graphs: encoder for
-    q(z|x), decoder for the Bernoulli p(x|z), the prior N(0, I); K samples each, in numpy."""
+    q(z|x), decoder for the Bernoulli p(x|z), the bundle's prior (``VAE.log_prior``: N(0, I) or a VampPrior);
+    K samples each, in numpy."""
     from vae_edge.runtime import VAE
 
     vae = VAE.load(bundle, precision=precision, threads=1)
@@ -101,7 +102,7 @@ def bundle_iwae_nll(bundle: Path, x: np.ndarray, k: int, precision: str, *, seed
         z = mu[i] + np.exp(0.5 * logvar[i]) * eps
         p = np.clip(vae.normalize(vae.decode(z)).reshape(k, -1).astype(np.float64), 1e-7, 1 - 1e-7)  # decode gives data units
         log_px = (xm[i] * np.log(p) + (1 - xm[i]) * np.log1p(-p)).sum(1)
-        log_pz = -0.5 * (z.astype(np.float64) ** 2 + np.log(2 * np.pi)).sum(1)
+        log_pz = vae.log_prior(z)
         log_q = -0.5 * (eps.astype(np.float64) ** 2 + logvar[i] + np.log(2 * np.pi)).sum(1)
         log_w = log_px + log_pz - log_q
         total.append(-(np.logaddexp.reduce(log_w) - np.log(k)))

@@ -55,7 +55,7 @@ def static_feeds(model: VAE, data: Dataset, configs: list[QuantizeConfig], spec:
     if model.config.likelihood == "bernoulli" and len(x_model) and (x_model.min() < -1e-4 or x_model.max() > 1 + 1e-4):
         raise CalibrationError(f"{source.spec!r}: values {source.train.min():g}..{source.train.max():g} lie outside the model's data range "
                                f"{float(np.min(data.offset)):g}..{float(np.max(data.offset + data.scale)):g}")
-    return feeds(model, x_model, samples=samples, batch_size=config.calibration_batch_size), describe(source, spec, len(x_model))
+    return feeds(model, x_model, samples=samples, batch_size=config.calibration_batch_size), describe(source, spec, len(x_model), prior=model.config.prior)
 
 
 def feeds(model: VAE, x_model: np.ndarray, *, samples: int, batch_size: int) -> dict[str, list[dict[str, np.ndarray]]]:
@@ -67,9 +67,16 @@ def feeds(model: VAE, x_model: np.ndarray, *, samples: int, batch_size: int) -> 
     x = np.ascontiguousarray(x_model[:samples], dtype=np.float32)
     with torch.no_grad():
         mu = model.encode(torch.from_numpy(x))[0].numpy()  # (n, L)
+        components = model.prior_components()
     rng = np.random.default_rng(CALIBRATION_SEED)
     n_prior = len(mu) // 2
-    z = np.concatenate([mu[: len(mu) - n_prior], rng.standard_normal((n_prior, mu.shape[1])).astype(np.float32)])
+    if components is None:
+        drawn = rng.standard_normal((n_prior, mu.shape[1])).astype(np.float32)
+    else:  # a VampPrior: the codes sampling decodes, mu_c + sigma_c eps for uniformly drawn components c
+        mu_c, logvar_c = (t.double().numpy() for t in components)
+        c = rng.integers(len(mu_c), size=n_prior)
+        drawn = (mu_c[c] + np.exp(0.5 * logvar_c[c]) * rng.standard_normal((n_prior, mu.shape[1]))).astype(np.float32)
+    z = np.concatenate([mu[: len(mu) - n_prior], drawn])
     z = z[rng.permutation(len(z))]  # (n, L): each batch mixes both kinds
     return {ENCODER.name: list(_batches(ENCODER.inputs[0], x, batch_size)), DECODER.name: list(_batches(DECODER.inputs[0], z, batch_size))}
 
@@ -79,13 +86,13 @@ def _batches(name: str, array: np.ndarray, batch_size: int) -> Iterator[dict[str
         yield {name: array[start : start + batch_size]}
 
 
-def describe(data: Dataset, spec: str | None, used: int) -> dict:
+def describe(data: Dataset, spec: str | None, used: int, *, prior: str = "standard") -> dict:
     """The manifest's record of what a static variant was calibrated on."""
     return {
         "spec": spec or data.spec,
         "source": "--calibration" if spec else "the training data recorded in model.pt",
         "split": "train",
         "samples": used,
-        "decoder": "posterior means of half the calibration samples and as many draws from the prior N(0, I)",
+        "decoder": f"posterior means of half the calibration samples and as many draws from {'the prior N(0, I)' if prior == 'standard' else 'the VampPrior'}",
         "method": "MinMax",
     }

@@ -181,3 +181,34 @@ def test_a_stream_shorter_than_one_window_is_an_error(audio_bundle, tmp_path):
     for src, fragment in (("empty.raw", "is empty"), ("missing.raw", "no such file"), (".", "is a folder")):
         path = tmp_path / src
         one_line_error(CliRunner().invoke(cli, ["score", str(audio_bundle), str(path), "--stream"]), 2, f"{path}: {fragment}")
+
+
+def test_a_vamp_prior_is_refused_for_audio_by_the_exporter_and_the_runtime(audio_model, audio_bundle, tmp_path):
+    # The audio runtime scores and samples under N(0, I): a VampPrior audio model is not exported, and a
+    # manifest claiming one is not loaded.
+    import json
+    import shutil
+
+    import torch
+
+    from vae_edge.export.bundle import ExportError, export_bundle
+    from vae_edge.models import read_checkpoint
+    from vae_edge.runtime import BundleError
+    from vae_edge.trainer import save_checkpoint
+
+    ckpt = read_checkpoint(audio_model)
+    ckpt["config"] = {**ckpt["config"], "prior": "vamp", "prior_components": 2}
+    ckpt["state_dict"] = {**ckpt["state_dict"], "pseudo_inputs": torch.zeros(2, *ckpt["config"]["input_shape"])}
+    for key in ("train_state", "optimizer"):  # their weights lack the pseudo-inputs
+        ckpt.pop(key, None)
+    save_checkpoint(tmp_path / "model.pt", ckpt)
+    with pytest.raises(ExportError, match="audio bundle's runtime scores and samples under N"):
+        export_bundle(tmp_path / "model.pt", tmp_path / "bundle")
+    assert not (tmp_path / "bundle").exists()
+    shutil.copytree(audio_bundle, tmp_path / "copy")
+    m = json.loads((tmp_path / "copy" / "manifest.json").read_text())
+    m["model"]["config"] |= {"prior": "vamp", "prior_components": 1}
+    m["model"]["prior"] = {"kind": "vamp", "components": 1, "mu": [[0.0] * 4], "logvar": [[0.0] * 4]}
+    (tmp_path / "copy" / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(BundleError, match="N\\(0, I\\) only"):
+        AudioVAE.load(tmp_path / "copy")
