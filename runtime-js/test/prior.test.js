@@ -13,16 +13,21 @@ import { load } from '../src/node.js';
 import { normals, uniforms } from '../src/rng.js';
 import { DEFAULT_BUNDLE } from './helpers.js';
 
+// The default bundle's manifest as a standard-prior bundle's: the checks and the copies below set the prior.
 const good = JSON.parse(readFileSync(path.join(DEFAULT_BUNDLE, 'manifest.json'), 'utf8'));
+delete good.model.prior;
+good.model.config = { ...good.model.config, prior: 'standard', prior_components: 0 };
 const L = good.model.latent_dim;
 const rows = (C, f) => Array.from({ length: C }, (_, c) => Array.from({ length: L }, (_, j) => f(c, j)));
 let copy;
 
-// A copy of the default bundle with model.prior set (and no score graphs), loaded.
+// A copy of the default bundle with model.prior set (null: N(0, I)) and no score graphs, loaded.
 async function withPrior(prior) {
   const manifest = structuredClone(good);
-  manifest.model.prior = prior;
-  manifest.model.config = { ...manifest.model.config, prior: 'vamp', prior_components: prior.components };
+  if (prior !== null) {
+    manifest.model.prior = prior;
+    manifest.model.config = { ...manifest.model.config, prior: 'vamp', prior_components: prior.components };
+  }
   for (const entry of Object.values(manifest.variants)) {
     delete manifest.files[entry.score];
     delete entry.score;
@@ -80,7 +85,7 @@ test('sample: n uniforms choose the components, then the normals; z = mu_c + T e
 test('KL and logPrior are the mixture\'s; one component at N(0, I) gives back the standard prior', async () => {
   const x = { data: Float32Array.from({ length: 3 * 64 }, (_, i) => (i * 7) % 17), shape: [3, 1, 8, 8] };
   const z = { data: Float32Array.from({ length: 2 * L }, (_, i) => Math.sin(i) * 2), shape: [2, L] };
-  const plain = await load(DEFAULT_BUNDLE);
+  const plain = await withPrior(null);
   const base = await plain.anomalyScore(x, { samples: 2, seed: 4 });
   const one = await withPrior({ kind: 'vamp', components: 1, mu: rows(1, () => 0), logvar: rows(1, () => 0) });
   const same = await one.anomalyScore(x, { samples: 2, seed: 4 });

@@ -26,7 +26,7 @@ def test_info_describes_the_default_and_a_given_bundle(bundle):
     result = invoke(run_main, ["info"])
     assert result.exit_code == 0, result.output
     assert "(default bundle)" in result.output and "int8" in result.output and "p99" in result.output
-    assert "model      mlp 400-400 relu, latent 16, bernoulli likelihood, prior N(0, I)" in result.output  # widths, nonlinearity, prior
+    assert "model      mlp 400-400 relu, latent 16, bernoulli likelihood, prior vamp, 30 components" in result.output  # widths, nonlinearity, prior
     result = invoke(run_main, ["info", bundle, "--json"])
     assert result.exit_code == 0
     assert json.loads(result.output)["schema"] == "vae-edge/bundle/1"
