@@ -205,6 +205,9 @@ def read_prior(mpath: Path | str, model: dict) -> MixturePrior | None:
         arr = per_feature(value, [count, latent]) if isinstance(value, list) else None
         if arr is None:
             raise BundleError(f"{mpath}: model.prior.{key} must be {count} rows (components) of {latent} finite numbers (latent_dim)")
+        limit = contract.PRIOR_MU_LIMIT if key == "mu" else contract.PRIOR_LOGVAR_LIMIT
+        if np.abs(arr).max() > limit:
+            raise BundleError(f"{mpath}: model.prior.{key} holds {np.abs(arr).max():g}, beyond the {limit:g} a component's {key} may have")
         parts.append(arr)
     return MixturePrior(*parts)
 

@@ -26,6 +26,10 @@ LIKELIHOODS = ("bernoulli", "gaussian")
 # manifest model.prior's kinds; a bundle without model.prior has the prior N(0, I). "vamp": the VampPrior's
 # components as numbers (the prior lives outside the graphs; runtime.bundle.read_prior reads it).
 PRIOR_KINDS = ("vamp",)
+# A VampPrior component's numbers a runtime accepts: |mu| and |logvar| at most these (a trained model's are
+# a few units). Beyond them exp(0.5 logvar) and the samples overflow float32; refused on load instead.
+PRIOR_MU_LIMIT = 1e4
+PRIOR_LOGVAR_LIMIT = 40.0
 # "onnx": the .onnx graphs every bundle has; "ort": ONNX Runtime's ORT format (`vae-export --ort`), which a
 # minimal onnxruntime build loads; a variant lists those under its optional "ort" key.
 FORMATS = ("onnx", "ort")

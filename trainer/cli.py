@@ -148,6 +148,9 @@ def _resolve_prior(o: dict, given: set[str], data) -> str:
         if "prior_components" in given:
             raise click.BadParameter(f"applies to --prior vamp only (the prior is {o['prior']}: {reason})", param_hint="--prior-components")
         o["prior_components"] = 0
+    elif o["prior_components"] > len(data.train):
+        raise click.BadParameter(f"{o['prior_components']} pseudo-inputs, but the training split has {len(data.train)} samples to start them on; "
+                                 f"give at most {len(data.train)}", param_hint="--prior-components")
     return reason
 
 
@@ -373,7 +376,7 @@ def _write_side_outputs(result, data, config: TrainConfig, out: Path) -> list[Pa
 
 
 def _report(data, mc: VAEConfig, config: TrainConfig, m: dict, written: list[Path], prior_reason: str) -> None:
-    objective = f"IWAE bound K={config.iw_train} (validation bound K={config.val_samples})" if config.objective == "iwae" else "ELBO"
+    objective = f"IWAE bound K={config.iw_train}, {config.iw_gradient} gradient (validation bound K={config.val_samples})" if config.objective == "iwae" else "ELBO"
     widths = (f"hidden {list(mc.hidden_dims)} {mc.activation}" if mc.hidden_dims else "no hidden layer (linear)") if mc.arch == "mlp" else f"channels {list(mc.channels)} ({mc.decoder_style} decoder)"
     noise = "" if mc.likelihood != "gaussian" else f" (std {mc.gaussian_std:g})" if mc.gaussian_std else " (learned variance)"
     stopped = f", stopped early, kept epoch {m['best_epoch']}" if m["stopped_early"] else ""

@@ -148,6 +148,7 @@ def _train(model_config, data, config, ctx, out, side_outputs, resume, events=No
     model = build_model(model_config).to(ctx.device)
     if resume is None and model_config.prior == "vamp":  # the pseudo-inputs start on training samples (seeded)
         order = torch.randperm(len(data.train), generator=torch.Generator().manual_seed(config.seed))
+        # distinct samples while there are enough (vae-train refuses more pseudo-inputs than samples)
         picks = order[torch.arange(model_config.prior_components) % len(order)].numpy()
         model.init_prior(torch.from_numpy(data.to_model(data.train[picks])).to(ctx.device))
     optimizer = make_optimizer(model, config)

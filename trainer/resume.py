@@ -198,7 +198,9 @@ def resume_settings(ckpt: dict) -> dict:
         "channels": tuple(config.get("channels", ())), "decoder_style": config.get("decoder_style", LEGACY_DECODER_STYLE if config else None),
         "activation": config.get("activation"),
         # Before the field existed every model had the standard prior; --prior auto must not pick another.
-        **({"prior": config.get("prior", "standard"), "prior_components": config.get("prior_components", 0)} if config else {}),
+        # The component count only for a VampPrior: a standard checkpoint resumed with --prior vamp then differs by its prior.
+        **({"prior": config.get("prior", "standard")} if config else {}),
+        **({"prior_components": config["prior_components"]} if config.get("prior") == "vamp" else {}),
     })
     if "spec" in data:
         settings["data_spec"] = data["spec"]

@@ -156,6 +156,10 @@ function checkPrior(model, need) {
     const rows = prior[key];
     const ok = Array.isArray(rows) && rows.length === C && rows.every((row) => Array.isArray(row) && row.length === latent && row.every(isNumber));
     need(ok, `model.prior.${key} must be ${C} rows (components) of ${latent} finite numbers (latent_dim)`);
+    // runtime/contract.py PRIOR_MU_LIMIT, PRIOR_LOGVAR_LIMIT: beyond them the samples overflow float32
+    const limit = key === 'mu' ? 1e4 : 40;
+    const big = Math.max(...rows.map((row) => Math.max(...row.map(Math.abs))));
+    need(big <= limit, `model.prior.${key} holds ${big}, beyond the ${limit} a component's ${key} may have`);
   }
 }
 

@@ -55,6 +55,7 @@ test('a malformed model.prior, or one model.config contradicts, is refused on lo
   assert.throws(check({ ...ok, components: 3 }), new RegExp(`model.prior.mu must be 3 rows \\(components\\) of ${L} finite numbers \\(latent_dim\\)$`));
   assert.throws(check({ ...ok, logvar: [ok.logvar[0], ok.logvar[1].slice(1)] }), /model.prior.logvar must be 2 rows/);
   assert.throws(check({ ...ok, mu: [ok.mu[0], [...ok.mu[1].slice(1), 'x']] }), /model.prior.mu must be 2 rows/);
+  assert.throws(check({ ...ok, logvar: [ok.logvar[0].map(() => 1e30), ok.logvar[1]] }), /model.prior.logvar holds 1e\+30, beyond the 40 a component's logvar may have$/);
   assert.throws(check(undefined, vamp(2)), /^BundleError: m.json: model.config names the prior "vamp" but the manifest has no model.prior \(its components\)$/);
   assert.throws(check(ok, vamp(3)), /model.prior \(vamp, 2 components\) differs from model.config \(prior "vamp", prior_components 3\)$/);
   assert.throws(check(ok, good.model.config), /differs from model.config \(prior "standard"/);

@@ -73,6 +73,7 @@ def test_the_golden_set_of_a_vamp_bundle_passes(vamp_bundle):
     (lambda p, c: p["logvar"][1].pop(), "model.prior.logvar must be 4 rows (components) of 3 finite numbers"),
     (lambda p, c: p["mu"][0].__setitem__(0, "x"), "model.prior.mu must be"),
     (lambda p, c: p.update(logvar=1.0), "model.prior.logvar must be"),
+    (lambda p, c: p["logvar"][0].__setitem__(0, 1e30), "model.prior.logvar holds 1e+30, beyond the 40"),  # finite, but the samples would overflow
     (lambda p, c: c.update(prior_components=3), "differs from model.config"),
     (lambda p, c: c.update(prior="standard"), "differs from model.config"),
     (lambda p, c: p.clear(), "model.config names the prior 'vamp' but the manifest has no model.prior"),

@@ -18,7 +18,7 @@ def test_train_cli_writes_checkpoint_and_grids(tmp_path):
     assert result.exit_code == 0, result.output
     assert f"wrote     {events}\n" in result.output and any(p.name.startswith("events.out.tfevents") for p in events.iterdir())
     assert "test      ELBO" in result.output and "IWAE NLL" in result.output
-    assert "train     IWAE bound K=10 (validation bound K=100)" in result.output  # the bound early stopping watches is named
+    assert "train     IWAE bound K=10, dreg gradient (validation bound K=100)" in result.output  # the bound early stopping watches is named
     assert "settings  the defaults, because 1437 training samples (>= 1000)" in result.output
     assert "prior     vamp, 30 pseudo-inputs: auto, an MLP on Bernoulli data with 1437 training samples" in result.output
     assert out.is_file() and (out.parent / "model.samples.png").is_file() and (out.parent / "model.reconstructions.png").is_file()
@@ -43,6 +43,7 @@ def test_train_cli_writes_checkpoint_and_grids(tmp_path):
         (["--prior", "standard", "--prior-components", "10"], ["--prior-components", "applies to --prior vamp only"]),
         (["--prior", "flow"], ["--prior"]),
         (["--prior-components", "0"], ["--prior-components"]),
+        (["--prior-components", "5000"], ["--prior-components", "training split has 1437 samples", "give at most 1437"]),
     ],
 )
 def test_train_usage_errors_exit_2(args, fragments):

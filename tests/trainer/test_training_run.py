@@ -60,6 +60,7 @@ def test_resume_one_plus_one_epochs_equals_two(tmp_path):
     assert b["data"]["likelihood_reason"] == a["data"]["likelihood_reason"] == "the format's values lie in the fixed range 0..255"
     one_line_error(invoke(train_main, ["--resume", tmp_path / "resumed.pt", "--epochs", 3, "--lr", 0.1]), 2, "cannot change lr (0.01 -> 0.1)")
     one_line_error(invoke(train_main, ["--resume", tmp_path / "resumed.pt", "--epochs", 3, "--latent", 5]), 2, "model settings differ", "latent_dim (2 -> 5)")
+    one_line_error(invoke(train_main, ["--resume", tmp_path / "resumed.pt", "--epochs", 3, "--prior", "vamp"]), 2, "model settings differ", "prior (standard -> vamp)")
     (tmp_path / "junk.pt").write_bytes(b"junk")
     one_line_error(invoke(train_main, ["--resume", tmp_path / "junk.pt"]), 2, "--resume", "not a readable PyTorch checkpoint")
 
