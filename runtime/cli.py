@@ -122,6 +122,8 @@ def _file_batch(x: np.ndarray, sample_shape: tuple[int, ...], path: Path) -> np.
     """``x`` read from ``path`` as a float32 batch (one sample gets a batch axis). Checked here rather than
     by the VAE so that a wrong dtype or shape, NaN or Inf is reported against the file, not its argument name.
     A file of no samples is refused too: the API returns an empty result, which a command would print as nothing."""
+    if len(sample_shape) == 3 and sample_shape[0] == 1 and np.ndim(x) == 3 and tuple(np.shape(x)[1:]) == tuple(sample_shape[1:]):
+        x = np.asarray(x)[:, None]  # [N, H, W] grey images, as vae-train's npy: reads them
     batch = as_batch(x, tuple(sample_shape), str(path))[0]
     if not len(batch):
         raise ValueError(f"{path}: holds no samples (shape {list(np.shape(x))}); expected at least one sample of shape {list(sample_shape)}")

@@ -73,6 +73,14 @@ def test_npz_with_one_array_is_accepted(tmp_path, test_digits):
     np.savez(path, images=test_digits[:3])
     result = invoke(run_main, ["score", path])
     assert result.exit_code == 0, result.output
+    # grey images without their channel axis [n, H, W], as vae-train's npy: takes them, score the same
+    flat, chan = tmp_path / "flat.npy", tmp_path / "chan.npy"
+    np.save(flat, np.asarray(test_digits[:3]).reshape(3, 8, 8))
+    np.save(chan, np.asarray(test_digits[:3]).reshape(3, 1, 8, 8))
+    outs = [tmp_path / "a.npy", tmp_path / "b.npy"]
+    for src, out in zip((flat, chan), outs):
+        assert invoke(run_main, ["score", src, "--out", out]).exit_code == 0
+    np.testing.assert_array_equal(np.load(outs[0]), np.load(outs[1]))
 
 
 @pytest.mark.parametrize(
