@@ -5,7 +5,7 @@ out-of-range term (the one place that rule lives; docs/anomaly.md states it)."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -67,6 +67,14 @@ class MixturePrior:
 
     mu: np.ndarray
     logvar: np.ndarray
+    # Derived once per bundle, not per call: exp(-logvar) (the KL term's and the density's) and exp(0.5 logvar)
+    # (the sampler's); the same elementwise values the formulas compute.
+    inv_var: np.ndarray = field(init=False, repr=False)
+    std: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "inv_var", np.exp(-self.logvar))
+        object.__setattr__(self, "std", np.exp(0.5 * self.logvar))
 
     @property
     def components(self) -> int:
@@ -94,7 +102,7 @@ def prior_kl(mu: np.ndarray, logvar: np.ndarray, prior: MixturePrior | None = No
     m = mu.astype(np.float64)[:, None, :]  # [n, 1, L] against [C, L]
     lv = logvar.astype(np.float64)[:, None, :]
     with np.errstate(over="ignore", invalid="ignore"):  # as gaussian_kl: a broken graph's overflow is +inf, not a warning
-        kl_c = 0.5 * (prior.logvar - lv + (np.exp(lv) + (m - prior.mu) ** 2) * np.exp(-prior.logvar) - 1.0).sum(axis=2)  # [n, C]
+        kl_c = 0.5 * (prior.logvar - lv + (np.exp(lv) + (m - prior.mu) ** 2) * prior.inv_var - 1.0).sum(axis=2)  # [n, C]
     if not len(kl_c):
         return np.zeros(0)
     return -(_logsumexp(-kl_c, 1) - math.log(prior.components))
@@ -108,7 +116,7 @@ def log_prior(z: np.ndarray, prior: MixturePrior | None = None) -> np.ndarray:
     if prior is None:
         return -0.5 * (z**2 + log2pi).sum(axis=1)
     d = z[:, None, :] - prior.mu  # [n, C, L]
-    log_n = -0.5 * (d**2 * np.exp(-prior.logvar) + prior.logvar + log2pi).sum(axis=2)
+    log_n = -0.5 * (d**2 * prior.inv_var + prior.logvar + log2pi).sum(axis=2)
     if not len(log_n):
         return np.zeros(0)
     return _logsumexp(log_n, 1) - math.log(prior.components)

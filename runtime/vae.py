@@ -412,7 +412,7 @@ class VAE:
             c = np.minimum(np.floor(rng.random(int(n)) * count).astype(np.int64), count - 1)
             eps = rng.standard_normal((int(n), self.latent_dim))
             # left to right, as the contract writes it (the JavaScript runtime evaluates the same order)
-            z = (self._prior.mu[c] + float(temperature) * np.exp(0.5 * self._prior.logvar[c]) * eps).astype(np.float32)
+            z = (self._prior.mu[c] + float(temperature) * self._prior.std[c] * eps).astype(np.float32)
         return self._decode_data(z)
 
     def log_prior(self, z: object) -> np.ndarray:

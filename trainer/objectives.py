@@ -11,11 +11,6 @@ import torch.nn.functional as F
 from vae_edge.models import VAE
 
 
-def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """KL(N(mu, exp(logvar)) || N(0, I)) per sample: (B, latent) -> (B,). A model's own prior: VAE.kl_to_prior."""
-    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=1)
-
-
 def reconstruction_nll(model: VAE, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """-log p(x|z) per sample: (B, latent), (B, *shape) -> (B,).
 
