@@ -67,15 +67,13 @@ def feeds(model: VAE, x_model: np.ndarray, *, samples: int, batch_size: int) -> 
     x = np.ascontiguousarray(x_model[:samples], dtype=np.float32)
     with torch.no_grad():
         mu = model.encode(torch.from_numpy(x))[0].numpy()  # (n, L)
-        components = model.prior_components()
     rng = np.random.default_rng(CALIBRATION_SEED)
     n_prior = len(mu) // 2
-    if components is None:
+    if model.config.prior == "standard":  # numpy's draws, as before the VampPrior: standard bundles stay byte-identical
         drawn = rng.standard_normal((n_prior, mu.shape[1])).astype(np.float32)
-    else:  # a VampPrior: the codes sampling decodes, mu_c + sigma_c eps for uniformly drawn components c
-        mu_c, logvar_c = (t.double().numpy() for t in components)
-        c = rng.integers(len(mu_c), size=n_prior)
-        drawn = (mu_c[c] + np.exp(0.5 * logvar_c[c]) * rng.standard_normal((n_prior, mu.shape[1]))).astype(np.float32)
+    else:  # the codes sampling decodes: VAE.sample_prior, seeded alike
+        with torch.no_grad():
+            drawn = model.sample_prior(n_prior, torch.Generator().manual_seed(CALIBRATION_SEED)).numpy()
     z = np.concatenate([mu[: len(mu) - n_prior], drawn])
     z = z[rng.permutation(len(z))]  # (n, L): each batch mixes both kinds
     return {ENCODER.name: list(_batches(ENCODER.inputs[0], x, batch_size)), DECODER.name: list(_batches(DECODER.inputs[0], z, batch_size))}
