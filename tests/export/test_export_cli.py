@@ -2,6 +2,8 @@
 
 import shutil
 
+import numpy as np
+
 from helpers import invoke, one_line_error
 
 from vae_edge.export.cli import cli as export_main
@@ -16,6 +18,9 @@ def test_export_cli_errors(tmp_path, model_path):
     one_line_error(invoke(export_main, [model_path, "--quantize", "int8", "--tolerance", "0", "--search-budget", "0", "--out", tmp_path / "b"]), 1,
                    "int8 cannot be brought within its accuracy gate", "best candidate found")
     assert not (tmp_path / "b").exists()
+    wrong = tmp_path / "wrong.npy"  # data of another sample shape: bad input, not a failed export
+    np.save(wrong, np.random.default_rng(0).integers(0, 17, (40, 12)).astype(np.float32))
+    one_line_error(invoke(export_main, [model_path, "--data", f"npy:{wrong}", "--out", tmp_path / "b"]), 2, "Invalid value for --data", "the model expects [1, 8, 8]")
 
 
 def test_export_through_a_symlinked_folder_keeps_the_link(tmp_path, model_path, bundle):
