@@ -20,6 +20,8 @@ def test_untimed_auto_follows_the_fixed_preference_and_records_it(model_path, tm
         assert entry["variant"] == "int8-weights" and "fastest_batch_1" not in entry
         assert all(set(row) == {"bytes", "eligible"} for row in entry["candidates"].values())  # no timings
     assert m["variants"]["auto"]["from"] == {"encoder": "int8-weights", "decoder": "int8-weights"}
+    assert m["variants"]["auto"]["score"] == m["variants"]["int8-weights"]["score"]  # one variant's pair: its score graph, no copy
+    assert "score.auto.onnx" not in m["files"]
     assert "fixed preference (not timed)" in m["variants"]["auto"]["method"]
 
 
