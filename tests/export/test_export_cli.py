@@ -15,8 +15,8 @@ def test_export_cli_errors(tmp_path, model_path):
     junk.write_bytes(b"\x00" * 100)
     one_line_error(invoke(export_main, [junk, "--out", tmp_path / "b"]), 2, "not a readable PyTorch checkpoint")
     one_line_error(invoke(export_main, [model_path, "--quantize", "int4", "--out", tmp_path / "b"]), 2, "unknown quantization int4")
-    one_line_error(invoke(export_main, [model_path, "--quantize", "int8", "--tolerance", "0", "--search-budget", "0", "--out", tmp_path / "b"]), 1,
-                   "int8 cannot be brought within its accuracy gate", "best candidate found")
+    one_line_error(invoke(export_main, [model_path, "--quantize", "int8", "--tolerance", "0", "--no-search", "--out", tmp_path / "b"]), 1,
+                   "int8 cannot be brought within its accuracy gate", "best candidate found", "search off (--no-search)")
     assert not (tmp_path / "b").exists()
     wrong = tmp_path / "wrong.npy"  # data of another sample shape: bad input, not a failed export
     np.save(wrong, np.random.default_rng(0).integers(0, 17, (40, 12)).astype(np.float32))
