@@ -23,6 +23,13 @@ def test_export_cli_errors(tmp_path, model_path):
     one_line_error(invoke(export_main, [model_path, "--data", f"npy:{wrong}", "--out", tmp_path / "b"]), 2, "Invalid value for --data", "the model expects [1, 8, 8]")
 
 
+def test_a_non_finite_tolerance_or_search_budget_is_refused(tmp_path, model_path):
+    # The manifest records both, and JSON has no Infinity: JavaScript's JSON.parse would refuse the bundle.
+    for option, name in (("--tolerance", "tolerance"), ("--search-budget", "search budget")):
+        one_line_error(invoke(export_main, [model_path, option, "inf", "--out", tmp_path / "b"]), 2, f"{name} must be a finite number")
+    assert not (tmp_path / "b").exists()
+
+
 def test_export_through_a_symlinked_folder_keeps_the_link(tmp_path, model_path, bundle):
     target = tmp_path / "target"
     shutil.copytree(bundle, target)
