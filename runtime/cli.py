@@ -698,7 +698,7 @@ def _read_samples(path: Path, vae: VAE) -> np.ndarray:
                          "the device never reads Parquet, convert it to CSV on the workstation")
     if path.suffix.lower() == ".csv":
         columns = vae.manifest["data"].get("columns")
-        x = read_csv(path, columns)[0]
+        x = read_csv(path, columns, saturate=True)[0]
     else:
         x = _read_array(path)
     if vae.window and x.ndim == 2 and x.shape[1] == vae.shape[0]:
