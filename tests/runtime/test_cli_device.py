@@ -22,7 +22,8 @@ def _lines(rows) -> str:
 # ---------------------------------------------------------------- score --stream
 def test_stream_from_stdin_prints_one_score_per_line(bundle, test_digits):
     want = VAE.load(bundle).anomaly_score(test_digits[:10])
-    for args in (["score", bundle, "-", "--stream", "--batch-size", 3], ["score", bundle, "-", "--stream"]):
+    # INPUT left out after BUNDLE also means standard input (it used to read BUNDLE as the input: "is a folder")
+    for args in (["score", bundle, "-", "--stream", "--batch-size", 3], ["score", bundle, "-", "--stream"], ["score", bundle, "--stream"]):
         result = invoke(run_main, args, input=_lines(test_digits[:10]))
         assert result.exit_code == 0, result.output
         np.testing.assert_allclose([float(v) for v in result.stdout.split()], want, rtol=1e-5)
