@@ -90,6 +90,7 @@ export async function openBundle(ort, source, options = {}) {
     if (session.inputNames.length !== ins || session.outputNames.length !== outs) {
       throw new BundleError(`${source.name(manifest.variants[precision][graph])}: takes ${session.inputNames.length} input(s) and gives ${session.outputNames.length}, a ${graph} takes ${ins} and gives ${outs}`);
     }
+    checkGraphShapes(session, graph, manifest, source.name(manifest.variants[precision][graph]));
   }
   return new VAE({ ort, manifest, path: source.where, precision, encoder, decoder, score, serialize });
 }
@@ -114,6 +115,23 @@ export async function verifyFiles(source, manifest, keep = []) {
     if (keep.includes(name)) kept.set(name, bytes);
   }
   return kept;
+}
+
+// The per-sample shapes a graph declares must be the manifest's (as the Python runtime's check_graphs):
+// a manifest that disagrees with its graphs is refused at load, not by onnxruntime at the first call, nor
+// read back with the manifest's latent size over the graph's outputs. Skipped where onnxruntime gives no
+// metadata (older than 1.22).
+function checkGraphShapes(session, graph, manifest, where) {
+  if (!Array.isArray(session.inputMetadata) || !Array.isArray(session.outputMetadata)) return;
+  const shape = manifest.data.shape;
+  const latent = [manifest.model.latent_dim];
+  const want = { encoder: [[shape], [latent, latent]], decoder: [[latent], [shape]], score: [[shape], [[]]] }[graph];
+  const perSample = (meta) => meta.map((m) => (Array.isArray(m.shape) ? m.shape.slice(1) : m.shape));
+  const got = [perSample(session.inputMetadata), perSample(session.outputMetadata)];
+  const text = (list) => JSON.stringify(list).replaceAll(',', ', ');
+  if (text(got[0]) !== text(want[0]) || text(got[1]) !== text(want[1])) {
+    throw new BundleError(`${where}: takes ${text(got[0])} and gives ${text(got[1])} (per sample), the manifest's ${graph} should take ${text(want[0])} and give ${text(want[1])}`);
+  }
 }
 
 function checkVersion(ort, manifest, where) {

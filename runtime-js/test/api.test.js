@@ -86,6 +86,23 @@ test('loading refuses unknown precisions and missing folders with one line', asy
   await assert.rejects(load(`${DEFAULT_BUNDLE}/manifest.json`), (err) => err instanceof BundleError && /is a file; expected the bundle folder/.test(err.message));
 });
 
+test('a manifest whose shape disagrees with its graphs is refused at load, naming the graph', async () => {
+  const { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const copy = mkdtempSync(`${tmpdir()}/vae-edge-js-`);
+  try {
+    cpSync(DEFAULT_BUNDLE, copy, { recursive: true });
+    const manifest = JSON.parse(readFileSync(`${copy}/manifest.json`, 'utf8'));
+    const L = manifest.model.latent_dim;
+    manifest.data.shape = [1, 4, 16]; // the same 64 values as [1, 8, 8]: every manifest check passes
+    writeFileSync(`${copy}/manifest.json`, JSON.stringify(manifest));
+    await assert.rejects(load(copy), (err) => err instanceof BundleError
+      && err.message === `${copy}/encoder.onnx: takes [[1, 8, 8]] and gives [[${L}], [${L}]] (per sample), the manifest's encoder should take [[1, 4, 16]] and give [[${L}], [${L}]]`);
+  } finally {
+    rmSync(copy, { recursive: true, force: true });
+  }
+});
+
 test('a manifest of another modality or schema is refused with one line naming the field', async () => {
   const { checkManifest } = await import('../src/manifest.js');
   const { readFileSync } = await import('node:fs');
