@@ -414,7 +414,7 @@ export class VAE {
       nll = this._nll(xm, await this._decodeModel(mu, n), n);
     } else {
       const rng = generator(seed);
-      const sigma = logvar.map((v) => fround(Math.exp(fround(0.5 * v)))); // float32, as numpy computes it
+      const sigma = Float64Array.from(logvar, (v) => Math.exp(0.5 * v)); // float64, as the Python runtime
       nll = new Float64Array(n);
       for (let k = 0; k < samples; k++) {
         const eps = rng.standardNormal(mu.length);
