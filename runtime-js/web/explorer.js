@@ -144,6 +144,7 @@ function setupDrawing() {
   const [, h, w] = vae.shape;
   ctx.fillStyle = '#000';
   ctx.fillRect(0, 0, canvas.width, canvas.height);
+  paint(canvas, vae, exampleInput(0)); // the input whose reconstruction, score and strip the page shows first
   let drawing = false;
   const at = (e) => {
     const r = canvas.getBoundingClientRect();
