@@ -106,6 +106,14 @@ async function main() {
       figures.pasted_text = await page.locator('#score').textContent();
       check(figures.pasted_text.startsWith('score') || figures.pasted_text.startsWith('Error: x: values must lie'), `the pasted reading got neither a score nor a one-line refusal: ${figures.pasted_text}`);
     }
+    // A refused seed is said beside the grid and forgotten at the next one; seeds go up to 2^64 - 1.
+    await page.locator('#seed').fill('-1');
+    await page.locator('#resample').click();
+    await page.waitForFunction(() => document.getElementById('grid-note').textContent !== '', null, { timeout: 10000 });
+    check(await page.evaluate(() => document.body.dataset.state === 'ready' && window.explorer.error === null), 'a refused seed failed the page');
+    await page.locator('#seed').fill('18446744073709551615');
+    await page.locator('#resample').click();
+    await page.waitForFunction(() => document.getElementById('grid-note').textContent === '', null, { timeout: 10000 });
     // The bundle's conformance set, run by the browser's runtime (onnxruntime-web) as Node and Python run it.
     const conformance = await page.evaluate(async () => {
       const { selftest } = await import(new URL('runtime/browser.js', document.baseURI).href);
