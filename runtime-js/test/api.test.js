@@ -55,6 +55,7 @@ test('bad inputs are refused with one line naming what was expected', async () =
   await refuses(vae.sample(-1), /^n: expected an integer/);
   await refuses(vae.sample(2, { seed: -3 }), /^seed: expected an integer from 0 to 2\^64 - 1, got -3$/);
   await refuses(vae.sample(2, { temperature: 0 }), /^temperature/);
+  await refuses(vae.sample(2, { temperature: Number.NaN }), /^temperature: expected a number in \(0, 1e6\], got NaN$/);
   await refuses(vae.interpolate(new Float32Array(64), new Float32Array(64), 1), /^x_a: expected shape|^steps/);
   await refuses(vae.anomalyScore({ data: new Float32Array(64), shape: [1, 8, 8] }, { samples: 0 }), /^samples: expected an integer from 1/);
   await refuses(vae.isAnomaly({ data: new Float32Array(64), shape: [1, 8, 8] }, 0.42), /^quantile 0.42 is not calibrated in this bundle; it stores p50 \(0.5\)/);
