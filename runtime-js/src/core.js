@@ -38,7 +38,7 @@ const fround = Math.fround;
 /**
  * Load options, as the Python runtime's VAE.load takes them.
  * @typedef {object} LoadOptions
- * @property {string} [precision] a variant named in the manifest ("fp32", "int8", ...); default "fp32"
+ * @property {string} [precision] a variant named in the manifest ("fp32", "int8", ...), or "auto" (fp32 where the bundle records no recommended variant); default "fp32"
  * @property {number} [threads] onnxruntime intra-op threads; default 1
  * @property {string[]} [executionProviders] default ["cpu"] in Node, ["wasm"] in a browser
  */
@@ -52,7 +52,8 @@ const fround = Math.fround;
  * @returns {Promise<VAE>}
  */
 export async function openBundle(ort, source, options = {}) {
-  const { precision = 'fp32', threads = 1, executionProviders = ['cpu'], serialize = false } = options ?? {};
+  let { precision = 'fp32' } = options ?? {};
+  const { threads = 1, executionProviders = ['cpu'], serialize = false } = options ?? {};
   if (!Number.isInteger(threads) || threads < 1 || threads > 1024) throw new InputError(`threads: expected an integer from 1 to 1024, got ${shorten(threads)}`);
   const raw = await source.read(MANIFEST);
   if (raw === null) throw new BundleError(`${source.where}: not a bundle (no ${MANIFEST})`);
@@ -63,6 +64,8 @@ export async function openBundle(ort, source, options = {}) {
     throw new BundleError(`${source.name(MANIFEST)}: unreadable manifest (${err.message})`);
   }
   const manifest = checkManifest(parsed, source.name(MANIFEST));
+  // "auto" on a bundle that records no recommendation runs fp32, as the Python runtime's VAE.load
+  if (precision === 'auto' && !Object.hasOwn(manifest.variants, 'auto')) precision = 'fp32';
   if (typeof precision !== 'string' || !Object.hasOwn(manifest.variants, precision)) {
     throw new InputError(`precision ${shorten(precision)} is not in this bundle; it has ${Object.keys(manifest.variants).join(', ')}`);
   }

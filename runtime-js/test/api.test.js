@@ -87,6 +87,23 @@ test('loading refuses unknown precisions and missing folders with one line', asy
   await assert.rejects(load(`${DEFAULT_BUNDLE}/manifest.json`), (err) => err instanceof BundleError && /is a file; expected the bundle folder/.test(err.message));
 });
 
+test('precision "auto" on a bundle without a recommended variant runs fp32, as the Python runtime', async () => {
+  const { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const copy = mkdtempSync(`${tmpdir()}/vae-edge-js-`);
+  try {
+    cpSync(DEFAULT_BUNDLE, copy, { recursive: true });
+    const manifest = JSON.parse(readFileSync(`${copy}/manifest.json`, 'utf8'));
+    delete manifest.variants.auto;
+    writeFileSync(`${copy}/manifest.json`, JSON.stringify(manifest));
+    const fallback = await load(copy, { precision: 'auto' });
+    assert.equal(fallback.precision, 'fp32');
+    await fallback.release();
+  } finally {
+    rmSync(copy, { recursive: true, force: true });
+  }
+});
+
 test('a manifest whose shape disagrees with its graphs is refused at load, naming the graph', async () => {
   const { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } = await import('node:fs');
   const { tmpdir } = await import('node:os');

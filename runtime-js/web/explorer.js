@@ -276,7 +276,7 @@ async function main() {
   await drawGrid();
   state.firstGridMs = performance.now();
   const m = vae.manifest;
-  $('status').textContent = `${m.data.dataset}: ${m.model.arch}, latent ${vae.latentDim}, ${vae.likelihood}, variant ${precision} — every file verified (sha256); first grid in ${Math.round(state.firstGridMs)} ms`;
+  $('status').textContent = `${m.data.dataset}: ${m.model.arch}, latent ${vae.latentDim}, ${vae.likelihood}, variant ${vae.precision} — every file verified (sha256); first grid in ${Math.round(state.firstGridMs)} ms`;
   $('about').textContent = `bundle ${vae.path} · onnxruntime-web ${m.onnxruntime?.min_version ? `(needs ≥ ${m.onnxruntime.min_version})` : ''} wasm, 1 thread`;
   // A seed or temperature the runtime refuses is said beside them until the next grid, not as the page's failure.
   const regrid = () => drawGrid().then(() => {
