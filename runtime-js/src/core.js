@@ -55,6 +55,7 @@ export async function openBundle(ort, source, options = {}) {
   let { precision = 'fp32' } = options ?? {};
   const { threads = 1, executionProviders = ['cpu'], serialize = false } = options ?? {};
   if (!Number.isInteger(threads) || threads < 1 || threads > 1024) throw new InputError(`threads: expected an integer from 1 to 1024, got ${shorten(threads)}`);
+  checkProviders(ort, executionProviders);
   const raw = await source.read(MANIFEST);
   if (raw === null) throw new BundleError(`${source.where}: not a bundle (no ${MANIFEST})`);
   let parsed;
@@ -118,6 +119,18 @@ export async function verifyFiles(source, manifest, keep = []) {
     if (keep.includes(name)) kept.set(name, bytes);
   }
   return kept;
+}
+
+// A provider the option names wrongly is the caller's mistake, not the graph's: refused before any session
+// (onnxruntime would fail each graph's load with "no available backend found").
+function checkProviders(ort, providers) {
+  const names = Array.isArray(providers) ? providers.map((p) => (typeof p === 'string' ? p : p?.name)) : null;
+  if (names === null || !names.length || !names.every((n) => typeof n === 'string')) {
+    throw new InputError(`executionProviders: expected a non-empty list of backend names, got ${shorten(providers)}`);
+  }
+  const known = typeof ort.listSupportedBackends === 'function' ? ort.listSupportedBackends().map((b) => b.name) : null;
+  const unknown = known === null ? undefined : names.find((n) => !known.includes(n));
+  if (unknown !== undefined) throw new InputError(`executionProviders: ${shorten(unknown)} is not a backend of this onnxruntime (it has ${known.join(', ')})`);
 }
 
 // The per-sample shapes a graph declares must be the manifest's (as the Python runtime's check_graphs):

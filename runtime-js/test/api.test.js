@@ -83,6 +83,8 @@ test('out-of-range inputs are clipped and scored, as runtime/likelihoods.py out_
 test('loading refuses unknown precisions and missing folders with one line', async () => {
   await refuses(load(DEFAULT_BUNDLE, { precision: 'int4' }), /^precision "int4" is not in this bundle; it has fp32, int8(, [a-z0-9-]+)*$/);
   await refuses(load(DEFAULT_BUNDLE, { threads: 0 }), /^threads/);
+  await refuses(load(DEFAULT_BUNDLE, { executionProviders: ['bogus'] }), /^executionProviders: "bogus" is not a backend of this onnxruntime \(it has cpu/);
+  await refuses(load(DEFAULT_BUNDLE, { executionProviders: 'cpu' }), /^executionProviders: expected a non-empty list of backend names, got "cpu"$/);
   await assert.rejects(load('/nonexistent'), (err) => err instanceof BundleError && err.message === '/nonexistent: no such bundle folder');
   await assert.rejects(load(`${DEFAULT_BUNDLE}/manifest.json`), (err) => err instanceof BundleError && /is a file; expected the bundle folder/.test(err.message));
 });
