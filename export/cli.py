@@ -23,8 +23,9 @@ def _default(name: str):
     return field.default if field.default is not MISSING else field.default_factory()
 
 
-def _variants(ctx, param, value: str) -> tuple[str, ...]:
-    items = tuple(v.strip() for v in value.split(",") if v.strip()) if value else ()
+def _variants(ctx, param, value: tuple[str, ...]) -> tuple[str, ...]:
+    """--quantize's values, comma-separated or repeated (``--quantize int8 --quantize fp16``), as one tuple."""
+    items = tuple(v.strip() for given in value for v in given.split(",") if v.strip())
     return () if items == ("none",) else items
 
 
@@ -32,8 +33,8 @@ def _variants(ctx, param, value: str) -> tuple[str, ...]:
 @click.version_option(package_name="vae-edge")
 @click.argument("model", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("bundle"), show_default=True, help="Bundle folder to write (an earlier bundle there is replaced atomically).")
-@click.option("--quantize", "variants", default=",".join(_default("variants")) or "none", show_default=True, callback=_variants,
-              help="'auto' (every variant that holds its gate, and the fastest per graph recommended: --precision auto), or comma-separated variants to add to fp32, or 'none': "
+@click.option("--quantize", "variants", multiple=True, default=(",".join(_default("variants")) or "none",), show_default=True, callback=_variants,
+              help="'auto' (every variant that holds its gate, and the fastest per graph recommended: --precision auto), or variants to add to fp32 (comma-separated or repeated), or 'none': "
                    "int8 (dynamic; MLP graphs), int8-static (QDQ with calibration; conv graphs), int8-weights (int8 weights, float compute), fp16 (half-precision devices).")
 @click.option("--data", "data_spec", metavar="SPEC", default=None, help="The training data, when they moved since training (default: those recorded in MODEL, at their path or beside MODEL).")
 @click.option("--val-data", "val_spec", metavar="SPEC", default=None, help="The validation data, when the model was trained with --val-data and they moved.")
@@ -68,8 +69,9 @@ def cli(model, out, variants, data_spec, val_spec, test_spec, calibration, ort_f
     if web is not None:
         from vae_edge.runtime.serve import AssetsError, runtime_js
 
+        _check_page_kind(model)  # both before minutes of export, not after
         try:
-            runtime_js()  # before minutes of export, not after
+            runtime_js()
         except AssetsError as exc:
             raise click.BadParameter(str(exc), param_hint="--web") from None
     try:
@@ -111,6 +113,24 @@ def export_options(*, variants, opset, tolerance, allow_degraded, ort_format, se
     return ExportOptions(variants=variants, opset=opset, tolerance=tolerance, allow_degraded=allow_degraded, ort=ort_format, score_graph=not no_score_graph, search=not no_search,
                          search_budget_s=search_budget, calibration=calibration, data=data_spec, val_data=val_spec, test_data=test_spec,
                          **({"latency": None} if no_latency else {}))
+
+
+def _check_page_kind(model: Path) -> None:
+    """--web for a model whose data the explorer page cannot run (audio, text) is refused before the export.
+
+    Raises:
+        click.BadParameter: naming the data kind.
+    """
+    from vae_edge.models import CheckpointError, read_checkpoint
+    from vae_edge.runtime.contract import DEFAULT_KIND
+    from vae_edge.runtime.serve import PAGE_KINDS
+
+    try:
+        kind = (read_checkpoint(model).get("data") or {}).get("kind", DEFAULT_KIND)
+    except CheckpointError as exc:
+        raise click.BadParameter(str(exc), param_hint="MODEL") from None
+    if kind not in PAGE_KINDS:
+        raise click.BadParameter(f"{model} was trained on {kind} data; the explorer page runs {', '.join(PAGE_KINDS)} bundles only (runtime-js)", param_hint="--web")
 
 
 def _write_web(bundle: Path, web: Path) -> None:

@@ -65,6 +65,14 @@ def test_vae_export_without_options_asks_for_export_options_defaults(tmp_path):
     assert asked.variants == ("auto",)  # the documented default (docs/cli.md)
 
 
+def test_quantize_takes_comma_separated_and_repeated_variants(tmp_path):
+    model = tmp_path / "model.pt"
+    model.write_bytes(b"")
+    for args in (["--quantize", "int8-static,fp16"], ["--quantize", "int8-static", "--quantize", "fp16"], ["--quantize", " int8-static, ", "--quantize", "fp16"]):
+        assert export_main.make_context("vae-export", [str(model), *args]).params["variants"] == ("int8-static", "fp16"), args
+    assert export_main.make_context("vae-export", [str(model), "--quantize", "none"]).params["variants"] == ()
+
+
 def test_vae_export_reads_its_defaults_without_torch():
     import subprocess
     import sys

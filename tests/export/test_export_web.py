@@ -14,3 +14,9 @@ def test_web_is_checked_before_the_export(model_path, tmp_path, monkeypatch):
     assert result.exit_code == 2 and "--web" in result.output and "not a runtime-js folder" in result.output
     assert not (tmp_path / "bundle").exists() and not (tmp_path / "site").exists()
 
+
+
+def test_web_for_a_text_model_is_refused_before_the_export(text_model_path, tmp_path):
+    result = CliRunner().invoke(cli, [str(text_model_path), "--out", str(tmp_path / "bundle"), "--web", str(tmp_path / "site")])
+    assert result.exit_code == 2 and "--web" in result.output and "trained on text data" in result.output, result.output
+    assert not (tmp_path / "bundle").exists() and not (tmp_path / "site").exists()
