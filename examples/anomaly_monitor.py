@@ -45,12 +45,14 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
-from vae_edge.runtime import VAE
+from vae_edge.runtime import VAE, streaming
+from vae_edge.runtime.streaming import RowError
 
 
-def readings(lines: Iterable[str], line_numbers: deque, columns: list[str] | None = None) -> Iterator[np.ndarray | None]:
-    """One row per non-blank line; None for a line that is not numbers (the VAE then scores it NaN).
-    A header line naming the bundle's ``columns`` (a CSV the bundle was trained on) is skipped.
+def readings(lines: Iterable[str], line_numbers: deque, columns: list[str] | None = None, why: dict | None = None) -> Iterator[np.ndarray | None]:
+    """One row per non-blank line; None for a line that is not numbers (the VAE then scores it NaN),
+    its reason in ``why`` by line number. A header line naming the bundle's ``columns`` (a CSV the
+    bundle was trained on) is skipped.
 
     The number of each line given out is appended to ``line_numbers``, so that the caller can match
     each score (which arrive in the same order) with its line.
@@ -64,7 +66,23 @@ def readings(lines: Iterable[str], line_numbers: deque, columns: list[str] | Non
         try:
             yield np.array(line.split(","), dtype=np.float64)
         except ValueError:
+            if why is not None:
+                why[number] = "a cell is not a number"
             yield None
+
+
+class _RowReasons(logging.Handler):
+    """Keeps the reason the runtime gives for each bad row (by its index in the stream) instead of
+    printing it: the monitor reports the row by its line number, which the runtime does not know."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reasons: dict[int, str] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        error = record.args[0] if isinstance(record.args, tuple) and record.args else None
+        if isinstance(error, RowError):
+            self.reasons[error.row] = error.reason
 
 
 def alert_limit(vae: VAE, quantile: float, threshold: float | None) -> tuple[float, str]:
@@ -84,16 +102,25 @@ def monitor(vae: VAE, lines: Iterable[str], counts: dict, *, quantile: float = 0
     limit, name = alert_limit(vae, quantile, threshold)
     line_numbers: deque[int] = deque()
     columns = vae.manifest["data"].get("columns")
-    scores = vae.score_stream(readings(lines, line_numbers, list(columns) if columns else None), batch_size=batch_size, bad_rows="nan")
-    for score in scores:
-        number = line_numbers.popleft()
-        counts["readings"] += 1
-        if np.isnan(score):
-            counts["skipped"] += 1
-            print(f"skipped line {number}: not a valid reading (see the warning above)", file=sys.stderr)
-        elif score > limit:
-            counts["alerts"] += 1
-            print(f"ALERT line {number}: score {score:.1f} nats > {name} {limit:.1f}", file=out, flush=True)
+    why: dict[int, str] = {}
+    runtime_log, reasons = logging.getLogger(streaming.__name__), _RowReasons()
+    runtime_log.addHandler(reasons)
+    runtime_log.propagate = False  # its "row N: ..." warnings are reported below, by line number
+    try:
+        scores = vae.score_stream(readings(lines, line_numbers, list(columns) if columns else None, why), batch_size=batch_size, bad_rows="nan")
+        for row, score in enumerate(scores):
+            number = line_numbers.popleft()
+            counts["readings"] += 1
+            if np.isnan(score):
+                counts["skipped"] += 1
+                reason = why.pop(number, None) or reasons.reasons.pop(row, "not scored")
+                print(f"skipped line {number}: not a valid reading ({reason})", file=sys.stderr)
+            elif score > limit:
+                counts["alerts"] += 1
+                print(f"ALERT line {number}: score {score:.1f} nats > {name} {limit:.1f}", file=out, flush=True)
+    finally:
+        runtime_log.removeHandler(reasons)
+        runtime_log.propagate = True
 
 
 def steps(lines: Iterable[str], line_numbers: list, channels: list[str], counts: dict) -> Iterator[np.ndarray | None]:
@@ -137,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="alert above this score instead, e.g. the one `vae-run evaluate --false-alarm RATE` picks on normal readings")
     parser.add_argument("--batch-size", type=int, default=1, help="readings scored together; 1 answers each line at once (default: 1)")
     args = parser.parse_args(argv)
-    logging.basicConfig(format="warning: %(message)s", level=logging.WARNING)  # the runtime names each bad reading
+    logging.basicConfig(format="warning: %(message)s", level=logging.WARNING)  # the runtime's warnings (a bad window, ...)
 
     try:
         vae = VAE.load(args.bundle, precision=args.precision, threads=1)  # one core: leave the rest to the device

@@ -21,7 +21,7 @@ def test_monitor_alerts_on_noise_and_skips_a_garbled_line(digits):
     """The default bundle (trained on all the digits' training split) watching held-out digits, then noise."""
     normal = digits.test[:40]
     noise = np.random.default_rng(1).uniform(0, 16, size=(10, 1, 8, 8))
-    text = "# a comment\n" + _lines(normal) + "1,2,three\n\n" + _lines(noise)
+    text = "# a comment\n" + _lines(normal) + "1,2,three\n\n" + _lines(noise) + "1,2,3\n"
     result = _run("--quantile", 0.999, stdin=text)
     assert result.returncode == 0, result.stderr
     alerts = result.stdout.splitlines()
@@ -30,8 +30,11 @@ def test_monitor_alerts_on_noise_and_skips_a_garbled_line(digits):
     noise_lines = set(range(2 + 40 + 2, 2 + 40 + 2 + 10))  # after the comment, 40 digits, the garbled and the blank line
     assert noise_lines <= set(lines)  # every noise reading raised an alert
     assert len(set(lines) - noise_lines) <= 2  # and at most a couple of real digits did
-    assert "skipped line 42: not a valid reading" in result.stderr
-    assert result.stderr.splitlines()[-1] == f"51 readings, {len(alerts)} alerts, 1 skipped"
+    # each skipped line named by its line number and its reason (the runtime's "row N" counted from 0, without the header)
+    assert "skipped line 42: not a valid reading (a cell is not a number)" in result.stderr
+    assert "skipped line 54: not a valid reading (expected 64 numbers or shape [1, 8, 8], got shape [3])" in result.stderr
+    assert "warning" not in result.stderr and "row " not in result.stderr
+    assert result.stderr.splitlines()[-1] == f"52 readings, {len(alerts)} alerts, 2 skipped"
 
 
 def test_monitor_reads_a_file_with_a_given_bundle_in_batches(tmp_path, bundle, test_digits):
