@@ -92,3 +92,33 @@ def test_a_bundles_iw_nll_uses_its_prior_and_agrees_with_pytorchs(vamp_bundle, t
     x = test_digits[:32]
     torch_nll = evaluate_iwae(load_model(model_path), torch.from_numpy((x / 16.0).astype(np.float32)), 100)
     assert abs(bundle_iwae_nll(bundle, x, 100, "fp32") - torch_nll) < 0.3
+
+
+def test_ort_floor_times_the_graph_it_was_given_through_the_c_api(bundle, tmp_path):
+    """bench/ort_floor.c binds the decoder's input and output by name and shape through onnxruntime's
+    C API: its output for its fixed input is the Python session's (so the table positions it uses are right)."""
+    import shutil
+    import subprocess
+
+    from bench.ort_floor import build, library
+
+    from vae_edge.runtime import VAE
+
+    if shutil.which("gcc") is None and shutil.which("cc") is None:
+        pytest.skip("no C compiler on this machine: bench/ort_floor.c is not built (the benchmark is optional)")
+    binary = build(tmp_path / "ort_floor")
+    vae = VAE.load(bundle)
+    session = vae.session("decoder")
+    latent = vae.latent_dim
+    z = (0.01 * (np.arange(2 * latent) % 17)).astype(np.float32).reshape(2, latent)  # the program's input
+    want = session.run(None, {session.get_inputs()[0].name: z})[0]
+    dims = "x".join(map(str, want.shape))
+    done = subprocess.run([str(binary), str(library()), str(bundle / "decoder.onnx"), session.get_inputs()[0].name, f"2x{latent}",
+                           session.get_outputs()[0].name, dims, "20", "3"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["rounds"] == 3 and result["reps"] == 20 and 0 < result["min_us"] <= result["median_us"]
+    assert result["first_output"] == pytest.approx(float(want.reshape(-1)[0]), rel=1e-6)
+    bad = subprocess.run([str(binary), str(library()), str(bundle / "decoder.onnx"), "no-such-input", f"2x{latent}", session.get_outputs()[0].name, dims, "1", "1"],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 1 and bad.stderr.startswith("Error: ") and len(bad.stderr.splitlines()) == 1
