@@ -121,8 +121,13 @@ def read_text(path: str | os.PathLike, *, max_len: int | None = None, long_lines
             raise TextError(f"{path}: unreadable ({exc.strerror or exc})") from None
     text = decode_bytes(data, str(path)).removeprefix("\ufeff")  # as editors on Windows write UTF-8
     lines, blank, long = [], 0, 0
-    for number, raw in enumerate(text.splitlines(keepends=True), start=1):
-        line = normalize(raw)
+    # Lines end at "\n" only, as the stream reads them (readline) and as `wc -l` counts: str.splitlines
+    # also breaks at "\r", U+2028, NEL and form feed, which gave a file more scores than lines.
+    pieces = text.split("\n")
+    for number, raw in enumerate(pieces, start=1):
+        if number == len(pieces) and not raw:
+            break  # after the last line feed
+        line = normalize(raw + "\n" if number < len(pieces) else raw)
         if not line.strip():
             blank += 1
             continue
