@@ -64,6 +64,9 @@ def decode_bytes(data: bytes, source: str | None = None) -> str:
     Raises:
         TextError: binary (control bytes such as NUL) or not UTF-8.
     """
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):  # Windows' "Unicode": without this, "binary (byte 0x00)"
+        what = f"UTF-16 text (byte-order mark {data[0]:02X} {data[1]:02X}), expected UTF-8; convert it: iconv -f UTF-16 -t UTF-8"
+        raise TextError(what if source is None else f"{source}: {what}")
     bad = next((i for i, b in enumerate(data[:1 << 16]) if b in _BINARY), None)
     if bad is None and any(b in _BINARY for b in data[1 << 16:]):
         bad = next(i for i, b in enumerate(data) if b in _BINARY)

@@ -133,3 +133,10 @@ def test_a_file_has_one_line_per_line_feed(tmp_path):
     path.write_bytes("one\u2028two\r\nthree\x0cfour\nfive\rsix\n\nseven".encode())
     read = read_text(path)
     assert read.lines == ["one\u2028two", "three\x0cfour", "five\rsix", "seven"] and read.blank_skipped == 1
+
+
+def test_a_utf16_file_is_named_as_such(tmp_path):
+    path = tmp_path / "notepad.txt"
+    path.write_text("bako\nrime\n", encoding="utf-16")
+    with pytest.raises(TextError, match="UTF-16 text .*expected UTF-8"):
+        read_text(path)
