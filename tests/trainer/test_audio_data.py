@@ -26,7 +26,7 @@ def test_equal_length_files_are_one_clip_each_and_the_features_are_log_mel(tmp_p
     for i in range(10):
         _write(tmp_path / f"{i}.wav", _tone(0.5, freq=200 + 50 * i))
     data = load_data(f"audio:{tmp_path}", "gaussian", audio=AudioOptions(frame_multiple=4))
-    assert data.kind == "audio" and data.shape == (1, 64, 16)
+    assert data.kind == "audio" and data.shape == (1, 64, 16) and "log-mel" in data.likelihood_reason  # vae-train printed "likelihood gaussian: "
     assert len(data.train) + len(data.val) + len(data.test) == 10
     assert data.pcm["train"].shape == (len(data.train), 8000)
     assert np.allclose(data.train[:, 0], data.frontend.log_mel(data.pcm["train"]), atol=1e-3)
