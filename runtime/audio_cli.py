@@ -184,7 +184,7 @@ def _raw_blocks(stream, fmt: str, received: list[int]) -> Iterator[np.ndarray]:
     """PCM samples from a binary stream, a block at a time (a partial sample waits for the next read);
     ``received[0]`` counts the samples yielded."""
     width = 2 if fmt == "s16le" else 4
-    rest = b""
+    rest, said = b"", False
     with stream:
         while True:
             raw = stream.read(STDIN_BLOCK)
@@ -193,6 +193,9 @@ def _raw_blocks(stream, fmt: str, received: list[int]) -> Iterator[np.ndarray]:
             raw, cut = rest + raw, (len(rest) + len(raw)) // width * width
             rest = raw[cut:]
             received[0] += cut // width
+            if fmt == "f32le" and not said and cut and float(np.nanmax(np.abs(np.frombuffer(raw[:cut], "<f4")), initial=0.0)) > 1.0:
+                said = True  # decode_pcm clips: say so once, the scores go on
+                click.echo("note: float samples beyond full scale were clipped to [-1, 1] (scored as the saturated sound)", err=True)
             yield decode_pcm(raw[:cut], fmt)
 
 

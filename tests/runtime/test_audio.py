@@ -144,6 +144,9 @@ def test_as_pcm_takes_int16_and_refuses_out_of_range_floats_and_wrong_lengths():
 def test_decode_pcm_formats():
     assert np.allclose(decode_pcm(np.array([16384, -16384], "<i2").tobytes(), "s16le"), [0.5, -0.5])
     assert np.allclose(decode_pcm(np.array([0.25], "<f4").tobytes(), "f32le"), [0.25])
+    # an over-loud float stream saturates: scored (and flagged) by `score --stream --pcm f32le`, not refused
+    assert np.array_equal(decode_pcm(np.array([3.0, -1.5, 0.5], "<f4").tobytes(), "f32le"), [1.0, -1.0, 0.5])
+    assert np.isnan(decode_pcm(np.array([np.nan], "<f4").tobytes(), "f32le")).all()  # left for as_pcm to refuse
     with pytest.raises(AudioError, match="whole number"):
         decode_pcm(b"\x00\x01\x02", "s16le")
 
