@@ -111,6 +111,18 @@ def test_stereo_is_mixed_down_and_24_bit_is_read():
     assert np.allclose(decode_wav(_raw_wav(1, 3, negative))[0], -0.5)
 
 
+def test_a_wave_format_extensible_header_of_pcm_is_read():
+    # sox and arecord write this header for 24-bit or multichannel sound; Python 3.11's wave refused it
+    plain = _raw_wav(2, 2, (np.full((10, 2), 0.25) * 32767).astype("<i2").tobytes())
+    guid_pcm = bytes.fromhex("0100000000001000800000aa00389b71")
+    fmt = b"\xfe\xff" + plain[22:36] + (22).to_bytes(2, "little") + (16).to_bytes(2, "little") + (3).to_bytes(4, "little") + guid_pcm
+    extensible = b"RIFF" + (len(plain) - 8 + 24).to_bytes(4, "little") + b"WAVEfmt " + (40).to_bytes(4, "little") + fmt + plain[36:]
+    assert np.array_equal(decode_wav(extensible, sample_rate=RATE)[0], decode_wav(plain)[0])
+    float_guid = extensible.replace(guid_pcm, b"\x03" + guid_pcm[1:])
+    with pytest.raises(WavError, match="float or compressed"):
+        decode_wav(float_guid)
+
+
 @pytest.mark.parametrize("raw, match", [
     (b"hello world, not audio", "not a WAV file"),
     (_raw_wav(2, 1, bytes(64)), "8-bit"),
