@@ -33,10 +33,12 @@ def is_audio_bundle(path: Path | None) -> bool:
         return False
 
 
-def read_clips(vae: AudioVAE, paths: list[Path], stride: float | None = None) -> tuple[np.ndarray, list[tuple[Path, float]]]:
+def read_clips(vae: AudioVAE, paths: list[Path], stride: float | None = None, *, to_the_end: bool = False) -> tuple[np.ndarray, list[tuple[Path, float]]]:
     """WAV files as model clips, the way the model's training clips were made: a bundle trained with
     ``--duration`` pads or crops each file to one clip; otherwise a file of one clip's length is one clip
     and a longer one is cut into windows every ``stride`` seconds (default: the training stride).
+    ``to_the_end``: a file whose windows stop short of its end gets one more, ending at its last sample,
+    so that no part of a recording goes unscored (a 1.5 s file with clicks in its last 0.5 s scored normal).
 
     Returns:
         (PCM [k, samples], (file, start seconds) per clip).
@@ -60,6 +62,10 @@ def read_clips(vae: AudioVAE, paths: list[Path], stride: float | None = None) ->
         if len(pcm) < vae.samples:
             raise AudioError(f"{path}: {len(pcm) / vae.sample_rate:.3f} s is shorter than one window of the model ({vae.frontend.seconds:g} s, {vae.samples} samples)")
         starts, windows = vae.windows(pcm, stride)
+        last = len(pcm) - vae.samples
+        if to_the_end and round(starts[-1] * vae.sample_rate) < last:  # starts are in seconds
+            starts = np.append(starts, last / vae.sample_rate)
+            windows = np.concatenate([windows, pcm[None, len(pcm) - vae.samples :]])
         clips.append(windows)
         where += [(path, float(s)) for s in starts]
     return np.concatenate(clips), where
@@ -124,7 +130,7 @@ def _outputs(vae: AudioVAE, log_mel: np.ndarray, *, out: Path | None, grid: Path
 def score(vae: AudioVAE, paths: list[Path], *, out: Path | None, stride: float | None, quantile: float) -> None:
     """vae-run score on WAV files: one line per clip (file, start, score, flag); --out the scores as .npy."""
     check_out(out)
-    clips, where = read_clips(vae, paths, stride)
+    clips, where = read_clips(vae, paths, stride, to_the_end=True)
     scores = vae.anomaly_score(clips)
     limit = _threshold(vae, quantile)
     windowed = any(start > 0 for _, start in where)
