@@ -344,7 +344,7 @@ def sample(bundle, n, seed, temperature, top_k, max_len, greedy, precision, fmt,
     if textcli.is_text_bundle(bundle):
         textcli.refuse(out=out, grid=grid, wav=wav, normalize=normalize)
         return textcli.sample(textcli.load(bundle, precision, threads, fmt), n, seed, 0.0 if greedy else temperature, top_k, max_len)
-    textcli.refuse(top_k=top_k, max_len=max_len, greedy=greedy)
+    textcli.text_only(top_k=top_k, max_len=max_len, greedy=greedy)
     vae = _load(bundle, precision, fmt, threads, outputs=(out, grid))
     if isinstance(vae, AudioVAE):
         return audio_cli.sample(vae, n, seed, temperature, out=out, wav=wav, grid=grid, iterations=iterations, normalize=normalize)
@@ -447,7 +447,7 @@ def score(paths, precision, fmt, threads, out, samples, seed, stream, batch_size
     if textcli.is_text_bundle(textcli.bundle_of(paths)):
         textcli.refuse(samples=samples, stride=stride)
         return textcli.score_command(paths, precision, threads, out, stream, batch_size, per_char, check_outputs=_check_outputs, fmt=fmt)
-    textcli.refuse(per_char=per_char)
+    textcli.text_only(per_char=per_char)
     if paths and audio_cli.is_audio_bundle(paths[0]):
         return _score_audio(paths, precision, threads, out, samples, stream, pcm_format, stride)
     if stream:
