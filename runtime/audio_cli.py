@@ -105,12 +105,16 @@ def reconstruct(vae: AudioVAE, src: Path, *, out: Path | None, wav: Path | None,
         raise click.UsageError("give --wav OUT.wav (and/or --out FILE.npy, --grid FILE.png)")
     for path in (out, grid, wav):
         check_out(path)
-    clips, _ = read_clips(vae, [src], stride=vae.frontend.seconds)  # back to back, so the sound is continuous
+    # back to back, so the sound is continuous; a tail shorter than a clip is the end of one more clip
+    # that ends at the file's last sample, so that OUT.wav is as long as IN.wav
+    clips, where = read_clips(vae, [src], stride=vae.frontend.seconds, to_the_end=True)
     features = vae.features(clips)
     log_mel = vae.reconstruct(clips)
     _outputs(vae, log_mel, out=out, grid=grid, inputs=features)
     if wav is not None:
-        write_wav(wav, vae.to_pcm(log_mel, iterations=iterations).reshape(-1), vae.sample_rate)
+        pcm = vae.to_pcm(log_mel, iterations=iterations)
+        tail = round(where[-1][1] * vae.sample_rate) + vae.samples - (len(pcm) - 1) * vae.samples  # samples the last clip adds
+        write_wav(wav, np.concatenate([pcm[:-1].reshape(-1), pcm[-1][vae.samples - tail :]]), vae.sample_rate)
         click.echo(f"wrote {wav}", err=True)
 
 

@@ -127,6 +127,8 @@ def test_vae_run_sample_reconstruct_and_score(audio_bundle, audio_folder, tmp_pa
     r = runner.invoke(cli, ["score", str(audio_bundle), str(tail)])
     starts = [float(line.split("\t")[1]) for line in r.output.splitlines() if line.startswith(str(tail))]
     assert r.exit_code == 0 and starts == [0.0, 0.5, 1.0, 1.25], r.output  # one more window ends at the last sample: no tail goes unscored
+    r = runner.invoke(cli, ["reconstruct", str(audio_bundle), str(tail), "--wav", str(tmp_path / "tail-rec.wav"), "--iterations", "2"])
+    assert r.exit_code == 0 and read_wav(tmp_path / "tail-rec.wav")[0].shape == (3 * CLIP + CLIP // 2,), r.output  # as long as its input
 
 
 def test_vae_run_score_stream_reads_raw_pcm_from_stdin(audio_bundle, audio_folder):
