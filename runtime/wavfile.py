@@ -46,6 +46,8 @@ def read_wav(path: str | os.PathLike, *, sample_rate: int | None = None) -> tupl
 
 def decode_wav(raw: bytes, name: str | os.PathLike = "<wav>", *, sample_rate: int | None = None) -> tuple[np.ndarray, int]:
     """:func:`read_wav` on the bytes of a file."""
+    if not raw:
+        raise WavError(f"{name}: is empty (0 bytes); expected a WAV file")
     if raw[:4] != b"RIFF" or raw[8:12] != b"WAVE":
         raise WavError(f"{name}: not a WAV file (expected a RIFF/WAVE header, got {raw[:12]!r})")
     try:

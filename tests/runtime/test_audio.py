@@ -125,6 +125,7 @@ def test_a_wave_format_extensible_header_of_pcm_is_read():
 
 @pytest.mark.parametrize("raw, match", [
     (b"hello world, not audio", "not a WAV file"),
+    (b"", "is empty"),  # was "not a WAV file (expected a RIFF/WAVE header, got b'')"
     (_raw_wav(2, 1, bytes(64)), "8-bit"),
     (_raw_wav(1, 2, bytes(64))[:30], "unreadable WAV header"),
     (_raw_wav(1, 2, bytes(6400))[:1000], "truncated"),
