@@ -106,6 +106,9 @@ def test_vae_train_cli_on_audio_defaults_to_conv_and_gaussian(tmp_path):
     r = CliRunner().invoke(cli, ["--data", f"audio:{tmp_path / 'wavs'}", "--epochs", "1", "--channels", "4", "--iw-samples", "2", "--quiet", "--out", str(out)])
     assert r.exit_code == 0, r.output
     assert "conv [1, 64, 16]" in r.output and "gaussian" in r.output
+    from vae_edge.models import read_checkpoint
+
+    assert read_checkpoint(out)["train_state"]["train_config"]["lr"] == 1e-3  # audio's own default, not the digits MLP's 6e-3
     r = CliRunner().invoke(cli, ["--data", "digits", "--duration", "1", "--out", str(tmp_path / "x.pt")])
     assert r.exit_code == 2 and "audio:DIR only" in r.output
 
