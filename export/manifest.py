@@ -108,7 +108,7 @@ def build(ckpt: dict, model, data, model_path: Path, files: dict, variants: dict
         **({"ort": _ort_section()} if options.ort else {}),
         "files": files,
         "latency": {"measured": False, "why": "exported with --no-latency: timings vary run to run, and this bundle is meant to be byte-stable"},
-        "anomaly": thresholds.describe(len(data.val)),
+        "anomaly": thresholds.describe(len(data.val), prior=model.config.prior),
         # Timings and the training device vary run to run; the rest identifies the model.
         "training": {k: v for k, v in (ckpt.get("metrics") or {}).items() if k not in ("epoch_seconds", "device")},
         "provenance": provenance(model_path, ckpt),

@@ -15,10 +15,12 @@ QUANTILES = (0.5, 0.9, 0.95, 0.99, 0.999)
 SPLIT = "validation"  # held out from training, and not the test split the accuracy gates use
 
 
-def describe(samples: int) -> dict:
-    """The manifest's top-level ``anomaly`` section: what the score is and what it was calibrated on."""
+def describe(samples: int, *, prior: str = "standard") -> dict:
+    """The manifest's top-level ``anomaly`` section: what the score is (for a VampPrior, an upper bound:
+    its KL has no closed form) and what it was calibrated on."""
+    kl = "plus KL" if prior == "standard" else "plus the Hershey-Olsen upper bound on the KL to the VampPrior"
     return {
-        "score": "negative ELBO per sample in nats, reconstruction at the posterior mean plus KL",
+        "score": f"negative ELBO per sample in nats, reconstruction at the posterior mean {kl}",
         "calibration_split": SPLIT,
         "calibration_samples": samples,
     }

@@ -23,10 +23,13 @@ from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlsplit
 
 from .bundle import MANIFEST, BundleError, read_manifest
+from .contract import DEFAULT_KIND
 from .files import atomic_directory
 
 log = logging.getLogger(__name__)
 
+# The data kinds runtime-js implements (runtime-js/src/manifest.js KINDS): a page for another only fails.
+PAGE_KINDS = ("image", "vector", "sequence")
 # onnxruntime-web's wasm backend: its ES module, the loader it imports and the SIMD wasm binary.
 ORT_FILES = ("ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")
 TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".mjs": "text/javascript; charset=utf-8",
@@ -56,8 +59,15 @@ def runtime_js() -> Path:
 
 
 def routes(bundle: Path, js: Path) -> dict[str, Path]:
-    """URL path -> file, for everything the page may load (nothing else is served)."""
+    """URL path -> file, for everything the page may load (nothing else is served).
+
+    Raises:
+        BundleError: not a bundle, or one of a data kind the page's runtime does not run (audio, text).
+    """
     manifest = read_manifest(bundle)
+    kind = manifest["data"].get("kind", DEFAULT_KIND)
+    if kind not in PAGE_KINDS:
+        raise BundleError(f"{bundle}: holds {kind} data; the explorer page runs {', '.join(PAGE_KINDS)} bundles only (runtime-js)")
     table = {"/": js / "web" / "index.html"}
     for sub, prefix in ((js / "web", "/web/"), (js / "src", "/runtime/")):
         for f in sorted(sub.iterdir()):

@@ -506,7 +506,9 @@ class VAE:
             nll = self._nll(xm, self._decode_model(mu))
         else:
             rng = _rng(seed)
-            sigma = np.exp(0.5 * logvar)
+            # float64: numpy's float32 exp (SIMD) is not correctly rounded, so other runtimes (runtime-js)
+            # could not draw the same z; float64 exp results one ulp apart round to the same float32 z
+            sigma = np.exp(0.5 * logvar.astype(np.float64))
             nll = np.zeros(len(xm))
             for _ in range(int(samples)):
                 z = (mu + sigma * rng.standard_normal(mu.shape)).astype(np.float32)

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// vae-edge-js selftest BUNDLE [--precision P] [--threads N]: the JavaScript runtime against a bundle's
+// vae-edge-js selftest BUNDLE [--threads N]: the JavaScript runtime against a bundle's
 // conformance set. Exit 0 ok, 1 a mismatch or a refused bundle, 2 bad usage (as vae-run).
 import { BundleError, InputError, selftest } from '../src/node.js';
 

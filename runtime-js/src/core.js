@@ -38,7 +38,7 @@ const fround = Math.fround;
 /**
  * Load options, as the Python runtime's VAE.load takes them.
  * @typedef {object} LoadOptions
- * @property {string} [precision] a variant named in the manifest ("fp32", "int8", ...); default "fp32"
+ * @property {string} [precision] a variant named in the manifest ("fp32", "int8", ...), or "auto" (fp32 where the bundle records no recommended variant); default "fp32"
  * @property {number} [threads] onnxruntime intra-op threads; default 1
  * @property {string[]} [executionProviders] default ["cpu"] in Node, ["wasm"] in a browser
  */
@@ -52,8 +52,10 @@ const fround = Math.fround;
  * @returns {Promise<VAE>}
  */
 export async function openBundle(ort, source, options = {}) {
-  const { precision = 'fp32', threads = 1, executionProviders = ['cpu'], serialize = false } = options ?? {};
+  let { precision = 'fp32' } = options ?? {};
+  const { threads = 1, executionProviders = ['cpu'], serialize = false } = options ?? {};
   if (!Number.isInteger(threads) || threads < 1 || threads > 1024) throw new InputError(`threads: expected an integer from 1 to 1024, got ${shorten(threads)}`);
+  checkProviders(ort, executionProviders);
   const raw = await source.read(MANIFEST);
   if (raw === null) throw new BundleError(`${source.where}: not a bundle (no ${MANIFEST})`);
   let parsed;
@@ -63,6 +65,8 @@ export async function openBundle(ort, source, options = {}) {
     throw new BundleError(`${source.name(MANIFEST)}: unreadable manifest (${err.message})`);
   }
   const manifest = checkManifest(parsed, source.name(MANIFEST));
+  // "auto" on a bundle that records no recommendation runs fp32, as the Python runtime's VAE.load
+  if (precision === 'auto' && !Object.hasOwn(manifest.variants, 'auto')) precision = 'fp32';
   if (typeof precision !== 'string' || !Object.hasOwn(manifest.variants, precision)) {
     throw new InputError(`precision ${shorten(precision)} is not in this bundle; it has ${Object.keys(manifest.variants).join(', ')}`);
   }
@@ -90,6 +94,7 @@ export async function openBundle(ort, source, options = {}) {
     if (session.inputNames.length !== ins || session.outputNames.length !== outs) {
       throw new BundleError(`${source.name(manifest.variants[precision][graph])}: takes ${session.inputNames.length} input(s) and gives ${session.outputNames.length}, a ${graph} takes ${ins} and gives ${outs}`);
     }
+    checkGraphShapes(session, graph, manifest, source.name(manifest.variants[precision][graph]));
   }
   return new VAE({ ort, manifest, path: source.where, precision, encoder, decoder, score, serialize });
 }
@@ -114,6 +119,35 @@ export async function verifyFiles(source, manifest, keep = []) {
     if (keep.includes(name)) kept.set(name, bytes);
   }
   return kept;
+}
+
+// A provider the option names wrongly is the caller's mistake, not the graph's: refused before any session
+// (onnxruntime would fail each graph's load with "no available backend found").
+function checkProviders(ort, providers) {
+  const names = Array.isArray(providers) ? providers.map((p) => (typeof p === 'string' ? p : p?.name)) : null;
+  if (names === null || !names.length || !names.every((n) => typeof n === 'string')) {
+    throw new InputError(`executionProviders: expected a non-empty list of backend names, got ${shorten(providers)}`);
+  }
+  const known = typeof ort.listSupportedBackends === 'function' ? ort.listSupportedBackends().map((b) => b.name) : null;
+  const unknown = known === null ? undefined : names.find((n) => !known.includes(n));
+  if (unknown !== undefined) throw new InputError(`executionProviders: ${shorten(unknown)} is not a backend of this onnxruntime (it has ${known.join(', ')})`);
+}
+
+// The per-sample shapes a graph declares must be the manifest's (as the Python runtime's check_graphs):
+// a manifest that disagrees with its graphs is refused at load, not by onnxruntime at the first call, nor
+// read back with the manifest's latent size over the graph's outputs. Skipped where onnxruntime gives no
+// metadata (older than 1.22).
+function checkGraphShapes(session, graph, manifest, where) {
+  if (!Array.isArray(session.inputMetadata) || !Array.isArray(session.outputMetadata)) return;
+  const shape = manifest.data.shape;
+  const latent = [manifest.model.latent_dim];
+  const want = { encoder: [[shape], [latent, latent]], decoder: [[latent], [shape]], score: [[shape], [[]]] }[graph];
+  const perSample = (meta) => meta.map((m) => (Array.isArray(m.shape) ? m.shape.slice(1) : m.shape));
+  const got = [perSample(session.inputMetadata), perSample(session.outputMetadata)];
+  const text = (list) => JSON.stringify(list).replaceAll(',', ', ');
+  if (text(got[0]) !== text(want[0]) || text(got[1]) !== text(want[1])) {
+    throw new BundleError(`${where}: takes ${text(got[0])} and gives ${text(got[1])} (per sample), the manifest's ${graph} should take ${text(want[0])} and give ${text(want[1])}`);
+  }
 }
 
 function checkVersion(ort, manifest, where) {
@@ -396,7 +430,7 @@ export class VAE {
       nll = this._nll(xm, await this._decodeModel(mu, n), n);
     } else {
       const rng = generator(seed);
-      const sigma = logvar.map((v) => fround(Math.exp(fround(0.5 * v)))); // float32, as numpy computes it
+      const sigma = Float64Array.from(logvar, (v) => Math.exp(0.5 * v)); // float64, as the Python runtime
       nll = new Float64Array(n);
       for (let k = 0; k < samples; k++) {
         const eps = rng.standardNormal(mu.length);

@@ -55,6 +55,7 @@ function positive(value, shape) {
 }
 
 export function shorten(value) {
+  if (typeof value === 'number' && !Number.isFinite(value)) return String(value); // JSON writes NaN and Infinity as null
   let text;
   try {
     text = JSON.stringify(value);

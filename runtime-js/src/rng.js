@@ -20,7 +20,9 @@ export const MAX_SEED = MASK;
 export function checkSeed(seed) {
   if (typeof seed === 'bigint' && seed >= 0n && seed <= MASK) return seed;
   if (typeof seed === 'number' && Number.isSafeInteger(seed) && seed >= 0) return BigInt(seed);
-  throw new RangeError(`seed: expected an integer from 0 to 2^64 - 1, got ${describe(seed)}`);
+  // a Number beyond 2^53 may not be the integer its user wrote (2^53 + 1 reads as 2^53): say to pass a BigInt
+  const unsafe = typeof seed === 'number' && Number.isInteger(seed) && seed > Number.MAX_SAFE_INTEGER && seed < 2 ** 64;
+  throw new RangeError(`seed: expected an integer from 0 to 2^64 - 1, got ${describe(seed)}${unsafe ? ' (beyond 2^53 - 1: pass it as a BigInt)' : ''}`);
 }
 
 function describe(value) {

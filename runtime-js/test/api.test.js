@@ -55,6 +55,7 @@ test('bad inputs are refused with one line naming what was expected', async () =
   await refuses(vae.sample(-1), /^n: expected an integer/);
   await refuses(vae.sample(2, { seed: -3 }), /^seed: expected an integer from 0 to 2\^64 - 1, got -3$/);
   await refuses(vae.sample(2, { temperature: 0 }), /^temperature/);
+  await refuses(vae.sample(2, { temperature: Number.NaN }), /^temperature: expected a number in \(0, 1e6\], got NaN$/);
   await refuses(vae.interpolate(new Float32Array(64), new Float32Array(64), 1), /^x_a: expected shape|^steps/);
   await refuses(vae.anomalyScore({ data: new Float32Array(64), shape: [1, 8, 8] }, { samples: 0 }), /^samples: expected an integer from 1/);
   await refuses(vae.isAnomaly({ data: new Float32Array(64), shape: [1, 8, 8] }, 0.42), /^quantile 0.42 is not calibrated in this bundle; it stores p50 \(0.5\)/);
@@ -82,8 +83,44 @@ test('out-of-range inputs are clipped and scored, as runtime/likelihoods.py out_
 test('loading refuses unknown precisions and missing folders with one line', async () => {
   await refuses(load(DEFAULT_BUNDLE, { precision: 'int4' }), /^precision "int4" is not in this bundle; it has fp32, int8(, [a-z0-9-]+)*$/);
   await refuses(load(DEFAULT_BUNDLE, { threads: 0 }), /^threads/);
+  await refuses(load(DEFAULT_BUNDLE, { executionProviders: ['bogus'] }), /^executionProviders: "bogus" is not a backend of this onnxruntime \(it has cpu/);
+  await refuses(load(DEFAULT_BUNDLE, { executionProviders: 'cpu' }), /^executionProviders: expected a non-empty list of backend names, got "cpu"$/);
   await assert.rejects(load('/nonexistent'), (err) => err instanceof BundleError && err.message === '/nonexistent: no such bundle folder');
   await assert.rejects(load(`${DEFAULT_BUNDLE}/manifest.json`), (err) => err instanceof BundleError && /is a file; expected the bundle folder/.test(err.message));
+});
+
+test('precision "auto" on a bundle without a recommended variant runs fp32, as the Python runtime', async () => {
+  const { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const copy = mkdtempSync(`${tmpdir()}/vae-edge-js-`);
+  try {
+    cpSync(DEFAULT_BUNDLE, copy, { recursive: true });
+    const manifest = JSON.parse(readFileSync(`${copy}/manifest.json`, 'utf8'));
+    delete manifest.variants.auto;
+    writeFileSync(`${copy}/manifest.json`, JSON.stringify(manifest));
+    const fallback = await load(copy, { precision: 'auto' });
+    assert.equal(fallback.precision, 'fp32');
+    await fallback.release();
+  } finally {
+    rmSync(copy, { recursive: true, force: true });
+  }
+});
+
+test('a manifest whose shape disagrees with its graphs is refused at load, naming the graph', async () => {
+  const { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const copy = mkdtempSync(`${tmpdir()}/vae-edge-js-`);
+  try {
+    cpSync(DEFAULT_BUNDLE, copy, { recursive: true });
+    const manifest = JSON.parse(readFileSync(`${copy}/manifest.json`, 'utf8'));
+    const L = manifest.model.latent_dim;
+    manifest.data.shape = [1, 4, 16]; // the same 64 values as [1, 8, 8]: every manifest check passes
+    writeFileSync(`${copy}/manifest.json`, JSON.stringify(manifest));
+    await assert.rejects(load(copy), (err) => err instanceof BundleError
+      && err.message === `${copy}/encoder.onnx: takes [[1, 8, 8]] and gives [[${L}], [${L}]] (per sample), the manifest's encoder should take [[1, 4, 16]] and give [[${L}], [${L}]]`);
+  } finally {
+    rmSync(copy, { recursive: true, force: true });
+  }
 });
 
 test('a manifest of another modality or schema is refused with one line naming the field', async () => {

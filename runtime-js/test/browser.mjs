@@ -73,6 +73,13 @@ async function main() {
     figures.score_rel = Math.abs(got.score - expected.score) / Math.abs(expected.score);
     for (const key of ['grid_max_rel', 'decode_max_rel', 'recon_max_rel', 'score_rel']) check(figures[key] <= 1e-5, `${key} ${figures[key]} exceeds 1e-5 against the Python runtime`);
     check(got.anomaly === expected.is_anomaly, `the threshold light says anomaly=${got.anomaly}, Python says ${expected.is_anomaly}`);
+    if (await page.locator('#draw').isVisible()) {
+      const ink = await page.evaluate(() => {
+        const canvas = document.getElementById('draw');
+        return canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data.some((v, i) => i % 4 === 0 && v > 0);
+      });
+      check(ink, 'the input canvas is blank while the page shows the example\'s reconstruction and score');
+    }
     // A person's actions: move a slider, draw a stroke; the page answers with a new decode and score.
     const before = await page.evaluate(() => Array.from(window.explorer.sliderDecoded));
     await page.locator('#sliders input').first().fill('2');
@@ -99,6 +106,14 @@ async function main() {
       figures.pasted_text = await page.locator('#score').textContent();
       check(figures.pasted_text.startsWith('score') || figures.pasted_text.startsWith('Error: x: values must lie'), `the pasted reading got neither a score nor a one-line refusal: ${figures.pasted_text}`);
     }
+    // A refused seed is said beside the grid and forgotten at the next one; seeds go up to 2^64 - 1.
+    await page.locator('#seed').fill('-1');
+    await page.locator('#resample').click();
+    await page.waitForFunction(() => document.getElementById('grid-note').textContent !== '', null, { timeout: 10000 });
+    check(await page.evaluate(() => document.body.dataset.state === 'ready' && window.explorer.error === null), 'a refused seed failed the page');
+    await page.locator('#seed').fill('18446744073709551615');
+    await page.locator('#resample').click();
+    await page.waitForFunction(() => document.getElementById('grid-note').textContent === '', null, { timeout: 10000 });
     // The bundle's conformance set, run by the browser's runtime (onnxruntime-web) as Node and Python run it.
     const conformance = await page.evaluate(async () => {
       const { selftest } = await import(new URL('runtime/browser.js', document.baseURI).href);

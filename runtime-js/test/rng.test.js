@@ -35,4 +35,6 @@ test('uniforms, and a Generator\'s uniforms between normals, match the Python ru
 test('seeds are integers from 0 to 2^64 - 1', () => {
   assert.equal(checkSeed(2n ** 64n - 1n), 2n ** 64n - 1n);
   for (const bad of [-1, 1.5, 'a', 2n ** 64n, Number.MAX_SAFE_INTEGER + 2, null]) assert.throws(() => checkSeed(bad), /seed: expected an integer/);
+  assert.throws(() => checkSeed(2 ** 60), /got 1152921504606847000 \(beyond 2\^53 - 1: pass it as a BigInt\)$/);
+  assert.throws(() => checkSeed(2 ** 64), /got 18446744073709552000$/);
 });

@@ -72,3 +72,22 @@ test('a score is one call of the score graph; Monte-Carlo scores and bundles wit
     rmSync(copy, { recursive: true, force: true });
   }
 });
+
+test('a Monte-Carlo score draws z = float32(mu + exp(0.5 logvar) eps) with exp in float64, as the Python runtime', async () => {
+  // float64 exp: a float32 one (numpy's SIMD exp is not correctly rounded) gave other z than Python's
+  const { normals } = await import('../src/rng.js');
+  const vae = await load(DEFAULT_BUNDLE);
+  const x = await vae.sample(8, { seed: 3 });
+  const { mu, logvar } = await vae.encode(x);
+  const eps = normals(5n, mu.data.length);
+  const want = Float32Array.from(mu.data, (m, i) => m + Math.exp(0.5 * logvar.data[i]) * eps[i]);
+  const decode = vae._decodeModel.bind(vae);
+  let drawn = null;
+  vae._decodeModel = (z, n) => {
+    drawn = z;
+    return decode(z, n);
+  };
+  await vae.anomalyScore(x, { samples: 1, seed: 5 });
+  assert.deepEqual(Array.from(drawn), Array.from(want));
+  await vae.release();
+});

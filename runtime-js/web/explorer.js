@@ -81,7 +81,8 @@ function rows(tensor, n) {
 // ---------------------------------------------------------------- panels
 async function drawGrid() {
   const { vae } = state;
-  const seed = Number($('seed').value);
+  const text = $('seed').value.trim();
+  const seed = /^\d+$/.test(text) ? BigInt(text) : Number(text); // the whole 0 .. 2^64 - 1, not only safe integers
   const temperature = Number($('temperature').value);
   const samples = await vae.sample(16, { seed, temperature });
   const grid = $('grid');
@@ -144,6 +145,7 @@ function setupDrawing() {
   const [, h, w] = vae.shape;
   ctx.fillStyle = '#000';
   ctx.fillRect(0, 0, canvas.width, canvas.height);
+  paint(canvas, vae, exampleInput(0)); // the input whose reconstruction, score and strip the page shows first
   let drawing = false;
   const at = (e) => {
     const r = canvas.getBoundingClientRect();
@@ -274,10 +276,14 @@ async function main() {
   await drawGrid();
   state.firstGridMs = performance.now();
   const m = vae.manifest;
-  $('status').textContent = `${m.data.dataset}: ${m.model.arch}, latent ${vae.latentDim}, ${vae.likelihood}, variant ${precision} — every file verified (sha256); first grid in ${Math.round(state.firstGridMs)} ms`;
+  $('status').textContent = `${m.data.dataset}: ${m.model.arch}, latent ${vae.latentDim}, ${vae.likelihood}, variant ${vae.precision} — every file verified (sha256); first grid in ${Math.round(state.firstGridMs)} ms`;
   $('about').textContent = `bundle ${vae.path} · onnxruntime-web ${m.onnxruntime?.min_version ? `(needs ≥ ${m.onnxruntime.min_version})` : ''} wasm, 1 thread`;
-  $('resample').addEventListener('click', () => drawGrid().catch(fail));
-  $('seed').addEventListener('change', () => drawGrid().catch(fail));
+  // A seed or temperature the runtime refuses is said beside them until the next grid, not as the page's failure.
+  const regrid = () => drawGrid().then(() => {
+    $('grid-note').textContent = '';
+  }, (err) => (err?.name === 'InputError' ? ($('grid-note').textContent = `Error: ${err.message}`) : fail(err)));
+  $('resample').addEventListener('click', regrid);
+  $('seed').addEventListener('change', regrid);
   setupSliders();
   if (m.data.kind === 'image' && vae.shape.length === 3) setupDrawing(); else setupPaste();
   await analyse(exampleInput(0));

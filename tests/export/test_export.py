@@ -44,6 +44,7 @@ def test_bundle_layout_and_manifest(bundle, model_path):
         assert q["p50"] < q["p95"] < q["p99"] <= q["p99.9"]
     assert m["provenance"]["source"] == model_path.name and len(m["provenance"]["weights_sha256"]) == 64
     assert "prior" not in m["model"] and m["model"]["config"]["prior"] == "standard"  # N(0, I): no prior entry
+    assert m["anomaly"]["score"].endswith("plus KL")
 
 
 def test_a_vamp_model_exports_its_prior_as_float32_numbers(vamp_bundle):
@@ -52,6 +53,7 @@ def test_a_vamp_model_exports_its_prior_as_float32_numbers(vamp_bundle):
     prior = m["model"]["prior"]
     assert prior["kind"] == "vamp" and prior["components"] == 4
     assert m["model"]["config"]["prior"] == "vamp" and m["model"]["config"]["prior_components"] == 4
+    assert "upper bound on the KL to the VampPrior" in m["anomaly"]["score"]  # the score graph's KL is a bound there
     with torch.no_grad():
         mu, logvar = load_model(model_path).prior_components()
     for key, want in (("mu", mu), ("logvar", logvar)):

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from vae_edge.runtime.cli import cli
-from vae_edge.runtime.serve import AssetsError, make_server, runtime_js, write_site
+from vae_edge.runtime.serve import AssetsError, BundleError, make_server, runtime_js, write_site
 
 
 @pytest.fixture
@@ -62,3 +62,10 @@ def test_serve_without_runtime_js_says_what_to_run(bundle, tmp_path, monkeypatch
     monkeypatch.setenv("VAE_EDGE_JS", str(tmp_path))
     result = CliRunner().invoke(cli, ["serve", str(bundle), "--port", "0"])
     assert result.exit_code == 2 and "not a runtime-js folder" in result.output and "VAE_EDGE_JS" in result.output
+
+
+def test_serve_and_web_refuse_a_bundle_the_page_cannot_run(assets, text_bundle, tmp_path):
+    for make in (lambda: make_server(text_bundle, port=0), lambda: write_site(text_bundle, tmp_path / "site")):
+        with pytest.raises(BundleError, match="holds text data; the explorer page runs image, vector, sequence bundles only"):
+            make().server_close()
+    assert not (tmp_path / "site").exists()

@@ -61,6 +61,19 @@ def test_anomaly_score_is_the_negative_elbo_and_flags_noise(vae, model_path, tes
     assert mc.mean() > scores.mean() - 1.0  # sampling z adds reconstruction error on average
 
 
+def test_monte_carlo_score_draws_z_as_the_contract_in_float64(vae, test_digits, monkeypatch):
+    # z = float32(mu + exp(0.5 logvar) eps), exp in float64: numpy's float32 exp is not correctly rounded,
+    # so the JavaScript runtime could not draw the same z (its scores differed by 6e-5 relative).
+    from vae_edge.runtime.rng import normals
+
+    mu, logvar = vae.encode(test_digits)
+    want = (mu + np.exp(0.5 * logvar.astype(np.float64)) * normals(5, mu.size).reshape(mu.shape)).astype(np.float32)
+    drawn, decode = [], vae._decode_model
+    monkeypatch.setattr(vae, "_decode_model", lambda z: drawn.append(z) or decode(z))
+    vae.anomaly_score(test_digits, samples=1, seed=5)
+    np.testing.assert_array_equal(drawn[0], want)
+
+
 def test_single_sample_without_batch_axis(vae, test_digits):
     mu, logvar = vae.encode(test_digits[0])
     assert mu.shape == logvar.shape == (4,)
