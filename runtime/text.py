@@ -72,6 +72,8 @@ class TextVAE:
         manifest = read_manifest(root)
         if manifest["data"].get("kind") != "text":
             raise BundleError(f"{root}: not a text bundle (data kind {manifest['data'].get('kind', contract.DEFAULT_KIND)!r}); open it with vae_edge.runtime.load")
+        if precision == contract.AUTO and contract.AUTO not in manifest["variants"]:
+            precision = contract.BASE_VARIANT  # as VAE.load: no recommended pair recorded, so fp32 (vae-run --precision auto)
         if not isinstance(precision, str) or precision not in manifest["variants"]:
             raise ValueError(f"precision {precision!r} is not in this bundle; it has {', '.join(manifest['variants'])}")
         graphs = open_graphs(root, manifest, precision, SPECS, threads=threads, providers=providers, optimization=optimization, format=format,

@@ -42,6 +42,7 @@ def test_runtime_load_returns_the_audio_object(audio_bundle):
 
     vae = load(audio_bundle, precision="int8-static", threads=1)
     assert isinstance(vae, AudioVAE) and vae.precision == "int8-static" and vae.sample_rate == RATE
+    assert load(audio_bundle, precision="auto", threads=1).precision == "fp32"  # vae-run --precision auto: no recommended pair
 
 
 def test_in_graph_front_end_matches_the_numpy_reference(vae, clips):

@@ -19,6 +19,7 @@ def vae(text_bundle):
 
 def test_load_returns_the_modality_object(text_bundle):
     assert isinstance(load(text_bundle), TextVAE)
+    assert load(text_bundle, precision="auto").precision == "fp32"  # vae-run --precision auto: no recommended pair
     assert isinstance(load(), VAE)
 
 
