@@ -733,6 +733,10 @@ def evaluate(paths, labels, false_alarm, as_json, roc, precision, fmt, threads):
         if len(paths) not in (1, 2):
             raise click.UsageError(f"expected [BUNDLE] DATA with --labels, got {len(paths)} path(s)")
         bundle, files = (paths[0], paths[1:]) if len(paths) == 2 else (None, paths)
+    kind = "text" if textcli.is_text_bundle(bundle) else "audio" if audio_cli.is_audio_bundle(bundle) else None
+    if kind is not None:  # else an API message ("open it with vae_edge.runtime.load") or a WAV read as .npy
+        raise click.UsageError(f"evaluate takes .npy/.npz/.csv samples of image and vector bundles; {bundle} is {'a text' if kind == 'text' else 'an audio'} bundle: "
+                               f"score the normal and the anomalous {'lines' if kind == 'text' else 'WAVs'} with 'vae-run score ... --out FILE.npy'")
     vae = _load(bundle, precision, fmt, threads, inputs=(*files, labels), outputs=(roc,))
     if labels is None:
         normal_x, anomalous_x = (_read_samples(f, vae) for f in files)

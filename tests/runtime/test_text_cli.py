@@ -75,6 +75,8 @@ def test_empty_line_to_interpolate_and_image_options_refused(text_bundle):
     assert invoke(["interpolate", text_bundle, "", "bako"]).exit_code == 2
     result = invoke(["sample", text_bundle, "--grid", "x.png"])
     assert result.exit_code == 2 and "does not apply to a text bundle" in result.output
+    result = invoke(["evaluate", text_bundle, "a.txt", "b.txt"])  # said "open it with vae_edge.runtime.load (a TextVAE)"
+    assert result.exit_code == 2 and "evaluate takes .npy/.npz/.csv samples of image and vector bundles" in result.output
 
 
 def test_an_empty_stream_is_an_error_and_blank_stream_lines_are_reported(tmp_path, text_bundle):
