@@ -418,7 +418,7 @@ def decode(paths, precision, fmt, threads, out, grid):
     if textcli.is_text_bundle(bundle):
         textcli.refuse(out=out, grid=grid)
         vae = textcli.load(bundle, precision, threads, fmt)
-        return textcli.decode(vae, _read_array(src))
+        return textcli.decode(vae, _read_batch(src, (vae.latent_dim,)))  # checked against the file, a file of no rows refused
     vae = _load(bundle, precision, fmt, threads, inputs=(src,), outputs=(out, grid))
     x = vae.decode(_read_batch(src, (vae.latent_dim,)))
     _results(vae, x, out, grid, grid_images=np.reshape(x, (-1, *vae.shape)))

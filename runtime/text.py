@@ -23,6 +23,8 @@ from .rng import generator, rows
 from .sessions import BOUND_SIZES, Graph, open_graphs
 from .streaming import MAX_STREAM_BATCH
 from .textgen import Stepper
+from .validation import as_batch
+from .vae import MAX_LATENT
 from .vocab import BOS, EOS, PAD, TextError, Vocabulary, decode_bytes
 
 log = logging.getLogger(__name__)
@@ -122,10 +124,12 @@ class TextVAE:
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
     def decode(self, z: object, *, temperature: float = 0.0, top_k: int | None = None, seed: int | None = 0, max_len: int | None = None) -> list[str]:
-        """Latent codes (n, latent) -> lines; greedy at ``temperature`` 0 (the default)."""
-        z = np.asarray(z, dtype=np.float32)
-        if z.ndim != 2 or z.shape[1] != self.latent_dim or not np.isfinite(z).all():
-            raise ValueError(f"z must be a finite array of shape (n, {self.latent_dim}), got {list(z.shape)}")
+        """Latent codes (n, latent) -> lines; greedy at ``temperature`` 0 (the default).
+
+        Raises:
+            ValueError: not (n, latent) or (latent,), NaN/Inf, or a value beyond ±MAX_LATENT, as for the other modalities.
+        """
+        z, _ = as_batch(z, (self.latent_dim,), "z", bound=MAX_LATENT)  # 1e30 decoded to a line of 'eeee...'
         return self._generate(z, len(z), temperature, top_k, generator(seed).seed, self._max_len(max_len))
 
     def reconstruct(self, lines: Iterable[str]) -> list[str]:
