@@ -22,7 +22,7 @@ import numpy as np
 from vae_edge.models import model_from_checkpoint, read_checkpoint
 from vae_edge.runtime import contract
 from vae_edge.runtime.likelihoods import model_bounds
-from vae_edge.trainer.data import load_recorded
+from vae_edge.trainer.data import DataError, load_recorded
 
 from . import latency as timing
 from . import manifest as manifests
@@ -183,12 +183,13 @@ def _check_data(model_path: Path, model, data, recorded: object) -> None:
     """The data recorded in model.pt must still be what the model was trained on.
 
     Raises:
-        ExportError: another sample shape, or another preprocessing (the data changed since training).
+        DataError: another sample shape, or another preprocessing (the data changed since training):
+            bad input (exit 2), not a failed export.
     """
     if list(data.shape) != list(model.config.input_shape):
-        raise ExportError(f"{model_path}: data {data.spec!r} has samples of shape {list(data.shape)}, the model expects {list(model.config.input_shape)}")
+        raise DataError(f"{model_path}: data {data.spec!r} has samples of shape {list(data.shape)}, the model expects {list(model.config.input_shape)}")
     if isinstance(recorded, dict) and not _same_affine(recorded, data.preprocessing):
-        raise ExportError(f"{model_path}: data {data.spec!r} now gives another preprocessing than the model was trained with (the data changed?)")
+        raise DataError(f"{model_path}: data {data.spec!r} now gives another preprocessing than the model was trained with (the data changed?)")
 
 
 def _same_affine(a: dict, b: dict) -> bool:

@@ -7,6 +7,8 @@ after every stage has passed: a failed export leaves no half-written bundle and 
 from __future__ import annotations
 
 import contextlib
+import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -45,6 +47,7 @@ def check_destination(out: Path, model_path: Path) -> None:
         raise DestinationError(f"{out}: holds {model_path.name}; name a bundle folder of its own")
     entries = sorted(p.name for p in out.iterdir())
     if not entries:
+        _check_swappable(out)
         return
     if MANIFEST not in entries:
         raise DestinationError(f"{out}: exists and is not a bundle (no {MANIFEST}); refusing to replace it")
@@ -56,6 +59,17 @@ def check_destination(out: Path, model_path: Path) -> None:
     if foreign:
         shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
         raise DestinationError(f"{out}: holds {len(foreign)} entr{'y' if len(foreign) == 1 else 'ies'} its bundle manifest does not list ({shown}); refusing to replace the folder")
+    _check_swappable(out)
+
+
+def _check_swappable(out: Path) -> None:
+    # The new bundle is staged beside the existing folder and swapped with it: its parent must take a
+    # new entry, known now rather than after minutes of export (a read-only or full disk, no permission).
+    real = Path(os.path.realpath(out))
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=f".{real.name}.{os.getpid()}.", suffix=".probe", dir=real.parent))
+    except OSError as exc:
+        raise DestinationError(f"{out}: cannot write there ({exc.strerror or exc})") from None
 
 
 @contextlib.contextmanager

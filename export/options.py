@@ -4,6 +4,7 @@ drift apart, as vae-train's options come from VAEConfig and TrainConfig."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -71,15 +72,16 @@ class ExportOptions:
     def __post_init__(self) -> None:
         if AUTO in self.variants and not self.auto:
             raise ValueError(f"--quantize {AUTO} builds every variant; it is not combined with others ({', '.join(self.variants)})")
-        if not self.search_budget_s >= 0:
-            raise ValueError(f"search budget must be >= 0 seconds, got {self.search_budget_s}")
+        # finite: the manifest records both, and JSON has no Infinity (JavaScript's JSON.parse refuses it)
+        if not 0 <= self.search_budget_s < math.inf:
+            raise ValueError(f"search budget must be a finite number of seconds >= 0, got {self.search_budget_s}")
         unknown = [v for v in self.variants if v not in contract.VARIANTS[1:] and v != AUTO]
         if unknown:
             raise ValueError(f"unknown quantization {', '.join(unknown)}; expected {AUTO}, or some of: {', '.join(contract.VARIANTS[1:])}")
         if self.opset not in OPSETS:
             raise ValueError(f"opset must be between {OPSETS.start} and {OPSETS.stop - 1}, got {self.opset}")
-        if not self.tolerance >= 0:
-            raise ValueError(f"tolerance must be >= 0, got {self.tolerance}")
+        if not 0 <= self.tolerance < math.inf:
+            raise ValueError(f"tolerance must be a finite number >= 0, got {self.tolerance}")
         if len(set(self.variants)) != len(self.variants):
             raise ValueError(f"quantization listed twice: {', '.join(self.variants)}")
         if self.calibration is not None:

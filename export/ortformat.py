@@ -87,8 +87,9 @@ def write_ort(folder: Path, specs: Sequence[GraphSpec], variants: dict[str, dict
         auto = variants[contract.AUTO]
         auto["ort"] = {}
         for spec in (s for s in specs if s.name in auto):
-            if spec.name in auto["from"]:
-                auto["ort"][spec.name] = variants[auto["from"][spec.name]]["ort"][spec.name]
+            shared = [v for v, e in variants.items() if v != contract.AUTO and e.get(spec.name) == auto[spec.name]]
+            if spec.name in auto["from"] or shared:  # its graphs, or the score graph of a variant whose pair it is
+                auto["ort"][spec.name] = variants[auto["from"].get(spec.name) or shared[0]]["ort"][spec.name]
             else:  # its own composed graph (score)
                 with step(f"converting {spec.filename(contract.AUTO)} to ORT format"):
                     to_ort(folder / auto[spec.name], folder / spec.filename(contract.AUTO, "ort"))

@@ -48,14 +48,19 @@ def write_score_graphs(folder: Path, variants: dict[str, dict], *, likelihood: s
     Raises:
         ExportError: the composition or its check failed, naming the step.
     """
+    composed: dict[tuple[str, str], str] = {}
     for variant, entry in variants.items():
+        pair = (entry[ENCODER.name], entry[DECODER.name])
+        if pair in composed:  # auto's pair is one variant's own graphs: share its score graph, not a copy of it
+            entry[SCORE.name] = composed[pair]
+            continue
         dst = folder / SCORE.filename(variant)
         with step(f"composing {dst.name}"):
             proto = compose_score(folder / entry[ENCODER.name], folder / entry[DECODER.name], likelihood=likelihood, shape=shape, obs_logvar=obs_logvar, prior=prior)
             onnx.save_model(proto, str(dst))
         with step(f"onnx.checker on {dst.name}"):
             check_graph(dst)
-        entry[SCORE.name] = dst.name
+        entry[SCORE.name] = composed[pair] = dst.name
 
 
 def _one_method(encoder: onnx.ModelProto, decoder: onnx.ModelProto) -> None:

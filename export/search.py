@@ -215,7 +215,7 @@ def search(folder: Path, specs: Sequence[GraphSpec], variant: str, feeds: Mappin
                     done = True
                     break
         if not result.holds:
-            result.stopped = "time budget spent" if out_of_time() else "every quantizable node tried"
+            result.stopped = "search off (--no-search)" if not search_on else "time budget spent" if out_of_time() else "every quantizable node tried"
             # The files left are the best candidate's, for the failure message and the report.
             current = result.best.configs
         result.configs = current

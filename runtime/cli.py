@@ -485,7 +485,10 @@ def _score_stream(paths, precision, fmt, threads, out, samples, batch_size) -> N
         raise click.UsageError("--stream scores deterministically; --samples is for whole files")
     if out is not None:
         raise click.UsageError("--stream prints one score per line; use it without --out (or redirect the output)")
-    bundle, src = _split(paths, "INPUT.npy|INPUT.csv|-") if paths else (None, None)
+    if len(paths) == 1 and paths[0].is_dir():  # `sensor | vae-run score BUNDLE --stream`: INPUT left out, standard input
+        bundle, src = paths[0], None
+    else:
+        bundle, src = _split(paths, "INPUT.npy|INPUT.csv|-") if paths else (None, None)
     if src is not None and str(src) == "-":
         src = None  # standard input
     vae = _load(bundle, precision, fmt, threads, inputs=(src,))
@@ -698,7 +701,7 @@ def _read_samples(path: Path, vae: VAE) -> np.ndarray:
                          "the device never reads Parquet, convert it to CSV on the workstation")
     if path.suffix.lower() == ".csv":
         columns = vae.manifest["data"].get("columns")
-        x = read_csv(path, columns)[0]
+        x = read_csv(path, columns, saturate=True)[0]
     else:
         x = _read_array(path)
     if vae.window and x.ndim == 2 and x.shape[1] == vae.shape[0]:

@@ -339,10 +339,12 @@ def atomic_directory(dest: str | os.PathLike) -> Iterator[Path]:
     if dest.is_symlink():
         dest = Path(os.path.realpath(dest))
     remove_stale_temporaries(dest)
+    missing = [p for p in (dest.parent, *dest.parent.parents) if not p.exists()]  # deepest first
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(dest), suffix=".tmp", dir=dest.parent))
     except OSError as exc:
+        _remove_empty(missing)
         raise _name_error(exc, dest) from None
     os.chmod(tmp, 0o777 & ~_umask())
     try:
@@ -360,7 +362,14 @@ def atomic_directory(dest: str | os.PathLike) -> Iterator[Path]:
         _swap_in(tmp, dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        _remove_empty(missing)  # a failed export leaves no empty folders behind either
         raise
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    for folder in folders:
+        with contextlib.suppress(OSError):  # no longer empty (someone else's file): leave it
+            folder.rmdir()
 
 
 _RENAME_EXCHANGE = 2

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 
-from .validation import check_int, quote
+from .validation import check_int, quote, to_float32
 
 log = logging.getLogger(__name__)
 
@@ -195,8 +195,4 @@ def _step(row: object, channels: int, index: int) -> np.ndarray:
         raise RowError(index, f"expected {channels} numbers (one per channel), got {a.size}")
     if not np.isfinite(a).all():
         raise RowError(index, "contains NaN or Inf")
-    with np.errstate(over="ignore"):
-        a32 = a.astype(np.float32)
-    if not np.isfinite(a32).all():
-        raise RowError(index, "a value beyond float32's range")
-    return a32
+    return to_float32(a)  # a finite value beyond float32's range is scored (saturated), not refused

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .validation import to_float32
+
 
 class TableError(ValueError):
     """A CSV file or a series that cannot be used as data; the message names the line, column and cell."""
@@ -17,12 +19,14 @@ class TableError(ValueError):
 MAX_CSV_BYTES = 1 << 30  # a CSV is read whole into memory; larger tables belong in .npy
 
 
-def read_csv(path: str | Path, columns: list[str] | None = None) -> tuple[np.ndarray, tuple[str, ...]]:
+def read_csv(path: str | Path, columns: list[str] | None = None, *, saturate: bool = False) -> tuple[np.ndarray, tuple[str, ...]]:
     """A CSV table: a header row of column names, then one row of numbers per sample (or time step).
 
     ``columns`` picks columns by name, in that order (default: every column, all of which must then
     be numbers). Cells are parsed as floats; an empty cell, NaN or Inf is refused, as is a row with
-    another number of cells than the header.
+    another number of cells than the header. A finite cell beyond float32's range is refused, or with
+    ``saturate`` (readings to score, which must never be refused for being far out of range) becomes
+    +-3.4e38, the largest float32.
 
     Returns:
         (values float32 [rows, columns], the column names read).
@@ -77,6 +81,8 @@ def read_csv(path: str | Path, columns: list[str] | None = None) -> tuple[np.nda
             if not np.isfinite(value):
                 raise TableError(f"{path}: line {number}, column {header[k]!r}: {cell!r}; NaN and Inf cells are not data")
             x[i, j] = value
+    if saturate:
+        return to_float32(x), tuple(header[k] for k in picks)
     with np.errstate(over="ignore"):
         x32 = np.ascontiguousarray(x, dtype=np.float32)
     if not np.isfinite(x32).all():

@@ -241,7 +241,7 @@ def _check_outputs(o: dict) -> tuple[Path, bool]:
     from .grids import grid_paths
 
     try:
-        out = writable(o["out"])
+        out = writable(o["out"], suffix=".pt")  # "--out run/" would otherwise write a checkpoint file named run
         beside_file = not (out.exists() and not out.is_file())
         written_paths = [out, *grid_paths(out), *output_paths(out)] if beside_file else []
         for side in written_paths[1:]:

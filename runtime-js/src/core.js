@@ -594,6 +594,13 @@ function checkNumbers(data, name) {
   return data;
 }
 
+const FLOAT32_MAX = 3.4028234663852886e38;
+
+function saturateFloat32(v) {
+  const n = Number(v);
+  return Number.isFinite(n) ? Math.min(FLOAT32_MAX, Math.max(-FLOAT32_MAX, n)) : n;
+}
+
 /**
  * A batch [n, *shape] (or one sample [*shape]) as float32, checked: shape, NaN/Inf, bound.
  * @returns {{data: Float32Array, n: number, single: boolean}}
@@ -605,7 +612,9 @@ export function asBatch(x, shape, name, bound = null) {
   const batched = a.shape.length === shape.length + 1 && a.shape.slice(1).every((d, i) => d === shape[i]);
   if (!single && !batched) throw new InputError(`${name}: expected shape ${expected}, got [${a.shape.join(', ')}]`);
   // A copy (the caller keeps its array); a plain memcpy from float32, a conversion from anything else.
-  const data = a.data instanceof Float32Array ? new Float32Array(a.data) : Float32Array.from(a.data, Number);
+  // A finite value beyond float32's range (1e300) is saturated, as runtime/validation.py to_float32 does:
+  // a reading far out of range is scored and flagged, not refused as if it were Inf.
+  const data = a.data instanceof Float32Array ? new Float32Array(a.data) : Float32Array.from(a.data, saturateFloat32);
   let largest = 0;
   for (const v of data) {
     if (!Number.isFinite(v)) throw new InputError(`${name}: contains NaN or Inf`);

@@ -72,6 +72,9 @@ test('out-of-range inputs are clipped and scored, as runtime/likelihoods.py out_
   assert.ok(Math.abs((await vae.anomalyScore(above)) - (await vae.anomalyScore(top)) - 160000) < 1e-6);
   assert.ok(Math.abs((await vae.anomalyScore(below)) - (await vae.anomalyScore(x(0))) - 96000) < 1e-6);
   assert.equal(await vae.isAnomaly(above), true);
+  // finite beyond float32 (a plain array of numbers): scored and flagged, not refused as Inf (as the Python runtime)
+  const far = { data: Array.from({ length: 64 }, (_, i) => (i === 5 ? 1e300 : 8)), shape: [1, 8, 8] };
+  assert.ok(Number.isFinite(await vae.anomalyScore(far)) && (await vae.isAnomaly(far)) === true);
   // within the rounding tolerance (1e-4 in model space): clipped, no penalty
   assert.equal(await vae.anomalyScore(x(16.001)), await vae.anomalyScore(top));
   const { checkManifest } = await import('../src/manifest.js');

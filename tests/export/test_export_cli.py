@@ -2,6 +2,8 @@
 
 import shutil
 
+import numpy as np
+
 from helpers import invoke, one_line_error
 
 from vae_edge.export.cli import cli as export_main
@@ -13,8 +15,18 @@ def test_export_cli_errors(tmp_path, model_path):
     junk.write_bytes(b"\x00" * 100)
     one_line_error(invoke(export_main, [junk, "--out", tmp_path / "b"]), 2, "not a readable PyTorch checkpoint")
     one_line_error(invoke(export_main, [model_path, "--quantize", "int4", "--out", tmp_path / "b"]), 2, "unknown quantization int4")
-    one_line_error(invoke(export_main, [model_path, "--quantize", "int8", "--tolerance", "0", "--search-budget", "0", "--out", tmp_path / "b"]), 1,
-                   "int8 cannot be brought within its accuracy gate", "best candidate found")
+    one_line_error(invoke(export_main, [model_path, "--quantize", "int8", "--tolerance", "0", "--no-search", "--out", tmp_path / "b"]), 1,
+                   "int8 cannot be brought within its accuracy gate", "best candidate found", "search off (--no-search)")
+    assert not (tmp_path / "b").exists()
+    wrong = tmp_path / "wrong.npy"  # data of another sample shape: bad input, not a failed export
+    np.save(wrong, np.random.default_rng(0).integers(0, 17, (40, 12)).astype(np.float32))
+    one_line_error(invoke(export_main, [model_path, "--data", f"npy:{wrong}", "--out", tmp_path / "b"]), 2, "Invalid value for --data", "the model expects [1, 8, 8]")
+
+
+def test_a_non_finite_tolerance_or_search_budget_is_refused(tmp_path, model_path):
+    # The manifest records both, and JSON has no Infinity: JavaScript's JSON.parse would refuse the bundle.
+    for option, name in (("--tolerance", "tolerance"), ("--search-budget", "search budget")):
+        one_line_error(invoke(export_main, [model_path, option, "inf", "--out", tmp_path / "b"]), 2, f"{name} must be a finite number")
     assert not (tmp_path / "b").exists()
 
 

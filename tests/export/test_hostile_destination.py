@@ -1,6 +1,7 @@
 """vae-export --out replaces a folder only when it is one of our bundles (schema checked, nothing else in it)."""
 
 import json
+import os
 import shutil
 
 import pytest
@@ -43,3 +44,21 @@ def test_a_manifest_with_our_schema_but_broken_is_not_ours(tmp_path, model):
     (out / "app.js").write_text("")
     with pytest.raises(DestinationError, match="not a vae-edge bundle"):
         check_destination(out, model)
+
+
+@pytest.mark.parametrize("earlier", ["empty folder", "bundle"])
+def test_an_existing_folder_whose_parent_is_read_only_is_refused_before_any_work(tmp_path, model, earlier):
+    parent = tmp_path / "locked"
+    out = parent / "bundle"
+    if earlier == "bundle":
+        shutil.copytree(default_bundle_path(), out)
+    else:
+        out.mkdir(parents=True)
+    parent.chmod(0o555)
+    try:
+        if os.access(parent, os.W_OK):
+            pytest.skip("this user writes into read-only folders (root)")
+        with pytest.raises(DestinationError, match="cannot write there"):
+            check_destination(out, model)  # the staging folder and the swap both need the parent
+    finally:
+        parent.chmod(0o755)

@@ -22,7 +22,8 @@ def _lines(rows) -> str:
 # ---------------------------------------------------------------- score --stream
 def test_stream_from_stdin_prints_one_score_per_line(bundle, test_digits):
     want = VAE.load(bundle).anomaly_score(test_digits[:10])
-    for args in (["score", bundle, "-", "--stream", "--batch-size", 3], ["score", bundle, "-", "--stream"]):
+    # INPUT left out after BUNDLE also means standard input (it used to read BUNDLE as the input: "is a folder")
+    for args in (["score", bundle, "-", "--stream", "--batch-size", 3], ["score", bundle, "-", "--stream"], ["score", bundle, "--stream"]):
         result = invoke(run_main, args, input=_lines(test_digits[:10]))
         assert result.exit_code == 0, result.output
         np.testing.assert_allclose([float(v) for v in result.stdout.split()], want, rtol=1e-5)
@@ -158,6 +159,31 @@ def test_stream_scores_an_out_of_range_line_and_goes_on(test_digits):
     assert result.exit_code == 0, result.output
     scores = [float(s) for s in result.stdout.split()]
     assert len(scores) == 5 and scores[2] > 1000 > max(scores[:2] + scores[3:])
+
+
+def test_a_finite_reading_beyond_float32_is_scored_and_flagged_not_refused(tmp_path, test_digits, sensor_bundle):
+    # 1e300 (a float64 .npy, a CSV cell, a stream line) used to be refused: "contains NaN or Inf" or
+    # "beyond float32's range", exit 2. Far out of range is scored (saturated to float32's largest) and flagged.
+    rows = test_digits[:2].reshape(2, -1).astype(np.float64)
+    rows[0, 5] = 1e300
+    np.save(tmp_path / "far.npy", rows)
+    (tmp_path / "far.csv").write_text(",".join(f"p{i}" for i in range(64)) + "\n" + _lines(rows))
+    vae = VAE.load()
+    want = vae.anomaly_score(rows.reshape(2, 1, 8, 8))
+    assert np.isfinite(want).all() and vae.is_anomaly(rows.reshape(2, 1, 8, 8)).tolist() == [True, False]
+    for args, text in ((["score", tmp_path / "far.npy"], None), (["score", tmp_path / "far.csv"], None), (["score", "-", "--stream"], _lines(rows))):
+        result = invoke(run_main, args, input=text)
+        assert result.exit_code == 0, result.output
+        np.testing.assert_allclose([float(v) for v in result.stdout.split()], want, rtol=1e-5)
+    bundle, _ = sensor_bundle  # a windowed stream: the window holding the reading is scored, far above the rest
+    from helpers import sensor_series
+
+    lines = _lines(sensor_series(40, seed=1)).splitlines()
+    lines[20] = "1e300,1000,0.5"
+    result = invoke(run_main, ["score", bundle, "-", "--stream"], input="\n".join(lines) + "\n")
+    assert result.exit_code == 0, result.output
+    scores = [float(s) for s in result.stdout.split()]
+    assert len(scores) == 7 and np.isfinite(scores).all() and max(scores) > 1000 > min(scores)
 
 
 def test_stream_skips_a_header_naming_the_bundles_columns(sensor_bundle):

@@ -33,6 +33,11 @@ def test_atomic_directory_replaces_whole_or_not_at_all(tmp_path):
         (tmp / "b").write_text("new")
     assert sorted(p.name for p in dest.iterdir()) == ["b"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]
+    with pytest.raises(KeyboardInterrupt):  # Ctrl-C during an export into folders it had to make
+        with atomic_directory(tmp_path / "new" / "deeper" / "bundle") as tmp:
+            (tmp / "a").write_text("half")
+            raise KeyboardInterrupt
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]
 
 
 def test_npy_is_written_to_the_exact_name(tmp_path):

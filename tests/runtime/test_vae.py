@@ -108,7 +108,6 @@ def test_dtypes_are_cast_and_empty_batches_return_empty(vae, test_digits):
         (np.empty((1, 1, 8, 8), dtype=object), "numeric"),
         (np.ones((1, 1, 8, 8), np.complex64), "real"),
         ([[1, 2], [3]], "irregular|numeric"),
-        (np.full((1, 1, 8, 8), 1e39), "NaN or Inf"),  # overflows float32
     ],
 )
 def test_bad_inputs_raise_value_error_naming_what_was_expected(vae, bad, match):

@@ -140,7 +140,7 @@ def test_own_files_for_every_part_are_recorded_and_found_again_after_moving(tmp_
     assert read_checkpoint(moved / "run" / "model.pt")["train_state"]["epoch"] == 2
     # The preprocessing check stays: other data under the old name are refused.
     np.save(alone / "train.npy", np.load(alone / "train.npy") * 2)
-    one_line_error(invoke(export_main, [moved / "run" / "model.pt", "--out", tmp_path / "b3", *where]), 1, "another preprocessing")
+    one_line_error(invoke(export_main, [moved / "run" / "model.pt", "--out", tmp_path / "b3", *where]), 2, "Invalid value for --data", "another preprocessing")
 
 
 def test_a_tiny_validation_set_is_warned_about(files, caplog):

@@ -43,6 +43,8 @@ def test_train_cli_writes_checkpoint_and_grids(tmp_path):
         (["--prior", "standard", "--prior-components", "10"], ["--prior-components", "applies to --prior vamp only"]),
         (["--prior", "flow"], ["--prior"]),
         (["--prior-components", "0"], ["--prior-components"]),
+        (["--epochs", "1", "--out", "run/"], ["--out", "expected a .pt file name, got 'run'"]),  # used to write a checkpoint file named run
+        (["--epochs", "1", "--out", "model.txt"], ["--out", "expected a .pt file name"]),
         (["--prior-components", "5000"], ["--prior-components", "training split has 1437 samples", "give at most 1437"]),
     ],
 )
