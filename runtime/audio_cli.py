@@ -33,10 +33,12 @@ def is_audio_bundle(path: Path | None) -> bool:
         return False
 
 
-def read_clips(vae: AudioVAE, paths: list[Path], stride: float | None = None) -> tuple[np.ndarray, list[tuple[Path, float]]]:
+def read_clips(vae: AudioVAE, paths: list[Path], stride: float | None = None, *, to_the_end: bool = False) -> tuple[np.ndarray, list[tuple[Path, float]]]:
     """WAV files as model clips, the way the model's training clips were made: a bundle trained with
     ``--duration`` pads or crops each file to one clip; otherwise a file of one clip's length is one clip
     and a longer one is cut into windows every ``stride`` seconds (default: the training stride).
+    ``to_the_end``: a file whose windows stop short of its end gets one more, ending at its last sample,
+    so that no part of a recording goes unscored (a 1.5 s file with clicks in its last 0.5 s scored normal).
 
     Returns:
         (PCM [k, samples], (file, start seconds) per clip).
@@ -60,6 +62,10 @@ def read_clips(vae: AudioVAE, paths: list[Path], stride: float | None = None) ->
         if len(pcm) < vae.samples:
             raise AudioError(f"{path}: {len(pcm) / vae.sample_rate:.3f} s is shorter than one window of the model ({vae.frontend.seconds:g} s, {vae.samples} samples)")
         starts, windows = vae.windows(pcm, stride)
+        last = len(pcm) - vae.samples
+        if to_the_end and round(starts[-1] * vae.sample_rate) < last:  # starts are in seconds
+            starts = np.append(starts, last / vae.sample_rate)
+            windows = np.concatenate([windows, pcm[None, len(pcm) - vae.samples :]])
         clips.append(windows)
         where += [(path, float(s)) for s in starts]
     return np.concatenate(clips), where
@@ -99,12 +105,16 @@ def reconstruct(vae: AudioVAE, src: Path, *, out: Path | None, wav: Path | None,
         raise click.UsageError("give --wav OUT.wav (and/or --out FILE.npy, --grid FILE.png)")
     for path in (out, grid, wav):
         check_out(path)
-    clips, _ = read_clips(vae, [src], stride=vae.frontend.seconds)  # back to back, so the sound is continuous
+    # back to back, so the sound is continuous; a tail shorter than a clip is the end of one more clip
+    # that ends at the file's last sample, so that OUT.wav is as long as IN.wav
+    clips, where = read_clips(vae, [src], stride=vae.frontend.seconds, to_the_end=True)
     features = vae.features(clips)
     log_mel = vae.reconstruct(clips)
     _outputs(vae, log_mel, out=out, grid=grid, inputs=features)
     if wav is not None:
-        write_wav(wav, vae.to_pcm(log_mel, iterations=iterations).reshape(-1), vae.sample_rate)
+        pcm = vae.to_pcm(log_mel, iterations=iterations)
+        tail = round(where[-1][1] * vae.sample_rate) + vae.samples - (len(pcm) - 1) * vae.samples  # samples the last clip adds
+        write_wav(wav, np.concatenate([pcm[:-1].reshape(-1), pcm[-1][vae.samples - tail :]]), vae.sample_rate)
         click.echo(f"wrote {wav}", err=True)
 
 
@@ -124,7 +134,7 @@ def _outputs(vae: AudioVAE, log_mel: np.ndarray, *, out: Path | None, grid: Path
 def score(vae: AudioVAE, paths: list[Path], *, out: Path | None, stride: float | None, quantile: float) -> None:
     """vae-run score on WAV files: one line per clip (file, start, score, flag); --out the scores as .npy."""
     check_out(out)
-    clips, where = read_clips(vae, paths, stride)
+    clips, where = read_clips(vae, paths, stride, to_the_end=True)
     scores = vae.anomaly_score(clips)
     limit = _threshold(vae, quantile)
     windowed = any(start > 0 for _, start in where)
@@ -184,7 +194,7 @@ def _raw_blocks(stream, fmt: str, received: list[int]) -> Iterator[np.ndarray]:
     """PCM samples from a binary stream, a block at a time (a partial sample waits for the next read);
     ``received[0]`` counts the samples yielded."""
     width = 2 if fmt == "s16le" else 4
-    rest = b""
+    rest, said = b"", False
     with stream:
         while True:
             raw = stream.read(STDIN_BLOCK)
@@ -193,6 +203,9 @@ def _raw_blocks(stream, fmt: str, received: list[int]) -> Iterator[np.ndarray]:
             raw, cut = rest + raw, (len(rest) + len(raw)) // width * width
             rest = raw[cut:]
             received[0] += cut // width
+            if fmt == "f32le" and not said and cut and float(np.nanmax(np.abs(np.frombuffer(raw[:cut], "<f4")), initial=0.0)) > 1.0:
+                said = True  # decode_pcm clips: say so once, the scores go on
+                click.echo("note: float samples beyond full scale were clipped to [-1, 1] (scored as the saturated sound)", err=True)
             yield decode_pcm(raw[:cut], fmt)
 
 

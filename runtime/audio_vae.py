@@ -67,6 +67,8 @@ class AudioVAE:
             raise BundleError(f"{root}: not an audio bundle (data.kind is {manifest['data'].get('kind')!r}); load it with vae_edge.runtime.load")
         if manifest["model"].get("prior") is not None:  # vae-export writes none: audio scores and samples under N(0, I)
             raise BundleError(f"{root}: an audio bundle with a model.prior; this runtime's audio VAE has the prior N(0, I) only")
+        if precision == contract.AUTO and contract.AUTO not in manifest["variants"]:
+            precision = contract.BASE_VARIANT  # as VAE.load: no recommended pair recorded, so fp32 (vae-run --precision auto)
         if not isinstance(precision, str) or precision not in manifest["variants"]:
             raise ValueError(f"precision {precision!r} is not in this bundle; it has {', '.join(manifest['variants'])}")
         graphs = open_graphs(root, manifest, precision, SPECS, threads=threads, providers=providers, optimization=optimization,

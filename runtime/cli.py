@@ -344,7 +344,7 @@ def sample(bundle, n, seed, temperature, top_k, max_len, greedy, precision, fmt,
     if textcli.is_text_bundle(bundle):
         textcli.refuse(out=out, grid=grid, wav=wav, normalize=normalize)
         return textcli.sample(textcli.load(bundle, precision, threads, fmt), n, seed, 0.0 if greedy else temperature, top_k, max_len)
-    textcli.refuse(top_k=top_k, max_len=max_len, greedy=greedy)
+    textcli.text_only(top_k=top_k, max_len=max_len, greedy=greedy)
     vae = _load(bundle, precision, fmt, threads, outputs=(out, grid))
     if isinstance(vae, AudioVAE):
         return audio_cli.sample(vae, n, seed, temperature, out=out, wav=wav, grid=grid, iterations=iterations, normalize=normalize)
@@ -418,7 +418,7 @@ def decode(paths, precision, fmt, threads, out, grid):
     if textcli.is_text_bundle(bundle):
         textcli.refuse(out=out, grid=grid)
         vae = textcli.load(bundle, precision, threads, fmt)
-        return textcli.decode(vae, _read_array(src))
+        return textcli.decode(vae, _read_batch(src, (vae.latent_dim,)))  # checked against the file, a file of no rows refused
     vae = _load(bundle, precision, fmt, threads, inputs=(src,), outputs=(out, grid))
     x = vae.decode(_read_batch(src, (vae.latent_dim,)))
     _results(vae, x, out, grid, grid_images=np.reshape(x, (-1, *vae.shape)))
@@ -447,7 +447,7 @@ def score(paths, precision, fmt, threads, out, samples, seed, stream, batch_size
     if textcli.is_text_bundle(textcli.bundle_of(paths)):
         textcli.refuse(samples=samples, stride=stride)
         return textcli.score_command(paths, precision, threads, out, stream, batch_size, per_char, check_outputs=_check_outputs, fmt=fmt)
-    textcli.refuse(per_char=per_char)
+    textcli.text_only(per_char=per_char)
     if paths and audio_cli.is_audio_bundle(paths[0]):
         return _score_audio(paths, precision, threads, out, samples, stream, pcm_format, stride)
     if stream:
@@ -736,6 +736,10 @@ def evaluate(paths, labels, false_alarm, as_json, roc, precision, fmt, threads):
         if len(paths) not in (1, 2):
             raise click.UsageError(f"expected [BUNDLE] DATA with --labels, got {len(paths)} path(s)")
         bundle, files = (paths[0], paths[1:]) if len(paths) == 2 else (None, paths)
+    kind = "text" if textcli.is_text_bundle(bundle) else "audio" if audio_cli.is_audio_bundle(bundle) else None
+    if kind is not None:  # else an API message ("open it with vae_edge.runtime.load") or a WAV read as .npy
+        raise click.UsageError(f"evaluate takes .npy/.npz/.csv samples of image and vector bundles; {bundle} is {'a text' if kind == 'text' else 'an audio'} bundle: "
+                               f"score the normal and the anomalous {'lines' if kind == 'text' else 'WAVs'} with 'vae-run score ... --out FILE.npy'")
     vae = _load(bundle, precision, fmt, threads, inputs=(*files, labels), outputs=(roc,))
     if labels is None:
         normal_x, anomalous_x = (_read_samples(f, vae) for f in files)

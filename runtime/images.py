@@ -121,14 +121,17 @@ _HEAT = np.array([[0, 0, 4], [87, 16, 110], [188, 55, 84], [249, 142, 9], [252, 
 
 def spectrogram_tiles(log_mel: np.ndarray, floor: float) -> np.ndarray:
     """Log-mel features [n, mels, frames] as colour tiles [n, 3, mels, frames] in [0, 1]: low mels at the
-    bottom, ``floor`` (the front end's) black, full scale (power 1) bright."""
+    bottom, ``floor`` (the front end's) black, full scale (power 1) bright; NaN (the blank tiles of
+    :func:`interleave_rows`) stays NaN, which a grid leaves blank."""
     a = np.asarray(log_mel, dtype=np.float64)
     low = np.log(floor)
     v = np.clip((a - low) / -low, 0.0, 1.0)[:, ::-1]  # (n, M, T), flipped: high frequencies on top
-    pos = v * (len(_HEAT) - 1)
+    blank = np.isnan(v)
+    pos = np.where(blank, 0.0, v) * (len(_HEAT) - 1)  # NaN cast to int is INT_MIN, no index
     i = np.minimum(pos.astype(int), len(_HEAT) - 2)
     frac = (pos - i)[..., None]
     rgb = _HEAT[i] * (1 - frac) + _HEAT[i + 1] * frac  # (n, M, T, 3)
+    rgb[blank] = np.nan
     return rgb.transpose(0, 3, 1, 2).astype(np.float32)
 
 

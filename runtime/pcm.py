@@ -52,7 +52,9 @@ PCM_FORMATS = {"s16le": np.dtype("<i2"), "f32le": np.dtype("<f4")}
 
 
 def decode_pcm(raw: bytes, fmt: str) -> np.ndarray:
-    """Raw little-endian mono PCM bytes (``s16le`` or ``f32le``) -> float32 samples in [-1, 1].
+    """Raw little-endian mono PCM bytes (``s16le`` or ``f32le``) -> float32 samples in [-1, 1]: float
+    samples beyond full scale are clipped to it, as a converter saturates, so that an over-loud stream is
+    scored (and flagged) rather than refused; NaN and Inf are kept, for :func:`as_pcm` to refuse.
 
     Raises:
         AudioError: an unknown format, or a byte count that is not whole samples.
@@ -63,7 +65,7 @@ def decode_pcm(raw: bytes, fmt: str) -> np.ndarray:
     if len(raw) % dtype.itemsize:
         raise AudioError(f"{len(raw)} bytes is not a whole number of {fmt} samples ({dtype.itemsize} bytes each)")
     a = np.frombuffer(raw, dtype=dtype)
-    return a.astype(np.float32) / 32768.0 if fmt == "s16le" else a.astype(np.float32)
+    return a.astype(np.float32) / 32768.0 if fmt == "s16le" else np.clip(a, -1.0, 1.0).astype(np.float32)
 
 
 class Windows:

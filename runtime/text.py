@@ -23,6 +23,8 @@ from .rng import generator, rows
 from .sessions import BOUND_SIZES, Graph, open_graphs
 from .streaming import MAX_STREAM_BATCH
 from .textgen import Stepper
+from .validation import as_batch
+from .vae import MAX_LATENT
 from .vocab import BOS, EOS, PAD, TextError, Vocabulary, decode_bytes
 
 log = logging.getLogger(__name__)
@@ -72,6 +74,8 @@ class TextVAE:
         manifest = read_manifest(root)
         if manifest["data"].get("kind") != "text":
             raise BundleError(f"{root}: not a text bundle (data kind {manifest['data'].get('kind', contract.DEFAULT_KIND)!r}); open it with vae_edge.runtime.load")
+        if precision == contract.AUTO and contract.AUTO not in manifest["variants"]:
+            precision = contract.BASE_VARIANT  # as VAE.load: no recommended pair recorded, so fp32 (vae-run --precision auto)
         if not isinstance(precision, str) or precision not in manifest["variants"]:
             raise ValueError(f"precision {precision!r} is not in this bundle; it has {', '.join(manifest['variants'])}")
         graphs = open_graphs(root, manifest, precision, SPECS, threads=threads, providers=providers, optimization=optimization, format=format,
@@ -120,10 +124,12 @@ class TextVAE:
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
     def decode(self, z: object, *, temperature: float = 0.0, top_k: int | None = None, seed: int | None = 0, max_len: int | None = None) -> list[str]:
-        """Latent codes (n, latent) -> lines; greedy at ``temperature`` 0 (the default)."""
-        z = np.asarray(z, dtype=np.float32)
-        if z.ndim != 2 or z.shape[1] != self.latent_dim or not np.isfinite(z).all():
-            raise ValueError(f"z must be a finite array of shape (n, {self.latent_dim}), got {list(z.shape)}")
+        """Latent codes (n, latent) -> lines; greedy at ``temperature`` 0 (the default).
+
+        Raises:
+            ValueError: not (n, latent) or (latent,), NaN/Inf, or a value beyond ±MAX_LATENT, as for the other modalities.
+        """
+        z, _ = as_batch(z, (self.latent_dim,), "z", bound=MAX_LATENT)  # 1e30 decoded to a line of 'eeee...'
         return self._generate(z, len(z), temperature, top_k, generator(seed).seed, self._max_len(max_len))
 
     def reconstruct(self, lines: Iterable[str]) -> list[str]:

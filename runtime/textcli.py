@@ -41,6 +41,13 @@ def refuse(**options) -> None:
             raise click.UsageError(f"--{name.replace('_', '-')} does not apply to a text bundle")
 
 
+def text_only(**options) -> None:
+    """Options of text bundles alone (``--top-k``, ``--per-char``, ...) are refused for the others, naming that."""
+    for name, value in options.items():
+        if value not in (None, False):
+            raise click.UsageError(f"--{name.replace('_', '-')} applies to text bundles only")
+
+
 def bundle_of(paths: tuple[Path, ...]) -> Path | None:
     """The BUNDLE of ``score``'s ``[BUNDLE] [INPUT]``: the first of two paths, or a lone folder."""
     if len(paths) == 2 or (len(paths) == 1 and Path(paths[0]).is_dir()):

@@ -64,6 +64,9 @@ def decode_bytes(data: bytes, source: str | None = None) -> str:
     Raises:
         TextError: binary (control bytes such as NUL) or not UTF-8.
     """
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):  # Windows' "Unicode": without this, "binary (byte 0x00)"
+        what = f"UTF-16 text (byte-order mark {data[0]:02X} {data[1]:02X}), expected UTF-8; convert it: iconv -f UTF-16 -t UTF-8"
+        raise TextError(what if source is None else f"{source}: {what}")
     bad = next((i for i, b in enumerate(data[:1 << 16]) if b in _BINARY), None)
     if bad is None and any(b in _BINARY for b in data[1 << 16:]):
         bad = next(i for i, b in enumerate(data) if b in _BINARY)
@@ -121,8 +124,13 @@ def read_text(path: str | os.PathLike, *, max_len: int | None = None, long_lines
             raise TextError(f"{path}: unreadable ({exc.strerror or exc})") from None
     text = decode_bytes(data, str(path)).removeprefix("\ufeff")  # as editors on Windows write UTF-8
     lines, blank, long = [], 0, 0
-    for number, raw in enumerate(text.splitlines(keepends=True), start=1):
-        line = normalize(raw)
+    # Lines end at "\n" only, as the stream reads them (readline) and as `wc -l` counts: str.splitlines
+    # also breaks at "\r", U+2028, NEL and form feed, which gave a file more scores than lines.
+    pieces = text.split("\n")
+    for number, raw in enumerate(pieces, start=1):
+        if number == len(pieces) and not raw:
+            break  # after the last line feed
+        line = normalize(raw + "\n" if number < len(pieces) else raw)
         if not line.strip():
             blank += 1
             continue

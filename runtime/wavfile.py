@@ -1,6 +1,7 @@
 """WAV files with the standard library's ``wave`` module, so that a device needs no audio package.
 
-Reads integer PCM of 16, 24 or 32 bits, any channel count (mixed down to mono); writes 16-bit mono,
+Reads integer PCM of 16, 24 or 32 bits, any channel count (mixed down to mono), plain or
+WAVE_FORMAT_EXTENSIBLE; writes 16-bit mono,
 atomically. 8-bit WAV (unsigned, a legacy format) and float WAV are refused with a message saying so.
 """
 
@@ -45,10 +46,12 @@ def read_wav(path: str | os.PathLike, *, sample_rate: int | None = None) -> tupl
 
 def decode_wav(raw: bytes, name: str | os.PathLike = "<wav>", *, sample_rate: int | None = None) -> tuple[np.ndarray, int]:
     """:func:`read_wav` on the bytes of a file."""
+    if not raw:
+        raise WavError(f"{name}: is empty (0 bytes); expected a WAV file")
     if raw[:4] != b"RIFF" or raw[8:12] != b"WAVE":
         raise WavError(f"{name}: not a WAV file (expected a RIFF/WAVE header, got {raw[:12]!r})")
     try:
-        with wave.open(io.BytesIO(raw), "rb") as w:
+        with wave.open(io.BytesIO(_plain_pcm_tag(raw)), "rb") as w:
             channels, width, rate, count = w.getnchannels(), w.getsampwidth(), w.getframerate(), w.getnframes()
             data = w.readframes(count)
     except (wave.Error, EOFError) as exc:
@@ -65,6 +68,22 @@ def decode_wav(raw: bytes, name: str | os.PathLike = "<wav>", *, sample_rate: in
         raise WavError(f"{name}: sampled at {rate} Hz, the model expects {sample_rate} Hz; resample it first (e.g. sox in.wav -r {sample_rate} out.wav)")
     pcm = _samples(data, width).reshape(count, channels).mean(axis=1, dtype=np.float64)
     return pcm.astype(np.float32), rate
+
+
+def _plain_pcm_tag(raw: bytes) -> bytes:
+    """``raw`` with a WAVE_FORMAT_EXTENSIBLE header of integer PCM (what sox, arecord and soundfile write
+    for 24-bit or multichannel sound, or when asked) retagged as plain PCM, the same samples: Python
+    3.11's ``wave`` refuses the tag ("unknown format: 65534"). Any other file is returned as it is."""
+    pos = 12
+    while pos + 8 <= len(raw):
+        size = int.from_bytes(raw[pos + 4 : pos + 8], "little")
+        if raw[pos : pos + 4] == b"fmt ":
+            body = raw[pos + 8 : pos + 8 + size]
+            if len(body) >= 26 and body[:2] == b"\xfe\xff" and body[24:26] == b"\x01\x00":  # subformat GUID: PCM
+                return raw[: pos + 8] + b"\x01\x00" + raw[pos + 10 :]
+            return raw
+        pos += 8 + size + (size & 1)  # chunks are padded to even sizes
+    return raw
 
 
 def _samples(data: bytes, width: int) -> np.ndarray:

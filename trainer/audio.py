@@ -200,5 +200,6 @@ def read_audio_dataset(spec: str, folder: str, likelihood: str, options: AudioOp
     log.info("read %d files from %s: %d clips of %g s, features %s", len(files), root, sum(len(v) for v in parts), frontend.seconds, frontend.shape)
     return AudioDataset(
         root.name or str(root), spec, feats["train"], feats["val"], feats["test"], kind="audio", likelihood="gaussian",
+        likelihood_reason="log-mel features, which audio models as Gaussian, standardised per mel band",
         frontend=frontend, options=options, pcm=pcm,
     )

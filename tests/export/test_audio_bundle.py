@@ -42,6 +42,7 @@ def test_runtime_load_returns_the_audio_object(audio_bundle):
 
     vae = load(audio_bundle, precision="int8-static", threads=1)
     assert isinstance(vae, AudioVAE) and vae.precision == "int8-static" and vae.sample_rate == RATE
+    assert load(audio_bundle, precision="auto", threads=1).precision == "fp32"  # vae-run --precision auto: no recommended pair
 
 
 def test_in_graph_front_end_matches_the_numpy_reference(vae, clips):
@@ -123,6 +124,12 @@ def test_vae_run_sample_reconstruct_and_score(audio_bundle, audio_folder, tmp_pa
     assert r.exit_code == 0, r.output
     assert np.load(tmp_path / "scores.npy").shape == (1 + 3,)  # one clip, then three windows
     assert "one score per window" in r.output
+    tail = write_wav(tmp_path / "tail.wav", np.concatenate([read_wav(long)[0], read_wav(wav)[0][: CLIP // 2]]), RATE)
+    r = runner.invoke(cli, ["score", str(audio_bundle), str(tail)])
+    starts = [float(line.split("\t")[1]) for line in r.output.splitlines() if line.startswith(str(tail))]
+    assert r.exit_code == 0 and starts == [0.0, 0.5, 1.0, 1.25], r.output  # one more window ends at the last sample: no tail goes unscored
+    r = runner.invoke(cli, ["reconstruct", str(audio_bundle), str(tail), "--wav", str(tmp_path / "tail-rec.wav"), "--iterations", "2"])
+    assert r.exit_code == 0 and read_wav(tmp_path / "tail-rec.wav")[0].shape == (3 * CLIP + CLIP // 2,), r.output  # as long as its input
 
 
 def test_vae_run_score_stream_reads_raw_pcm_from_stdin(audio_bundle, audio_folder):

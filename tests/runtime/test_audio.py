@@ -111,8 +111,21 @@ def test_stereo_is_mixed_down_and_24_bit_is_read():
     assert np.allclose(decode_wav(_raw_wav(1, 3, negative))[0], -0.5)
 
 
+def test_a_wave_format_extensible_header_of_pcm_is_read():
+    # sox and arecord write this header for 24-bit or multichannel sound; Python 3.11's wave refused it
+    plain = _raw_wav(2, 2, (np.full((10, 2), 0.25) * 32767).astype("<i2").tobytes())
+    guid_pcm = bytes.fromhex("0100000000001000800000aa00389b71")
+    fmt = b"\xfe\xff" + plain[22:36] + (22).to_bytes(2, "little") + (16).to_bytes(2, "little") + (3).to_bytes(4, "little") + guid_pcm
+    extensible = b"RIFF" + (len(plain) - 8 + 24).to_bytes(4, "little") + b"WAVEfmt " + (40).to_bytes(4, "little") + fmt + plain[36:]
+    assert np.array_equal(decode_wav(extensible, sample_rate=RATE)[0], decode_wav(plain)[0])
+    float_guid = extensible.replace(guid_pcm, b"\x03" + guid_pcm[1:])
+    with pytest.raises(WavError, match="float or compressed"):
+        decode_wav(float_guid)
+
+
 @pytest.mark.parametrize("raw, match", [
     (b"hello world, not audio", "not a WAV file"),
+    (b"", "is empty"),  # was "not a WAV file (expected a RIFF/WAVE header, got b'')"
     (_raw_wav(2, 1, bytes(64)), "8-bit"),
     (_raw_wav(1, 2, bytes(64))[:30], "unreadable WAV header"),
     (_raw_wav(1, 2, bytes(6400))[:1000], "truncated"),
@@ -144,6 +157,9 @@ def test_as_pcm_takes_int16_and_refuses_out_of_range_floats_and_wrong_lengths():
 def test_decode_pcm_formats():
     assert np.allclose(decode_pcm(np.array([16384, -16384], "<i2").tobytes(), "s16le"), [0.5, -0.5])
     assert np.allclose(decode_pcm(np.array([0.25], "<f4").tobytes(), "f32le"), [0.25])
+    # an over-loud float stream saturates: scored (and flagged) by `score --stream --pcm f32le`, not refused
+    assert np.array_equal(decode_pcm(np.array([3.0, -1.5, 0.5], "<f4").tobytes(), "f32le"), [1.0, -1.0, 0.5])
+    assert np.isnan(decode_pcm(np.array([np.nan], "<f4").tobytes(), "f32le")).all()  # left for as_pcm to refuse
     with pytest.raises(AudioError, match="whole number"):
         decode_pcm(b"\x00\x01\x02", "s16le")
 

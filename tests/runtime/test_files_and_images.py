@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from vae_edge.runtime.files import atomic_directory, atomic_path, atomic_save_npy, check_writable, sha256_file
-from vae_edge.runtime.images import grid_array, interleave_rows, save_grid
+from vae_edge.runtime.images import grid_array, interleave_rows, save_grid, save_spectrograms
 
 
 def test_atomic_path_keeps_the_old_file_when_the_writer_fails(tmp_path):
@@ -68,6 +68,19 @@ def test_interleave_rows_pairs_originals_with_reconstructions_in_aligned_rows():
     a, b = np.arange(5)[:, None], -np.arange(5)[:, None]
     rows = interleave_rows(a, b, 2).reshape(-1, 2)  # 5 is not a multiple of 2: the last pair of rows is padded
     assert np.array_equal(rows, [[0, 1], [0, -1], [2, 3], [-2, -3], [4, np.nan], [-4, np.nan]], equal_nan=True)
+
+
+def test_a_spectrogram_grid_of_clips_not_filling_the_last_row_keeps_its_blank_tiles_blank(tmp_path):
+    # vae-run reconstruct --grid of a 5 s recording at 4 clips a row (make demo-audio) was an IndexError:
+    # the NaN of interleave_rows' blank tiles was cast to an int colour index.
+    from PIL import Image
+
+    clips = np.full((5, 8, 4), np.log(1e-8) / 2)
+    png = save_spectrograms(tmp_path / "rec.png", interleave_rows(clips, clips, 4), 1e-8, nrow=4)
+    with Image.open(png) as im:
+        grid = np.asarray(im)
+    tile = grid.shape[1] // 4
+    assert grid[grid.shape[0] // 2 :, tile:].max() == 0 and grid[: grid.shape[0] // 2].max() > 0  # row 2: one clip, three blanks
 
 
 def test_a_labelled_grid_names_its_rows_in_a_margin_and_keeps_blank_tiles_blank(tmp_path):

@@ -1,4 +1,4 @@
-"""The conformance set every bundle carries (golden.json) and `vae-run selftest`, which checks it."""
+"""The conformance set every image, vector and text bundle carries (golden.json) and `vae-run selftest`, which checks it."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ import hashlib
 import json
 
 import numpy as np
+import pytest
 from click.testing import CliRunner
 
-from vae_edge.runtime import VAE
+from vae_edge.runtime import VAE, BundleError
 from vae_edge.runtime.cli import cli
 from vae_edge.runtime.golden import GOLDEN, OUTPUTS, decode_array, read_golden
 
@@ -64,6 +65,12 @@ def test_selftest_refuses_a_tampered_golden_file_and_a_bundle_without_one(bundle
     (bundle_copy / "manifest.json").write_text(json.dumps(manifest))
     result = CliRunner().invoke(cli, ["selftest", str(bundle_copy)])
     assert result.exit_code == 2 and "has no golden.json" in result.output and "re-export" in result.output
+
+
+def test_an_audio_bundle_is_told_it_has_no_conformance_set_not_to_re_export(tmp_path):
+    with pytest.raises(BundleError, match="is an audio bundle, which carries no golden.json") as err:
+        read_golden(tmp_path, {"files": {}, "data": {"kind": "audio"}})
+    assert "re-export" not in str(err.value)
 
 
 # ---------------------------------------------------------------- text bundles

@@ -95,6 +95,8 @@ def test_npz_with_one_array_is_accepted(tmp_path, test_digits):
         (["reconstruct", "missing.npy"], ["missing.npy: no such file"]),
         (["score", "a", "b", "c"], ["expected [BUNDLE] INPUT.npy, got 3"]),
         (["frobnicate"], ["No such command"]),
+        (["sample", "--top-k", "3"], ["--top-k applies to text bundles only"]),  # was "does not apply to a text bundle"
+        (["score", "x.npy", "--per-char"], ["--per-char applies to text bundles only"]),
     ],
 )
 def test_run_usage_errors_exit_2(args, fragments):

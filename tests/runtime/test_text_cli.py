@@ -75,6 +75,26 @@ def test_empty_line_to_interpolate_and_image_options_refused(text_bundle):
     assert invoke(["interpolate", text_bundle, "", "bako"]).exit_code == 2
     result = invoke(["sample", text_bundle, "--grid", "x.png"])
     assert result.exit_code == 2 and "does not apply to a text bundle" in result.output
+    result = invoke(["evaluate", text_bundle, "a.txt", "b.txt"])  # said "open it with vae_edge.runtime.load (a TextVAE)"
+    assert result.exit_code == 2 and "evaluate takes .npy/.npz/.csv samples of image and vector bundles" in result.output
+
+
+def test_decode_refuses_a_file_of_no_codes_and_codes_beyond_the_bound(tmp_path, text_bundle):
+    # an empty file printed an empty line and exit 0; 1e30 decoded to a line of 'eeee...'; both as for image bundles now
+    import numpy as np
+
+    latent = _latent(text_bundle)
+    for name, z, fragment in (("none.npy", np.zeros((0, latent), np.float32), "holds no samples"),
+                              ("far.npy", np.full((1, latent), 1e30, np.float32), "values must lie within")):
+        np.save(tmp_path / name, z)
+        result = invoke(["decode", text_bundle, tmp_path / name])
+        assert result.exit_code == 2 and fragment in result.output, result.output
+
+
+def _latent(bundle) -> int:
+    import json
+
+    return json.loads((bundle / "manifest.json").read_text())["model"]["config"]["latent_dim"]
 
 
 def test_an_empty_stream_is_an_error_and_blank_stream_lines_are_reported(tmp_path, text_bundle):

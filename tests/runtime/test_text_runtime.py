@@ -9,7 +9,7 @@ from vae_edge.runtime import VAE, TextVAE, load
 from vae_edge.runtime.rng import Generator, block_size, normals
 from vae_edge.runtime.text import LineReport
 from vae_edge.runtime.vocab import EOS
-from vae_edge.runtime.vocab import TextError
+from vae_edge.runtime.vocab import TextError, read_text
 
 
 @pytest.fixture(scope="module")
@@ -19,6 +19,7 @@ def vae(text_bundle):
 
 def test_load_returns_the_modality_object(text_bundle):
     assert isinstance(load(text_bundle), TextVAE)
+    assert load(text_bundle, precision="auto").precision == "fp32"  # vae-run --precision auto: no recommended pair
     assert isinstance(load(), VAE)
 
 
@@ -124,3 +125,19 @@ def test_the_image_api_refuses_a_text_bundle(text_bundle):
         VAE.load(text_bundle)
     with pytest.raises(BundleError, match="not a text bundle"):
         TextVAE.load(default_bundle_path())
+
+
+def test_a_file_has_one_line_per_line_feed(tmp_path):
+    # U+2028, form feed and a lone CR are characters of a line, as the stream (readline) and `wc -l` see
+    # it; str.splitlines broke at them, so `vae-run score FILE` printed more scores than the file had lines.
+    path = tmp_path / "lines.txt"
+    path.write_bytes("one\u2028two\r\nthree\x0cfour\nfive\rsix\n\nseven".encode())
+    read = read_text(path)
+    assert read.lines == ["one\u2028two", "three\x0cfour", "five\rsix", "seven"] and read.blank_skipped == 1
+
+
+def test_a_utf16_file_is_named_as_such(tmp_path):
+    path = tmp_path / "notepad.txt"
+    path.write_text("bako\nrime\n", encoding="utf-16")
+    with pytest.raises(TextError, match="UTF-16 text .*expected UTF-8"):
+        read_text(path)

@@ -26,7 +26,7 @@ def test_equal_length_files_are_one_clip_each_and_the_features_are_log_mel(tmp_p
     for i in range(10):
         _write(tmp_path / f"{i}.wav", _tone(0.5, freq=200 + 50 * i))
     data = load_data(f"audio:{tmp_path}", "gaussian", audio=AudioOptions(frame_multiple=4))
-    assert data.kind == "audio" and data.shape == (1, 64, 16)
+    assert data.kind == "audio" and data.shape == (1, 64, 16) and "log-mel" in data.likelihood_reason  # vae-train printed "likelihood gaussian: "
     assert len(data.train) + len(data.val) + len(data.test) == 10
     assert data.pcm["train"].shape == (len(data.train), 8000)
     assert np.allclose(data.train[:, 0], data.frontend.log_mel(data.pcm["train"]), atol=1e-3)
@@ -106,6 +106,9 @@ def test_vae_train_cli_on_audio_defaults_to_conv_and_gaussian(tmp_path):
     r = CliRunner().invoke(cli, ["--data", f"audio:{tmp_path / 'wavs'}", "--epochs", "1", "--channels", "4", "--iw-samples", "2", "--quiet", "--out", str(out)])
     assert r.exit_code == 0, r.output
     assert "conv [1, 64, 16]" in r.output and "gaussian" in r.output
+    from vae_edge.models import read_checkpoint
+
+    assert read_checkpoint(out)["train_state"]["train_config"]["lr"] == 1e-3  # audio's own default, not the digits MLP's 6e-3
     r = CliRunner().invoke(cli, ["--data", "digits", "--duration", "1", "--out", str(tmp_path / "x.pt")])
     assert r.exit_code == 2 and "audio:DIR only" in r.output
 
