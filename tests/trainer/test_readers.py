@@ -270,16 +270,16 @@ def test_train_cli_refuses_outputs_that_would_overwrite_the_data(tmp_path, pixel
     (tmp_path / "d.idx").write_bytes(idx_bytes(pixels))
     (tmp_path / "m.loss.png").symlink_to(tmp_path / "v.npy")
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
-    cases = [
-        ("npy:v.npy", "v.npy"),
-        ("npy:s.npz:train", "s.npz"),
-        ("idx:d.idx", "d.idx"),
-        ("npy:v.npy", "m.pt"),  # m.loss.png, written beside m.pt, is a link to v.npy
+    cases = [  # the data file itself is no .pt name, refused as such; a file written beside one is checked
+        ("npy:v.npy", "v.npy", "expected a .pt file name"),
+        ("npy:s.npz:train", "s.npz", "expected a .pt file name"),
+        ("idx:d.idx", "d.idx", "expected a .pt file name"),
+        ("npy:v.npy", "m.pt", "would overwrite the --data file"),  # m.loss.png, written beside m.pt, is a link to v.npy
     ]
-    for spec, out in cases:
+    for spec, out, why in cases:
         kind, _, name = spec.partition(":")
         result = invoke(train_main, ["--data", f"{kind}:{tmp_path / name}", "--out", tmp_path / out, "--epochs", 1, "--quiet"])
-        one_line_error(result, 2, "--out", "would overwrite the --data file")
+        one_line_error(result, 2, "--out", why)
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
 
 
