@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { BundleError, InputError, load } from '../src/node.js';
-import { DEFAULT_BUNDLE } from './helpers.js';
+import { DEFAULT_BUNDLE, withEditedManifest } from './helpers.js';
 
 let vae;
 const unhandled = [];
@@ -93,37 +93,22 @@ test('loading refuses unknown precisions and missing folders with one line', asy
 });
 
 test('precision "auto" on a bundle without a recommended variant runs fp32, as the Python runtime', async () => {
-  const { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } = await import('node:fs');
-  const { tmpdir } = await import('node:os');
-  const copy = mkdtempSync(`${tmpdir()}/vae-edge-js-`);
-  try {
-    cpSync(DEFAULT_BUNDLE, copy, { recursive: true });
-    const manifest = JSON.parse(readFileSync(`${copy}/manifest.json`, 'utf8'));
-    delete manifest.variants.auto;
-    writeFileSync(`${copy}/manifest.json`, JSON.stringify(manifest));
+  await withEditedManifest((manifest) => { delete manifest.variants.auto; }, async (copy) => {
     const fallback = await load(copy, { precision: 'auto' });
     assert.equal(fallback.precision, 'fp32');
     await fallback.release();
-  } finally {
-    rmSync(copy, { recursive: true, force: true });
-  }
+  });
 });
 
 test('a manifest whose shape disagrees with its graphs is refused at load, naming the graph', async () => {
-  const { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } = await import('node:fs');
-  const { tmpdir } = await import('node:os');
-  const copy = mkdtempSync(`${tmpdir()}/vae-edge-js-`);
-  try {
-    cpSync(DEFAULT_BUNDLE, copy, { recursive: true });
-    const manifest = JSON.parse(readFileSync(`${copy}/manifest.json`, 'utf8'));
-    const L = manifest.model.latent_dim;
+  let L;
+  await withEditedManifest((manifest) => {
+    L = manifest.model.latent_dim;
     manifest.data.shape = [1, 4, 16]; // the same 64 values as [1, 8, 8]: every manifest check passes
-    writeFileSync(`${copy}/manifest.json`, JSON.stringify(manifest));
+  }, async (copy) => {
     await assert.rejects(load(copy), (err) => err instanceof BundleError
       && err.message === `${copy}/encoder.onnx: takes [[1, 8, 8]] and gives [[${L}], [${L}]] (per sample), the manifest's encoder should take [[1, 4, 16]] and give [[${L}], [${L}]]`);
-  } finally {
-    rmSync(copy, { recursive: true, force: true });
-  }
+  });
 });
 
 test('a manifest of another modality or schema is refused with one line naming the field', async () => {

@@ -1,4 +1,6 @@
 // Shared by the node:test files: where the bundles are, and comparisons.
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 
@@ -26,4 +28,18 @@ export function excess(got, want, { rtol, atol }) {
     }
   }
   return { worst, at };
+}
+
+/** Run fn(folder) on a copy of the default bundle whose manifest edit(manifest) changed; the copy is removed after. */
+export async function withEditedManifest(edit, fn) {
+  const copy = mkdtempSync(path.join(tmpdir(), 'vae-edge-js-'));
+  try {
+    cpSync(DEFAULT_BUNDLE, copy, { recursive: true });
+    const manifest = JSON.parse(readFileSync(path.join(copy, 'manifest.json'), 'utf8'));
+    edit(manifest);
+    writeFileSync(path.join(copy, 'manifest.json'), JSON.stringify(manifest));
+    return await fn(copy);
+  } finally {
+    rmSync(copy, { recursive: true, force: true });
+  }
 }
