@@ -1,8 +1,9 @@
 """WAV files with the standard library's ``wave`` module, so that a device needs no audio package.
 
-Reads integer PCM of 16, 24 or 32 bits, any channel count (mixed down to mono), plain or
-WAVE_FORMAT_EXTENSIBLE; writes 16-bit mono,
-atomically. 8-bit WAV (unsigned, a legacy format) and float WAV are refused with a message saying so.
+Reads integer PCM of 16, 24 or 32 bits and IEEE float of 32 or 64 bits (samples beyond full scale
+clipped to it, as the f32le stream reader does), any channel count (mixed down to mono), plain or
+WAVE_FORMAT_EXTENSIBLE: what vae-train's soundfile reads. Writes 16-bit mono, atomically. 8-bit WAV
+(unsigned, a legacy format) and compressed WAV are refused with a message saying so.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ def read_wav(path: str | os.PathLike, *, sample_rate: int | None = None) -> tupl
         (samples [length], sample rate).
 
     Raises:
-        WavError: missing, not WAV, truncated, 8-bit, float or compressed, empty, or the wrong sample rate.
+        WavError: missing, not WAV, truncated, 8-bit, compressed, empty, NaN or Inf samples, or the
+            wrong sample rate.
     """
     path = Path(path)
     try:
@@ -50,14 +52,17 @@ def decode_wav(raw: bytes, name: str | os.PathLike = "<wav>", *, sample_rate: in
         raise WavError(f"{name}: is empty (0 bytes); expected a WAV file")
     if raw[:4] != b"RIFF" or raw[8:12] != b"WAVE":
         raise WavError(f"{name}: not a WAV file (expected a RIFF/WAVE header, got {raw[:12]!r})")
+    plain, is_float = _plain_pcm_tag(raw)
     try:
-        with wave.open(io.BytesIO(_plain_pcm_tag(raw)), "rb") as w:
+        with wave.open(io.BytesIO(plain), "rb") as w:
             channels, width, rate, count = w.getnchannels(), w.getsampwidth(), w.getframerate(), w.getnframes()
             data = w.readframes(count)
     except (wave.Error, EOFError) as exc:
         why = str(exc) or "header ends early"
-        hint = " (float or compressed WAV: convert to 16-bit PCM)" if "unknown format" in why else ""
+        hint = " (compressed WAV: convert to 16-bit PCM)" if "unknown format" in why else ""
         raise WavError(f"{name}: unreadable WAV header ({why}){hint}") from None
+    if is_float and width not in (4, 8):
+        raise WavError(f"{name}: {8 * width}-bit float WAV is not supported; expected 32- or 64-bit float, or integer PCM")
     if width == 1:
         raise WavError(f"{name}: 8-bit WAV is not supported; expected 16-, 24- or 32-bit integer PCM")
     if len(data) < count * channels * width:
@@ -66,24 +71,42 @@ def decode_wav(raw: bytes, name: str | os.PathLike = "<wav>", *, sample_rate: in
         raise WavError(f"{name}: holds no samples")
     if sample_rate is not None and rate != sample_rate:
         raise WavError(f"{name}: sampled at {rate} Hz, the model expects {sample_rate} Hz; resample it first (e.g. sox in.wav -r {sample_rate} out.wav)")
-    pcm = _samples(data, width).reshape(count, channels).mean(axis=1, dtype=np.float64)
+    samples = _floats(data, width, name) if is_float else _samples(data, width)
+    pcm = samples.reshape(count, channels).mean(axis=1, dtype=np.float64)
     return pcm.astype(np.float32), rate
 
 
-def _plain_pcm_tag(raw: bytes) -> bytes:
-    """``raw`` with a WAVE_FORMAT_EXTENSIBLE header of integer PCM (what sox, arecord and soundfile write
-    for 24-bit or multichannel sound, or when asked) retagged as plain PCM, the same samples: Python
-    3.11's ``wave`` refuses the tag ("unknown format: 65534"). Any other file is returned as it is."""
+def _plain_pcm_tag(raw: bytes) -> tuple[bytes, bool]:
+    """(``raw`` with its format tag made plain PCM, whether the samples are IEEE float).
+
+    Python 3.11's ``wave`` reads the PCM tag only ("unknown format: 65534" for WAVE_FORMAT_EXTENSIBLE,
+    what sox, arecord and soundfile write for 24-bit or multichannel sound; "3" for float). For
+    integer PCM, plain or extensible, and for IEEE float, plain or extensible, the tag is rewritten as
+    PCM: ``wave`` then parses the chunks and hands back the same sample bytes, which the caller reads
+    as floats where the second value says so. Any other file is returned as it is."""
     pos = 12
     while pos + 8 <= len(raw):
         size = int.from_bytes(raw[pos + 4 : pos + 8], "little")
         if raw[pos : pos + 4] == b"fmt ":
             body = raw[pos + 8 : pos + 8 + size]
-            if len(body) >= 26 and body[:2] == b"\xfe\xff" and body[24:26] == b"\x01\x00":  # subformat GUID: PCM
-                return raw[: pos + 8] + b"\x01\x00" + raw[pos + 10 :]
-            return raw
+            tag = body[24:26] if len(body) >= 26 and body[:2] == b"\xfe\xff" else body[:2]  # extensible: the subformat GUID's first bytes
+            if tag in (b"\x01\x00", b"\x03\x00") and body[:2] != b"\x01\x00":
+                return raw[: pos + 8] + b"\x01\x00" + raw[pos + 10 :], tag == b"\x03\x00"
+            return raw, False
         pos += 8 + size + (size & 1)  # chunks are padded to even sizes
-    return raw
+    return raw, False
+
+
+def _floats(data: bytes, width: int, name: str | os.PathLike) -> np.ndarray:
+    """Little-endian IEEE float samples -> float64, clipped to [-1, 1].
+
+    Raises:
+        WavError: a NaN or Inf sample.
+    """
+    a = np.frombuffer(data, f"<f{width}").astype(np.float64)
+    if not np.isfinite(a).all():
+        raise WavError(f"{name}: holds NaN or Inf samples; expected float PCM in [-1, 1]")
+    return np.clip(a, -1.0, 1.0)
 
 
 def _samples(data: bytes, width: int) -> np.ndarray:

@@ -118,9 +118,33 @@ def test_a_wave_format_extensible_header_of_pcm_is_read():
     fmt = b"\xfe\xff" + plain[22:36] + (22).to_bytes(2, "little") + (16).to_bytes(2, "little") + (3).to_bytes(4, "little") + guid_pcm
     extensible = b"RIFF" + (len(plain) - 8 + 24).to_bytes(4, "little") + b"WAVEfmt " + (40).to_bytes(4, "little") + fmt + plain[36:]
     assert np.array_equal(decode_wav(extensible, sample_rate=RATE)[0], decode_wav(plain)[0])
-    float_guid = extensible.replace(guid_pcm, b"\x03" + guid_pcm[1:])
-    with pytest.raises(WavError, match="float or compressed"):
+    float_guid = extensible.replace(guid_pcm, b"\x03" + guid_pcm[1:])  # 16-bit samples tagged as float
+    with pytest.raises(WavError, match="16-bit float WAV is not supported"):
         decode_wav(float_guid)
+    compressed = extensible.replace(guid_pcm, b"\x02" + guid_pcm[1:])  # ADPCM
+    with pytest.raises(WavError, match="compressed WAV"):
+        decode_wav(compressed)
+
+
+@pytest.mark.parametrize("subtype", ["FLOAT", "DOUBLE"])
+def test_a_float_wav_reads_as_vae_train_reads_it(tmp_path, subtype):
+    # vae-train (soundfile) trains on float WAVs; vae-run refused them ("float or compressed WAV").
+    import soundfile
+
+    t = np.arange(RATE // 10) / RATE
+    stereo = np.stack([0.5 * np.sin(2 * np.pi * 440 * t), 0.25 * np.cos(2 * np.pi * 440 * t)], axis=1)
+    stereo[5] = [1.75, 1.5]  # beyond full scale: clipped to it, scored (as an f32le stream), not refused
+    for extensible in (False, True):
+        path = tmp_path / f"f{extensible}.wav"
+        soundfile.write(path, stereo, RATE, subtype=subtype, format="WAVEX" if extensible else "WAV")
+        pcm, rate = read_wav(path, sample_rate=RATE)
+        trained, _ = soundfile.read(path, dtype="float64", always_2d=True)
+        assert rate == RATE and pcm.dtype == np.float32
+        np.testing.assert_allclose(pcm, np.clip(trained, -1, 1).mean(axis=1), atol=1e-7)
+    stereo[7] = [np.nan, 0.0]
+    soundfile.write(tmp_path / "nan.wav", stereo, RATE, subtype=subtype)
+    with pytest.raises(WavError, match="NaN or Inf"):
+        read_wav(tmp_path / "nan.wav")
 
 
 @pytest.mark.parametrize("raw, match", [
