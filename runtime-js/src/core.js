@@ -5,6 +5,7 @@
 // likelihoods), so outputs agree within float rounding. One file: the VAE class and the array checks
 // it needs are read together.
 import { BundleError, InputError } from './errors.js';
+import { checkGraphMetadata } from './graphmeta.js';
 import { GRAPHS, MANIFEST, OPTIONAL_GRAPHS, checkManifest, findQuantile, perFeature, safeMember, shorten } from './manifest.js';
 import { LOG_2PI, logPriorOf, mixtureKl, mixturePrior, sampleMixture } from './prior.js';
 import { Generator, checkSeed } from './rng.js';
@@ -75,6 +76,7 @@ export async function openBundle(ort, source, options = {}) {
   const graphs = [...GRAPHS, ...OPTIONAL_GRAPHS.filter((g) => typeof manifest.variants[precision][g] === 'string')];
   const wanted = graphs.map((g) => manifest.variants[precision][g]);
   const kept = await verifyFiles(source, manifest, wanted);
+  for (const name of wanted) checkGraphMetadata(kept.get(name), manifest, source.name(name));
   const sessions = [];
   for (const [i, graph] of graphs.entries()) {
     const name = wanted[i];
