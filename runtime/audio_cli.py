@@ -160,7 +160,7 @@ def score_stream(vae: AudioVAE, src: Path | None, *, fmt: str, stride: float | N
     limit = _threshold(vae, quantile)
     name = "standard input" if src is None else str(src)
     received = [0]  # samples read, for the error when no window completes
-    blocks = _raw_blocks(sys.stdin.buffer if src is None else _open_source(src), fmt, received)
+    blocks = _raw_blocks(sys.stdin.buffer if src is None else _open_source(src), fmt, received, rate=vae.sample_rate, name=name)
     flagged = total = 0
     for start, s in vae.score_windows(blocks, stride=stride):
         flag = "  ANOMALY" if limit is not None and s > limit else ""
@@ -190,16 +190,23 @@ def _open_source(src: Path):
         raise AudioError(f"{src}: cannot read ({exc.strerror or exc})") from None
 
 
-def _raw_blocks(stream, fmt: str, received: list[int]) -> Iterator[np.ndarray]:
+def _raw_blocks(stream, fmt: str, received: list[int], *, rate: int, name: str = "standard input") -> Iterator[np.ndarray]:
     """PCM samples from a binary stream, a block at a time (a partial sample waits for the next read);
-    ``received[0]`` counts the samples yielded."""
+    ``received[0]`` counts the samples yielded. A WAV header at the start (``arecord`` and ``sox -t wav
+    -`` write one unless told raw) is checked against ``fmt`` and ``rate`` and skipped, not read as samples.
+
+    Raises:
+        AudioError: a WAV header of another rate, channel count or sample format than the stream's.
+    """
     width = 2 if fmt == "s16le" else 4
-    rest, said = b"", False
+    rest, said, first = b"", False, True
     with stream:
         while True:
             raw = stream.read(STDIN_BLOCK)
             if not raw:
                 break
+            if first:
+                raw, first = _skip_wav_header(stream, raw, fmt, rate, name), False
             raw, cut = rest + raw, (len(rest) + len(raw)) // width * width
             rest = raw[cut:]
             received[0] += cut // width
@@ -207,6 +214,50 @@ def _raw_blocks(stream, fmt: str, received: list[int]) -> Iterator[np.ndarray]:
                 said = True  # decode_pcm clips: say so once, the scores go on
                 click.echo("note: float samples beyond full scale were clipped to [-1, 1] (scored as the saturated sound)", err=True)
             yield decode_pcm(raw[:cut], fmt)
+
+
+MAX_WAV_HEADER = 1 << 16  # bytes searched for the data chunk of a WAV header at a stream's start
+
+
+def _skip_wav_header(stream, raw: bytes, fmt: str, rate: int, name: str) -> bytes:
+    """``raw`` (the stream's first block) without a leading WAV header, after checking it describes
+    ``fmt`` mono PCM at ``rate``; ``raw`` itself when it does not start with one."""
+    while len(raw) < 12 and raw.startswith(b"RIFF"[: len(raw)]):  # a short first read
+        more = stream.read(STDIN_BLOCK)
+        if not more:
+            return raw
+        raw += more
+    if raw[:4] != b"RIFF" or raw[8:12] != b"WAVE":
+        return raw
+    pos, header = 12, None
+    while True:
+        while pos + 8 > len(raw) and len(raw) < MAX_WAV_HEADER:
+            more = stream.read(STDIN_BLOCK)
+            if not more:
+                raise AudioError(f"{name}: a WAV header that ends before its data chunk")
+            raw += more
+        if pos + 8 > len(raw):
+            raise AudioError(f"{name}: a WAV header with no data chunk in its first {MAX_WAV_HEADER} bytes")
+        kind, size = raw[pos : pos + 4], int.from_bytes(raw[pos + 4 : pos + 8], "little")
+        if kind == b"data":
+            break
+        while pos + 8 + size > len(raw) and len(raw) < MAX_WAV_HEADER:
+            more = stream.read(STDIN_BLOCK)
+            if not more:
+                raise AudioError(f"{name}: a WAV header that ends before its data chunk")
+            raw += more
+        if kind == b"fmt " and size >= 16:
+            body = raw[pos + 8 : pos + 8 + size]
+            tag = int.from_bytes(body[24:26] if len(body) >= 26 and body[:2] == b"\xfe\xff" else body[:2], "little")  # extensible: the subformat
+            header = (tag, int.from_bytes(body[2:4], "little"), int.from_bytes(body[4:8], "little"), int.from_bytes(body[14:16], "little"))
+        pos += 8 + size + (size & 1)  # chunks are padded to even sizes
+    want = (1, 1, rate, 16) if fmt == "s16le" else (3, 1, rate, 32)
+    if header != want:
+        says = "no fmt chunk" if header is None else f"format {header[0]} ({ {1: 'integer PCM', 3: 'float'}.get(header[0], 'compressed') }), {header[1]} channel(s), {header[2]} Hz, {header[3]}-bit"
+        raise AudioError(f"{name}: starts with a WAV header of {says}; --pcm {fmt} at this bundle's {rate} Hz is mono {want[3]}-bit "
+                         f"{'integer' if fmt == 's16le' else 'float'} PCM (record with those settings, or give the WAV file itself to vae-run score)")
+    click.echo(f"note: {name} starts with a WAV header ({rate} Hz, mono, {want[3]}-bit); it is skipped, the samples after it are scored", err=True)
+    return raw[pos + 8 :]
 
 
 def _threshold(vae: AudioVAE, quantile: float) -> float | None:

@@ -139,6 +139,18 @@ def test_vae_run_score_stream_reads_raw_pcm_from_stdin(audio_bundle, audio_folde
     assert r.exit_code == 0, r.output
     lines = [line for line in r.output.splitlines() if "\t" in line]
     assert [float(line.split("\t")[0]) for line in lines] == [0.0, 0.5, 1.0, 1.5]
+    # `arecord | vae-run score --stream` and `cat x.wav | ...`: the WAV header is checked and skipped, not scored as samples
+    from vae_edge.runtime.wavfile import encode_wav
+
+    wav = encode_wav(np.frombuffer(raw, "<i2") / 32767.0, RATE)
+    r = CliRunner().invoke(cli, ["score", str(audio_bundle), "-", "--stream", "--pcm", "s16le"], input=wav)
+    assert r.exit_code == 0 and "starts with a WAV header (16000 Hz, mono, 16-bit); it is skipped" in r.output, r.output
+    assert [line for line in r.output.splitlines() if "\t" in line] == lines
+    for stream, why in ((encode_wav(np.zeros(CLIP), 8000), "8000 Hz"), (wav[:30], "ends before its data chunk")):
+        r = CliRunner().invoke(cli, ["score", str(audio_bundle), "-", "--stream", "--pcm", "s16le"], input=stream)
+        assert r.exit_code == 2 and r.output.strip().splitlines()[-1].startswith("Error: ") and why in r.output, r.output
+    r = CliRunner().invoke(cli, ["score", str(audio_bundle), "-", "--stream", "--pcm", "f32le"], input=wav)
+    assert r.exit_code == 2 and "--pcm f32le at this bundle's 16000 Hz is mono 32-bit float PCM" in r.output, r.output
 
 
 def _bad_files(folder, good):
