@@ -3,7 +3,7 @@
 normal sound. A complete device program to copy and adapt; it needs only the runtime
 (``pip install vae-edge``: numpy + onnxruntime) and an audio bundle trained on the machine's normal sound.
 
-    arecord -q -f S16_LE -r 16000 -c 1 | python machine_monitor.py --bundle bundle/
+    arecord -q -t raw -f S16_LE -r 16000 -c 1 | python machine_monitor.py --bundle bundle/   # -t raw: no WAV header
     python machine_monitor.py --bundle bundle/ recording.raw       # raw mono s16le at the bundle's rate
 
 Each window (the bundle's clip length, every ``--stride`` seconds) is scored as soon as its last sample
@@ -13,9 +13,11 @@ arrives. Quiet windows print nothing; an anomalous one prints
 
 and an alert is raised only after ``--consecutive`` anomalous windows in a row, so that one odd window
 (a door slam) does not page anyone. Digital silence (a dead microphone) scores high and alerts too.
-At the end of the stream a summary goes to standard error.
+At the end of the stream a summary goes to standard error; a stream that ends before one window is
+complete (an empty one included) is an error, as in ``vae-run score --stream``: a monitor that heard
+nothing must not read as one that heard nothing unusual.
 
-Exit codes: 0 done, 1 the stream could not be read, 2 bad options or bundle.
+Exit codes: 0 done, 1 the stream could not be read, 2 bad options or bundle, or a stream too short to score.
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Error: {args.source}: {exc.strerror}", file=sys.stderr)
         return 1
     windows = alerts = run = 0
+    interrupted = False
     try:
         with stream:
             for start, score in vae.score_windows(pcm_blocks(stream), stride=args.stride):
@@ -74,10 +77,14 @@ def main(argv: list[str] | None = None) -> int:
                     alerts += 1
                     print(f"ALERT {start:.2f} s: score {score:.1f} nats > p{args.quantile * 100:g} {limit:.1f}", flush=True)
     except KeyboardInterrupt:
-        pass
+        interrupted = True
     except OSError as exc:
         print(f"Error: reading {args.source}: {exc.strerror or exc}", file=sys.stderr)
         return 1
+    if windows == 0 and not interrupted:
+        where = "standard input" if args.source == "-" else args.source
+        print(f"Error: {where}: the stream ended before one window ({vae.frontend.seconds:g} s = {vae.samples} samples) was complete", file=sys.stderr)
+        return 2
     print(f"{windows} windows of {vae.frontend.seconds:g} s scored, {alerts} alerts", file=sys.stderr)
     return 0
 

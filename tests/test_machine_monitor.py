@@ -28,3 +28,11 @@ def test_monitor_alerts_on_clicks_and_on_silence(audio_bundle):
 def test_monitor_refuses_a_bundle_that_is_not_audio(bundle):
     done = subprocess.run([sys.executable, str(MONITOR), "--bundle", str(bundle)], input=b"", capture_output=True, timeout=120)
     assert done.returncode == 2 and done.stderr.decode().startswith("Error:")
+
+
+def test_monitor_says_so_when_the_stream_ends_before_one_window(audio_bundle):
+    # it printed "0 windows of 0.5 s scored, 0 alerts" and exit 0: nothing heard read as nothing unusual
+    for raw in (b"", bytes(2 * 100)):
+        done = subprocess.run([sys.executable, str(MONITOR), "--bundle", str(audio_bundle)], input=raw, capture_output=True, timeout=120)
+        err = done.stderr.decode().strip().splitlines()
+        assert done.returncode == 2 and len(err) == 1 and err[0].startswith("Error: standard input: the stream ended before one window"), err
