@@ -162,18 +162,23 @@ def score_stream(vae: AudioVAE, src: Path | None, *, fmt: str, stride: float | N
     received = [0]  # samples read, for the error when no window completes
     blocks = _raw_blocks(sys.stdin.buffer if src is None else _open_source(src), fmt, received, rate=vae.sample_rate, name=name)
     flagged = total = 0
+    end = 0  # samples up to the end of the last window scored
     for start, s in vae.score_windows(blocks, stride=stride):
         flag = "  ANOMALY" if limit is not None and s > limit else ""
         click.echo(f"{start:.3f}\t{s:.6g}{flag}")
         sys.stdout.flush()  # a pipe sees each window's score now
         total += 1
         flagged += bool(flag)
+        end = round(start * vae.sample_rate) + vae.samples
     if total == 0 and received[0] == 0:
         raise AudioError(f"{name}: is empty; expected raw mono {fmt} PCM at {vae.sample_rate} Hz, at least one window "
                          f"({vae.frontend.seconds:g} s = {vae.samples} samples)")
     if total == 0:
         raise AudioError(f"{name}: the stream ended after {received[0]} samples, before one window was complete "
                          f"({vae.frontend.seconds:g} s = {vae.samples} samples)")
+    if received[0] > end:  # the stream stopped inside a window: say what went unscored (a file gets a last window)
+        click.echo(f"note: the last {received[0] - end} samples ({(received[0] - end) / vae.sample_rate:.3f} s) came after the last complete "
+                   f"window and were not scored (give the recording as a WAV file to score its tail)", err=True)
     if limit is not None:
         click.echo(f"{flagged} of {total} windows above the validation p{quantile * 100:g} ({limit:.2f} nats)", err=True)
 

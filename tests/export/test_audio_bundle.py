@@ -139,6 +139,9 @@ def test_vae_run_score_stream_reads_raw_pcm_from_stdin(audio_bundle, audio_folde
     assert r.exit_code == 0, r.output
     lines = [line for line in r.output.splitlines() if "\t" in line]
     assert [float(line.split("\t")[0]) for line in lines] == [0.0, 0.5, 1.0, 1.5]
+    assert "not scored" not in r.output  # the four clips end where the last window ends
+    r = CliRunner().invoke(cli, ["score", str(audio_bundle), "-", "--stream", "--pcm", "s16le"], input=raw[: -2 * 1000])
+    assert r.exit_code == 0 and "note: the last 7000 samples (0.438 s) came after the last complete window and were not scored" in r.output, r.output
     # `arecord | vae-run score --stream` and `cat x.wav | ...`: the WAV header is checked and skipped, not scored as samples
     from vae_edge.runtime.wavfile import encode_wav
 
