@@ -101,7 +101,7 @@ def cut(n: int, fractions: tuple[float, float, float], *, seed: int = SPLIT_SEED
     n_val = max(1, round(n * fractions[1])) if fractions[1] > 0 else 0
     n_test = max(1, round(n * fractions[2])) if fractions[2] > 0 else 0
     if n - n_val - n_test < 1:
-        raise SplitError(f"{n} samples are too few to split {','.join(f'{f:g}' for f in fractions)} with at least one training sample")
+        raise SplitError(f"{n} sample{'s are' if n != 1 else ' is'} too few to split {','.join(f'{f:g}' for f in fractions)} with at least one training sample")
     order = np.random.default_rng(seed).permutation(n)
     return order[n_val + n_test :], order[:n_val], order[n_val : n_val + n_test]
 
