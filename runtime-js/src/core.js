@@ -183,6 +183,7 @@ export class VAE {
     this._encoder = encoder;
     this._decoder = decoder;
     this._score = score; // null: the bundle has no score graph; scores take the encoder, the decoder and float64 here
+    this._released = false;
     // serialize: one run at a time (onnxruntime-web's wasm sessions); onnxruntime-node's are safe to share
     this._queue = serialize ? Promise.resolve() : null;
     const pre = manifest.data.preprocessing;
@@ -281,6 +282,7 @@ export class VAE {
 
   // ---------------------------------------------------------------- graphs
   async _run(graph, session, data, n, dims) {
+    if (this._released) throw new InputError('this VAE was released (release()); load the bundle again to use it');
     const feed = { [session.inputNames[0]]: new this.ort.Tensor('float32', data, [n, ...dims]) };
     let turn;
     if (this._queue === null) {
@@ -510,6 +512,8 @@ export class VAE {
 
   /** Release the onnxruntime sessions. */
   async release() {
+    if (this._released) return;
+    this._released = true;
     await Promise.all([this._encoder.release?.(), this._decoder.release?.(), this._score?.release?.()]);
   }
 }

@@ -114,6 +114,13 @@ test('a manifest that disagrees with its graphs is refused at load, naming the g
   }
 });
 
+test('a released VAE refuses further calls with one line, and a second release is harmless', async () => {
+  const own = await load(DEFAULT_BUNDLE);
+  await own.release();
+  await own.release();
+  await assert.rejects(own.decode(new Float32Array(own.latentDim)), (err) => err instanceof InputError && err.message === 'this VAE was released (release()); load the bundle again to use it');
+});
+
 test('a manifest of another modality or schema is refused with one line naming the field', async () => {
   const { checkManifest } = await import('../src/manifest.js');
   const { readFileSync } = await import('node:fs');
