@@ -38,10 +38,14 @@ def train_text_command(o: dict, given: set[str], out: Path, beside_file: bool, c
     from .textdata import load_text
     from .textloop import TextTrainConfig, train_text
 
-    for name in (n for n in NOT_FOR_TEXT if n in given):
-        raise click.BadParameter("does not apply to --data text:FILE", param_hint=OPTION_NAMES.get(name, f"--{name.replace('_', '-')}"))
-    if "iw_train" in given and (o["objective"] if "objective" in given else DEFAULT_OBJECTIVE) != "iwae":
-        raise click.BadParameter("applies to --objective iwae only", param_hint="--iw-train")
+    # What the sentence VAE does anyway may be asked for: its prior is N(0, I), its IWAE gradient the bound's own.
+    own = {"prior": o.get("prior") in ("standard", "auto"), "iw_gradient": o.get("iw_gradient") == "standard"}
+    for name in (n for n in NOT_FOR_TEXT if n in given and not own.get(n)):
+        why = {"prior": "the sentence VAE's prior is N(0, I) (--prior standard)", "iw_gradient": "the sentence VAE's IWAE gradient is the bound's own (--iw-gradient standard)"}
+        raise click.BadParameter(f"does not apply to --data text:FILE{': ' + why[name] if name in why else ''}", param_hint=OPTION_NAMES.get(name, f"--{name.replace('_', '-')}"))
+    for name in ("iw_train", "iw_gradient"):
+        if name in given and (o["objective"] if "objective" in given else DEFAULT_OBJECTIVE) != "iwae":
+            raise click.BadParameter("applies to --objective iwae only", param_hint=f"--{name.replace('_', '-')}")
     if o["arch"] not in TEXT_ARCHS and "arch" in given:
         raise click.BadParameter("--data text:FILE trains the sentence VAE: use --arch gru", param_hint="--arch")
     try:

@@ -104,3 +104,18 @@ def test_text_iwae_objective_and_early_token_dropout(text_file):
 def test_text_train_config_refuses(field, value):
     with pytest.raises(ValueError, match=field):
         TextTrainConfig(**{field: value})
+
+
+def test_text_cli_takes_what_the_sentence_vae_does_and_refuses_the_rest(tmp_path, text_file):
+    # --prior standard and --iw-gradient standard are what it does: accepted (they were refused as options
+    # that "do not apply"); --prior vamp, --iw-gradient dreg and image options are refused, saying why.
+    base = ["--data", f"text:{text_file}", "--out", tmp_path / "m.pt", "--quiet"]
+    one_line_error(invoke(train_main, [*base, "--prior", "vamp"]), 2, "--prior", "does not apply to --data text:FILE", "N(0, I)")
+    one_line_error(invoke(train_main, [*base, "--objective", "iwae", "--iw-gradient", "dreg"]), 2, "--iw-gradient", "the bound's own")
+    one_line_error(invoke(train_main, [*base, "--iw-gradient", "standard"]), 2, "--iw-gradient", "applies to --objective iwae only")
+    one_line_error(invoke(train_main, [*base, "--ema", "0.99"]), 2, "--ema", "does not apply to --data text:FILE")
+    assert not (tmp_path / "m.pt").exists()
+    result = invoke(train_main, [*base, "--prior", "standard", "--objective", "iwae", "--iw-train", 2, "--iw-gradient", "standard", "--epochs", 1,
+                                 "--max-len", 16, "--hidden", 16, "--latent", 2, "--min-epoch-steps", 1, "--iw-samples", 2])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "m.pt").is_file()
