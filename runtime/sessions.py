@@ -313,7 +313,7 @@ def _check_method(path: Path, meta: dict, precision: str, method: object) -> Non
             raise BundleError(f"{path}: is a derived variant ({quote(stamped)}), not the {precision} graph the manifest names it as")
         return
     if stamped is None:
-        raise BundleError(f"{path}: carries no variant method; it is not a {precision} graph (an {contract.BASE_VARIANT} graph named as {precision}?)")
+        raise BundleError(f"{path}: carries no variant method; it is not an {precision} graph (an {contract.BASE_VARIANT} graph named as {precision}?)")
     if isinstance(method, str) and not method.startswith(stamped):  # the manifest may add notes after it
         raise BundleError(f"{path}: was made by {quote(stamped)}, the manifest's {precision} variant says {quote(method)}")
 

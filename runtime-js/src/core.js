@@ -76,7 +76,7 @@ export async function openBundle(ort, source, options = {}) {
   const graphs = [...GRAPHS, ...OPTIONAL_GRAPHS.filter((g) => typeof manifest.variants[precision][g] === 'string')];
   const wanted = graphs.map((g) => manifest.variants[precision][g]);
   const kept = await verifyFiles(source, manifest, wanted);
-  for (const name of wanted) checkGraphMetadata(kept.get(name), manifest, source.name(name));
+  for (const [i, name] of wanted.entries()) checkGraphMetadata(kept.get(name), manifest, source.name(name), precision, graphs[i]);
   const sessions = [];
   for (const [i, graph] of graphs.entries()) {
     const name = wanted[i];

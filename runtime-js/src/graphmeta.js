@@ -2,7 +2,7 @@
 // graph's bytes, and the check that the manifest agrees with it: manifest.json carries no sha256 of its
 // own, and a hand-edited one (another scale, likelihood or latent size) would otherwise run with numbers
 // its graphs were not exported with. The same entries as the Python runtime's check_graphs
-// (runtime/contract.py: exact_metadata, META_NUMBERS); onnxruntime-node and -web expose no metadata, so
+// (runtime/contract.py: exact_metadata, META_NUMBERS, META_VARIANT_METHOD); onnxruntime-node and -web expose no metadata, so
 // the few protobuf fields needed are walked here.
 import { BundleError } from './errors.js';
 import { shorten } from './manifest.js';
@@ -84,13 +84,50 @@ function sameJson(a, b) {
   return a === b;
 }
 
+const BASE_VARIANT = 'fp32';
+const AUTO = 'auto';
+
+/**
+ * The variant a graph was made as, stamped by the exporter ('vae_edge.variant_method'; fp32 graphs carry
+ * none), against the one the manifest names it as: an int8 graph listed as fp32, or the reverse, is
+ * refused. For "auto", each graph is checked as the variant its `from` entry names (the score graph of a
+ * mixed pair as one composed from them), as the Python runtime's check_graphs does.
+ */
+function checkMethod(meta, manifest, precision, graph, where) {
+  const entry = manifest.variants[precision];
+  let madeAs = precision;
+  let method = entry.method;
+  if (precision === AUTO) {
+    const sources = entry.from !== null && typeof entry.from === 'object' ? entry.from : {};
+    const distinct = [...new Set(Object.values(sources))];
+    madeAs = sources[graph] ?? (distinct.length === 1 ? distinct[0] : AUTO);
+    if (madeAs !== AUTO && !Object.hasOwn(manifest.variants, madeAs)) {
+      throw new BundleError(`${where}: the ${precision} variant names no known variant for its ${graph} graph (${shorten(madeAs)})`);
+    }
+    method = madeAs === AUTO ? undefined : manifest.variants[madeAs]?.method;
+  }
+  const stamped = meta.get('vae_edge.variant_method');
+  if (madeAs === BASE_VARIANT) {
+    if (stamped !== undefined) throw new BundleError(`${where}: is a derived variant (${shorten(stamped)}), not the ${BASE_VARIANT} graph the manifest names it as`);
+    return;
+  }
+  if (stamped === undefined) {
+    throw new BundleError(`${where}: carries no variant method; it is not an ${madeAs} graph (an ${BASE_VARIANT} graph named as ${madeAs}?)`);
+  }
+  if (typeof method === 'string' && !method.startsWith(stamped)) {
+    throw new BundleError(`${where}: was made by ${shorten(stamped)}, the manifest's ${madeAs} variant says ${shorten(method)}`);
+  }
+}
+
 /**
  * Refuse a manifest that disagrees with what the graph was exported with.
  * @param {Uint8Array} bytes the graph's ONNX bytes (verified against the manifest's sha256)
  * @param {object} manifest
  * @param {string} where the graph's name, for the message
+ * @param {string} [precision] the variant loaded, and [graph] the graph's role in it: checks the variant method too
+ * @param {string} [graph]
  */
-export function checkGraphMetadata(bytes, manifest, where) {
+export function checkGraphMetadata(bytes, manifest, where, precision = undefined, graph = undefined) {
   let meta;
   try {
     meta = readMetadata(bytes);
@@ -119,4 +156,5 @@ export function checkGraphMetadata(bytes, manifest, where) {
       throw new BundleError(`${where}: was exported with ${field} ${shorten(stamped)}, the manifest says ${shorten(stated)}`);
     }
   }
+  if (precision !== undefined) checkMethod(meta, manifest, precision, graph, where);
 }

@@ -106,10 +106,14 @@ test('a manifest that disagrees with its graphs is refused at load, naming the g
     [(m) => { m.data.shape = [1, 4, 16]; }, 'encoder.onnx: carries vae_edge.input_shape="[1, 8, 8]", the manifest says [1, 4, 16]'], // the same 64 values
     [(m) => { m.data.preprocessing.scale = 8; }, 'encoder.onnx: was exported with preprocessing {"kind":"affine","offset":0,"scale":16'],
     [(m) => { m.data.preprocessing.offset = 1; }, 'encoder.onnx: was exported with preprocessing {"kind":"affine","offset":0,'],
+    // the variant each graph was made as: an int8 graph named as fp32, the reverse, another method
+    [(m) => { m.variants.fp32.decoder = 'decoder.int8.onnx'; }, 'decoder.int8.onnx: is a derived variant ('],
+    [(m) => { m.variants.int8.decoder = 'decoder.onnx'; }, 'decoder.onnx: carries no variant method; it is not an int8 graph', 'int8'],
+    [(m) => { m.variants.int8.method = 'fp16 (half precision)'; }, 'encoder.int8.onnx: was made by "dynamic quantization', 'int8'],
   ];
-  for (const [edit, message] of edits) {
+  for (const [edit, message, precision = 'fp32'] of edits) {
     await withEditedManifest(edit, async (copy) => {
-      await assert.rejects(load(copy), (err) => err instanceof BundleError && err.message.startsWith(`${copy}/${message}`) && !err.message.includes('\n'));
+      await assert.rejects(load(copy, { precision }), (err) => err instanceof BundleError && err.message.startsWith(`${copy}/${message}`) && !err.message.includes('\n'));
     });
   }
 });
