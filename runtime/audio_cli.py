@@ -18,7 +18,7 @@ from .pcm import decode_pcm
 from .audio_vae import AudioVAE
 from .bundle import read_manifest
 from .files import atomic_save_npy, check_writable
-from .wavfile import read_wav, write_wav
+from .wavfile import is_wav_start, read_wav, stream_header, write_wav
 
 STDIN_BLOCK = 4096  # bytes read from standard input at a time: 128 ms of s16le at 16 kHz
 
@@ -226,43 +226,30 @@ MAX_WAV_HEADER = 1 << 16  # bytes searched for the data chunk of a WAV header at
 
 def _skip_wav_header(stream, raw: bytes, fmt: str, rate: int, name: str) -> bytes:
     """``raw`` (the stream's first block) without a leading WAV header, after checking it describes
-    ``fmt`` mono PCM at ``rate``; ``raw`` itself when it does not start with one."""
-    while len(raw) < 12 and raw.startswith(b"RIFF"[: len(raw)]):  # a short first read
+    ``fmt`` mono PCM at ``rate``; ``raw`` itself when it does not start with one.
+
+    Raises:
+        AudioError: a header of another format, or one that ends (or finds no data chunk) too soon.
+    """
+    while (wav := is_wav_start(raw)) is None or (wav and (found := stream_header(raw)) is None):
+        if len(raw) >= MAX_WAV_HEADER:
+            raise AudioError(f"{name}: a WAV header with no data chunk in its first {MAX_WAV_HEADER} bytes")
         more = stream.read(STDIN_BLOCK)
         if not more:
-            return raw
+            if wav is None:  # a stream of fewer than 12 bytes: samples, however few
+                return raw
+            raise AudioError(f"{name}: a WAV header that ends before its data chunk")
         raw += more
-    if raw[:4] != b"RIFF" or raw[8:12] != b"WAVE":
+    if not wav:
         return raw
-    pos, header = 12, None
-    while True:
-        while pos + 8 > len(raw) and len(raw) < MAX_WAV_HEADER:
-            more = stream.read(STDIN_BLOCK)
-            if not more:
-                raise AudioError(f"{name}: a WAV header that ends before its data chunk")
-            raw += more
-        if pos + 8 > len(raw):
-            raise AudioError(f"{name}: a WAV header with no data chunk in its first {MAX_WAV_HEADER} bytes")
-        kind, size = raw[pos : pos + 4], int.from_bytes(raw[pos + 4 : pos + 8], "little")
-        if kind == b"data":
-            break
-        while pos + 8 + size > len(raw) and len(raw) < MAX_WAV_HEADER:
-            more = stream.read(STDIN_BLOCK)
-            if not more:
-                raise AudioError(f"{name}: a WAV header that ends before its data chunk")
-            raw += more
-        if kind == b"fmt " and size >= 16:
-            body = raw[pos + 8 : pos + 8 + size]
-            tag = int.from_bytes(body[24:26] if len(body) >= 26 and body[:2] == b"\xfe\xff" else body[:2], "little")  # extensible: the subformat
-            header = (tag, int.from_bytes(body[2:4], "little"), int.from_bytes(body[4:8], "little"), int.from_bytes(body[14:16], "little"))
-        pos += 8 + size + (size & 1)  # chunks are padded to even sizes
+    header, start = found
     want = (1, 1, rate, 16) if fmt == "s16le" else (3, 1, rate, 32)
     if header != want:
         says = "no fmt chunk" if header is None else f"format {header[0]} ({ {1: 'integer PCM', 3: 'float'}.get(header[0], 'compressed') }), {header[1]} channel(s), {header[2]} Hz, {header[3]}-bit"
         raise AudioError(f"{name}: starts with a WAV header of {says}; --pcm {fmt} at this bundle's {rate} Hz is mono {want[3]}-bit "
                          f"{'integer' if fmt == 's16le' else 'float'} PCM (record with those settings, or give the WAV file itself to vae-run score)")
     click.echo(f"note: {name} starts with a WAV header ({rate} Hz, mono, {want[3]}-bit); it is skipped, the samples after it are scored", err=True)
-    return raw[pos + 8 :]
+    return raw[start:]
 
 
 def _threshold(vae: AudioVAE, quantile: float) -> float | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import os
 import wave
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ from .audio import AudioError
 from .files import FileCheckError, atomic_write_bytes, read_regular
 
 MAX_WAV_BYTES = 4 << 30  # RIFF's own limit: its sizes are 32-bit
+PCM_TAG, FLOAT_TAG = b"\x01\x00", b"\x03\x00"  # WAVE_FORMAT_PCM, WAVE_FORMAT_IEEE_FLOAT (little-endian)
 
 
 class WavError(AudioError):
@@ -50,7 +52,7 @@ def decode_wav(raw: bytes, name: str | os.PathLike = "<wav>", *, sample_rate: in
     """:func:`read_wav` on the bytes of a file."""
     if not raw:
         raise WavError(f"{name}: is empty (0 bytes); expected a WAV file")
-    if raw[:4] != b"RIFF" or raw[8:12] != b"WAVE":
+    if not is_wav_start(raw):
         raise WavError(f"{name}: not a WAV file (expected a RIFF/WAVE header, got {raw[:12]!r})")
     plain, is_float = _plain_pcm_tag(raw)
     try:
@@ -76,6 +78,21 @@ def decode_wav(raw: bytes, name: str | os.PathLike = "<wav>", *, sample_rate: in
     return pcm.astype(np.float32), rate
 
 
+def _chunks(raw: bytes) -> Iterator[tuple[bytes, int, int]]:
+    """(chunk id, offset of its body, its size) of each chunk of a RIFF/WAVE file whose 8-byte chunk
+    header lies within ``raw`` (the body may not, in a stream's first bytes)."""
+    pos = 12
+    while pos + 8 <= len(raw):
+        size = int.from_bytes(raw[pos + 4 : pos + 8], "little")
+        yield raw[pos : pos + 4], pos + 8, size
+        pos += 8 + size + (size & 1)  # chunks are padded to even sizes
+
+
+def _format_tag(body: bytes) -> bytes:
+    """The fmt chunk's format tag, two bytes; for WAVE_FORMAT_EXTENSIBLE its subformat GUID's first two."""
+    return body[24:26] if len(body) >= 26 and body[:2] == b"\xfe\xff" else body[:2]
+
+
 def _plain_pcm_tag(raw: bytes) -> tuple[bytes, bool]:
     """(``raw`` with its format tag made plain PCM, whether the samples are IEEE float).
 
@@ -84,17 +101,38 @@ def _plain_pcm_tag(raw: bytes) -> tuple[bytes, bool]:
     integer PCM, plain or extensible, and for IEEE float, plain or extensible, the tag is rewritten as
     PCM: ``wave`` then parses the chunks and hands back the same sample bytes, which the caller reads
     as floats where the second value says so. Any other file is returned as it is."""
-    pos = 12
-    while pos + 8 <= len(raw):
-        size = int.from_bytes(raw[pos + 4 : pos + 8], "little")
-        if raw[pos : pos + 4] == b"fmt ":
-            body = raw[pos + 8 : pos + 8 + size]
-            tag = body[24:26] if len(body) >= 26 and body[:2] == b"\xfe\xff" else body[:2]  # extensible: the subformat GUID's first bytes
-            if tag in (b"\x01\x00", b"\x03\x00") and body[:2] != b"\x01\x00":
-                return raw[: pos + 8] + b"\x01\x00" + raw[pos + 10 :], tag == b"\x03\x00"
+    for kind, start, size in _chunks(raw):
+        if kind == b"fmt ":
+            body = raw[start : start + size]
+            tag = _format_tag(body)
+            if tag in (PCM_TAG, FLOAT_TAG) and body[:2] != PCM_TAG:
+                return raw[:start] + PCM_TAG + raw[start + 2 :], tag == FLOAT_TAG
             return raw, False
-        pos += 8 + size + (size & 1)  # chunks are padded to even sizes
     return raw, False
+
+
+def stream_header(raw: bytes) -> tuple[tuple[int, int, int, int] | None, int] | None:
+    """For the first bytes of a stream that start with a RIFF/WAVE header: ((format tag, channels, sample
+    rate, bits per sample) from its fmt chunk, or None without one; the offset of the first sample), or
+    None while ``raw`` does not yet reach the data chunk."""
+    fmt = None
+    for kind, start, size in _chunks(raw):
+        if kind == b"data":
+            return fmt, start
+        if kind == b"fmt " and size >= 16:
+            if start + size > len(raw):
+                return None
+            body = raw[start : start + size]
+            fmt = (int.from_bytes(_format_tag(body), "little"), int.from_bytes(body[2:4], "little"), int.from_bytes(body[4:8], "little"),
+                   int.from_bytes(body[14:16], "little"))
+    return None
+
+
+def is_wav_start(raw: bytes) -> bool | None:
+    """Whether bytes start a RIFF/WAVE file; None while fewer than 12 could still be one."""
+    if len(raw) < 12:
+        return None if b"RIFF".startswith(raw[:4]) else False
+    return raw[:4] == b"RIFF" and raw[8:12] == b"WAVE"
 
 
 def _floats(data: bytes, width: int, name: str | os.PathLike) -> np.ndarray:
